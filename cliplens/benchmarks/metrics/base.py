@@ -1,0 +1,94 @@
+"""The metric interface (after torchmetrics): ``update`` / ``compute`` / ``reset``.
+
+States are plain tensors registered with :meth:`Metric.add_state`; all of them
+are *sums*, so results from several processes combine by summing their states
+(``torch.distributed.all_reduce``) and then calling ``compute`` once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+
+
+@dataclass
+class MetricInput:
+    """Everything a metric may need about one image, for every dataset class.
+
+    Attributes:
+        maps: ``(C, H, W)`` float32 maps in [0, 1] at mask resolution, one per
+            dataset class (the explainer's normalised map for that class prompt).
+        patch_scores: ``(C, h, w)`` raw patch-grid scores (not normalised).
+        mask: ``(H, W)`` int64 ground-truth class indices.
+        ignore_index: mask value excluded from scoring, or None.
+        pixels: ``(3, S, S)`` the preprocessed model input (for faithfulness
+            metrics), or None.
+        score_fn: ``score_fn(pixels (K, 3, S, S), class_index) -> (K,)`` image–text
+            cosine for the given class prompt, or None. Only metrics with
+            ``needs_model = True`` use it.
+    """
+
+    maps: torch.Tensor
+    patch_scores: torch.Tensor
+    mask: torch.Tensor
+    ignore_index: int | None = None
+    pixels: torch.Tensor | None = None
+    score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+
+    def present_classes(self) -> list[int]:
+        """Class indices that occur in the mask, ignore value excluded, sorted."""
+        values = torch.unique(self.mask).tolist()
+        return [int(v) for v in values if v != self.ignore_index and 0 <= v < self.maps.shape[0]]
+
+    def valid(self) -> torch.Tensor:
+        """``(H, W)`` bool: pixels that count (not the ignore value)."""
+        if self.ignore_index is None:
+            return torch.ones_like(self.mask, dtype=torch.bool)
+        return self.mask != self.ignore_index
+
+
+class Metric(ABC):
+    """Base class of benchmark metrics.
+
+    Subclasses set ``name`` and ``higher_is_better``, create their states in
+    ``__init__`` with :meth:`add_state`, accumulate in :meth:`update`, and turn
+    states into numbers in :meth:`compute`, which returns a dict whose key
+    ``name`` holds the headline value (other keys: per-class values, variants).
+    """
+
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    #: True when update() uses MetricInput.pixels / score_fn (slower: extra forwards)
+    needs_model: ClassVar[bool] = False
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
+        self.num_classes = num_classes
+        self.class_names = class_names or [str(i) for i in range(num_classes)]
+        self._defaults: dict[str, torch.Tensor] = {}
+
+    def add_state(self, name: str, default: torch.Tensor) -> None:
+        """Create a summable tensor state ``self.<name>`` reset to ``default``."""
+        self._defaults[name] = default.clone()
+        setattr(self, name, default.clone())
+
+    def states(self) -> dict[str, torch.Tensor]:
+        """The current state tensors by name (to all-reduce across processes)."""
+        return {name: getattr(self, name) for name in self._defaults}
+
+    def load_states(self, states: dict[str, torch.Tensor]) -> None:
+        """Replace the states, e.g. with their all-reduced sums."""
+        for name, value in states.items():
+            setattr(self, name, value.to(self._defaults[name].dtype))
+
+    def reset(self) -> None:
+        for name, default in self._defaults.items():
+            setattr(self, name, default.clone())
+
+    @abstractmethod
+    def update(self, item: MetricInput) -> None: ...
+
+    @abstractmethod
+    def compute(self) -> dict[str, float]: ...
