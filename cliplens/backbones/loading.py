@@ -1,0 +1,135 @@
+"""Building open_clip models from ``ARCH``, ``ARCH:TAG`` or ``ARCH:PATH`` without surprises.
+
+- ``ARCH``: random initialisation, seeded (default seed 0) so runs repeat.
+- ``ARCH:TAG``: an open_clip pretrained tag; fails at once, in one sentence, when
+  the weights are neither cached nor reachable (no 45 s retry loop).
+- ``ARCH:PATH``: a local ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` checkpoint,
+  loaded without executing pickled code (safetensors or ``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from ..errors import BackboneError, InputError
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+_HF_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_pytorch_model.safetensors")
+
+
+def looks_like_path(arg: str) -> bool:
+    """True when a spec argument names a file rather than a pretrained tag."""
+    return arg.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in arg or "/" in arg or Path(arg).exists()
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file into a flat state dict, never executing pickled code."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"checkpoint file {str(path)!r} not found: pass ARCH:/path/to/weights.safetensors")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - translate any reader error into one sentence
+        raise BackboneError(f"could not read checkpoint {str(path)!r} ({type(exc).__name__}: {exc}); "
+                            "use a .safetensors file or a torch.save'd state dict") from None
+    if isinstance(state, torch.jit.ScriptModule):
+        state = state.state_dict()
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BackboneError(f"checkpoint {str(path)!r} does not hold a state dict of tensors")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _host_reachable(host: str, timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_hf_file(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for filename in _HF_FILENAMES:
+        found = try_to_load_from_cache(repo_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _resolve_pretrained(arch: str, tag: str) -> tuple[str, dict[str, Any]]:
+    """What to pass to ``open_clip.create_model``: ``pretrained`` (the tag or a cached file) and extra kwargs."""
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if tag not in tags:
+        hint = f"known tags: {', '.join(tags)}" if tags else "open_clip has no pretrained weights for it"
+        raise BackboneError(f"{arch!r} has no pretrained tag {tag!r} ({hint}); or pass a local file as {arch}:/path")
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    repo_id = (cfg.get("hf_hub") or "").strip("/")
+    if repo_id:
+        cached = _cached_hf_file(repo_id)
+        if cached:  # keep what the tag implies (OpenAI weights use QuickGELU) when loading the file
+            extra = {"force_quick_gelu": True} if cfg.get("quick_gelu") else {}
+            return cached, extra
+        host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    else:
+        host = urlparse(cfg.get("url", "")).hostname or ""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    if offline or not host or not _host_reachable(host):
+        why = "HF_HUB_OFFLINE is set" if offline else f"{host or 'the weights host'} cannot be reached"
+        raise BackboneError(
+            f"could not fetch pretrained weights {arch}:{tag} ({why} and they are not cached); "
+            f"download them on a machine with internet and pass the file as {arch}:/path/to/weights.safetensors"
+        )
+    return tag, {}
+
+
+def build_open_clip_model(arch: str, weights: str | None, *, seed: int = 0) -> torch.nn.Module:
+    """An open_clip model in eval mode with frozen parameters, on the CPU in float32."""
+    import open_clip
+
+    if weights is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = open_clip.create_model(arch, pretrained=None)
+    elif looks_like_path(weights):
+        state = load_state_dict(weights)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = open_clip.create_model(arch, pretrained=None)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else first[0]
+            raise BackboneError(f"checkpoint {weights!r} does not fit architecture {arch!r} ({detail}); "
+                                "check the architecture name before ':'") from None
+    else:
+        pretrained, extra = _resolve_pretrained(arch, weights)
+        try:
+            model = open_clip.create_model(arch, pretrained=pretrained, **extra)
+        except Exception as exc:  # noqa: BLE001
+            raise BackboneError(f"could not load pretrained weights {arch}:{weights} ({type(exc).__name__}: {exc}); "
+                                f"pass a local file as {arch}:/path/to/weights.safetensors") from None
+    model.eval()
+    model.requires_grad_(False)
+    return model

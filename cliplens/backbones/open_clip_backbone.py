@@ -1,0 +1,284 @@
+""":class:`OpenCLIPBackbone`: any open_clip CLIP model; full internals for ViT image towers."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import BackboneError, InputError
+from .base import CAPTURABLE, AttentionWeights, Backbone, TowerTrace
+from .loading import build_open_clip_model
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise InputError(f"unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)}") from None
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}: use cpu, cuda, cuda:1, ...") from None
+
+
+class OpenCLIPBackbone(Backbone):
+    """An open_clip ``CLIP`` model behind the :class:`Backbone` interface.
+
+    Every model loads and encodes; models whose image tower is open_clip's
+    ``VisionTransformer`` with standard residual attention blocks can also be
+    traced (``is_vit``), which is what the built-in explainers need.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Callable[..., torch.Tensor], *, name: str,
+                 image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> None:
+        self.name = name
+        self.spec = name
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        cfg = getattr(model.visual, "preprocess_cfg", None) or {}
+        self.image_mean = tuple(image_mean or cfg.get("mean") or OPENAI_MEAN)
+        self.image_std = tuple(image_std or cfg.get("std") or OPENAI_STD)
+        self._device = resolve_device(device if device is not None else "cpu")
+        self._dtype = resolve_dtype(dtype)
+        self.model.to(device=self._device, dtype=self._dtype)
+        self._text_cache: dict[tuple[str, tuple[str, ...] | None], torch.Tensor] = {}
+
+    @classmethod
+    def from_spec(cls, arch: str, weights: str | None = None, *, device: torch.device | str | None = None,
+                  dtype: torch.dtype | str | None = None, seed: int | str = 0) -> "OpenCLIPBackbone":
+        """``arch`` with random (seeded) weights, a pretrained ``weights`` tag, or a checkpoint path."""
+        import open_clip
+
+        model = build_open_clip_model(arch, weights, seed=int(seed))
+        name = arch if weights is None else f"{arch}:{weights}"
+        return cls(model, open_clip.get_tokenizer(arch), name=name, device=device, dtype=dtype)
+
+    # ---- geometry -------------------------------------------------------------------
+    @property
+    def visual(self) -> torch.nn.Module:
+        return self.model.visual
+
+    @property
+    def is_vit(self) -> bool:
+        from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+
+        visual = self.visual
+        return (isinstance(visual, VisionTransformer) and getattr(visual, "attn_pool", None) is None
+                and visual.pool_type == "tok" and visual.proj is not None
+                and all(isinstance(b, ResidualAttentionBlock) and isinstance(b.attn, torch.nn.MultiheadAttention)
+                        for b in visual.transformer.resblocks))
+
+    def _require_vit(self) -> None:
+        if not self.is_vit:
+            raise BackboneError(f"backbone {self.name!r} has a {type(self.visual).__name__} image tower; "
+                                "this needs an open_clip VisionTransformer (class-token pooling)")
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        size = getattr(self.visual, "image_size", None)
+        if size is None:
+            size = self.visual.image_size if hasattr(self.visual, "image_size") else 224
+        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[-1]) if getattr(self.model, "text_projection", None) is not None \
+            else int(self.visual.output_dim)
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        self._require_vit()
+        return tuple(self.visual.patch_size)  # type: ignore[return-value]
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        self._require_vit()
+        return tuple(self.visual.grid_size)  # type: ignore[return-value]
+
+    @property
+    def num_layers(self) -> int:
+        self._require_vit()
+        return len(self.visual.transformer.resblocks)
+
+    @property
+    def num_heads(self) -> int:
+        self._require_vit()
+        return int(self.visual.transformer.resblocks[0].attn.num_heads)
+
+    @property
+    def width(self) -> int:
+        self._require_vit()
+        return int(self.visual.transformer.width)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> "OpenCLIPBackbone":
+        """Move the model (in place) and return self."""
+        if device is not None:
+            self._device = resolve_device(device)
+        if dtype is not None:
+            self._dtype = resolve_dtype(dtype)
+        self.model.to(device=self._device, dtype=self._dtype)
+        self._text_cache.clear()
+        return self
+
+    # ---- inputs ---------------------------------------------------------------------
+    def preprocess(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+        H, W = self.image_size
+        if isinstance(images, Image.Image):
+            images = [images]
+        if isinstance(images, torch.Tensor):
+            batch = images.unsqueeze(0) if images.dim() == 3 else images
+            if batch.dim() != 4 or batch.shape[1] != 3:
+                raise InputError(f"image tensor must be (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
+            batch = batch.float()
+            if batch.shape[-2:] != (H, W):
+                batch = F.interpolate(batch, size=(H, W), mode="bicubic", align_corners=False, antialias=True)
+            batch = batch.clamp(0, 1)
+        else:
+            images = list(images)
+            if not images:
+                raise InputError("no images given: pass at least one PIL image")
+            arrays = []
+            for img in images:
+                if not isinstance(img, Image.Image):
+                    raise InputError(f"expected PIL images or a tensor, got {type(img).__name__}")
+                arr = np.asarray(img.convert("RGB").resize((W, H), Image.BICUBIC), dtype=np.float32) / 255.0
+                arrays.append(torch.from_numpy(arr).permute(2, 0, 1))
+            batch = torch.stack(arrays)
+        mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_std).view(1, 3, 1, 1)
+        return ((batch - mean) / std).to(device=self._device, dtype=self._dtype)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts)).to(self._device)
+
+    # ---- towers ---------------------------------------------------------------------
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        features = self.model.encode_image(pixels.to(device=self._device, dtype=self._dtype))
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def _encode_plain(self, texts: Sequence[str]) -> torch.Tensor:
+        with torch.no_grad():
+            return F.normalize(self.model.encode_text(self.tokenize(texts)).float(), dim=-1).to(self._dtype)
+
+    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None,
+                    normalize: bool = True) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise InputError("no texts given: pass at least one text")
+        key_templates = tuple(templates) if templates else None
+        missing = [t for t in dict.fromkeys(texts) if (t, key_templates) not in self._text_cache]
+        if missing:
+            if key_templates is None:
+                embeddings = self._encode_plain(missing)
+            else:
+                prompts = [tpl.format(t) for t in missing for tpl in key_templates]
+                per_prompt = self._encode_plain(prompts).view(len(missing), len(key_templates), -1)
+                embeddings = F.normalize(per_prompt.float().mean(dim=1), dim=-1).to(self._dtype)
+            for text, emb in zip(missing, embeddings):
+                self._text_cache[(text, key_templates)] = emb
+        out = torch.stack([self._text_cache[(t, key_templates)] for t in texts])
+        return out if normalize else out  # embeddings are always unit norm; kept for interface symmetry
+
+    # ---- internals ------------------------------------------------------------------
+    def _layer_index(self, layer: int) -> int:
+        L = self.num_layers
+        index = layer + L if layer < 0 else layer
+        if not 0 <= index < L:
+            raise InputError(f"layer {layer} out of range for a {L}-block image tower")
+        return index
+
+    def attention_weights(self, layer: int) -> AttentionWeights:
+        self._require_vit()
+        block = self.visual.transformer.resblocks[self._layer_index(layer)]
+        attn = block.attn
+        gamma = getattr(block.ls_1, "gamma", None)
+        d = attn.embed_dim
+        return AttentionWeights(
+            in_proj_weight=attn.in_proj_weight, in_proj_bias=attn.in_proj_bias,
+            out_proj_weight=attn.out_proj.weight, out_proj_bias=attn.out_proj.bias,
+            layer_scale=gamma if gamma is not None else torch.ones(d, device=self._device, dtype=self._dtype),
+            num_heads=attn.num_heads)
+
+    def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
+              capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
+        self._require_vit()
+        capture = set(capture)
+        unknown = capture - set(CAPTURABLE)
+        if unknown:
+            raise InputError(f"cannot capture {sorted(unknown)}: choose from {', '.join(CAPTURABLE)}")
+        chosen = sorted({self._layer_index(i) for i in (range(self.num_layers) if layers is None else layers)})
+        stores: dict[str, dict[int, torch.Tensor]] = {name: {} for name in CAPTURABLE}
+        final: dict[str, torch.Tensor] = {}
+        blocks = self.visual.transformer.resblocks
+
+        def keep_output(store: dict[int, torch.Tensor], layer: int) -> Callable[..., None]:
+            def hook(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+                store[layer] = output
+            return hook
+
+        def keep_input(store: dict[int, torch.Tensor], layer: int) -> Callable[..., None]:
+            def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+                store[layer] = inputs[0]
+            return hook
+
+        with ExitStack() as hooks:  # every handle is removed on exit, also when the forward raises
+            for layer in chosen:
+                block = blocks[layer]
+                if "block_inputs" in capture:
+                    hooks.callback(block.register_forward_pre_hook(keep_input(stores["block_inputs"], layer)).remove)
+                if "ln_1" in capture:
+                    hooks.callback(block.ln_1.register_forward_hook(keep_output(stores["ln_1"], layer)).remove)
+                if "attn_out" in capture:
+                    hooks.callback(block.ls_1.register_forward_hook(keep_output(stores["attn_out"], layer)).remove)
+                if "mlp_out" in capture:
+                    hooks.callback(block.ls_2.register_forward_hook(keep_output(stores["mlp_out"], layer)).remove)
+            hooks.callback(self.visual.transformer.register_forward_hook(keep_output(final, 0)).remove)
+            embedding = self.visual(pixels.to(device=self._device, dtype=self._dtype))
+        if isinstance(embedding, tuple):
+            embedding = embedding[0]
+        return TowerTrace(embedding=embedding, final=final[0],
+                          attention_weights={layer: self.attention_weights(layer) for layer in chosen},
+                          **stores)
+
+    def final_norm(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        self._require_vit()
+        ln = self.visual.ln_post
+        return ln.weight, ln.bias, float(ln.eps)
+
+    @property
+    def projection(self) -> torch.Tensor:
+        self._require_vit()
+        return self.visual.proj
+
+    def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        self._require_vit()
+        return self.visual.ln_post(tokens) @ self.visual.proj

@@ -1,0 +1,118 @@
+"""Reading photographs and index masks from disk, robust to odd file modes.
+
+Images of any PIL mode are returned as 8-bit RGB with their EXIF orientation
+applied; index masks are returned as ``(H, W)`` int64 arrays of the stored
+values, never colour-converted (a palette PNG keeps its indices).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ...errors import SampleError
+
+#: file endings treated as images when a loader scans a folder
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    """Open and fully decode ``path`` with EXIF orientation applied."""
+    if not path.is_file():
+        raise SampleError(f"{what} {path} does not exist: restore the file or drop the sample from the split list")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "palette images with transparency"
+            with Image.open(path) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+                if image is opened:
+                    image = opened.copy()
+    except _READ_ERRORS as error:
+        raise SampleError(f"cannot read {what} {path} ({error}): the file is corrupt or not an image; replace it") from None
+    return image
+
+
+def _to_8bit_gray(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer or float grey image -> mode ``L``.
+
+    ``I;16*`` is scaled from 0..65535; ``I`` is taken as 8-bit when its values
+    fit in 0..255, as 16-bit when they fit in 0..65535, otherwise scaled by its
+    maximum; ``F`` is taken as 0..1 when its maximum is <= 1, else as 0..255.
+    """
+    values = np.asarray(image).astype(np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16"):
+        scale = 255.0 / 65535.0
+    elif image.mode == "F":
+        scale = 255.0 if top <= 1.0 else 1.0
+    elif top <= 255:
+        scale = 1.0
+    elif top <= 65535:
+        scale = 255.0 / 65535.0
+    else:
+        scale = 255.0 / top
+    return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Read an image file as an 8-bit RGB PIL image of its displayed size.
+
+    Any mode is accepted: grey (``L``, ``1``), palette, CMYK, YCbCr, 16-bit and
+    float images (scaled to 8 bits, see :func:`_to_8bit_gray`), and images with
+    transparency (``RGBA``, ``LA``, ``PA``, palette with a transparent colour),
+    which are composited over white. EXIF orientation is applied, so a rotated
+    phone JPEG comes out the way it is displayed.
+
+    Raises:
+        SampleError: the file is missing, unreadable or corrupt.
+    """
+    path = Path(path)
+    image = _open(path, "image")
+    try:
+        if image.mode in _HIGH_DEPTH_MODES:
+            image = _to_8bit_gray(image)
+        has_alpha = "A" in image.getbands() or "transparency" in image.info
+        if has_alpha:
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(background, rgba).convert("RGB")
+        return image if image.mode == "RGB" else image.convert("RGB")
+    except (ValueError, OSError) as error:
+        raise SampleError(f"cannot convert image {path} (mode {image.mode}) to RGB ({error}): save it as RGB or grey") from None
+
+
+def load_index_mask(path: str | Path) -> np.ndarray:
+    """Read a class-index mask as an ``(H, W)`` int64 array of the stored values.
+
+    Single-channel masks (``L``, ``P``, ``1``, ``I``, ``I;16``) are read as
+    stored: a palette PNG gives its palette indices, not colours. A colour mask
+    is accepted only when its channels are equal (a grey mask saved as RGB);
+    an ``LA`` mask gives its ``L`` channel. EXIF orientation, if any, is applied.
+
+    Raises:
+        SampleError: the file is missing or unreadable, or it is a real colour mask.
+    """
+    path = Path(path)
+    mask = _open(path, "mask")
+    if mask.mode in ("L", "P", "1", "I", "F") or mask.mode.startswith("I;16"):
+        values = np.asarray(mask)
+        if mask.mode == "F":
+            if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+                raise SampleError(f"mask {path} holds non-integer values: save masks as integer index PNGs")
+        return values.astype(np.int64)
+    if mask.mode in ("LA", "PA"):
+        return np.asarray(mask)[..., 0].astype(np.int64)
+    if mask.mode in ("RGB", "RGBA"):
+        channels = np.asarray(mask)[..., :3]
+        if np.array_equal(channels[..., 0], channels[..., 1]) and np.array_equal(channels[..., 0], channels[..., 2]):
+            return channels[..., 0].astype(np.int64)
+    raise SampleError(
+        f"mask {path} is a colour image (mode {mask.mode}): save masks as single-channel index PNGs (mode L or P)"
+    )

@@ -1,0 +1,171 @@
+"""The Explainer interface and the :class:`Explanation` result every explainer returns.
+
+A plugin implements :meth:`Explainer.explain_patches` (patch-grid scores for a
+preprocessed batch); :meth:`Explainer.explain` does the rest once, centrally, for
+every explainer: input checks, text encoding, output validation (shape, NaN),
+bilinear upsampling and per-map min–max normalisation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ExplainerError, InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..backbones.base import Backbone
+
+
+@dataclass
+class PatchScores:
+    """What :meth:`Explainer.explain_patches` returns.
+
+    Attributes:
+        scores: (B, T, h, w) raw scores on the explainer's grid (usually the patch grid).
+        extras: method-specific outputs (e.g. per-head contributions, top words).
+    """
+
+    scores: torch.Tensor
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Explanation:
+    """Maps for B images x T texts.
+
+    Attributes:
+        maps: (B, T, H, W) float32, each map min–max normalised to [0, 1]
+            (a constant map becomes all zeros).
+        patch_scores: (B, T, h, w) float32 raw scores before upsampling.
+        texts: the T texts, in order.
+        explainer: the explainer's registered name.
+        extras: method-specific outputs.
+    """
+
+    maps: torch.Tensor
+    patch_scores: torch.Tensor
+    texts: list[str]
+    explainer: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.maps.shape)
+
+    def map(self, image: int, text: int | str) -> torch.Tensor:
+        """(H, W) map for one image and one text (index or the text itself)."""
+        t = self.texts.index(text) if isinstance(text, str) else text
+        return self.maps[image, t]
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Min–max normalise each (H, W) map of a (..., H, W) tensor to [0, 1]; constant maps -> 0."""
+    flat = maps.flatten(-2)
+    lo = flat.min(dim=-1, keepdim=True).values
+    hi = flat.max(dim=-1, keepdim=True).values
+    span = hi - lo
+    out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
+    return out.view_as(maps)
+
+
+def upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, T, h, w) -> (B, T, H, W) bilinear (align_corners=False)."""
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+
+
+class Explainer(ABC):
+    """Base class of all explainers: construct once on a backbone, call :meth:`explain` many times.
+
+    Subclasses implement :meth:`explain_patches`; set ``needs_grad = True`` when
+    they need autograd (everything else runs under ``torch.no_grad``).
+    Options are keyword arguments of ``__init__``; ``templates`` (prompt
+    templates with one ``{}``) is common to all explainers.
+    """
+
+    #: registered name; set by :func:`cliplens.create_explainer`
+    name: str = ""
+    needs_grad: ClassVar[bool] = False
+
+    def __init__(self, backbone: "Backbone", *, templates: Sequence[str] | None = None) -> None:
+        self.backbone = backbone
+        self.templates = list(templates) if templates else None
+        if not self.name:
+            self.name = type(self).__name__
+
+    @classmethod
+    def supports(cls, backbone: "Backbone") -> bool | str:
+        """True if this explainer can run on ``backbone``, else a reason (str).
+
+        The default requires a ViT image tower that can be traced.
+        """
+        return True if backbone.is_vit else "it needs a ViT image tower (open_clip VisionTransformer)"
+
+    @abstractmethod
+    def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
+        """Score every patch of every image against every text.
+
+        Args:
+            pixels: (B, 3, S_h, S_w) preprocessed images on the backbone's device and dtype.
+            text_features: (T, D) L2-normalised text embeddings.
+        Returns:
+            :class:`PatchScores` with ``scores`` (B, T, h, w); higher means more relevant.
+        """
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """(T,) texts -> (T, D) normalised embeddings, using this explainer's templates."""
+        return self.backbone.encode_text(texts, templates=self.templates)
+
+    def explain(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor | None" = None,
+                texts: str | Sequence[str] = (), *, pixels: torch.Tensor | None = None,
+                output_size: tuple[int, int] | None = None) -> Explanation:
+        """Explain where each text matches each image.
+
+        Args:
+            images: PIL image(s) or [0, 1] image tensor(s); or pass ``pixels``.
+            texts: T texts (a single string counts as one).
+            pixels: an already preprocessed (B, 3, S_h, S_w) batch instead of ``images``.
+            output_size: (H, W) of the returned maps (default the model input size).
+        Returns:
+            :class:`Explanation` with maps (B, T, H, W).
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise InputError("no texts given: pass at least one text to explain")
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"empty text {text!r}: every text must contain words")
+        if pixels is None:
+            if images is None:
+                raise InputError("no images given: pass images or pixels")
+            pixels = self.backbone.preprocess(images)
+        text_features = self.encode_texts(texts)
+        with torch.set_grad_enabled(self.needs_grad):
+            result = self.explain_patches(pixels, text_features)
+        scores = self._validated(result, batch=pixels.shape[0], num_texts=len(texts))
+        size = tuple(output_size) if output_size is not None else self.backbone.image_size
+        maps = normalize_maps(upsample(scores, size))
+        return Explanation(maps=maps, patch_scores=scores, texts=texts, explainer=self.name, extras=result.extras)
+
+    def _validated(self, result: object, batch: int, num_texts: int) -> torch.Tensor:
+        """Check a plugin's output once, for every explainer; return float32 scores detached."""
+        who = f"explainer {self.name!r} ({type(self).__module__})"
+        if not isinstance(result, PatchScores) or not isinstance(result.scores, torch.Tensor):
+            raise ExplainerError(f"{who} returned {type(result).__name__}; explain_patches must return PatchScores")
+        scores = result.scores
+        if scores.dim() != 4 or scores.shape[0] != batch or scores.shape[1] != num_texts or min(scores.shape) < 1:
+            raise ExplainerError(f"{who} returned scores of shape {tuple(scores.shape)}; "
+                                 f"expected (B={batch}, T={num_texts}, h, w)")
+        scores = scores.detach().float()
+        if not torch.isfinite(scores).all():
+            bad = int((~torch.isfinite(scores)).sum())
+            raise ExplainerError(f"{who} returned {bad} NaN or infinite scores")
+        return scores

@@ -1,0 +1,8 @@
+"""Built-in plugins. Each module implements cliplens hooks exactly as a
+third-party plugin would; the registry loads them by module name from
+:data:`DEFAULT_PLUGINS` (they show in ``cliplens plugins`` under the short name)."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "cliplens.plugins.openclip",
+    "cliplens.plugins.raw_similarity",
+)

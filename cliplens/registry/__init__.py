@@ -1,0 +1,129 @@
+"""The plugin registry: look up and create backbones, explainers, datasets and metrics by name.
+
+The registry is built lazily on first use from the built-in plugins and every
+installed distribution with an entry point in group ``cliplens``.
+:func:`reset_registry` rebuilds it (after installing a plugin, in tests).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..errors import CliplensError, ExplainerError
+from ..specs import parse_spec
+from .catalog import Catalog, Entry, Provider
+from .hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
+from .loader import PluginInfo, PluginLoadWarning, Registry, load_registry
+
+if TYPE_CHECKING:
+    from ..backbones.base import Backbone
+    from ..benchmarks.datasets.base import SegmentationDataset
+    from ..benchmarks.metrics.base import Metric
+    from ..explainers.base import Explainer
+
+__all__ = [
+    "Catalog", "Entry", "Provider", "PluginInfo", "PluginLoadWarning", "Registry",
+    "ENTRY_POINT_GROUP", "hookimpl", "hookspec",
+    "get_registry", "reset_registry", "list_plugins",
+    "list_backbones", "list_explainers", "list_datasets", "list_metrics",
+    "create_backbone", "create_explainer", "create_dataset", "create_metric", "get_explainer_class",
+]
+
+_lock = threading.Lock()
+_registry: Registry | None = None
+
+Pattern = str | Iterable[str] | None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading plugins on first call."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = load_registry()
+        return _registry
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Drop the cached registry (or install ``registry``); the next lookup reloads plugins."""
+    global _registry
+    with _lock:
+        _registry = registry
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Loaded plugins (and those that failed, with ``error`` set), in load order."""
+    return list(get_registry().plugins.values())
+
+
+def list_backbones(pattern: Pattern = None, exclude: Pattern = None) -> list[str]:
+    """Registered backbone names matching fnmatch ``pattern`` (e.g. ``"ViT-B-*"``)."""
+    return get_registry().catalog("backbone").names(pattern, exclude)
+
+
+def list_explainers(pattern: Pattern = None, exclude: Pattern = None) -> list[str]:
+    """Registered explainer names matching fnmatch ``pattern``."""
+    return get_registry().catalog("explainer").names(pattern, exclude)
+
+
+def list_datasets(pattern: Pattern = None, exclude: Pattern = None) -> list[str]:
+    """Registered dataset names matching fnmatch ``pattern``."""
+    return get_registry().catalog("dataset").names(pattern, exclude)
+
+
+def list_metrics(pattern: Pattern = None, exclude: Pattern = None) -> list[str]:
+    """Registered metric names matching fnmatch ``pattern``."""
+    return get_registry().catalog("metric").names(pattern, exclude)
+
+
+def create_backbone(spec: str, **options: Any) -> "Backbone":
+    """Build a backbone from ``NAME[:TAG|:PATH]``, e.g. ``"ViT-B-16"``, ``"ViT-B-16:openai"``, ``"toy"``.
+
+    ``options`` (``device``, ``dtype``, ...) go to the backbone factory.
+    """
+    parsed = parse_spec(spec)
+    entry = get_registry().catalog("backbone").get(parsed.name)
+    backbone = entry.obj(parsed.arg, **{**parsed.options, **options})
+    backbone.spec = spec
+    return backbone
+
+
+def get_explainer_class(name: str) -> type["Explainer"]:
+    """The explainer class registered under ``name``."""
+    return get_registry().catalog("explainer").get(name).obj
+
+
+def create_explainer(name: str, backbone: "Backbone | str", **options: Any) -> "Explainer":
+    """Instantiate explainer ``name`` on ``backbone`` (an object or a spec string).
+
+    Raises :class:`ExplainerError` when the explainer cannot handle this backbone.
+    """
+    if isinstance(backbone, str):
+        backbone = create_backbone(backbone)
+    cls = get_explainer_class(name)
+    support = cls.supports(backbone)
+    if support is not True:
+        reason = support if isinstance(support, str) else "it is not supported"
+        raise ExplainerError(f"explainer {name!r} cannot run on backbone {backbone.name!r}: {reason}")
+    explainer = cls(backbone, **options)
+    explainer.name = name
+    return explainer
+
+
+def create_dataset(spec: str, **options: Any) -> "SegmentationDataset":
+    """Build a dataset from ``NAME[:ARG][?K=V&...]``, e.g. ``"index-masks:/data/camvid?ignore=11"``."""
+    parsed = parse_spec(spec)
+    entry = get_registry().catalog("dataset").get(parsed.name)
+    dataset = entry.obj(parsed.arg, **{**parsed.options, **options})
+    dataset.spec = spec
+    return dataset
+
+
+def create_metric(name: str, num_classes: int, class_names: list[str] | None = None, **options: Any) -> "Metric":
+    """Instantiate metric ``name`` for a dataset with ``num_classes`` classes."""
+    cls = get_registry().catalog("metric").get(name).obj
+    try:
+        return cls(num_classes, class_names, **options)
+    except TypeError as exc:
+        raise CliplensError(f"metric {name!r} does not accept options {sorted(options)}: {exc}") from None
