@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -103,17 +105,29 @@ def _resolve_pretrained(arch: str, tag: str) -> tuple[str, dict[str, Any]]:
     return tag, {}
 
 
+@contextmanager
+def _quiet_random_init():
+    """Hide open_clip's "No pretrained weights loaded" log line: random init is what was asked for."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def build_open_clip_model(arch: str, weights: str | None, *, seed: int = 0) -> torch.nn.Module:
     """An open_clip model in eval mode with frozen parameters, on the CPU in float32."""
     import open_clip
 
     if weights is None:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _quiet_random_init():
             torch.manual_seed(seed)
             model = open_clip.create_model(arch, pretrained=None)
     elif looks_like_path(weights):
         state = load_state_dict(weights)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _quiet_random_init():
             torch.manual_seed(seed)
             model = open_clip.create_model(arch, pretrained=None)
         try:

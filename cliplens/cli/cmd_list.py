@@ -1,0 +1,29 @@
+"""``cliplens list backbones|explainers|datasets|metrics [PATTERN]``."""
+
+from __future__ import annotations
+
+import argparse
+
+KINDS = {"backbones": "backbone", "explainers": "explainer", "datasets": "dataset", "metrics": "metric"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("list", help="list registered backbones, explainers, datasets or metrics")
+    p.add_argument("kind", choices=sorted(KINDS), help="what to list")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'ViT-B-*'")
+    p.add_argument("--details", action="store_true", help="also show the providing plugin and a description")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..registry import get_registry
+
+    catalog = get_registry().catalog(KINDS[args.kind])
+    names = catalog.names(args.pattern)
+    for name in names:
+        if args.details:
+            entry = catalog.get(name)
+            print(f"{name}\t{entry.provider.plugin}\t{entry.description}")
+        else:
+            print(name)
+    return 0
