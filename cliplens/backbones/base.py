@@ -215,7 +215,9 @@ class Backbone(ABC):
 
         ``layers``: block indices to capture (negative counts from the end;
         default all); ``capture``: which of :data:`CAPTURABLE` to keep.
-        Gradients flow through the captured tensors when autograd is enabled.
+        With autograd enabled, captured ``block_inputs`` are part of the graph
+        (made leaves that require grad when the frozen model builds none), so
+        ``torch.autograd.grad(f(trace.embedding), trace.block_inputs[l])`` works.
         """
         raise NotImplementedError(f"backbone {self.name!r} cannot be traced (its image tower is not a ViT)")
 

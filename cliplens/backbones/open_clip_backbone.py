@@ -245,9 +245,16 @@ class OpenCLIPBackbone(Backbone):
                 store[layer] = output
             return hook
 
-        def keep_input(store: dict[int, torch.Tensor], layer: int) -> Callable[..., None]:
-            def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-                store[layer] = inputs[0]
+        def keep_input(store: dict[int, torch.Tensor], layer: int) -> Callable[..., Any]:
+            def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
+                x = inputs[0]
+                if torch.is_grad_enabled() and not x.requires_grad:
+                    # frozen weights leave no graph: make the block input a leaf so gradients reach it
+                    x = x.detach().requires_grad_()
+                    store[layer] = x
+                    return (x, *inputs[1:])
+                store[layer] = x
+                return None
             return hook
 
         with ExitStack() as hooks:  # every handle is removed on exit, also when the forward raises

@@ -142,6 +142,11 @@ def load_registry(
         try:
             plugin = load()
             pm.register(plugin, name=name)
+            try:
+                pm.check_pending()  # a misspelt hook name in this plugin is an error, not silence
+            except pluggy.PluginValidationError:
+                pm.unregister(plugin)
+                raise
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the host down
             info.error = f"{type(exc).__name__}: {exc}"
             registry.plugins[name] = info
@@ -149,8 +154,6 @@ def load_registry(
             continue
         registry.plugins[name] = info
         _run_hooks(registry, plugin, info, provider, strict)
-
-    pm.check_pending()
     return registry
 
 

@@ -1,0 +1,94 @@
+"""Loading weights: local checkpoints bit-identical, offline pretrained tags fail fast and clearly."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from cliplens import create_backbone
+from cliplens.errors import BackboneError, InputError
+
+ARCH = "ViT-S-32"  # the smallest ViT architecture open_clip ships a config for
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A seeded random ViT-S-32 saved as .safetensors and .pt, with its own embeddings."""
+    from safetensors.torch import save_file
+
+    backbone = create_backbone(ARCH, seed=7)
+    state = {k: v.contiguous() for k, v in backbone.model.state_dict().items()}
+    folder = tmp_path_factory.mktemp("ckpt")
+    save_file(state, str(folder / "weights.safetensors"))
+    torch.save({"state_dict": state}, folder / "weights.pt")
+    torch.manual_seed(0)
+    pixels = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        image = backbone.encode_image(pixels)
+    text = backbone.encode_text(["a red circle", "a photo of a dog"])
+    return folder, pixels, image, text
+
+
+@pytest.mark.parametrize("filename", ["weights.safetensors", "weights.pt"])
+def test_local_checkpoint_gives_bit_identical_embeddings(saved_model, filename):
+    folder, pixels, image, text = saved_model
+    loaded = create_backbone(f"{ARCH}:{folder / filename}")
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_image(pixels), image)
+    assert torch.equal(loaded.encode_text(["a red circle", "a photo of a dog"]), text)
+
+
+def test_random_init_is_seeded():
+    a = create_backbone(ARCH)
+    b = create_backbone(ARCH)
+    assert torch.equal(a.model.visual.proj, b.model.visual.proj)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(BackboneError, match="could not read checkpoint"):
+        create_backbone(f"{ARCH}:{path}")
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(saved_model):
+    folder = saved_model[0]
+    with pytest.raises(BackboneError, match="does not fit architecture 'ViT-B-32'"):
+        create_backbone(f"ViT-B-32:{folder / 'weights.safetensors'}")
+
+
+def test_missing_checkpoint_file(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        create_backbone(f"{ARCH}:{tmp_path / 'nope.safetensors'}")
+
+
+def test_offline_pretrained_tag_fails_at_once(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(BackboneError) as info:
+        create_backbone("ViT-B-16:openai")
+    assert time.perf_counter() - start < 15  # no retry loop (open_clip alone waits ~45 s)
+    message = str(info.value)
+    assert "could not fetch pretrained weights ViT-B-16:openai" in message
+    assert "ViT-B-16:/path/to/weights.safetensors" in message and "\n" not in message
+
+
+def test_unreachable_host_fails_at_once_without_offline_flag(monkeypatch):
+    from cliplens.backbones import loading
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(loading, "_cached_hf_file", lambda repo: None)
+    monkeypatch.setattr(loading, "_host_reachable", lambda host, timeout=3.0: False)
+    with pytest.raises(BackboneError, match="cannot be reached"):
+        create_backbone("ViT-B-16:openai")
+
+
+def test_unknown_pretrained_tag_lists_known_tags():
+    with pytest.raises(BackboneError, match="known tags: openai"):
+        create_backbone("ViT-B-16:not-a-tag")
