@@ -145,6 +145,7 @@ def voc_root(tmp_path: Path) -> Path:
 
 def test_voc_loads_and_validates(voc_root: Path) -> None:
     dataset = voc_factory(str(voc_root.parent))  # the VOCdevkit folder works too
+    assert isinstance(dataset, VOCSegmentation)
     assert len(dataset) == 4 and dataset.ignore_index == 255
     assert dataset.num_classes == 21 and dataset.class_names == VOC_CLASS_NAMES
     assert {"aeroplane", "potted plant", "tv monitor", "dining table"} <= set(dataset.class_names)

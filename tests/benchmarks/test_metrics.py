@@ -28,7 +28,9 @@ C = len(NAMES)
 IGNORE = 255
 
 
-def _random_items(count: int, seed: int, size: tuple[int, int] = (24, 32), grid: tuple[int, int] = (3, 4)) -> list[MetricInput]:
+def _random_items(
+    count: int, seed: int, size: tuple[int, int] = (24, 32), grid: tuple[int, int] = (3, 4)
+) -> list[MetricInput]:
     """Blocky random masks (with ignore pixels and absent classes) and random maps / patch scores."""
     gen = torch.Generator().manual_seed(seed)
     items = []
@@ -37,7 +39,8 @@ def _random_items(count: int, seed: int, size: tuple[int, int] = (24, 32), grid:
         mask = coarse[torch.arange(size[0]) // 4][:, torch.arange(size[1]) // 4]  # 4x4 blocks
         mask = torch.where(torch.rand(size, generator=gen) < 0.1, torch.tensor(IGNORE), mask)
         maps = torch.rand(C, *size, generator=gen)
-        items.append(MetricInput(maps=maps, patch_scores=torch.randn(C, *grid, generator=gen), mask=mask, ignore_index=IGNORE))
+        scores = torch.randn(C, *grid, generator=gen)
+        items.append(MetricInput(maps=maps, patch_scores=scores, mask=mask, ignore_index=IGNORE))
     return items
 
 
@@ -110,7 +113,8 @@ def test_miou_perfect_and_empty() -> None:
     metric.update(_perfect(mask))
     result = metric.compute()
     assert result["miou"] == 100 and result["miou/per_image"] == 100
-    assert set(k for k in result if "/class/" in k and "@" not in k) == {"miou/class/sky", "miou/class/road", "miou/class/car"}
+    class_keys = {k for k in result if "/class/" in k and "@" not in k}
+    assert class_keys == {"miou/class/sky", "miou/class/road", "miou/class/car"}
     inverted = _perfect(mask)
     inverted.maps = 1 - inverted.maps
     metric.reset()
@@ -136,7 +140,9 @@ def test_miou_options_are_checked() -> None:
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         MeanIoU(C, NAMES, thresholds=[1.5])
     with pytest.raises(InputError, match="maps have shape"):
-        MeanIoU(C, NAMES).update(MetricInput(maps=torch.zeros(2, 4, 4), patch_scores=torch.zeros(C, 1, 1), mask=torch.zeros(4, 4, dtype=torch.int64)))
+        MeanIoU(C, NAMES).update(
+            MetricInput(maps=torch.zeros(2, 4, 4), patch_scores=torch.zeros(C, 1, 1), mask=torch.zeros(4, 4, dtype=torch.int64))
+        )
 
 
 # ----------------------------------------------------------------- mSC

@@ -35,7 +35,9 @@ def _open(path: Path, what: str) -> Image.Image:
                 if image is opened:
                     image = opened.copy()
     except _READ_ERRORS as error:
-        raise SampleError(f"cannot read {what} {path} ({error}): the file is corrupt or not an image; replace it") from None
+        raise SampleError(
+            f"cannot read {what} {path} ({error}): the file is corrupt or not an image; replace it"
+        ) from None
     return image
 
 
@@ -85,7 +87,9 @@ def load_rgb(path: str | Path) -> Image.Image:
             return Image.alpha_composite(background, rgba).convert("RGB")
         return image if image.mode == "RGB" else image.convert("RGB")
     except (ValueError, OSError) as error:
-        raise SampleError(f"cannot convert image {path} (mode {image.mode}) to RGB ({error}): save it as RGB or grey") from None
+        raise SampleError(
+            f"cannot convert image {path} (mode {image.mode}) to RGB ({error}): save it as RGB or grey"
+        ) from None
 
 
 def load_index_mask(path: str | Path) -> np.ndarray:

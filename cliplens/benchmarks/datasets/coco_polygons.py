@@ -83,7 +83,9 @@ def parse_polygon_labels(path: Path, num_label_classes: int) -> list[tuple[int, 
         if len(coords) == 4:
             raise SampleError(f"{where} has a box (CLASS cx cy w h), not a polygon: use YOLO segmentation labels")
         if len(coords) % 2 or len(coords) < 6:
-            raise SampleError(f"{where} has {len(coords)} coordinates: a polygon needs x y pairs for 3 or more vertices")
+            raise SampleError(
+                f"{where} has {len(coords)} coordinates: a polygon needs x y pairs for 3 or more vertices"
+            )
         if not all(math.isfinite(c) for c in coords):
             raise SampleError(f"{where} has a non-finite coordinate: fix the line")
         if not 0 <= label < num_label_classes:

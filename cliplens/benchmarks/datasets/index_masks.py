@@ -40,7 +40,8 @@ def _index_images(folder: Path) -> dict[str, Path]:
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             if path.stem in found:
                 raise InputError(
-                    f"two images share the name {path.stem} ({found[path.stem].name}, {path.name}) in {folder}: keep one"
+                    f"two images share the name {path.stem} ({found[path.stem].name}, {path.name}) "
+                    f"in {folder}: keep one"
                 )
             found[path.stem] = path
     return found
@@ -92,7 +93,9 @@ class IndexMaskDataset(SegmentationDataset):
         stem = self.stems[index]
         image_path = self._images.get(stem)
         if image_path is None:
-            raise SampleError(f"sample {stem}: no image {stem}.* in {self.image_dir}: add it or drop it from the split list")
+            raise SampleError(
+                f"sample {stem}: no image {stem}.* in {self.image_dir}: add it or drop it from the split list"
+            )
         image = load_rgb(image_path)
         mask = load_index_mask(self.mask_dir / f"{stem}.png")
         check_sample(image, mask, self.num_classes, self.ignore_index, stem)

@@ -57,6 +57,25 @@ class Metric(ABC):
     ``__init__`` with :meth:`add_state`, accumulate in :meth:`update`, and turn
     states into numbers in :meth:`compute`, which returns a dict whose key
     ``name`` holds the headline value (other keys: per-class values, variants).
+
+    Shape of ``compute()``'s result — one flat, JSON-friendly ``{str: float}``:
+
+    * ``"<name>"`` — the headline number (e.g. ``"miou"``);
+    * ``"<name>/<statistic>"`` — other numbers of the same metric
+      (e.g. ``"miou/per_image"``, ``"patchdis/accuracy"``, ``"deletion/start"``);
+    * ``"<name>/class/<class name>"`` — the headline restricted to one class,
+      present only for classes that were scored (a class name that occurs
+      twice in ``class_names`` gets ``"#<index>"`` appended);
+    * a metric with a swept parameter adds ``"<name>@<value>"`` variants of
+      all the keys above (``"miou@0.3"``, ``"miou@0.3/class/car"``); the
+      unsuffixed keys then hold the value at the first listed setting.
+
+    A value is ``nan`` when nothing was scored (e.g. ``compute`` before any
+    ``update``); write it as ``null`` in JSON.
+
+    Options arrive from specs as strings (``miou?thresholds=0.3,0.5``) or from
+    code as Python values; unknown options raise
+    :class:`~cliplens.errors.InputError`.
     """
 
     name: ClassVar[str] = ""

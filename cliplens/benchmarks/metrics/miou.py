@@ -1,0 +1,110 @@
+"""mIoU of binarised explanation maps (the CLIP Surgery explainability protocol)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from ...errors import InputError
+from .._options import reject_unknown, to_float_list
+from ._common import check_maps, class_keys, per_class, ratio, tag
+from .base import Metric, MetricInput
+
+
+class MeanIoU(Metric):
+    """mIoU of each present class's map binarised at a threshold against that class's mask.
+
+    For every image and every class present in its mask (ignore value
+    excluded), the class's ``[0, 1]`` map is binarised as ``map >= threshold``
+    and compared with the class's binary mask; ignore pixels count for neither.
+    Intersections and unions are summed **per class over the dataset** (as in
+    mmsegmentation) and ``miou`` is the mean of ``I / U`` over the classes that
+    occurred, x100. Unlike segmentation mIoU, a class is scored only on images
+    that contain it: a map lighting up an absent class costs nothing.
+
+    ``miou/per_image`` is the mean over images of the mean IoU over that
+    image's present classes, x100.
+
+    Option ``thresholds`` (default ``[0.5]``; spec form ``thresholds=0.3,0.4,0.5``)
+    evaluates several thresholds in one pass. Every threshold gets
+    ``miou@<t>``, ``miou@<t>/per_image`` and ``miou@<t>/class/<name>``; the
+    unsuffixed keys hold the first threshold's values; ``miou/best`` and
+    ``miou/best_threshold`` give the best ``miou@<t>`` and its threshold —
+    chosen on the same data, so optimistic: pick the threshold on a separate
+    split and re-run with ``thresholds=<t>`` on the test split.
+
+    States: ``intersection``, ``union`` ``(T, C)`` pixel counts; ``images_with_class``
+    ``(C,)``; ``image_iou_sum`` ``(T,)``; ``images`` ``()`` — all sums.
+    """
+
+    name = "miou"
+    higher_is_better = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: list[str] | None = None,
+        *,
+        thresholds: Sequence[float] | str | float = (0.5,),
+        **options: Any,
+    ) -> None:
+        super().__init__(num_classes, class_names)
+        reject_unknown(self.name, options, ("thresholds",))
+        self.thresholds = to_float_list(self.name, "thresholds", thresholds)
+        if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
+            raise InputError(f"miou thresholds {self.thresholds} must lie in [0, 1], the range of the maps")
+        t = len(self.thresholds)
+        self.add_state("intersection", torch.zeros(t, num_classes, dtype=torch.float64))
+        self.add_state("union", torch.zeros(t, num_classes, dtype=torch.float64))
+        self.add_state("images_with_class", torch.zeros(num_classes, dtype=torch.float64))
+        self.add_state("image_iou_sum", torch.zeros(t, dtype=torch.float64))
+        self.add_state("images", torch.zeros((), dtype=torch.float64))
+
+    def update(self, item: MetricInput) -> None:
+        check_maps(self.name, item, self.num_classes)
+        present = item.present_classes()
+        if not present:
+            return
+        valid = item.valid()
+        index = torch.tensor(present, device=item.mask.device)
+        truth = (item.mask.unsqueeze(0) == index.view(-1, 1, 1)) & valid  # (P, H, W)
+        maps = item.maps.index_select(0, index.to(item.maps.device)).to(truth.device)  # (P, H, W)
+        inter = torch.empty(len(self.thresholds), len(present), dtype=torch.float64)
+        union = torch.empty_like(inter)
+        for row, threshold in enumerate(self.thresholds):
+            predicted = (maps >= threshold) & valid
+            inter[row] = (predicted & truth).sum(dim=(1, 2)).double().cpu()
+            union[row] = (predicted | truth).sum(dim=(1, 2)).double().cpu()
+        cpu_index = index.cpu()
+        self.intersection[:, cpu_index] += inter
+        self.union[:, cpu_index] += union
+        self.images_with_class[cpu_index] += 1
+        self.image_iou_sum += (inter / union).mean(dim=1)
+        self.images += 1
+
+    def _values(self, row: int) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+        """(mIoU, per-image mIoU, per-class IoU (C,), scored (C,)) at threshold ``row``, x100."""
+        scored = self.images_with_class > 0
+        iou = torch.where(scored, self.intersection[row] / self.union[row].clamp(min=1), torch.nan) * 100
+        mean = float(iou[scored].mean()) if bool(scored.any()) else float("nan")
+        return mean, ratio(float(self.image_iou_sum[row]), float(self.images), 100.0), iou, scored
+
+    def compute(self) -> dict[str, float]:
+        keys = class_keys(self.class_names)
+        result: dict[str, float] = {}
+        results_by_threshold = [self._values(row) for row in range(len(self.thresholds))]
+        for prefix, (mean, per_image, iou, scored) in [(self.name, results_by_threshold[0])] + [
+            (f"{self.name}@{tag(t)}", values) for t, values in zip(self.thresholds, results_by_threshold)
+        ]:
+            result[prefix] = mean
+            result[f"{prefix}/per_image"] = per_image
+            result.update(per_class(prefix, keys, iou, scored))
+        means = torch.tensor([values[0] for values in results_by_threshold], dtype=torch.float64)
+        if bool(torch.isnan(means).all()):
+            result[f"{self.name}/best"] = result[f"{self.name}/best_threshold"] = float("nan")
+        else:
+            best = int(torch.nan_to_num(means, nan=-1.0).argmax())
+            result[f"{self.name}/best"] = float(means[best])
+            result[f"{self.name}/best_threshold"] = self.thresholds[best]
+        return result

@@ -1,0 +1,92 @@
+"""PatchDis (LexVLA): mIoU of patch-level argmax classification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._options import reject_unknown
+from ._common import check_patch_scores, class_keys, per_class, ratio
+from .base import Metric, MetricInput
+
+
+def patch_ground_truth(
+    mask: torch.Tensor, grid: tuple[int, int], num_classes: int, ignore_index: int | None
+) -> torch.Tensor:
+    """Majority label of the mask pixels in each patch.
+
+    Pixel row ``y`` of an ``H``-row mask falls in patch row ``y * h // H``
+    (columns alike), so the patches tile the whole mask even when ``H`` is not
+    a multiple of ``h``. Ignore pixels do not vote; ties go to the lower class.
+
+    Args:
+        mask: ``(H, W)`` int64 class indices.
+        grid: ``(h, w)`` patch grid.
+
+    Returns:
+        ``(h * w,)`` int64 labels, ``-1`` for a patch with no scored pixel.
+    """
+    height, width = mask.shape
+    rows, cols = grid
+    device = mask.device
+    patch_row = torch.arange(height, device=device) * rows // height
+    patch_col = torch.arange(width, device=device) * cols // width
+    patch = (patch_row.view(-1, 1) * cols + patch_col.view(1, -1)).flatten()
+    labels = mask.flatten()
+    keep = (labels >= 0) & (labels < num_classes)
+    if ignore_index is not None:
+        keep &= labels != ignore_index
+    votes = torch.bincount(patch[keep] * num_classes + labels[keep], minlength=rows * cols * num_classes)
+    votes = votes.view(rows * cols, num_classes)
+    truth = votes.argmax(dim=1)
+    truth[votes.sum(dim=1) == 0] = -1
+    return truth
+
+
+class PatchDis(Metric):
+    """Patch classification mIoU (LexVLA's PatchDis), x100.
+
+    Each patch of the ``(C, h, w)`` ``patch_scores`` is classified as the
+    argmax over **all** dataset classes; its ground truth is the majority label
+    of the mask pixels inside it (see :func:`patch_ground_truth`; patches with
+    only ignore pixels are skipped). A confusion matrix summed over the dataset
+    gives per-class ``IoU = TP / (TP + FP + FN)``; ``patchdis`` is the mean over
+    the classes that occur in the ground truth **or** in the predictions (a
+    class predicted but never present scores 0 and counts, as in segmentation
+    mIoU). ``patchdis/accuracy`` is the fraction of patches classified right.
+
+    The patch grid must cover the same view as the mask (the whole image).
+
+    States: ``confusion`` ``(C, C)``, rows = ground truth, columns = prediction — sums.
+    """
+
+    name = "patchdis"
+    higher_is_better = True
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None, **options: Any) -> None:
+        super().__init__(num_classes, class_names)
+        reject_unknown(self.name, options, ())
+        self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.float64))
+
+    def update(self, item: MetricInput) -> None:
+        check_patch_scores(self.name, item, self.num_classes)
+        scores = item.patch_scores
+        truth = patch_ground_truth(item.mask, (scores.shape[1], scores.shape[2]), self.num_classes, item.ignore_index)
+        predicted = scores.argmax(dim=0).flatten().to(truth.device)
+        scored = truth >= 0
+        pairs = truth[scored] * self.num_classes + predicted[scored]
+        counts = torch.bincount(pairs, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
+        self.confusion += counts.double().cpu()
+
+    def compute(self) -> dict[str, float]:
+        hits = self.confusion.diagonal()
+        union = self.confusion.sum(dim=1) + self.confusion.sum(dim=0) - hits
+        scored = union > 0
+        iou = hits / union.clamp(min=1) * 100
+        result = {
+            self.name: float(iou[scored].mean()) if bool(scored.any()) else float("nan"),
+            f"{self.name}/accuracy": ratio(float(hits.sum()), float(self.confusion.sum()), 100.0),
+        }
+        result.update(per_class(self.name, class_keys(self.class_names), iou, scored))
+        return result

@@ -1,0 +1,30 @@
+"""Built-in segmentation datasets: PASCAL VOC, index-mask folders, YOLO polygons, ImageNet-segmentation."""
+
+from __future__ import annotations
+
+from ..benchmarks.datasets.coco_polygons import coco_polygons_factory
+from ..benchmarks.datasets.imagenet_seg import imagenet_seg_factory
+from ..benchmarks.datasets.index_masks import index_masks_factory
+from ..benchmarks.datasets.voc import voc_factory
+from ..registry.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    """Register ``voc``, ``index-masks``, ``coco-polygons`` and ``imagenet-seg``."""
+    register("voc", voc_factory, description="PASCAL VOC segmentation folder (21 classes, ignore 255); ?split=val")
+    register(
+        "index-masks",
+        index_masks_factory,
+        description="images/ + same-named index PNG masks/ + classes.txt; ?ignore=255&split=NAME",
+    )
+    register(
+        "coco-polygons",
+        coco_polygons_factory,
+        description="YOLO segmentation polygons (images/, labels/, classes.txt); class 0 = background",
+    )
+    register(
+        "imagenet-seg",
+        imagenet_seg_factory,
+        description="ImageNet-segmentation gtsegs_ijcv.mat (background / foreground); ?foreground_name=object",
+    )

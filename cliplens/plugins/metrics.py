@@ -1,0 +1,17 @@
+"""Built-in benchmark metrics: mIoU, mSC, PatchDis, pointing game, deletion and insertion."""
+
+from __future__ import annotations
+
+from ..benchmarks.metrics.faithfulness import Deletion, Insertion
+from ..benchmarks.metrics.miou import MeanIoU
+from ..benchmarks.metrics.msc import MeanScoreContrast
+from ..benchmarks.metrics.patchdis import PatchDis
+from ..benchmarks.metrics.pointing_game import PointingGame
+from ..registry.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_metrics(register: Register) -> None:
+    """Register the six built-in metrics under their ``name``."""
+    for metric in (MeanIoU, MeanScoreContrast, PatchDis, PointingGame, Deletion, Insertion):
+        register(metric.name, metric)
