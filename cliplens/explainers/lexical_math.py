@@ -1,0 +1,184 @@
+"""Training-free lexical representations on CLIP features (``METHODS.md`` §5).
+
+A lexical vector scores each of ``V`` vocabulary words for one feature (a patch,
+an image or a text) and is sparse, so its non-zero entries read as words.
+
+:func:`lexical_scores`, for a feature ``x`` and word embeddings ``e_1..e_V``::
+
+    cos_v = <x̂, ê_v>                                   (L2-normalised, in [-1, 1])
+    s_v   = softmax_v(cos_v / temperature)              non-negative, sums to 1 over V
+    mode="threshold":  keep s_v >= 1 / sqrt(V), else 0
+    mode="topk":       keep the k largest s_v, else 0
+
+The softmax puts the scores on a scale where the threshold has a meaning: a
+word that stands out no more than the others gets the uniform level ``1/V``;
+``1/sqrt(V)`` is ``sqrt(V)`` times that (≈130x for ``V`` ≈ 17,000), and because
+the scores sum to 1 at most ``floor(sqrt(V))`` words can pass it — a hard
+bound on the number of words per feature. A feature whose cosines are all alike
+keeps no word at all. ``temperature = 0.01`` matches CLIP's trained logit scale
+(100). The kept values are left as they are (not renormalised), so they are
+comparable between features and modes.
+
+:func:`lexical_overlap` compares patch and query lexical vectors by their dot
+product (optionally cosine); :func:`top_words` reads one vector as words.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cliplens.errors import InputError
+
+__all__ = ["lexical_overlap", "lexical_scores", "lexical_threshold", "top_words"]
+
+#: rows scored at once; bounds the dense (rows, V) working set
+CHUNK_ROWS = 2048
+
+
+def lexical_threshold(vocabulary_size: int) -> float:
+    """The sparsification threshold ``1 / sqrt(V)`` of LexVLA."""
+    if vocabulary_size < 1:
+        raise InputError(f"the vocabulary must have at least one word, got {vocabulary_size}")
+    return 1.0 / math.sqrt(vocabulary_size)
+
+
+def lexical_scores(
+    features: Tensor,
+    word_embeddings: Tensor,
+    *,
+    mode: Literal["threshold", "topk"] = "threshold",
+    k: int = 64,
+    temperature: float = 0.01,
+    sparse: bool = False,
+) -> Tensor:
+    """Sparse non-negative word scores for every feature (see the module docstring).
+
+    Args:
+        features: ``(..., D)``, e.g. patch features ``(B, N, D)`` or text
+            embeddings ``(T, D)`` (normalised here).
+        word_embeddings: ``(V, D)`` one text embedding per vocabulary word (normalised here).
+        mode: ``"threshold"`` keeps scores ``>= 1/sqrt(V)``; ``"topk"`` keeps the
+            ``k`` largest scores of each feature.
+        k: words kept per feature in ``"topk"`` mode (clipped to ``V``).
+        temperature: softmax temperature over the vocabulary (> 0).
+        sparse: return a ``torch.sparse_coo`` tensor instead of a dense one.
+
+    Returns:
+        ``(..., V)`` float32 on ``features``' device: softmax scores where kept, 0
+        elsewhere. In threshold mode each feature keeps at most ``floor(sqrt(V))`` words.
+    """
+    if not isinstance(features, Tensor) or features.ndim < 1:
+        raise InputError("features must be a tensor of shape (..., D)")
+    if not isinstance(word_embeddings, Tensor) or word_embeddings.ndim != 2 or word_embeddings.shape[0] < 1:
+        raise InputError("word_embeddings must be a non-empty 2-D tensor (V, D)")
+    if features.shape[-1] != word_embeddings.shape[-1]:
+        raise InputError(
+            f"features have D={features.shape[-1]} but word_embeddings have D={word_embeddings.shape[-1]}"
+        )
+    if mode not in ("threshold", "topk"):
+        raise InputError(f"mode must be 'threshold' or 'topk', got {mode!r}")
+    if mode == "topk" and k < 1:
+        raise InputError(f"k must be >= 1, got {k}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise InputError(f"temperature must be a positive number, got {temperature}")
+
+    vocab_size = word_embeddings.shape[0]
+    lead = features.shape[:-1]
+    rows = features.reshape(-1, features.shape[-1]).float()
+    words = F.normalize(word_embeddings.to(rows.device).float(), dim=-1)
+    threshold = lexical_threshold(vocab_size)
+    keep = min(k, vocab_size)
+
+    dense = None if sparse else torch.zeros(rows.shape[0], vocab_size, device=rows.device)
+    indices: list[Tensor] = []
+    values: list[Tensor] = []
+    for start in range(0, rows.shape[0], CHUNK_ROWS):
+        chunk = F.normalize(rows[start : start + CHUNK_ROWS], dim=-1)
+        probs = ((chunk @ words.T) / temperature).softmax(dim=-1)  # (chunk, V)
+        if mode == "threshold":
+            kept = probs >= threshold
+        else:
+            kept = torch.zeros_like(probs, dtype=torch.bool)
+            kept.scatter_(1, probs.topk(keep, dim=-1).indices, True)
+        if dense is not None:
+            dense[start : start + chunk.shape[0]] = probs * kept
+        else:
+            row, col = kept.nonzero(as_tuple=True)
+            indices.append(torch.stack([row + start, col]))
+            values.append(probs[row, col])
+
+    if dense is not None:
+        return dense.reshape(*lead, vocab_size)
+    flat_index = torch.cat(indices, dim=1) if indices else torch.zeros(2, 0, dtype=torch.long, device=rows.device)
+    flat_values = torch.cat(values) if values else torch.zeros(0, device=rows.device)
+    # unflatten the row index into the leading dimensions
+    lead_index = torch.stack(torch.unravel_index(flat_index[0], lead)) if lead else flat_index[:0]
+    full_index = torch.cat([lead_index, flat_index[1:]], dim=0)
+    return torch.sparse_coo_tensor(
+        full_index, flat_values, (*lead, vocab_size), check_invariants=False
+    ).coalesce()
+
+
+def _rows(lex: Tensor) -> Tensor:
+    """``(..., V)`` dense or sparse -> dense ``(rows, V)`` float."""
+    dense = lex.to_dense() if lex.is_sparse else lex
+    return dense.reshape(-1, dense.shape[-1]).float()
+
+
+def lexical_overlap(patch_lex: Tensor, query_lex: Tensor, *, normalize: bool = False) -> Tensor:
+    """Overlap of patch and query lexical vectors: ``sum_v patch[v] * query[v]``.
+
+    Args:
+        patch_lex: ``(B, N, V)`` (or any ``(..., V)``), dense or sparse COO.
+        query_lex: ``(T, V)``, dense or sparse COO, e.g. ``lexical_scores(text_embeddings, words)``.
+        normalize: divide both vectors by their L2 norm first (cosine overlap; an
+            all-zero vector gives 0).
+
+    Returns:
+        ``(B, N, T)`` (``(..., T)``) float32.
+    """
+    if not isinstance(patch_lex, Tensor) or not isinstance(query_lex, Tensor):
+        raise InputError("patch_lex and query_lex must be tensors")
+    if query_lex.ndim != 2 or patch_lex.ndim < 1:
+        raise InputError("query_lex must be (T, V) and patch_lex (..., V)")
+    if patch_lex.shape[-1] != query_lex.shape[-1]:
+        raise InputError(
+            f"patch_lex has V={patch_lex.shape[-1]} words but query_lex has V={query_lex.shape[-1]}; "
+            "use the same vocabulary for both"
+        )
+    query = _rows(query_lex).to(patch_lex.device)
+    if normalize:
+        query = F.normalize(query, dim=-1)
+    lead = patch_lex.shape[:-1]
+    if patch_lex.is_sparse and not normalize:
+        # work on the non-zeros only: (nnz,) values times the query columns they hit
+        coalesced = patch_lex.coalesce()
+        index, value = coalesced.indices(), coalesced.values().float()
+        row = torch.zeros_like(index[0])
+        for axis, size in enumerate(lead):
+            row = row * size + index[axis]
+        out = torch.zeros(math.prod(lead), query.shape[0], device=query.device)
+        out.index_add_(0, row, value.unsqueeze(1) * query[:, index[-1]].T)
+        return out.reshape(*lead, query.shape[0])
+    patches = _rows(patch_lex)
+    if normalize:
+        patches = F.normalize(patches, dim=-1)
+    return (patches @ query.T).reshape(*lead, query.shape[0])
+
+
+def top_words(lex: Tensor, vocabulary: Sequence[str], n: int = 10) -> list[tuple[str, float]]:
+    """The ``n`` highest non-zero entries of one lexical vector ``(V,)`` as ``(word, score)``.
+
+    Sorted by score, highest first (ties: lower vocabulary index first).
+    """
+    vector = lex.to_dense() if lex.is_sparse else lex
+    if vector.ndim != 1 or vector.shape[0] != len(vocabulary):
+        raise InputError(f"expected a ({len(vocabulary)},) lexical vector, got shape {tuple(vector.shape)}")
+    vector = vector.detach().float().cpu()
+    order = sorted(torch.nonzero(vector > 0).flatten().tolist(), key=lambda i: (-float(vector[i]), i))
+    return [(vocabulary[i], float(vector[i])) for i in order[:n]]
