@@ -5,4 +5,12 @@ third-party plugin would; the registry loads them by module name from
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.openclip",
     "cliplens.plugins.raw_similarity",
+    "cliplens.plugins.gradcam",
+    "cliplens.plugins.clip_surgery",
+    "cliplens.plugins.lexical",
+    "cliplens.plugins.datasets",
+    "cliplens.plugins.metrics",
+    "cliplens.plugins.decomposition",
+    "cliplens.plugins.textspan",
+    "cliplens.plugins.toy",
 )

@@ -108,16 +108,18 @@ def test_layer_option_and_errors(tiny_backbone):
 
 def test_no_gradient_leaks_into_the_model(tiny_backbone):
     explainer = cliplens.create_explainer("gradcam", tiny_backbone)
-    explainer.explain(torch.rand(1, 3, 32, 32), ["a dog"])
+    for grad_mode in (False, True):
+        with torch.set_grad_enabled(grad_mode):
+            explainer.explain(torch.rand(1, 3, 32, 32), ["a dog"])
+            assert torch.is_grad_enabled() == grad_mode  # explain() restores the mode it found
     assert all(p.grad is None and not p.requires_grad for p in tiny_backbone.model.parameters())
-    assert not torch.is_grad_enabled()  # explain() restored the grad mode it found
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_half_precision_backbone_runs_on_its_device(dtype):
     import open_clip
 
-    from conftest import make_tiny_clip
+    from tests.conftest import make_tiny_clip
 
     backbone = cliplens.OpenCLIPBackbone(make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16),
                                          name="tiny-half", dtype=dtype)

@@ -1,0 +1,98 @@
+"""Example maps saved by ``cliplens bench`` for the overlay grid of ``cliplens report``.
+
+For the first few evaluated images of each pair the run keeps the image, its
+mask and the maps of the classes present in it, in ``examples/<pair>.npz``:
+
+* ``indices`` ``(K,)`` dataset indices, ``sample_ids`` ``(K,)`` str, ``class_names`` ``(C,)`` str;
+* per example ``k``: ``image_k`` ``(H, W, 3)`` uint8, ``mask_k`` ``(H, W)`` int32,
+  ``classes_k`` ``(P,)`` int64 present classes, ``maps_k`` ``(P, H, W)`` uint8, the [0, 1] maps times 255 (plenty for a picture).
+
+Images larger than :data:`MAX_SIDE` are stored downscaled (area for the
+image and maps, nearest for the mask) to keep the files small.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+MAX_SIDE = 192
+
+
+@dataclass
+class Example:
+    """One saved example (shapes in the module docstring; ``maps`` float32 in [0, 1] once loaded)."""
+
+    index: int
+    sample_id: str
+    image: np.ndarray
+    mask: np.ndarray
+    classes: np.ndarray
+    maps: np.ndarray
+
+
+def make_example(index: int, sample_id: str, image: Image.Image, mask: torch.Tensor, maps: torch.Tensor,
+                 ignore_index: int | None) -> Example:
+    """Build an :class:`Example` from ``mask`` (H, W) and ``maps`` (C, H, W) of one image."""
+    values = [int(v) for v in torch.unique(mask).tolist() if v != ignore_index and 0 <= v < maps.shape[0]]
+    classes = torch.tensor(values, dtype=torch.long)
+    height, width = mask.shape
+    scale = min(1.0, MAX_SIDE / max(height, width))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    present = maps.index_select(0, classes.to(maps.device)).float().cpu()
+    mask_small = mask.cpu()
+    if size != (height, width):
+        present = F.interpolate(present.unsqueeze(0), size=size, mode="area").squeeze(0) if len(values) else \
+            present.new_zeros((0, *size))
+        mask_small = F.interpolate(mask_small[None, None].float(), size=size, mode="nearest")[0, 0].long()
+    rgb = np.asarray(image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR), dtype=np.uint8)
+    return Example(index=int(index), sample_id=str(sample_id), image=rgb, mask=mask_small.numpy().astype(np.int32),
+                   classes=classes.numpy().astype(np.int64),
+                   maps=(present.clamp(0, 1) * 255).round().numpy().astype(np.uint8))
+
+
+def save_examples(path: str | Path, examples: Sequence[Example], class_names: Sequence[str]) -> Path:
+    """Write ``examples`` (sorted by index) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(examples, key=lambda e: e.index)
+    arrays: dict[str, np.ndarray] = {
+        "indices": np.array([e.index for e in ordered], dtype=np.int64),
+        "sample_ids": np.array([e.sample_id for e in ordered], dtype=str),
+        "class_names": np.array(list(class_names), dtype=str),
+    }
+    for k, e in enumerate(ordered):
+        arrays.update({f"image_{k}": e.image, f"mask_{k}": e.mask, f"classes_{k}": e.classes, f"maps_{k}": e.maps})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_examples(path: str | Path) -> tuple[list[Example], list[str]]:
+    """The examples and class names stored in ``path``."""
+    with np.load(path, allow_pickle=False) as data:
+        class_names = [str(c) for c in data["class_names"]]
+        examples = [
+            Example(index=int(i), sample_id=str(s), image=data[f"image_{k}"], mask=data[f"mask_{k}"],
+                    classes=data[f"classes_{k}"], maps=data[f"maps_{k}"].astype(np.float32) / 255.0)
+            for k, (i, s) in enumerate(zip(data["indices"], data["sample_ids"]))
+        ]
+    return examples, class_names

@@ -1,0 +1,159 @@
+"""Result files of the benchmark: one JSON per (backbone, explainer, dataset) pair.
+
+A file is written atomically (temporary file in the same folder, then
+``os.replace``), so a reader or an interrupted run never sees half a file.
+``--skip-existing`` keeps a file whose ``status`` is ``"ok"`` and whose
+``fingerprint`` (a hash of everything that changes the scores) matches the
+new run; a failed pair is always recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA = "cliplens-bench/1"
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+#: config keys that change the numbers (not timings, not the output folder)
+SCORE_KEYS = ("backbone", "explainer", "explainer_options", "dataset", "metrics", "templates", "limit", "images", "seed",
+              "thresholds", "threshold_dataset", "threshold_protocol")
+
+
+def slug(text: str) -> str:
+    """File-name-safe form of a spec: ``"index-masks:/data/camvid?ignore=11"`` -> ``"index-masks-data-camvid-ignore-11"``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return cleaned[:80] or "x"
+
+
+def pair_id(backbone: str, explainer: str, dataset: str) -> str:
+    """Stable identifier and file stem of one pair: ``<backbone>__<explainer>__<dataset>``.
+
+    Long specs (paths) are shortened and given an 8-character hash so two
+    different datasets never share a file.
+    """
+    parts = []
+    for text in (backbone, explainer, dataset):
+        short = slug(text)
+        if short != text or len(text) > 80:
+            short = f"{short[:60]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+        parts.append(short)
+    return "__".join(parts)
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    """SHA-1 of the score-relevant part of a pair's config (see :data:`SCORE_KEYS`)."""
+    relevant = {key: config.get(key) for key in SCORE_KEYS}
+    return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def library_versions(plugins: Iterable[Any] = ()) -> dict[str, Any]:
+    """Versions of Python, cliplens, torch, open_clip, numpy and of each loaded plugin's distribution."""
+    import numpy
+    import torch
+
+    from .. import __version__
+
+    try:
+        import open_clip
+
+        open_clip_version = getattr(open_clip, "__version__", None) or _version("open_clip_torch")
+    except ImportError:  # pragma: no cover - a dependency
+        open_clip_version = None
+    return {
+        "python": platform.python_version(),
+        "cliplens": __version__,
+        "torch": torch.__version__,
+        "open_clip": open_clip_version,
+        "numpy": numpy.__version__,
+        "plugins": {
+            info.name: {"distribution": info.distribution, "version": info.version, "builtin": info.builtin}
+            for info in plugins
+            if info.error is None
+        },
+    }
+
+
+def json_safe(value: Any) -> Any:
+    """Make ``value`` JSON-friendly: NaN / inf -> None, tensors and numpy numbers -> Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return json_safe(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (never a partial file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(json_safe(data), handle, indent=2, sort_keys=False, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_result(path: str | Path) -> dict[str, Any] | None:
+    """The result in ``path``, or None when it is missing, unreadable or not a cliplens result."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+
+
+def load_results(folder: str | Path) -> list[dict[str, Any]]:
+    """Every result JSON directly in ``folder``, sorted by pair id (other JSON files are ignored)."""
+    results = [r for p in sorted(Path(folder).glob("*.json")) if (r := read_result(p)) is not None]
+    return sorted(results, key=lambda r: r.get("pair", ""))
+
+
+def finished(path: str | Path, expected_fingerprint: str) -> tuple[bool, str | None]:
+    """Whether ``path`` holds a finished (status ok) result of the same configuration.
+
+    Returns ``(True, None)`` to skip the pair, ``(False, None)`` to compute it,
+    and ``(False, reason)`` when an ok result of a *different* configuration is
+    there (the caller refuses to overwrite it silently).
+    """
+    data = read_result(path)
+    if data is None or data.get("status") != STATUS_OK:
+        return False, None
+    if data.get("fingerprint") != expected_fingerprint:
+        return False, f"{path} holds a finished result of a different configuration"
+    return True, None

@@ -1,0 +1,265 @@
+"""How much slower than a plain image forward is each explainer? (``cliplens speed``)
+
+Protocol (:func:`run_speed`):
+
+1. B random images (seeded) per batch, ``batches`` batches, T synthetic texts.
+2. Warm-up: one plain ``encode_image`` and one ``explain`` per explainer on the
+   first batch (fills text and vocabulary caches, lets lazy initialisation and
+   the allocator settle); nothing of it is timed.
+3. For every batch: time ``encode_image`` (under ``torch.no_grad``), then each
+   explainer's full ``explain(pixels=..., texts=...)`` (maps upsampled and
+   normalised, texts already cached) on the same batch, back to back.
+4. ``ms_per_image``: the median over batches of batch time / B.
+   ``ratio``: the median over batches of explainer time / ``encode_image`` time
+   on that batch — pairing measurements taken seconds apart makes it robust to
+   other processes slowing the machine down for a while.
+5. Peak memory, measured in a separate, untimed call per explainer:
+   CUDA — ``torch.cuda.max_memory_allocated`` minus the allocation before the
+   call (exact, tensors only). CPU — tracemalloc cannot see torch's allocations,
+   so the C allocator is first asked to return freed memory to the system
+   (glibc ``malloc_trim``; otherwise memory freed by earlier calls would be
+   reused without raising the RSS), then a background thread samples the
+   process's resident set size (``/proc/self/statm``) every millisecond and the
+   peak minus the RSS before the call is reported (approximate: a spike shorter
+   than 1 ms can be missed, and pages touched count, not bytes requested). Without
+   ``/proc``, ``resource.getrusage``'s max-RSS high-water mark is used, which
+   only shows growth beyond the process's earlier peak.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import platform
+import resource
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from ..backbones.base import Backbone
+from ..errors import InputError
+from ..explainers.base import Explainer
+
+#: name of the plain-forward row of the table
+FORWARD = "encode_image"
+
+_WORDS = ("dog", "cat", "red circle", "tree", "car", "person", "blue square", "sky", "grass", "house")
+
+
+def synthetic_texts(count: int) -> list[str]:
+    """``count`` distinct short texts ("a photo of a dog.", ...)."""
+    if count < 1:
+        raise InputError(f"--texts must be at least 1, got {count}")
+    return [f"a photo of a {_WORDS[i % len(_WORDS)]}{'' if i < len(_WORDS) else f' {i}'}." for i in range(count)]
+
+
+def make_batches(backbone: Backbone, batch_size: int, batches: int, seed: int = 0) -> list[torch.Tensor]:
+    """``batches`` preprocessed batches (B, 3, S, S) of uniform random images, on the backbone's device."""
+    if batch_size < 1 or batches < 1:
+        raise InputError(f"batch size and number of batches must be at least 1, got {batch_size} and {batches}")
+    generator = torch.Generator().manual_seed(seed)
+    H, W = backbone.image_size
+    return [backbone.preprocess(torch.rand(batch_size, 3, H, W, generator=generator)) for _ in range(batches)]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall-clock milliseconds of one call of ``fn`` (CUDA work included)."""
+    _synchronize(device)
+    start = time.perf_counter()
+    fn()
+    _synchronize(device)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def measure_forward_ms(backbone: Backbone, pixels: torch.Tensor) -> float:
+    """Milliseconds per image of one plain ``encode_image`` of ``pixels`` (B, 3, S, S), no autograd."""
+    def forward() -> None:
+        with torch.no_grad():
+            backbone.encode_image(pixels)
+    return time_ms(forward, backbone.device) / pixels.shape[0]
+
+
+def measure_explainer_ms(explainer: Explainer, pixels: torch.Tensor, texts: Sequence[str]) -> float:
+    """Milliseconds per image of one ``explainer.explain(pixels=pixels, texts=texts)``."""
+    return time_ms(lambda: explainer.explain(pixels=pixels, texts=list(texts)), explainer.backbone.device) \
+        / pixels.shape[0]
+
+
+# ---- memory ---------------------------------------------------------------------------
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _maxrss_bytes() -> int:
+    scale = 1 if platform.system() == "Darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def memory_method(device: torch.device) -> str:
+    """How :func:`measure_peak_memory` measures on ``device`` (for reports)."""
+    if device.type == "cuda":
+        return "torch.cuda.max_memory_allocated delta"
+    return "sampled RSS delta (/proc/self/statm, 1 ms)" if _rss_bytes() is not None else "getrusage max-RSS delta"
+
+
+def _release_free_memory() -> None:
+    """Ask glibc to give freed heap memory back to the system (no-op elsewhere)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def measure_peak_memory(fn: Callable[[], Any], device: torch.device, interval_s: float = 0.001) -> int:
+    """Peak extra memory in bytes while ``fn()`` runs (see the module docstring for the method)."""
+    gc.collect()
+    _release_free_memory()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return max(0, torch.cuda.max_memory_allocated(device) - base)
+    base = _rss_bytes()
+    if base is None:
+        before = _maxrss_bytes()
+        fn()
+        return max(0, _maxrss_bytes() - before)
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes() or 0)
+            done.wait(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(0, max(peak[0], _rss_bytes() or 0) - base)
+
+
+# ---- the run --------------------------------------------------------------------------
+@dataclass
+class SpeedRow:
+    """One explainer's (or the plain forward's) measurements."""
+
+    name: str
+    ms_per_image: float
+    ratio: float
+    peak_memory_mib: float
+    batch_ms_per_image: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SpeedReport:
+    """Everything ``cliplens speed`` measured, with the configuration."""
+
+    config: dict[str, Any]
+    rows: list[SpeedRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "results": [asdict(row) for row in self.rows]}
+
+
+def run_speed(backbone: Backbone, explainers: dict[str, Explainer], *, batch_size: int = 8, batches: int = 5,
+              texts: int | Sequence[str] = 1, seed: int = 0, progress: bool | None = None) -> SpeedReport:
+    """Time ``explainers`` against a plain ``encode_image`` on the same batches (module docstring)."""
+    from tqdm.auto import tqdm
+
+    from .. import __version__
+
+    text_list = synthetic_texts(texts) if isinstance(texts, int) else list(texts)
+    data = make_batches(backbone, batch_size, batches, seed)
+    device = backbone.device
+    measure_forward_ms(backbone, data[0])  # warm-up
+    for explainer in explainers.values():
+        measure_explainer_ms(explainer, data[0], text_list)
+
+    forward_ms: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name in explainers}
+    for pixels in tqdm(data, desc="timing", unit="batch", disable=None if progress is None else not progress):
+        forward_ms.append(measure_forward_ms(backbone, pixels))
+        for name, explainer in explainers.items():
+            times[name].append(measure_explainer_ms(explainer, pixels, text_list))
+
+    def forward() -> None:
+        with torch.no_grad():
+            backbone.encode_image(data[0])
+
+    mib = 2.0 ** 20
+    rows = [SpeedRow(FORWARD, statistics.median(forward_ms), 1.0,
+                     measure_peak_memory(forward, device) / mib, forward_ms)]
+    for name, explainer in explainers.items():
+        ratios = [t / f for t, f in zip(times[name], forward_ms)]
+        peak = measure_peak_memory(lambda e=explainer: e.explain(pixels=data[0], texts=text_list), device)
+        rows.append(SpeedRow(name, statistics.median(times[name]), statistics.median(ratios), peak / mib,
+                             times[name]))
+    config = {
+        "backbone": backbone.spec or backbone.name, "device": str(device),
+        "dtype": str(backbone.dtype).replace("torch.", ""), "batch_size": batch_size, "batches": batches,
+        "texts": text_list, "seed": seed, "threads": torch.get_num_threads(), "memory": memory_method(device),
+        "explainer_options": {name: _options_of(e) for name, e in explainers.items()},
+        "versions": _versions(__version__),
+    }
+    return SpeedReport(config, rows)
+
+
+def _options_of(explainer: Explainer) -> dict[str, Any]:
+    """The explainer's public scalar attributes (its resolved options), for the record."""
+    return {k: v for k, v in vars(explainer).items()
+            if not k.startswith("_") and k != "name" and isinstance(v, (bool, int, float, str))}
+
+
+def _versions(cliplens_version: str) -> dict[str, str]:
+    versions = {"cliplens": cliplens_version, "torch": torch.__version__, "python": platform.python_version()}
+    try:
+        import open_clip
+
+        versions["open_clip"] = open_clip.__version__
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    return versions
+
+
+def format_table(report: SpeedReport) -> str:
+    """The report as a Markdown table with a one-line header of the settings."""
+    c = report.config
+    lines = [
+        f"backbone `{c['backbone']}` on {c['device']} ({c['dtype']}, {c['threads']} threads), "
+        f"batch {c['batch_size']} x {c['batches']} batches, {len(c['texts'])} text(s); "
+        f"median over batches; peak memory: {c['memory']}",
+        "",
+        f"| explainer | ms / image | x {FORWARD} | peak memory (MiB) |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in report.rows:
+        lines.append(f"| {row.name} | {row.ms_per_image:.1f} | {row.ratio:.2f} | {row.peak_memory_mib:.0f} |")
+    return "\n".join(lines)
+
+
+def explainer_names(names: Iterable[str]) -> list[str]:
+    """Names in order with repeats dropped (``--explainer a b a`` -> ``[a, b]``)."""
+    return list(dict.fromkeys(names))

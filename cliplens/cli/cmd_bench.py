@@ -1,0 +1,104 @@
+"""``cliplens bench``: score explainer–backbone pairs on a segmentation dataset (one JSON per pair).
+
+With no arguments it runs the embedded default — the toy backbone on
+``shapes:test`` (:data:`~cliplens.benchmarks.runner.DEFAULT_LIMIT` images),
+every built-in explainer, metrics miou msc patchdis pointing_game — into
+``runs/bench-default`` and prints the leaderboard. Under
+``torchrun --nproc_per_node N`` the same command shards the images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from ..benchmarks.runner import DEFAULT_BATCH_SIZE, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT
+
+    p = subparsers.add_parser(
+        "bench", help="score explainers on segmentation data (no arguments: the toy default run)",
+        description="Score every (backbone, explainer) pair on one segmentation dataset; one JSON per pair in --out. "
+                    f"With no arguments: backbone toy, {DEFAULT_LIMIT} images of shapes:test, every built-in "
+                    f"explainer, metrics {' '.join(DEFAULT_METRICS)}, out {DEFAULT_OUT}.")
+    p.add_argument("--backbone", "-b", nargs="+", metavar="SPEC", help="backbone specs (default: toy)")
+    p.add_argument("--explainer", "-e", nargs="+", metavar="NAME", help="explainer names (default: every built-in)")
+    p.add_argument("--dataset", "-d", metavar="SPEC", help="dataset spec, e.g. voc:/data/VOC2012 (default: shapes:test)")
+    p.add_argument("--metric", "-m", nargs="+", metavar="NAME",
+                   help=f"metrics, NAME or NAME?key=value (default: {' '.join(DEFAULT_METRICS)})")
+    p.add_argument("--out", "-o", metavar="DIR",
+                   help=f"result folder (required unless running the default benchmark, which uses {DEFAULT_OUT})")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per explain call")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu; torchrun: cuda:LOCAL_RANK)")
+    p.add_argument("--limit", type=int, default=None,
+                   help=f"score only the first N images (default: all; {DEFAULT_LIMIT} for shapes:test)")
+    p.add_argument("--seed", type=int, default=0, help="seed set before each pair")
+    p.add_argument("--prompt-templates", metavar="FILE", help="prompt templates, one per line with {} for the class")
+    p.add_argument("--thresholds", metavar="A:B:STEP",
+                   help="sweep miou thresholds and report the best, chosen on a separate split (e.g. 0.05:0.95:0.05)")
+    p.add_argument("--threshold-dataset", metavar="SPEC",
+                   help="dataset to choose the threshold on (default: shapes:val for shapes:test, else the first "
+                        "half of the images, evaluating on the second half)")
+    p.add_argument("--skip-existing", action="store_true", help="keep pairs whose JSON says status ok (resume)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad sample instead of skipping it")
+    p.add_argument("--explainer-option", action="append", metavar="NAME.KEY=VALUE",
+                   help="option for one explainer, e.g. clip_surgery.depth=4 (repeatable)")
+    p.add_argument("--examples", type=int, default=3, help="images whose maps are saved for the report grid")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..benchmarks.distributed import init_distributed
+    from ..benchmarks.prompts import load_templates
+    from ..benchmarks.report import leaderboard_markdown
+    from ..benchmarks.runner import (DEFAULT_BACKBONE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT,
+                                     BenchConfig, builtin_explainers, run_benchmark)
+    from ..benchmarks.thresholds import parse_thresholds
+    from ..errors import InputError
+    from ._options import parse_scoped_options
+
+    default_world = args.backbone is None and args.dataset is None
+    dataset = args.dataset or DEFAULT_DATASET
+    out = args.out
+    if out is None:
+        if not default_world:
+            raise InputError("--out DIR is required unless you run the default benchmark (no --backbone/--dataset)")
+        out = DEFAULT_OUT
+    limit = args.limit
+    notes = []
+    if limit is None and dataset == DEFAULT_DATASET:
+        limit = DEFAULT_LIMIT
+        notes.append(f"scoring the first {DEFAULT_LIMIT} images of {DEFAULT_DATASET} (use --limit N to change)")
+    explainers = args.explainer or builtin_explainers()
+    if not explainers:
+        raise InputError("no explainer is registered: check `cliplens plugins`")
+    config = BenchConfig(
+        backbones=args.backbone or [DEFAULT_BACKBONE], explainers=list(dict.fromkeys(explainers)), dataset=dataset,
+        metrics=list(args.metric or DEFAULT_METRICS), out=Path(out), batch_size=args.batch_size, device=args.device,
+        limit=limit, seed=args.seed, templates=load_templates(args.prompt_templates),
+        thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,
+        threshold_dataset=args.threshold_dataset, skip_existing=args.skip_existing, strict=args.strict,
+        explainer_options=parse_scoped_options(args.explainer_option), examples=max(0, args.examples),
+        progress=not args.no_progress, argv=list(sys.argv[1:]),
+    )
+    ctx = init_distributed(args.device)
+    try:
+        if ctx.is_main:
+            head = f"cliplens bench: {', '.join(config.backbones)} x {len(config.explainers)} explainers on {dataset}"
+            if ctx.enabled:
+                head += f" ({ctx.world_size} processes, {ctx.backend})"
+            print(head + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
+        result = run_benchmark(config, ctx)
+    finally:
+        ctx.close()
+    if not ctx.is_main:
+        return 1 if result.failed else 0
+    print(leaderboard_markdown(result.results, title=None))
+    if notes:
+        print(f"Default run: {'; '.join(notes)}.")
+    print(f"Wall time {result.wall_s:.1f} s; {len(result.results)} pairs "
+          f"({len(result.reused)} kept from an earlier run, {len(result.failed)} failed). "
+          f"Results in {config.out}/ — `cliplens report {config.out}` writes the CSV and figures.")
+    return 1 if result.failed else 0

@@ -1,0 +1,68 @@
+"""``cliplens speed --backbone SPEC --explainer NAME... [--batch-size 8] [--batches 5] [--texts 1]``.
+
+Prints a Markdown table: for each explainer the median milliseconds per image
+and the ratio to a plain ``encode_image`` on the same batches in the same run,
+plus peak memory (see :mod:`cliplens.benchmarks.speed` for the protocol).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("speed", help="time explainers against a plain image forward")
+    p.add_argument("--backbone", "-b", default="ViT-B-16", help="backbone spec (default ViT-B-16, random init)")
+    p.add_argument("--explainer", "-e", nargs="+", action="extend", required=True, metavar="NAME",
+                   help="explainers to time (repeatable)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    p.add_argument("--batches", type=int, default=5, help="timed batches; the median is reported (default 5)")
+    p.add_argument("--texts", type=int, default=1, help="texts explained per image (default 1)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the backbone's default, cpu)")
+    p.add_argument("--dtype", default=None, help="float32 (default), float16, bfloat16")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random images (default 0)")
+    p.add_argument("--option", action="append", metavar="EXPLAINER.KEY=VALUE", help="explainer option (repeatable)")
+    p.add_argument("--json", metavar="PATH", help="also save the measurements and configuration as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..benchmarks.speed import explainer_names, format_table, run_speed
+    from ..registry import create_backbone, create_explainer, get_registry
+    from ._options import parse_scoped_options
+
+    if args.batch_size < 1 or args.batches < 1 or args.texts < 1:
+        raise InputError("--batch-size, --batches and --texts must each be at least 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    names = explainer_names(args.explainer)
+    catalog = get_registry().catalog("explainer")
+    for name in names:
+        catalog.get(name)  # unknown names fail before any model is built
+    options = parse_scoped_options(args.option)
+    unused = sorted(set(options) - set(names))
+    if unused:
+        raise InputError(f"--option given for {', '.join(unused)}, which is not among --explainer {' '.join(names)}")
+    kwargs = {key: value for key, value in (("device", args.device), ("dtype", args.dtype)) if value}
+    backbone = create_backbone(args.backbone, **kwargs)
+    explainers = {name: create_explainer(name, backbone, **options.get(name, {})) for name in names}
+    report = run_speed(backbone, explainers, batch_size=args.batch_size, batches=args.batches, texts=args.texts,
+                       seed=args.seed)
+    print(format_table(report))
+    if args.json:
+        path = Path(args.json)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write --json {str(path)!r}: {exc.strerror}") from None
+    return 0

@@ -1,0 +1,473 @@
+"""Residual decomposition of a ViT CLIP image embedding (Gandelsman et al., ICLR 2024; METHODS.md §2).
+
+The class token leaving the last block is a sum of residual *components*::
+
+    x_cls = e + sum_l attn_l + sum_l mlp_l            (K = 2L + 1 components)
+
+``e`` is the embedding term (``block_inputs[0]`` at the class position, after
+``ln_pre``); ``attn_l`` / ``mlp_l`` are what block ``l``'s attention / MLP add
+at the class position. An attention component splits further into heads and
+source tokens, ``attn_l = sum_{h,i} c[l,h,i] + b_l`` with
+``c[l,h,i] = A[l,h,0,i] * W_O^h v[l,h,i]`` and ``b_l`` the out-projection bias
+(times the layer scale).
+
+``ln_post`` is linearised on the final class-token statistics ``mu`` and
+``sigma = sqrt(var + eps)`` (biased variance over the ``d`` channels, LayerNorm's
+own ``eps`` inside the root, so the result is exact): each component ``t``
+maps to ``gamma * (t - mu/K) / sigma + beta/K`` and then ``@ proj``. The mapped
+components sum exactly to ``ln_post(x_cls) @ proj``, the backbone's own
+(unnormalised) image embedding.
+
+Splitting a component: following the paper's public code, ``K`` counts the
+``2L + 1`` residual components, and an attention component's share
+(``mu/K``, ``beta/K``) *and its out-projection bias* are spread evenly over its
+``H * (N+1)`` head-token terms. So head-token terms of a layer sum exactly to
+that layer's mapped term, and layer-level numbers do not depend on whether a
+head/token breakdown was asked for. The spread constants are the same for
+every token of an image, so they never change the shape of a spatial map.
+
+Everything can be contracted with text directions on the fly: with a basis
+``(D, X)`` (``X = T`` texts, or the identity for ``X = D``) the whole map
+``ln_post -> proj -> basis`` folds into ``G = diag(gamma) @ proj @ basis``
+``(d, X)`` and a head's token values are contracted through
+``W_O^h @ G`` ``(H, dh, X)`` without ever building ``(B, L, H, N+1, D)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+
+import torch
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..backbones.base import AttentionWeights, Backbone, TowerTrace
+
+__all__ = ["Decomposition", "JointMap", "decompose", "token_scores", "resolve_layers", "parse_heads"]
+
+#: what ``decompose`` needs from a trace
+_DECOMPOSE_CAPTURE = ("block_inputs", "ln_1", "attn_out", "mlp_out")
+
+
+# ---- small helpers ---------------------------------------------------------------------------------------------
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half precision is upcast for the (cheap) contractions; float32/64 stay."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def resolve_layers(backbone: "Backbone", layers: Iterable[int] | None = None, last_k: int | None = None) -> tuple[int, ...]:
+    """Sorted, non-negative block indices from ``layers`` (negatives count from the end) or ``last_k``.
+
+    Default (both ``None``): every block. Raises :class:`InputError` for an out-of-range index.
+    """
+    L = backbone.num_layers
+    if layers is not None and last_k is not None:
+        raise InputError("give either layers or last_k, not both")
+    if last_k is not None:
+        if not 1 <= int(last_k) <= L:
+            raise InputError(f"last_k={last_k} out of range: the image tower has {L} blocks (use 1..{L})")
+        return tuple(range(L - int(last_k), L))
+    if layers is None:
+        return tuple(range(L))
+    out = set()
+    for layer in layers:
+        index = int(layer) + L if int(layer) < 0 else int(layer)
+        if not 0 <= index < L:
+            raise InputError(f"layer {layer} out of range for a {L}-block image tower (use 0..{L - 1} or -1..-{L})")
+        out.add(index)
+    if not out:
+        raise InputError("no layers chosen: give at least one block index")
+    return tuple(sorted(out))
+
+
+def parse_heads(backbone: "Backbone", heads: Iterable[str | tuple[int, int]]) -> dict[int, tuple[int, ...]]:
+    """``["11.3", "10.0", (9, 2)]`` -> ``{9: (2,), 10: (0,), 11: (3,)}`` (layer -> sorted heads).
+
+    Layers may be negative (``"-1.3"`` is the last block's head 3).
+    """
+    L, H = backbone.num_layers, backbone.num_heads
+    chosen: dict[int, set[int]] = {}
+    for item in heads:
+        if isinstance(item, str):
+            layer_s, dot, head_s = item.strip().rpartition(".")
+            try:
+                layer, head = int(layer_s), int(head_s)
+            except ValueError:
+                layer, head, dot = 0, 0, ""
+            if not dot:
+                raise InputError(f"bad head {item!r}: write LAYER.HEAD, e.g. 11.3")
+        else:
+            layer, head = (int(v) for v in item)
+        index = layer + L if layer < 0 else layer
+        if not 0 <= index < L or not 0 <= head < H:
+            raise InputError(f"head {layer}.{head} out of range: the image tower has {L} blocks x {H} heads")
+        chosen.setdefault(index, set()).add(head)
+    return {layer: tuple(sorted(hs)) for layer, hs in sorted(chosen.items())}
+
+
+def text_basis(backbone: "Backbone", texts: Sequence[str] | torch.Tensor | None,
+               templates: Sequence[str] | None = None) -> tuple[torch.Tensor | None, list[str] | None]:
+    """``texts`` (strings, or a (T, D) tensor of text features) -> ((T, D) features or None, the strings or None)."""
+    if texts is None:
+        return None, None
+    if isinstance(texts, torch.Tensor):
+        if texts.dim() != 2 or texts.shape[1] != backbone.embed_dim:
+            raise InputError(f"text features must be (T, {backbone.embed_dim}), got {tuple(texts.shape)}")
+        return texts, None
+    names = [texts] if isinstance(texts, str) else list(texts)
+    if not names:
+        raise InputError("no texts given: pass at least one text or None for the full joint space")
+    return backbone.encode_text(names, templates=templates), names
+
+
+@dataclass(frozen=True)
+class JointMap:
+    """``ln_post`` (linearised) followed by ``proj`` and a basis, folded into a few tensors.
+
+    With ``basis`` (D, X) — the transposed text features (X = T), or the
+    identity (X = D) — a residual vector ``t`` (d,) with share ``s`` of the
+    per-image constants maps to ``(t @ G - s * mu * g_sum) / sigma + s * beta_x``.
+
+    Attributes:
+        G: (d, X) ``diag(gamma) @ proj @ basis``.
+        g_sum: (X,) ``gamma @ proj @ basis`` (column sums of ``G``), multiplies ``mu``.
+        beta_x: (X,) ``beta @ proj @ basis``.
+        eps: LayerNorm epsilon (inside the square root of ``sigma``).
+        num_components: K = 2L + 1.
+    """
+
+    G: torch.Tensor
+    g_sum: torch.Tensor
+    beta_x: torch.Tensor
+    eps: float
+    num_components: int
+
+    @classmethod
+    def build(cls, backbone: "Backbone", text_features: torch.Tensor | None, dtype: torch.dtype) -> "JointMap":
+        gamma, beta, eps = backbone.final_norm()
+        proj = backbone.projection.to(dtype)
+        if text_features is not None:
+            proj = proj @ text_features.to(device=proj.device, dtype=dtype).T  # (d, T)
+        G = gamma.to(dtype)[:, None] * proj
+        return cls(G=G, g_sum=G.sum(0), beta_x=beta.to(dtype) @ proj, eps=eps,
+                   num_components=2 * backbone.num_layers + 1)
+
+    def stats(self, final_cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, d) final class residual -> ``mu`` (B,), ``sigma`` (B,) exactly as LayerNorm computes them."""
+        x = final_cls.to(self.G.dtype)
+        mu = x.mean(-1)
+        sigma = torch.sqrt(x.var(-1, unbiased=False) + self.eps)
+        return mu, sigma
+
+    def apply(self, terms: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, share: float) -> torch.Tensor:
+        """(B, ..., d) residual terms -> (B, ..., X) mapped terms, each taking ``share`` of ``mu``/``beta``."""
+        extra = terms.dim() - 2
+        view = (-1,) + (1,) * extra + (1,)
+        mapped = terms.to(self.G.dtype) @ self.G - share * mu.view(view) * self.g_sum
+        return mapped / sigma.view(view) + share * self.beta_x
+
+
+# ---- attention -------------------------------------------------------------------------------------------------
+def _class_attention(ln1: torch.Tensor, w: "AttentionWeights") -> torch.Tensor:
+    """(B, N+1, d) block input after ``ln_1`` -> (B, H, N+1) softmax attention of the class query.
+
+    Keys are never formed: ``q_h . (W_k^h x + b_k^h) = (W_k^h^T q_h) . x + q_h . b_k^h``.
+    """
+    B, _, d = ln1.shape
+    H, dh = w.num_heads, w.head_dim
+    W = w.in_proj_weight.to(ln1.dtype)
+    b = w.in_proj_bias.to(ln1.dtype) if w.in_proj_bias is not None else torch.zeros(3 * d, dtype=ln1.dtype,
+                                                                                    device=ln1.device)
+    q = (ln1[:, 0] @ W[:d].T + b[:d]).view(B, H, dh) * w.scale
+    folded = torch.einsum("bhc,hcd->bhd", q, W[d:2 * d].view(H, dh, d))  # (B, H, d)
+    logits = torch.einsum("bhd,bnd->bhn", folded, ln1) + (q * b[d:2 * d].view(H, dh)).sum(-1, keepdim=True)
+    return torch.softmax(logits, dim=-1)
+
+
+def _head_values(ln1: torch.Tensor, w: "AttentionWeights", jm: JointMap) -> torch.Tensor:
+    """(B, N+1, d) -> (B, H, N+1, X): ``W_O^h v[h, i]`` of every token, mapped through ``G`` (no 1/sigma).
+
+    Folds ``W_v`` into the contraction when that is cheaper (``H * X < d``).
+    """
+    B, N1, d = ln1.shape
+    H, dh = w.num_heads, w.head_dim
+    W_v = w.in_proj_weight[2 * d:].to(ln1.dtype).view(H, dh, d)
+    b_v = (w.in_proj_bias[2 * d:].to(ln1.dtype) if w.in_proj_bias is not None
+           else torch.zeros(d, dtype=ln1.dtype, device=ln1.device)).view(H, dh)
+    M = torch.einsum("hcd,dx->hcx", w.head_out_weights().to(ln1.dtype), jm.G)  # (H, dh, X)
+    X = M.shape[-1]
+    bias = torch.einsum("hc,hcx->hx", b_v, M)[None, :, None, :]  # (1, H, 1, X)
+    if H * X < d:
+        P = torch.einsum("hcd,hcx->dhx", W_v, M).reshape(d, H * X)
+        return (ln1 @ P).view(B, N1, H, X).transpose(1, 2) + bias
+    v = (ln1 @ W_v.reshape(H * dh, d).T).view(B, N1, H, dh)
+    return torch.einsum("bnhc,hcx->bhnx", v, M) + bias
+
+
+def _attention_terms(ln1: torch.Tensor, w: "AttentionWeights", jm: JointMap, sigma: torch.Tensor,
+                     heads: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One attention layer's head-token terms in the X basis.
+
+    Args:
+        ln1: (B, N+1, d) the block's ``ln_1`` output.
+        heads: keep only these heads (default all).
+    Returns:
+        ``(attn (B, H', N+1), values (B, H', N+1, X))`` with the head-token term
+        ``attn[..., None] * values + const`` where ``const`` comes from :func:`_token_constant`.
+    """
+    attn = _class_attention(ln1, w)
+    values = _head_values(ln1, w, jm) / sigma.view(-1, 1, 1, 1)
+    if heads is not None:
+        index = torch.as_tensor(list(heads), device=attn.device)
+        attn, values = attn[:, index], values[:, index]
+    return attn, values
+
+
+def _token_constant(w: "AttentionWeights", jm: JointMap, mu: torch.Tensor, sigma: torch.Tensor,
+                    num_tokens: int) -> torch.Tensor:
+    """(B, X): each head-token term's share of the layer's out-proj bias, ``mu/K`` and ``beta/K``."""
+    parts = w.num_heads * num_tokens
+    bias = (w.out_proj_bias * w.layer_scale).to(jm.G.dtype) if w.out_proj_bias is not None else \
+        torch.zeros(jm.G.shape[0], dtype=jm.G.dtype, device=jm.G.device)
+    share = 1.0 / jm.num_components
+    per_layer = ((bias @ jm.G)[None] - share * mu[:, None] * jm.g_sum) / sigma[:, None] + share * jm.beta_x
+    return per_layer / parts
+
+
+# ---- the result ------------------------------------------------------------------------------------------------
+@dataclass
+class Decomposition:
+    """Direct contributions to the image embedding, in a basis of X directions.
+
+    ``X = T`` when contracted with T text directions (``texts`` set), else
+    ``X = D`` (the joint space itself). ``L`` counts all blocks, ``L'`` the
+    blocks in ``layers`` that were broken down per head (and token).
+
+    Attributes:
+        embedding: (B, D) the backbone's own image embedding (unnormalised).
+        embed_term: (B, X) the embedding term (class position after ``ln_pre``).
+        attn: (B, L, X) each attention layer at the class position (bias included).
+        mlp: (B, L, X) each MLP at the class position.
+        layers: the L' block indices of ``heads`` / ``tokens``.
+        heads: (B, L', H, X) per head, summed over source tokens, or None.
+        tokens: (B, L', H, N+1, X) per head and source token, or None.
+        mu, sigma: (B,) final class-token statistics ``ln_post`` was linearised on.
+        text_features: (T, D) the directions when X = T, else None.
+        texts: the T strings when known.
+        grid_size: (h, w) patch grid.
+    """
+
+    embedding: torch.Tensor
+    embed_term: torch.Tensor
+    attn: torch.Tensor
+    mlp: torch.Tensor
+    layers: tuple[int, ...]
+    heads: torch.Tensor | None
+    tokens: torch.Tensor | None
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    text_features: torch.Tensor | None
+    texts: list[str] | None
+    grid_size: tuple[int, int]
+
+    @property
+    def contracted(self) -> bool:
+        """True when the last axis runs over texts (X = T), False for the joint space (X = D)."""
+        return self.text_features is not None
+
+    def term_names(self) -> list[str]:
+        """Names of :meth:`embedding_terms`' K = 2L + 1 rows: ``embed, attn.0, mlp.0, attn.1, ...``."""
+        names = ["embed"]
+        for layer in range(self.attn.shape[1]):
+            names += [f"attn.{layer}", f"mlp.{layer}"]
+        return names
+
+    def embedding_terms(self) -> torch.Tensor:
+        """(B, 2L + 1, X) every residual component, ordered as :meth:`term_names`."""
+        blocks = torch.stack([self.attn, self.mlp], dim=2).flatten(1, 2)  # (B, 2L, X)
+        return torch.cat([self.embed_term[:, None], blocks], dim=1)
+
+    def total(self) -> torch.Tensor:
+        """(B, X) the sum of all terms (equals :meth:`reference` up to rounding)."""
+        return self.embedding_terms().sum(1)
+
+    def reference(self) -> torch.Tensor:
+        """(B, X) the backbone's own embedding in this basis (``embedding @ text^T`` when contracted)."""
+        ref = self.embedding.to(self.attn.dtype)
+        return ref @ self.text_features.to(ref.dtype).T if self.contracted else ref
+
+    def sum_error(self) -> float:
+        """Largest relative error ``|total - reference| / |reference|`` over the batch (norms over X)."""
+        ref = self.reference()
+        err = (self.total() - ref).norm(dim=-1) / ref.norm(dim=-1).clamp_min(torch.finfo(ref.dtype).tiny)
+        return float(err.max())
+
+    def per_layer(self, kind: str = "block") -> torch.Tensor:
+        """(B, L, X) per block: ``"attn"``, ``"mlp"`` or ``"block"`` (both)."""
+        if kind == "attn":
+            return self.attn
+        if kind == "mlp":
+            return self.mlp
+        if kind == "block":
+            return self.attn + self.mlp
+        raise InputError(f"unknown kind {kind!r}: use attn, mlp or block")
+
+    def per_head(self) -> torch.Tensor:
+        """(B, L', H, X) per head of the broken-down layers, summed over source tokens."""
+        if self.heads is None:
+            raise InputError("this decomposition has no per-head terms: call decompose with heads=True")
+        return self.heads
+
+    def per_token(self, layers: Iterable[int] | None = None, heads: Iterable[int] | None = None,
+                  patches_only: bool = False) -> torch.Tensor:
+        """(B, N+1, X) source-token contributions summed over ``layers`` (default all of :attr:`layers`) and ``heads``.
+
+        ``patches_only`` drops the class token: (B, N, X).
+        """
+        if self.tokens is None:
+            raise InputError("this decomposition has no per-token terms: call decompose with tokens=True")
+        rows = list(range(len(self.layers))) if layers is None else [self._row(layer) for layer in layers]
+        picked = self.tokens[:, rows]
+        if heads is not None:
+            picked = picked[:, :, list(heads)]
+        out = picked.sum((1, 2))
+        return out[:, 1:] if patches_only else out
+
+    def patch_map(self, **kwargs: object) -> torch.Tensor:
+        """(B, X, h, w) patch-token contributions on the grid (``per_token(patches_only=True)``, same options)."""
+        scores = self.per_token(patches_only=True, **kwargs)  # type: ignore[arg-type]
+        h, w = self.grid_size
+        return scores.transpose(1, 2).reshape(scores.shape[0], -1, h, w)
+
+    def to_texts(self, text_features: torch.Tensor, texts: Sequence[str] | None = None) -> "Decomposition":
+        """Contract a joint-space (X = D) decomposition with (T, D) text directions."""
+        if self.contracted:
+            raise InputError("this decomposition is already contracted with texts")
+        def c(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t @ text_features.to(device=t.device, dtype=t.dtype).T
+
+        return replace(self, embed_term=c(self.embed_term), attn=c(self.attn), mlp=c(self.mlp), heads=c(self.heads),
+                       tokens=c(self.tokens), text_features=text_features,
+                       texts=list(texts) if texts is not None else None)
+
+    def _row(self, layer: int) -> int:
+        L = self.attn.shape[1]
+        index = layer + L if layer < 0 else layer
+        if index not in self.layers:
+            raise InputError(f"layer {layer} was not broken down; decomposed layers are {list(self.layers)}")
+        return self.layers.index(index)
+
+
+# ---- entry points ----------------------------------------------------------------------------------------------
+def decompose(backbone: "Backbone", pixels: torch.Tensor, texts: Sequence[str] | torch.Tensor | None = None, *,
+              layers: Iterable[int] | None = None, full: bool = False, heads: bool = True,
+              tokens: bool | None = None, templates: Sequence[str] | None = None,
+              dtype: torch.dtype | None = None) -> Decomposition:
+    """Decompose the image embeddings of a batch into direct contributions.
+
+    Args:
+        backbone: a ViT backbone (``backbone.is_vit``).
+        pixels: (B, 3, S, S) preprocessed images.
+        texts: T strings (encoded with ``templates``) or (T, D) normalised text
+            features to contract with; None for the joint space.
+        layers: blocks to break down per head / token (default all). Layer-level
+            terms always cover every block.
+        full: keep D-dimensional terms even when ``texts`` is given (``text_features``
+            is then None; use :meth:`Decomposition.to_texts` to contract later).
+        heads: compute per-head terms (B, L', H, X).
+        tokens: compute per-token terms (B, L', H, N+1, X); default True when contracted
+            with texts or ``full``, else False (a (B, L', H, N+1, D) tensor is large).
+        dtype: arithmetic dtype of the mapping (default float64 for an exact sum check
+            on CPU float32 backbones; the attention part uses the backbone dtype, upcast from half).
+    Returns:
+        :class:`Decomposition`.
+    """
+    if not backbone.is_vit:
+        raise InputError(f"backbone {backbone.name!r} cannot be decomposed: it needs a ViT image tower")
+    text_features, names = text_basis(backbone, texts, templates)
+    if full:
+        text_features = None
+    if tokens is None:
+        tokens = text_features is not None or full
+    detail = resolve_layers(backbone, layers)
+    L = backbone.num_layers
+    with torch.no_grad():
+        trace = backbone.trace(pixels, capture=_DECOMPOSE_CAPTURE)
+        hi = dtype or (torch.float64 if backbone.device.type == "cpu" else torch.float32)
+        jm = JointMap.build(backbone, text_features, hi)
+        mu, sigma = jm.stats(trace.final[:, 0])
+        share = 1.0 / jm.num_components
+        embed_term = jm.apply(trace.block_inputs[0][:, 0], mu, sigma, share)
+        attn = jm.apply(torch.stack([trace.attn_out[l][:, 0] for l in range(L)], 1), mu, sigma, share)
+        mlp = jm.apply(torch.stack([trace.mlp_out[l][:, 0] for l in range(L)], 1), mu, sigma, share)
+        head_terms, token_terms = _detail_terms(backbone, trace, detail, text_features, mu, sigma,
+                                                want_heads=heads, want_tokens=bool(tokens))
+    return Decomposition(embedding=trace.embedding, embed_term=embed_term, attn=attn, mlp=mlp, layers=detail,
+                         heads=head_terms, tokens=token_terms, mu=mu, sigma=sigma, text_features=text_features,
+                         texts=names if text_features is not None else None, grid_size=tuple(backbone.grid_size))
+
+
+def _detail_terms(backbone: "Backbone", trace: "TowerTrace", layers: Sequence[int], text_features: torch.Tensor | None,
+                  mu: torch.Tensor, sigma: torch.Tensor, *, want_heads: bool,
+                  want_tokens: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Per-head (B, L', H, X) and per-token (B, L', H, N+1, X) terms of ``layers`` (either may be None)."""
+    if not (want_heads or want_tokens) or not layers:
+        return None, None
+    work = _work_dtype(backbone.dtype)
+    jm = JointMap.build(backbone, text_features, work)
+    mu, sigma = mu.to(work), sigma.to(work)
+    heads_out, tokens_out = [], []
+    for layer in layers:
+        w = trace.attention_weights[layer]
+        ln1 = trace.ln_1[layer].to(work)
+        attn, values = _attention_terms(ln1, w, jm, sigma)
+        const = _token_constant(w, jm, mu, sigma, ln1.shape[1])  # (B, X)
+        if want_tokens:
+            tok = attn[..., None] * values + const[:, None, None]
+            tokens_out.append(tok)
+            if want_heads:
+                heads_out.append(tok.sum(2))
+        else:
+            heads_out.append(torch.einsum("bhn,bhnx->bhx", attn, values) + ln1.shape[1] * const[:, None])
+    return (torch.stack(heads_out, 1) if want_heads else None, torch.stack(tokens_out, 1) if want_tokens else None)
+
+
+def token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torch.Tensor, *,
+                 layers: Iterable[int] | None = None, heads: Mapping[int, Sequence[int]] | None = None,
+                 return_heads: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fast path for maps: source-token contributions to each text, summed over layers and heads.
+
+    Traces only the ``ln_1`` outputs of the chosen blocks and contracts with the
+    texts before anything D-dimensional exists (memory O(B·H·(N+1)·T) per layer).
+
+    Args:
+        pixels: (B, 3, S, S); text_features: (T, D).
+        layers: blocks to sum over (default all); ignored when ``heads`` is given.
+        heads: ``{layer: heads}`` to sum over instead (non-negative layer indices).
+        return_heads: also return each chosen head's total over tokens.
+    Returns:
+        ``(scores (B, N+1, T), per_head (B, P, T) or None)``: ``P`` counts the chosen
+        (layer, head) pairs, ordered by layer, then head.
+    """
+    chosen = {layer: None for layer in resolve_layers(backbone, layers)} if heads is None else \
+        {layer: tuple(hs) for layer, hs in sorted(heads.items())}
+    work = _work_dtype(backbone.dtype)
+    with torch.no_grad():
+        trace = backbone.trace(pixels, layers=list(chosen), capture=("ln_1",))
+        jm = JointMap.build(backbone, text_features, work)
+        mu, sigma = jm.stats(trace.final[:, 0])
+        total: torch.Tensor | None = None
+        per_head = []
+        for layer, hs in chosen.items():
+            w = trace.attention_weights[layer]
+            ln1 = trace.ln_1[layer].to(work)
+            attn, values = _attention_terms(ln1, w, jm, sigma, heads=hs)
+            const = _token_constant(w, jm, mu, sigma, ln1.shape[1])
+            scores = torch.einsum("bhn,bhnx->bnx", attn, values) + attn.shape[1] * const[:, None]
+            total = scores if total is None else total + scores
+            if return_heads:
+                per_head.append(torch.einsum("bhn,bhnx->bhx", attn, values) + ln1.shape[1] * const[:, None])
+    assert total is not None
+    return total, (torch.cat(per_head, 1) if return_heads else None)

@@ -1,0 +1,240 @@
+"""TextSpan over a backbone's attention heads (METHODS.md §3): pool loading, cached pool embeddings, analysis.
+
+The algorithm itself is :func:`cliplens.explainers.textspan_algorithm.textspan`;
+this module feeds it. For each head of the chosen layers, its direct
+contribution to the image embedding (summed over source tokens, ``ln_post``
+linearised, see :mod:`cliplens.explainers.decomposition`) is collected over
+many images, ``(n, D)`` per head, and TextSpan names the head with
+descriptions from a text pool.
+
+Pool embeddings are cached in memory and on disk under
+``$CLIPLENS_CACHE/textspan`` (default ``~/.cache/cliplens/textspan``), keyed by a
+hash of the backbone spec, a fingerprint of its text-tower weights, the pool's
+texts and the templates; set ``CLIPLENS_CACHE=off`` (or pass ``cache=False``) to
+disable the disk cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import torch
+
+from ..errors import InputError
+from .decomposition import decompose, resolve_layers
+from .textspan_algorithm import TextSpanResult, textspan
+from .textspan_report import textspan_markdown, textspan_report
+
+if TYPE_CHECKING:
+    from ..backbones.base import Backbone
+
+__all__ = ["DEFAULT_POOL", "load_pool", "cache_dir", "backbone_fingerprint", "embed_pool", "head_contributions",
+           "TextSpanAnalysis", "analyse_heads", "clear_memory_cache"]
+
+#: the pool shipped with cliplens (general, colour, shape, texture, location and scene descriptions)
+DEFAULT_POOL = "textspan_pool.txt"
+
+_memory_cache: dict[str, torch.Tensor] = {}
+_fingerprints: "weakref.WeakKeyDictionary[Any, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
+
+
+def load_pool(path: str | Path | None = None) -> list[str]:
+    """Descriptions, one per line: the shipped pool when ``path`` is None, else a user file.
+
+    Blank lines and lines starting with ``#`` are skipped; duplicates keep their first occurrence.
+    """
+    if path is None:
+        text = (Path(__file__).resolve().parents[1] / "resources" / DEFAULT_POOL).read_text(encoding="utf-8")
+        where = "the shipped pool"
+    else:
+        try:
+            text = Path(path).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read text pool {str(path)!r}: {exc.strerror or exc}") from None
+        where = repr(str(path))
+    lines = (line.strip() for line in text.splitlines())
+    pool = list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
+    if not pool:
+        raise InputError(f"text pool {where} holds no descriptions: write one per line")
+    return pool
+
+
+def cache_dir() -> Path | None:
+    """Where pool embeddings are kept: ``$CLIPLENS_CACHE/textspan`` or ``~/.cache/cliplens/textspan``; None when off."""
+    root = os.environ.get("CLIPLENS_CACHE")
+    if root is not None and root.strip().lower() in {"", "0", "off", "none", "false"}:
+        return None
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "cliplens"
+    return base / "textspan"
+
+
+def clear_memory_cache() -> None:
+    """Forget in-memory pool embeddings (the disk cache stays)."""
+    _memory_cache.clear()
+
+
+def _tensor_digest(h: "hashlib._Hash", name: str, tensor: torch.Tensor) -> None:
+    """Feed a name, shape, dtype, sum and up to 4096 strided values of ``tensor`` to ``h``."""
+    flat = tensor.detach().reshape(-1)
+    step = max(1, flat.numel() // 4096)
+    sample = flat[::step].to("cpu", torch.float64)
+    h.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|{float(flat.double().sum()):.10e}|".encode())
+    h.update(sample.numpy().tobytes())
+
+
+def backbone_fingerprint(backbone: "Backbone") -> str:
+    """A short hash of what makes text embeddings: spec, dtype and the text tower's weights.
+
+    Uses the weights of ``backbone.model`` outside its ``visual`` tower when the
+    backbone has one (open_clip); otherwise the embeddings of two probe texts.
+    Memoised per backbone object (and recomputed after a dtype change).
+    """
+    state = (backbone.spec or backbone.name, str(backbone.dtype))
+    try:
+        known = _fingerprints.get(backbone)
+    except TypeError:  # not weak-referenceable
+        known = None
+    if known is not None and known[0] == state:
+        return known[1]
+    h = hashlib.sha256("|".join(state).encode())
+    model = getattr(backbone, "model", None)
+    if isinstance(model, torch.nn.Module):
+        for name, tensor in sorted(model.state_dict().items()):
+            if not name.startswith("visual."):
+                _tensor_digest(h, name, tensor)
+    else:
+        probe = backbone.encode_text(["a photo", "an object"]).float()
+        h.update(torch.round(probe * 1e4).to(torch.int64).cpu().numpy().tobytes())
+    digest = h.hexdigest()[:24]
+    try:
+        _fingerprints[backbone] = (state, digest)
+    except TypeError:
+        pass
+    return digest
+
+
+def _pool_key(backbone: "Backbone", pool: Sequence[str], templates: Sequence[str] | None) -> str:
+    h = hashlib.sha256(backbone_fingerprint(backbone).encode())
+    h.update(b"\x00templates\x00" + "\x1f".join(templates or ()).encode())
+    h.update(b"\x00pool\x00" + "\x1e".join(pool).encode())
+    return h.hexdigest()[:32]
+
+
+def embed_pool(backbone: "Backbone", pool: Sequence[str], *, templates: Sequence[str] | None = None,
+               cache: bool = True, batch_size: int = 256) -> torch.Tensor:
+    """(M,) descriptions -> (M, D) normalised text embeddings (float32, on the backbone's device).
+
+    Looked up in memory, then on disk (see :func:`cache_dir`), then encoded in
+    batches and stored in both. ``cache=False`` skips the disk.
+    """
+    pool = list(pool)
+    if not pool:
+        raise InputError("empty text pool: pass at least one description")
+    key = _pool_key(backbone, pool, templates)
+    found = _memory_cache.get(key)
+    folder = cache_dir() if cache else None
+    path = folder / f"{key}.pt" if folder is not None else None
+    if found is None and path is not None and path.is_file():
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(stored, torch.Tensor) and stored.shape == (len(pool), backbone.embed_dim):
+                found = stored
+        except Exception:  # noqa: BLE001 - a corrupt cache file is re-made, never fatal
+            found = None
+    if found is None:
+        with torch.no_grad():
+            found = torch.cat([backbone.encode_text(pool[i:i + batch_size], templates=templates).float().cpu()
+                               for i in range(0, len(pool), batch_size)])
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                torch.save(found, tmp)
+                os.replace(tmp, path)
+            except OSError as exc:
+                warnings.warn(f"could not write the text-pool cache {path} ({exc.strerror or exc}); "
+                              "set CLIPLENS_CACHE to a writable folder", stacklevel=2)
+    _memory_cache[key] = found
+    return found.to(backbone.device)
+
+
+def head_contributions(backbone: "Backbone", batches: Iterable[torch.Tensor],
+                       layers: Sequence[int]) -> torch.Tensor:
+    """(n, L', H, D) each head's direct contribution (summed over tokens) for every image of ``batches``."""
+    parts = []
+    for pixels in batches:
+        d = decompose(backbone, pixels, layers=layers, heads=True, tokens=False)
+        assert d.heads is not None
+        parts.append(d.heads.float().cpu())
+    if not parts:
+        raise InputError("no images for TextSpan: give a dataset or a folder with images")
+    return torch.cat(parts)
+
+
+@dataclass
+class TextSpanAnalysis:
+    """TextSpan results for every head of some layers.
+
+    Attributes:
+        results: ``(layer, head) -> TextSpanResult``, ordered by layer then head.
+        pool: the M descriptions that were embedded.
+        layers: analysed blocks; rank, num_texts: the TextSpan settings.
+        num_images: how many images the head outputs came from.
+        info: free-form metadata (backbone, dataset...) copied into the report.
+    """
+
+    results: dict[tuple[int, int], TextSpanResult]
+    pool: list[str]
+    layers: tuple[int, ...]
+    rank: int
+    num_texts: int
+    num_images: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def texts(self, layer: int, head: int, top: int | None = None) -> list[str]:
+        """The chosen descriptions of one head, in order (the first ``top``)."""
+        chosen = self.results[(layer, head)].texts(self.pool)
+        return chosen if top is None else chosen[:top]
+
+    def report(self) -> dict[str, Any]:
+        """JSON-able dict: the settings, ``info`` and :func:`textspan_report`'s per-head entries."""
+        body = textspan_report(self.results, self.pool)
+        return {"method": "textspan", "layers": list(self.layers), "rank": self.rank, "num_texts": self.num_texts,
+                "num_images": self.num_images, **self.info, **body}
+
+    def markdown(self, max_texts: int = 10) -> str:
+        """A Markdown report: settings, then one table row per head."""
+        head = [f"# TextSpan: {self.info.get('backbone', 'backbone')}", "",
+                f"- images: {self.num_images}" + (f" from {self.info['source']}" if "source" in self.info else ""),
+                f"- layers: {', '.join(map(str, self.layers))}; rank k = {self.rank}; texts per head m = "
+                f"{self.num_texts}; pool: {len(self.pool)} descriptions", "",
+                "Variance explained: share of each head's (mean-centred) output variance spanned by its listed "
+                "texts.", ""]
+        return "\n".join(head) + textspan_markdown(self.report(), max_texts=max_texts)
+
+
+def analyse_heads(backbone: "Backbone", batches: Iterable[torch.Tensor], *, layers: Iterable[int] | None = None,
+                  last_k: int | None = 4, rank: int = 80, num_texts: int = 20, pool: Sequence[str] | None = None,
+                  pool_embeddings: torch.Tensor | None = None, cache: bool = True,
+                  info: dict[str, Any] | None = None) -> TextSpanAnalysis:
+    """Run TextSpan on every head of ``layers`` (default the last ``last_k`` blocks, or all if fewer) over ``batches``.
+
+    Args:
+        batches: (b, 3, S, S) preprocessed image batches.
+        pool: descriptions (default the shipped pool); ``pool_embeddings`` (M, D) skips encoding them.
+    """
+    if layers is None and last_k is not None:
+        last_k = min(int(last_k), backbone.num_layers)  # "the last 4" of a shallower tower is all of it
+    chosen = resolve_layers(backbone, layers, None if layers is not None else last_k)
+    texts = list(pool) if pool is not None else load_pool()
+    embeddings = pool_embeddings if pool_embeddings is not None else embed_pool(backbone, texts, cache=cache)
+    outputs = head_contributions(backbone, batches, chosen)  # (n, L', H, D)
+    results = {(layer, h): textspan(outputs[:, i, h], embeddings, rank=rank, num_texts=num_texts)
+               for i, layer in enumerate(chosen) for h in range(outputs.shape[2])}
+    return TextSpanAnalysis(results, texts, chosen, rank, num_texts, outputs.shape[0], dict(info or {}))

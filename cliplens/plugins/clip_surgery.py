@@ -1,0 +1,209 @@
+"""Built-in plugin ``clip_surgery``: CLIP Surgery's architecture and feature surgery (METHODS.md §4).
+
+Architecture surgery (``arch_surgery=True``) adds a second, v–v path over the
+last ``depth`` blocks (default 6, capped at the tower's depth) without touching
+the original forward: with ``s`` the first surgery block,
+
+    x_new  = x_s  (the original residual entering block s)
+    x_new += out_proj(softmax(scale * v_l v_l^T) v_l)   for l = s .. L-1 (no MLP on the new path)
+
+where ``v_l`` comes from the *original* path's ``ln_1`` output of block ``l`` and
+``out_proj`` includes its bias and the block's layer scale. The new path's patch
+tokens (with the original class token) go through ``ln_post`` and ``proj``.
+Everything comes from one traced forward of the original model: per surgery
+block only the value projection, the v–v attention and the output projection
+are extra.
+
+Feature surgery (``feature_surgery=True``) removes the part of the patch–text
+similarity shared by all texts (:func:`cliplens.explainers.surgery_math.feature_surgery`),
+or, for a single text, subtracts the similarity to the empty prompt ``""``
+(embedded with the same templates as the texts, as the authors' code does).
+``weight_products=True`` (default) follows the authors' public code: each
+class's products are multiplied by ``w_j`` before the class mean is subtracted;
+``False`` keeps each class's product unweighted (see surgery_math's docstring).
+
+With both surgeries off the scores equal ``raw_similarity``'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..backbones.base import Backbone
+from ..benchmarks._options import to_int
+from ..errors import ExplainerError, InputError
+from ..explainers.base import Explainer, PatchScores
+from ..explainers.surgery_math import surgery_similarity, vv_attention
+from ..registry.hookspecs import Register, hookimpl
+
+DEFAULT_DEPTH = 6
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def to_bool(owner: str, key: str, value: Any) -> bool:
+    """``True`` / ``"true"`` / ``"1"`` / ``"yes"`` -> True (and the opposites -> False)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InputError(f"{owner} option {key}={value!r} is not a boolean: write {key}=true or {key}=false")
+
+
+def surgery_depth(backbone: Backbone, depth: int) -> int:
+    """The number of surgery blocks actually used: ``depth`` capped at the tower's depth (>= 1)."""
+    if depth < 1:
+        raise ExplainerError(f"CLIP Surgery depth must be at least 1 block, got {depth}")
+    return min(depth, backbone.num_layers)
+
+
+@dataclass(frozen=True)
+class SurgeryWeights:
+    """The parameters the v–v path needs, read once per backbone (device, dtype) through the interface.
+
+    Attributes:
+        first: index of the first surgery block.
+        value: per surgery block, the value rows of the in-projection: weight (d, d), bias (d,).
+        out_t: per surgery block, ``(out_proj_weight * layer_scale[:, None]).T`` (d, d), contiguous.
+        scales: per surgery block, the attention scale ``dh ** -0.5``.
+        heads: H.
+        bias: (d,) the out-projection biases (times layer scale) summed over the surgery blocks.
+    """
+
+    first: int
+    value: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    out_t: tuple[torch.Tensor, ...]
+    scales: tuple[float, ...]
+    heads: int
+    bias: torch.Tensor
+
+
+def prepare_surgery(backbone: Backbone, depth: int = DEFAULT_DEPTH) -> SurgeryWeights:
+    """Read and fold the surgery blocks' attention parameters (see :class:`SurgeryWeights`)."""
+    L = backbone.num_layers
+    first = L - surgery_depth(backbone, depth)
+    value, out_t, scales, bias = [], [], [], None
+    with torch.no_grad():
+        for layer in range(first, L):
+            w = backbone.attention_weights(layer)
+            d = w.out_proj_weight.shape[0]
+            value.append((w.in_proj_weight[2 * d:].contiguous(), w.in_proj_bias[2 * d:].contiguous()))
+            out_t.append((w.out_proj_weight * w.layer_scale[:, None]).T.contiguous())
+            scales.append(w.scale)
+            b = w.out_proj_bias * w.layer_scale
+            bias = b if bias is None else bias + b
+    return SurgeryWeights(first, tuple(value), tuple(out_t), tuple(scales), w.num_heads, bias)
+
+
+def vv_path_tokens(backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAULT_DEPTH,
+                   weights: SurgeryWeights | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the original forward once and build the v–v path over the last ``depth`` blocks.
+
+    Args:
+        backbone: a traceable ViT backbone.
+        pixels: (B, 3, S, S) preprocessed images.
+        depth: surgery blocks (capped at the tower's depth); ignored when ``weights`` is given.
+        weights: :func:`prepare_surgery`'s result, to skip re-reading the parameters on every call.
+    Returns:
+        ``(tokens, embedding)``: tokens (B, N+1, d) the new path's residual stream after the last
+        block (its class position is the new path's, not the original's), and embedding (B, D)
+        the original, unnormalised image embedding (``ln_post(x_cls) @ proj``).
+    """
+    weights = weights if weights is not None else prepare_surgery(backbone, depth)
+    layers = range(weights.first, backbone.num_layers)
+    trace = backbone.trace(pixels, layers=layers, capture=("block_inputs", "ln_1"))
+    start = trace.block_inputs[weights.first]
+    B, N1, d = start.shape
+    tokens = start.reshape(B * N1, d)
+    for index, layer in enumerate(layers):
+        v_weight, v_bias = weights.value[index]
+        # only v is needed, from the original path's attention input: the value rows of the in-projection
+        v = F.linear(trace.ln_1[layer], v_weight, v_bias).view(B, N1, weights.heads, -1).transpose(1, 2)
+        merged = vv_attention(v, weights.scales[index]).transpose(1, 2).reshape(B * N1, d)  # (B*(N+1), d)
+        # out-projection (layer scale folded in) accumulated in place; the biases are added once at the end
+        out_t = weights.out_t[index]
+        tokens = torch.addmm(tokens, merged, out_t) if index == 0 else tokens.addmm_(merged, out_t)
+    return (tokens + weights.bias).view(B, N1, d), trace.embedding
+
+
+def surgery_patch_features(backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAULT_DEPTH,
+                           arch_surgery: bool = True, weights: SurgeryWeights | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projected patch features and class feature, from the v–v path or the original one.
+
+    Returns:
+        ``(patches, cls)``: patches (B, N, D) the patch tokens through ``ln_post`` and ``proj``
+        (from the v–v path when ``arch_surgery``, else the original final tokens), cls (B, D)
+        the original image embedding. Neither is normalised.
+    """
+    if arch_surgery:
+        tokens, embedding = vv_path_tokens(backbone, pixels, depth, weights)
+    else:
+        trace = backbone.trace(pixels, layers=(), capture=())
+        tokens, embedding = trace.final, trace.embedding
+    return backbone.project_tokens(tokens[:, 1:]), embedding
+
+
+class SurgeryWeightsCache:
+    """:func:`prepare_surgery` once per backbone device and dtype (explainers hold one)."""
+
+    def __init__(self, backbone: Backbone, depth: int) -> None:
+        self.backbone, self.depth = backbone, depth
+        self._key: tuple[str, torch.dtype] | None = None
+        self._weights: SurgeryWeights | None = None
+
+    def get(self) -> SurgeryWeights:
+        key = (str(self.backbone.device), self.backbone.dtype)
+        if self._weights is None or key != self._key:
+            self._weights, self._key = prepare_surgery(self.backbone, self.depth), key
+        return self._weights
+
+
+class CLIPSurgery(Explainer):
+    """CLIP Surgery: v–v dual path over the last blocks plus redundant-feature removal across texts.
+
+    Options:
+        arch_surgery: use the v–v path's patch features (default True).
+        feature_surgery: remove the redundant (class-shared) similarity, or the empty-prompt one
+            for a single text (default True).
+        depth: number of last blocks on the v–v path (default 6, capped at the tower's depth).
+        weight_products: weight each class's products by ``w_j`` before subtracting the class mean
+            (the authors' code; default True).
+    """
+
+    def __init__(self, backbone: Backbone, *, arch_surgery: bool | str = True, feature_surgery: bool | str = True,
+                 depth: int | str = DEFAULT_DEPTH, weight_products: bool | str = True,
+                 templates: Sequence[str] | None = None) -> None:
+        super().__init__(backbone, templates=templates)
+        owner = "explainer clip_surgery"
+        self.arch_surgery = to_bool(owner, "arch_surgery", arch_surgery)
+        self.feature_surgery = to_bool(owner, "feature_surgery", feature_surgery)
+        self.weight_products = to_bool(owner, "weight_products", weight_products)
+        self.depth = surgery_depth(backbone, to_int(owner, "depth", depth))
+        self._weights = SurgeryWeightsCache(backbone, self.depth)
+
+    def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
+        """(B, 3, S, S), (T, D) -> scores (B, T, h, w)."""
+        weights = self._weights.get() if self.arch_surgery else None
+        patches, cls = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery, weights)
+        texts = text_features.to(device=patches.device, dtype=patches.dtype)
+        if self.feature_surgery:
+            empty = self.encode_texts([""]).to(texts) if texts.shape[0] == 1 else None
+            scores = surgery_similarity(patches, cls, texts, empty, weight_products=self.weight_products)
+        else:
+            scores = F.normalize(patches, dim=-1) @ texts.T  # (B, N, T)
+        h, w = self.backbone.grid_size
+        return PatchScores(scores.transpose(1, 2).reshape(pixels.shape[0], -1, h, w))
+
+
+@hookimpl
+def register_explainers(register: Register) -> None:
+    register("clip_surgery", CLIPSurgery)

@@ -1,0 +1,142 @@
+"""TextSpan over heads: the pool, its cached embeddings, the analysis, the explainer and the toy's heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cliplens import create_explainer
+from cliplens.errors import CliplensError
+from cliplens.explainers import textspan as ts
+from cliplens.explainers.decomposition import decompose
+
+COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
+SHAPES = ("circle", "square", "triangle", "star", "cross", "heart")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh disk cache folder and an empty memory cache."""
+    monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path / "cache"))
+    ts.clear_memory_cache()
+    yield tmp_path / "cache" / "textspan"
+    ts.clear_memory_cache()
+
+
+def _pixels(backbone, batch: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    S = backbone.image_size[0]
+    return backbone.preprocess(torch.rand(batch, 3, S, S, generator=g))
+
+
+def test_pool_loading(tmp_path):
+    pool = ts.load_pool()
+    assert len(pool) >= 1000 and len(set(pool)) == len(pool)
+    path = tmp_path / "pool.txt"
+    path.write_text("# colours\nred\n\n  blue \nred\n", encoding="utf-8")
+    assert ts.load_pool(path) == ["red", "blue"]
+    with pytest.raises(CliplensError, match="cannot read text pool"):
+        ts.load_pool(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("# nothing\n", encoding="utf-8")
+    with pytest.raises(CliplensError, match="holds no descriptions"):
+        ts.load_pool(tmp_path / "empty.txt")
+
+
+def test_pool_embedding_cache_hit_avoids_reencoding(tiny_backbone, cache, monkeypatch):
+    calls = []
+    original = tiny_backbone.encode_text
+
+    def counting(texts, templates=None, normalize=True):
+        calls.append(len(texts))
+        return original(texts, templates=templates, normalize=normalize)
+
+    monkeypatch.setattr(tiny_backbone, "encode_text", counting)
+    pool = ["a red thing", "a blue thing", "a star", "stripes"]
+    first = ts.embed_pool(tiny_backbone, pool, batch_size=3)
+    assert calls == [3, 1] and first.shape == (4, 32)
+    assert len(list(cache.glob("*.pt"))) == 1
+    again = ts.embed_pool(tiny_backbone, pool)  # memory hit
+    ts.clear_memory_cache()
+    from_disk = ts.embed_pool(tiny_backbone, pool)  # disk hit
+    assert calls == [3, 1]
+    torch.testing.assert_close(again, first)
+    torch.testing.assert_close(from_disk, first)
+    ts.embed_pool(tiny_backbone, pool + ["a circle"])  # another pool is another key
+    assert calls[-1] == 5
+    ts.clear_memory_cache()
+    ts.embed_pool(tiny_backbone, pool, cache=False)  # disk skipped
+    assert calls[-1] == 4
+
+
+def test_fingerprint_follows_weights(tiny_backbone):
+    import open_clip
+
+    from cliplens import OpenCLIPBackbone
+    from tests.conftest import make_tiny_clip
+
+    other = OpenCLIPBackbone(make_tiny_clip(seed=1), open_clip.get_tokenizer("ViT-B-16", context_length=16),
+                             name="tiny")
+    same = OpenCLIPBackbone(make_tiny_clip(seed=0), open_clip.get_tokenizer("ViT-B-16", context_length=16),
+                            name="tiny")
+    assert ts.backbone_fingerprint(tiny_backbone) == ts.backbone_fingerprint(same)
+    assert ts.backbone_fingerprint(tiny_backbone) != ts.backbone_fingerprint(other)
+
+
+def test_analysis_on_tiny(tiny_backbone, cache):
+    pool = [f"description {i}" for i in range(40)]
+    analysis = ts.analyse_heads(tiny_backbone, [_pixels(tiny_backbone, 6), _pixels(tiny_backbone, 6, seed=1)],
+                                rank=8, num_texts=5, pool=pool)
+    assert analysis.layers == (0, 1, 2)  # the last 4 blocks of a 3-block tower
+    assert len(analysis.results) == 12 and analysis.num_images == 12
+    for result in analysis.results.values():
+        assert len(result) == 5
+        assert float(result.cumulative_fraction[-1]) <= result.span_fraction + 1e-9
+    report = analysis.report()
+    assert report["heads"][0]["head"] == "L0.H0" and len(report["heads"][0]["texts"]) == 5
+    assert "| L2.H3 |" in analysis.markdown()
+    # head outputs are the per-head terms of the decomposition
+    px = _pixels(tiny_backbone, 2)
+    outputs = ts.head_contributions(tiny_backbone, [px], layers=(2,))
+    torch.testing.assert_close(outputs[:, 0].double(), decompose(tiny_backbone, px, layers=[2]).heads[:, 0].double())
+
+
+def test_explainer_on_tiny(tiny_backbone, cache):
+    pool = ["red", "blue", "green", "a circle", "a square", "stripes", "dots", "a cat"]
+    explainer = create_explainer("textspan", tiny_backbone, rank=4, num_texts=3, pool=pool, heads=["2.1", "1.0"])
+    px = _pixels(tiny_backbone, 2)
+    before = explainer.explain(pixels=px, texts=["red", "a circle"])
+    assert before.maps.shape == (2, 2, 32, 32) and "head_texts" not in before.extras
+    analysis = explainer.fit(_pixels(tiny_backbone, 8, seed=2))
+    assert analysis.layers == (0, 1, 2)
+    after = explainer.explain(pixels=px, texts=["red", "a circle"])
+    assert set(after.extras["head_texts"]) == {"1.0", "2.1"}
+    assert all(len(v) == 3 and set(v) <= set(pool) for v in after.extras["head_texts"].values())
+    default = create_explainer("textspan", tiny_backbone, pool=pool).explain(pixels=px, texts=["red", "a circle"])
+    only = decompose(tiny_backbone, px, ["red", "a circle"])
+    manual = only.tokens[:, 2, 1] + only.tokens[:, 1, 0]
+    h, w = tiny_backbone.grid_size
+    torch.testing.assert_close(after.patch_scores, manual[:, 1:].transpose(1, 2).reshape(2, 2, h, w).float(),
+                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(default.patch_scores, only.patch_map().float(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(CliplensError, match="needs images"):
+        create_explainer("textspan", tiny_backbone, pool=pool).fit()
+
+
+# ---- the toy world ------------------------------------------------------------------------------------------------
+def _fraction(texts, words) -> float:
+    return sum(any(w in t.lower().split() or w in t.lower() for w in words) for t in texts) / max(1, len(texts))
+
+
+def test_toy_has_colour_and_shape_heads(cache):
+    from tests.plugins.test_decomposition import toy_backbone
+
+    backbone = toy_backbone()
+    explainer = create_explainer("textspan", backbone, dataset="shapes:test", limit=200, num_texts=10,
+                                 batch_size=50)
+    analysis = explainer.fit()
+    table = {key: (_fraction(analysis.texts(*key), COLOURS), _fraction(analysis.texts(*key), SHAPES))
+             for key in analysis.results}
+    colour_head = max(table, key=lambda k: table[k][0] - table[k][1])
+    shape_head = max(table, key=lambda k: table[k][1] - table[k][0])
+    assert table[colour_head][0] >= 0.5, table
+    assert table[shape_head][1] >= 0.5, table
