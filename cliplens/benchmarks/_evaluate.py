@@ -125,8 +125,7 @@ def evaluate(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
     num_classes = len(texts)
     ignore = dataset.ignore_index
     start = time.perf_counter()
-    text_features = explainer.encode_texts(texts)  # also fills the text cache before anything is timed
-    score_fn = make_score_fn(explainer, text_features) if needs_model else None
+    score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None
     bar = tqdm(total=len(indices), unit="img", desc=description, disable=not progress, file=sys.stderr,
                dynamic_ncols=True, leave=True)
 
@@ -172,6 +171,9 @@ def evaluate(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
     stage = ["preparing"]
     forward_left = [forward_batches]
     try:
+        stage[0] = "encoding the class prompts"
+        text_features = explainer.encode_texts(texts)  # also fills the text cache before anything is timed
+        score_fn = make_score_fn(explainer, text_features) if needs_model else None
         for index in indices:
             stage[0] = "loading data"
             t0 = time.perf_counter()

@@ -3,9 +3,11 @@
 For the first few evaluated images of each pair the run keeps the image, its
 mask and the maps of the classes present in it, in ``examples/<pair>.npz``:
 
-* ``indices`` ``(K,)`` dataset indices, ``sample_ids`` ``(K,)`` str, ``class_names`` ``(C,)`` str;
+* ``indices`` ``(K,)`` dataset indices, ``sample_ids`` ``(K,)`` str,
+  ``class_names`` ``(C,)`` str;
 * per example ``k``: ``image_k`` ``(H, W, 3)`` uint8, ``mask_k`` ``(H, W)`` int32,
-  ``classes_k`` ``(P,)`` int64 present classes, ``maps_k`` ``(P, H, W)`` uint8, the [0, 1] maps times 255 (plenty for a picture).
+  ``classes_k`` ``(P,)`` int64 present classes, ``maps_k`` ``(P, H, W)`` uint8, the [0, 1]
+  maps times 255 (plenty for a picture).
 
 Images larger than :data:`MAX_SIDE` are stored downscaled (area for the
 image and maps, nearest for the mask) to keep the files small.
@@ -86,13 +88,18 @@ def save_examples(path: str | Path, examples: Sequence[Example], class_names: Se
     return path
 
 
+def _unit_float(maps: np.ndarray) -> np.ndarray:
+    """Stored maps -> float32 in [0, 1] (uint8 is scaled by 1/255; float maps are kept)."""
+    return maps.astype(np.float32) / 255.0 if maps.dtype == np.uint8 else maps.astype(np.float32)
+
+
 def load_examples(path: str | Path) -> tuple[list[Example], list[str]]:
     """The examples and class names stored in ``path``."""
     with np.load(path, allow_pickle=False) as data:
         class_names = [str(c) for c in data["class_names"]]
         examples = [
             Example(index=int(i), sample_id=str(s), image=data[f"image_{k}"], mask=data[f"mask_{k}"],
-                    classes=data[f"classes_{k}"], maps=data[f"maps_{k}"].astype(np.float32) / 255.0)
+                    classes=data[f"classes_{k}"], maps=_unit_float(data[f"maps_{k}"]))
             for k, (i, s) in enumerate(zip(data["indices"], data["sample_ids"]))
         ]
     return examples, class_names

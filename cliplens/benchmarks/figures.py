@@ -98,7 +98,8 @@ def _pick_class(example: Example, class_names: list[str]) -> int | None:
 
 
 def example_grids(results: Sequence[dict[str, Any]], run_dir: Path, out: Path, rows: int = 3) -> list[Path]:
-    """``examples_<backbone>_<dataset>.png``: per example image (rows) the image, its ground truth, each explainer's map."""
+    """``examples_<backbone>_<dataset>.png``: rows of example images; columns the image, its ground truth
+    and each explainer's map of the largest present (non-background) class."""
     plt = _pyplot()
     files = []
     for (backbone, dataset), members in grouped(results).items():

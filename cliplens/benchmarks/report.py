@@ -82,9 +82,10 @@ def group_table(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
     """Header, rows and footnotes of one (backbone, dataset) leaderboard table."""
     names = metric_names(results)
     higher = {n: higher_is_better(results, n) for n in names}
-    ordered = sorted(results, key=lambda r: _sort_key(r, names[0] if names else None, higher.get(names[0], True)
-                                                      if names else True))
-    header = ["explainer"] + [f"{metric_title(n)} {'↑' if higher[n] else '↓'}" for n in names] + ["ms/img", "× fwd"]
+    first = names[0] if names else None
+    ordered = sorted(results, key=lambda r: _sort_key(r, first, higher.get(first, True) if first else True))
+    arrows = [f"{metric_title(n)} {'↑' if higher[n] else '↓'}" for n in names]
+    header = ["explainer", *arrows, "ms/img", "× fwd"]
     columns = {n: [score(r, n) for r in ordered] for n in names}
     best = {}
     for n, values in columns.items():
@@ -105,7 +106,8 @@ def group_table(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
             row.append(f"**{text}**" if value is not None and value == best.get(n) else text)
         timing = result.get("timing", {})
         ms, ratio = timing.get("explain_ms_per_image"), timing.get("explain_to_forward_ratio")
-        row += [_fmt(ms, 1 if ms is None or ms >= 1 else 3), "–" if ratio is None else f"{ratio:.{1 if ratio >= 0.1 else 3}f}×"]
+        row.append(_fmt(ms, 1 if ms is None or ms >= 1 else 3))
+        row.append("–" if ratio is None else f"{ratio:.{1 if ratio >= 0.1 else 3}f}×")
         rows.append(row)
     return header, rows, footnotes(results)
 
@@ -226,7 +228,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
         raise InputError(f"{run_dir} is not a folder: pass the --out folder of a `cliplens bench` run")
     results = load_results(run_dir)
     if not results:
-        raise InputError(f"{run_dir} holds no cliplens benchmark result (*.json): run `cliplens bench --out {run_dir}`")
+        raise InputError(f"{run_dir} holds no cliplens benchmark result (*.json): "
+                         f"run `cliplens bench --out {run_dir}` first")
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
     markdown = leaderboard_markdown(results)

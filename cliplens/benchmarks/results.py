@@ -24,12 +24,15 @@ SCHEMA = "cliplens-bench/1"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 #: config keys that change the numbers (not timings, not the output folder)
-SCORE_KEYS = ("backbone", "explainer", "explainer_options", "dataset", "metrics", "templates", "limit", "images", "seed",
-              "thresholds", "threshold_dataset", "threshold_protocol")
+SCORE_KEYS = ("backbone", "explainer", "explainer_options", "dataset", "metrics", "templates", "limit", "images",
+              "seed", "thresholds", "threshold_dataset", "threshold_protocol")
 
 
 def slug(text: str) -> str:
-    """File-name-safe form of a spec: ``"index-masks:/data/camvid?ignore=11"`` -> ``"index-masks-data-camvid-ignore-11"``."""
+    """File-name-safe form of a spec.
+
+    ``"index-masks:/data/camvid?ignore=11"`` -> ``"index-masks-data-camvid-ignore-11"``.
+    """
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
     return cleaned[:80] or "x"
 

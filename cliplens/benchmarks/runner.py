@@ -40,7 +40,7 @@ DEFAULT_DATASET = "shapes:test"
 DEFAULT_METRICS: tuple[str, ...] = ("miou", "msc", "patchdis", "pointing_game")
 DEFAULT_OUT = "runs/bench-default"
 #: images of ``shapes:test`` in the no-argument run (fits in < 3 minutes on 2 CPU cores)
-DEFAULT_LIMIT = 200
+DEFAULT_LIMIT = 100
 DEFAULT_BATCH_SIZE = 16
 
 __all__ = ["BenchConfig", "BenchRun", "run_benchmark", "parse_metric_spec", "builtin_explainers",
@@ -254,7 +254,8 @@ class _Run:
             torch.cuda.reset_peak_memory_stats(backbone.device)
         result: dict[str, Any] = {
             "schema": SCHEMA, "pair": pid, "status": STATUS_OK, "error": None,
-            "backbone": {"spec": backbone.spec, **backbone.describe(), "provider": _provider("backbone", parse_spec(backbone.spec).name)},
+            "backbone": {"spec": backbone.spec, **backbone.describe(),
+                         "provider": _provider("backbone", parse_spec(backbone.spec).name)},
             "explainer": {"name": explainer_name, "options": config["explainer_options"],
                           "provider": _provider("explainer", explainer_name)},
             "dataset": {"spec": c.dataset, "size": len(self.dataset), "num_classes": self.dataset.num_classes,
@@ -275,7 +276,8 @@ class _Run:
         except CliplensError as exc:
             return self._failed(result, str(exc), wall0)
         except Exception as exc:  # noqa: BLE001
-            return self._failed(result, f"creating explainer {explainer_name!r} raised {type(exc).__name__}: {exc}", wall0)
+            return self._failed(result, f"creating explainer {explainer_name!r} raised {type(exc).__name__}: {exc}",
+                                wall0)
 
         short = f"{backbone.name} · {explainer_name} · {parse_spec(c.dataset).name}"
         miou_thresholds = None

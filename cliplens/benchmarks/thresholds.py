@@ -37,7 +37,8 @@ def parse_thresholds(text: str) -> list[float]:
         else:
             values = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise InputError(f"--thresholds {text!r}: write START:STOP:STEP (e.g. 0.05:0.95:0.05) or a list 0.3,0.5") from None
+        raise InputError(f"--thresholds {text!r}: write START:STOP:STEP (e.g. 0.05:0.95:0.05) "
+                         f"or a list 0.3,0.5") from None
     if not values:
         raise InputError(f"--thresholds {text!r} holds no threshold")
     if any(not 0.0 <= v <= 1.0 for v in values):

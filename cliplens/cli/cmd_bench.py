@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     f"explainer, metrics {' '.join(DEFAULT_METRICS)}, out {DEFAULT_OUT}.")
     p.add_argument("--backbone", "-b", nargs="+", metavar="SPEC", help="backbone specs (default: toy)")
     p.add_argument("--explainer", "-e", nargs="+", metavar="NAME", help="explainer names (default: every built-in)")
-    p.add_argument("--dataset", "-d", metavar="SPEC", help="dataset spec, e.g. voc:/data/VOC2012 (default: shapes:test)")
+    p.add_argument("--dataset", "-d", metavar="SPEC",
+                   help="dataset spec, e.g. voc:/data/VOC2012 (default: shapes:test)")
     p.add_argument("--metric", "-m", nargs="+", metavar="NAME",
                    help=f"metrics, NAME or NAME?key=value (default: {' '.join(DEFAULT_METRICS)})")
     p.add_argument("--out", "-o", metavar="DIR",

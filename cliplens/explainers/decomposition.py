@@ -170,70 +170,75 @@ class JointMap:
 
 
 # ---- attention -------------------------------------------------------------------------------------------------
-def _class_attention(ln1: torch.Tensor, w: "AttentionWeights") -> torch.Tensor:
-    """(B, N+1, d) block input after ``ln_1`` -> (B, H, N+1) softmax attention of the class query.
+@dataclass
+class _LayerParts:
+    """One attention layer's pieces in the X basis, before softmax and without ``1/sigma``.
 
-    Keys are never formed: ``q_h . (W_k^h x + b_k^h) = (W_k^h^T q_h) . x + q_h . b_k^h``.
+    Attributes:
+        logits: (B, H, N+1) class-query logits times the softmax scale, minus the
+            per-head constant ``q . b_k`` (softmax ignores it).
+        values: (B, N+1, H, X) ``W_O^h v[h, i]`` mapped through ``G``, value bias included.
+        out_bias: (d,) the out-projection bias times the layer scale.
     """
-    B, _, d = ln1.shape
-    H, dh = w.num_heads, w.head_dim
-    W = w.in_proj_weight.to(ln1.dtype)
-    b = w.in_proj_bias.to(ln1.dtype) if w.in_proj_bias is not None else torch.zeros(3 * d, dtype=ln1.dtype,
-                                                                                    device=ln1.device)
-    q = (ln1[:, 0] @ W[:d].T + b[:d]).view(B, H, dh) * w.scale
-    folded = torch.einsum("bhc,hcd->bhd", q, W[d:2 * d].view(H, dh, d))  # (B, H, d)
-    logits = torch.einsum("bhd,bnd->bhn", folded, ln1) + (q * b[d:2 * d].view(H, dh)).sum(-1, keepdim=True)
-    return torch.softmax(logits, dim=-1)
+
+    logits: torch.Tensor
+    values: torch.Tensor
+    out_bias: torch.Tensor
 
 
-def _head_values(ln1: torch.Tensor, w: "AttentionWeights", jm: JointMap) -> torch.Tensor:
-    """(B, N+1, d) -> (B, H, N+1, X): ``W_O^h v[h, i]`` of every token, mapped through ``G`` (no 1/sigma).
+def _layer_parts(ln1: torch.Tensor, w: "AttentionWeights", jm: JointMap) -> _LayerParts:
+    """(B, N+1, d) ``ln_1`` output of one block -> its :class:`_LayerParts`, in as few tensor ops as possible.
 
-    Folds ``W_v`` into the contraction when that is cheaper (``H * X < d``).
+    Keys are never formed: ``q_h . k_i = (W_k^h^T q_h) . x_i + q_h . b_k^h``. Values
+    are contracted with ``W_O^h G`` (H, dh, X) at once, and when ``H * X < d`` even
+    ``W_v`` is folded in (``x_i @ (W_v^h^T W_O^h G)``), so no (B, N+1, d) tensor is made.
     """
     B, N1, d = ln1.shape
     H, dh = w.num_heads, w.head_dim
-    W_v = w.in_proj_weight[2 * d:].to(ln1.dtype).view(H, dh, d)
-    b_v = (w.in_proj_bias[2 * d:].to(ln1.dtype) if w.in_proj_bias is not None
-           else torch.zeros(d, dtype=ln1.dtype, device=ln1.device)).view(H, dh)
-    M = torch.einsum("hcd,dx->hcx", w.head_out_weights().to(ln1.dtype), jm.G)  # (H, dh, X)
+    dtype = ln1.dtype
+    W = w.in_proj_weight.to(dtype)
+    b = w.in_proj_bias.to(dtype) if w.in_proj_bias is not None else torch.zeros(3 * d, dtype=dtype,
+                                                                                device=ln1.device)
+    q = torch.addmm(b[:d], ln1[:, 0], W[:d].T)  # (B, d)
+    folded = torch.bmm(q.view(B, H, dh).transpose(0, 1), W[d:2 * d].view(H, dh, d))  # (H, B, d)
+    logits = torch.bmm(folded.transpose(0, 1), ln1.transpose(1, 2)) * w.scale  # (B, H, N+1)
+    ls = w.layer_scale.to(dtype)
+    M = (w.out_proj_weight.to(dtype).T @ (ls[:, None] * jm.G.to(dtype))).view(H, dh, -1)  # (H, dh, X)
     X = M.shape[-1]
-    bias = torch.einsum("hc,hcx->hx", b_v, M)[None, :, None, :]  # (1, H, 1, X)
+    W_v = W[2 * d:].view(H, dh, d)
+    v_bias = torch.bmm(b[2 * d:].view(H, 1, dh), M).view(1, 1, H, X)
     if H * X < d:
-        P = torch.einsum("hcd,hcx->dhx", W_v, M).reshape(d, H * X)
-        return (ln1 @ P).view(B, N1, H, X).transpose(1, 2) + bias
-    v = (ln1 @ W_v.reshape(H * dh, d).T).view(B, N1, H, dh)
-    return torch.einsum("bnhc,hcx->bhnx", v, M) + bias
+        P = torch.bmm(W_v.transpose(1, 2), M).permute(1, 0, 2).reshape(d, H * X)  # (d, H*X)
+        values = (ln1.reshape(B * N1, d) @ P).view(B, N1, H, X)
+    else:
+        v = (ln1.reshape(B * N1, d) @ W[2 * d:].T).view(B * N1, H, dh)
+        values = torch.bmm(v.transpose(0, 1), M).transpose(0, 1).reshape(B, N1, H, X)
+    out_bias = w.out_proj_bias.to(dtype) * ls if w.out_proj_bias is not None else torch.zeros_like(ls)
+    return _LayerParts(logits=logits, values=values + v_bias, out_bias=out_bias)
 
 
-def _attention_terms(ln1: torch.Tensor, w: "AttentionWeights", jm: JointMap, sigma: torch.Tensor,
-                     heads: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One attention layer's head-token terms in the X basis.
-
-    Args:
-        ln1: (B, N+1, d) the block's ``ln_1`` output.
-        heads: keep only these heads (default all).
-    Returns:
-        ``(attn (B, H', N+1), values (B, H', N+1, X))`` with the head-token term
-        ``attn[..., None] * values + const`` where ``const`` comes from :func:`_token_constant`.
-    """
-    attn = _class_attention(ln1, w)
-    values = _head_values(ln1, w, jm) / sigma.view(-1, 1, 1, 1)
-    if heads is not None:
-        index = torch.as_tensor(list(heads), device=attn.device)
-        attn, values = attn[:, index], values[:, index]
-    return attn, values
-
-
-def _token_constant(w: "AttentionWeights", jm: JointMap, mu: torch.Tensor, sigma: torch.Tensor,
-                    num_tokens: int) -> torch.Tensor:
-    """(B, X): each head-token term's share of the layer's out-proj bias, ``mu/K`` and ``beta/K``."""
-    parts = w.num_heads * num_tokens
-    bias = (w.out_proj_bias * w.layer_scale).to(jm.G.dtype) if w.out_proj_bias is not None else \
-        torch.zeros(jm.G.shape[0], dtype=jm.G.dtype, device=jm.G.device)
+def _token_constants(out_bias: torch.Tensor, jm: JointMap, mu: torch.Tensor, sigma: torch.Tensor, num_heads: int,
+                     num_tokens: int) -> torch.Tensor:
+    """(L', d) out biases -> (L', B, X): each head-token term's share of its layer's bias, ``mu/K`` and ``beta/K``."""
     share = 1.0 / jm.num_components
-    per_layer = ((bias @ jm.G)[None] - share * mu[:, None] * jm.g_sum) / sigma[:, None] + share * jm.beta_x
-    return per_layer / parts
+    G = jm.G.to(out_bias.dtype)
+    per_layer = ((out_bias @ G)[:, None] - share * mu[None, :, None] * jm.g_sum.to(G.dtype)) / sigma[None, :, None]
+    return (per_layer + share * jm.beta_x.to(G.dtype)) / (num_heads * num_tokens)
+
+
+def _attention_tensors(trace: "TowerTrace", layers: Sequence[int], jm: JointMap, mu: torch.Tensor,
+                       sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Class attention (L', B, H, N+1), token values / sigma (L', B, N+1, H, X) and constants (L', B, X).
+
+    A head-token term is ``attn[l, b, h, i] * values[l, b, i, h] + const[l, b]``.
+    """
+    work = jm.G.dtype
+    parts = [_layer_parts(trace.ln_1[layer].to(work), trace.attention_weights[layer], jm) for layer in layers]
+    attn = torch.softmax(torch.stack([p.logits for p in parts]), dim=-1)
+    values = torch.stack([p.values for p in parts]) / sigma.to(work).view(1, -1, 1, 1, 1)
+    H, N1 = attn.shape[2], attn.shape[3]
+    const = _token_constants(torch.stack([p.out_bias for p in parts]), jm, mu.to(work), sigma.to(work), H, N1)
+    return attn, values, const
 
 
 # ---- the result ------------------------------------------------------------------------------------------------
@@ -415,23 +420,17 @@ def _detail_terms(backbone: "Backbone", trace: "TowerTrace", layers: Sequence[in
     """Per-head (B, L', H, X) and per-token (B, L', H, N+1, X) terms of ``layers`` (either may be None)."""
     if not (want_heads or want_tokens) or not layers:
         return None, None
-    work = _work_dtype(backbone.dtype)
-    jm = JointMap.build(backbone, text_features, work)
-    mu, sigma = mu.to(work), sigma.to(work)
-    heads_out, tokens_out = [], []
-    for layer in layers:
-        w = trace.attention_weights[layer]
-        ln1 = trace.ln_1[layer].to(work)
-        attn, values = _attention_terms(ln1, w, jm, sigma)
-        const = _token_constant(w, jm, mu, sigma, ln1.shape[1])  # (B, X)
-        if want_tokens:
-            tok = attn[..., None] * values + const[:, None, None]
-            tokens_out.append(tok)
-            if want_heads:
-                heads_out.append(tok.sum(2))
-        else:
-            heads_out.append(torch.einsum("bhn,bhnx->bhx", attn, values) + ln1.shape[1] * const[:, None])
-    return (torch.stack(heads_out, 1) if want_heads else None, torch.stack(tokens_out, 1) if want_tokens else None)
+    jm = JointMap.build(backbone, text_features, _work_dtype(backbone.dtype))
+    attn, values, const = _attention_tensors(trace, layers, jm, mu, sigma)
+    N1 = attn.shape[-1]
+    heads = tokens = None
+    if want_tokens:
+        tokens = (attn.permute(1, 0, 2, 3)[..., None] * values.permute(1, 0, 3, 2, 4)
+                  + const.transpose(0, 1)[:, :, None, None])  # (B, L', H, N+1, X)
+        heads = tokens.sum(3) if want_heads else None
+    elif want_heads:
+        heads = torch.einsum("lbhn,lbnhx->blhx", attn, values) + N1 * const.transpose(0, 1)[:, :, None]
+    return heads, tokens
 
 
 def token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torch.Tensor, *,
@@ -440,7 +439,8 @@ def token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torc
     """Fast path for maps: source-token contributions to each text, summed over layers and heads.
 
     Traces only the ``ln_1`` outputs of the chosen blocks and contracts with the
-    texts before anything D-dimensional exists (memory O(B·H·(N+1)·T) per layer).
+    texts before anything D-dimensional exists (memory O(L'·B·H·(N+1)·T)); the
+    per-layer work is a handful of matrix products, the rest is batched over layers.
 
     Args:
         pixels: (B, 3, S, S); text_features: (T, D).
@@ -451,23 +451,29 @@ def token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torc
         ``(scores (B, N+1, T), per_head (B, P, T) or None)``: ``P`` counts the chosen
         (layer, head) pairs, ordered by layer, then head.
     """
-    chosen = {layer: None for layer in resolve_layers(backbone, layers)} if heads is None else \
-        {layer: tuple(hs) for layer, hs in sorted(heads.items())}
-    work = _work_dtype(backbone.dtype)
+    if heads is None:
+        chosen = resolve_layers(backbone, layers)
+        mask = None
+    else:
+        chosen = tuple(sorted(heads))
+        mask = torch.zeros(len(chosen), backbone.num_heads, dtype=torch.bool)
+        for row, layer in enumerate(chosen):
+            mask[row, list(heads[layer])] = True
     with torch.no_grad():
         trace = backbone.trace(pixels, layers=list(chosen), capture=("ln_1",))
-        jm = JointMap.build(backbone, text_features, work)
+        jm = JointMap.build(backbone, text_features, _work_dtype(backbone.dtype))
         mu, sigma = jm.stats(trace.final[:, 0])
-        total: torch.Tensor | None = None
-        per_head = []
-        for layer, hs in chosen.items():
-            w = trace.attention_weights[layer]
-            ln1 = trace.ln_1[layer].to(work)
-            attn, values = _attention_terms(ln1, w, jm, sigma, heads=hs)
-            const = _token_constant(w, jm, mu, sigma, ln1.shape[1])
-            scores = torch.einsum("bhn,bhnx->bnx", attn, values) + attn.shape[1] * const[:, None]
-            total = scores if total is None else total + scores
-            if return_heads:
-                per_head.append(torch.einsum("bhn,bhnx->bhx", attn, values) + ln1.shape[1] * const[:, None])
-    assert total is not None
-    return total, (torch.cat(per_head, 1) if return_heads else None)
+        attn, values, const = _attention_tensors(trace, chosen, jm, mu, sigma)
+        N1 = attn.shape[-1]
+        if mask is None:
+            count = torch.full((len(chosen), 1, 1), float(backbone.num_heads), dtype=const.dtype)
+        else:
+            weights = mask.to(device=attn.device, dtype=attn.dtype)
+            attn = attn * weights[:, None, :, None]
+            count = weights.sum(1).view(-1, 1, 1)
+        scores = torch.einsum("lbhn,lbnhx->bnx", attn, values) + (count.to(const.device) * const).sum(0)[:, None]
+        per_head = None
+        if return_heads:
+            per_head = torch.einsum("lbhn,lbnhx->blhx", attn, values) + N1 * const.transpose(0, 1)[:, :, None]
+            per_head = per_head.flatten(1, 2) if mask is None else per_head[:, mask.to(per_head.device)]
+    return scores, per_head

@@ -9,6 +9,7 @@ Usage::
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
@@ -31,6 +32,7 @@ def _word(cell: Any) -> str:
     return ""
 
 
+@lru_cache(maxsize=64)
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
@@ -38,9 +40,12 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fit(draw: ImageDraw.ImageDraw, word: str, width: float, height: float) -> tuple[Any, str]:
-    """The largest font (and, if needed, a shortened word) that fits a width x height cell."""
-    start = max(_MIN_FONT, min(_MAX_FONT, int(height * 0.45)))
+def _size(font: Any) -> int:
+    return int(getattr(font, "size", _MIN_FONT))
+
+
+def _fit(draw: ImageDraw.ImageDraw, word: str, width: float, start: int) -> tuple[Any, str]:
+    """The largest font size <= ``start`` (and, if needed, a shortened word) that fits ``width``."""
     for size in range(start, _MIN_FONT - 1, -1):
         font = _font(size)
         if draw.textlength(word, font=font) <= width * 0.92:
@@ -81,14 +86,19 @@ def draw_top_words(image: Image.Image, top_words: Sequence[Sequence[Any]], *, gr
             draw.line([(i * cell_w, 0), (i * cell_w, canvas.height)], fill=(255, 255, 255, 70))
         for j in range(1, h):
             draw.line([(0, j * cell_h), (canvas.width, j * cell_h)], fill=(255, 255, 255, 70))
-    for j, row in enumerate(rows):
-        for i, cell in enumerate(row):
-            word = _word(cell)
+    words = [[_word(cell) for cell in row] for row in rows]
+    # one common size (the median of what each word would allow) so the grid reads evenly;
+    # longer words shrink on their own
+    largest = max(_MIN_FONT, min(_MAX_FONT, int(cell_h * 0.45)))
+    sizes = sorted(_size(_fit(draw, word, cell_w, largest)[0]) for row in words for word in row if word)
+    common = sizes[len(sizes) // 2] if sizes else largest
+    for j, row in enumerate(words):
+        for i, word in enumerate(row):
             if not word:
                 continue
-            font, text = _fit(draw, word, cell_w, cell_h)
+            font, text = _fit(draw, word, cell_w, common)
             centre = ((i + 0.5) * cell_w, (j + 0.5) * cell_h)
             draw.text(centre, text, font=font, anchor="mm", fill=(255, 255, 255, 255),
-                      stroke_width=max(1, font.size // 8) if hasattr(font, "size") else 1,
+                      stroke_width=max(1, _size(font) // 8),
                       stroke_fill=(0, 0, 0, 230))
     return Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")

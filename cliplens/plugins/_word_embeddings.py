@@ -35,8 +35,10 @@ import torch.nn.functional as F
 
 from ..backbones.base import Backbone
 
-#: prompts encoded per forward
+#: prompts encoded per forward by plain ``encode_text`` (full context)
 BATCH_SIZE = 256
+#: tokens per forward of the trimmed encoder (batch = this // trimmed length)
+TOKEN_BUDGET = 8192
 _PROBE = "cliplens lexical fingerprint"
 _MEMORY: dict[tuple[str, str, str], torch.Tensor] = {}
 
@@ -84,7 +86,8 @@ def _trimmed_encoder(backbone: Backbone) -> Callable[[torch.Tensor], torch.Tenso
         return None
     model = getattr(backbone, "model", None)
     pool = getattr(model, "text_pool_type", None)
-    if not isinstance(model, open_clip.CLIP) or getattr(model, "attn_mask", None) is None or pool not in ("argmax", "eos"):
+    causal = getattr(model, "attn_mask", None) is not None
+    if not isinstance(model, open_clip.CLIP) or not causal or pool not in ("argmax", "eos"):
         return None
 
     def encode(tokens: torch.Tensor) -> torch.Tensor:
@@ -94,7 +97,8 @@ def _trimmed_encoder(backbone: Backbone) -> Callable[[torch.Tensor], torch.Tenso
         x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
         x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
         x = text_global_pool(x, tokens, pool, eos_token_id=getattr(model, "text_eos_id", None))
-        x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+        projection = model.text_projection
+        x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
         return F.normalize(x.float(), dim=-1)
 
     return encode
@@ -129,11 +133,16 @@ def encode_prompts(backbone: Backbone, prompts: Sequence[str], progress: bool | 
                 bar.update(len(batch))
         else:
             tokens = backbone.tokenize(list(prompts))
-            order = torch.argsort(_pool_positions(backbone.model, tokens).cpu(), stable=True)  # type: ignore[attr-defined]
-            for start in range(0, len(prompts), BATCH_SIZE):
-                index = order[start:start + BATCH_SIZE].to(out.device)
+            lengths = _pool_positions(backbone.model, tokens).cpu() + 1  # type: ignore[attr-defined]
+            order = torch.argsort(lengths, stable=True)
+            start = 0
+            while start < len(prompts):  # sorted by length: each batch holds prompts of one length only
+                length = int(lengths[order[start]])
+                same = int((lengths[order[start:start + TOKEN_BUDGET // length]] == length).sum())
+                index = order[start:start + same].to(out.device)
                 out[index] = fast(tokens[index])
                 bar.update(len(index))
+                start += len(index)
     bar.close()
     return out
 

@@ -86,35 +86,49 @@ class Lexical(Explainer):
             self._embeddings = (where, embeddings)
         return self._embeddings[1]
 
-    def lexical(self, features: torch.Tensor) -> torch.Tensor:
-        """(..., D) features -> (..., V) sparse non-negative word scores (dense tensor)."""
+    def lexical(self, features: torch.Tensor, sparse: bool = False) -> torch.Tensor:
+        """(..., D) features -> (..., V) sparse non-negative word scores (a dense tensor, or sparse COO)."""
         return lexical_scores(features, self.word_embeddings(), mode=self.mode, k=self.k,
-                              temperature=self.temperature)
+                              temperature=self.temperature, sparse=sparse)
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> scores (B, T, h, w) lexical overlaps; extras hold the top words."""
         weights = self._surgery.get() if self.arch_surgery else None
-        patches, _ = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery, weights)  # (B, N, D)
-        patch_lex = self.lexical(patches)  # (B, N, V)
-        query_lex = self.lexical(text_features)  # (T, V)
+        patches, _ = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery, weights)
+        # patches keep few words: a sparse (B, N, V) tensor skips the dense fill, masking and top-k passes
+        patch_lex = self.lexical(patches, sparse=True)
+        query_lex = self.lexical(text_features)  # (T, V) dense
         overlap = lexical_overlap(patch_lex, query_lex)  # (B, N, T)
         B, N, T = overlap.shape
         h, w = self.backbone.grid_size
         extras: dict[str, Any] = {
-            "top_words": [_chunks(per_image, w) for per_image in self._top_words(patch_lex)],
-            "query_words": self._top_words(query_lex.unsqueeze(0))[0],
+            "top_words": [_chunks(per_image, w) for per_image in self._top_words_sparse(patch_lex)],
+            "query_words": self._top_words_sparse(query_lex.unsqueeze(0).to_sparse())[0],
             "vocabulary_size": len(self.vocabulary),
         }
         scores = overlap.to(patches.device).transpose(1, 2).reshape(B, T, h, w)
         return PatchScores(scores, extras=extras)
 
-    def _top_words(self, lex: torch.Tensor) -> list[list[list[tuple[str, float]]]]:
-        """(B, N, V) -> B lists of N lists of the top (word, score) pairs with a non-zero score."""
-        values, indices = lex.topk(min(self.top_words, lex.shape[-1]), dim=-1)
-        values, indices = values.cpu().tolist(), indices.cpu().tolist()
+    def _top_words_sparse(self, lex: torch.Tensor) -> list[list[list[tuple[str, float]]]]:
+        """Sparse COO (B, N, V) -> B lists of N lists of the ``top_words`` highest (word, score) pairs.
+
+        Highest score first; ties keep the lower vocabulary index first (as ``lexical_math.top_words``).
+        """
+        lex = lex.coalesce()
+        B, N, _ = lex.shape
+        index, values = lex.indices().cpu(), lex.values().float().cpu()
+        rows, cols = index[0] * N + index[1], index[2]
+        order = torch.argsort(values, descending=True, stable=True)  # coalesced: ties in column order
+        order = order[torch.argsort(rows[order], stable=True)]  # group by row, scores still descending
+        rows, cols, values = rows[order], cols[order], values[order]
+        counts = torch.bincount(rows, minlength=B * N)
+        rank = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
+        keep = rank < self.top_words
+        out: list[list[tuple[str, float]]] = [[] for _ in range(B * N)]
         vocab = self.vocabulary
-        return [[[(vocab[i], v) for v, i in zip(vs, ix) if v > 0] for vs, ix in zip(image_v, image_i)]
-                for image_v, image_i in zip(values, indices)]
+        for row, col, value in zip(rows[keep].tolist(), cols[keep].tolist(), values[keep].tolist()):
+            out[row].append((vocab[col], value))
+        return [out[b * N:(b + 1) * N] for b in range(B)]
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:

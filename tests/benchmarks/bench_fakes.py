@@ -2,7 +2,8 @@
 
 * backbone ``tiny-fake``: a seeded random-init open_clip ViT (32 px, 4x4 patches, 3 blocks);
 * dataset ``fakeseg[:test|:val]``: 32x32 scenes with a red and a blue square, 3 named classes
-  (``background`` included); options ``size``, ``varsize=1`` (every third image 48x40), ``bad`` / ``mismatch`` / ``outside`` (comma lists of
+  (``background`` included); options ``size``, ``varsize=1`` (every third image 48x40),
+  ``bad`` / ``mismatch`` / ``outside`` (comma lists of
   indices that raise SampleError / return a mask of another size / hold values outside the classes);
 * explainers ``fake_colour`` (pools one colour channel per text), ``fake_nan`` (NaN scores),
   ``fake_boom`` (raises RuntimeError), ``fake_interrupt`` (raises KeyboardInterrupt while armed),

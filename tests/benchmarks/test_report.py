@@ -88,7 +88,8 @@ def test_report_writes_markdown_csv_and_figures(run_dir, tmp_path):
     assert rows["fake_boom"]["status"] == "failed" and "boom" in rows["fake_boom"]["error"]
     with open(tmp_path / "per_class.csv", newline="") as handle:
         per_class = list(csv.DictReader(handle))
-    red = [r for r in per_class if r["explainer"] == "fake_colour" and r["metric"] == "miou" and r["class"] == "red square"]
+    red = [r for r in per_class
+           if r["explainer"] == "fake_colour" and r["metric"] == "miou" and r["class"] == "red square"]
     assert float(red[0]["value"]) == pytest.approx(results["fake_colour"]["scores"]["miou/class/red square"])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -9,9 +11,6 @@ from cliplens import create_explainer
 from cliplens.errors import CliplensError
 from cliplens.explainers import textspan as ts
 from cliplens.explainers.decomposition import decompose
-
-COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
-SHAPES = ("circle", "square", "triangle", "star", "cross", "heart")
 
 
 @pytest.fixture
@@ -123,8 +122,34 @@ def test_explainer_on_tiny(tiny_backbone, cache):
 
 
 # ---- the toy world ------------------------------------------------------------------------------------------------
-def _fraction(texts, words) -> float:
-    return sum(any(w in t.lower().split() or w in t.lower() for w in words) for t in texts) / max(1, len(texts))
+COLOUR_WORDS = {"red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray", "grey",
+                "cyan", "magenta", "teal", "turquoise", "violet", "beige", "gold", "silver", "navy", "maroon", "lime",
+                "olive", "colour", "color", "colours", "colors", "colourful", "colorful"}
+SHAPE_WORDS = {"circle", "square", "triangle", "star", "cross", "heart", "semicircle", "rectangle", "oval", "diamond",
+               "hexagon", "pentagon", "octagon", "crescent", "ring", "polygon", "ellipse", "arrow", "spiral", "round"}
+
+
+def text_kind(text: str) -> str:
+    """``"colour"``, ``"shape"``, ``"both"`` or ``"other"`` by the words a description uses."""
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    words |= {w[:-2] for w in words if w.endswith("es")} | {w[:-1] for w in words if w.endswith("s")}
+    colour, shape = bool(words & COLOUR_WORDS), bool(words & SHAPE_WORDS)
+    return "both" if colour and shape else "colour" if colour else "shape" if shape else "other"
+
+
+def kind_table(analysis, top: int = 10) -> dict[tuple[int, int], tuple[float, float]]:
+    """(layer, head) -> (fraction of colour-only, fraction of shape-only) among its first ``top`` texts."""
+    table = {}
+    for key in analysis.results:
+        kinds = [text_kind(t) for t in analysis.texts(*key, top=top)]
+        table[key] = (kinds.count("colour") / max(1, len(kinds)), kinds.count("shape") / max(1, len(kinds)))
+    return table
+
+
+def test_text_kinds():
+    assert text_kind("a photo with a lot of red") == "colour"
+    assert text_kind("several circles") == "shape" and text_kind("a star-shaped shape") == "shape"
+    assert text_kind("a red circle") == "both" and text_kind("a covered bridge") == "other"
 
 
 def test_toy_has_colour_and_shape_heads(cache):
@@ -133,9 +158,7 @@ def test_toy_has_colour_and_shape_heads(cache):
     backbone = toy_backbone()
     explainer = create_explainer("textspan", backbone, dataset="shapes:test", limit=200, num_texts=10,
                                  batch_size=50)
-    analysis = explainer.fit()
-    table = {key: (_fraction(analysis.texts(*key), COLOURS), _fraction(analysis.texts(*key), SHAPES))
-             for key in analysis.results}
+    table = kind_table(explainer.fit())
     colour_head = max(table, key=lambda k: table[k][0] - table[k][1])
     shape_head = max(table, key=lambda k: table[k][1] - table[k][0])
     assert table[colour_head][0] >= 0.5, table

@@ -1,0 +1,91 @@
+"""``cliplens speed`` and the reusable measuring functions of :mod:`cliplens.benchmarks.speed`."""
+
+from __future__ import annotations
+
+import json
+
+import open_clip
+import pytest
+import torch
+
+from cliplens import OpenCLIPBackbone, hookimpl
+from cliplens.benchmarks import speed
+from cliplens.cli.main import main
+from cliplens.registry import reset_registry
+from cliplens.registry.loader import load_registry
+from tests.conftest import make_tiny_clip
+
+
+@pytest.fixture
+def tiny_speed_backbone(tmp_path, monkeypatch):
+    """Backbone 'tiny-speed' (the tiny random ViT) registered through a plugin; isolated lexical cache."""
+    monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path / "cache"))
+
+    class TinyPlugin:
+        @hookimpl
+        def register_backbones(self, register):
+            register("tiny-speed", lambda arg, **kw: OpenCLIPBackbone(
+                make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-speed", **kw))
+
+    reset_registry(load_registry(entry_points=False, extra_plugins={"tiny": TinyPlugin()}))
+    yield "tiny-speed"
+    reset_registry()
+
+
+def test_speed_prints_a_table_and_saves_json(tiny_speed_backbone, tmp_path, capsys):
+    vocabulary = tmp_path / "words.txt"
+    vocabulary.write_text("red\ncircle\nblue\nsquare\ndog\n", encoding="utf-8")
+    out = tmp_path / "speed" / "result.json"
+    code = main(["speed", "--backbone", "tiny-speed", "--explainer", "raw_similarity", "clip_surgery",
+                 "--explainer", "gradcam", "lexical", "--batch-size", "2", "--batches", "2", "--texts", "2",
+                 "--option", f"lexical.vocabulary={vocabulary}", "--option", "clip_surgery.depth=2",
+                 "--json", str(out)])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "| explainer | ms / image | x encode_image | peak memory (MiB) |" in table
+    for name in ("encode_image", "raw_similarity", "clip_surgery", "gradcam", "lexical"):
+        assert f"| {name} |" in table
+    saved = json.loads(out.read_text())
+    rows = {row["name"]: row for row in saved["results"]}
+    assert rows["encode_image"]["ratio"] == 1.0
+    assert all(row["ms_per_image"] > 0 and len(row["batch_ms_per_image"]) == 2 for row in rows.values())
+    assert all(row["ratio"] > 0 and row["peak_memory_mib"] >= 0 for row in rows.values())
+    config = saved["config"]
+    assert config["batch_size"] == 2 and config["batches"] == 2 and len(config["texts"]) == 2
+    assert config["explainer_options"]["clip_surgery"]["depth"] == 2
+    assert "torch" in config["versions"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--explainer", "raw_similarty"], "did you mean 'raw_similarity'"),
+    (["--explainer", "raw_similarity", "--batches", "0"], "at least 1"),
+    (["--explainer", "raw_similarity", "--option", "gradcam.layer=1"], "not among --explainer"),
+    (["--explainer", "gradcam", "--option", "gradcam.layer=9"], "out of range"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny_speed_backbone, capsys, args, message):
+    assert main(["speed", "--backbone", "tiny-speed", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cliplens: error:") and message in err and "\n" not in err
+
+
+def test_measuring_functions_are_reusable(tiny_backbone):
+    pixels = speed.make_batches(tiny_backbone, batch_size=2, batches=1)[0]
+    assert pixels.shape == (2, 3, 32, 32)
+    assert speed.measure_forward_ms(tiny_backbone, pixels) > 0
+    import cliplens
+
+    explainer = cliplens.create_explainer("raw_similarity", tiny_backbone)
+    assert speed.measure_explainer_ms(explainer, pixels, ["a dog"]) > 0
+    report = speed.run_speed(tiny_backbone, {"raw_similarity": explainer}, batch_size=1, batches=1, progress=False)
+    assert [row.name for row in report.rows] == ["encode_image", "raw_similarity"]
+    assert speed.format_table(report).count("\n| ") == 3  # header + 2 rows
+
+
+def test_peak_memory_sees_a_large_allocation():
+    def allocate() -> None:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB of float32, touched
+        assert float(block[-1]) == 1.0
+
+    peak = speed.measure_peak_memory(allocate, torch.device("cpu"))
+    assert peak >= 48 * 2**20
+    assert speed.memory_method(torch.device("cpu"))

@@ -1,0 +1,208 @@
+"""``lexical``: wiring to lexical_math and CLIP Surgery, the vocabulary cache, drawing, and words on ``toy``."""
+
+from __future__ import annotations
+
+import open_clip
+import pytest
+import torch
+from PIL import Image
+
+import cliplens
+from cliplens.errors import CliplensError
+from cliplens.explainers.lexical_drawing import draw_top_words
+from cliplens.explainers.lexical_math import lexical_overlap, lexical_scores
+from cliplens.plugins import _word_embeddings, clip_surgery
+from tests.conftest import make_tiny_clip
+
+WORDS = ["red", "orange", "yellow", "green", "blue", "purple", "circle", "square", "triangle", "star", "cross",
+         "heart", "dog", "cat", "tree", "house", "car", "grass", "sky", "water"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own disk cache and an empty memory cache."""
+    monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path / "cache"))
+    _word_embeddings.clear_memory_cache()
+    yield tmp_path / "cache" / "lexical"
+    _word_embeddings.clear_memory_cache()
+
+
+@pytest.fixture
+def vocabulary_file(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    return path
+
+
+def test_scores_are_overlaps_of_lexical_vectors_of_vv_features(tiny_backbone, vocabulary_file):
+    torch.manual_seed(0)
+    pixels = tiny_backbone.preprocess(torch.rand(2, 3, 32, 32))
+    texts = ["red circle", "a dog"]
+    explainer = cliplens.create_explainer("lexical", tiny_backbone, vocabulary=str(vocabulary_file), depth=2,
+                                          temperature=0.05)
+    result = explainer.explain(pixels=pixels, texts=texts)
+
+    with torch.no_grad():
+        patches, _ = clip_surgery.surgery_patch_features(tiny_backbone, pixels, 2)
+    words = tiny_backbone.encode_text(WORDS).float()
+    patch_lex = lexical_scores(patches, words, temperature=0.05)
+    query_lex = lexical_scores(tiny_backbone.encode_text(texts), words, temperature=0.05)
+    expected = lexical_overlap(patch_lex, query_lex).transpose(1, 2).reshape(2, 2, 4, 4)
+    torch.testing.assert_close(result.patch_scores, expected, rtol=1e-4, atol=1e-6)
+
+    top = result.extras["top_words"]
+    assert len(top) == 2 and all(len(image) == 4 and all(len(row) == 4 for row in image) for image in top)
+    for b in range(2):
+        for n in range(16):
+            cell = top[b][n // 4][n % 4]
+            assert 1 <= len(cell) <= 5 if patch_lex[b, n].any() else cell == []
+            kept = patch_lex[b, n]
+            for word, score in cell:
+                assert score == pytest.approx(float(kept[WORDS.index(word)]), rel=1e-5) and score > 0
+            assert [s for _, s in cell] == sorted((s for _, s in cell), reverse=True)
+    assert result.extras["vocabulary_size"] == len(WORDS)
+    assert len(result.extras["query_words"]) == 2
+
+
+def test_original_tokens_when_arch_surgery_is_off(tiny_backbone, vocabulary_file):
+    pixels = tiny_backbone.preprocess(torch.rand(1, 3, 32, 32))
+    explainer = cliplens.create_explainer("lexical", tiny_backbone, vocabulary=str(vocabulary_file),
+                                          arch_surgery="false", mode="topk", k=3, top_words=2)
+    result = explainer.explain(pixels=pixels, texts=["blue square"])
+    with torch.no_grad():
+        trace = tiny_backbone.trace(pixels, layers=(), capture=())
+        patches = tiny_backbone.project_tokens(trace.final[:, 1:])
+    words = tiny_backbone.encode_text(WORDS)
+    expected = lexical_overlap(lexical_scores(patches, words, mode="topk", k=3),
+                               lexical_scores(tiny_backbone.encode_text(["blue square"]), words, mode="topk", k=3))
+    torch.testing.assert_close(result.patch_scores.flatten(), expected.flatten(), rtol=1e-4, atol=1e-6)
+    assert all(len(cell) == 2 for row in result.extras["top_words"][0] for cell in row)
+
+
+def test_default_vocabulary_is_large_and_cached_on_disk(tiny_backbone, isolated_cache, monkeypatch):
+    explainer = cliplens.create_explainer("lexical", tiny_backbone)
+    assert len(explainer.vocabulary) >= 10_000
+    assert all(w.isalpha() and " " not in w for w in explainer.vocabulary[:500])
+    first = explainer.word_embeddings()
+    assert first.shape == (len(explainer.vocabulary), tiny_backbone.embed_dim)
+    files = list(isolated_cache.glob("*.pt"))
+    assert len(files) == 1
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the vocabulary was encoded again")
+
+    monkeypatch.setattr(_word_embeddings, "encode_prompts", no_encoding)
+    again = cliplens.create_explainer("lexical", tiny_backbone).word_embeddings()  # memory
+    assert again is first
+    _word_embeddings.clear_memory_cache()
+    from_disk = cliplens.create_explainer("lexical", tiny_backbone).word_embeddings()  # disk
+    torch.testing.assert_close(from_disk, first)
+
+
+def test_cache_key_follows_weights_vocabulary_and_template(tiny_backbone, vocabulary_file, isolated_cache):
+    other = cliplens.OpenCLIPBackbone(make_tiny_clip(seed=1), open_clip.get_tokenizer("ViT-B-16", context_length=16),
+                                      name="tiny")
+    same = cliplens.OpenCLIPBackbone(make_tiny_clip(seed=0), open_clip.get_tokenizer("ViT-B-16", context_length=16),
+                                     name="tiny")
+    fingerprint = _word_embeddings.backbone_fingerprint
+    assert fingerprint(same) == fingerprint(tiny_backbone) != fingerprint(other)
+    for backbone, template in ((tiny_backbone, "{}"), (other, "{}"), (tiny_backbone, "a photo of a {}.")):
+        cliplens.create_explainer("lexical", backbone, vocabulary=str(vocabulary_file),
+                                  word_template=template).word_embeddings()
+    assert len(list(isolated_cache.glob("*.pt"))) == 3
+
+
+def test_trimmed_text_encoder_matches_encode_text(tiny_backbone):
+    prompts = ["red", "a photo of a blue square.", "hello there general kenobi", "x"]
+    fast = _word_embeddings.encode_prompts(tiny_backbone, prompts, progress=False)
+    torch.testing.assert_close(fast, tiny_backbone.encode_text(prompts).float(), rtol=1e-4, atol=1e-5)
+
+
+def test_unwritable_cache_only_warns(tiny_backbone, vocabulary_file, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CLIPLENS_CACHE", str(blocker))
+    with pytest.warns(UserWarning, match="could not write the vocabulary cache"):
+        embeddings = cliplens.create_explainer("lexical", tiny_backbone,
+                                               vocabulary=str(vocabulary_file)).word_embeddings()
+    assert embeddings.shape == (len(WORDS), tiny_backbone.embed_dim)
+
+
+def test_option_errors(tiny_backbone, tmp_path):
+    with pytest.raises(CliplensError, match="word_template"):
+        cliplens.create_explainer("lexical", tiny_backbone, word_template="no slot")
+    with pytest.raises(CliplensError, match="mode"):
+        cliplens.create_explainer("lexical", tiny_backbone, mode="all")
+    with pytest.raises(CliplensError, match="vocabulary"):
+        cliplens.create_explainer("lexical", tiny_backbone, vocabulary=str(tmp_path / "missing.txt"))
+
+
+def test_half_precision_backbone_runs_on_its_device(vocabulary_file):
+    backbone = cliplens.OpenCLIPBackbone(make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16),
+                                         name="tiny-half", dtype="bfloat16")
+    result = cliplens.create_explainer("lexical", backbone, vocabulary=str(vocabulary_file)).explain(
+        torch.rand(1, 3, 32, 32), ["a dog"])
+    assert result.patch_scores.device == backbone.device
+    assert torch.isfinite(result.maps).all()
+
+
+def test_draw_top_words(tiny_backbone, vocabulary_file):
+    image = Image.new("RGB", (40, 30), (90, 140, 200))
+    result = cliplens.create_explainer("lexical", tiny_backbone, vocabulary=str(vocabulary_file)).explain(
+        image, ["a dog"])
+    drawn = draw_top_words(image, result.extras["top_words"][0])  # lists of (word, score) are accepted
+    assert drawn.mode == "RGB" and drawn.width >= 4 * 40 and drawn.width / drawn.height == pytest.approx(40 / 30, 0.02)
+    big = Image.new("RGB", (800, 600), (90, 140, 200))
+    words = [["red", ("circle", 0.3)], [None, [("sky", 0.2), ("blue", 0.1)]]]
+    out = draw_top_words(big, words)
+    assert out.size == big.size and out.tobytes() != big.tobytes()
+    with pytest.raises(CliplensError, match="grid"):
+        draw_top_words(big, [["a", "b"], ["c"]])
+
+
+# ---- semantics on the toy world ---------------------------------------------------------------
+#: share of objects whose colour or shape word is among the top-5 words of most of their patches
+TOY_RATE_THRESHOLD = 0.5
+
+
+def toy_top5_rate(backbone, dataset, explainer, limit: int = 40) -> tuple[float, int]:
+    """Share of objects (≥ 2 patches inside) for which most inside patches list the object's colour or shape word.
+
+    A patch is "inside" an object when ≥ 75 % of its pixels carry the object's class.
+    """
+    import numpy as np
+
+    hits = total = 0
+    h, w = backbone.grid_size
+    for index in range(min(limit, len(dataset))):
+        sample = dataset[index]
+        result = explainer.explain(sample.image, ["object"])
+        mask = np.asarray(sample.mask)
+        ph, pw = mask.shape[0] // h, mask.shape[1] // w
+        cells = mask[: ph * h, : pw * w].reshape(h, ph, w, pw).transpose(0, 2, 1, 3).reshape(h, w, -1)
+        for cls in np.unique(mask):
+            if cls == 0 or cls >= len(dataset.class_names):
+                continue
+            colour, shape = dataset.class_names[cls].split()
+            inside = [(i, j) for i in range(h) for j in range(w) if (cells[i, j] == cls).mean() >= 0.75]
+            if len(inside) < 2:
+                continue
+            good = sum(any(word in (colour, shape) for word, _ in result.extras["top_words"][0][i][j])
+                       for i, j in inside)
+            total += 1
+            hits += good * 2 > len(inside)
+    return hits / max(total, 1), total
+
+
+def test_toy_objects_read_as_their_colour_or_shape():
+    if "toy" not in cliplens.list_backbones() or "shapes" not in cliplens.list_datasets():
+        pytest.skip("backbone 'toy' or dataset 'shapes' is not registered yet")
+    try:
+        backbone = cliplens.create_backbone("toy")
+    except CliplensError as exc:
+        pytest.skip(f"toy backbone unavailable: {exc}")
+    dataset = cliplens.create_dataset("shapes:test?size=40")
+    explainer = cliplens.create_explainer("lexical", backbone)
+    rate, objects = toy_top5_rate(backbone, dataset, explainer)
+    assert objects >= 20
+    assert rate > TOY_RATE_THRESHOLD, f"only {rate:.0%} of {objects} toy objects read as their colour or shape"
