@@ -2,7 +2,9 @@
 
 Symmetric InfoNCE on (scene, text) pairs: image->text over the batch's texts
 plus one hard negative per image (a caption with one colour or shape changed,
-or two colours swapped), text->image over the batch's images. Every batch is a
+or two colours swapped), text->image over the batch's images. Texts are full
+captions, shape-only or colour-only descriptions (which take away the colour
+shortcut); every text that truthfully describes an image counts as a positive. Every batch is a
 pure function of ``(seed, step)`` (scenes from the ``train`` split only), the
 initial weights come from ``seed``, and the schedule is fixed in steps, so a
 run with the same seed and thread count reproduces the same weights.
@@ -23,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ._texts import training_texts
+from ._texts import Key, image_keys, match_matrix, training_texts
 from .model import TOY_MEAN, TOY_STD, build_tokenizer, build_toy_model, save_toy_model, toy_model_config
-from .scenes import generate_scene, generate_single_object_scene, sample_rng
+from .scenes import generate_scene, generate_single_object_scene, render_scene, sample_rng
 
-_KIND_TEXT = 7  # rng stream for the texts of training sample j
+_KIND_TEXT, _KIND_EMPTY = 7, 8  # rng streams for the texts / the empty scenes of training sample j
 
 
 @dataclass
@@ -41,7 +43,6 @@ class TrainConfig:
     min_lr: float = 2e-5
     warmup_steps: int = 80
     weight_decay: float = 0.05
-    single_object_fraction: float = 0.3
     max_objects: int = 4
     threads: int = 2
     loader_workers: int = 1
@@ -56,7 +57,11 @@ def images_to_tensor(images: np.ndarray, mean: tuple[float, ...] = TOY_MEAN,
 
 
 class ToyBatches(torch.utils.data.Dataset):
-    """Batch ``k`` of a run: images ``(B, 3, 64, 64)``, texts ``(B, C)`` and hard negatives ``(B, C)`` token ids."""
+    """Batch ``k`` of a run: images ``(B, 3, S, S)``, token ids ``(2B, C)`` (B positives, then B hard
+    negatives) and the ``(B, 2B)`` bool matrix of which texts truthfully describe which image."""
+
+    #: of every 50 training indices: 1 empty scene, 15 one-object scenes, 34 scenes with 1-4 objects
+    PLAN = (1, 15)
 
     def __init__(self, cfg: TrainConfig, context_length: int, image_size: int) -> None:
         self.cfg = cfg
@@ -67,18 +72,19 @@ class ToyBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.cfg.steps
 
-    def sample(self, j: int) -> tuple[np.ndarray, str, str]:
-        """Training sample ``j``: ``(H, W, 3)`` uint8 image, positive text, negative text."""
+    def sample(self, j: int) -> tuple[np.ndarray, list[str], tuple[str, Key, str, Key]]:
+        """Training sample ``j``: ``(H, W, 3)`` uint8 image, its class names, and its texts
+        (see :func:`~cliplens.toy._texts.training_texts`)."""
         cfg = self.cfg
-        # single-object scenes on a fixed, class-balanced share of the indices
-        period = 10
-        if (j % period) < round(cfg.single_object_fraction * period):
+        slot = j % 50
+        if slot < self.PLAN[0]:
+            scene = render_scene(sample_rng(cfg.seed, "train", j, _KIND_EMPTY), [], self.image_size)
+        elif slot < self.PLAN[0] + self.PLAN[1]:
             scene = generate_single_object_scene(cfg.seed, "train", j, self.image_size)
         else:
             scene = generate_scene(cfg.seed, "train", j, (1, cfg.max_objects), self.image_size)
         names = [o.class_name for o in scene.objects]
-        pos, neg = training_texts(sample_rng(cfg.seed, "train", j, _KIND_TEXT), names)
-        return scene.image, pos, neg
+        return scene.image, names, training_texts(sample_rng(cfg.seed, "train", j, _KIND_TEXT), names)
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._tokenizer is None:
@@ -86,24 +92,31 @@ class ToyBatches(torch.utils.data.Dataset):
         b = self.cfg.batch_size
         samples = [self.sample(step * b + i) for i in range(b)]
         images = images_to_tensor(np.stack([s[0] for s in samples]))
-        return images, self._tokenizer([s[1] for s in samples]), self._tokenizer([s[2] for s in samples])
+        texts = [s[2][0] for s in samples] + [s[2][2] for s in samples]
+        keys = [s[2][1] for s in samples] + [s[2][3] for s in samples]
+        match = match_matrix([image_keys(s[1]) for s in samples], keys)
+        return images, self._tokenizer(texts), torch.from_numpy(match)
 
 
-def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, negative_features: torch.Tensor,
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, match: torch.Tensor,
                      logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE with extra image->text negatives.
+    """Symmetric InfoNCE with several positives and extra image->text negatives.
 
     Args:
         image_features: ``(B, D)`` L2-normalised.
-        text_features: ``(B, D)`` L2-normalised, row i matches image i.
-        negative_features: ``(B, D)`` L2-normalised hard-negative texts (never a match).
+        text_features: ``(T, D)`` L2-normalised, ``T >= B``; text ``i < B`` was written for image ``i``,
+            texts ``B..T-1`` are extra (hard-negative) texts used in the image->text direction only.
+        match: ``(B, T)`` bool, true where a text describes an image truthfully (the target spreads
+            evenly over them; row ``i`` must include text ``i``).
         logit_scale: scalar (already exponentiated).
     """
-    labels = torch.arange(image_features.shape[0])
-    all_texts = torch.cat([text_features, negative_features])
-    logits_i2t = logit_scale * image_features @ all_texts.T  # (B, 2B)
-    logits_t2i = logit_scale * text_features @ image_features.T  # (B, B)
-    return 0.5 * (F.cross_entropy(logits_i2t, labels) + F.cross_entropy(logits_t2i, labels))
+    b = image_features.shape[0]
+    logits = logit_scale * image_features @ text_features.T  # (B, T)
+    target = match.float()
+    loss_i2t = -(target / target.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+    target_t = target[:, :b].T  # (B texts, B images)
+    loss_t2i = -(target_t / target_t.sum(1, keepdim=True) * logits[:, :b].T.log_softmax(1)).sum(1).mean()
+    return 0.5 * (loss_i2t + loss_t2i)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -157,12 +170,12 @@ def train_toy_clip(cfg: TrainConfig | None = None, model_cfg: dict[str, Any] | N
         losses: list[float] = []
         completed = True
         bar = tqdm(total=cfg.steps, desc="toy clip", unit="step", disable=not progress)
-        for step, (images, texts, negatives) in enumerate(loader):
+        for step, (images, tokens, match) in enumerate(loader):
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, cfg)
             img = F.normalize(model.encode_image(images), dim=-1)
-            txt = F.normalize(model.encode_text(torch.cat([texts, negatives])), dim=-1)
-            loss = contrastive_loss(img, txt[: len(texts)], txt[len(texts):], model.logit_scale.exp())
+            txt = F.normalize(model.encode_text(tokens), dim=-1)
+            loss = contrastive_loss(img, txt, match, model.logit_scale.exp())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
