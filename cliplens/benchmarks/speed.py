@@ -6,13 +6,15 @@ Protocol (:func:`run_speed`):
 2. Warm-up: one plain ``encode_image`` and one ``explain`` per explainer on the
    first batch (fills text and vocabulary caches, lets lazy initialisation and
    the allocator settle); nothing of it is timed.
-3. For every batch: time ``encode_image`` (under ``torch.no_grad``), then each
-   explainer's full ``explain(pixels=..., texts=...)`` (maps upsampled and
-   normalised, texts already cached) on the same batch, back to back.
-4. ``ms_per_image``: the median over batches of batch time / B.
-   ``ratio``: the median over batches of explainer time / ``encode_image`` time
-   on that batch — pairing measurements taken seconds apart makes it robust to
-   other processes slowing the machine down for a while.
+3. For every batch and explainer: time a plain ``encode_image`` (under
+   ``torch.no_grad``), then at once the explainer's full
+   ``explain(pixels=..., texts=...)`` (maps upsampled and normalised, texts
+   already cached) on the same batch.
+4. ``ms_per_image``: the median over batches of batch time / B (for
+   ``encode_image``, over all its timings).
+   ``ratio``: the median over batches of explainer time / the time of the plain
+   forward just before it — pairing measurements taken seconds apart makes it
+   robust to other processes slowing the machine down for a while.
 5. Peak memory, measured in a separate, untimed call per explainer:
    CUDA — ``torch.cuda.max_memory_allocated`` minus the allocation before the
    call (exact, tensors only). CPU — tracemalloc cannot see torch's allocations,
@@ -164,13 +166,17 @@ def measure_peak_memory(fn: Callable[[], Any], device: torch.device, interval_s:
 # ---- the run --------------------------------------------------------------------------
 @dataclass
 class SpeedRow:
-    """One explainer's (or the plain forward's) measurements."""
+    """One explainer's (or the plain forward's) measurements.
+
+    ``timings_ms_per_image`` lists every timed call (one per batch for an explainer; one per batch and
+    explainer for ``encode_image``, which is timed before each explainer).
+    """
 
     name: str
     ms_per_image: float
     ratio: float
     peak_memory_mib: float
-    batch_ms_per_image: list[float] = field(default_factory=list)
+    timings_ms_per_image: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -200,10 +206,14 @@ def run_speed(backbone: Backbone, explainers: dict[str, Explainer], *, batch_siz
 
     forward_ms: list[float] = []
     times: dict[str, list[float]] = {name: [] for name in explainers}
+    ratios: dict[str, list[float]] = {name: [] for name in explainers}
     for pixels in tqdm(data, desc="timing", unit="batch", disable=None if progress is None else not progress):
-        forward_ms.append(measure_forward_ms(backbone, pixels))
-        for name, explainer in explainers.items():
+        for name, explainer in explainers.items():  # each explainer right after its own plain forward
+            forward_ms.append(measure_forward_ms(backbone, pixels))
             times[name].append(measure_explainer_ms(explainer, pixels, text_list))
+            ratios[name].append(times[name][-1] / forward_ms[-1])
+        if not explainers:
+            forward_ms.append(measure_forward_ms(backbone, pixels))
 
     def forward() -> None:
         with torch.no_grad():
@@ -213,9 +223,8 @@ def run_speed(backbone: Backbone, explainers: dict[str, Explainer], *, batch_siz
     rows = [SpeedRow(FORWARD, statistics.median(forward_ms), 1.0,
                      measure_peak_memory(forward, device) / mib, forward_ms)]
     for name, explainer in explainers.items():
-        ratios = [t / f for t, f in zip(times[name], forward_ms)]
         peak = measure_peak_memory(lambda e=explainer: e.explain(pixels=data[0], texts=text_list), device)
-        rows.append(SpeedRow(name, statistics.median(times[name]), statistics.median(ratios), peak / mib,
+        rows.append(SpeedRow(name, statistics.median(times[name]), statistics.median(ratios[name]), peak / mib,
                              times[name]))
     config = {
         "backbone": backbone.spec or backbone.name, "device": str(device),

@@ -18,7 +18,8 @@ from ..errors import InputError
 
 def add_dataset_options(p: argparse.ArgumentParser, limit: int = 200) -> None:
     """Options shared with ``cliplens textspan``: templates, labels, batching, device."""
-    p.add_argument("--limit", type=int, default=limit, help=f"use at most N labelled images (default {limit})")
+    p.add_argument("--limit", type=int, default=limit,
+                   help=f"use at most N images (labelled ones for accuracy; default {limit})")
     p.add_argument("--template", action="append", metavar="TEMPLATE",
                    help="prompt template with {} for the class name (repeatable; default: the bare class name)")
     p.add_argument("--templates", metavar="FILE", help="prompt templates, one per line with {}")
@@ -29,7 +30,7 @@ def add_dataset_options(p: argparse.ArgumentParser, limit: int = 200) -> None:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("ablate", help="mean-ablate MLPs / attention layers / heads and report zero-shot accuracy")
+    p = subparsers.add_parser("ablate", help="mean-ablate MLPs, attention layers or heads; report zero-shot accuracy")
     p.add_argument("--backbone", "-b", default="toy", help="backbone spec: toy, ViT-B-16, ViT-B-16:openai, ARCH:PATH")
     p.add_argument("--dataset", "-d", required=True, help="dataset spec, e.g. shapes:test or voc:/data/VOC2012")
     p.add_argument("--mlps", action="store_true", help="mean-ablate every MLP's direct contribution")

@@ -57,7 +57,8 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def resolve_layers(backbone: "Backbone", layers: Iterable[int] | None = None, last_k: int | None = None) -> tuple[int, ...]:
+def resolve_layers(backbone: "Backbone", layers: Iterable[int] | None = None,
+                   last_k: int | None = None) -> tuple[int, ...]:
     """Sorted, non-negative block indices from ``layers`` (negatives count from the end) or ``last_k``.
 
     Default (both ``None``): every block. Raises :class:`InputError` for an out-of-range index.

@@ -48,7 +48,9 @@ def test_speed_prints_a_table_and_saves_json(tiny_speed_backbone, tmp_path, caps
     saved = json.loads(out.read_text())
     rows = {row["name"]: row for row in saved["results"]}
     assert rows["encode_image"]["ratio"] == 1.0
-    assert all(row["ms_per_image"] > 0 and len(row["batch_ms_per_image"]) == 2 for row in rows.values())
+    assert all(row["ms_per_image"] > 0 for row in rows.values())
+    assert all(len(row["timings_ms_per_image"]) == 2 for name, row in rows.items() if name != "encode_image")
+    assert len(rows["encode_image"]["timings_ms_per_image"]) == 2 * 4  # before each explainer, every batch
     assert all(row["ratio"] > 0 and row["peak_memory_mib"] >= 0 for row in rows.values())
     config = saved["config"]
     assert config["batch_size"] == 2 and config["batches"] == 2 and len(config["texts"]) == 2
