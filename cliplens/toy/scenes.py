@@ -16,6 +16,7 @@ from __future__ import annotations
 import colorsys
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -139,6 +140,15 @@ def _muted_rgb(rng: np.random.Generator, v_range: tuple[float, float] = (0.2, 0.
     return _hsv(rng.uniform(), rng.uniform(0.0, 0.28), rng.uniform(*v_range))
 
 
+@lru_cache(maxsize=8)
+def _unit_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(yy, xx)``, each ``(size, size)`` float32 in [0, 1) (read-only, shared)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    yy.flags.writeable = False
+    xx.flags.writeable = False
+    return yy, xx
+
+
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """``(size, size)`` low-frequency noise, roughly unit variance."""
     grid = rng.standard_normal((cells, cells)).astype(np.float32)
@@ -151,7 +161,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     img = np.broadcast_to(base, (size, size, 3)).copy()
     img += 0.07 * _smooth_noise(rng, size, int(rng.integers(3, 7)))[..., None]
     img += 0.03 * np.stack([_smooth_noise(rng, size, 4) for _ in range(3)], axis=-1)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    yy, xx = _unit_grid(size)
     pattern = int(rng.integers(0, 4))
     theta = rng.uniform(0, math.pi)
     proj = xx * math.cos(theta) + yy * math.sin(theta)
@@ -195,7 +205,7 @@ def _draw_clutter(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 def _object_texture(rng: np.random.Generator, rgb: np.ndarray, size: int) -> np.ndarray:
     """``(S, S, 3)`` fill of one object: its colour with a soft shading gradient."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    yy, xx = _unit_grid(size)
     theta = rng.uniform(0, 2 * math.pi)
     shade = 1.0 + rng.uniform(0.0, 0.25) * ((xx - 0.5) * math.cos(theta) + (yy - 0.5) * math.sin(theta))
     return rgb[None, None, :] * shade[..., None]
@@ -257,7 +267,7 @@ def render_scene(rng: np.random.Generator, classes: Sequence[tuple[str, str]], s
     for obj, cov in zip(objects, coverages):
         tex = _object_texture(rng, np.asarray(obj.rgb, dtype=np.float32) / 255.0, size)
         img = img * (1.0 - cov[..., None]) + tex * cov[..., None]
-    img += rng.normal(0.0, rng.uniform(0.015, 0.045), size=img.shape).astype(np.float32)
+    img += rng.uniform(0.015, 0.045) * rng.standard_normal(img.shape, dtype=np.float32)
     image = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     order = rng.permutation(len(objects))
     caption = make_caption([objects[i].class_name for i in order])
