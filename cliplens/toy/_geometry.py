@@ -114,3 +114,24 @@ def polygon_coverage(points: Points, size: int, supersample: int = 4) -> np.ndar
     ImageDraw.Draw(big).polygon(scaled, fill=255)
     out[y0:y1, x0:x1] = np.asarray(big.reduce(supersample), dtype=np.float32) / 255.0
     return out
+
+
+def polygon_rim_coverage(points: Points, size: int, rim: float, supersample: int = 4) -> np.ndarray:
+    """Fraction of each pixel covered by the inner rim of a polygon (a band of ``rim`` pixels along
+    its edge, inside it), ``(size, size)`` float32 in [0, 1]."""
+    out = np.zeros((size, size), dtype=np.float32)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    pad = int(math.ceil(rim)) + 1
+    x0, y0 = max(0, int(math.floor(min(xs))) - pad), max(0, int(math.floor(min(ys))) - pad)
+    x1, y1 = min(size, int(math.ceil(max(xs))) + pad + 1), min(size, int(math.ceil(max(ys))) + pad + 1)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    shape = ((x1 - x0) * supersample, (y1 - y0) * supersample)
+    scaled = [((x - x0) * supersample, (y - y0) * supersample) for x, y in points]
+    fill, line = Image.new("L", shape, 0), Image.new("L", shape, 0)
+    ImageDraw.Draw(fill).polygon(scaled, fill=255)
+    ImageDraw.Draw(line).line(scaled + [scaled[0]], fill=255, width=max(1, round(2 * rim * supersample)),
+                              joint="curve")
+    band = np.minimum(np.asarray(fill, dtype=np.uint16), np.asarray(line, dtype=np.uint16)).astype(np.uint8)
+    out[y0:y1, x0:x1] = np.asarray(Image.fromarray(band, "L").reduce(supersample), dtype=np.float32) / 255.0
+    return out

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from ..benchmarks.datasets.base import SegmentationDataset, SegmentationSample
 from ..errors import InputError
-from ._geometry import MAX_ROTATION, polygon_coverage, shape_polygon
+from ._geometry import MAX_ROTATION, polygon_coverage, polygon_rim_coverage, shape_polygon
 
 IMAGE_SIZE = 64
 SUPERSAMPLE = 4
@@ -47,6 +47,9 @@ _COLOUR_HSV: dict[str, tuple[float, float, tuple[float, float], tuple[float, flo
 _KIND_SCENE, _KIND_SINGLE = 0, 1
 _MIN_VISIBLE_PX = 20  # at 64 px; scaled with the image area
 _MIN_VISIBLE_FRACTION = 0.5
+#: width (pixels at 64 px) of each object's dark inner rim, and the brightness factor inside it
+OUTLINE_RIM = 1.0
+OUTLINE_SHADE = 0.3
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,10 @@ def render_scene(rng: np.random.Generator, classes: Sequence[tuple[str, str]], s
     objects, coverages, mask = _place_objects(rng, classes, size, radius_range)
     for obj, cov in zip(objects, coverages):
         tex = _object_texture(rng, np.asarray(obj.rgb, dtype=np.float32) / 255.0, size)
+        if OUTLINE_RIM > 0:  # a dark inner rim: the same luminance edge for every colour
+            rim = polygon_rim_coverage(shape_polygon(obj.shape, *obj.center, obj.radius, obj.angle), size,
+                                       OUTLINE_RIM * size / IMAGE_SIZE, SUPERSAMPLE)
+            tex = tex * (1.0 - (1.0 - OUTLINE_SHADE) * rim[..., None])
         img = img * (1.0 - cov[..., None]) + tex * cov[..., None]
     img += rng.uniform(0.015, 0.045) * rng.standard_normal(img.shape, dtype=np.float32)
     image = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
