@@ -30,7 +30,7 @@ TEMPLATES: tuple[str, ...] = (
 ZERO_SHOT_TEMPLATE = "a photo of {}."
 _BACKGROUND_WORDS = ("background", "a background", "the background", "an empty background", "a plain background")
 #: probabilities of full / shape-only / colour-only descriptions (partial ones need distinct parts)
-KIND_PROBS = (0.6, 0.25, 0.15)
+KIND_PROBS = (0.55, 0.3, 0.15)
 
 
 def item_name(item: Item) -> str:

@@ -23,8 +23,8 @@ from ..errors import BackboneError, InputError
 FORMAT = "cliplens-toy-clip/1"
 DEFAULT_CHECKPOINT = Path(__file__).with_name("toy_clip.safetensors")
 #: per-channel statistics of toy scenes (2,000 training scenes)
-TOY_MEAN = (0.518, 0.505, 0.491)
-TOY_STD = (0.204, 0.194, 0.204)
+TOY_MEAN = (0.659, 0.647, 0.634)
+TOY_STD = (0.193, 0.197, 0.213)
 
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "embed_dim": 64,

@@ -48,8 +48,8 @@ _KIND_SCENE, _KIND_SINGLE = 0, 1
 _MIN_VISIBLE_PX = 20  # at 64 px; scaled with the image area
 _MIN_VISIBLE_FRACTION = 0.5
 #: width (pixels at 64 px) of each object's dark inner rim, and the brightness factor inside it
-OUTLINE_RIM = 1.0
-OUTLINE_SHADE = 0.3
+OUTLINE_RIM = 1.3
+OUTLINE_SHADE = 0.15
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """``(size, size, 3)`` float32 textured background in [0, 1]."""
-    base = _muted_rgb(rng, (0.25, 0.85))
+    base = _muted_rgb(rng, (0.55, 0.95))
     img = np.broadcast_to(base, (size, size, 3)).copy()
     img += 0.07 * _smooth_noise(rng, size, int(rng.integers(3, 7)))[..., None]
     img += 0.03 * np.stack([_smooth_noise(rng, size, 4) for _ in range(3)], axis=-1)
@@ -260,7 +260,7 @@ def _place_objects(rng: np.random.Generator, classes: Sequence[tuple[str, str]],
 
 
 def render_scene(rng: np.random.Generator, classes: Sequence[tuple[str, str]], size: int = IMAGE_SIZE,
-                 radius_range: tuple[float, float] = (7.0, 14.0)) -> Scene:
+                 radius_range: tuple[float, float] = (8.0, 15.0)) -> Scene:
     """Draw ``classes`` (``(colour, shape)`` pairs, back to front) on a fresh background.
 
     ``radius_range`` is in pixels of a 64-pixel image and scales with ``size``.
@@ -304,7 +304,7 @@ def generate_scene(seed: int, split: str, index: int, num_objects: tuple[int, in
     lo, hi = check_num_objects(num_objects)
     rng = sample_rng(seed, split, index, _KIND_SCENE)
     count = int(rng.integers(lo, hi + 1))
-    radius_range = (7.0, 14.0) if count <= 2 else (6.5, 12.0)
+    radius_range = (8.0, 15.0) if count <= 2 else (7.0, 12.5)
     return render_scene(rng, _random_classes(rng, count), size, radius_range)
 
 
@@ -317,7 +317,7 @@ def generate_single_object_scene(seed: int, split: str, index: int, size: int = 
     rng = sample_rng(seed, split, index, _KIND_SINGLE)
     label = 1 + index % (NUM_CLASSES - 1)
     colour, shape = CLASS_NAMES[label].split()
-    return render_scene(rng, [(colour, shape)], size)
+    return render_scene(rng, [(colour, shape)], size, (9.0, 16.0))
 
 
 def single_object_scenes(split: str = "test", per_class: int = 10, seed: int = 0,

@@ -102,7 +102,7 @@ def _nearest_colour(rgb: np.ndarray) -> str:
 def test_masked_pixels_show_the_named_colour(index):
     scene = generate_scene(0, "test", index)
     for obj in scene.objects:
-        inner = _erode(scene.mask == obj.class_index)
+        inner = _erode(_erode(scene.mask == obj.class_index))  # inside the dark rim
         if inner.sum() < 6:
             continue
         mean = scene.image[inner].astype(float).mean(axis=0)
