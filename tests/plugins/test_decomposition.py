@@ -72,6 +72,26 @@ def test_contracted_equals_full_terms_dotted_with_text(tiny_backbone, num_texts)
     torch.testing.assert_close(per_head.double(), contracted.heads.flatten(1, 2).double(), rtol=1e-4, atol=1e-6)
 
 
+def test_layer_scale_and_quickgelu_tower():
+    """A tower with layer scale (ls_1 / ls_2) still decomposes exactly, heads and tokens included."""
+    import open_clip
+
+    from cliplens import OpenCLIPBackbone
+
+    torch.manual_seed(1)
+    model = open_clip.CLIP(embed_dim=16, quick_gelu=True,
+                           vision_cfg={"image_size": 32, "patch_size": 16, "width": 32, "layers": 2, "head_width": 8,
+                                       "ls_init_value": 0.5},
+                           text_cfg={"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1})
+    backbone = OpenCLIPBackbone(model, open_clip.get_tokenizer("ViT-B-16", context_length=8), name="ls")
+    px = _pixels(backbone, batch=2)
+    d = decompose(backbone, px, TEXTS)
+    assert d.sum_error() < 1e-5
+    torch.testing.assert_close(d.tokens.sum((2, 3)).double(), d.attn, rtol=1e-4, atol=1e-6)
+    full = decompose(backbone, px, full=True).to_texts(d.text_features)
+    torch.testing.assert_close(full.tokens.double(), d.tokens.double(), rtol=1e-4, atol=1e-6)
+
+
 def test_layer_subsets_and_views(tiny_backbone):
     px = _pixels(tiny_backbone, batch=1)
     d = decompose(tiny_backbone, px, TEXTS, layers=[-1, 0])
