@@ -44,11 +44,16 @@ def _size(font: Any) -> int:
     return int(getattr(font, "size", _MIN_FONT))
 
 
+def _stroke(size: int) -> int:
+    """Width of the dark outline that keeps words readable on any background."""
+    return max(1, size // 8)
+
+
 def _fit(draw: ImageDraw.ImageDraw, word: str, width: float, start: int) -> tuple[Any, str]:
     """The largest font size <= ``start`` (and, if needed, a shortened word) that fits ``width``."""
     for size in range(start, _MIN_FONT - 1, -1):
         font = _font(size)
-        if draw.textlength(word, font=font) <= width * 0.92:
+        if draw.textlength(word, font=font) + 2 * _stroke(size) <= width * 0.9:  # the outline included
             return font, word
     font = _font(_MIN_FONT)
     while len(word) > 2 and draw.textlength(word + ".", font=font) > width * 0.92:
@@ -99,6 +104,6 @@ def draw_top_words(image: Image.Image, top_words: Sequence[Sequence[Any]], *, gr
             font, text = _fit(draw, word, cell_w, common)
             centre = ((i + 0.5) * cell_w, (j + 0.5) * cell_h)
             draw.text(centre, text, font=font, anchor="mm", fill=(255, 255, 255, 255),
-                      stroke_width=max(1, _size(font) // 8),
+                      stroke_width=_stroke(_size(font)),
                       stroke_fill=(0, 0, 0, 230))
     return Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")

@@ -99,7 +99,7 @@ class Lexical(Explainer):
         patch_lex = self.lexical(patches, sparse=True)
         query_lex = self.lexical(text_features)  # (T, V) dense
         overlap = lexical_overlap(patch_lex, query_lex)  # (B, N, T)
-        B, N, T = overlap.shape
+        B, _, T = overlap.shape
         h, w = self.backbone.grid_size
         extras: dict[str, Any] = {
             "top_words": [_chunks(per_image, w) for per_image in self._top_words_sparse(patch_lex)],
