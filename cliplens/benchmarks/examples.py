@@ -15,8 +15,6 @@ image and maps, nearest for the mask) to keep the files small.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from .results import write_atomic
 
 MAX_SIDE = 192
 
@@ -63,8 +63,6 @@ def make_example(index: int, sample_id: str, image: Image.Image, mask: torch.Ten
 
 def save_examples(path: str | Path, examples: Sequence[Example], class_names: Sequence[str]) -> Path:
     """Write ``examples`` (sorted by index) to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ordered = sorted(examples, key=lambda e: e.index)
     arrays: dict[str, np.ndarray] = {
         "indices": np.array([e.index for e in ordered], dtype=np.int64),
@@ -73,19 +71,7 @@ def save_examples(path: str | Path, examples: Sequence[Example], class_names: Se
     }
     for k, e in enumerate(ordered):
         arrays.update({f"image_{k}": e.image, f"mask_{k}": e.mask, f"classes_{k}": e.classes, f"maps_{k}": e.maps})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def _unit_float(maps: np.ndarray) -> np.ndarray:

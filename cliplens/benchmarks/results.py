@@ -18,7 +18,7 @@ import re
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, IO, Iterable
 
 SCHEMA = "cliplens-bench/1"
 STATUS_OK = "ok"
@@ -111,15 +111,17 @@ def _umask() -> int:
     return mask
 
 
-def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (never a partial file)."""
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then ``os.replace`` it into place.
+
+    A reader never sees a partial file, and an interrupted write leaves nothing behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(json_safe(data), handle, indent=2, sort_keys=False, allow_nan=False)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -129,6 +131,12 @@ def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically (see :func:`write_atomic`)."""
+    text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def read_result(path: str | Path) -> dict[str, Any] | None:

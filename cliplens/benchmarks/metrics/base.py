@@ -43,6 +43,14 @@ class MetricInput:
         values = torch.unique(self.mask).tolist()
         return [int(v) for v in values if v != self.ignore_index and 0 <= v < self.maps.shape[0]]
 
+    def present_stack(self) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """The present classes, their ``(P, H, W)`` bool masks (ignore pixels False) and their ``(P, H, W)`` maps."""
+        present = self.present_classes()
+        index = torch.tensor(present, dtype=torch.long, device=self.mask.device)
+        truth = (self.mask.unsqueeze(0) == index.view(-1, 1, 1)) & self.valid()
+        maps = self.maps.index_select(0, index.to(self.maps.device)).to(truth.device)
+        return present, truth, maps
+
     def valid(self) -> torch.Tensor:
         """``(H, W)`` bool: pixels that count (not the ignore value)."""
         if self.ignore_index is None:

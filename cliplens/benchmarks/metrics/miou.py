@@ -63,20 +63,17 @@ class MeanIoU(Metric):
 
     def update(self, item: MetricInput) -> None:
         check_maps(self.name, item, self.num_classes)
-        present = item.present_classes()
+        present, truth, maps = item.present_stack()  # (P,), (P, H, W), (P, H, W)
         if not present:
             return
         valid = item.valid()
-        index = torch.tensor(present, device=item.mask.device)
-        truth = (item.mask.unsqueeze(0) == index.view(-1, 1, 1)) & valid  # (P, H, W)
-        maps = item.maps.index_select(0, index.to(item.maps.device)).to(truth.device)  # (P, H, W)
         inter = torch.empty(len(self.thresholds), len(present), dtype=torch.float64)
         union = torch.empty_like(inter)
         for row, threshold in enumerate(self.thresholds):
             predicted = (maps >= threshold) & valid
             inter[row] = (predicted & truth).sum(dim=(1, 2)).double().cpu()
             union[row] = (predicted | truth).sum(dim=(1, 2)).double().cpu()
-        cpu_index = index.cpu()
+        cpu_index = torch.tensor(present, dtype=torch.long)
         self.intersection[:, cpu_index] += inter
         self.union[:, cpu_index] += union
         self.images_with_class[cpu_index] += 1

@@ -35,21 +35,19 @@ class MeanScoreContrast(Metric):
 
     def update(self, item: MetricInput) -> None:
         check_maps(self.name, item, self.num_classes)
-        present = item.present_classes()
+        present, inside, maps = item.present_stack()  # (P,), (P, H, W), (P, H, W)
         if not present:
             return
         valid = item.valid()
-        index = torch.tensor(present, device=item.mask.device)
-        inside = (item.mask.unsqueeze(0) == index.view(-1, 1, 1)) & valid  # (P, H, W)
         outside = ~inside & valid
-        maps = item.maps.index_select(0, index.to(item.maps.device)).to(inside.device).double()
+        maps = maps.double()
         n_in = inside.sum(dim=(1, 2)).double()
         n_out = outside.sum(dim=(1, 2)).double()
         mean_in = (maps * inside).sum(dim=(1, 2)) / n_in.clamp(min=1)
         mean_out = (maps * outside).sum(dim=(1, 2)) / n_out.clamp(min=1)
         has_outside = (n_out > 0).cpu()
         contrast = (mean_in - mean_out).cpu()
-        cpu_index = index.cpu()[has_outside]
+        cpu_index = torch.tensor(present, dtype=torch.long)[has_outside]
         self.contrast_sum[cpu_index] += contrast[has_outside]
         self.pairs[cpu_index] += 1
 
