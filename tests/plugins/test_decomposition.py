@@ -36,13 +36,13 @@ def toy_backbone():
 # ---- sums --------------------------------------------------------------------------------------------------------
 def test_terms_sum_to_embedding_vit_b16(vit_b16):
     px = _pixels(vit_b16, batch=1)
-    joint = decompose(vit_b16, px)
+    joint = decompose(vit_b16, px, full=True, layers=[-1])  # one forward; tokens of the last block in D
     assert joint.sum_error() < 1e-4
-    assert torch.allclose(joint.embedding, vit_b16.encode_image(px, normalize=False), atol=1e-5)
-    texts = decompose(vit_b16, px, TEXTS, layers=[-1])
-    assert texts.sum_error() < 1e-4
+    torch.testing.assert_close(joint.embedding, vit_b16.encode_image(px, normalize=False), rtol=1e-4, atol=1e-5)
     # a layer's head-token terms sum to that layer's attention term
-    torch.testing.assert_close(texts.tokens.sum((2, 3)).double(), texts.attn[:, [11]], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(joint.tokens.sum((2, 3)).double(), joint.attn[:, [11]], rtol=1e-4, atol=1e-5)
+    texts = joint.to_texts(vit_b16.encode_text(TEXTS))
+    assert texts.sum_error() < 1e-4
 
 
 def test_terms_sum_to_embedding_toy():
