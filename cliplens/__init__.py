@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .backbones import AttentionWeights, Backbone, OpenCLIPBackbone, TowerTrace
 from .errors import (BackboneError, CliplensError, ExplainerError, InputError, PluginError, SampleError,
                      UnknownNameError)
-from .explainers.base import Explainer, Explanation, PatchScores, normalize_maps
+from .explainers import Decomposition, Explainer, Explanation, PatchScores, decompose, normalize_maps
 from .registry import (create_backbone, create_dataset, create_explainer, create_metric, get_explainer_class,
                        get_registry, list_backbones, list_datasets, list_explainers, list_metrics, list_plugins,
                        reset_registry)
@@ -31,7 +31,7 @@ __all__ = [
     "__version__",
     "hookimpl",
     "Backbone", "OpenCLIPBackbone", "TowerTrace", "AttentionWeights",
-    "Explainer", "Explanation", "PatchScores", "normalize_maps",
+    "Explainer", "Explanation", "PatchScores", "normalize_maps", "decompose", "Decomposition",
     "create_backbone", "create_explainer", "create_dataset", "create_metric", "get_explainer_class",
     "list_backbones", "list_explainers", "list_datasets", "list_metrics", "list_plugins",
     "get_registry", "reset_registry",

@@ -1,9 +1,17 @@
-"""Explainers: the :class:`Explainer` interface, its result type and shared map utilities.
+"""Explainers: the :class:`Explainer` interface, its result type and the model-independent maths the
+built-in explainer plugins (``cliplens/plugins/``) share.
 
-The explainers themselves are plugins (``cliplens/plugins/``); model-independent
-maths they share lives in modules here.
+Library entry points for research code:
+- :func:`decompose` — residual decomposition of image embeddings into layers x heads x tokens;
+- :func:`mean_ablate` / :func:`evaluate_ablation` — mean ablation with zero-shot accuracy;
+- :func:`textspan` — TextSpan on a matrix of head outputs.
 """
 
+from .ablation import AblationSpec, evaluate_ablation, mean_ablate
 from .base import Explainer, Explanation, PatchScores, normalize_maps, upsample
+from .decomposition import Decomposition, decompose
+from .textspan_algorithm import TextSpanResult, textspan
 
-__all__ = ["Explainer", "Explanation", "PatchScores", "normalize_maps", "upsample"]
+__all__ = ["Explainer", "Explanation", "PatchScores", "normalize_maps", "upsample",
+           "Decomposition", "decompose", "AblationSpec", "mean_ablate", "evaluate_ablation",
+           "TextSpanResult", "textspan"]
