@@ -36,9 +36,12 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError:
         raise InputError(f"unknown device {device!r}: use cpu, cuda, cuda:1, ...") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but this torch sees no CUDA GPU: use --device cpu")
+    return resolved
 
 
 class OpenCLIPBackbone(Backbone):

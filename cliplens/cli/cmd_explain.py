@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             if args.top_words and "top_words" in result.extras:
                 from ..explainers.lexical_drawing import draw_top_words
 
-                tiles.append(labelled(draw_top_words(shown, result.extras["top_words"][0]), "top words"))
+                tiles.append(labelled(draw_top_words(shown, result.extras["top_words"][0], min_cell=0), "top words"))
             target = out / f"{Path(path).stem}_{name}.png"
             grid([tiles]).save(target)
             print(target)

@@ -118,3 +118,11 @@ def test_non_vit_tower_loads_and_explainers_refuse_it_clearly():
         assert backbone.encode_image(backbone.preprocess(image)).shape == (1, 32)
     with pytest.raises(ExplainerError, match="cannot run on backbone 'tiny-resnet'.*ViT"):
         create_explainer("raw_similarity", backbone)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_one_line_error():
+    from cliplens.backbones.open_clip_backbone import resolve_device
+
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        resolve_device("cuda")
