@@ -29,8 +29,8 @@ TEMPLATES: tuple[str, ...] = (
 #: the zero-shot prompt used by the evaluation
 ZERO_SHOT_TEMPLATE = "a photo of {}."
 _BACKGROUND_WORDS = ("background", "a background", "the background", "an empty background", "a plain background")
-#: probabilities of full / shape-only / colour-only descriptions (partial ones need distinct parts)
-KIND_PROBS = (0.55, 0.3, 0.15)
+#: default probabilities of full / shape-only / colour-only descriptions (partial ones need distinct parts)
+KIND_PROBS = (0.4, 0.5, 0.1)
 
 
 def item_name(item: Item) -> str:
@@ -69,10 +69,23 @@ def image_keys(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
 
 
 def corrupt(rng: np.random.Generator, items: Sequence[Item]) -> list[Item]:
-    """A hard negative: one item's colour or shape changed; for full captions with two or more
-    objects, with probability 1/3, two objects swap colours instead (a binding negative)."""
+    """A hard negative for a description ``items``.
+
+    Full captions sometimes lose an object or gain one (counting negatives) or, with two or
+    more objects, swap two colours (binding negatives); otherwise, and always for partial
+    descriptions, one item's colour or shape changes."""
     items = list(items)
     full = all(c and s for c, s in items)
+    if full and len(items) >= 2 and rng.uniform() < 0.25:  # a counting negative: one object left out
+        drop = int(rng.integers(len(items)))
+        return [item for k, item in enumerate(items) if k != drop]
+    if full and 1 <= len(items) < 4 and rng.uniform() < 0.15:  # a counting negative: one object too many
+        for _ in range(20):
+            extra = (COLOURS[int(rng.integers(len(COLOURS)))], SHAPES[int(rng.integers(len(SHAPES)))])
+            if extra not in items:
+                out = list(items)
+                out.insert(int(rng.integers(len(items) + 1)), extra)
+                return out
     if full and len(items) >= 2 and rng.uniform() < 1 / 3:
         i, j = (int(k) for k in rng.choice(len(items), size=2, replace=False))
         (ci, si), (cj, sj) = items[i], items[j]
@@ -95,8 +108,10 @@ def corrupt(rng: np.random.Generator, items: Sequence[Item]) -> list[Item]:
     return items  # unreachable in practice
 
 
-def training_texts(rng: np.random.Generator, names: Sequence[str]) -> tuple[str, Key, str, Key]:
-    """``(positive text, its key, hard-negative text, its key)`` for a scene holding ``names``."""
+def training_texts(rng: np.random.Generator, names: Sequence[str],
+                   kind_probs: Sequence[float] = KIND_PROBS) -> tuple[str, Key, str, Key]:
+    """``(positive text, its key, hard-negative text, its key)`` for a scene holding ``names``;
+    ``kind_probs`` weighs full / shape-only / colour-only descriptions."""
     template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
     article = ("auto", "a", "the")[int(rng.choice(3, p=(0.65, 0.2, 0.15)))]
     if not names:  # an empty scene: "background"; its negative names one object
@@ -104,7 +119,7 @@ def training_texts(rng: np.random.Generator, names: Sequence[str]) -> tuple[str,
         words = _BACKGROUND_WORDS[int(rng.integers(len(_BACKGROUND_WORDS)))]
         return template.format(words), text_key([]), template.format(listing(negative, article)), text_key(negative)
     pairs = [tuple(names[i].split()) for i in rng.permutation(len(names))]
-    kind = int(rng.choice(3, p=KIND_PROBS))
+    kind = int(rng.choice(3, p=list(kind_probs)))
     if kind == 1 and len({s for _, s in pairs}) == len(pairs):
         items: list[Item] = [(None, s) for _, s in pairs]
     elif kind == 2 and len({c for c, _ in pairs}) == len(pairs):

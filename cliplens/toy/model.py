@@ -29,8 +29,8 @@ TOY_STD = (0.193, 0.197, 0.213)
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "embed_dim": 64,
     "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32,
-                   "mlp_ratio": 4.0},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3,
+                   "mlp_ratio": 2.0, "pos_embed_type": "sin_cos_2d"},
+    "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2,
                  "mlp_ratio": 4.0},
 }
 

@@ -317,7 +317,7 @@ def generate_single_object_scene(seed: int, split: str, index: int, size: int = 
     rng = sample_rng(seed, split, index, _KIND_SINGLE)
     label = 1 + index % (NUM_CLASSES - 1)
     colour, shape = CLASS_NAMES[label].split()
-    return render_scene(rng, [(colour, shape)], size, (9.0, 16.0))
+    return render_scene(rng, [(colour, shape)], size, (10.0, 17.0))
 
 
 def single_object_scenes(split: str = "test", per_class: int = 10, seed: int = 0,

@@ -2,12 +2,29 @@
 
 Symmetric InfoNCE on (scene, text) pairs: image->text over the batch's texts
 plus one hard negative per image (a caption with one colour or shape changed,
-or two colours swapped), text->image over the batch's images. Texts are full
-captions, shape-only or colour-only descriptions (which take away the colour
-shortcut); every text that truthfully describes an image counts as a positive. Every batch is a
-pure function of ``(seed, step)`` (scenes from the ``train`` split only), the
-initial weights come from ``seed``, and the schedule is fixed in steps, so a
-run with the same seed and thread count reproduces the same weights.
+two colours swapped, or an object left out or added), text->image over the
+batch's images. Texts are full captions, shape-only or colour-only
+descriptions; every text that truthfully describes an image counts as a
+positive.
+
+Two things make the run reach the quality bar in minutes:
+
+- **Frozen text tower first.** For the first ``text_frozen_fraction`` of the
+  steps the text tower keeps its random initial weights, so different shape
+  words keep different text features and the image tower must learn shapes to
+  match them. Trained jointly from the first step, both towers agree on colour
+  (which the image tower sees at once) and the text tower collapses the shape
+  words onto each other (measured: cosine 0.999 between "a red circle" and "a
+  red square" after 1,500 steps, and 32 % for a linear shape probe on the image
+  features, against 72 % after 400 steps with the text tower held).
+- **A pre-rendered scene pool.** Scenes are rendered once by ``render_workers``
+  processes, then every step draws a batch from the pool (random horizontal
+  flips, which keep every shape's name) with fresh texts, so both cores train.
+
+Every batch is a pure function of ``(seed, step)`` and the pool of ``seed``
+(scenes of the ``train`` split only), the initial weights come from ``seed``,
+and the schedule is fixed in steps, so a run with the same seed and thread
+count reproduces the same weights.
 """
 
 from __future__ import annotations
@@ -25,11 +42,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ._texts import Key, image_keys, match_matrix, training_texts
+from ._texts import KIND_PROBS, image_keys, match_matrix, training_texts
 from .model import TOY_MEAN, TOY_STD, build_tokenizer, build_toy_model, save_toy_model, toy_model_config
 from .scenes import generate_scene, generate_single_object_scene, render_scene, sample_rng
 
-_KIND_TEXT, _KIND_EMPTY = 7, 8  # rng streams for the texts / the empty scenes of training sample j
+_KIND_EMPTY = 8  # rng stream of the empty scenes of the pool
 
 
 @dataclass
@@ -37,15 +54,29 @@ class TrainConfig:
     """Hyper-parameters of a toy CLIP run (the defaults reproduce the shipped checkpoint)."""
 
     seed: int = 0
-    steps: int = 1400
+    steps: int = 1500
     batch_size: int = 128
     lr: float = 2e-3
-    min_lr: float = 2e-5
-    warmup_steps: int = 80
+    min_lr: float = 1e-5
+    warmup_steps: int = 100
     weight_decay: float = 0.05
+    #: the text tower keeps its initial weights for this fraction of the steps ...
+    text_frozen_fraction: float = 0.25
+    #: ... then its learning rate ramps up to the image tower's over this fraction
+    text_ramp_fraction: float = 0.1
+    #: rendered scenes in the pool: one object / 2..max_objects objects / empty
+    pool_single: int = 20000
+    pool_multi: int = 28000
+    pool_empty: int = 1000
     max_objects: int = 4
+    #: share of every batch drawn from the one-object / empty scenes (the rest hold 2+ objects)
+    single_fraction: float = 0.4
+    empty_fraction: float = 0.02
+    #: probabilities of full / shape-only / colour-only texts
+    text_kinds: tuple[float, float, float] = KIND_PROBS
+    #: torch threads of the training loop, and processes rendering the pool before it
     threads: int = 2
-    loader_workers: int = 1
+    render_workers: int = 2
     max_minutes: float | None = 14.0
 
 
@@ -56,46 +87,93 @@ def images_to_tensor(images: np.ndarray, mean: tuple[float, ...] = TOY_MEAN,
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-class ToyBatches(torch.utils.data.Dataset):
-    """Batch ``k`` of a run: images ``(B, 3, S, S)``, token ids ``(2B, C)`` (B positives, then B hard
-    negatives) and the ``(B, 2B)`` bool matrix of which texts truthfully describe which image."""
+class _PoolScenes(torch.utils.data.Dataset):
+    """Scene ``j`` of the pool: empty scenes, then one-object scenes, then multi-object scenes."""
 
-    #: of every 50 training indices: 1 empty scene, 15 one-object scenes, 34 scenes with 1-4 objects
-    PLAN = (1, 15)
-
-    def __init__(self, cfg: TrainConfig, context_length: int, image_size: int) -> None:
-        self.cfg = cfg
-        self.context_length = context_length
-        self.image_size = image_size
-        self._tokenizer: Any = None
+    def __init__(self, cfg: TrainConfig, image_size: int) -> None:
+        self.cfg, self.image_size = cfg, image_size
 
     def __len__(self) -> int:
-        return self.cfg.steps
+        return self.cfg.pool_empty + self.cfg.pool_single + self.cfg.pool_multi
 
-    def sample(self, j: int) -> tuple[np.ndarray, list[str], tuple[str, Key, str, Key]]:
-        """Training sample ``j``: ``(H, W, 3)`` uint8 image, its class names, and its texts
-        (see :func:`~cliplens.toy._texts.training_texts`)."""
-        cfg = self.cfg
-        slot = j % 50
-        if slot < self.PLAN[0]:
-            scene = render_scene(sample_rng(cfg.seed, "train", j, _KIND_EMPTY), [], self.image_size)
-        elif slot < self.PLAN[0] + self.PLAN[1]:
-            scene = generate_single_object_scene(cfg.seed, "train", j, self.image_size)
+    def __getitem__(self, j: int) -> tuple[np.ndarray, list[str]]:
+        cfg, size = self.cfg, self.image_size
+        if j < cfg.pool_empty:
+            scene = render_scene(sample_rng(cfg.seed, "train", j, _KIND_EMPTY), [], size)
+        elif j < cfg.pool_empty + cfg.pool_single:
+            scene = generate_single_object_scene(cfg.seed, "train", j - cfg.pool_empty, size)
         else:
-            scene = generate_scene(cfg.seed, "train", j, (1, cfg.max_objects), self.image_size)
-        names = [o.class_name for o in scene.objects]
-        return scene.image, names, training_texts(sample_rng(cfg.seed, "train", j, _KIND_TEXT), names)
+            scene = generate_scene(cfg.seed, "train", j - cfg.pool_empty - cfg.pool_single,
+                                   (2, cfg.max_objects), size)
+        return scene.image, [o.class_name for o in scene.objects]
+
+
+@dataclass
+class ScenePool:
+    """Rendered training scenes: ``images`` ``(N, S, S, 3)`` uint8 and the class names of each.
+
+    The first ``empty`` scenes hold no object, the next ``single`` one object, the rest 2 or more.
+    """
+
+    images: np.ndarray
+    names: list[list[str]]
+    empty: int
+    single: int
+
+    @classmethod
+    def render(cls, cfg: TrainConfig, image_size: int, progress: bool = False) -> "ScenePool":
+        """Render the pool of ``cfg`` with ``cfg.render_workers`` processes (0: in this process)."""
+        from tqdm.auto import tqdm
+
+        scenes = _PoolScenes(cfg, image_size)
+        loader = torch.utils.data.DataLoader(scenes, batch_size=500, shuffle=False,
+                                             num_workers=cfg.render_workers, collate_fn=list)
+        images = np.empty((len(scenes), image_size, image_size, 3), dtype=np.uint8)
+        names: list[list[str]] = []
+        with tqdm(total=len(scenes), desc="rendering scenes", unit="scene", disable=not progress) as bar:
+            for chunk in loader:
+                for image, scene_names in chunk:
+                    images[len(names)] = image
+                    names.append(scene_names)
+                bar.update(len(chunk))
+        return cls(images, names, cfg.pool_empty, cfg.pool_single)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class ToyBatches:
+    """Batch ``step`` of a run: images ``(B, 3, S, S)``, token ids ``(2B, C)`` (B positives, then B hard
+    negatives) and the ``(B, 2B)`` bool matrix of which texts truthfully describe which image."""
+
+    def __init__(self, cfg: TrainConfig, pool: ScenePool, context_length: int) -> None:
+        self.cfg, self.pool = cfg, pool
+        self.tokenizer = build_tokenizer(context_length)
+
+    def indices(self, rng: np.random.Generator) -> np.ndarray:
+        """``(B,)`` pool indices: the configured shares of empty, one-object and multi-object scenes."""
+        cfg, pool = self.cfg, self.pool
+        n_empty = int(round(cfg.batch_size * cfg.empty_fraction)) if pool.empty else 0
+        n_single = int(round(cfg.batch_size * cfg.single_fraction)) if pool.single else 0
+        n_multi = cfg.batch_size - n_empty - n_single
+        multi = len(pool) - pool.empty - pool.single
+        if n_multi > 0 and multi == 0:
+            raise InputError("the scene pool holds no multi-object scenes: raise pool_multi or single_fraction")
+        return np.concatenate([rng.integers(0, pool.empty, n_empty),
+                               pool.empty + rng.integers(0, pool.single, n_single),
+                               pool.empty + pool.single + rng.integers(0, max(multi, 1), n_multi)])
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self._tokenizer is None:
-            self._tokenizer = build_tokenizer(self.context_length)
-        b = self.cfg.batch_size
-        samples = [self.sample(step * b + i) for i in range(b)]
-        images = images_to_tensor(np.stack([s[0] for s in samples]))
-        texts = [s[2][0] for s in samples] + [s[2][2] for s in samples]
-        keys = [s[2][1] for s in samples] + [s[2][3] for s in samples]
-        match = match_matrix([image_keys(s[1]) for s in samples], keys)
-        return images, self._tokenizer(texts), torch.from_numpy(match)
+        rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, int(step)]))
+        idx = self.indices(rng)
+        images = self.pool.images[idx]
+        flip = rng.uniform(size=len(idx)) < 0.5
+        images[flip] = images[flip][:, :, ::-1]
+        names = [self.pool.names[i] for i in idx]
+        texts = [training_texts(rng, n, self.cfg.text_kinds) for n in names]
+        match = match_matrix([image_keys(n) for n in names], [t[1] for t in texts] + [t[3] for t in texts])
+        tokens = self.tokenizer([t[0] for t in texts] + [t[2] for t in texts])
+        return images_to_tensor(images), tokens, torch.from_numpy(match)
 
 
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, match: torch.Tensor,
@@ -120,22 +198,29 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+    """Image tower (and logit scale) vs text tower, each with and without weight decay."""
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        skip = p.ndim < 2 or "ln" in name or "bias" in name or "logit_scale" in name or "embedding" in name
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if not p.requires_grad:  # e.g. a fixed sin-cos position embedding
+            continue
+        tower = "image" if name.startswith("visual.") or name == "logit_scale" else "text"
+        decay = not (p.ndim < 2 or "ln" in name or "bias" in name or "logit_scale" in name or "embedding" in name)
+        groups.setdefault((tower, decay), []).append(p)
+    return [{"params": params, "tower": tower, "weight_decay": weight_decay if decay else 0.0}
+            for (tower, decay), params in sorted(groups.items())]
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def _lr_at(step: int, cfg: TrainConfig, tower: str = "image") -> float:
+    """Linear warm-up, cosine decay; the text tower is held (rate 0), then ramped up to the same rate."""
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
-
-
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)
+        lr = cfg.lr * (step + 1) / cfg.warmup_steps
+    else:
+        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        lr = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+    if tower == "text":
+        since = step / cfg.steps - cfg.text_frozen_fraction
+        lr *= min(1.0, max(0.0, since / cfg.text_ramp_fraction)) if cfg.text_ramp_fraction > 0 else float(since >= 0)
+    return lr
 
 
 def train_toy_clip(cfg: TrainConfig | None = None, model_cfg: dict[str, Any] | None = None,
@@ -158,21 +243,22 @@ def train_toy_clip(cfg: TrainConfig | None = None, model_cfg: dict[str, Any] | N
         raise InputError(f"need steps >= 1 and batch_size >= 2, got steps={cfg.steps}, batch_size={cfg.batch_size}")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    start = time.perf_counter()
     try:
         model = build_toy_model(model_cfg, seed=cfg.seed).train()
-        batches = ToyBatches(cfg, model_cfg["text_cfg"]["context_length"], model_cfg["vision_cfg"]["image_size"])
-        loader = torch.utils.data.DataLoader(
-            batches, batch_size=None, shuffle=False, num_workers=cfg.loader_workers,
-            worker_init_fn=_worker_init if cfg.loader_workers else None,
-            prefetch_factor=3 if cfg.loader_workers else None, persistent_workers=False)
+        pool = ScenePool.render(cfg, model_cfg["vision_cfg"]["image_size"], progress=progress)
+        render_s = time.perf_counter() - start
+        if log is not None:
+            log(f"rendered {len(pool)} training scenes in {render_s:.0f}s")
+        batches = ToyBatches(cfg, pool, model_cfg["text_cfg"]["context_length"])
         optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-        start = time.perf_counter()
         losses: list[float] = []
         completed = True
         bar = tqdm(total=cfg.steps, desc="toy clip", unit="step", disable=not progress)
-        for step, (images, tokens, match) in enumerate(loader):
+        for step in range(cfg.steps):
+            images, tokens, match = batches[step]
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, cfg)
+                group["lr"] = _lr_at(step, cfg, group["tower"])
             img = F.normalize(model.encode_image(images), dim=-1)
             txt = F.normalize(model.encode_text(tokens), dim=-1)
             loss = contrastive_loss(img, txt, match, model.logit_scale.exp())
@@ -202,7 +288,7 @@ def train_toy_clip(cfg: TrainConfig | None = None, model_cfg: dict[str, Any] | N
     import open_clip
 
     meta = {"config": asdict(cfg), "steps_done": len(losses), "completed": completed,
-            "wall_time_s": round(wall, 1), "final_loss": round(float(np.mean(losses[-50:])), 4),
+            "wall_time_s": round(wall, 1), "render_time_s": round(render_s, 1), "final_loss": round(float(np.mean(losses[-50:])), 4),
             "torch": torch.__version__, "open_clip": open_clip.__version__, "python": platform.python_version(),
             "cpu_count": os.cpu_count()}
     return model.eval(), meta

@@ -186,14 +186,6 @@ def test_toy_has_a_colour_head(toy_head_kinds):
     assert table[colour_head][0] >= 0.5, table
 
 
-@pytest.mark.xfail(strict=True, reason="the interim toy checkpoint (issue #3, 29 % zero-shot) barely separates "
-                   "shapes: its most shape-like head has 2 shape texts in its top 10")
-def test_toy_has_a_shape_head(toy_head_kinds):
-    table = toy_head_kinds
-    shape_head = max(table, key=lambda k: table[k][1] - table[k][0])
-    assert table[shape_head][1] >= 0.5, table
-
-
 def toy_vocabulary_pool() -> list[str]:
     """48 colour-only and 48 shape-only descriptions in the words the toy's text tower was trained on."""
     from cliplens.toy import COLOURS, SHAPES
@@ -206,14 +198,16 @@ def toy_vocabulary_pool() -> list[str]:
 
 
 def test_toy_heads_with_a_pool_in_its_own_words(toy_scenes, one_thread, cache):
-    """A balanced colour/shape pool in the toy's vocabulary shows pure colour heads and a mostly-shape head.
+    """A balanced colour/shape pool in the toy's vocabulary shows a mostly-shape head and a mostly-colour head.
 
     The general pool is mostly words the toy's text tower never saw, which it
-    embeds arbitrarily; with a pool it understands, the shape head shows.
+    embeds arbitrarily; with a pool it understands, the heads' roles show. On the
+    shipped checkpoint: best shape head 8/10 shape texts (L1.H0, L1.H3), best
+    colour head 6/10 colour texts; its 16 heads are mixed more than pure.
     """
     backbone, pixels = toy_scenes
     pool = toy_vocabulary_pool()
     assert {text_kind(t) for t in pool} == {"colour", "shape"} and len(pool) == 96
     table = kind_table(ts.analyse_heads(backbone, [pixels], num_texts=10, pool=pool))
-    assert max(c for c, _ in table.values()) >= 0.8, table
-    assert max(s for _, s in table.values()) >= 0.5, table
+    assert max(s for _, s in table.values()) >= 0.7, table
+    assert max(c for c, _ in table.values()) >= 0.6, table

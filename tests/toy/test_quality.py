@@ -47,21 +47,6 @@ def test_model_is_a_standard_open_clip_vit(toy):
     assert tokens.shape == (1, config["model_cfg"]["text_cfg"]["context_length"])
 
 
-#: chance levels: 1/36 for zero-shot over the colour x shape classes, 1/100 for retrieval
-ABOVE_CHANCE_ZERO_SHOT = 0.20
-ABOVE_CHANCE_RETRIEVAL = 0.50
-
-
-def test_shipped_model_is_far_above_chance(toy):
-    """Regression floor for the interim checkpoint (measured 29.2 % zero-shot, 63.2 % R@1)."""
-    model, tokenizer, config = toy
-    quality = evaluate_toy_model(model, tokenizer, config, split="test", per_class=10, groups=5)
-    assert quality.zero_shot_top1 >= ABOVE_CHANCE_ZERO_SHOT, quality
-    assert quality.retrieval_r1 >= ABOVE_CHANCE_RETRIEVAL, quality
-
-
-@pytest.mark.xfail(strict=True, reason="issue #3 open: the shipped interim checkpoint reaches 29.2 % zero-shot and "
-                   "63.2 % R@1, below the 90 % / 80 % bar; strict, so a checkpoint that passes turns this red")
 def test_quality_bar_on_test_split(toy):
     model, tokenizer, config = toy
     quality = evaluate_toy_model(model, tokenizer, config, split="test", per_class=10, groups=5)
@@ -94,7 +79,7 @@ def test_toy_backbone_classifies_through_the_public_api():
         img = backbone.encode_image(backbone.preprocess(images))
         txt = backbone.encode_text(list(CLASS_NAMES[1:]), templates=["a photo of a {}."])
     accuracy = float(((img @ txt.T).argmax(1) + 1 == labels).float().mean())
-    assert accuracy >= ABOVE_CHANCE_ZERO_SHOT  # chance is 1/36
+    assert accuracy >= 0.8, accuracy  # 72 images of another world seed; chance is 1/36
     dataset = create_dataset("shapes:test?size=3&seed=2")
     assert len(dataset) == 3 and dataset.class_names == list(CLASS_NAMES)
     assert np.asarray(dataset[0].image).shape == (64, 64, 3)
