@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="toy_command", metavar="ACTION", required=True)
 
-    train = sub.add_parser("train", help="train the toy CLIP from a seed (about 11 minutes on 2 CPU cores)")
+    train = sub.add_parser("train", help="train the toy CLIP from a seed (about 10 minutes on 2 CPU cores)")
     train.add_argument("--out", "-o", required=True, help="checkpoint path ending in .safetensors (JSON written beside)")
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0, the shipped checkpoint)")
     train.add_argument("--minutes", type=float, default=14.0,

@@ -2,9 +2,10 @@
 
 It is a plain open_clip ``CLIP``: the image tower is open_clip's
 ``VisionTransformer`` (standard ``ResidualAttentionBlock`` blocks, class-token
-pooling, no attentional pooler) on 64-pixel images with 8-pixel patches (an
-8 x 8 grid), and the text tower uses open_clip's standard BPE tokenizer
-(vocabulary 49408) with a short context. A checkpoint is two files side by
+pooling, no attentional pooler, open_clip's fixed 2-D sin-cos position
+embedding) on 64-pixel images with 8-pixel patches (an 8 x 8 grid), and the
+text tower uses open_clip's standard BPE tokenizer (vocabulary 49408) with a
+short context. A checkpoint is two files side by
 side: ``NAME.safetensors`` (the state dict, float16 on disk) and ``NAME.json``
 (model config, image mean/std, training metadata).
 """

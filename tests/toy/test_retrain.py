@@ -1,4 +1,7 @@
-"""Retraining the toy CLIP from its seed reaches the quality bar in the time budget (slow: about 11 minutes on 2 CPU cores)."""
+"""Retraining the toy CLIP from its seed reaches the quality bar in the time budget.
+
+Slow: about 10 minutes on 2 CPU cores.
+"""
 
 from __future__ import annotations
 
