@@ -13,11 +13,12 @@ Two things make the run reach the quality bar in minutes:
   steps the text tower keeps its random initial weights, so different shape
   words keep different text features and the image tower must learn shapes to
   match them. Trained jointly from the first step, both towers agree on colour
-  (which the image tower sees at once) and the text tower collapses the shape
-  words onto each other (measured: cosine 0.999 between "a red circle" and "a
-  red square" after 1,500 joint steps; a linear shape probe on the image
-  features reaches 32 % after 400 steps on shape-only texts with both towers
-  training, 72 % with the text tower held).
+  (which the image tower sees at once) and the text tower never separates the
+  shape words (measured: cosine between the prompts for "a red circle" and "a
+  red square" 0.96 at initialisation, 0.965 after 1,500 joint steps, while
+  different colours of one shape went from 0.87 to 0.51; a linear shape probe
+  on the image features reaches 32 % after 400 steps on shape-only texts with
+  both towers training, 72 % with the text tower held).
 - **A pre-rendered scene pool.** Scenes are rendered once by ``render_workers``
   processes, then every step draws a batch from the pool (random horizontal
   flips, which keep every shape's name) with fresh texts, so both cores train.
