@@ -28,35 +28,19 @@ With both surgeries off the scores equal ``raw_similarity``'s.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..backbones.base import Backbone
-from ..benchmarks._options import to_int
+from ..options import to_bool, to_int
 from ..errors import ExplainerError, InputError
 from ..explainers.base import Explainer, PatchScores
 from ..explainers.surgery_math import surgery_similarity, vv_attention
 from ..registry.hookspecs import Register, hookimpl
 
 DEFAULT_DEPTH = 6
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def to_bool(owner: str, key: str, value: Any) -> bool:
-    """``True`` / ``"true"`` / ``"1"`` / ``"yes"`` -> True (and the opposites -> False)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InputError(f"{owner} option {key}={value!r} is not a boolean: write {key}=true or {key}=false")
-
 
 def surgery_depth(backbone: Backbone, depth: int) -> int:
     """The number of surgery blocks actually used: ``depth`` capped at the tower's depth (>= 1)."""

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones.base import Backbone
-from ..benchmarks._options import to_choice, to_int
+from ..options import to_choice, to_int
 from ..errors import ExplainerError
 from ..explainers.base import Explainer, PatchScores
 from ..registry.hookspecs import Register, hookimpl

@@ -31,14 +31,14 @@ from typing import Any, Sequence
 import torch
 
 from ..backbones.base import Backbone
-from ..benchmarks._options import to_choice, to_float, to_positive_int
+from ..options import to_bool, to_choice, to_float, to_positive_int
 from ..errors import ExplainerError
 from ..explainers.base import Explainer, PatchScores
 from ..explainers.lexical_math import lexical_overlap, lexical_scores
 from ..explainers.vocabulary import load_vocabulary
 from ..registry.hookspecs import Register, hookimpl
 from ._word_embeddings import word_embeddings
-from .clip_surgery import DEFAULT_DEPTH, SurgeryWeightsCache, surgery_depth, surgery_patch_features, to_bool
+from .clip_surgery import DEFAULT_DEPTH, SurgeryWeightsCache, surgery_depth, surgery_patch_features
 
 
 class Lexical(Explainer):

@@ -11,7 +11,7 @@ _SHAPES_OPTIONS = ("size", "seed", "min_objects", "max_objects", "image_size")
 
 def shapes_factory(arg: str | None, **options: Any):
     """``shapes[:SPLIT][?size=200&seed=0&min_objects=1&max_objects=4&image_size=64]``, SPLIT train/val/test."""
-    from ..benchmarks._options import reject_unknown, to_int, to_positive_int
+    from ..options import reject_unknown, to_int, to_positive_int
     from ..specs import Spec
     from ..toy.scenes import ShapesDataset
 

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 
 from ...errors import InputError, SampleError
 from ...specs import Spec
-from .._options import reject_unknown
+from ...options import reject_unknown
 from ._common import check_sample, read_class_names, require_folder
 from ._image_io import IMAGE_SUFFIXES, load_rgb
 from .base import SegmentationDataset, SegmentationSample

@@ -30,7 +30,7 @@ from PIL import Image
 
 from ...errors import InputError, SampleError
 from ...specs import Spec
-from .._options import reject_unknown
+from ...options import reject_unknown
 from ._common import check_sample
 from .base import SegmentationDataset, SegmentationSample
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ...errors import InputError, SampleError
 from ...specs import Spec
-from .._options import reject_unknown, to_optional_int
+from ...options import reject_unknown, to_optional_int
 from ._common import check_sample, read_class_names, read_stem_list, require_folder
 from ._image_io import IMAGE_SUFFIXES, load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample

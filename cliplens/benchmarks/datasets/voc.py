@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ...errors import InputError
 from ...specs import Spec
-from .._options import reject_unknown
+from ...options import reject_unknown
 from ._common import check_sample, read_stem_list, require_folder
 from ._image_io import load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample

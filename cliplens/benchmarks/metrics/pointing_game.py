@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ...errors import InputError
-from .._options import reject_unknown, to_int
+from ...options import reject_unknown, to_int
 from ._common import check_maps, class_keys, per_class, ratio
 from .base import Metric, MetricInput
 

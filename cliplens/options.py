@@ -1,4 +1,4 @@
-"""Conversion of ``?key=value`` spec options (strings) into typed arguments.
+"""Conversion of option values (spec strings, CLI strings or Python values) into typed arguments.
 
 Dataset factories and metric classes receive their options as strings when they
 come from a spec (``index-masks:/data/camvid?ignore=11``) and as Python values
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from ..errors import InputError
+from .errors import InputError
 
 _NONE_WORDS = {"", "none", "null", "no", "off"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def reject_unknown(owner: str, options: dict[str, Any], allowed: Iterable[str]) -> None:
@@ -76,3 +78,15 @@ def to_choice(owner: str, key: str, value: Any, choices: Sequence[str]) -> str:
     if text not in choices:
         raise InputError(f"{owner} option {key}={value!r} is not one of {', '.join(choices)}")
     return text
+
+
+def to_bool(owner: str, key: str, value: Any) -> bool:
+    """``True`` / ``"true"`` / ``"1"`` / ``"yes"`` -> True (and the opposites -> False)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InputError(f"{owner} option {key}={value!r} is not a boolean: write {key}=true or {key}=false")
