@@ -7,117 +7,14 @@ index 0, d tower width, D joint embedding size, H heads, dh = d / H head width.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
 
+from .vit import CAPTURABLE, TowerTrace, ViTBlock
+
 if TYPE_CHECKING:
     from PIL import Image
-
-#: what :meth:`Backbone.trace` can capture per block
-CAPTURABLE = ("block_inputs", "ln_1", "attn_out", "mlp_out")
-
-
-@dataclass(frozen=True)
-class AttentionWeights:
-    """One block's attention parameters, read from the model's own weights.
-
-    ``in_proj_weight`` (3d, d) and ``in_proj_bias`` (3d,) produce q, k, v;
-    ``out_proj_weight`` (d, d) and ``out_proj_bias`` (d,) mix the heads;
-    ``layer_scale`` (d,) multiplies the attention output (ones when the block has none).
-    """
-
-    in_proj_weight: torch.Tensor
-    in_proj_bias: torch.Tensor
-    out_proj_weight: torch.Tensor
-    out_proj_bias: torch.Tensor
-    layer_scale: torch.Tensor
-    num_heads: int
-
-    @property
-    def head_dim(self) -> int:
-        return self.out_proj_weight.shape[0] // self.num_heads
-
-    @property
-    def scale(self) -> float:
-        """Softmax temperature factor applied to q k^T (``dh ** -0.5``)."""
-        return self.head_dim**-0.5
-
-    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x`` (B, N+1, d), the block's ``ln_1`` output -> q, k, v each (B, H, N+1, dh)."""
-        B, N, _ = x.shape
-        qkv = torch.nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)
-        qkv = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return qkv[0], qkv[1], qkv[2]
-
-    def head_out_weights(self) -> torch.Tensor:
-        """``(H, dh, d)``: W_O^h, each head's slice of the output projection, layer scale applied."""
-        W = self.out_proj_weight.T * self.layer_scale  # (d_in, d_out)
-        return W.reshape(self.num_heads, self.head_dim, -1)
-
-    def merge_heads(self, heads: torch.Tensor, bias: bool = True) -> torch.Tensor:
-        """``heads`` (B, H, N, dh) per-head attention values -> the block's attention output (B, N, d)."""
-        B, H, N, dh = heads.shape
-        out = torch.nn.functional.linear(heads.transpose(1, 2).reshape(B, N, H * dh), self.out_proj_weight,
-                                         self.out_proj_bias if bias else None)
-        return out * self.layer_scale
-
-
-@dataclass
-class TowerTrace:
-    """Internals of one image-tower forward pass; dict keys are 0-based block indices.
-
-    Attributes:
-        embedding: (B, D) image embedding, not normalised (``ln_post(x_cls) @ proj``).
-        final: (B, N+1, d) residual stream after the last block, before ``ln_post``.
-        block_inputs: l -> (B, N+1, d) residual stream entering block l
-            (``block_inputs[0]`` is the embedding term, after ``ln_pre``).
-        ln_1: l -> (B, N+1, d) output of block l's first LayerNorm (attention input).
-        attn_out: l -> (B, N+1, d) what block l's attention adds to the residual.
-        mlp_out: l -> (B, N+1, d) what block l's MLP adds to the residual.
-    """
-
-    embedding: torch.Tensor
-    final: torch.Tensor
-    block_inputs: dict[int, torch.Tensor] = field(default_factory=dict)
-    ln_1: dict[int, torch.Tensor] = field(default_factory=dict)
-    attn_out: dict[int, torch.Tensor] = field(default_factory=dict)
-    mlp_out: dict[int, torch.Tensor] = field(default_factory=dict)
-    attention_weights: dict[int, AttentionWeights] = field(default_factory=dict)
-
-    def _ln1(self, layer: int) -> torch.Tensor:
-        if layer not in self.ln_1:
-            raise KeyError(f"block {layer}'s ln_1 output was not captured; trace with layers including {layer}")
-        return self.ln_1[layer]
-
-    def qkv(self, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q, k, v of block ``layer``, each (B, H, N+1, dh)."""
-        return self.attention_weights[layer].qkv(self._ln1(layer))
-
-    def attention_probs(self, layer: int) -> torch.Tensor:
-        """(B, H, N+1, N+1) softmax attention of block ``layer`` (query, key)."""
-        q, k, _ = self.qkv(layer)
-        return torch.softmax((q * self.attention_weights[layer].scale) @ k.transpose(-1, -2), dim=-1)
-
-    def head_outputs(self, layer: int) -> torch.Tensor:
-        """(B, N+1, H, d): each head's attention output at every position, mapped by W_O^h.
-
-        Summed over heads plus the out-projection bias it equals ``attn_out[layer]``.
-        """
-        weights = self.attention_weights[layer]
-        _, _, v = self.qkv(layer)
-        heads = self.attention_probs(layer) @ v  # (B, H, N+1, dh)
-        return torch.einsum("bhnc,hcd->bnhd", heads, weights.head_out_weights())
-
-    def class_token_contributions(self, layer: int) -> torch.Tensor:
-        """(B, H, N+1, d): c[l,h,i] = A[l,h,0,i] * W_O^h v[l,h,i], per head and source token (no bias)."""
-        weights = self.attention_weights[layer]
-        _, _, v = self.qkv(layer)
-        cls_attn = self.attention_probs(layer)[:, :, 0, :]  # (B, H, N+1)
-        values = torch.einsum("bhnc,hcd->bhnd", v, weights.head_out_weights())
-        return cls_attn.unsqueeze(-1) * values
-
 
 class Backbone(ABC):
     """A CLIP-style model as explainers see it.
@@ -221,9 +118,26 @@ class Backbone(ABC):
         """
         raise NotImplementedError(f"backbone {self.name!r} cannot be traced (its image tower is not a ViT)")
 
-    def attention_weights(self, layer: int) -> AttentionWeights:
-        """The attention parameters of block ``layer``."""
+    def block(self, layer: int) -> ViTBlock:
+        """Block ``layer`` (negative counts from the end) of the image tower, from the model's own weights."""
         raise NotImplementedError(f"backbone {self.name!r} has no ViT blocks")
+
+    def layer_index(self, layer: int) -> int:
+        """``layer`` (negative counts from the end) -> 0-based block index; one-line error when out of range."""
+        from ..errors import InputError
+
+        L = self.num_layers
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise InputError(f"layer {layer!r} is not a block index: use an integer 0..{L - 1} or -1..-{L}")
+        index = layer + L if layer < 0 else layer
+        if not 0 <= index < L:
+            raise InputError(f"layer {layer} out of range for a {L}-block image tower (use 0..{L - 1} or -1..-{L})")
+        return index
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """P, tokens before the patch tokens in a trace (1: the class token)."""
+        return 1
 
     def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(..., d) final residual tokens -> (..., D) through ``ln_post`` and ``proj`` (not normalised)."""

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import BackboneError, InputError
-from .base import CAPTURABLE, AttentionWeights, Backbone, TowerTrace
+from .base import Backbone
+from .vit import CAPTURABLE, TowerTrace, ViTBlock
 from .loading import build_open_clip_model
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -88,7 +89,7 @@ class OpenCLIPBackbone(Backbone):
 
         visual = self.visual
         return (isinstance(visual, VisionTransformer) and getattr(visual, "attn_pool", None) is None
-                and visual.pool_type == "tok" and visual.proj is not None
+                and getattr(visual, "pool_type", "tok") == "tok" and visual.proj is not None
                 and all(isinstance(b, ResidualAttentionBlock) and isinstance(b.attn, torch.nn.MultiheadAttention)
                         for b in visual.transformer.resblocks))
 
@@ -212,24 +213,29 @@ class OpenCLIPBackbone(Backbone):
         return out if normalize else out  # embeddings are always unit norm; kept for interface symmetry
 
     # ---- internals ------------------------------------------------------------------
-    def _layer_index(self, layer: int) -> int:
-        L = self.num_layers
-        index = layer + L if layer < 0 else layer
-        if not 0 <= index < L:
-            raise InputError(f"layer {layer} out of range for a {L}-block image tower")
-        return index
+    @property
+    def batch_first(self) -> bool:
+        """Whether the tower's blocks see (B, N+1, d) tokens.
 
-    def attention_weights(self, layer: int) -> AttentionWeights:
+        open_clip 2.24 runs its blocks sequence-first (N+1, B, d) and has no ``batch_first``
+        attribute; later releases run batch-first unless built with ``batch_first=False``.
+        """
+        return bool(getattr(self.visual.transformer, "batch_first", False))
+
+    def block(self, layer: int) -> ViTBlock:
         self._require_vit()
-        block = self.visual.transformer.resblocks[self._layer_index(layer)]
+        block = self.visual.transformer.resblocks[self.layer_index(layer)]
         attn = block.attn
         gamma = getattr(block.ls_1, "gamma", None)
-        d = attn.embed_dim
-        return AttentionWeights(
-            in_proj_weight=attn.in_proj_weight, in_proj_bias=attn.in_proj_bias,
-            out_proj_weight=attn.out_proj.weight, out_proj_bias=attn.out_proj.bias,
-            layer_scale=gamma if gamma is not None else torch.ones(d, device=self._device, dtype=self._dtype),
-            num_heads=attn.num_heads)
+
+        def mlp_branch(x: torch.Tensor, _block: torch.nn.Module = block) -> torch.Tensor:
+            return _block.ls_2(_block.mlp(_block.ln_2(x)))
+
+        return ViTBlock(ln_1=block.ln_1, in_proj_weight=attn.in_proj_weight, in_proj_bias=attn.in_proj_bias,
+                        out_proj_weight=attn.out_proj.weight, out_proj_bias=attn.out_proj.bias,
+                        layer_scale=gamma if gamma is not None else torch.ones(attn.embed_dim, device=self._device,
+                                                                               dtype=self._dtype),
+                        mlp_branch=mlp_branch, num_heads=attn.num_heads)
 
     def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
               capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
@@ -238,25 +244,27 @@ class OpenCLIPBackbone(Backbone):
         unknown = capture - set(CAPTURABLE)
         if unknown:
             raise InputError(f"cannot capture {sorted(unknown)}: choose from {', '.join(CAPTURABLE)}")
-        chosen = sorted({self._layer_index(i) for i in (range(self.num_layers) if layers is None else layers)})
+        chosen = sorted({self.layer_index(i) for i in (range(self.num_layers) if layers is None else layers)})
         stores: dict[str, dict[int, torch.Tensor]] = {name: {} for name in CAPTURABLE}
-        final: dict[str, torch.Tensor] = {}
+        final: dict[int, torch.Tensor] = {}
         blocks = self.visual.transformer.resblocks
+        # the hooks see the model's own layout; every stored tensor is batch-first (B, N+1, d)
+        to_batch_first = (lambda t: t) if self.batch_first else (lambda t: t.transpose(0, 1))
 
         def keep_output(store: dict[int, torch.Tensor], layer: int) -> Callable[..., None]:
             def hook(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-                store[layer] = output
+                store[layer] = to_batch_first(output)
             return hook
 
         def keep_input(store: dict[int, torch.Tensor], layer: int) -> Callable[..., Any]:
             def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
                 x = inputs[0]
                 if torch.is_grad_enabled() and not x.requires_grad:
-                    # frozen weights leave no graph: make the block input a leaf so gradients reach it
-                    x = x.detach().requires_grad_()
-                    store[layer] = x
-                    return (x, *inputs[1:])
-                store[layer] = x
+                    # frozen weights leave no graph: make the (batch-first) block input a leaf so gradients reach it
+                    leaf = to_batch_first(x).detach().requires_grad_()
+                    store[layer] = leaf
+                    return (to_batch_first(leaf), *inputs[1:])
+                store[layer] = to_batch_first(x)
                 return None
             return hook
 
@@ -271,12 +279,15 @@ class OpenCLIPBackbone(Backbone):
                     hooks.callback(block.ls_1.register_forward_hook(keep_output(stores["attn_out"], layer)).remove)
                 if "mlp_out" in capture:
                     hooks.callback(block.ls_2.register_forward_hook(keep_output(stores["mlp_out"], layer)).remove)
-            hooks.callback(self.visual.transformer.register_forward_hook(keep_output(final, 0)).remove)
+            # the last block's output is the final residual stream, in the blocks' own layout
+            hooks.callback(blocks[-1].register_forward_hook(keep_output(final, 0)).remove)
             embedding = self.visual(pixels.to(device=self._device, dtype=self._dtype))
         if isinstance(embedding, tuple):
             embedding = embedding[0]
-        return TowerTrace(embedding=embedding, final=final[0],
-                          attention_weights={layer: self.attention_weights(layer) for layer in chosen},
+        if final[0].shape[0] != pixels.shape[0]:
+            raise BackboneError(f"backbone {self.name!r}: the traced tokens have shape {tuple(final[0].shape)} for "
+                                f"{pixels.shape[0]} images; this open_clip version's token layout is not supported")
+        return TowerTrace(embedding=embedding, final=final[0], blocks={layer: self.block(layer) for layer in chosen},
                           **stores)
 
     def final_norm(self) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -43,7 +43,8 @@ import torch
 from ..errors import InputError
 
 if TYPE_CHECKING:
-    from ..backbones.base import AttentionWeights, Backbone, TowerTrace
+    from ..backbones.base import Backbone
+    from ..backbones.vit import TowerTrace, ViTBlock
 
 __all__ = ["Decomposition", "JointMap", "decompose", "token_scores", "resolve_layers", "parse_heads"]
 
@@ -187,7 +188,7 @@ class _LayerParts:
     out_bias: torch.Tensor
 
 
-def _layer_parts(ln1: torch.Tensor, w: "AttentionWeights", jm: JointMap) -> _LayerParts:
+def _layer_parts(ln1: torch.Tensor, w: "ViTBlock", jm: JointMap) -> _LayerParts:
     """(B, N+1, d) ``ln_1`` output of one block -> its :class:`_LayerParts`, in as few tensor ops as possible.
 
     Keys are never formed: ``q_h . k_i = (W_k^h^T q_h) . x_i + q_h . b_k^h``. Values
@@ -234,7 +235,7 @@ def _attention_tensors(trace: "TowerTrace", layers: Sequence[int], jm: JointMap,
     A head-token term is ``attn[l, b, h, i] * values[l, b, i, h] + const[l, b]``.
     """
     work = jm.G.dtype
-    parts = [_layer_parts(trace.ln_1[layer].to(work), trace.attention_weights[layer], jm) for layer in layers]
+    parts = [_layer_parts(trace.attention_input(layer).to(work), trace.blocks[layer], jm) for layer in layers]
     attn = torch.softmax(torch.stack([p.logits for p in parts]), dim=-1)
     values = torch.stack([p.values for p in parts]) / sigma.to(work).view(1, -1, 1, 1, 1)
     H, N1 = attn.shape[2], attn.shape[3]

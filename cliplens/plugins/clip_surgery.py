@@ -77,7 +77,7 @@ def prepare_surgery(backbone: Backbone, depth: int = DEFAULT_DEPTH) -> SurgeryWe
     value, out_t, scales, bias = [], [], [], None
     with torch.no_grad():
         for layer in range(first, L):
-            w = backbone.attention_weights(layer)
+            w = backbone.block(layer)
             d = w.out_proj_weight.shape[0]
             value.append((w.in_proj_weight[2 * d:].contiguous(), w.in_proj_bias[2 * d:].contiguous()))
             out_t.append((w.out_proj_weight * w.layer_scale[:, None]).T.contiguous())

@@ -67,7 +67,7 @@ def test_per_head_internals_match_torch_attention(tiny_backbone):
             x = trace.ln_1[layer]
             _, reference = block.attn(x, x, x, need_weights=True, average_attn_weights=False)
             assert torch.allclose(trace.attention_probs(layer), reference, atol=1e-6)
-            bias = tiny_backbone.attention_weights(layer).out_proj_bias
+            bias = tiny_backbone.block(layer).out_proj_bias
             assert torch.allclose(trace.head_outputs(layer).sum(2) + bias, trace.attn_out[layer], atol=1e-5)
             cls = trace.class_token_contributions(layer).sum(dim=(1, 2)) + bias
             assert torch.allclose(cls, trace.attn_out[layer][:, 0], atol=1e-5)

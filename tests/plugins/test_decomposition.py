@@ -185,7 +185,7 @@ def test_matches_explicit_step_by_step_computation(tiny_backbone):
     full = decompose(tiny_backbone, px, full=True, layers=[1])
     gamma, beta, _ = tiny_backbone.final_norm()
     c = trace.class_token_contributions(1)[0].double()  # (H, N+1, d), no bias
-    w = trace.attention_weights[1]
+    w = trace.blocks[1]
     H, N1 = c.shape[:2]
     share = 1 / (7 * H * N1)
     bias = (w.out_proj_bias * w.layer_scale).double() / (H * N1)
