@@ -86,13 +86,13 @@ def test_miou_matches_sklearn_jaccard_per_class() -> None:
                 if not ((item.mask == c).numpy() & valid).any():
                     continue
                 truth.append((item.mask.numpy() == c)[valid])
-                pred.append((item.maps[c].numpy() >= t)[valid])
+                pred.append((item.maps[c].numpy() > t)[valid])
             if truth:
                 per_class[NAMES[c]] = 100 * jaccard_score(np.concatenate(truth), np.concatenate(pred))
         for item in items:
             valid = (item.mask != IGNORE).numpy()
             scores = [
-                jaccard_score((item.mask.numpy() == c)[valid], (item.maps[c].numpy() >= t)[valid])
+                jaccard_score((item.mask.numpy() == c)[valid], (item.maps[c].numpy() > t)[valid])
                 for c in range(C)
                 if ((item.mask.numpy() == c) & valid).any()
             ]
@@ -120,6 +120,25 @@ def test_miou_perfect_and_empty() -> None:
     metric.reset()
     metric.update(inverted)
     assert metric.compute()["miou"] == 0
+
+
+def test_miou_pixel_exactly_at_threshold_is_background_unless_asked() -> None:
+    """Maps of values k/8 put whole blocks exactly at t = 0.5; count the IoU by hand for both readings."""
+    mask = torch.zeros(8, 8, dtype=torch.int64)
+    mask[:, 4:] = 1  # class 1 on the right half: 32 pixels
+    level = (torch.arange(8).float() / 8).repeat(8, 1)  # column j holds j/8; column 4 is exactly 0.5
+    maps = torch.zeros(C, 8, 8)
+    maps[1] = level
+    item = MetricInput(maps=maps, patch_scores=maps[:, ::4, ::4], mask=mask)
+    strict, inclusive = MeanIoU(C, NAMES, thresholds=0.5), MeanIoU(C, NAMES, thresholds=0.5, at_threshold="foreground")
+    strict.update(item)
+    inclusive.update(item)
+    # strict: columns 5-7 predicted (24 px), all inside the 32-px mask -> 24 / 32
+    assert strict.compute()["miou@0.5/class/road"] == pytest.approx(100 * 24 / 32)
+    # inclusive: columns 4-7 (32 px) == the mask -> 100
+    assert inclusive.compute()["miou@0.5/class/road"] == pytest.approx(100.0)
+    with pytest.raises(InputError, match="at_threshold"):
+        MeanIoU(C, NAMES, at_threshold="above")
 
 
 def test_miou_ignores_ignore_pixels_and_ignore_only_classes() -> None:

@@ -12,12 +12,29 @@ from ._common import check_maps, class_keys, per_class, ratio, tag
 from .base import Metric, MetricInput
 
 
+#: where a pixel exactly at the threshold falls: "background" (``map > t``) or "foreground" (``map >= t``)
+AT_THRESHOLD = ("background", "foreground")
+
+
+def binarize(maps: torch.Tensor, threshold: float, at_threshold: str = "background") -> torch.Tensor:
+    """(..., H, W) maps -> bool foreground; a value equal to ``threshold`` is foreground only when
+    ``at_threshold == "foreground"``."""
+    return maps >= threshold if at_threshold == "foreground" else maps > threshold
+
+
 class MeanIoU(Metric):
     """mIoU of each present class's map binarised at a threshold against that class's mask.
 
     For every image and every class present in its mask (ignore value
-    excluded), the class's ``[0, 1]`` map is binarised as ``map >= threshold``
+    excluded), the class's ``[0, 1]`` map is binarised as ``map > threshold``
     and compared with the class's binary mask; ignore pixels count for neither.
+
+    A pixel exactly at the threshold is **background** by default (strict
+    ``>``), as in mmsegmentation's binary decode (``seg_logits > threshold``)
+    and torchmetrics' binarisation. CLIP Surgery has not published its
+    evaluation code; its demo's point prompts take ``map >= t``. Option
+    ``at_threshold="foreground"`` switches to that inclusive reading
+    (``map >= threshold``); the default stays the mmsegmentation one.
     Intersections and unions are summed **per class over the dataset** (as in
     mmsegmentation) and ``miou`` is the mean of ``I / U`` over the classes that
     occurred, x100. Unlike segmentation mIoU, a class is scored only on images
@@ -47,10 +64,15 @@ class MeanIoU(Metric):
         class_names: list[str] | None = None,
         *,
         thresholds: Sequence[float] | str | float = (0.5,),
+        at_threshold: str = "background",
         **options: Any,
     ) -> None:
         super().__init__(num_classes, class_names)
-        reject_unknown(self.name, options, ("thresholds",))
+        reject_unknown(self.name, options, ("thresholds", "at_threshold"))
+        if at_threshold not in AT_THRESHOLD:
+            raise InputError(f"miou at_threshold={at_threshold!r} is not one of {', '.join(AT_THRESHOLD)}: "
+                             "say which side a pixel exactly at the threshold falls")
+        self.at_threshold = at_threshold
         self.thresholds = to_float_list(self.name, "thresholds", thresholds)
         if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
             raise InputError(f"miou thresholds {self.thresholds} must lie in [0, 1], the range of the maps")
@@ -70,7 +92,7 @@ class MeanIoU(Metric):
         inter = torch.empty(len(self.thresholds), len(present), dtype=torch.float64)
         union = torch.empty_like(inter)
         for row, threshold in enumerate(self.thresholds):
-            predicted = (maps >= threshold) & valid
+            predicted = binarize(maps, threshold, self.at_threshold) & valid
             inter[row] = (predicted & truth).sum(dim=(1, 2)).double().cpu()
             union[row] = (predicted | truth).sum(dim=(1, 2)).double().cpu()
         cpu_index = torch.tensor(present, dtype=torch.long)
