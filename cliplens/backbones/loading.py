@@ -4,7 +4,10 @@
 - ``ARCH:TAG``: an open_clip pretrained tag; fails at once, in one sentence, when
   the weights are neither cached nor reachable (no 45 s retry loop).
 - ``ARCH:PATH``: a local ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` checkpoint,
-  loaded without executing pickled code (safetensors or ``torch.load(weights_only=True)``).
+  loaded without executing pickled code (safetensors, ``torch.load(weights_only=True)``,
+  or, for TorchScript archives such as OpenAI's own ``ViT-B-16.pt``, the restricted
+  reader of :mod:`._torchscript`); keys are then converted as open_clip converts
+  them (:mod:`._convert`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from urllib.parse import urlparse
 import torch
 
 from ..errors import BackboneError, InputError
+from ._convert import drop_non_state, to_open_clip_keys
+from ._torchscript import archive_root, read_torchscript_state_dict
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 _HF_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_pytorch_model.safetensors")
@@ -40,13 +45,13 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             state = load_file(str(path))
+        elif archive_root(path) is not None:
+            state = read_torchscript_state_dict(path)
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - translate any reader error into one sentence
         raise BackboneError(f"could not read checkpoint {str(path)!r} ({type(exc).__name__}: {exc}); "
                             "use a .safetensors file or a torch.save'd state dict") from None
-    if isinstance(state, torch.jit.ScriptModule):
-        state = state.state_dict()
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -131,8 +136,11 @@ def build_open_clip_model(arch: str, weights: str | None, *, seed: int = 0) -> t
             torch.manual_seed(seed)
             model = open_clip.create_model(arch, pretrained=None)
         try:
+            state = to_open_clip_keys(model, state)  # open_clip's converters assert on misfits
+            if archive_root(Path(weights).expanduser()) is not None:
+                state = drop_non_state(model, state)
             model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
+        except (RuntimeError, AssertionError, ValueError) as exc:
             first = str(exc).strip().splitlines()
             detail = first[1].strip() if len(first) > 1 else first[0]
             raise BackboneError(f"checkpoint {weights!r} does not fit architecture {arch!r} ({detail}); "
