@@ -3,7 +3,9 @@
 A plugin implements :meth:`Explainer.explain_patches` (patch-grid scores for a
 preprocessed batch); :meth:`Explainer.explain` does the rest once, centrally, for
 every explainer: input checks, text encoding, output validation (shape, NaN),
-bilinear upsampling and per-map min–max normalisation.
+and the step from scores to maps — bilinear upsampling and per-map min–max
+normalisation, in the order the explainer's reference pipeline uses, which each
+explainer declares as :attr:`Explainer.map_order` (see :func:`scores_to_maps`).
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ class Explanation:
     """Maps for B images x T texts.
 
     Attributes:
-        maps: (B, T, H, W) float32, each map min–max normalised to [0, 1]
-            (a constant map becomes all zeros).
-        patch_scores: (B, T, h, w) float32 raw scores before upsampling.
+        maps: (B, T, H, W) float32 in [0, 1], made from the scores in the explainer's
+            :attr:`~Explainer.map_order` (a constant map becomes all zeros). With
+            ``"normalize_then_upsample"`` 0 and 1 are reached only where bilinear
+            upsampling returns the extreme patch's own value (its centre, or the image
+            border next to an edge patch).
+        patch_scores: (B, T, h, w) float32 raw scores before upsampling, unnormalised.
         texts: the T texts, in order.
         explainer: the explainer's registered name.
         extras: method-specific outputs.
@@ -58,6 +63,12 @@ class Explanation:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.maps.shape)
+
+    @property
+    def upsampled_scores(self) -> torch.Tensor:
+        """(B, T, H, W) the raw scores bilinearly upsampled to the maps' size, not normalised
+        (for protocols that threshold or compare raw scores); computed on each access."""
+        return upsample(self.patch_scores, tuple(self.maps.shape[-2:]))
 
     def map(self, image: int, text: int | str) -> torch.Tensor:
         """(H, W) map for one image and one text (index or the text itself)."""
@@ -82,11 +93,43 @@ def upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 
 
+#: how scores become maps; the value of :attr:`Explainer.map_order`
+UPSAMPLE_THEN_NORMALIZE = "upsample_then_normalize"
+NORMALIZE_THEN_UPSAMPLE = "normalize_then_upsample"
+NO_NORMALIZATION = "none"
+MAP_ORDERS = (UPSAMPLE_THEN_NORMALIZE, NORMALIZE_THEN_UPSAMPLE, NO_NORMALIZATION)
+
+
+def scores_to_maps(scores: torch.Tensor, size: tuple[int, int], order: str) -> torch.Tensor:
+    """(B, T, h, w) raw scores -> (B, T, H, W) maps in [0, 1], in the declared ``order``.
+
+    - ``"upsample_then_normalize"``: bilinear upsampling to ``size``, then min–max per
+      map (raw similarity, Grad-CAM as pytorch-grad-cam, decomposition as the
+      TextSpan authors' segmentation code);
+    - ``"normalize_then_upsample"``: min–max per map on the patch grid, then bilinear
+      upsampling (align_corners=False) — CLIP Surgery's ``get_similarity_map``
+      (METHODS.md §4); the maps lie in [0, 1] but reach 0 and 1 only where the
+      upsampled pixel takes the extreme patch's value (its centre, or the border);
+    - ``"none"``: bilinear upsampling only; the explainer's scores must already lie in [0, 1].
+    """
+    if order == UPSAMPLE_THEN_NORMALIZE:
+        return normalize_maps(upsample(scores, size))
+    if order == NORMALIZE_THEN_UPSAMPLE:
+        return upsample(normalize_maps(scores), size).clamp(0.0, 1.0)
+    if order == NO_NORMALIZATION:
+        if scores.numel() and (float(scores.min()) < 0.0 or float(scores.max()) > 1.0):
+            raise ExplainerError(f"scores span [{float(scores.min()):.3g}, {float(scores.max()):.3g}] but map_order "
+                                 "'none' needs them in [0, 1]; declare a normalising map_order")
+        return upsample(scores, size)
+    raise ExplainerError(f"unknown map order {order!r}; expected one of {', '.join(MAP_ORDERS)}")
+
+
 class Explainer(ABC):
     """Base class of all explainers: construct once on a backbone, call :meth:`explain` many times.
 
     Subclasses implement :meth:`explain_patches`; set ``needs_grad = True`` when
-    they need autograd (everything else runs under ``torch.no_grad``).
+    they need autograd (everything else runs under ``torch.no_grad``), and
+    ``map_order`` to the order of their reference pipeline (:func:`scores_to_maps`).
     Options are keyword arguments of ``__init__``; ``templates`` (prompt
     templates with one ``{}``) is common to all explainers.
     """
@@ -94,6 +137,8 @@ class Explainer(ABC):
     #: registered name; set by :func:`cliplens.create_explainer`
     name: str = ""
     needs_grad: ClassVar[bool] = False
+    #: how :meth:`explain` turns scores into maps: one of :data:`MAP_ORDERS`
+    map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
 
     def __init__(self, backbone: "Backbone", *, templates: Sequence[str] | None = None) -> None:
         self.backbone = backbone
@@ -152,7 +197,7 @@ class Explainer(ABC):
             result = self.explain_patches(pixels, text_features)
         scores = self._validated(result, batch=pixels.shape[0], num_texts=len(texts))
         size = tuple(output_size) if output_size is not None else self.backbone.image_size
-        maps = normalize_maps(upsample(scores, size))
+        maps = scores_to_maps(scores, size, self.map_order)
         return Explanation(maps=maps, patch_scores=scores, texts=texts, explainer=self.name, extras=result.extras)
 
     def _validated(self, result: object, batch: int, num_texts: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ With both surgeries off the scores equal ``raw_similarity``'s.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..backbones.base import Backbone
 from ..options import to_bool, to_int
 from ..errors import ExplainerError, InputError
-from ..explainers.base import Explainer, PatchScores
+from ..explainers.base import NORMALIZE_THEN_UPSAMPLE, Explainer, PatchScores
 from ..explainers.surgery_math import surgery_similarity, vv_attention
 from ..registry.hookspecs import Register, hookimpl
 
@@ -161,7 +161,12 @@ class CLIPSurgery(Explainer):
         depth: number of last blocks on the v–v path (default 6, capped at the tower's depth).
         weight_products: weight each class's products by ``w_j`` before subtracting the class mean
             (the authors' code; default True).
+
+    Maps: min–max on the patch grid, then bilinear upsampling, as the authors'
+    ``get_similarity_map`` (METHODS.md §4).
     """
+
+    map_order: ClassVar[str] = NORMALIZE_THEN_UPSAMPLE
 
     def __init__(self, backbone: Backbone, *, arch_surgery: bool | str = True, feature_surgery: bool | str = True,
                  depth: int | str = DEFAULT_DEPTH, weight_products: bool | str = True,

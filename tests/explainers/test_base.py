@@ -65,3 +65,66 @@ def test_explainers_run_without_autograd_unless_they_ask(tiny_backbone):
 
     _explain(tiny_backbone, produce)
     assert seen["grad"] is False
+
+
+def _reference_normalise_then_upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """CLIP Surgery's get_similarity_map, step by step: (N, T) per image, min-max over N, reshape, bilinear."""
+    out = []
+    for image in scores:  # (T, h, w)
+        t, h, w = image.shape
+        sm = image.reshape(t, h * w).T  # (N, T) as the authors hold it
+        sm = (sm - sm.min(0, keepdim=True).values) / (sm.max(0, keepdim=True).values - sm.min(0, keepdim=True).values)
+        grid = sm.T.reshape(1, t, h, w)
+        out.append(torch.nn.functional.interpolate(grid, size, mode="bilinear", align_corners=False)[0])
+    return torch.stack(out)
+
+
+def test_each_map_order_follows_its_pipeline(tiny_backbone):
+    from cliplens.explainers.base import (
+        NO_NORMALIZATION,
+        NORMALIZE_THEN_UPSAMPLE,
+        UPSAMPLE_THEN_NORMALIZE,
+        scores_to_maps,
+    )
+
+    scores = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    size = (30, 34)
+    grid_first = scores_to_maps(scores, size, NORMALIZE_THEN_UPSAMPLE)
+    assert torch.allclose(grid_first, _reference_normalise_then_upsample(scores, size), atol=1e-6)
+    peaks = grid_first.amax(dim=(2, 3))  # an interior extreme patch is never reached exactly at this size
+    assert bool((peaks < 1.0).any()) and float(grid_first.amin()) >= 0.0 and float(peaks.max()) <= 1.0
+    upsampled = torch.nn.functional.interpolate(scores, size, mode="bilinear", align_corners=False)
+    lo = upsampled.amin(dim=(2, 3), keepdim=True)
+    hi = upsampled.amax(dim=(2, 3), keepdim=True)
+    assert torch.allclose(scores_to_maps(scores, size, UPSAMPLE_THEN_NORMALIZE), (upsampled - lo) / (hi - lo), atol=1e-6)
+    assert (grid_first - scores_to_maps(scores, size, UPSAMPLE_THEN_NORMALIZE)).abs().max() > 1e-3  # orders differ
+    assert torch.equal(scores_to_maps(scores.sigmoid(), size, NO_NORMALIZATION),
+                       torch.nn.functional.interpolate(scores.sigmoid(), size, mode="bilinear", align_corners=False))
+    with pytest.raises(ExplainerError, match="needs them in \\[0, 1\\]"):
+        scores_to_maps(scores, size, NO_NORMALIZATION)
+
+
+def test_explain_uses_the_declared_order_and_keeps_raw_scores(tiny_backbone):
+    from cliplens.explainers.base import NORMALIZE_THEN_UPSAMPLE
+
+    scores = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(1)) * 5 + 3
+
+    class _GridFirst(_Returns):
+        map_order = NORMALIZE_THEN_UPSAMPLE
+
+    result = _GridFirst(tiny_backbone, lambda b, t: PatchScores(scores)).explain(torch.rand(2, 3, 32, 32), ["a", "b"])
+    assert torch.allclose(result.maps, _reference_normalise_then_upsample(scores, (32, 32)), atol=1e-6)
+    assert torch.equal(result.patch_scores, scores)  # unnormalised
+    assert torch.allclose(result.upsampled_scores,
+                          torch.nn.functional.interpolate(scores, (32, 32), mode="bilinear", align_corners=False))
+
+
+def test_every_registered_explainer_declares_a_known_map_order():
+    from cliplens.explainers.base import MAP_ORDERS, NORMALIZE_THEN_UPSAMPLE, UPSAMPLE_THEN_NORMALIZE
+    from cliplens.registry.loader import load_registry
+
+    explainers = load_registry().catalog("explainer")
+    orders = {name: explainers.get(name).obj.map_order for name in explainers.names()}
+    assert all(order in MAP_ORDERS for order in orders.values())
+    assert orders["clip_surgery"] == NORMALIZE_THEN_UPSAMPLE  # METHODS.md §4
+    assert orders["raw_similarity"] == orders["gradcam"] == UPSAMPLE_THEN_NORMALIZE  # pytorch-grad-cam resizes first

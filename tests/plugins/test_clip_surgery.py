@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import cliplens
 from cliplens.errors import CliplensError
+from cliplens.explainers.base import NORMALIZE_THEN_UPSAMPLE, UPSAMPLE_THEN_NORMALIZE, scores_to_maps
 from cliplens.plugins import clip_surgery
 
 
@@ -68,7 +69,43 @@ def test_both_surgeries_off_equals_raw_similarity(tiny_backbone):
     off = cliplens.create_explainer("clip_surgery", tiny_backbone, arch_surgery="false",
                                     feature_surgery=False).explain(pixels=pixels, texts=texts)
     assert torch.equal(off.patch_scores, raw.patch_scores)
-    assert torch.equal(off.maps, raw.maps)
+    # the same scores, made into maps in each method's own order
+    assert torch.equal(raw.maps, scores_to_maps(raw.patch_scores, (32, 32), UPSAMPLE_THEN_NORMALIZE))
+    assert torch.equal(off.maps, scores_to_maps(raw.patch_scores, (32, 32), NORMALIZE_THEN_UPSAMPLE))
+
+
+def _reference_surgery_maps(backbone, pixels: torch.Tensor, texts: list[str], size: tuple[int, int]) -> torch.Tensor:
+    """The whole CLIP Surgery pipeline of METHODS.md §4 transcribed: v–v path by hand, the authors'
+    feature surgery (weighted products minus their class mean, summed over D), then their
+    get_similarity_map: min–max over the N patches per text, reshape, bilinear upsampling."""
+    patches, cls = manual_vv_path(backbone, pixels, depth=6)
+    t = backbone.encode_text(texts)  # (T, D) normalised
+    f_hat, c_hat = F.normalize(patches, dim=-1), F.normalize(cls, dim=-1)
+    maps = []
+    for b in range(pixels.shape[0]):
+        p = torch.softmax(2 * (c_hat[b] @ t.T), dim=-1)
+        w = p / p.mean()
+        feats = f_hat[b][:, None, :] * t[None, :, :] * w[None, :, None]  # (N, T, D)
+        sm = (feats - feats.mean(dim=1, keepdim=True)).sum(-1)  # (N, T)
+        sm = (sm - sm.min(0, keepdim=True).values) / (sm.max(0, keepdim=True).values - sm.min(0, keepdim=True).values)
+        side = int(sm.shape[0] ** 0.5)
+        grid = sm.reshape(side, side, -1).permute(2, 0, 1)[None]  # (1, T, side, side)
+        maps.append(F.interpolate(grid, size, mode="bilinear", align_corners=False)[0])
+    return torch.stack(maps)
+
+
+def test_maps_match_the_reference_pipeline_end_to_end(tiny_backbone):
+    """Grid min–max before upsampling, as the authors; the old upsample-then-normalise order differs."""
+    torch.manual_seed(2)
+    pixels = tiny_backbone.preprocess(torch.rand(2, 3, 32, 32))
+    texts = ["a red circle", "a blue square", "grass"]
+    size = (48, 48)
+    result = cliplens.create_explainer("clip_surgery", tiny_backbone).explain(pixels=pixels, texts=texts,
+                                                                              output_size=size)
+    reference = _reference_surgery_maps(tiny_backbone, pixels, texts, size)
+    assert (result.maps - reference).abs().max() < 1e-4
+    before = scores_to_maps(result.patch_scores, size, UPSAMPLE_THEN_NORMALIZE)
+    assert (before - reference).abs().max() > 1e-2  # what issue 10 measured
 
 
 def _fake_features(monkeypatch, patches: torch.Tensor, cls: torch.Tensor) -> None:
