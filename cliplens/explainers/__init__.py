@@ -1,11 +1,14 @@
-"""Explainers: the :class:`Explainer` interface, its result type and the model-independent maths the
-built-in explainer plugins (``cliplens/plugins/``) share.
+"""Explainers: the :class:`Explainer` interface, its result type, and one module per method.
+
+Each method lives in ``cliplens/explainers/<method>.py`` with its maths and its Explainer class
+(``raw_similarity``, ``gradcam``, ``clip_surgery``, ``lexical``, ``decomposition``, ``textspan``);
+``cliplens/plugins/`` only registers them under their names.
 
 Library entry points for research code:
 - :func:`decompose` — residual decomposition of image embeddings into layers x heads x tokens;
 - :func:`mean_ablate` / :func:`evaluate_ablation` — mean ablation with zero-shot accuracy;
 - :func:`cliplens.explainers.textspan_algorithm.textspan` — TextSpan on a matrix of head outputs
-  (the ``textspan`` name here is the module with the pool, cache and per-head analysis).
+  (the ``textspan`` name here is the module with the pool, cache, per-head analysis and explainer).
 """
 
 from .ablation import AblationSpec, evaluate_ablation, mean_ablate

@@ -26,11 +26,10 @@ that layer's mapped term, and layer-level numbers do not depend on whether a
 head/token breakdown was asked for. The spread constants are the same for
 every token of an image, so they never change the shape of a spatial map.
 
-Everything can be contracted with text directions on the fly: with a basis
-``(D, X)`` (``X = T`` texts, or the identity for ``X = D``) the whole map
-``ln_post -> proj -> basis`` folds into ``G = diag(gamma) @ proj @ basis``
-``(d, X)`` and a head's token values are contracted through
-``W_O^h @ G`` ``(H, dh, X)`` without ever building ``(B, L, H, N+1, D)``.
+The tensor work (``ln_post`` folded with the text directions, per-head token values)
+is in :mod:`cliplens.explainers._decomposition_terms`; layer and head choices are
+:mod:`cliplens.explainers.layer_selection`. :class:`DecompositionExplainer` (the
+``decomposition`` explainer) turns the source-token contributions into maps.
 """
 
 from __future__ import annotations
@@ -40,73 +39,20 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import torch
 
-from ..errors import InputError
+from ..errors import ExplainerError, InputError
+from ._decomposition_terms import JointMap, attention_tensors, work_dtype
+from .base import Explainer, PatchScores
+from .layer_selection import parse_heads, resolve_layers
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
-    from ..backbones.vit import TowerTrace, ViTBlock
+    from ..backbones.vit import TowerTrace
 
-__all__ = ["Decomposition", "JointMap", "decompose", "token_scores", "resolve_layers", "parse_heads"]
+__all__ = ["Decomposition", "DecompositionExplainer", "JointMap", "decompose", "token_scores", "segmentation_scores",
+           "resolve_layers", "parse_heads"]
 
 #: what ``decompose`` needs from a trace
 _DECOMPOSE_CAPTURE = ("block_inputs", "ln_1", "attn_out", "mlp_out")
-
-
-# ---- small helpers ---------------------------------------------------------------------------------------------
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Half precision is upcast for the (cheap) contractions; float32/64 stay."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-def resolve_layers(backbone: "Backbone", layers: Iterable[int] | None = None,
-                   last_k: int | None = None) -> tuple[int, ...]:
-    """Sorted, non-negative block indices from ``layers`` (negatives count from the end) or ``last_k``.
-
-    Default (both ``None``): every block. Raises :class:`InputError` for an out-of-range index.
-    """
-    L = backbone.num_layers
-    if layers is not None and last_k is not None:
-        raise InputError("give either layers or last_k, not both")
-    if last_k is not None:
-        if not 1 <= int(last_k) <= L:
-            raise InputError(f"last_k={last_k} out of range: the image tower has {L} blocks (use 1..{L})")
-        return tuple(range(L - int(last_k), L))
-    if layers is None:
-        return tuple(range(L))
-    out = set()
-    for layer in layers:
-        index = int(layer) + L if int(layer) < 0 else int(layer)
-        if not 0 <= index < L:
-            raise InputError(f"layer {layer} out of range for a {L}-block image tower (use 0..{L - 1} or -1..-{L})")
-        out.add(index)
-    if not out:
-        raise InputError("no layers chosen: give at least one block index")
-    return tuple(sorted(out))
-
-
-def parse_heads(backbone: "Backbone", heads: Iterable[str | tuple[int, int]]) -> dict[int, tuple[int, ...]]:
-    """``["11.3", "10.0", (9, 2)]`` -> ``{9: (2,), 10: (0,), 11: (3,)}`` (layer -> sorted heads).
-
-    Layers may be negative (``"-1.3"`` is the last block's head 3).
-    """
-    L, H = backbone.num_layers, backbone.num_heads
-    chosen: dict[int, set[int]] = {}
-    for item in heads:
-        if isinstance(item, str):
-            layer_s, dot, head_s = item.strip().rpartition(".")
-            try:
-                layer, head = int(layer_s), int(head_s)
-            except ValueError:
-                layer, head, dot = 0, 0, ""
-            if not dot:
-                raise InputError(f"bad head {item!r}: write LAYER.HEAD, e.g. 11.3")
-        else:
-            layer, head = (int(v) for v in item)
-        index = layer + L if layer < 0 else layer
-        if not 0 <= index < L or not 0 <= head < H:
-            raise InputError(f"head {layer}.{head} out of range: the image tower has {L} blocks x {H} heads")
-        chosen.setdefault(index, set()).add(head)
-    return {layer: tuple(sorted(hs)) for layer, hs in sorted(chosen.items())}
 
 
 def text_basis(backbone: "Backbone", texts: Sequence[str] | torch.Tensor | None,
@@ -122,125 +68,6 @@ def text_basis(backbone: "Backbone", texts: Sequence[str] | torch.Tensor | None,
     if not names:
         raise InputError("no texts given: pass at least one text or None for the full joint space")
     return backbone.encode_text(names, templates=templates), names
-
-
-@dataclass(frozen=True)
-class JointMap:
-    """``ln_post`` (linearised) followed by ``proj`` and a basis, folded into a few tensors.
-
-    With ``basis`` (D, X) — the transposed text features (X = T), or the
-    identity (X = D) — a residual vector ``t`` (d,) with share ``s`` of the
-    per-image constants maps to ``(t @ G - s * mu * g_sum) / sigma + s * beta_x``.
-
-    Attributes:
-        G: (d, X) ``diag(gamma) @ proj @ basis``.
-        g_sum: (X,) ``gamma @ proj @ basis`` (column sums of ``G``), multiplies ``mu``.
-        beta_x: (X,) ``beta @ proj @ basis``.
-        eps: LayerNorm epsilon (inside the square root of ``sigma``).
-        num_components: K = 2L + 1.
-    """
-
-    G: torch.Tensor
-    g_sum: torch.Tensor
-    beta_x: torch.Tensor
-    eps: float
-    num_components: int
-
-    @classmethod
-    def build(cls, backbone: "Backbone", text_features: torch.Tensor | None, dtype: torch.dtype) -> "JointMap":
-        gamma, beta, eps = backbone.final_norm()
-        proj = backbone.projection.to(dtype)
-        if text_features is not None:
-            proj = proj @ text_features.to(device=proj.device, dtype=dtype).T  # (d, T)
-        G = gamma.to(dtype)[:, None] * proj
-        return cls(G=G, g_sum=G.sum(0), beta_x=beta.to(dtype) @ proj, eps=eps,
-                   num_components=2 * backbone.num_layers + 1)
-
-    def stats(self, final_cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, d) final class residual -> ``mu`` (B,), ``sigma`` (B,) exactly as LayerNorm computes them."""
-        x = final_cls.to(self.G.dtype)
-        mu = x.mean(-1)
-        sigma = torch.sqrt(x.var(-1, unbiased=False) + self.eps)
-        return mu, sigma
-
-    def apply(self, terms: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, share: float) -> torch.Tensor:
-        """(B, ..., d) residual terms -> (B, ..., X) mapped terms, each taking ``share`` of ``mu``/``beta``."""
-        extra = terms.dim() - 2
-        view = (-1,) + (1,) * extra + (1,)
-        mapped = terms.to(self.G.dtype) @ self.G - share * mu.view(view) * self.g_sum
-        return mapped / sigma.view(view) + share * self.beta_x
-
-
-# ---- attention -------------------------------------------------------------------------------------------------
-@dataclass
-class _LayerParts:
-    """One attention layer's pieces in the X basis, before softmax and without ``1/sigma``.
-
-    Attributes:
-        logits: (B, H, N+1) class-query logits times the softmax scale, minus the
-            per-head constant ``q . b_k`` (softmax ignores it).
-        values: (B, N+1, H, X) ``W_O^h v[h, i]`` mapped through ``G``, value bias included.
-        out_bias: (d,) the out-projection bias times the layer scale.
-    """
-
-    logits: torch.Tensor
-    values: torch.Tensor
-    out_bias: torch.Tensor
-
-
-def _layer_parts(ln1: torch.Tensor, w: "ViTBlock", jm: JointMap) -> _LayerParts:
-    """(B, N+1, d) ``ln_1`` output of one block -> its :class:`_LayerParts`, in as few tensor ops as possible.
-
-    Keys are never formed: ``q_h . k_i = (W_k^h^T q_h) . x_i + q_h . b_k^h``. Values
-    are contracted with ``W_O^h G`` (H, dh, X) at once, and when ``H * X < d`` even
-    ``W_v`` is folded in (``x_i @ (W_v^h^T W_O^h G)``), so no (B, N+1, d) tensor is made.
-    """
-    B, N1, d = ln1.shape
-    H, dh = w.num_heads, w.head_dim
-    dtype = ln1.dtype
-    W = w.in_proj_weight.to(dtype)
-    b = w.in_proj_bias.to(dtype) if w.in_proj_bias is not None else torch.zeros(3 * d, dtype=dtype,
-                                                                                device=ln1.device)
-    q = torch.addmm(b[:d], ln1[:, 0], W[:d].T)  # (B, d)
-    folded = torch.bmm(q.view(B, H, dh).transpose(0, 1), W[d:2 * d].view(H, dh, d))  # (H, B, d)
-    logits = torch.bmm(folded.transpose(0, 1), ln1.transpose(1, 2)) * w.scale  # (B, H, N+1)
-    ls = w.layer_scale.to(dtype)
-    M = (w.out_proj_weight.to(dtype).T @ (ls[:, None] * jm.G.to(dtype))).view(H, dh, -1)  # (H, dh, X)
-    X = M.shape[-1]
-    W_v = W[2 * d:].view(H, dh, d)
-    v_bias = torch.bmm(b[2 * d:].view(H, 1, dh), M).view(1, 1, H, X)
-    if H * X < d:
-        P = torch.bmm(W_v.transpose(1, 2), M).permute(1, 0, 2).reshape(d, H * X)  # (d, H*X)
-        values = (ln1.reshape(B * N1, d) @ P).view(B, N1, H, X)
-    else:
-        v = (ln1.reshape(B * N1, d) @ W[2 * d:].T).view(B * N1, H, dh)
-        values = torch.bmm(v.transpose(0, 1), M).transpose(0, 1).reshape(B, N1, H, X)
-    out_bias = w.out_proj_bias.to(dtype) * ls if w.out_proj_bias is not None else torch.zeros_like(ls)
-    return _LayerParts(logits=logits, values=values + v_bias, out_bias=out_bias)
-
-
-def _token_constants(out_bias: torch.Tensor, jm: JointMap, mu: torch.Tensor, sigma: torch.Tensor, num_heads: int,
-                     num_tokens: int) -> torch.Tensor:
-    """(L', d) out biases -> (L', B, X): each head-token term's share of its layer's bias, ``mu/K`` and ``beta/K``."""
-    share = 1.0 / jm.num_components
-    G = jm.G.to(out_bias.dtype)
-    per_layer = ((out_bias @ G)[:, None] - share * mu[None, :, None] * jm.g_sum.to(G.dtype)) / sigma[None, :, None]
-    return (per_layer + share * jm.beta_x.to(G.dtype)) / (num_heads * num_tokens)
-
-
-def _attention_tensors(trace: "TowerTrace", layers: Sequence[int], jm: JointMap, mu: torch.Tensor,
-                       sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Class attention (L', B, H, N+1), token values / sigma (L', B, N+1, H, X) and constants (L', B, X).
-
-    A head-token term is ``attn[l, b, h, i] * values[l, b, i, h] + const[l, b]``.
-    """
-    work = jm.G.dtype
-    parts = [_layer_parts(trace.attention_input(layer).to(work), trace.blocks[layer], jm) for layer in layers]
-    attn = torch.softmax(torch.stack([p.logits for p in parts]), dim=-1)
-    values = torch.stack([p.values for p in parts]) / sigma.to(work).view(1, -1, 1, 1, 1)
-    H, N1 = attn.shape[2], attn.shape[3]
-    const = _token_constants(torch.stack([p.out_bias for p in parts]), jm, mu.to(work), sigma.to(work), H, N1)
-    return attn, values, const
 
 
 # ---- the result ------------------------------------------------------------------------------------------------
@@ -422,8 +249,8 @@ def _detail_terms(backbone: "Backbone", trace: "TowerTrace", layers: Sequence[in
     """Per-head (B, L', H, X) and per-token (B, L', H, N+1, X) terms of ``layers`` (either may be None)."""
     if not (want_heads or want_tokens) or not layers:
         return None, None
-    jm = JointMap.build(backbone, text_features, _work_dtype(backbone.dtype))
-    attn, values, const = _attention_tensors(trace, layers, jm, mu, sigma)
+    jm = JointMap.build(backbone, text_features, work_dtype(backbone.dtype))
+    attn, values, const = attention_tensors(trace, layers, jm, mu, sigma)
     N1 = attn.shape[-1]
     heads = tokens = None
     if want_tokens:
@@ -463,9 +290,9 @@ def token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torc
             mask[row, list(heads[layer])] = True
     with torch.no_grad():
         trace = backbone.trace(pixels, layers=list(chosen), capture=("ln_1",))
-        jm = JointMap.build(backbone, text_features, _work_dtype(backbone.dtype))
+        jm = JointMap.build(backbone, text_features, work_dtype(backbone.dtype))
         mu, sigma = jm.stats(trace.final[:, 0])
-        attn, values, const = _attention_tensors(trace, chosen, jm, mu, sigma)
+        attn, values, const = attention_tensors(trace, chosen, jm, mu, sigma)
         N1 = attn.shape[-1]
         if mask is None:
             count = torch.full((len(chosen), 1, 1), float(backbone.num_heads), dtype=const.dtype)
@@ -479,3 +306,73 @@ def token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torc
             per_head = torch.einsum("lbhn,lbnhx->blhx", attn, values) + N1 * const.transpose(0, 1)[:, :, None]
             per_head = per_head.flatten(1, 2) if mask is None else per_head[:, mask.to(per_head.device)]
     return scores, per_head
+
+
+# ---- the explainer --------------------------------------------------------------------------------------
+MODES = ("contribution", "segmentation")
+
+
+def segmentation_scores(scores: torch.Tensor) -> torch.Tensor:
+    """(B, T, ...) -> the paper's zero-shot segmentation scores: minus the mean over texts, clipped at 0.
+
+    With a single text there is nothing to compare against and ``scores`` is returned unchanged.
+    """
+    if scores.shape[1] < 2:
+        return scores
+    return (scores - scores.mean(dim=1, keepdim=True)).clamp_min(0)
+
+
+class DecompositionExplainer(Explainer):
+    """Map = direct contribution of each patch token to the image–text score (residual decomposition).
+
+    Options:
+        layers: block indices to sum over (negatives count from the end; default all).
+        last_k: instead of ``layers``, the last k blocks.
+        heads: only these heads, e.g. ``["11.3", "10.0"]`` (overrides ``layers``/``last_k``).
+        mode: ``"contribution"`` (default) or ``"segmentation"`` (score minus the mean
+            over the given texts, clipped at 0; the paper's zero-shot segmentation).
+        templates: prompt templates for the texts.
+
+    Extras: ``head_scores`` (B, P, T) each chosen head's total contribution to each
+    text (summed over all N+1 tokens), ``head_names`` its P ``"L.H"`` labels, and
+    ``class_token`` (B, T) the class token's own contribution.
+    """
+
+    def __init__(self, backbone, *, layers: Iterable[int] | None = None, last_k: int | None = None,
+                 heads: Sequence[str] | None = None, mode: str = "contribution",
+                 templates: Sequence[str] | None = None) -> None:
+        super().__init__(backbone, templates=templates)
+        if mode not in MODES:
+            raise ExplainerError(f"unknown mode {mode!r} for explainer decomposition: use {' or '.join(MODES)}")
+        self.mode = mode
+        if isinstance(heads, str):
+            heads = [heads]
+        if heads:
+            self.heads: dict[int, tuple[int, ...]] = parse_heads(backbone, heads)
+        else:
+            chosen = resolve_layers(backbone, layers, last_k)
+            self.heads = {layer: tuple(range(backbone.num_heads)) for layer in chosen}
+
+    @property
+    def head_names(self) -> list[str]:
+        """``"L.H"`` of every head summed into the map, in :attr:`heads` order."""
+        return [f"{layer}.{head}" for layer, hs in self.heads.items() for head in hs]
+
+    def token_scores(self, pixels: torch.Tensor, text_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N+1, T) token contributions and (B, P, T) per-head totals of the chosen heads."""
+        all_heads = all(len(hs) == self.backbone.num_heads for hs in self.heads.values())
+        scores, per_head = token_scores(self.backbone, pixels, text_features,
+                                        layers=list(self.heads) if all_heads else None,
+                                        heads=None if all_heads else self.heads, return_heads=True)
+        assert per_head is not None
+        return scores, per_head
+
+    def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
+        scores, per_head = self.token_scores(pixels, text_features)
+        h, w = self.backbone.grid_size
+        patches = scores[:, 1:].transpose(1, 2).reshape(pixels.shape[0], -1, h, w)
+        if self.mode == "segmentation":
+            patches = segmentation_scores(patches)
+        return PatchScores(patches, extras={"head_scores": per_head, "head_names": self.head_names,
+                                            "class_token": scores[:, 0]})
+

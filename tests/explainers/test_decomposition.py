@@ -10,7 +10,8 @@ from cliplens import create_explainer
 from cliplens.errors import CliplensError
 from cliplens.explainers.ablation import (AblationSpec, LabelledImages, background_classes, classification_label,
                                           collect_terms, evaluate_ablation, mean_ablate)
-from cliplens.explainers.decomposition import decompose, parse_heads, resolve_layers, token_scores
+from cliplens.explainers.decomposition import decompose, token_scores
+from cliplens.explainers.layer_selection import parse_heads, resolve_layers
 
 TEXTS = ["a red circle", "a blue square", "something green"]
 

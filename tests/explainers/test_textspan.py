@@ -165,7 +165,7 @@ def one_thread():
 def toy_scenes(one_thread):
     """The toy backbone and 200 shapes:test scenes as one preprocessed (200, 3, 64, 64) batch, rendered once."""
     from cliplens import create_dataset
-    from tests.plugins.test_decomposition import toy_backbone
+    from tests.explainers.test_decomposition import toy_backbone
 
     backbone = toy_backbone()
     dataset = create_dataset("shapes:test")

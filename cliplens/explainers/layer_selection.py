@@ -1,0 +1,63 @@
+"""Which blocks and heads a method reads: ``layers`` / ``last_k`` / ``"L.H"`` head lists, checked and normalised."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..backbones.base import Backbone
+
+__all__ = ["resolve_layers", "parse_heads"]
+
+
+def resolve_layers(backbone: "Backbone", layers: Iterable[int] | None = None,
+                   last_k: int | None = None) -> tuple[int, ...]:
+    """Sorted, non-negative block indices from ``layers`` (negatives count from the end) or ``last_k``.
+
+    Default (both ``None``): every block. Raises :class:`InputError` for an out-of-range index.
+    """
+    L = backbone.num_layers
+    if layers is not None and last_k is not None:
+        raise InputError("give either layers or last_k, not both")
+    if last_k is not None:
+        if not 1 <= int(last_k) <= L:
+            raise InputError(f"last_k={last_k} out of range: the image tower has {L} blocks (use 1..{L})")
+        return tuple(range(L - int(last_k), L))
+    if layers is None:
+        return tuple(range(L))
+    out = set()
+    for layer in layers:
+        index = int(layer) + L if int(layer) < 0 else int(layer)
+        if not 0 <= index < L:
+            raise InputError(f"layer {layer} out of range for a {L}-block image tower (use 0..{L - 1} or -1..-{L})")
+        out.add(index)
+    if not out:
+        raise InputError("no layers chosen: give at least one block index")
+    return tuple(sorted(out))
+
+
+def parse_heads(backbone: "Backbone", heads: Iterable[str | tuple[int, int]]) -> dict[int, tuple[int, ...]]:
+    """``["11.3", "10.0", (9, 2)]`` -> ``{9: (2,), 10: (0,), 11: (3,)}`` (layer -> sorted heads).
+
+    Layers may be negative (``"-1.3"`` is the last block's head 3).
+    """
+    L, H = backbone.num_layers, backbone.num_heads
+    chosen: dict[int, set[int]] = {}
+    for item in heads:
+        if isinstance(item, str):
+            layer_s, dot, head_s = item.strip().rpartition(".")
+            try:
+                layer, head = int(layer_s), int(head_s)
+            except ValueError:
+                layer, head, dot = 0, 0, ""
+            if not dot:
+                raise InputError(f"bad head {item!r}: write LAYER.HEAD, e.g. 11.3")
+        else:
+            layer, head = (int(v) for v in item)
+        index = layer + L if layer < 0 else layer
+        if not 0 <= index < L or not 0 <= head < H:
+            raise InputError(f"head {layer}.{head} out of range: the image tower has {L} blocks x {H} heads")
+        chosen.setdefault(index, set()).add(head)
+    return {layer: tuple(sorted(hs)) for layer, hs in sorted(chosen.items())}
