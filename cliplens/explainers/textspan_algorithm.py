@@ -6,22 +6,28 @@ text descriptions, it greedily picks the descriptions whose directions explain
 most of the head's variance, removing each chosen direction before picking the
 next (see ``METHODS.md`` §3).
 
-Algorithm, as implemented by :func:`textspan` (all arithmetic in float64):
+Algorithm, as implemented by :func:`textspan` (all arithmetic in float64), following
+the authors' ``replace_with_iterative_removal`` (clip_text_span, compute_complete_text_set.py):
 
-1. ``C`` ``(n, D)``: head outputs, mean-centred over images.
+1. ``V_k`` ``(k, D)``: the top ``k = min(rank, numerical rank)`` right singular
+   vectors of the head outputs *as they are* (not mean-centred; the authors' code;
+   ``center_before_svd=True`` centres first).
+2. ``R`` ``(M, D)``: text embeddings, each row L2-normalised, then replaced by its
+   projection onto the span, ``R V_k^T V_k`` — not renormalised.
+3. ``C`` ``(n, D)``: head outputs, mean-centred over images *after* the SVD.
    ``total_variance = sum(C**2) / n`` (the trace of the covariance).
-2. ``R`` ``(M, D)``: text embeddings, each row L2-normalised.
-3. ``V_k`` ``(k, D)``: the top ``k = min(rank, numerical rank of C)`` right
-   singular vectors of ``C``. ``R`` is replaced by its projection onto their
-   span, ``R V_k^T V_k``; the work is done in those ``k`` coordinates.
-4. Repeat ``num_texts`` times: every remaining text ``r`` gives a unit direction
-   ``u = r / |r|`` (``normalize_texts=True``, the default) and a score
-   ``|C u|^2 / n``, the variance of the (current) ``C`` along ``u``. The text with
-   the largest score is chosen (ties: lowest index); its score is recorded as
-   the variance it explains; ``u`` is projected out of every row of ``C``
-   and of ``R``. Texts whose remaining norm is below ``1e-6`` (already chosen,
-   duplicates, or outside what is left of the span) can no longer be chosen; when
-   none is left the loop stops early.
+4. Repeat ``num_texts`` times: score every remaining projected text ``r`` by the
+   variance of the projections ``C r`` — ``|C r|^2 / n``, the published reading
+   (the authors take the argmax of ``std(C r)``; same winner). The text with the
+   largest score is chosen (ties: lowest index). Its direction ``u = r / |r|`` is
+   removed from every row of ``C`` and of ``R`` (the authors divide by ``|r|^2``,
+   the same projection); the recorded variance is ``|C u|^2 / n``, the variance
+   along the unit direction, so the fractions add up. ``normalize_texts=True``
+   scores the unit direction instead (``|C u|^2 / n``), which picks texts whose
+   *direction* matters most however little of them lies inside the head's span.
+   Texts whose remaining norm is below ``1e-6`` (already chosen, duplicates, or
+   outside what is left of the span) can no longer be chosen; when none is left
+   the loop stops early.
 
 Because every later direction is orthogonal to all earlier ones, the chosen
 directions are orthonormal, the recorded variances add up
@@ -136,26 +142,30 @@ def textspan(
     *,
     rank: int = 80,
     num_texts: int = 20,
-    normalize_texts: bool = True,
+    normalize_texts: bool = False,
+    center_before_svd: bool = False,
 ) -> TextSpanResult:
     """Greedily pick the texts that best span one head's outputs (TextSpan).
 
     Args:
         head_outputs: ``(n_images, D)`` the head's direct contribution to the
             image embedding (summed over tokens), one row per image, in the joint
-            space. Need not be centred; it is centred here.
+            space. Not centred: the span comes from the raw outputs, the variances
+            from the centred ones (see the module docstring).
         text_embeddings: ``(M, D)`` embedded text pool (rows are L2-normalised
             here; an all-zero row is never chosen).
-        rank: ``k``, how many top right singular vectors of the centred outputs
+        rank: ``k``, how many top right singular vectors of the outputs
             span the space the texts are projected onto (80 in the paper). Values
             above the numerical rank of the outputs are clipped to it.
         num_texts: ``m``, how many texts to choose; fewer are returned when the
             pool or the ``k``-dimensional span is exhausted.
-        normalize_texts: score each text by the variance along its *unit*
-            projected direction (default). ``False`` scores the unnormalised
-            projected vector, ``|C r|^2 / n``, which favours texts lying mostly
-            inside the head's span. Either way the recorded ``variance`` is the
+        normalize_texts: ``False`` (default, the published reading) scores each
+            projected text as it is, ``|C r|^2 / n``, which favours texts lying
+            mostly inside the head's span; ``True`` scores its unit direction,
+            ``|C r|^2 / (n |r|^2)``. Either way the recorded ``variance`` is the
             variance along the unit direction, so the fractions add up.
+        center_before_svd: take the singular vectors of the mean-centred outputs
+            (``True``) instead of the raw ones (``False``, the authors' code).
 
     Returns:
         A :class:`TextSpanResult` (all tensors float64 on the CPU). A head with
@@ -167,16 +177,18 @@ def textspan(
     """
     _check_inputs(head_outputs, text_embeddings, rank, num_texts)
     n, dim = head_outputs.shape
-    c = head_outputs.detach().to("cpu", torch.float64)
-    c = c - c.mean(dim=0, keepdim=True)
+    raw = head_outputs.detach().to("cpu", torch.float64)
+    c = raw - raw.mean(dim=0, keepdim=True)
     total_variance = float((c * c).sum() / n)
+    if total_variance == 0.0:
+        return _empty_result(dim, total_variance, 0)
 
     r = text_embeddings.detach().to("cpu", torch.float64)
     r_norm = r.norm(dim=1, keepdim=True)
     r = torch.where(r_norm > 0, r / r_norm.clamp_min(1e-300), torch.zeros_like(r))
 
     # Top-k right singular vectors; drop numerically zero singular values.
-    _, s, vh = torch.linalg.svd(c, full_matrices=False)
+    _, s, vh = torch.linalg.svd(c if center_before_svd else raw, full_matrices=False)
     if s.numel() == 0 or float(s[0]) == 0.0:
         return _empty_result(dim, total_variance, 0)
     tol = max(n, dim) * torch.finfo(torch.float64).eps * float(s[0])

@@ -202,12 +202,14 @@ def test_toy_heads_with_a_pool_in_its_own_words(toy_scenes, one_thread, cache):
 
     The general pool is mostly words the toy's text tower never saw, which it
     embeds arbitrarily; with a pool it understands, the heads' roles show. On the
-    shipped checkpoint: best shape head 8/10 shape texts (L1.H0, L1.H3), best
-    colour head 6/10 colour texts; its 16 heads are mixed more than pure.
+    shipped checkpoint, with the published reading (unnormalised projected texts):
+    best shape head 6/10 shape texts (L1.H2), best colour head 6/10 colour texts
+    (L0.H3); its 16 heads are mixed more than pure. (The unit-direction reading
+    gave 8/10 and 6/10.)
     """
     backbone, pixels = toy_scenes
     pool = toy_vocabulary_pool()
     assert {text_kind(t) for t in pool} == {"colour", "shape"} and len(pool) == 96
     table = kind_table(ts.analyse_heads(backbone, [pixels], num_texts=10, pool=pool))
-    assert max(s for _, s in table.values()) >= 0.7, table
+    assert max(s for _, s in table.values()) >= 0.6, table
     assert max(c for c, _ in table.values()) >= 0.6, table

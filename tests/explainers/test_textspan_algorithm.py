@@ -43,8 +43,31 @@ def _synthetic_head(n: int = 400, dim: int = 32, distractors: int = 60, seed: in
     return outputs, pool, positions, true
 
 
+def _published_textspan(data: np.ndarray, texts: np.ndarray, rank: int, iters: int) -> list[int]:
+    """The published procedure as the authors' code runs it (clip_text_span, compute_complete_text_set.py),
+    transcribed in numpy: SVD of the raw outputs; normalised texts projected with V^T (V V^T)^-1 V and
+    not renormalised; outputs centred after the SVD; each round the text whose projections have the
+    largest (sample) standard deviation; that text's direction, divided by its squared norm, removed
+    from the outputs and from every text."""
+    texts = texts / np.linalg.norm(texts, axis=1, keepdims=True)
+    _, _, vh = np.linalg.svd(data, full_matrices=False)
+    vh = vh[:rank]
+    texts = (vh.T @ np.linalg.inv(vh @ vh.T) @ vh @ texts.T).T
+    data = data - data.mean(axis=0, keepdims=True)
+    chosen = []
+    for _ in range(iters):
+        projection = data @ texts.T  # (n, M)
+        top = int(np.argmax(projection.std(axis=0, ddof=1)))
+        chosen.append(top)
+        t = texts[top]
+        norm2 = t @ t
+        data = data - np.outer(data @ t / norm2, t)
+        texts = texts - np.outer(texts @ t / norm2, t)
+    return chosen
+
+
 def _reference_textspan(outputs: np.ndarray, pool: np.ndarray, rank: int, num_texts: int):
-    """Plain full-D re-implementation with explicit loops, written from METHODS.md §3."""
+    """The unit-direction reading (``normalize_texts=True, center_before_svd=True``), full-D with loops."""
     c = outputs - outputs.mean(axis=0, keepdims=True)
     n = c.shape[0]
     r = pool / np.linalg.norm(pool, axis=1, keepdims=True)
@@ -87,11 +110,45 @@ def test_recovers_true_texts_in_order_of_variance() -> None:
     assert result.explained_fraction > 0.999
 
 
-def test_matches_reference_implementation_on_random_data() -> None:
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_default_is_the_published_procedure(seed) -> None:
+    """Random heads with an offset (so centring before or after the SVD matters) and rank < D."""
+    g = torch.Generator().manual_seed(seed)
+    outputs = torch.randn(60, 24, generator=g, dtype=torch.float64) * torch.linspace(3, 0.1, 24, dtype=torch.float64)
+    outputs = outputs + 2.0 * torch.randn(24, generator=g, dtype=torch.float64)
+    pool = torch.randn(80, 24, generator=g, dtype=torch.float64)
+    result = textspan(outputs, pool, rank=8, num_texts=8)
+    assert result.indices == _published_textspan(outputs.numpy(), pool.numpy(), rank=8, iters=8)
+    other = textspan(outputs, pool, rank=8, num_texts=8, normalize_texts=True, center_before_svd=True)
+    assert other.indices != result.indices  # the two readings differ on these heads
+
+
+def test_published_reading_prefers_texts_inside_the_span_by_construction() -> None:
+    """A head spanned by two known texts (std 5 along e0, 4 along e1). Text A points mostly outside
+    the head's span, with a small part (0.2) along e0; text B is e1. The published reading scores the
+    projected text as it is: A gives (0.2 * 5)^2 = 1, B gives 16, so B, then A. The unit-direction
+    reading sees A's direction e0 (variance 25) and picks A first."""
+    g = torch.Generator().manual_seed(0)
+    dim = 16
+    eye = torch.eye(dim, dtype=torch.float64)
+    coefficients = torch.randn(500, 2, generator=g, dtype=torch.float64)
+    coefficients = (coefficients - coefficients.mean(0)) / coefficients.std(0, correction=0)
+    outputs = coefficients[:, :1] * 5 * eye[0] + coefficients[:, 1:] * 4 * eye[1] + 1.5 * eye[2] * 0
+    text_a = 0.2 * eye[0] + (1 - 0.04) ** 0.5 * eye[5]
+    text_b = eye[1]
+    pool = torch.stack([text_a, text_b])
+    published = textspan(outputs, pool, rank=2, num_texts=2)
+    assert published.indices == [1, 0]
+    assert published.variance.tolist() == pytest.approx([16.0, 25.0])
+    assert textspan(outputs, pool, rank=2, num_texts=2, normalize_texts=True).indices == [0, 1]
+    assert _published_textspan(outputs.numpy(), pool.numpy(), rank=2, iters=2) == [1, 0]
+
+
+def test_unit_direction_option_matches_its_reference() -> None:
     g = torch.Generator().manual_seed(3)
     outputs = torch.randn(50, 16, generator=g, dtype=torch.float64) * torch.linspace(3, 0.1, 16, dtype=torch.float64)
     pool = torch.randn(40, 16, generator=g, dtype=torch.float64)
-    result = textspan(outputs, pool, rank=10, num_texts=8)
+    result = textspan(outputs, pool, rank=10, num_texts=8, normalize_texts=True, center_before_svd=True)
     chosen, variances = _reference_textspan(outputs.numpy(), pool.numpy(), rank=10, num_texts=8)
     assert result.indices == chosen
     assert np.allclose(result.variance.numpy(), variances, rtol=1e-9, atol=1e-12)
@@ -122,8 +179,9 @@ def test_projection_removes_chosen_direction_and_duplicates() -> None:
     duplicate = pool[positions[0]] * 0.3  # same direction as the top text, different norm
     pool = torch.cat([pool, duplicate[None]])
     result = textspan(outputs, pool, rank=80, num_texts=30)
-    assert result.indices[0] == positions[0]
-    assert pool.shape[0] - 1 not in result.indices  # duplicate collapsed to zero norm
+    twins = {positions[0], pool.shape[0] - 1}  # equal once normalised: either may win by a rounding ulp
+    assert result.indices[0] in twins
+    assert not twins & set(result.indices[1:])  # the other twin collapsed to zero norm
     assert len(set(result.indices)) == len(result.indices)
     # after removal, no later direction has any component along an earlier one
     for later in range(1, len(result)):
@@ -133,11 +191,12 @@ def test_projection_removes_chosen_direction_and_duplicates() -> None:
 
 def test_rank_and_count_larger_than_available() -> None:
     g = torch.Generator().manual_seed(4)
-    outputs = torch.randn(5, 8, generator=g)  # centred rank <= 4
+    outputs = torch.randn(5, 8, generator=g)  # rank 5 as they are, 4 once centred
     pool = torch.randn(30, 8, generator=g)
     result = textspan(outputs, pool, rank=80, num_texts=20)
-    assert result.rank == 4
-    assert len(result) == 4  # the 4-dimensional span is exhausted
+    assert result.rank == 5 and len(result) == 5  # the raw outputs' 5-dimensional span is exhausted
+    centred = textspan(outputs, pool, rank=80, num_texts=20, center_before_svd=True)
+    assert centred.rank == 4 and len(centred) == 4
     assert result.explained_fraction == pytest.approx(1.0, abs=1e-9)
     small_pool = textspan(outputs, pool[:3], rank=80, num_texts=20)
     assert len(small_pool) == 3
@@ -163,9 +222,9 @@ def test_deterministic_and_input_untouched() -> None:
     assert torch.equal(outputs, before)
 
 
-def test_unnormalised_scoring_variant_still_adds_up() -> None:
+def test_unit_direction_variant_still_adds_up() -> None:
     outputs, pool, _, _ = _synthetic_head(seed=8)
-    result = textspan(outputs, pool, rank=10, num_texts=5, normalize_texts=False)
+    result = textspan(outputs, pool, rank=10, num_texts=5, normalize_texts=True)
     assert len(result) == 5
     assert torch.allclose(result.cumulative_fraction[-1], result.fraction.sum())
 
