@@ -31,7 +31,7 @@ Model-independent pieces (Li et al. 2023)
 * :func:`empty_prompt_surgery` — the single-text variant: similarity to the text
   minus similarity to the empty prompt ``""``.
 * :func:`surgery_similarity` — picks one of the two by the number of texts.
-* :func:`vv_attention` — the v–v self-attention of the architecture surgery path.
+* :func:`vv_path_tokens` — the v–v path, a dual path of the ViT layer (:mod:`cliplens.backbones.vit`).
 
 Notation: ``F̂_bi`` patch ``i`` of image ``b``, ``ĉ_b`` its class-token feature,
 ``t̂_j`` text ``j``, ``ê`` the empty-prompt text; a hat means L2-normalised along
@@ -62,8 +62,6 @@ Both readings share the redundant term; they differ only in whether class
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 import torch
@@ -71,14 +69,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..backbones.base import Backbone
+from ..backbones.vit import AttentionSpec, dual_path, tokens_to_grid
 from ..errors import ExplainerError, InputError
 from ..options import to_bool, to_int
 from .base import NORMALIZE_THEN_UPSAMPLE, Explainer, PatchScores
 
 DEFAULT_DEPTH = 6
+#: the attention of the architecture-surgery path: softmax(scale · v vᵀ) v with the block's own scale
+VV_ATTENTION = AttentionSpec(("vv",))
 
 
-# ---- feature surgery and v–v attention (model-independent) ----------------------------------------------
+# ---- feature surgery (model-independent) ----------------------------------------------
 def _check_patch_text(patch_features: Tensor, text_features: Tensor) -> None:
     if not isinstance(patch_features, Tensor) or patch_features.ndim != 3:
         raise InputError("patch_features must be a 3-D tensor (B, N, D)")
@@ -196,27 +197,6 @@ def surgery_similarity(
     return empty_prompt_surgery(patch_features, text_features, empty_features)
 
 
-def vv_attention(v: Tensor, scale: float | None = None) -> Tensor:
-    """v–v self-attention per head: ``softmax(scale * v v^T) v``.
-
-    Args:
-        v: ``(B, H, N, dh)`` value vectors of one block, split into heads.
-        scale: multiplies ``v v^T`` before the softmax over the last (key) axis;
-            None means ``dh ** -0.5``, the block's own attention scale, as CLIP
-            Surgery uses.
-
-    Returns:
-        ``(B, H, N, dh)``, before the block's output projection.
-    """
-    if not isinstance(v, Tensor) or v.ndim != 4:
-        raise InputError("v must be a 4-D tensor (B, H, N, dh)")
-    if scale is None:
-        scale = v.shape[-1] ** -0.5
-    if not math.isfinite(scale):
-        raise InputError(f"scale must be a finite number, got {scale}")
-    return F.scaled_dot_product_attention(v, v, v, scale=float(scale))
-
-
 # ---- the v–v path on a backbone ----------------------------------------------------------------------------
 def surgery_depth(backbone: Backbone, depth: int) -> int:
     """The number of surgery blocks actually used: ``depth`` capped at the tower's depth (>= 1)."""
@@ -225,78 +205,28 @@ def surgery_depth(backbone: Backbone, depth: int) -> int:
     return min(depth, backbone.num_layers)
 
 
-@dataclass(frozen=True)
-class SurgeryWeights:
-    """The parameters the v–v path needs, read once per backbone (device, dtype) through the interface.
+def vv_path_tokens(backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAULT_DEPTH
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One traced forward of the original model, and the v–v path over its last ``depth`` blocks.
 
-    Attributes:
-        first: index of the first surgery block.
-        value: per surgery block, the value rows of the in-projection: weight (d, d), bias (d,).
-        out_t: per surgery block, ``(out_proj_weight * layer_scale[:, None]).T`` (d, d), contiguous.
-        scales: per surgery block, the attention scale ``dh ** -0.5``.
-        heads: H.
-        bias: (d,) the out-projection biases (times layer scale) summed over the surgery blocks.
-    """
-
-    first: int
-    value: tuple[tuple[torch.Tensor, torch.Tensor], ...]
-    out_t: tuple[torch.Tensor, ...]
-    scales: tuple[float, ...]
-    heads: int
-    bias: torch.Tensor
-
-
-def prepare_surgery(backbone: Backbone, depth: int = DEFAULT_DEPTH) -> SurgeryWeights:
-    """Read and fold the surgery blocks' attention parameters (see :class:`SurgeryWeights`)."""
-    L = backbone.num_layers
-    first = L - surgery_depth(backbone, depth)
-    value, out_t, scales, bias = [], [], [], None
-    with torch.no_grad():
-        for layer in range(first, L):
-            w = backbone.block(layer)
-            d = w.out_proj_weight.shape[0]
-            value.append((w.in_proj_weight[2 * d:].contiguous(), w.in_proj_bias[2 * d:].contiguous()))
-            out_t.append((w.out_proj_weight * w.layer_scale[:, None]).T.contiguous())
-            scales.append(w.scale)
-            b = w.out_proj_bias * w.layer_scale
-            bias = b if bias is None else bias + b
-    return SurgeryWeights(first, tuple(value), tuple(out_t), tuple(scales), w.num_heads, bias)
-
-
-def vv_path_tokens(backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAULT_DEPTH,
-                   weights: SurgeryWeights | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the original forward once and build the v–v path over the last ``depth`` blocks.
+    The path is the ViT layer's :func:`~cliplens.backbones.vit.dual_path` with v–v
+    attention, the residual kept and no MLP; each block's v comes from the original
+    path's ``ln_1`` output.
 
     Args:
-        backbone: a traceable ViT backbone.
-        pixels: (B, 3, S, S) preprocessed images.
-        depth: surgery blocks (capped at the tower's depth); ignored when ``weights`` is given.
-        weights: :func:`prepare_surgery`'s result, to skip re-reading the parameters on every call.
+        pixels: (B, 3, S, S) preprocessed images; depth: surgery blocks (capped at the tower's depth).
     Returns:
         ``(tokens, embedding)``: tokens (B, N+1, d) the new path's residual stream after the last
         block (its class position is the new path's, not the original's), and embedding (B, D)
         the original, unnormalised image embedding (``ln_post(x_cls) @ proj``).
     """
-    weights = weights if weights is not None else prepare_surgery(backbone, depth)
-    layers = range(weights.first, backbone.num_layers)
-    trace = backbone.trace(pixels, layers=layers, capture=("block_inputs", "ln_1"))
-    start = trace.block_inputs[weights.first]
-    B, N1, d = start.shape
-    tokens = start.reshape(B * N1, d)
-    for index, layer in enumerate(layers):
-        v_weight, v_bias = weights.value[index]
-        # only v is needed, from the original path's attention input: the value rows of the in-projection
-        v = F.linear(trace.ln_1[layer], v_weight, v_bias).view(B, N1, weights.heads, -1).transpose(1, 2)
-        merged = vv_attention(v, weights.scales[index]).transpose(1, 2).reshape(B * N1, d)  # (B*(N+1), d)
-        # out-projection (layer scale folded in) accumulated in place; the biases are added once at the end
-        out_t = weights.out_t[index]
-        tokens = torch.addmm(tokens, merged, out_t) if index == 0 else tokens.addmm_(merged, out_t)
-    return (tokens + weights.bias).view(B, N1, d), trace.embedding
+    first = backbone.num_layers - surgery_depth(backbone, depth)
+    trace = backbone.trace(pixels, layers=range(first, backbone.num_layers), capture=("block_inputs", "ln_1"))
+    return dual_path(trace, first, VV_ATTENTION, residual=True, mlp=False), trace.embedding
 
 
 def surgery_patch_features(backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAULT_DEPTH,
-                           arch_surgery: bool = True, weights: SurgeryWeights | None = None
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
+                           arch_surgery: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Projected patch features and class feature, from the v–v path or the original one.
 
     Returns:
@@ -305,26 +235,11 @@ def surgery_patch_features(backbone: Backbone, pixels: torch.Tensor, depth: int 
         the original image embedding. Neither is normalised.
     """
     if arch_surgery:
-        tokens, embedding = vv_path_tokens(backbone, pixels, depth, weights)
+        tokens, embedding = vv_path_tokens(backbone, pixels, depth)
     else:
         trace = backbone.trace(pixels, layers=(), capture=())
         tokens, embedding = trace.final, trace.embedding
-    return backbone.project_tokens(tokens[:, 1:]), embedding
-
-
-class SurgeryWeightsCache:
-    """:func:`prepare_surgery` once per backbone device and dtype (explainers hold one)."""
-
-    def __init__(self, backbone: Backbone, depth: int) -> None:
-        self.backbone, self.depth = backbone, depth
-        self._key: tuple[str, torch.dtype] | None = None
-        self._weights: SurgeryWeights | None = None
-
-    def get(self) -> SurgeryWeights:
-        key = (str(self.backbone.device), self.backbone.dtype)
-        if self._weights is None or key != self._key:
-            self._weights, self._key = prepare_surgery(self.backbone, self.depth), key
-        return self._weights
+    return backbone.project_tokens(tokens[:, backbone.num_prefix_tokens:]), embedding
 
 
 class CLIPSurgery(Explainer):
@@ -353,18 +268,15 @@ class CLIPSurgery(Explainer):
         self.feature_surgery = to_bool(owner, "feature_surgery", feature_surgery)
         self.weight_products = to_bool(owner, "weight_products", weight_products)
         self.depth = surgery_depth(backbone, to_int(owner, "depth", depth))
-        self._weights = SurgeryWeightsCache(backbone, self.depth)
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> scores (B, T, h, w)."""
-        weights = self._weights.get() if self.arch_surgery else None
-        patches, cls = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery, weights)
+        patches, cls = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery)
         texts = text_features.to(device=patches.device, dtype=patches.dtype)
         if self.feature_surgery:
             empty = self.encode_texts([""]).to(texts) if texts.shape[0] == 1 else None
             scores = surgery_similarity(patches, cls, texts, empty, weight_products=self.weight_products)
         else:
             scores = F.normalize(patches, dim=-1) @ texts.T  # (B, N, T)
-        h, w = self.backbone.grid_size
-        return PatchScores(scores.transpose(1, 2).reshape(pixels.shape[0], -1, h, w))
+        return PatchScores(tokens_to_grid(scores, self.backbone.grid_size))
 

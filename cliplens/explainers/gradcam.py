@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones.base import Backbone
-from ..errors import ExplainerError
 from ..options import to_choice, to_int
 from .base import Explainer, PatchScores
 
@@ -48,12 +47,7 @@ class GradCAM(Explainer):
                  templates: Sequence[str] | None = None) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer gradcam"
-        self.layer = to_int(owner, "layer", layer)
-        depth = backbone.num_layers
-        if not -depth <= self.layer < depth:
-            raise ExplainerError(f"{owner} option layer={layer!r} is out of range for a {depth}-block image tower "
-                                 f"(use 0..{depth - 1} or -1..-{depth})")
-        self.layer %= depth
+        self.layer = backbone.layer_index(to_int(owner, "layer", layer))
         self.activation = to_choice(owner, "activation", activation, ACTIVATIONS)
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:

@@ -27,12 +27,7 @@ def resolve_layers(backbone: "Backbone", layers: Iterable[int] | None = None,
         return tuple(range(L - int(last_k), L))
     if layers is None:
         return tuple(range(L))
-    out = set()
-    for layer in layers:
-        index = int(layer) + L if int(layer) < 0 else int(layer)
-        if not 0 <= index < L:
-            raise InputError(f"layer {layer} out of range for a {L}-block image tower (use 0..{L - 1} or -1..-{L})")
-        out.add(index)
+    out = {backbone.layer_index(int(layer)) for layer in layers}
     if not out:
         raise InputError("no layers chosen: give at least one block index")
     return tuple(sorted(out))
@@ -56,8 +51,7 @@ def parse_heads(backbone: "Backbone", heads: Iterable[str | tuple[int, int]]) ->
                 raise InputError(f"bad head {item!r}: write LAYER.HEAD, e.g. 11.3")
         else:
             layer, head = (int(v) for v in item)
-        index = layer + L if layer < 0 else layer
-        if not 0 <= index < L or not 0 <= head < H:
+        if not -L <= layer < L or not 0 <= head < H:
             raise InputError(f"head {layer}.{head} out of range: the image tower has {L} blocks x {H} heads")
-        chosen.setdefault(index, set()).add(head)
+        chosen.setdefault(backbone.layer_index(layer), set()).add(head)
     return {layer: tuple(sorted(hs)) for layer, hs in sorted(chosen.items())}

@@ -62,7 +62,7 @@ from ..errors import ExplainerError, InputError
 from ..options import to_bool, to_choice, to_float, to_positive_int
 from ._word_embeddings import word_embeddings
 from .base import Explainer, PatchScores
-from .clip_surgery import DEFAULT_DEPTH, SurgeryWeightsCache, surgery_depth, surgery_patch_features
+from .clip_surgery import DEFAULT_DEPTH, surgery_depth, surgery_patch_features
 from .vocabulary import load_vocabulary
 
 __all__ = ["Lexical", "lexical_overlap", "lexical_scores", "lexical_threshold", "top_words"]
@@ -250,7 +250,6 @@ class Lexical(Explainer):
             raise ExplainerError(f"{owner} option word_template={word_template!r} must contain exactly one {{}}")
         self.word_template = word_template
         self.cache = to_bool(owner, "cache", cache)
-        self._surgery = SurgeryWeightsCache(backbone, self.depth)
         self._embeddings: tuple[tuple[str, torch.dtype], torch.Tensor] | None = None
 
     def word_embeddings(self) -> torch.Tensor:
@@ -268,8 +267,7 @@ class Lexical(Explainer):
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> scores (B, T, h, w) lexical overlaps; extras hold the top words."""
-        weights = self._surgery.get() if self.arch_surgery else None
-        patches, _ = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery, weights)
+        patches, _ = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery)
         # patches keep few words: a sparse (B, N, V) tensor skips the dense fill, masking and top-k passes
         patch_lex = self.lexical(patches, sparse=True)
         query_lex = self.lexical(text_features)  # (T, V) dense

@@ -19,7 +19,6 @@ from cliplens.explainers.clip_surgery import (
     feature_surgery,
     surgery_similarity,
     surgery_weights,
-    vv_attention,
 )
 
 
@@ -294,22 +293,3 @@ def test_surgery_similarity_dispatches_on_text_count() -> None:
     assert torch.equal(single, empty_prompt_surgery(patches, texts[:1], empty))
     with pytest.raises(InputError):
         surgery_similarity(patches, classes, texts[:1])
-
-
-def test_vv_attention_equals_explicit_computation() -> None:
-    v = _random(2, 3, 5, 4, seed=20)
-    scale = 0.7
-    got = vv_attention(v, scale)
-    expected = torch.zeros_like(v)
-    for b in range(2):
-        for h in range(3):
-            for i in range(5):
-                logits = [scale * float(v[b, h, i] @ v[b, h, j]) for j in range(5)]
-                exps = [math.exp(x - max(logits)) for x in logits]
-                weights = [e / sum(exps) for e in exps]
-                expected[b, h, i] = sum(weights[j] * v[b, h, j] for j in range(5))
-    assert got.shape == v.shape
-    assert torch.allclose(got, expected, atol=1e-10)
-    assert torch.allclose(vv_attention(v), vv_attention(v, 4**-0.5))
-    with pytest.raises(InputError):
-        vv_attention(v[0], scale)
