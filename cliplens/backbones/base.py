@@ -161,3 +161,28 @@ class Backbone(ABC):
             info.update(patch_size=list(self.patch_size), grid_size=list(self.grid_size),
                         layers=self.num_layers, heads=self.num_heads, width=self.width)
         return info
+
+    # ---- many texts at once --------------------------------------------------------
+    #: prompts per :meth:`encode_text` call in the generic :meth:`encode_text_batched`
+    TEXT_BATCH_SIZE = 256
+
+    def encode_text_batched(self, texts: Sequence[str], templates: Sequence[str] | None = None, *,
+                            progress: bool | None = None, desc: str = "embedding texts") -> torch.Tensor:
+        """(T,) texts -> (T, D) float32 L2-normalised embeddings on the backbone's device, for large T.
+
+        The same embeddings as :meth:`encode_text` (template ensembles included),
+        computed in chunks of :attr:`TEXT_BATCH_SIZE` texts with a progress bar
+        (``progress``: None shows it on a terminal only). Backbones may override it with
+        a faster path that gives the same embeddings (see ``OpenCLIPBackbone``).
+        """
+        from tqdm.auto import tqdm
+
+        texts = list(texts)
+        out = torch.empty(len(texts), self.embed_dim, device=self.device)
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=None if progress is None else not progress) as bar:
+            for start in range(0, len(texts), self.TEXT_BATCH_SIZE):
+                chunk = texts[start:start + self.TEXT_BATCH_SIZE]
+                with torch.no_grad():
+                    out[start:start + len(chunk)] = self.encode_text(chunk, templates=templates).float()
+                bar.update(len(chunk))
+        return out

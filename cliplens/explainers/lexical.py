@@ -4,7 +4,7 @@
    ~17k single-token English words) or a user file (``vocabulary=PATH``, one
    word per line), each embedded by the backbone's text tower as
    ``word_template.format(word)`` (default the bare word) and cached on disk per
-   backbone and vocabulary (see :mod:`cliplens.explainers._word_embeddings`).
+   backbone and vocabulary (see :mod:`cliplens.cache`).
 2. Patch features: CLIP Surgery's v–v path (``arch_surgery=True``, last ``depth``
    blocks; the original final tokens otherwise), through ``ln_post`` and ``proj``.
 3. Lexical vectors (:func:`lexical_scores`, below): the
@@ -58,9 +58,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..backbones.base import Backbone
+from ..cache import text_embeddings
 from ..errors import ExplainerError, InputError
 from ..options import to_bool, to_choice, to_float, to_positive_int
-from ._word_embeddings import word_embeddings
 from .base import Explainer, PatchScores
 from .clip_surgery import DEFAULT_DEPTH, surgery_depth, surgery_patch_features
 from .vocabulary import load_vocabulary
@@ -256,7 +256,8 @@ class Lexical(Explainer):
         """(V, D) float32 normalised vocabulary embeddings (computed once per backbone, then cached)."""
         where = (str(self.backbone.device), self.backbone.dtype)  # a moved backbone gets a fresh lookup
         if self._embeddings is None or self._embeddings[0] != where:
-            embeddings = word_embeddings(self.backbone, self.vocabulary, self.word_template, use_disk=self.cache)
+            prompts = [self.word_template.format(word) for word in self.vocabulary]
+            embeddings = text_embeddings(self.backbone, prompts, kind="vocabulary", use_disk=self.cache)
             self._embeddings = (where, embeddings)
         return self._embeddings[1]
 

@@ -14,25 +14,20 @@ option is given) names every head of the analysed layers with descriptions from
 a text pool; the chosen heads' top descriptions are then returned in
 ``extras["head_texts"]``.
 
-Pool embeddings are cached in memory and on disk under
-``$CLIPLENS_CACHE/textspan`` (default ``~/.cache/cliplens/textspan``), keyed by a
-hash of the backbone spec, a fingerprint of its text-tower weights, the pool's
-texts and the templates; set ``CLIPLENS_CACHE=off`` (or pass ``cache=False``) to
-disable the disk cache.
+Pool embeddings are cached in memory and on disk by :mod:`cliplens.cache` (kind
+``textspan-pool``, keyed by the backbone fingerprint, the pool's texts and the
+templates); ``CLIPLENS_CACHE=off`` (or ``cache=False``) keeps them off the disk.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import warnings
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import torch
 
+from ..cache import text_embeddings
 from ..errors import InputError
 from .base import PatchScores
 from .decomposition import DecompositionExplainer, decompose
@@ -43,14 +38,11 @@ from .textspan_report import textspan_markdown, textspan_report
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
 
-__all__ = ["DEFAULT_POOL", "load_pool", "cache_dir", "backbone_fingerprint", "embed_pool", "head_contributions",
-           "TextSpanAnalysis", "analyse_heads", "clear_memory_cache", "TextSpanExplainer"]
+__all__ = ["DEFAULT_POOL", "load_pool", "embed_pool", "head_contributions", "TextSpanAnalysis", "analyse_heads",
+           "TextSpanExplainer"]
 
 #: the pool shipped with cliplens (general, colour, shape, texture, location and scene descriptions)
 DEFAULT_POOL = "textspan_pool.txt"
-
-_memory_cache: dict[str, torch.Tensor] = {}
-_fingerprints: "weakref.WeakKeyDictionary[Any, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
 
 
 def load_pool(path: str | Path | None = None) -> list[str]:
@@ -74,103 +66,18 @@ def load_pool(path: str | Path | None = None) -> list[str]:
     return pool
 
 
-def cache_dir() -> Path | None:
-    """Where pool embeddings are kept: ``$CLIPLENS_CACHE/textspan`` or ``~/.cache/cliplens/textspan``; None when off."""
-    root = os.environ.get("CLIPLENS_CACHE")
-    if root is not None and root.strip().lower() in {"", "0", "off", "none", "false"}:
-        return None
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "cliplens"
-    return base / "textspan"
-
-
-def clear_memory_cache() -> None:
-    """Forget in-memory pool embeddings (the disk cache stays)."""
-    _memory_cache.clear()
-
-
-def _tensor_digest(h: "hashlib._Hash", name: str, tensor: torch.Tensor) -> None:
-    """Feed a name, shape, dtype, sum and up to 4096 strided values of ``tensor`` to ``h``."""
-    flat = tensor.detach().reshape(-1)
-    step = max(1, flat.numel() // 4096)
-    sample = flat[::step].to("cpu", torch.float64)
-    h.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|{float(flat.double().sum()):.10e}|".encode())
-    h.update(sample.numpy().tobytes())
-
-
-def backbone_fingerprint(backbone: "Backbone") -> str:
-    """A short hash of what makes text embeddings: spec, dtype and the text tower's weights.
-
-    Uses the weights of ``backbone.model`` outside its ``visual`` tower when the
-    backbone has one (open_clip); otherwise the embeddings of two probe texts.
-    Memoised per backbone object (and recomputed after a dtype change).
-    """
-    state = (backbone.spec or backbone.name, str(backbone.dtype))
-    try:
-        known = _fingerprints.get(backbone)
-    except TypeError:  # not weak-referenceable
-        known = None
-    if known is not None and known[0] == state:
-        return known[1]
-    h = hashlib.sha256("|".join(state).encode())
-    model = getattr(backbone, "model", None)
-    if isinstance(model, torch.nn.Module):
-        for name, tensor in sorted(model.state_dict().items()):
-            if not name.startswith("visual."):
-                _tensor_digest(h, name, tensor)
-    else:
-        probe = backbone.encode_text(["a photo", "an object"]).float()
-        h.update(torch.round(probe * 1e4).to(torch.int64).cpu().numpy().tobytes())
-    digest = h.hexdigest()[:24]
-    try:
-        _fingerprints[backbone] = (state, digest)
-    except TypeError:
-        pass
-    return digest
-
-
-def _pool_key(backbone: "Backbone", pool: Sequence[str], templates: Sequence[str] | None) -> str:
-    h = hashlib.sha256(backbone_fingerprint(backbone).encode())
-    h.update(b"\x00templates\x00" + "\x1f".join(templates or ()).encode())
-    h.update(b"\x00pool\x00" + "\x1e".join(pool).encode())
-    return h.hexdigest()[:32]
-
-
 def embed_pool(backbone: "Backbone", pool: Sequence[str], *, templates: Sequence[str] | None = None,
-               cache: bool = True, batch_size: int = 256) -> torch.Tensor:
+               cache: bool = True, progress: bool | None = None) -> torch.Tensor:
     """(M,) descriptions -> (M, D) normalised text embeddings (float32, on the backbone's device).
 
-    Looked up in memory, then on disk (see :func:`cache_dir`), then encoded in
-    batches and stored in both. ``cache=False`` skips the disk.
+    Through :func:`cliplens.cache.text_embeddings` (memory, then disk unless ``cache=False``
+    or ``CLIPLENS_CACHE=off``, then the backbone's batched text encoder).
     """
     pool = list(pool)
     if not pool:
         raise InputError("empty text pool: pass at least one description")
-    key = _pool_key(backbone, pool, templates)
-    found = _memory_cache.get(key)
-    folder = cache_dir() if cache else None
-    path = folder / f"{key}.pt" if folder is not None else None
-    if found is None and path is not None and path.is_file():
-        try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(stored, torch.Tensor) and stored.shape == (len(pool), backbone.embed_dim):
-                found = stored
-        except Exception:  # noqa: BLE001 - a corrupt cache file is re-made, never fatal
-            found = None
-    if found is None:
-        with torch.no_grad():
-            found = torch.cat([backbone.encode_text(pool[i:i + batch_size], templates=templates).float().cpu()
-                               for i in range(0, len(pool), batch_size)])
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                torch.save(found, tmp)
-                os.replace(tmp, path)
-            except OSError as exc:
-                warnings.warn(f"could not write the text-pool cache {path} ({exc.strerror or exc}); "
-                              "set CLIPLENS_CACHE to a writable folder", stacklevel=2)
-    _memory_cache[key] = found
-    return found.to(backbone.device)
+    return text_embeddings(backbone, pool, kind="textspan-pool", templates=templates, use_disk=cache,
+                           progress=progress)
 
 
 def head_contributions(backbone: "Backbone", batches: Iterable[torch.Tensor],

@@ -65,7 +65,7 @@ def registered():
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
-    from cliplens.explainers.textspan import clear_memory_cache
+    from cliplens.cache import clear_memory_cache
 
     monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path / "cache"))
     clear_memory_cache()

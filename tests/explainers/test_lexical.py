@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 import cliplens
+from cliplens import cache as text_cache
 from cliplens.errors import CliplensError, InputError
 from cliplens.explainers.lexical_drawing import draw_top_words
-from cliplens.explainers import _word_embeddings, clip_surgery
+from cliplens.explainers import clip_surgery
 from cliplens.explainers.lexical import lexical_overlap, lexical_scores, lexical_threshold, top_words
 from tests.conftest import make_tiny_clip
 
@@ -25,9 +26,9 @@ WORDS = ["red", "orange", "yellow", "green", "blue", "purple", "circle", "square
 def isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own disk cache and an empty memory cache."""
     monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path / "cache"))
-    _word_embeddings.clear_memory_cache()
-    yield tmp_path / "cache" / "lexical"
-    _word_embeddings.clear_memory_cache()
+    text_cache.clear_memory_cache()
+    yield tmp_path / "cache" / "text-embeddings" / "vocabulary"
+    text_cache.clear_memory_cache()
 
 
 @pytest.fixture
@@ -94,10 +95,10 @@ def test_default_vocabulary_is_large_and_cached_on_disk(tiny_backbone, isolated_
     def no_encoding(*args, **kwargs):
         raise AssertionError("the vocabulary was encoded again")
 
-    monkeypatch.setattr(_word_embeddings, "encode_prompts", no_encoding)
+    monkeypatch.setattr(tiny_backbone, "encode_text_batched", no_encoding)
     again = cliplens.create_explainer("lexical", tiny_backbone).word_embeddings()  # memory
     assert again is first
-    _word_embeddings.clear_memory_cache()
+    text_cache.clear_memory_cache()
     from_disk = cliplens.create_explainer("lexical", tiny_backbone).word_embeddings()  # disk
     torch.testing.assert_close(from_disk, first)
 
@@ -107,7 +108,7 @@ def test_cache_key_follows_weights_vocabulary_and_template(tiny_backbone, vocabu
                                       name="tiny")
     same = cliplens.OpenCLIPBackbone(make_tiny_clip(seed=0), open_clip.get_tokenizer("ViT-B-16", context_length=16),
                                      name="tiny")
-    fingerprint = _word_embeddings.backbone_fingerprint
+    fingerprint = text_cache.backbone_fingerprint
     assert fingerprint(same) == fingerprint(tiny_backbone) != fingerprint(other)
     for backbone, template in ((tiny_backbone, "{}"), (other, "{}"), (tiny_backbone, "a photo of a {}.")):
         cliplens.create_explainer("lexical", backbone, vocabulary=str(vocabulary_file),
@@ -115,17 +116,11 @@ def test_cache_key_follows_weights_vocabulary_and_template(tiny_backbone, vocabu
     assert len(list(isolated_cache.glob("*.pt"))) == 3
 
 
-def test_trimmed_text_encoder_matches_encode_text(tiny_backbone):
-    prompts = ["red", "a photo of a blue square.", "hello there general kenobi", "x"]
-    fast = _word_embeddings.encode_prompts(tiny_backbone, prompts, progress=False)
-    torch.testing.assert_close(fast, tiny_backbone.encode_text(prompts).float(), rtol=1e-4, atol=1e-5)
-
-
 def test_unwritable_cache_only_warns(tiny_backbone, vocabulary_file, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("CLIPLENS_CACHE", str(blocker))
-    with pytest.warns(UserWarning, match="could not write the vocabulary cache"):
+    with pytest.warns(UserWarning, match="could not write the text-embedding cache"):
         embeddings = cliplens.create_explainer("lexical", tiny_backbone,
                                                vocabulary=str(vocabulary_file)).word_embeddings()
     assert embeddings.shape == (len(WORDS), tiny_backbone.embed_dim)

@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 
+from cliplens import cache as text_cache
 from cliplens import create_explainer
 from cliplens.errors import CliplensError
 from cliplens.explainers import textspan as ts
@@ -17,9 +18,9 @@ from cliplens.explainers.decomposition import decompose
 def cache(tmp_path, monkeypatch):
     """A fresh disk cache folder and an empty memory cache."""
     monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path / "cache"))
-    ts.clear_memory_cache()
-    yield tmp_path / "cache" / "textspan"
-    ts.clear_memory_cache()
+    text_cache.clear_memory_cache()
+    yield tmp_path / "cache" / "text-embeddings" / "textspan-pool"
+    text_cache.clear_memory_cache()
 
 
 def _pixels(backbone, batch: int, seed: int = 0) -> torch.Tensor:
@@ -43,42 +44,33 @@ def test_pool_loading(tmp_path):
 
 def test_pool_embedding_cache_hit_avoids_reencoding(tiny_backbone, cache, monkeypatch):
     calls = []
-    original = tiny_backbone.encode_text
+    original = tiny_backbone.encode_text_batched
 
-    def counting(texts, templates=None, normalize=True):
+    def counting(texts, templates=None, **kwargs):
         calls.append(len(texts))
-        return original(texts, templates=templates, normalize=normalize)
+        return original(texts, templates, **kwargs)
 
-    monkeypatch.setattr(tiny_backbone, "encode_text", counting)
+    monkeypatch.setattr(tiny_backbone, "encode_text_batched", counting)
     pool = ["a red thing", "a blue thing", "a star", "stripes"]
-    first = ts.embed_pool(tiny_backbone, pool, batch_size=3)
-    assert calls == [3, 1] and first.shape == (4, 32)
+    first = ts.embed_pool(tiny_backbone, pool)
+    assert calls == [4] and first.shape == (4, 32) and first.dtype == torch.float32
+    torch.testing.assert_close(first, tiny_backbone.encode_text(pool).float(), rtol=1e-4, atol=1e-5)
     assert len(list(cache.glob("*.pt"))) == 1
     again = ts.embed_pool(tiny_backbone, pool)  # memory hit
-    ts.clear_memory_cache()
+    text_cache.clear_memory_cache()
     from_disk = ts.embed_pool(tiny_backbone, pool)  # disk hit
-    assert calls == [3, 1]
+    assert calls == [4]
     torch.testing.assert_close(again, first)
     torch.testing.assert_close(from_disk, first)
     ts.embed_pool(tiny_backbone, pool + ["a circle"])  # another pool is another key
     assert calls[-1] == 5
-    ts.clear_memory_cache()
+    templated = ts.embed_pool(tiny_backbone, pool, templates=["a photo of {}.", "{}"])  # templates are in the key
+    assert calls[-1] == 4 and len(calls) == 3
+    torch.testing.assert_close(templated, tiny_backbone.encode_text(pool, templates=["a photo of {}.", "{}"]).float(),
+                               rtol=1e-4, atol=1e-5)
+    text_cache.clear_memory_cache()
     ts.embed_pool(tiny_backbone, pool, cache=False)  # disk skipped
-    assert calls[-1] == 4
-
-
-def test_fingerprint_follows_weights(tiny_backbone):
-    import open_clip
-
-    from cliplens import OpenCLIPBackbone
-    from tests.conftest import make_tiny_clip
-
-    other = OpenCLIPBackbone(make_tiny_clip(seed=1), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                             name="tiny")
-    same = OpenCLIPBackbone(make_tiny_clip(seed=0), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                            name="tiny")
-    assert ts.backbone_fingerprint(tiny_backbone) == ts.backbone_fingerprint(same)
-    assert ts.backbone_fingerprint(tiny_backbone) != ts.backbone_fingerprint(other)
+    assert calls[-1] == 4 and len(calls) == 4
 
 
 def test_analysis_on_tiny(tiny_backbone, cache):
