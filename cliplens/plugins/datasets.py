@@ -5,13 +5,14 @@ from __future__ import annotations
 from ..benchmarks.datasets.coco_polygons import coco_polygons_factory
 from ..benchmarks.datasets.imagenet_seg import imagenet_seg_factory
 from ..benchmarks.datasets.index_masks import index_masks_factory
+from ..benchmarks.datasets.ovss_folders import ovss_factory
 from ..benchmarks.datasets.voc import voc_factory
 from ..registry.hookspecs import Register, hookimpl
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    """Register ``voc``, ``index-masks``, ``coco-polygons`` and ``imagenet-seg``."""
+    """Register ``voc``, ``index-masks``, ``coco-polygons``, ``imagenet-seg`` and ``ovss``."""
     register("voc", voc_factory, description="PASCAL VOC segmentation folder (21 classes, ignore 255); ?split=val")
     register(
         "index-masks",
@@ -27,4 +28,10 @@ def register_datasets(register: Register) -> None:
         "imagenet-seg",
         imagenet_seg_factory,
         description="ImageNet-segmentation gtsegs_ijcv.mat (background / foreground); ?foreground_name=object",
+    )
+    register(
+        "ovss",
+        ovss_factory,
+        description="open-vocabulary segmentation benchmarks in their mmseg layouts; ?name=voc21|voc20|context60|"
+                    "context59|coco_object|coco_stuff|cityscapes|ade20k",
     )

@@ -1,0 +1,205 @@
+"""Open-vocabulary semantic segmentation (OVSS): the protocol of the training-free CLIP segmentation papers.
+
+As run by MaskCLIP, SCLIP, ClearCLIP and NACLIP through mmsegmentation (settings of
+SCLIP's public configs, Wang et al., ECCV 2024, which the later papers reuse):
+
+1. the image is resized so that its short side is ``short_side`` (336; 448 for
+   COCO-Stuff, 560 for Cityscapes), keeping the aspect ratio (long side at most 2048);
+2. sliding windows of ``crop`` x ``crop`` pixels every ``stride`` pixels (224 / 112),
+   the last window of a row or column flush with the border; each window's **raw**
+   patch–text scores (no per-map min–max) are upsampled bilinearly to the window,
+   added into the image and divided by the number of windows covering each pixel;
+3. the averaged scores are resized bilinearly to the original image, optionally
+   refined by PAMR (:mod:`.pamr`);
+4. ``softmax(logit_scale * scores)`` over all class names (synonyms included), a
+   class's probability is the maximum over its names; optionally classes covering
+   less than ``area_thd`` of the predicted area are dropped; per-pixel argmax;
+   pixels whose best probability is below ``prob_thd`` become class 0 (background);
+5. mIoU from one confusion matrix over all pixels of the dataset (mmsegmentation's
+   ``IoUMetric``): IoU_c = TP / (TP + FP + FN), classes with no pixel in prediction
+   nor ground truth are left out of the mean; ignore pixels (255) never count.
+
+Text features: every class name in OpenAI's 80 ImageNet templates, averaged.
+An explainer's ``explain_patches`` supplies the window scores, so every localiser
+(raw similarity = plain CLIP, MaskCLIP, SCLIP, ...) runs under the same protocol.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...errors import InputError
+from .imagenet_seg import imagenet_templates
+from .pamr import pamr
+
+if TYPE_CHECKING:
+    from ...explainers.base import Explainer
+    from ..datasets.base import SegmentationDataset
+
+
+@dataclass(frozen=True)
+class OVSSSettings:
+    """Every setting that decides an OVSS number (the protocol card)."""
+
+    short_side: int = 336
+    crop: int = 224
+    stride: int = 112
+    logit_scale: float = 40.0
+    prob_thd: float = 0.0
+    area_thd: float | None = None
+    pamr_steps: int = 0
+    pamr_dilations: tuple[int, ...] = (8, 16)
+    long_side_max: int = 2048
+
+    def check(self) -> "OVSSSettings":
+        if min(self.short_side, self.crop, self.stride) < 1:
+            raise InputError(f"OVSS short_side, crop and stride must be positive, got {self.short_side}, "
+                             f"{self.crop}, {self.stride}")
+        if not 0.0 <= self.prob_thd <= 1.0:
+            raise InputError(f"OVSS prob_thd={self.prob_thd} must lie in [0, 1]")
+        return self
+
+    def scaled_to(self, model_size: int, reference: int = 224) -> "OVSSSettings":
+        """The same protocol for a model with another input size (windows and short side scale with it)."""
+        f = model_size / reference
+        return replace(self, short_side=round(self.short_side * f), crop=model_size,
+                       stride=max(1, round(self.stride * f)), long_side_max=round(self.long_side_max * f))
+
+
+#: per benchmark, SCLIP's configs (Resize scale, logit_scale, prob_thd, area_thd); windows 224 / 112 throughout
+BENCHMARK_SETTINGS: dict[str, OVSSSettings] = {
+    "voc21": OVSSSettings(logit_scale=65, prob_thd=0.1, area_thd=0.1),
+    "context60": OVSSSettings(logit_scale=50, prob_thd=0.1),
+    "coco_object": OVSSSettings(logit_scale=50, prob_thd=0.1),
+    "voc20": OVSSSettings(),
+    "context59": OVSSSettings(),
+    "coco_stuff": OVSSSettings(short_side=448),
+    "cityscapes": OVSSSettings(short_side=560),
+    "ade20k": OVSSSettings(),
+}
+
+
+def resize_short_side(image: torch.Tensor, short_side: int, long_side_max: int) -> torch.Tensor:
+    """(3, H, W) -> (3, H', W') with min(H', W') = short_side unless the long side would pass ``long_side_max``."""
+    H, W = image.shape[-2:]
+    scale = min(short_side / min(H, W), long_side_max / max(H, W))
+    size = (max(1, int(H * scale + 0.5)), max(1, int(W * scale + 0.5)))
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def window_starts(length: int, crop: int, stride: int) -> list[int]:
+    """Window origins along one axis: every ``stride``, the last one flush with the end (one window if short)."""
+    count = max(length - crop + stride - 1, 0) // stride + 1
+    return [max(min(i * stride + crop, length) - crop, 0) for i in range(count)]
+
+
+def sliding_scores(explainer: "Explainer", image: torch.Tensor, text_features: torch.Tensor,
+                   settings: OVSSSettings) -> torch.Tensor:
+    """Raw class-name scores of one image by sliding windows: (3, H, W) in [0, 1], (Q, D) -> (Q, H, W)."""
+    backbone = explainer.backbone
+    resized = resize_short_side(image, settings.short_side, settings.long_side_max)
+    H, W = resized.shape[-2:]
+    total = torch.zeros(text_features.shape[0], H, W)
+    count = torch.zeros(1, H, W)
+    boxes = [(y, x) for y in window_starts(H, settings.crop, settings.stride)
+             for x in window_starts(W, settings.crop, settings.stride)]
+    crops = [resized[:, y:y + settings.crop, x:x + settings.crop] for y, x in boxes]
+    for (y, x), crop in zip(boxes, crops):
+        pixels = backbone.preprocess(crop)  # resized to the model input when the window is smaller
+        with torch.set_grad_enabled(explainer.needs_grad):
+            result = explainer.explain_patches(pixels, text_features.to(device=pixels.device, dtype=backbone.dtype))
+        scores = explainer._validated(result, batch=1, num_texts=text_features.shape[0])
+        h, w = crop.shape[-2:]
+        total[:, y:y + h, x:x + w] += F.interpolate(scores, size=(h, w), mode="bilinear",
+                                                    align_corners=False)[0].cpu()
+        count[:, y:y + h, x:x + w] += 1
+    averaged = total / count
+    return F.interpolate(averaged[None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0]
+
+
+def predict(scores: torch.Tensor, query_class: torch.Tensor, num_classes: int, settings: OVSSSettings,
+            image: torch.Tensor | None = None) -> torch.Tensor:
+    """(Q, H, W) raw scores, (Q,) class of each name -> (H, W) int64 predicted classes (step 3–4 of the protocol)."""
+    if settings.pamr_steps > 0 and image is not None:
+        scores = pamr(image[None], scores[None], settings.pamr_steps, settings.pamr_dilations)[0]
+    probs = (scores * settings.logit_scale).softmax(0)  # over every name
+    flat = probs.flatten(1)
+    index = query_class.view(-1, 1).expand_as(flat)
+    per_class = torch.zeros(num_classes, flat.shape[1], dtype=probs.dtype).scatter_reduce(
+        0, index, flat, "amax", include_self=False).view(num_classes, *probs.shape[1:])
+    if settings.area_thd is not None:
+        winners = per_class.argmax(0)
+        area = torch.bincount(winners.flatten(), minlength=num_classes).to(probs.dtype)
+        foreground = area[1:].sum()
+        keep = torch.ones(num_classes, dtype=probs.dtype)
+        keep[1:] = (area[1:] > settings.area_thd * foreground).to(probs.dtype)
+        per_class = per_class * keep.view(-1, 1, 1)
+    best, label = per_class.max(0)
+    label[best < settings.prob_thd] = 0
+    return label
+
+
+class ConfusionMatrix:
+    """One (C, C) confusion matrix over all pixels (rows: truth, columns: prediction); mIoU as mmsegmentation."""
+
+    def __init__(self, num_classes: int, ignore_index: int | None = 255) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, prediction: torch.Tensor, truth: torch.Tensor) -> None:
+        valid = truth != self.ignore_index if self.ignore_index is not None else torch.ones_like(truth, dtype=torch.bool)
+        index = truth[valid] * self.num_classes + prediction[valid]
+        self.matrix += torch.bincount(index, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
+
+    def compute(self, class_names: Sequence[str] | None = None) -> dict[str, float]:
+        m = self.matrix.double()
+        tp = m.diag()
+        union = m.sum(0) + m.sum(1) - tp
+        iou = torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, float("nan")))
+        out = {"miou": 100.0 * float(np.nanmean(iou.numpy())) if (union > 0).any() else float("nan"),
+               "aacc": 100.0 * float(tp.sum() / m.sum().clamp_min(1))}
+        for c, name in enumerate(class_names or []):
+            if union[c] > 0:
+                out[f"miou/class/{name}"] = 100.0 * float(iou[c])
+        return out
+
+
+def run_ovss(explainer: "Explainer", dataset: "SegmentationDataset", indices: Sequence[int] | None = None, *,
+             settings: OVSSSettings | None = None, class_synonyms: Sequence[Sequence[str]] | None = None,
+             templates: Sequence[str] | None = None, progress: bool = False) -> dict[str, Any]:
+    """Run the protocol (module docstring); returns ``{"scores": {...}, "protocol": {...}}``.
+
+    ``class_synonyms`` defaults to the dataset's own (``ovss:`` datasets carry them), else one name per class.
+    """
+    from tqdm import tqdm
+
+    backbone = explainer.backbone
+    settings = (settings or BENCHMARK_SETTINGS.get(getattr(dataset, "name", ""), OVSSSettings())).check()
+    synonyms = [list(s) for s in (class_synonyms or getattr(dataset, "class_synonyms", None)
+                                  or [[n] for n in dataset.class_names])]
+    if len(synonyms) != dataset.num_classes:
+        raise InputError(f"{len(synonyms)} class-name lines for a dataset of {dataset.num_classes} classes")
+    names = [n for group in synonyms for n in group]
+    query_class = torch.tensor([c for c, group in enumerate(synonyms) for _ in group])
+    prompts = list(templates) if templates is not None else imagenet_templates()
+    text = backbone.encode_text(names, templates=prompts).float()
+    confusion = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
+    chosen = list(range(len(dataset))) if indices is None else list(indices)
+    for index in tqdm(chosen, unit="img", disable=not progress, file=sys.stderr, desc="ovss"):
+        sample = dataset[index]
+        image = torch.from_numpy(np.asarray(sample.image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+        scores = sliding_scores(explainer, image, text, settings)
+        label = predict(scores, query_class, dataset.num_classes, settings, image)
+        confusion.update(label, torch.from_numpy(np.asarray(sample.mask, dtype=np.int64)))
+    card = {"name": "ovss", "source": "mmsegmentation configs of SCLIP (Wang et al., ECCV 2024)",
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+            "templates": len(prompts), "class_names": len(names), "classes": dataset.num_classes,
+            "scores": "raw patch-text scores (no per-map normalisation)", "map_order": "none",
+            "miou": "one confusion matrix over all pixels, nan-mean over classes seen"}
+    return {"scores": {**confusion.compute(dataset.class_names), "images": float(len(chosen))}, "protocol": card}
