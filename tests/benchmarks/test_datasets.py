@@ -331,10 +331,10 @@ def test_imagenet_seg_bad_files(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- registry
 
 
-def test_plugin_registers_the_four_datasets(index_root: Path) -> None:
+def test_plugin_registers_the_builtin_datasets(index_root: Path) -> None:
     registry = load_registry(("cliplens.plugins.datasets",), entry_points=False, strict=True)
     catalog = registry.catalog("dataset")
-    assert catalog.names() == ["coco-polygons", "imagenet-seg", "index-masks", "voc"]
+    assert catalog.names() == ["coco-polygons", "imagenet-seg", "index-masks", "ovss", "voc"]
     dataset = catalog.get("index-masks").obj(str(index_root), ignore="9", split="val")
     assert isinstance(dataset, IndexMaskDataset) and len(dataset) == 2
 
