@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,45 @@ def looks_like_path(arg: str) -> bool:
     return arg.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in arg or "/" in arg or Path(arg).exists()
 
 
+def pickled_code_message(path: str | Path, torch_message: str = "") -> str:
+    """One line for a checkpoint that ``torch.load(weights_only=True)`` refused: it holds pickled code.
+
+    ``torch_message`` is torch's text; the global it refused (e.g. ``builtins.print``) is named when found.
+    """
+    found = re.search(r"GLOBAL ([\w.]+)", torch_message)
+    calls = f" (it calls {found.group(1)})" if found else ""
+    source, target = str(path), str(Path(path).with_suffix(".safetensors"))
+    return (f"checkpoint {source!r} holds pickled Python code{calls}, which cliplens will not run; if you trust "
+            f"the file, convert it once to safetensors: python -c \"import torch; from safetensors.torch import "
+            f"save_file; save_file(torch.load({source!r}, weights_only=False), {target!r})\" and pass that file")
+
+
+def key_mismatch_message(weights: str, arch: str, model_state: dict[str, torch.Tensor],
+                         file_state: dict[str, torch.Tensor], shown: int = 3) -> str | None:
+    """None when ``file_state`` fits ``model_state`` (same keys, same shapes), else one line naming the first few
+    missing, unexpected and differently shaped keys (``shown`` of each) and asking whether ``arch`` is right."""
+    missing = [k for k in model_state if k not in file_state]
+    unexpected = [k for k in file_state if k not in model_state]
+    reshaped = [k for k in model_state if k in file_state and tuple(model_state[k].shape) != tuple(file_state[k].shape)]
+    if not (missing or unexpected or reshaped):
+        return None
+
+    def first(keys: list[str], describe=lambda k: k) -> str:
+        if not keys:
+            return ""
+        more = ", ..." if len(keys) > shown else ""
+        return f" ({', '.join(describe(k) for k in keys[:shown])}{more})"
+
+    def shapes(key: str) -> str:
+        return f"{key}: file {list(file_state[key].shape)} vs model {list(model_state[key].shape)}"
+
+    parts = [f"{len(missing)} missing{first(missing)}", f"{len(unexpected)} unexpected{first(unexpected)}"]
+    if reshaped:
+        parts.append(f"{len(reshaped)} of another shape{first(reshaped, shapes)}")
+    return (f"checkpoint {weights!r} does not fit architecture {arch!r}: {', '.join(parts)} keys "
+            f"— is {arch} right? (the name before ':'; see `cliplens list backbones`)")
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat state dict, never executing pickled code."""
     path = Path(path).expanduser()
@@ -49,8 +90,11 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = read_torchscript_state_dict(path)
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise BackboneError(pickled_code_message(path, str(exc))) from None
     except Exception as exc:  # noqa: BLE001 - translate any reader error into one sentence
-        raise BackboneError(f"could not read checkpoint {str(path)!r} ({type(exc).__name__}: {exc}); "
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise BackboneError(f"could not read checkpoint {str(path)!r} ({type(exc).__name__}: {first_line}); "
                             "use a .safetensors file or a torch.save'd state dict") from None
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
@@ -139,12 +183,14 @@ def build_open_clip_model(arch: str, weights: str | None, *, seed: int = 0) -> t
             state = to_open_clip_keys(model, state)  # open_clip's converters assert on misfits
             if archive_root(Path(weights).expanduser()) is not None:
                 state = drop_non_state(model, state)
-            model.load_state_dict(state, strict=True)
         except (RuntimeError, AssertionError, ValueError) as exc:
-            first = str(exc).strip().splitlines()
-            detail = first[1].strip() if len(first) > 1 else first[0]
-            raise BackboneError(f"checkpoint {weights!r} does not fit architecture {arch!r} ({detail}); "
-                                "check the architecture name before ':'") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise BackboneError(f"checkpoint {weights!r} does not fit architecture {arch!r} ({first}) "
+                                f"— is {arch} right? (the name before ':')") from None
+        mismatch = key_mismatch_message(weights, arch, model.state_dict(), state)
+        if mismatch is not None:
+            raise BackboneError(mismatch)
+        model.load_state_dict(state, strict=True)
     else:
         pretrained, extra = _resolve_pretrained(arch, weights)
         try:

@@ -46,21 +46,47 @@ def test_random_init_is_seeded():
     assert torch.equal(a.model.visual.proj, b.model.visual.proj)
 
 
-def test_pickled_code_is_refused(tmp_path):
+def test_pickled_code_is_refused_in_one_line_that_says_how_to_convert(tmp_path):
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
 
     path = tmp_path / "evil.pt"
     torch.save({"x": Evil()}, path)
-    with pytest.raises(BackboneError, match="could not read checkpoint"):
+    with pytest.raises(BackboneError) as info:
         create_backbone(f"{ARCH}:{path}")
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 300 + 3 * len(str(path))
+    assert "holds pickled Python code (it calls builtins.print)" in message
+    assert "cliplens will not run" in message
+    assert "save_file(" in message and str(tmp_path / "evil.safetensors") in message
 
 
-def test_checkpoint_of_another_architecture_is_a_clear_error(saved_model):
+def test_checkpoint_of_another_architecture_names_the_shape_mismatch(saved_model):
     folder = saved_model[0]
-    with pytest.raises(BackboneError, match="does not fit architecture 'ViT-B-32'"):
+    with pytest.raises(BackboneError) as info:
         create_backbone(f"ViT-B-32:{folder / 'weights.safetensors'}")
+    message = str(info.value)
+    assert "does not fit architecture 'ViT-B-32'" in message and "is ViT-B-32 right?" in message
+    assert "0 missing, 0 unexpected" in message and "of another shape (" in message
+    assert "\n" not in message and len(message) < 600
+
+
+def test_wrong_keys_are_counted_and_the_first_few_named(saved_model, tmp_path):
+    """A checkpoint with renamed keys: N missing, M unexpected, the first few of each, not 300 keys in a line."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(saved_model[0] / "weights.safetensors"))
+    renamed = {(f"encoder.{k}" if k.startswith("transformer.") else k): v for k, v in state.items()}
+    moved = sum(k.startswith("transformer.") for k in state)
+    assert moved > 3
+    save_file(renamed, str(tmp_path / "renamed.safetensors"))
+    with pytest.raises(BackboneError) as info:
+        create_backbone(f"{ARCH}:{tmp_path / 'renamed.safetensors'}")
+    message = str(info.value)
+    assert f"{moved} missing (transformer." in message and f"{moved} unexpected (encoder.transformer." in message
+    assert message.count("transformer.") == 6  # three of each, then "..."
+    assert f"is {ARCH} right?" in message and "\n" not in message and len(message) < 800
 
 
 def test_missing_checkpoint_file(tmp_path):
