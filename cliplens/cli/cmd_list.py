@@ -21,7 +21,9 @@ def run(args: argparse.Namespace) -> int:
     catalog = get_registry().catalog(KINDS[args.kind])
     names = catalog.names(args.pattern)
     for name in names:
-        if args.details:
+        if name in catalog.conflicts:  # two plugins registered it: listed, flagged, never resolved
+            print(f"{name}\t(unusable: {catalog.conflicts[name]})" if args.details else f"{name} (conflict)")
+        elif args.details:
             entry = catalog.get(name)
             print(f"{name}\t{entry.provider.plugin}\t{entry.description}")
         else:

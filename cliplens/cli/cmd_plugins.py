@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{info.name}  [{origin}{version}]")
         if info.error:
             print(f"  error: {info.error}")
+        for conflict in info.conflicts:
+            print(f"  conflict: {conflict}")
         print(f"  hooks: {', '.join(info.hooks) or '-'}")
         for kind, names in info.registered.items():
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")

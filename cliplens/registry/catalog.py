@@ -12,6 +12,10 @@ from ..errors import PluginError, UnknownNameError
 T = TypeVar("T")
 
 
+class NameConflictError(PluginError):
+    """Two plugins registered the same name; using that name is an error, other names still work."""
+
+
 @dataclass(frozen=True)
 class Provider:
     """The plugin that registered something: its short name and distribution."""
@@ -43,9 +47,11 @@ class Catalog(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        self._conflicts: dict[str, str] = {}
 
     def add(self, name: str, obj: T, provider: Provider, description: str = "") -> None:
-        """Register ``name``; a second registration of the same name is a :class:`PluginError`."""
+        """Register ``name``; a second registration of the same name is recorded (see :attr:`conflicts`) and
+        raises :class:`NameConflictError` (the loader turns it into a warning)."""
         if not isinstance(name, str) or not name or any(c.isspace() for c in name) or ":" in name:
             raise PluginError(
                 f"{provider} tried to register {self.kind} name {name!r}: "
@@ -53,11 +59,16 @@ class Catalog(Generic[T]):
             )
         previous = self._entries.get(name)
         if previous is not None:
-            raise PluginError(
-                f"{self.kind} {name!r} is registered by both {previous.provider} and {provider}; "
-                f"disable one with CLIPLENS_DISABLE_PLUGINS={provider.plugin}"
-            )
+            message = (f"{self.kind} {name!r} is registered by both {previous.provider} and {provider}; "
+                       f"disable one with CLIPLENS_DISABLE_PLUGINS={provider.plugin}")
+            self._conflicts[name] = message
+            raise NameConflictError(message)
         self._entries[name] = Entry(self.kind, name, obj, provider, description)
+
+    @property
+    def conflicts(self) -> dict[str, str]:
+        """``{name: message}`` of names registered by two plugins; :meth:`get` refuses them."""
+        return dict(self._conflicts)
 
     def names(self, pattern: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[str]:
         """Sorted names matching any of the fnmatch ``pattern``\\ s and none of ``exclude``."""
@@ -80,7 +91,12 @@ class Catalog(Generic[T]):
         return len(self._entries)
 
     def get(self, name: str) -> Entry[T]:
-        """The entry for ``name``; unknown names raise with the closest registered names."""
+        """The entry for ``name``; unknown names raise with the closest registered names.
+
+        A name two plugins registered raises :class:`NameConflictError`: which one was meant is never guessed.
+        """
+        if name in self._conflicts:
+            raise NameConflictError(self._conflicts[name])
         try:
             return self._entries[name]
         except KeyError:

@@ -3,6 +3,9 @@
 A plugin that fails to import, or whose hook raises, produces a
 :class:`PluginLoadWarning` naming the plugin and its distribution while the rest
 still loads; ``CLIPLENS_STRICT_PLUGINS=1`` turns that into a :class:`PluginError`.
+A name registered by two plugins is a warning at load time and an error for any
+command that looks that name up; ``cliplens plugins``, ``list`` and the commands
+that use other names still run.
 ``CLIPLENS_DISABLE_PLUGINS=a,b`` blocks plugins by the names ``cliplens plugins`` shows.
 """
 
@@ -19,7 +22,7 @@ import pluggy
 
 from ..errors import PluginError
 from . import hookspecs
-from .catalog import Catalog, Provider
+from .catalog import Catalog, NameConflictError, Provider
 
 STRICT_ENV = "CLIPLENS_STRICT_PLUGINS"
 DISABLE_ENV = "CLIPLENS_DISABLE_PLUGINS"
@@ -48,6 +51,8 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     registered: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    #: names this plugin registered that another plugin had registered first (unusable until one is disabled)
+    conflicts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +63,7 @@ class PluginInfo:
             "hooks": self.hooks,
             "registered": self.registered,
             "error": self.error,
+            "conflicts": self.conflicts,
         }
 
 
@@ -168,15 +174,18 @@ def _run_hooks(registry: Registry, plugin: object, info: PluginInfo, provider: P
         catalog = registry.catalog(kind)
 
         def register(name: str, obj: Any, description: str | None = None) -> None:
-            catalog.add(name, obj, provider, description if description is not None else hookspecs._describe(obj))
+            try:
+                catalog.add(name, obj, provider, description if description is not None else hookspecs._describe(obj))
+            except NameConflictError as exc:  # the name is unusable (Catalog.get refuses it), the rest works
+                info.conflicts.append(str(exc))
+                _fail(f"{exc}; commands that use this name stop with this error, the others run", strict)
+                return
             info.registered.setdefault(kind, []).append(name)
 
         for impl in impls:
             try:
                 impl.function(register=register)
             except PluginError as exc:
-                if "registered by both" in str(exc):
-                    raise  # an ambiguous name must never be silently resolved
                 info.error = str(exc)
                 _fail(str(exc), strict)
             except Exception as exc:  # noqa: BLE001

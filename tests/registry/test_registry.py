@@ -58,12 +58,25 @@ def test_list_patterns_use_fnmatch():
     assert "ViT-B-16" not in registry.catalog("backbone").names("ViT-B-*", exclude="*16*")
 
 
-def test_name_collision_names_both_plugins():
+def test_name_collision_names_both_plugins_and_only_that_name_is_refused():
+    with pytest.warns(PluginLoadWarning, match="registered by both"):
+        registry = load_registry(builtin_modules=(), entry_points=False,
+                                 extra_plugins={"first": _GoodPlugin(), "second": _SameNamePlugin(),
+                                                "raiser": _RaisingPlugin()})
     with pytest.raises(PluginError) as info:
-        load_registry(builtin_modules=(), entry_points=False,
-                      extra_plugins={"first": _GoodPlugin(), "second": _SameNamePlugin()})
+        registry.catalog("explainer").get("constant")
     message = str(info.value)
     assert "'first'" in message and "'second'" in message and "constant" in message
+    assert "CLIPLENS_DISABLE_PLUGINS=second" in message
+    assert registry.catalog("explainer").get("half_done").name == "half_done"  # other names still work
+    assert registry.plugins["second"].conflicts == [message]
+
+
+def test_name_collision_is_fatal_in_strict_mode(monkeypatch):
+    monkeypatch.setenv("CLIPLENS_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="registered by both"):
+        load_registry(builtin_modules=(), entry_points=False,
+                      extra_plugins={"first": _GoodPlugin(), "second": _SameNamePlugin()})
 
 
 def test_hook_that_raises_warns_and_others_still_load():
