@@ -133,6 +133,24 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     return path
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the hidden ``.NAME.*.tmp`` files that :func:`write_atomic` leaves when killed (``kill -9``).
+
+    Looks in ``folder`` and its ``examples/``; only call it while holding the
+    folder's lock (:class:`~cliplens.benchmarks.lock.OutputLock`), when no
+    other writer can be mid-write. Returns the removed paths.
+    """
+    removed = []
+    for where in (Path(folder), Path(folder) / "examples"):
+        for path in sorted(where.glob(".*.tmp")) if where.is_dir() else ():
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
     """Write ``data`` as JSON to ``path`` atomically (see :func:`write_atomic`)."""
     text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n"

@@ -26,7 +26,9 @@ import torch
 
 from .distributed import DistContext
 from .prompts import DEFAULT_TEMPLATES
-from .results import STATUS_OK, pair_id, read_result, write_json_atomic
+from ..writable import ensure_writable_folder
+from .lock import OutputLock
+from .results import STATUS_OK, pair_id, read_result, remove_stale_temporaries, write_json_atomic
 from .runner_pair import run_pair
 from .runner_plan import (DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS,
                           DEFAULT_OUT, BenchConfig, RunPlan, parse_metric_spec, plan_pairs)
@@ -86,13 +88,29 @@ def run_benchmark(config: BenchConfig, ctx: DistContext | None = None,
     ctx = ctx or DistContext()
     say = (log or _default_log) if ctx.is_main else (lambda _message: None)
     start = time.perf_counter()
-    run = RunPlan(config, ctx, say)
+    run = RunPlan(config, ctx, say)  # bad options fail here, before the folder is touched
     out = Path(config.out)
+    lock = None
+    if ctx.is_main:  # before any work: the folder must take files and be ours alone
+        ensure_writable_folder(out)
+        if (out / "examples").exists():
+            ensure_writable_folder(out / "examples", "--out's examples folder")
+        lock = OutputLock(out).acquire()
+    try:
+        if ctx.is_main and (stale := remove_stale_temporaries(out)):
+            say(f"removed {len(stale)} unfinished temporary file(s) left in {out} by an interrupted run")
+        return _run_locked(run, say, out, start)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(run: RunPlan, say: Callable[[str], None], out: Path, start: float) -> BenchRun:
+    """The pairs of ``run``, once ``out`` is checked and locked (see :func:`run_benchmark`)."""
+    config, ctx = run.config, run.ctx
     planned = plan_pairs(run, out)
     pairs = planned.pairs
     reuse = ctx.broadcast(planned.reuse)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
 
     results: list[dict[str, Any]] = []
     for backbone_spec in config.backbones:

@@ -56,8 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliplensError as exc:
         print(f"cliplens: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("cliplens: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C / SIGINT: finished pairs are on disk, the pair in progress is not
+        hint = " — rerun with --skip-existing to resume" if args.command == "bench" else ""
+        print(f"cliplens: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -1,0 +1,175 @@
+"""`cliplens bench` / `report` never lose or mix work: one run per --out (lock), unwritable folders refused before
+any pair runs, temporaries of a killed run removed, report refuses tables mixing configurations, SIGINT -> 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from cliplens.benchmarks.lock import LOCK_NAME, OutputLock
+from cliplens.benchmarks.results import pair_id, read_result, write_json_atomic
+from cliplens.cli.main import main
+
+FAKES = Path(__file__).with_name("bench_fakes.py")
+ROOT = Path(__file__).resolve().parents[2]
+DATASET = "fakeseg:test?size=4"
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    import cliplens.registry as registry
+
+    from tests.benchmarks import bench_fakes
+
+    previous = registry._registry
+    module = bench_fakes.load(FAKES)
+    module.install(module)
+    try:
+        yield module
+    finally:
+        registry.reset_registry(previous)
+
+
+def bench(out, *args: str) -> int:
+    return main(["bench", "--no-progress", "-b", "tiny-fake", "-e", "fake_colour", "-d", DATASET, "-m", "miou",
+                 "-o", str(out), *args])
+
+
+def _last_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    return err[-1] if err else ""
+
+
+def test_a_second_run_into_a_locked_folder_stops_with_one_line(fakes, tmp_path, capsys):
+    with OutputLock(tmp_path):
+        assert bench(tmp_path) == 2
+        line = _last_error(capsys)
+        assert line.startswith(f"cliplens: error: {tmp_path} is in use by another cliplens run (pid {os.getpid()}")
+        assert "pass another --out" in line
+        assert not list(tmp_path.glob("*.json"))
+    assert bench(tmp_path) == 0  # released: the next run goes ahead
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(fakes, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from cliplens.benchmarks.lock import OutputLock; "
+        "OutputLock(sys.argv[2]).acquire(); print('locked', flush=True); time.sleep(60)"), str(ROOT), str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()  # kill -9: the lock file stays behind, naming a dead pid
+    holder.wait()
+    assert f"pid {holder.pid}" in (tmp_path / LOCK_NAME).read_text()
+    assert bench(tmp_path) == 0
+
+
+def test_temporaries_of_a_killed_write_are_removed_at_start(fakes, tmp_path, capsys):
+    (tmp_path / "examples").mkdir()
+    stale = [tmp_path / ".x.json.abc123.tmp", tmp_path / "examples" / ".y.npz.def456.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    keep = tmp_path / "notes.tmp"  # not hidden: not ours
+    keep.write_text("mine")
+    assert bench(tmp_path) == 0
+    assert not any(path.exists() for path in stale) and keep.exists()
+    assert "removed 2 unfinished temporary file(s)" in capsys.readouterr().err
+
+
+@contextmanager
+def _as_nobody():
+    """Effective uid 'nobody' while inside (root ignores folder permissions)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+@pytest.mark.parametrize("kind", ["file", "read-only folder"])
+def test_unwritable_out_stops_bench_before_the_first_pair(fakes, tmp_path, capsys, kind, monkeypatch):
+    import cliplens.benchmarks.runner as runner
+
+    ran = []
+    monkeypatch.setattr(runner, "run_pair", lambda *a, **k: ran.append(a))
+    public = Path(tempfile.mkdtemp(prefix="cliplens-test-"))
+    try:
+        os.chmod(public, 0o755)
+        if kind == "file":
+            out = tmp_path / "taken"
+            out.write_text("x")
+            code = bench(out)
+        else:
+            out = public / "ro"
+            out.mkdir(mode=0o555)
+            with _as_nobody():
+                code = bench(out)
+        line = _last_error(capsys)
+        assert code == 2 and line.startswith("cliplens: error: --out ") and ran == []
+        assert ("is a file" if kind == "file" else "cannot be written (permission denied)") in line
+    finally:
+        shutil.rmtree(public)
+
+
+def test_unwritable_report_folder_is_one_line(fakes, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert bench(run_dir) == 0
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    capsys.readouterr()
+    assert main(["report", str(run_dir), "--out", str(taken), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_report_refuses_a_table_mixing_configurations(fakes, tmp_path, capsys):
+    assert bench(tmp_path, "--limit", "2") == 0
+    assert main(["bench", "--no-progress", "-b", "tiny-fake", "-e", "raw_similarity", "-d", DATASET, "-m", "miou",
+                 "-o", str(tmp_path), "--limit", "3"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path), "--no-figures"]) == 2
+    line = _last_error(capsys)
+    assert "scored with different limit" in line and "fake_colour: 2" in line and "raw_similarity: 3" in line
+    assert not (tmp_path / "leaderboard.md").exists()
+
+
+LAUNCHER = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.benchmarks import bench_fakes
+module = bench_fakes.load({fakes!r})
+module.install(module)
+from cliplens.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER.format(root=str(ROOT), fakes=str(FAKES)))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(launcher), "bench", "--no-progress", "-b", "tiny-fake",
+                             "-e", "fake_colour", "raw_similarity", "-d", "fakeseg:test?size=4000", "-m", "miou",
+                             "-o", str(out), "--batch-size", "2"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 120
+    while not (out / LOCK_NAME).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the first pair
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "cliplens: interrupted — rerun with --skip-existing to resume"
+    assert "Traceback" not in err and not (out / LOCK_NAME).exists()
