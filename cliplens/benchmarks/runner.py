@@ -27,6 +27,7 @@ import torch
 from .distributed import DistContext
 from .prompts import DEFAULT_TEMPLATES
 from ..writable import ensure_writable_folder
+from .identity import identity_hash
 from .lock import OutputLock
 from .results import STATUS_OK, pair_id, read_result, remove_stale_temporaries, write_json_atomic
 from .runner_pair import run_pair
@@ -130,7 +131,12 @@ def _run_locked(run: RunPlan, say: Callable[[str], None], out: Path, start: floa
                 say(f"{number} {backbone_spec} · {explainer}: finished earlier, kept {path}")
                 results.append(read_result(path) or {})
                 continue
+            if (backbone_spec, explainer) in planned.rerun_reasons:
+                say(f"{number} {backbone_spec} · {explainer}: recomputing the earlier result, "
+                    f"{planned.rerun_reasons[(backbone_spec, explainer)]}")
             result = run_pair(run, backbone, explainer, planned.configs[(backbone_spec, explainer)])
+            result["identity"] = planned.identities[(backbone_spec, explainer)]
+            result["identity_hash"] = identity_hash(result["identity"])
             if ctx.is_main:
                 write_json_atomic(path, result)
             status = "ok" if result["status"] == STATUS_OK else f"FAILED: {result['error']}"

@@ -18,7 +18,8 @@ from ..errors import CliplensError, InputError
 from ..specs import parse_spec
 from .distributed import DistContext
 from .prompts import DEFAULT_TEMPLATES, class_prompts
-from .results import finished, fingerprint, library_versions, pair_id
+from .identity import identity_change, pair_identity
+from .results import finished, fingerprint, library_versions, pair_id, read_result
 from .thresholds import ThresholdPlan, default_selection_spec, plan_thresholds
 
 DEFAULT_BACKBONE = "toy"
@@ -156,6 +157,10 @@ class PairPlan:
     pairs: list[tuple[str, str]]
     configs: dict[tuple[str, str], dict[str, Any]]
     reuse: set[tuple[str, str]]
+    #: each pair's identity (:mod:`.identity`), written into its JSON
+    identities: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: why a finished result of the same config is recomputed (its identity changed)
+    rerun_reasons: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def plan_pairs(run: RunPlan, out: Path) -> PairPlan:
@@ -167,14 +172,24 @@ def plan_pairs(run: RunPlan, out: Path) -> PairPlan:
     pairs = [(b, e) for b in config.backbones for e in config.explainers]
     configs: dict[tuple[str, str], dict[str, Any]] = {}
     reuse: set[tuple[str, str]] = set()
+    identities: dict[tuple[str, str], dict[str, Any]] = {}
+    reasons: dict[tuple[str, str], str] = {}
     for backbone, explainer in pairs:
         pair_cfg = run.pair_config(backbone, explainer)
         configs[(backbone, explainer)] = pair_cfg
+        identities[(backbone, explainer)] = identity = pair_identity(
+            backbone, explainer, pair_cfg["explainer_options"], run.metric_specs, config.dataset,
+            run.plan.selection_dataset if run.plan else None, config.templates)
         if config.skip_existing:
-            done, conflict = finished(out / f"{pair_id(backbone, explainer, config.dataset)}.json",
-                                      fingerprint(pair_cfg))
+            path = out / f"{pair_id(backbone, explainer, config.dataset)}.json"
+            done, conflict = finished(path, fingerprint(pair_cfg))
             if conflict:
                 raise CliplensError(f"{conflict}: use another --out, rerun without --skip-existing, or delete it")
             if done:
-                reuse.add((backbone, explainer))
-    return PairPlan(pairs=pairs, configs=configs, reuse=reuse)
+                earlier = (read_result(path) or {}).get("identity")
+                change = identity_change(earlier, identity)
+                if change is None:
+                    reuse.add((backbone, explainer))
+                else:
+                    reasons[(backbone, explainer)] = change
+    return PairPlan(pairs=pairs, configs=configs, reuse=reuse, identities=identities, rerun_reasons=reasons)

@@ -173,3 +173,50 @@ def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "cliplens: interrupted — rerun with --skip-existing to resume"
     assert "Traceback" not in err and not (out / LOCK_NAME).exists()
+
+
+def test_a_replaced_weights_file_reruns_the_pair_and_says_why(fakes, tmp_path, capsys):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"first weights")
+    out = tmp_path / "run"
+    args = ["bench", "--no-progress", "-b", f"tiny-fake:{weights}", "-e", "fake_colour", "-d", DATASET,
+            "-m", "miou", "-o", str(out)]
+    assert main(args) == 0
+    path = out / f"{pair_id(f'tiny-fake:{weights}', 'fake_colour', DATASET)}.json"
+    first = read_result(path)
+    import hashlib
+
+    assert first["identity"]["weights"] == {str(weights): hashlib.sha256(b"first weights").hexdigest()}
+    assert len(first["identity_hash"]) == 64 and first["identity"]["cliplens"]
+    stamp = path.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args + ["--skip-existing"]) == 0  # same identity: kept
+    assert path.stat().st_mtime_ns == stamp and "finished earlier, kept" in capsys.readouterr().err
+
+    weights.write_bytes(b"other weights")  # same spec, new file behind it
+    assert main(args + ["--skip-existing"]) == 0
+    assert "recomputing the earlier result, the weights file changed" in capsys.readouterr().err
+    second = read_result(path)
+    assert second["identity"]["weights"][str(weights)] == hashlib.sha256(b"other weights").hexdigest()
+    assert second["identity_hash"] != first["identity_hash"]
+
+
+def test_identity_resolves_defaults_and_hashes_dataset_files(fakes, tmp_path):
+    import time as _time
+
+    from cliplens.benchmarks.identity import dataset_identity, identity_change, resolved_options
+
+    class Method:
+        def __init__(self, backbone, templates=None, depth=3, alpha=0.5):
+            pass
+
+    assert resolved_options(Method, {"depth": 4}, skip=("backbone", "templates")) == {"alpha": 0.5, "depth": 4}
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"1")
+    before = dataset_identity(f"index-masks:{tmp_path}?ignore=11")
+    assert before["files"] == 1 and before["options"] == {"ignore": "11"}
+    _time.sleep(0.01)
+    (tmp_path / "images" / "a.png").write_bytes(b"22")
+    after = dataset_identity(f"index-masks:{tmp_path}?ignore=11")
+    assert after["content"] != before["content"]
+    assert identity_change({"dataset": before}, {"dataset": after}) == "the dataset's files changed"
