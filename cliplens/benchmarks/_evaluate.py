@@ -18,12 +18,12 @@ import torch
 
 from ..errors import CliplensError, SampleError
 from .examples import Example, make_example
-from .metrics.base import Metric, MetricInput
+from ..metrics.base import Metric, MetricInput
 from .speed import time_ms
 
 if TYPE_CHECKING:
     from ..explainers.base import Explainer
-    from .datasets.base import SegmentationDataset, SegmentationSample
+    from ..datasets.base import SegmentationDataset, SegmentationSample
 
 #: largest maps tensor (B * C * H * W floats) one explain call may return; larger batches are split
 MAX_MAP_ELEMENTS = 1 << 25

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .examples import Example, load_examples
-from .report import grouped, higher_is_better, metric_names, metric_title, score
+from .scores import grouped, higher_is_better, metric_names, metric_title, score
 from .results import STATUS_OK, slug
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import InputError
+from ..textfiles import read_lines
 
 #: the default prompt ensemble (a subset of CLIP's ImageNet templates)
 DEFAULT_TEMPLATES: tuple[str, ...] = (
@@ -43,8 +44,6 @@ def load_templates(path: str | None) -> list[str]:
     """Templates from ``path`` (one per line), or :data:`DEFAULT_TEMPLATES` when ``path`` is None."""
     if path is None:
         return list(DEFAULT_TEMPLATES)
-    from ..cli._options import read_lines
-
     return check_templates(read_lines(path), source=path)
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Any, Iterable
 
 from ..errors import InputError
+from ..textfiles import read_lines  # noqa: F401  (re-exported for the commands)
 
 
 def parse_value(text: str) -> Any:
@@ -29,15 +30,3 @@ def parse_scoped_options(items: Iterable[str] | None) -> dict[str, dict[str, Any
             raise InputError(f"bad option {item!r}: write EXPLAINER.key=value, e.g. clip_surgery.depth=4")
         options.setdefault(scope, {})[key] = parse_value(value)
     return options
-
-
-def read_lines(path: str) -> list[str]:
-    """Non-empty, stripped lines of a text file (templates, vocabularies...)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = [line.strip() for line in handle if line.strip()]
-    except OSError as exc:
-        raise InputError(f"cannot read {path!r}: {exc.strerror}") from None
-    if not lines:
-        raise InputError(f"{path!r} is empty: write one entry per line")
-    return lines

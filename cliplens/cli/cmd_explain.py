@@ -63,7 +63,7 @@ def unique_names(paths: Sequence[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks.datasets._image_io import load_rgb
+    from ..images import load_rgb
     from ..registry import create_backbone, create_explainer, get_registry
     from ..visualize import grid, labelled
     from ..writable import ensure_writable_folder

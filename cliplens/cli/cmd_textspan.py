@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _folder_images(folder: str, limit: int) -> list:
-    from ..benchmarks.datasets._image_io import IMAGE_SUFFIXES, load_rgb
+    from ..images import IMAGE_SUFFIXES, load_rgb
 
     root = Path(folder).expanduser()
     if not root.is_dir():

@@ -28,7 +28,7 @@ from .decomposition import decompose, parse_heads, resolve_layers
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
-    from ..benchmarks.datasets.base import SegmentationDataset
+    from ..datasets.base import SegmentationDataset
 
 __all__ = ["ComponentTerms", "AblationSpec", "AblationResult", "LabelledImages", "collect_terms", "mean_ablate",
            "zero_shot_accuracy", "classification_label", "labelled_images", "evaluate_ablation"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..benchmarks.datasets.coco_polygons import coco_polygons_factory
-from ..benchmarks.datasets.imagenet_seg import imagenet_seg_factory
-from ..benchmarks.datasets.index_masks import index_masks_factory
-from ..benchmarks.datasets.ovss_folders import ovss_factory
-from ..benchmarks.datasets.voc import voc_factory
+from ..datasets.coco_polygons import coco_polygons_factory
+from ..datasets.imagenet_seg import imagenet_seg_factory
+from ..datasets.index_masks import index_masks_factory
+from ..datasets.ovss_folders import ovss_factory
+from ..datasets.voc import voc_factory
 from ..registry.hookspecs import Register, hookimpl
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..benchmarks.metrics.faithfulness import Deletion, Insertion
-from ..benchmarks.metrics.miou import MeanIoU
-from ..benchmarks.metrics.msc import MeanScoreContrast
-from ..benchmarks.metrics.patchdis import PatchDis
-from ..benchmarks.metrics.pointing_game import PointingGame
+from ..metrics.faithfulness import Deletion, Insertion
+from ..metrics.miou import MeanIoU
+from ..metrics.msc import MeanScoreContrast
+from ..metrics.patchdis import PatchDis
+from ..metrics.pointing_game import PointingGame
 from ..registry.hookspecs import Register, hookimpl
 
 

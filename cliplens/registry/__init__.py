@@ -18,8 +18,8 @@ from .loader import PluginInfo, PluginLoadWarning, Registry, load_registry
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
-    from ..benchmarks.datasets.base import SegmentationDataset
-    from ..benchmarks.metrics.base import Metric
+    from ..datasets.base import SegmentationDataset
+    from ..metrics.base import Metric
     from ..explainers.base import Explainer
 
 __all__ = [

@@ -67,7 +67,7 @@ def register_metrics(register: Register) -> None:
     """Register benchmark metrics.
 
     Call ``register(name, metric_class, description=None)``; the class must
-    subclass :class:`cliplens.benchmarks.metrics.base.Metric` and is
+    subclass :class:`cliplens.metrics.base.Metric` and is
     instantiated as ``metric_class(num_classes, class_names, **options)``.
     """
 

@@ -102,6 +102,21 @@ def _builtin_version() -> str | None:
         return None
 
 
+#: the package whose ``DEFAULT_PLUGINS`` lists the built-in plugin modules
+BUILTIN_PLUGIN_PACKAGE = "cliplens.plugins"
+
+
+def builtin_plugin_modules() -> tuple[str, ...]:
+    """Module names of the built-in plugins (``cliplens.plugins.DEFAULT_PLUGINS``).
+
+    The registry sits below the plugins (see the Architecture section of the
+    README): like an entry point, a built-in plugin is found by module name and
+    imported only when the registry loads, so no plugin code is a static
+    dependency of the registry.
+    """
+    return tuple(importlib.import_module(BUILTIN_PLUGIN_PACKAGE).DEFAULT_PLUGINS)
+
+
 def load_registry(
     builtin_modules: tuple[str, ...] | None = None,
     *,
@@ -117,15 +132,13 @@ def load_registry(
         extra_plugins: ``{name: plugin object}`` registered as-is (tests, embedding code).
         strict: raise instead of warning on a broken plugin (default from ``CLIPLENS_STRICT_PLUGINS``).
     """
-    from ..plugins import DEFAULT_PLUGINS
-
     strict = _env_flag(STRICT_ENV) if strict is None else strict
     blocked = disabled_plugins()
     registry = Registry()
     pm = registry.plugin_manager
     candidates: list[tuple[str, Callable[[], object], str | None, str | None, bool]] = []
 
-    for module_name in builtin_modules if builtin_modules is not None else DEFAULT_PLUGINS:
+    for module_name in builtin_modules if builtin_modules is not None else builtin_plugin_modules():
         short = module_name.rsplit(".", 1)[-1]
         candidates.append((short, lambda m=module_name: importlib.import_module(m), "cliplens", _builtin_version(), True))
     if entry_points:

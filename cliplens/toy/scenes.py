@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..benchmarks.datasets.base import SegmentationDataset, SegmentationSample
+from ..datasets.base import SegmentationDataset, SegmentationSample
 from ..errors import InputError
 from ._geometry import MAX_ROTATION, polygon_coverage, polygon_rim_coverage, shape_polygon
 

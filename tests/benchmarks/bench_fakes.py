@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cliplens.benchmarks.datasets.base import SegmentationDataset, SegmentationSample
+from cliplens.datasets.base import SegmentationDataset, SegmentationSample
 from cliplens.errors import SampleError
 from cliplens.explainers.base import Explainer, PatchScores
 from cliplens.registry import hookimpl

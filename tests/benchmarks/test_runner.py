@@ -54,7 +54,7 @@ def result_for(out: Path, explainer: str, dataset: str = DATASET) -> dict:
 def reference_scores(explainer_name: str, dataset_spec: str, metric: str, indices, **metric_options) -> dict:
     """Independent per-image loop: one image at a time, maps straight from explain(output_size=mask.shape)."""
     from cliplens import create_backbone, create_dataset, create_explainer, create_metric
-    from cliplens.benchmarks.metrics.base import MetricInput
+    from cliplens.metrics.base import MetricInput
     from cliplens.benchmarks.prompts import DEFAULT_TEMPLATES
 
     backbone = create_backbone("tiny-fake")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cliplens import OpenCLIPBackbone, hookimpl
-from cliplens.benchmarks.datasets.base import SegmentationDataset, SegmentationSample
+from cliplens.datasets.base import SegmentationDataset, SegmentationSample
 from cliplens.cli.main import main
 from cliplens.registry import reset_registry
 from cliplens.registry.loader import load_registry

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cliplens.benchmarks.datasets.base import SegmentationDataset, SegmentationSample
+from cliplens.datasets.base import SegmentationDataset, SegmentationSample
 from cliplens.errors import InputError
 from cliplens.toy._geometry import polygon_coverage, shape_polygon
 from cliplens.toy.model import DEFAULT_MODEL_CONFIG

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import jaccard_score
 
-from cliplens.benchmarks.metrics import (
+from cliplens.metrics import (
     Deletion,
     Insertion,
     MeanIoU,
@@ -19,7 +19,7 @@ from cliplens.benchmarks.metrics import (
     PatchDis,
     PointingGame,
 )
-from cliplens.benchmarks.metrics.patchdis import patch_ground_truth
+from cliplens.metrics.patchdis import patch_ground_truth
 from cliplens.errors import InputError
 from cliplens.registry.loader import load_registry
 

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cliplens.benchmarks.datasets import (
+from cliplens.datasets import (
     CocoPolygonDataset,
     ImageNetSegmentation,
     IndexMaskDataset,
     VOCSegmentation,
 )
-from cliplens.benchmarks.datasets._image_io import load_index_mask, load_rgb
-from cliplens.benchmarks.datasets.coco_polygons import coco_polygons_factory
-from cliplens.benchmarks.datasets.imagenet_seg import imagenet_seg_factory
-from cliplens.benchmarks.datasets.index_masks import index_masks_factory
-from cliplens.benchmarks.datasets.voc import VOC_CLASS_NAMES, voc_factory
+from cliplens.datasets._image_io import load_index_mask, load_rgb
+from cliplens.datasets.coco_polygons import coco_polygons_factory
+from cliplens.datasets.imagenet_seg import imagenet_seg_factory
+from cliplens.datasets.index_masks import index_masks_factory
+from cliplens.datasets.voc import VOC_CLASS_NAMES, voc_factory
 from cliplens.errors import InputError, SampleError
 from cliplens.registry.loader import load_registry
 

@@ -6,8 +6,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ...errors import InputError
-from ...options import reject_unknown, to_float_list
+from ..errors import InputError
+from ..options import reject_unknown, to_float_list
 from ._common import check_maps, class_keys, per_class, ratio, tag
 from .base import Metric, MetricInput
 

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ...errors import InputError, SampleError
-from ...specs import Spec
-from ...options import reject_unknown
+from ..errors import InputError, SampleError
+from ..specs import Spec
+from ..options import reject_unknown
 from ._common import check_sample
 from .base import SegmentationDataset, SegmentationSample
 

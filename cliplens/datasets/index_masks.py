@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import InputError, SampleError
-from ...specs import Spec
-from ...options import reject_unknown, to_optional_int
+from ..errors import InputError, SampleError
+from ..specs import Spec
+from ..options import reject_unknown, to_optional_int
 from ._common import check_sample, read_class_names, read_stem_list, require_folder
 from ._image_io import IMAGE_SUFFIXES, load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ...options import reject_unknown
+from ..options import reject_unknown
 from ._common import check_maps, class_keys, per_class, ratio
 from .base import Metric, MetricInput
 

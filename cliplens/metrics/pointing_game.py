@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from ...errors import InputError
-from ...options import reject_unknown, to_int
+from ..errors import InputError
+from ..options import reject_unknown, to_int
 from ._common import check_maps, class_keys, per_class, ratio
 from .base import Metric, MetricInput
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...errors import InputError, SampleError
+from ..errors import InputError, SampleError
 from ._image_io import IMAGE_SUFFIXES
 
 

@@ -1,8 +1,14 @@
-"""Reading photographs and index masks from disk, robust to odd file modes.
+"""The one image loader of cliplens: photographs and index masks from disk, robust to odd file modes.
 
-Images of any PIL mode are returned as 8-bit RGB with their EXIF orientation
-applied; index masks are returned as ``(H, W)`` int64 arrays of the stored
-values, never colour-converted (a palette PNG keeps its indices).
+``cliplens explain``, ``cliplens textspan --images`` and every dataset read
+files through here. Images of any PIL mode are returned as 8-bit RGB with their
+EXIF orientation applied; index masks are returned as ``(H, W)`` int64 arrays
+of the stored values, never colour-converted (a palette PNG keeps its indices).
+
+A missing, unreadable or unconvertible file raises :class:`ImageFileError`
+(an :class:`~cliplens.errors.InputError`) whose one-line message names the
+file and says what to do; datasets turn it into a skipped sample
+(:mod:`cliplens.datasets._image_io`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ...errors import SampleError
+from .errors import InputError
 
 #: file endings treated as images when a loader scans a folder
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -22,10 +28,27 @@ _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, 
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
+class ImageFileError(InputError):
+    """An image or mask file is missing, unreadable or cannot be converted.
+
+    ``problem`` says what is wrong with ``path`` and ``advice`` what to do; the
+    message is ``"<problem>: <advice>"``. ``missing`` is True when the file is
+    not there at all (callers with a better remedy, such as a dataset's split
+    list, replace the advice).
+    """
+
+    def __init__(self, path: Path, problem: str, advice: str, *, missing: bool = False) -> None:
+        super().__init__(f"{problem}: {advice}")
+        self.path, self.problem, self.advice, self.missing = path, problem, advice, missing
+
+
 def _open(path: Path, what: str) -> Image.Image:
     """Open and fully decode ``path`` with EXIF orientation applied."""
+    if path.is_dir():
+        raise ImageFileError(path, f"{what} {path} is a folder", f"pass the {what} file itself")
     if not path.is_file():
-        raise SampleError(f"{what} {path} does not exist: restore the file or drop the sample from the split list")
+        raise ImageFileError(path, f"{what} {path} does not exist",
+                             "check the path (relative paths start in the current folder)", missing=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "palette images with transparency"
@@ -35,9 +58,9 @@ def _open(path: Path, what: str) -> Image.Image:
                 if image is opened:
                     image = opened.copy()
     except _READ_ERRORS as error:
-        raise SampleError(
-            f"cannot read {what} {path} ({error}): the file is corrupt or not an image; replace it"
-        ) from None
+        raise ImageFileError(path, f"cannot read {what} {path} ({type(error).__name__}: {error})",
+                             "the file is corrupt or not an image; replace it or save it again as PNG or JPEG"
+                             ) from error
     return image
 
 
@@ -73,7 +96,7 @@ def load_rgb(path: str | Path) -> Image.Image:
     phone JPEG comes out the way it is displayed.
 
     Raises:
-        SampleError: the file is missing, unreadable or corrupt.
+        ImageFileError: the file is missing, unreadable or corrupt.
     """
     path = Path(path)
     image = _open(path, "image")
@@ -87,9 +110,8 @@ def load_rgb(path: str | Path) -> Image.Image:
             return Image.alpha_composite(background, rgba).convert("RGB")
         return image if image.mode == "RGB" else image.convert("RGB")
     except (ValueError, OSError) as error:
-        raise SampleError(
-            f"cannot convert image {path} (mode {image.mode}) to RGB ({error}): save it as RGB or grey"
-        ) from None
+        raise ImageFileError(path, f"cannot convert image {path} (mode {image.mode}) to RGB ({error})",
+                             "save it as an RGB or grey PNG or JPEG") from error
 
 
 def load_index_mask(path: str | Path) -> np.ndarray:
@@ -101,7 +123,7 @@ def load_index_mask(path: str | Path) -> np.ndarray:
     an ``LA`` mask gives its ``L`` channel. EXIF orientation, if any, is applied.
 
     Raises:
-        SampleError: the file is missing or unreadable, or it is a real colour mask.
+        ImageFileError: the file is missing or unreadable, or it is a real colour mask.
     """
     path = Path(path)
     mask = _open(path, "mask")
@@ -109,7 +131,7 @@ def load_index_mask(path: str | Path) -> np.ndarray:
         values = np.asarray(mask)
         if mask.mode == "F":
             if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
-                raise SampleError(f"mask {path} holds non-integer values: save masks as integer index PNGs")
+                raise ImageFileError(path, f"mask {path} holds non-integer values", "save masks as integer index PNGs")
         return values.astype(np.int64)
     if mask.mode in ("LA", "PA"):
         return np.asarray(mask)[..., 0].astype(np.int64)
@@ -117,6 +139,5 @@ def load_index_mask(path: str | Path) -> np.ndarray:
         channels = np.asarray(mask)[..., :3]
         if np.array_equal(channels[..., 0], channels[..., 1]) and np.array_equal(channels[..., 0], channels[..., 2]):
             return channels[..., 0].astype(np.int64)
-    raise SampleError(
-        f"mask {path} is a colour image (mode {mask.mode}): save masks as single-channel index PNGs (mode L or P)"
-    )
+    raise ImageFileError(path, f"mask {path} is a colour image (mode {mask.mode})",
+                         "save masks as single-channel index PNGs (mode L or P)")

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ...errors import InputError, SampleError
-from ...specs import Spec
-from ...options import reject_unknown
+from ..errors import InputError, SampleError
+from ..specs import Spec
+from ..options import reject_unknown
 from ._common import check_sample, read_class_names, require_folder
 from ._image_io import IMAGE_SUFFIXES, load_rgb
 from .base import SegmentationDataset, SegmentationSample

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError
-from ...options import reject_unknown
-from ...specs import Spec
+from ..errors import InputError
+from ..options import reject_unknown
+from ..specs import Spec
 from ._common import check_sample, read_stem_list, require_folder
 from ._image_io import load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample

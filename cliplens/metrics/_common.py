@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ...errors import InputError
+from ..errors import InputError
 from .base import MetricInput
 
 

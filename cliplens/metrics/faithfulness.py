@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from ...errors import InputError
-from ...options import reject_unknown, to_choice, to_float, to_positive_int
+from ..errors import InputError
+from ..options import reject_unknown, to_choice, to_float, to_positive_int
 from ._common import check_maps, class_keys, per_class, ratio
 from .base import Metric, MetricInput
 

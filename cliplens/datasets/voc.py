@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import InputError
-from ...specs import Spec
-from ...options import reject_unknown
+from ..errors import InputError
+from ..specs import Spec
+from ..options import reject_unknown
 from ._common import check_sample, read_stem_list, require_folder
 from ._image_io import load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
