@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import average_precision_score, confusion_matrix
 
 import cliplens
-from cliplens.benchmarks.datasets.imagenet_seg import imagenet_seg_factory
+from cliplens.datasets.imagenet_seg import imagenet_seg_factory
 from cliplens.benchmarks.protocols.imagenet_seg import (ImageNetSegScores, average_precision, imagenet_classnames,
                                                         imagenet_templates, run_imagenet_seg)
 from cliplens.toy.scenes import CLASS_NAMES

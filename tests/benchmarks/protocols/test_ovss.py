@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix
 
 import cliplens
-from cliplens.benchmarks.datasets.ovss_folders import LAYOUTS, ovss_class_synonyms, ovss_factory
+from cliplens.datasets.ovss_folders import LAYOUTS, ovss_class_synonyms, ovss_factory
 from cliplens.benchmarks.protocols.ovss import (BENCHMARK_SETTINGS, ConfusionMatrix, OVSSSettings, predict, run_ovss,
                                                 window_starts)
 from cliplens.errors import InputError
