@@ -14,7 +14,7 @@ from cliplens.datasets.imagenet_seg import imagenet_seg_factory
 from cliplens.benchmarks.protocols.imagenet_seg import (ImageNetSegScores, average_precision, imagenet_classnames,
                                                         imagenet_templates, run_imagenet_seg)
 from cliplens.toy.scenes import CLASS_NAMES
-from tests.benchmarks.test_datasets import _write_matlab_like
+from tests.datasets.test_datasets import _write_matlab_like
 
 
 def test_resources_are_imagenet():
