@@ -100,9 +100,7 @@ class OpenCLIPBackbone(Backbone):
 
     @property
     def image_size(self) -> tuple[int, int]:
-        size = getattr(self.visual, "image_size", None)
-        if size is None:
-            size = self.visual.image_size if hasattr(self.visual, "image_size") else 224
+        size = getattr(self.visual, "image_size", None) or 224
         return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
     @property
