@@ -14,10 +14,8 @@ import torch
 
 from cliplens import create_backbone, create_dataset, create_explainer
 from cliplens.toy._texts import ZERO_SHOT_TEMPLATE
-from cliplens.toy.model import DEFAULT_CHECKPOINT
 from cliplens.toy.scenes import CLASS_NAMES, with_article
 
-pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="shipped toy checkpoint missing")
 
 
 @pytest.fixture(scope="module")

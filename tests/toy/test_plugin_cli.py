@@ -63,8 +63,7 @@ def test_cli_sample_writes_scene_mask_caption(tmp_path, capsys):
 def test_cli_eval_reports_both_numbers(capsys):
     from cliplens.toy.model import DEFAULT_CHECKPOINT
 
-    if not DEFAULT_CHECKPOINT.is_file():
-        pytest.skip("shipped toy checkpoint missing")
+    assert DEFAULT_CHECKPOINT.is_file(), f"the shipped toy checkpoint {DEFAULT_CHECKPOINT} is missing"
     status = main(["toy", "eval", "--per-class", "1", "--groups", "1"])
     out = capsys.readouterr().out
     assert "zero-shot top-1:" in out and "retrieval R@1:" in out and status in (0, 1)

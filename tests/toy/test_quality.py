@@ -12,7 +12,6 @@ import torch
 from cliplens.toy.evaluate import MIN_RETRIEVAL_R1, MIN_ZERO_SHOT, evaluate_toy_model
 from cliplens.toy.model import DEFAULT_CHECKPOINT, config_path, load_toy_model
 
-pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="shipped toy checkpoint missing")
 
 
 @pytest.fixture(scope="module")
