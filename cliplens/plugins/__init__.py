@@ -12,5 +12,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.metrics",
     "cliplens.plugins.decomposition",
     "cliplens.plugins.textspan",
+    "cliplens.plugins.relevance",
     "cliplens.plugins.toy",
 )
