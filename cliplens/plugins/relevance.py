@@ -4,6 +4,7 @@ gradient-weighted relevance and LeGrad; the code is in :mod:`cliplens.explainers
 
 from __future__ import annotations
 
+from ..explainers.chefer import CheferRelevance
 from ..explainers.rollout import AttentionRollout
 from ..registry.hookspecs import Register, hookimpl
 
@@ -11,3 +12,4 @@ from ..registry.hookspecs import Register, hookimpl
 @hookimpl
 def register_explainers(register: Register) -> None:
     register("rollout", AttentionRollout)
+    register("chefer", CheferRelevance)

@@ -1,0 +1,90 @@
+"""Chefer et al.'s relevance against the published rule, computed step by step from the state dict.
+
+Reference: the hand forward of tests/explainers/_attention_reference.py; for every image b and
+text t separately, s = scale · cos(ln_post(x_L[b, 0]) @ proj, t), ∇A_l = torch.autograd.grad(s, A_l);
+R = I, then R = R + mean_h((∇A_l ⊙ A_l)⁺) R for l = start .. L-1 (full matrices); map = R[0, 1:].
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cliplens import create_explainer, get_explainer_class
+from cliplens.errors import InputError
+from tests.explainers._attention_reference import (LAYERS, embed, hand_forward, object_contrasts, random_pixels,
+                                                   random_texts, state_dict64, tiny_backbone, tiny_model, toy_maps,
+                                                   toy_objects)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def backbone(model):
+    return tiny_backbone(model)
+
+
+def reference_chefer(pixels, texts, sd, start, scale):
+    B, T = pixels.shape[0], texts.shape[0]
+    out = torch.zeros(B, T, 4, 4, dtype=torch.float64)
+    for b in range(B):
+        probs, outputs = hand_forward(pixels[b:b + 1], sd)
+        image = embed(outputs[-1][:, 0], sd)[0]
+        for t in range(T):
+            score = scale * image @ texts[t]
+            grads = torch.autograd.grad(score, probs, retain_graph=True)
+            N = probs[0].shape[-1]
+            R = torch.eye(N, dtype=torch.float64)
+            for layer in range(start, LAYERS):
+                cam = (grads[layer][0] * probs[layer][0].detach()).clamp(min=0).mean(0)
+                R = R + cam @ R
+            out[b, t] = R[0, 1:].reshape(4, 4)
+    return out
+
+
+@pytest.mark.parametrize("options", [{}, {"start_layer": 0}, {"start_layer": 1, "logit_scale": 3.0}])
+def test_chefer_matches_the_rule(model, backbone, options):
+    pixels, texts = random_pixels(2), random_texts(3)
+    got = create_explainer("chefer", backbone, **options).explain_patches(pixels, texts).scores
+    want = reference_chefer(pixels, texts, state_dict64(model), options.get("start_layer", -1) % LAYERS,
+                            options.get("logit_scale", 100.0))
+    assert got.shape == want.shape and got.dtype == torch.float64
+    assert want.abs().max() > 0
+    assert ((got - want).abs().max() / want.abs().max()) < 1e-6
+
+
+@pytest.mark.parametrize("per_pass", [1, 2, 7])
+def test_many_texts_and_images_equal_one_by_one(backbone, per_pass):
+    pixels, texts = random_pixels(3, seed=5), random_texts(7, seed=6)
+    explainer = create_explainer("chefer", backbone, start_layer=0, max_texts_per_pass=per_pass)
+    batch = explainer.explain_patches(pixels, texts).scores
+    for b in range(3):
+        for t in (0, 4, 6):
+            one = explainer.explain_patches(pixels[b:b + 1], texts[t:t + 1]).scores
+            assert torch.allclose(one[0, 0], batch[b, t], atol=1e-12)
+
+
+@pytest.mark.parametrize("options,match", [({"max_texts_per_pass": 0}, "max_texts_per_pass"),
+                                           ({"start_layer": "x"}, "start_layer"), ({"logit_scale": "big"}, "logit_scale")])
+def test_bad_options_are_one_line(backbone, options, match):
+    with pytest.raises(InputError, match=match) as info:
+        create_explainer("chefer", backbone, **options)
+    assert "\n" not in str(info.value)
+
+
+def test_not_supported_without_a_vit():
+    from tests.contract.test_explainer_contract import _tiny_resnet
+
+    reason = get_explainer_class("chefer").supports(_tiny_resnet())
+    assert isinstance(reason, str) and "ViT" in reason
+
+
+def test_toy_chefer_separates_the_queried_object_better_than_raw_similarity(toy_objects):
+    _, _, masks = toy_objects
+    chefer_rest, chefer_pairs = object_contrasts(toy_maps(toy_objects, "chefer"), masks)
+    raw_rest, _ = object_contrasts(toy_maps(toy_objects, "raw_similarity"), masks)
+    assert chefer_rest > raw_rest + 0.05
+    assert chefer_pairs > 0  # the text matters: the queried object beats the scene's other objects
