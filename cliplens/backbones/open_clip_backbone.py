@@ -2,48 +2,21 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import BackboneError, InputError
+from ._common import OPENAI_MEAN, OPENAI_STD, preprocess_images, resolve_device, resolve_dtype
+from ._tracing import BlockModules, check_capture, trace_blocks
 from .base import Backbone
-from .vit import CAPTURABLE, TowerTrace, ViTBlock
 from .loading import build_open_clip_model
+from .tokenizers import open_clip_tokenizer
+from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
-
-def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return _DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise InputError(f"unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)}") from None
-
-
-def resolve_device(device: torch.device | str | None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"unknown device {device!r}: use cpu, cuda, cuda:1, ...") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but this torch sees no CUDA GPU: use --device cpu")
-    return resolved
-
+__all__ = ["OpenCLIPBackbone", "OPENAI_MEAN", "OPENAI_STD", "resolve_device", "resolve_dtype"]
 
 class OpenCLIPBackbone(Backbone):
     """An open_clip ``CLIP`` model behind the :class:`Backbone` interface.
@@ -70,13 +43,15 @@ class OpenCLIPBackbone(Backbone):
 
     @classmethod
     def from_spec(cls, arch: str, weights: str | None = None, *, device: torch.device | str | None = None,
-                  dtype: torch.dtype | str | None = None, seed: int | str = 0) -> "OpenCLIPBackbone":
-        """``arch`` with random (seeded) weights, a pretrained ``weights`` tag, or a checkpoint path."""
-        import open_clip
+                  dtype: torch.dtype | str | None = None, seed: int | str = 0,
+                  tokenizer: str | None = None) -> "OpenCLIPBackbone":
+        """``arch`` with random (seeded) weights, a pretrained ``weights`` tag, or a checkpoint path.
 
+        The tokenizer loads on first text (from the folder ``tokenizer`` when given), never here.
+        """
         model = build_open_clip_model(arch, weights, seed=int(seed))
         name = arch if weights is None else f"{arch}:{weights}"
-        return cls(model, open_clip.get_tokenizer(arch), name=name, device=device, dtype=dtype)
+        return cls(model, open_clip_tokenizer(arch, tokenizer), name=name, device=device, dtype=dtype)
 
     # ---- geometry -------------------------------------------------------------------
     @property
@@ -153,31 +128,7 @@ class OpenCLIPBackbone(Backbone):
 
     # ---- inputs ---------------------------------------------------------------------
     def preprocess(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
-        H, W = self.image_size
-        if isinstance(images, Image.Image):
-            images = [images]
-        if isinstance(images, torch.Tensor):
-            batch = images.unsqueeze(0) if images.dim() == 3 else images
-            if batch.dim() != 4 or batch.shape[1] != 3:
-                raise InputError(f"image tensor must be (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
-            batch = batch.float()
-            if batch.shape[-2:] != (H, W):
-                batch = F.interpolate(batch, size=(H, W), mode="bicubic", align_corners=False, antialias=True)
-            batch = batch.clamp(0, 1)
-        else:
-            images = list(images)
-            if not images:
-                raise InputError("no images given: pass at least one PIL image")
-            arrays = []
-            for img in images:
-                if not isinstance(img, Image.Image):
-                    raise InputError(f"expected PIL images or a tensor, got {type(img).__name__}")
-                arr = np.asarray(img.convert("RGB").resize((W, H), Image.BICUBIC), dtype=np.float32) / 255.0
-                arrays.append(torch.from_numpy(arr).permute(2, 0, 1))
-            batch = torch.stack(arrays)
-        mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std).view(1, 3, 1, 1)
-        return ((batch - mean) / std).to(device=self._device, dtype=self._dtype)
+        return preprocess_images(images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype)
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts)).to(self._device)
@@ -238,54 +189,19 @@ class OpenCLIPBackbone(Backbone):
     def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
               capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
         self._require_vit()
-        capture = set(capture)
-        unknown = capture - set(CAPTURABLE)
-        if unknown:
-            raise InputError(f"cannot capture {sorted(unknown)}: choose from {', '.join(CAPTURABLE)}")
+        capture = check_capture(capture)
         chosen = sorted({self.layer_index(i) for i in (range(self.num_layers) if layers is None else layers)})
-        stores: dict[str, dict[int, torch.Tensor]] = {name: {} for name in CAPTURABLE}
-        final: dict[int, torch.Tensor] = {}
-        blocks = self.visual.transformer.resblocks
-        # the hooks see the model's own layout; every stored tensor is batch-first (B, N+1, d)
-        to_batch_first = (lambda t: t) if self.batch_first else (lambda t: t.transpose(0, 1))
-
-        def keep_output(store: dict[int, torch.Tensor], layer: int) -> Callable[..., None]:
-            def hook(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-                store[layer] = to_batch_first(output)
-            return hook
-
-        def keep_input(store: dict[int, torch.Tensor], layer: int) -> Callable[..., Any]:
-            def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
-                x = inputs[0]
-                if torch.is_grad_enabled() and not x.requires_grad:
-                    # frozen weights leave no graph: make the (batch-first) block input a leaf so gradients reach it
-                    leaf = to_batch_first(x).detach().requires_grad_()
-                    store[layer] = leaf
-                    return (to_batch_first(leaf), *inputs[1:])
-                store[layer] = to_batch_first(x)
-                return None
-            return hook
-
-        with ExitStack() as hooks:  # every handle is removed on exit, also when the forward raises
-            for layer in chosen:
-                block = blocks[layer]
-                if "block_inputs" in capture:
-                    hooks.callback(block.register_forward_pre_hook(keep_input(stores["block_inputs"], layer)).remove)
-                if "ln_1" in capture:
-                    hooks.callback(block.ln_1.register_forward_hook(keep_output(stores["ln_1"], layer)).remove)
-                if "attn_out" in capture:
-                    hooks.callback(block.ls_1.register_forward_hook(keep_output(stores["attn_out"], layer)).remove)
-                if "mlp_out" in capture:
-                    hooks.callback(block.ls_2.register_forward_hook(keep_output(stores["mlp_out"], layer)).remove)
-            # the last block's output is the final residual stream, in the blocks' own layout
-            hooks.callback(blocks[-1].register_forward_hook(keep_output(final, 0)).remove)
-            embedding = self.visual(pixels.to(device=self._device, dtype=self._dtype))
+        parts = [BlockModules(block=b, ln_1=b.ln_1, attn_out=b.ls_1, mlp_out=b.ls_2)
+                 for b in self.visual.transformer.resblocks]
+        embedding, final, stores = trace_blocks(
+            lambda: self.visual(pixels.to(device=self._device, dtype=self._dtype)), parts, chosen, capture,
+            batch_first=self.batch_first)
         if isinstance(embedding, tuple):
             embedding = embedding[0]
-        if final[0].shape[0] != pixels.shape[0]:
-            raise BackboneError(f"backbone {self.name!r}: the traced tokens have shape {tuple(final[0].shape)} for "
+        if final.shape[0] != pixels.shape[0]:
+            raise BackboneError(f"backbone {self.name!r}: the traced tokens have shape {tuple(final.shape)} for "
                                 f"{pixels.shape[0]} images; this open_clip version's token layout is not supported")
-        return TowerTrace(embedding=embedding, final=final[0], blocks={layer: self.block(layer) for layer in chosen},
+        return TowerTrace(embedding=embedding, final=final, blocks={layer: self.block(layer) for layer in chosen},
                           **stores)
 
     def final_norm(self) -> tuple[torch.Tensor, torch.Tensor, float]:

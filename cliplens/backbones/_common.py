@@ -1,0 +1,74 @@
+"""What every backbone family shares: device / dtype parsing and the whole-image preprocessing."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import InputError
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    """None -> float32; a torch dtype or one of its names (``fp16``, ``bfloat16``...) -> that dtype."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise InputError(f"unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)}") from None
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """None / ``auto`` -> cuda when available else cpu; a device string checked against what torch sees."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}: use cpu, cuda, cuda:1, ...") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but this torch sees no CUDA GPU: use --device cpu")
+    return resolved
+
+
+def preprocess_images(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", size: tuple[int, int],
+                      mean: Sequence[float], std: Sequence[float], device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor:
+    """PIL image(s) or [0, 1] tensors (3, H, W) / (B, 3, H, W) -> (B, 3, size) normalised, whole image resized."""
+    H, W = size
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, torch.Tensor):
+        batch = images.unsqueeze(0) if images.dim() == 3 else images
+        if batch.dim() != 4 or batch.shape[1] != 3:
+            raise InputError(f"image tensor must be (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
+        batch = batch.float()
+        if batch.shape[-2:] != (H, W):
+            batch = F.interpolate(batch, size=(H, W), mode="bicubic", align_corners=False, antialias=True)
+        batch = batch.clamp(0, 1)
+    else:
+        images = list(images)
+        if not images:
+            raise InputError("no images given: pass at least one PIL image")
+        arrays = []
+        for img in images:
+            if not isinstance(img, Image.Image):
+                raise InputError(f"expected PIL images or a tensor, got {type(img).__name__}")
+            arr = np.asarray(img.convert("RGB").resize((W, H), Image.BICUBIC), dtype=np.float32) / 255.0
+            arrays.append(torch.from_numpy(arr).permute(2, 0, 1))
+        batch = torch.stack(arrays)
+    mean_t = torch.tensor(tuple(mean)).view(1, 3, 1, 1)
+    std_t = torch.tensor(tuple(std)).view(1, 3, 1, 1)
+    return ((batch - mean_t) / std_t).to(device=device, dtype=dtype)
