@@ -5,6 +5,7 @@ gradient-weighted relevance and LeGrad; the code is in :mod:`cliplens.explainers
 from __future__ import annotations
 
 from ..explainers.chefer import CheferRelevance
+from ..explainers.legrad import LeGrad
 from ..explainers.rollout import AttentionRollout
 from ..registry.hookspecs import Register, hookimpl
 
@@ -13,3 +14,4 @@ from ..registry.hookspecs import Register, hookimpl
 def register_explainers(register: Register) -> None:
     register("rollout", AttentionRollout)
     register("chefer", CheferRelevance)
+    register("legrad", LeGrad)
