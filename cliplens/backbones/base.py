@@ -13,6 +13,9 @@ import torch
 
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
+#: the values of :attr:`Backbone.pooling`
+POOLINGS = ("class_token", "attention_pool", "mean")
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -136,11 +139,26 @@ class Backbone(ABC):
 
     @property
     def num_prefix_tokens(self) -> int:
-        """P, tokens before the patch tokens in a trace (1: the class token)."""
+        """P, tokens before the patch tokens in a trace (1: the class token; 0 for SigLIP towers)."""
         return 1
 
+    @property
+    def pooling(self) -> str:
+        """How the image tower turns its final tokens into the embedding, one of :data:`POOLINGS`.
+
+        ``"class_token"``: the class token (index 0) through the final norm and projection (CLIP);
+        ``"attention_pool"``: a learned query attends over the tokens, then an MLP (SigLIP's MAP head);
+        ``"mean"``: the mean of the tokens. Explainers that read the class token refuse other poolings.
+        """
+        return "class_token"
+
     def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(..., d) final residual tokens -> (..., D) through ``ln_post`` and ``proj`` (not normalised)."""
+        """(..., d) final residual tokens -> (..., D), each token as the pooling would map it alone (not normalised).
+
+        Class-token towers: ``ln_post`` and ``proj``. Attention-pooled towers: the final norm,
+        then the pooling head as if its query attended to that token only (value and output
+        projections, then the head's MLP) — exactly the embedding when the attention is one-hot.
+        """
         raise NotImplementedError(f"backbone {self.name!r} has no token projection")
 
     def final_norm(self) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -158,7 +176,8 @@ class Backbone(ABC):
                                    "image_size": list(self.image_size), "vit": self.is_vit,
                                    "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
         if self.is_vit:
-            info.update(patch_size=list(self.patch_size), grid_size=list(self.grid_size),
+            info.update(pooling=self.pooling, prefix_tokens=self.num_prefix_tokens,
+                        patch_size=list(self.patch_size), grid_size=list(self.grid_size),
                         layers=self.num_layers, heads=self.num_heads, width=self.width)
         return info
 

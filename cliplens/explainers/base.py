@@ -146,13 +146,33 @@ class Explainer(ABC):
         if not self.name:
             self.name = type(self).__name__
 
+    #: the :attr:`Backbone.pooling` kinds this explainer is written for (default: class-token towers only);
+    #: :meth:`check_support` refuses the others, so a method that reads the class token is never run on SigLIP
+    poolings: ClassVar[tuple[str, ...]] = ("class_token",)
+    #: pooling -> why this explainer refuses it (a generic reason otherwise)
+    pooling_refusals: ClassVar[dict[str, str]] = {}
+
     @classmethod
     def supports(cls, backbone: "Backbone") -> bool | str:
         """True if this explainer can run on ``backbone``, else a reason (str).
 
-        The default requires a ViT image tower that can be traced.
+        The default requires a ViT image tower that can be traced. The pooling check of
+        :meth:`check_support` comes on top of it, whatever a subclass returns here.
         """
         return True if backbone.is_vit else "it needs a ViT image tower (open_clip VisionTransformer)"
+
+    @classmethod
+    def check_support(cls, backbone: "Backbone") -> bool | str:
+        """:meth:`supports`, then the pooling check: True, or the reason this explainer refuses ``backbone``."""
+        verdict = cls.supports(backbone)
+        if verdict is not True:
+            return verdict
+        pooling = getattr(backbone, "pooling", "class_token")
+        if backbone.is_vit and pooling not in cls.poolings:
+            return cls.pooling_refusals.get(pooling) or (
+                f"it reads the class token, and this image tower pools with {pooling.replace('_', ' ')} "
+                "(no class token to read)")
+        return True
 
     @abstractmethod
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:

@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..backbones.base import Backbone
+from ..backbones.base import POOLINGS, Backbone
 from ..backbones.vit import AttentionSpec, dual_path, tokens_to_grid
 from ..errors import ExplainerError, InputError
 from ..options import to_bool, to_int
@@ -258,6 +258,10 @@ class CLIPSurgery(Explainer):
     """
 
     map_order: ClassVar[str] = NORMALIZE_THEN_UPSAMPLE
+    #: on attention-pooled towers (SigLIP) the class feature is the pooled embedding (the pooling
+    #: query's output) and the v–v path's patch tokens go through ``project_tokens`` (each token as
+    #: the pooling head would map it alone); no class-token row is read anywhere
+    poolings = POOLINGS
 
     def __init__(self, backbone: Backbone, *, arch_surgery: bool | str = True, feature_surgery: bool | str = True,
                  depth: int | str = DEFAULT_DEPTH, weight_products: bool | str = True,

@@ -167,7 +167,8 @@ class Decomposition:
         if heads is not None:
             picked = picked[:, :, list(heads)]
         out = picked.sum((1, 2))
-        return out[:, 1:] if patches_only else out
+        h, w = self.grid_size  # patch tokens are the last h*w, after the prefix tokens
+        return out[:, out.shape[1] - h * w:] if patches_only else out
 
     def patch_map(self, **kwargs: object) -> torch.Tensor:
         """(B, X, h, w) patch-token contributions on the grid (``per_token(patches_only=True)``, same options)."""
@@ -336,7 +337,18 @@ class DecompositionExplainer(Explainer):
     Extras: ``head_scores`` (B, P, T) each chosen head's total contribution to each
     text (summed over all N+1 tokens), ``head_names`` its P ``"L.H"`` labels, and
     ``class_token`` (B, T) the class token's own contribution.
+
+    Attention-pooled towers (SigLIP) are refused: there the embedding is ``p + mlp(norm(p))``
+    of the pooled ``p``. ``p`` is linear in every token's residual components given each
+    token's final-norm scale, so direct effects are exact only up to the pooling head's MLP,
+    which this decomposition (written for the class token through ``ln_post`` and ``proj``) does not split.
     """
+
+    pooling_refusals = {
+        "attention_pool": "the residual decomposition follows the class token through ln_post and proj; through an "
+                          "attention-pooling head direct effects are exact only up to the head's MLP, which it does not split",
+        "mean": "the residual decomposition follows the class token through ln_post and proj; this tower mean-pools",
+    }
 
     def __init__(self, backbone, *, layers: Iterable[int] | None = None, last_k: int | None = None,
                  heads: Sequence[str] | None = None, mode: str = "contribution",
@@ -370,7 +382,7 @@ class DecompositionExplainer(Explainer):
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         scores, per_head = self.token_scores(pixels, text_features)
         h, w = self.backbone.grid_size
-        patches = scores[:, 1:].transpose(1, 2).reshape(pixels.shape[0], -1, h, w)
+        patches = scores[:, self.backbone.num_prefix_tokens:].transpose(1, 2).reshape(pixels.shape[0], -1, h, w)
         if self.mode == "segmentation":
             patches = segmentation_scores(patches)
         return PatchScores(patches, extras={"head_scores": per_head, "head_names": self.head_names,

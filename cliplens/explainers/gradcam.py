@@ -25,7 +25,7 @@ from typing import ClassVar, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..backbones.base import Backbone
+from ..backbones.base import POOLINGS, Backbone
 from ..options import to_choice, to_int
 from .base import Explainer, PatchScores
 
@@ -42,6 +42,8 @@ class GradCAM(Explainer):
     """
 
     needs_grad: ClassVar[bool] = True
+    #: the target is the pooled embedding's cosine, whatever the pooling; the map covers the patch tokens
+    poolings = POOLINGS
 
     def __init__(self, backbone: Backbone, *, layer: int | str = -1, activation: str = "block_input",
                  templates: Sequence[str] | None = None) -> None:
@@ -66,16 +68,16 @@ class GradCAM(Explainer):
             maps = []
             for j in range(num_texts):  # images are independent, so one backward of the batch sum serves all
                 (grads,) = torch.autograd.grad(cosines[:, j].sum(), activations, retain_graph=j < num_texts - 1)
-                maps.append(self._cam(activations.detach(), grads))
+                maps.append(self._cam(activations.detach(), grads, backbone.num_prefix_tokens))
         h, w = backbone.grid_size
         scores = torch.stack(maps, dim=1)  # (B, T, N)
         return PatchScores(scores.reshape(scores.shape[0], num_texts, h, w),
                            extras={"layer": self.layer, "activation": self.activation})
 
     @staticmethod
-    def _cam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-        """(B, N+1, d) activations and gradients -> (B, N) ReLU(sum_c w_c A_c) over patch tokens."""
-        patches, patch_grads = activations[:, 1:].float(), grads[:, 1:].float()
+    def _cam(activations: torch.Tensor, grads: torch.Tensor, prefix: int = 1) -> torch.Tensor:
+        """(B, N+P, d) activations and gradients -> (B, N) ReLU(sum_c w_c A_c) over the patch tokens."""
+        patches, patch_grads = activations[:, prefix:].float(), grads[:, prefix:].float()
         weights = patch_grads.mean(dim=1, keepdim=True)  # (B, 1, d): gradient averaged over patch tokens
         return torch.relu((patches * weights).sum(dim=-1))
 

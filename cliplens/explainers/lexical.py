@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..backbones.base import Backbone
+from ..backbones.base import POOLINGS, Backbone
 from ..cache import text_embeddings
 from ..errors import ExplainerError, InputError
 from ..options import to_bool, to_choice, to_float, to_positive_int
@@ -230,6 +230,9 @@ class Lexical(Explainer):
         word_template: how each word is embedded (default ``"{}"``, the bare word).
         cache: keep the vocabulary embeddings on disk (default True; memory is always used).
     """
+
+    #: patch features as CLIP Surgery's (``project_tokens``: on SigLIP each token through the pooling head alone)
+    poolings = POOLINGS
 
     def __init__(self, backbone: Backbone, *, vocabulary: str | Path | None = None, mode: str = "threshold",
                  k: int | str = 64, temperature: float | str = 0.01, top_words: int | str = 5,

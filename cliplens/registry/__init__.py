@@ -102,7 +102,7 @@ def create_explainer(name: str, backbone: "Backbone | str", **options: Any) -> "
     if isinstance(backbone, str):
         backbone = create_backbone(backbone)
     cls = get_explainer_class(name)
-    support = cls.supports(backbone)
+    support = cls.check_support(backbone) if hasattr(cls, "check_support") else cls.supports(backbone)
     if support is not True:
         reason = support if isinstance(support, str) else "it is not supported"
         raise ExplainerError(f"explainer {name!r} cannot run on backbone {backbone.name!r}: {reason}")

@@ -95,7 +95,7 @@ def test_contract(explainer_name, backbone_name, vocabulary, monkeypatch, tmp_pa
     monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path / "cache"))
     backbone = backbone_for(backbone_name)
     cls = cliplens.get_explainer_class(explainer_name)
-    support = cls.supports(backbone)
+    support = cls.check_support(backbone)
     assert support is True or (isinstance(support, str) and support.strip()), \
         f"supports() must return True or a reason, got {support!r}"
     if support is not True:
