@@ -131,6 +131,13 @@ class CocoPolygonDataset(SegmentationDataset):
     def __len__(self) -> int:
         return len(self.image_paths)
 
+    def image_labels(self, index: int) -> set[int]:
+        """Mask classes (label class + 1) of every object in image ``index``'s label file, hidden ones included."""
+        label_path = self.label_dir / f"{self.image_paths[index].stem}.txt"
+        if not label_path.is_file():
+            return set()
+        return {label + 1 for label, _ in parse_polygon_labels(label_path, len(self.label_class_names))}
+
     def __getitem__(self, index: int) -> SegmentationSample:
         image_path = self.image_paths[index]
         stem = image_path.stem

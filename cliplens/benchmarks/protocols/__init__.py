@@ -1,6 +1,8 @@
 """Published evaluation protocols, each a self-contained loop over a dataset with its own metrics.
 
 - :mod:`.imagenet_seg` — ImageNet-segmentation (Chefer et al., CVPR 2021 / ICCV 2021; TextSpan, ICLR 2024).
+- :mod:`.ovss` — open-vocabulary semantic segmentation (MaskCLIP, SCLIP, ClearCLIP, NACLIP; mmseg configs).
+- :mod:`.multilabel` — multi-label recognition with and without feature surgery (CLIP Surgery).
 
 Each protocol returns a result dict with the protocol's numbers and a ``protocol`` card
 (every setting that decides the numbers), written beside the ``bench`` results.

@@ -123,6 +123,7 @@ def run_imagenet_seg(explainer: "Explainer", dataset: "SegmentationDataset", ind
     """
     from tqdm import tqdm
 
+    from ...cache import text_embeddings
     from ...explainers.base import scores_to_maps
 
     backbone = explainer.backbone
@@ -132,7 +133,7 @@ def run_imagenet_seg(explainer: "Explainer", dataset: "SegmentationDataset", ind
         raise InputError("the ImageNet-seg protocol needs class names and templates with one {} each")
     if subtract_class_mean is None:
         subtract_class_mean = explainer.name in LINEAR_IN_TEXT
-    class_features = backbone.encode_text(names, templates=prompts).float()  # (K, D) unit norm
+    class_features = text_embeddings(backbone, names, kind="prompts", templates=prompts)  # (K, D) unit norm, cached
     mean_feature = class_features.mean(0, keepdim=True)
     size = tuple(backbone.image_size)
     scores = ImageNetSegScores()

@@ -179,6 +179,8 @@ def run_ovss(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
     """
     from tqdm import tqdm
 
+    from ...cache import text_embeddings
+
     backbone = explainer.backbone
     settings = (settings or BENCHMARK_SETTINGS.get(getattr(dataset, "name", ""), OVSSSettings())).check()
     synonyms = [list(s) for s in (class_synonyms or getattr(dataset, "class_synonyms", None)
@@ -188,7 +190,7 @@ def run_ovss(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
     names = [n for group in synonyms for n in group]
     query_class = torch.tensor([c for c, group in enumerate(synonyms) for _ in group])
     prompts = list(templates) if templates is not None else imagenet_templates()
-    text = backbone.encode_text(names, templates=prompts).float()
+    text = text_embeddings(backbone, names, kind="prompts", templates=prompts)
     confusion = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
     chosen = list(range(len(dataset))) if indices is None else list(indices)
     for index in tqdm(chosen, unit="img", disable=not progress, file=sys.stderr, desc="ovss"):

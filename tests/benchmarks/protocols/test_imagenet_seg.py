@@ -85,3 +85,20 @@ def test_class_mean_subtraction_equals_mean_of_maps(toy_matfile):
         each = explainer.explain_patches(pixels, texts).scores  # (1, K, h, w)
         direct = explainer.explain_patches(pixels, texts[:1] - texts.mean(0, keepdim=True)).scores
     assert torch.allclose(direct[0, 0], each[0, 0] - each[0].mean(0), atol=1e-5)
+
+
+def test_class_prompts_go_through_the_text_embedding_cache(toy_matfile, monkeypatch):
+    import cliplens.cache as cache
+
+    calls = []
+    real = cache.text_embeddings
+
+    def spy(backbone, texts, **kwargs):
+        calls.append((len(list(texts)), kwargs.get("kind"), kwargs.get("templates")))
+        return real(backbone, texts, **kwargs)
+
+    monkeypatch.setattr(cache, "text_embeddings", spy)
+    backbone = cliplens.create_backbone("toy")
+    run_imagenet_seg(cliplens.create_explainer("raw_similarity", backbone), imagenet_seg_factory(str(toy_matfile)),
+                     [0], classnames=CLASS_NAMES[1:], templates=["a photo of a {}."])
+    assert calls == [(36, "prompts", ["a photo of a {}."])]
