@@ -13,5 +13,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.decomposition",
     "cliplens.plugins.textspan",
     "cliplens.plugins.relevance",
+    "cliplens.plugins.localisers",
     "cliplens.plugins.toy",
 )

@@ -26,9 +26,9 @@ def toy_objects():
     return backbone, backbone.preprocess([s.image for s in samples]), [s.mask for s in samples]
 
 
-def contrast(backbone, pixels: torch.Tensor, masks: list[np.ndarray], explainer: str) -> float:
+def contrast(backbone, pixels: torch.Tensor, masks: list[np.ndarray], explainer: str, **options: object) -> float:
     prompts = [ZERO_SHOT_TEMPLATE.format(with_article(name)) for name in CLASS_NAMES[1:]]
-    maps = create_explainer(explainer, backbone).explain(pixels=pixels, texts=prompts).maps.numpy()  # (B, 36, H, W)
+    maps = create_explainer(explainer, backbone, **options).explain(pixels=pixels, texts=prompts).maps.numpy()  # (B, 36, H, W)
     diffs = [maps[b, c - 1][mask == c].mean() - maps[b, c - 1][mask != c].mean()
              for b, mask in enumerate(masks) for c in np.unique(mask) if c != 0]
     return float(np.mean(diffs))

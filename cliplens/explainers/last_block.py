@@ -1,0 +1,89 @@
+"""The shared step of the training-free "last block" localisers (MaskCLIP, SCLIP, ClearCLIP, NACLIP).
+
+Each of those methods keeps the image tower up to its last block and re-runs that
+block with another attention (:class:`~cliplens.backbones.vit.AttentionSpec`), with
+the residual connection and the MLP kept or dropped; the patch tokens of the result
+go through ``ln_post`` and ``proj`` and are compared with the texts by cosine::
+
+    x      = block_inputs[L-1]                        (B, N+1, d), the stream entering the last block
+    a      = out_proj(A_S(ln_1(x)) v)                 attention of spec S, out-proj bias and layer scale kept
+    y      = (x if residual else 0) + a
+    y      = y + mlp(ln_2(y))      if mlp
+    F_bi   = ln_post(y[b, 1 + i]) @ proj              (B, N, D), patch tokens only
+    S_bji  = <F_bi / |F_bi|, t_j>                     (B, T, h, w), raw cosines (no per-map min–max)
+
+The scores are raw cosines, so the OVSS protocol (``benchmarks/protocols/ovss.py``)
+runs these explainers unchanged; maps for display are upsampled, then min–max
+normalised (``map_order`` "upsample_then_normalize"), as every one of these
+papers upsamples its logits bilinearly.
+
+Everything goes through the ViT layer (:mod:`cliplens.backbones.vit`); nothing here
+touches a model's modules.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..backbones.base import Backbone
+from ..backbones.vit import AttentionSpec, run_block, tokens_to_grid
+from .base import UPSAMPLE_THEN_NORMALIZE, Explainer, PatchScores
+
+__all__ = ["last_block_tokens", "patch_text_scores", "LastBlockExplainer"]
+
+
+def last_block_tokens(backbone: Backbone, pixels: torch.Tensor, spec: AttentionSpec, *, residual: bool,
+                      mlp: bool) -> torch.Tensor:
+    """One traced forward, then the last block re-run with attention ``spec``.
+
+    Args:
+        pixels: (B, 3, S, S) preprocessed images.
+        spec: the attention of the re-run block.
+        residual: keep the residual stream entering the block (else the output is the attention branch).
+        mlp: add the block's MLP branch (computed on the re-run block's own stream).
+    Returns:
+        (B, N+P, d) the re-run block's output tokens, before ``ln_post``.
+    """
+    last = backbone.num_layers - 1
+    trace = backbone.trace(pixels, layers=(last,), capture=("block_inputs", "ln_1"))
+    return run_block(trace.blocks[last], trace.block_inputs[last], spec, ln_source=trace.ln_1[last],
+                     residual=residual, mlp=mlp)
+
+
+def patch_text_scores(backbone: Backbone, tokens: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """(B, N+P, d) tokens, (T, D) texts -> (B, T, h, w) cosines of the projected patch tokens with the texts."""
+    patches = F.normalize(backbone.project_tokens(tokens[:, backbone.num_prefix_tokens:]), dim=-1)  # (B, N, D)
+    texts = F.normalize(text_features.to(device=patches.device, dtype=patches.dtype), dim=-1)
+    return tokens_to_grid(patches @ texts.T, backbone.grid_size)
+
+
+class LastBlockExplainer(Explainer):
+    """Base of the last-block localisers: subclasses set ``self.spec``, ``self.residual`` and ``self.mlp``.
+
+    ``extras``: ``{"attention": terms, "residual": bool, "mlp": bool}``.
+    """
+
+    map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
+    #: what the method is called in messages
+    method: ClassVar[str] = "this localiser"
+
+    def __init__(self, backbone: Backbone, *, spec: AttentionSpec, residual: bool, mlp: bool,
+                 templates: Sequence[str] | None = None) -> None:
+        super().__init__(backbone, templates=templates)
+        self.spec, self.residual, self.mlp = spec, residual, mlp
+
+    @classmethod
+    def supports(cls, backbone: Backbone) -> bool | str:
+        if backbone.is_vit:
+            return True
+        return (f"{cls.method} re-runs the last block of a ViT image tower with another attention; it needs an "
+                "open_clip VisionTransformer with class-token pooling")
+
+    def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
+        """(B, 3, S, S), (T, D) -> raw cosines (B, T, h, w)."""
+        tokens = last_block_tokens(self.backbone, pixels, self.spec, residual=self.residual, mlp=self.mlp)
+        return PatchScores(patch_text_scores(self.backbone, tokens, text_features),
+                           extras={"attention": list(self.spec.terms), "residual": self.residual, "mlp": self.mlp})
