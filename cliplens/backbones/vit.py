@@ -97,6 +97,8 @@ class ViTBlock:
         layer_scale: (d,) multiplies the attention branch (ones when the block has none).
         mlp_branch: (B, N+P, d) residual stream -> what the MLP adds (``ls_2(mlp(ln_2(x)))``).
         num_heads: H.
+        q_norm, k_norm: (B, H, N, dh) -> (B, H, N, dh) per-head norms applied to q and k after the
+            projection (timm's ``qk_norm``, SigLIP 2 / ViT-22B style); None when the block has none.
     """
 
     ln_1: Callable[[torch.Tensor], torch.Tensor]
@@ -107,6 +109,8 @@ class ViTBlock:
     layer_scale: torch.Tensor
     mlp_branch: Callable[[torch.Tensor], torch.Tensor]
     num_heads: int
+    q_norm: Callable[[torch.Tensor], torch.Tensor] | None = None
+    k_norm: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def width(self) -> int:
@@ -130,6 +134,10 @@ class ViTBlock:
                 rows = slice(index * d, (index + 1) * d)
                 bias = None if self.in_proj_bias is None else self.in_proj_bias[rows]
                 out[name] = F.linear(h, self.in_proj_weight[rows], bias).view(B, N, self.num_heads, -1).transpose(1, 2)
+        if "q" in out and self.q_norm is not None:
+            out["q"] = self.q_norm(out["q"])
+        if "k" in out and self.k_norm is not None:
+            out["k"] = self.k_norm(out["k"])
         return out
 
     def qkv(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

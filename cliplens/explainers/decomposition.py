@@ -350,6 +350,15 @@ class DecompositionExplainer(Explainer):
         "mean": "the residual decomposition follows the class token through ln_post and proj; this tower mean-pools",
     }
 
+    @classmethod
+    def supports(cls, backbone: "Backbone") -> bool | str:
+        verdict = super().supports(backbone)
+        if verdict is True and backbone.pooling == "class_token":
+            block = backbone.block(-1)
+            if block.q_norm is not None or block.k_norm is not None:
+                return "its per-token terms fold the key projection into the class token's query, which a q/k norm breaks"
+        return verdict
+
     def __init__(self, backbone, *, layers: Iterable[int] | None = None, last_k: int | None = None,
                  heads: Sequence[str] | None = None, mode: str = "contribution",
                  templates: Sequence[str] | None = None) -> None:

@@ -9,9 +9,9 @@ from ..registry.hookspecs import Register, hookimpl
 
 def _factory(arch: str):
     def create(arg: str | None, **options: Any):
-        from ..backbones.open_clip_backbone import OpenCLIPBackbone
+        from ..backbones.open_clip_factory import open_clip_backbone
 
-        return OpenCLIPBackbone.from_spec(arch, arg, **options)
+        return open_clip_backbone(arch, arg, **options)
 
     create.__doc__ = f"open_clip {arch}: random init, ARCH:TAG pretrained, or ARCH:PATH local checkpoint"
     return create

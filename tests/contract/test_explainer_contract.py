@@ -4,7 +4,7 @@ Parametrised from the registry, so a new built-in explainer is tested the moment
 registers; explainers of installed third-party plugins join with
 ``CLIPLENS_CONTRACT_PLUGINS=1``. Backbones: the shipped ``toy`` CLIP, a random tiny
 ViT with random biases and LayerNorms, a tiny non-ViT (ResNet) tower, and random
-ViT-B-32.
+ViT-B-32, and a tiny SigLIP-layout timm tower (no class token, attention pooling).
 
 Checked: output shapes and types, maps in [0, 1] and finite, batch invariance (one
 image at a time equals the batch), text-order invariance, determinism, the
@@ -51,9 +51,18 @@ def _tiny_resnet() -> OpenCLIPBackbone:
     return OpenCLIPBackbone(model, open_clip.get_tokenizer("RN50", context_length=16), name="tiny-resnet")
 
 
+def _tiny_siglip() -> OpenCLIPBackbone:
+    from cliplens.backbones.open_clip_factory import wrap_open_clip
+    from tests.backbones.timm_models import tiny_siglip
+
+    # SigLIP's layout (timm tower, no class token, MAP head, q/k norms); CLIP's BPE stands in for its tokenizer
+    return wrap_open_clip(tiny_siglip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-siglip")
+
+
 BACKBONES = {
     "toy": lambda: cliplens.create_backbone("toy"),
     "tiny-vit": _tiny_vit,
+    "tiny-siglip": _tiny_siglip,
     "tiny-resnet": _tiny_resnet,
     "ViT-B-32": lambda: cliplens.create_backbone("ViT-B-32"),
 }
