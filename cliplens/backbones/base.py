@@ -29,6 +29,8 @@ class Backbone(ABC):
     #: short name (registry name); ``spec`` is the full spec string it was created from
     name: str = ""
     spec: str = ""
+    #: a dataset spec of images from the model's own domain, for methods fitted on images (TextSpan); None: unknown
+    reference_images: str | None = None
 
     # ---- geometry -------------------------------------------------------------------
     @property

@@ -176,6 +176,9 @@ def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str,
         scores = {k: v for k, v in scores.items() if k not in ("miou/best", "miou/best_threshold")}
         scores["miou/threshold"] = miou_thresholds[0]
     result["scores"] = scores
+    report = explainer.report()
+    if report:
+        result["explainer"]["report"] = report
     if outcome.examples and ctx.is_main:
         save_examples(c.out / "examples" / f"{pid}.npz", outcome.examples, run.dataset.class_names)
         result["examples"] = f"examples/{pid}.npz"

@@ -185,6 +185,13 @@ class Explainer(ABC):
             :class:`PatchScores` with ``scores`` (B, T, h, w); higher means more relevant.
         """
 
+    def report(self) -> dict[str, Any]:
+        """What the explainer fitted or measured beyond its maps (JSON-able); ``bench`` keeps it in each result.
+
+        Default: nothing. (TextSpan reports its fit data and the accuracy change of its head ablation.)
+        """
+        return {}
+
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """(T,) texts -> (T, D) normalised embeddings, using this explainer's templates."""
         return self.backbone.encode_text(texts, templates=self.templates)

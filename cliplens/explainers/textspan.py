@@ -7,12 +7,12 @@ linearised, see :mod:`cliplens.explainers.decomposition`) is collected over
 many images, ``(n, D)`` per head, and TextSpan names the head with
 descriptions from a text pool.
 
-The ``textspan`` explainer (:class:`TextSpanExplainer`) maps with the
-decomposition map restricted to the chosen heads (default all heads of the last
-4 blocks). :meth:`TextSpanExplainer.fit` (run lazily when the ``dataset``
-option is given) names every head of the analysed layers with descriptions from
-a text pool; the chosen heads' top descriptions are then returned in
-``extras["head_texts"]``.
+The ``textspan`` explainer (:class:`TextSpanExplainer`) fits TextSpan on images
+(the ``dataset`` option, default the backbone's ``reference_images``) and maps each
+query text with the heads whose TextSpan basis spans it best
+(:mod:`cliplens.explainers.textspan_maps`); it can mean-ablate named or
+property heads and reports the zero-shot accuracy change. The chosen heads' top
+descriptions are returned in ``extras["head_texts"]``.
 
 Pool embeddings are cached in memory and on disk by :mod:`cliplens.cache` (kind
 ``textspan-pool``, keyed by the backbone fingerprint, the pool's texts and the
@@ -21,6 +21,8 @@ templates); ``CLIPLENS_CACHE=off`` (or ``cache=False``) keeps them off the disk.
 
 from __future__ import annotations
 
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -30,9 +32,10 @@ import torch
 from ..cache import text_embeddings
 from ..errors import InputError
 from .base import PatchScores
-from .decomposition import DecompositionExplainer, decompose
-from .layer_selection import resolve_layers
+from .decomposition import DecompositionExplainer, decompose, segmentation_scores
+from .layer_selection import parse_heads, resolve_layers
 from .textspan_algorithm import TextSpanResult, textspan
+from .textspan_maps import head_token_scores, selected_head_scores, span_scores, top_heads
 from .textspan_report import textspan_markdown, textspan_report
 
 if TYPE_CHECKING:
@@ -135,6 +138,22 @@ class TextSpanAnalysis:
         return "\n".join(head) + textspan_markdown(self.report(), max_texts=max_texts)
 
 
+@contextmanager
+def _threads_for(dim: int) -> Iterator[None]:
+    """One torch thread while TextSpan runs on a narrow joint space (D < 256).
+
+    There the greedy loop is thousands of tiny matrix ops and OpenMP hand-offs dominate: on the
+    toy (D = 64) a fit took 2.5 s on one thread and 43 s on two threads of a busy 2-core machine.
+    """
+    before = torch.get_num_threads()
+    if dim < 256:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def analyse_heads(backbone: "Backbone", batches: Iterable[torch.Tensor], *, layers: Iterable[int] | None = None,
                   last_k: int | None = 4, rank: int = 80, num_texts: int = 20, pool: Sequence[str] | None = None,
                   pool_embeddings: torch.Tensor | None = None, cache: bool = True,
@@ -151,24 +170,47 @@ def analyse_heads(backbone: "Backbone", batches: Iterable[torch.Tensor], *, laye
     texts = list(pool) if pool is not None else load_pool()
     embeddings = pool_embeddings if pool_embeddings is not None else embed_pool(backbone, texts, cache=cache)
     outputs = head_contributions(backbone, batches, chosen)  # (n, L', H, D)
-    results = {(layer, h): textspan(outputs[:, i, h], embeddings, rank=rank, num_texts=num_texts)
-               for i, layer in enumerate(chosen) for h in range(outputs.shape[2])}
+    with _threads_for(embeddings.shape[-1]):
+        results = {(layer, h): textspan(outputs[:, i, h], embeddings, rank=rank, num_texts=num_texts)
+                   for i, layer in enumerate(chosen) for h in range(outputs.shape[2])}
     return TextSpanAnalysis(results, texts, chosen, rank, num_texts, outputs.shape[0], dict(info or {}))
 
 
 # ---- the explainer --------------------------------------------------------------------------------------
+#: fitted analyses per backbone, keyed by the fit settings (a fit is deterministic, so explainers can share it)
+_FITS: "weakref.WeakKeyDictionary[Backbone, dict[tuple, tuple[TextSpanAnalysis, dict[str, Any] | None]]]" = \
+    weakref.WeakKeyDictionary()
+
+
 class TextSpanExplainer(DecompositionExplainer):
-    """Map from the chosen heads' token contributions; TextSpan names those heads.
+    """Property-aware maps from the heads whose TextSpan basis spans the query text (Gandelsman et al., ICLR 2024).
+
+    :meth:`fit` runs TextSpan on every head of the analysed layers over images from
+    ``dataset`` (default the backbone's own ``reference_images``, e.g. ``shapes:train`` for
+    ``toy``). Then, for each query text ``t`` (unit), every head ``h`` gets the span score
+    ``|U_h t|²`` (``U_h`` the head's orthonormal TextSpan basis,
+    :mod:`cliplens.explainers.textspan_maps`), and the map is the sum of the source-token
+    contributions (residual decomposition, ``ln_post`` linearised) of the ``map_heads``
+    best-scoring heads only — the paper's use of TextSpan for property-specific localisation.
+    Without any images to fit on, the map is the decomposition map of every analysed head
+    and ``extras["head_selection"]`` says so.
+
+    Spurious-head removal (the paper's mean-ablation of heads): ``ablate`` names heads
+    (``"L.H"``) and ``ablate_property`` a property text (e.g. ``"colour"``) whose
+    ``ablate_count`` best-spanning heads are removed; ablated heads never enter a map, and when
+    the fit images come with labels the zero-shot accuracy before / after mean-ablating them is
+    measured on those images (``extras["ablation"]``, and :meth:`report` for ``bench``).
 
     Options (besides ``mode`` and ``templates``, as for ``decomposition``):
-        heads: heads whose token contributions make the map, e.g. ``["11.3", "10.0"]``
-            (default every head of ``layers``).
+        heads: candidate heads, e.g. ``["11.3", "10.0"]`` (default every head of ``layers``).
         layers / last_k: blocks to analyse and (without ``heads``) to map; default the last 4.
+        map_heads: heads per text in a map (4); 0 maps with every candidate head.
+        ablate, ablate_property, ablate_count: heads to remove (see above; 2 property heads).
         rank: k, principal directions per head (80); num_texts: m, texts chosen per head (20).
         pool: a text file with one description per line, or a list of strings
             (default the shipped pool).
-        dataset: a dataset spec (``"shapes:test"``) whose images :meth:`fit` uses
-            on the first :meth:`explain`; limit: at most this many images (100).
+        dataset: a dataset spec (``"shapes:train"``) whose images :meth:`fit` uses on the first
+            :meth:`explain`; limit: at most this many images (100).
         cache: keep pool embeddings on disk (``$CLIPLENS_CACHE``).
         top_texts: descriptions per head in ``extras["head_texts"]`` (5).
     """
@@ -177,20 +219,32 @@ class TextSpanExplainer(DecompositionExplainer):
                  layers: Iterable[int] | None = None, last_k: int | None = None, rank: int = 80,
                  num_texts: int = 20, pool: str | Sequence[str] | None = None, dataset: str | None = None,
                  limit: int = 100, batch_size: int = 16, cache: bool = True, top_texts: int = 5,
-                 mode: str = "contribution", templates: Sequence[str] | None = None) -> None:
+                 map_heads: int = 4, ablate: Sequence[str] | str | None = None, ablate_property: str | None = None,
+                 ablate_count: int = 2, mode: str = "contribution", templates: Sequence[str] | None = None) -> None:
         if layers is None and last_k is None:
             last_k = min(4, backbone.num_layers)
         super().__init__(backbone, layers=layers, last_k=last_k, heads=heads, mode=mode, templates=templates)
         self.analysed_layers = resolve_layers(backbone, layers, last_k)
         if heads:  # analyse the layers of the chosen heads too
             self.analysed_layers = tuple(sorted(set(self.analysed_layers) | set(self.heads)))
-        if rank < 1 or num_texts < 1 or limit < 1 or batch_size < 1 or top_texts < 0:
-            raise InputError("rank, num_texts, limit and batch_size must be >= 1 and top_texts >= 0")
+        if min(rank, num_texts, limit, batch_size) < 1 or min(top_texts, map_heads, ablate_count) < 0:
+            raise InputError("rank, num_texts, limit and batch_size must be >= 1; top_texts, map_heads and "
+                             "ablate_count >= 0")
         self.rank, self.num_texts, self.limit, self.batch_size = int(rank), int(num_texts), int(limit), int(batch_size)
-        self.top_texts, self.cache, self.dataset = int(top_texts), bool(cache), dataset
+        self.top_texts, self.cache = int(top_texts), bool(cache)
+        self.dataset = dataset if dataset is not None else getattr(backbone, "reference_images", None)
+        self.map_heads, self.ablate_count = int(map_heads), int(ablate_count)
+        self.ablate_property = ablate_property
+        self.ablated_named = parse_heads(backbone, [ablate] if isinstance(ablate, str) else ablate) if ablate else {}
+        missing = [f"{layer}.{h}" for layer, hs in self.ablated_named.items() for h in hs
+                   if layer not in self.analysed_layers]
+        if missing:
+            raise InputError(f"ablate names heads {missing} outside the analysed layers {list(self.analysed_layers)}: "
+                             "add their layers with the layers option")
         self._pool_arg = pool
         self._pool: list[str] | None = None
         self.analysis: TextSpanAnalysis | None = None
+        self.ablation: dict[str, Any] | None = None
 
     @property
     def pool(self) -> list[str]:
@@ -204,23 +258,24 @@ class TextSpanExplainer(DecompositionExplainer):
                     raise InputError("the text pool is empty: pass descriptions or a file")
         return self._pool
 
-    def _batches(self, source: Any) -> Iterator[torch.Tensor]:
-        """(b, 3, S, S) batches from a dataset spec / dataset / PIL images / pixel tensor, at most ``limit`` images."""
+    def _images(self, source: Any) -> tuple[Sequence[Any] | torch.Tensor, Any]:
+        """(at most ``limit`` images or a pixel tensor, the dataset or None) from what :meth:`fit` was given."""
         if isinstance(source, torch.Tensor):
             pixels = source if source.dim() == 4 else source.unsqueeze(0)
-            for start in range(0, min(len(pixels), self.limit), self.batch_size):
-                yield pixels[start:min(start + self.batch_size, self.limit)]
-            return
+            return pixels[: self.limit], None
         if isinstance(source, str):
             from ..registry import create_dataset
 
             source = create_dataset(source)
         if hasattr(source, "class_names") and hasattr(source, "__getitem__"):
-            images: Sequence[Any] = [source[i].image for i in range(min(len(source), self.limit))]
-        else:
-            images = list(source)[: self.limit]
+            return [source[i].image for i in range(min(len(source), self.limit))], source
+        return list(source)[: self.limit], None
+
+    def _batches(self, images: Sequence[Any] | torch.Tensor) -> Iterator[torch.Tensor]:
+        """(b, 3, S, S) batches of ``images``."""
         for start in range(0, len(images), self.batch_size):
-            yield self.backbone.preprocess(images[start:start + self.batch_size])
+            chunk = images[start:start + self.batch_size]
+            yield chunk if isinstance(chunk, torch.Tensor) else self.backbone.preprocess(chunk)
 
     def fit(self, source: Any = None, *, info: dict[str, Any] | None = None) -> TextSpanAnalysis:
         """Run TextSpan on every head of :attr:`analysed_layers` over ``source`` (default the ``dataset`` option).
@@ -230,22 +285,113 @@ class TextSpanExplainer(DecompositionExplainer):
         source = self.dataset if source is None else source
         if source is None:
             raise InputError("TextSpan needs images: pass a dataset or images to fit(), or the dataset option")
-        embeddings = embed_pool(self.backbone, self.pool, cache=self.cache)
-        meta = {"backbone": self.backbone.spec or self.backbone.name, **(info or {})}
-        if isinstance(source, str):
-            meta.setdefault("source", source)
-        self.analysis = analyse_heads(self.backbone, self._batches(source), layers=self.analysed_layers,
-                                      rank=self.rank, num_texts=self.num_texts, pool=self.pool,
-                                      pool_embeddings=embeddings, info=meta)
+        key = (source, self.analysed_layers, self.rank, self.num_texts, self.limit, tuple(self.pool)) \
+            if isinstance(source, str) else None
+        fits = _FITS.setdefault(self.backbone, {})
+        if key is not None and key in fits:
+            self.analysis, dataset = fits[key]
+        else:
+            embeddings = embed_pool(self.backbone, self.pool, cache=self.cache)
+            meta = {"backbone": self.backbone.spec or self.backbone.name, **(info or {})}
+            if isinstance(source, str):
+                meta.setdefault("source", source)
+            images, dataset = self._images(source)
+            self.analysis = analyse_heads(self.backbone, self._batches(images), layers=self.analysed_layers,
+                                          rank=self.rank, num_texts=self.num_texts, pool=self.pool,
+                                          pool_embeddings=embeddings, info=meta)
+            if key is not None:
+                fits[key] = (self.analysis, dataset)
+        self.ablation = self._measure_ablation(dataset)
         return self.analysis
 
+    # ---- head choice ------------------------------------------------------------------------------------
+    def _candidates(self) -> torch.Tensor:
+        """(L', H) bool: heads a map may use (the ``heads`` option, minus ablated heads)."""
+        allowed = torch.zeros(len(self.analysed_layers), self.backbone.num_heads, dtype=torch.bool)
+        for row, layer in enumerate(self.analysed_layers):
+            allowed[row, list(self.heads.get(layer, ()))] = True
+        for layer, hs in self.ablated_heads().items():
+            allowed[self.analysed_layers.index(layer), list(hs)] = False
+        return allowed
+
+    def ablated_heads(self) -> dict[int, tuple[int, ...]]:
+        """``{layer: heads}`` removed from maps: the named ones plus the property's best-spanning heads."""
+        heads = {layer: set(hs) for layer, hs in self.ablated_named.items()}
+        if self.ablate_property and self.ablate_count and self.analysis is not None:
+            scores = self._span_scores(self.backbone.encode_text([self.ablate_property], templates=self.templates))
+            for flat in top_heads(scores, self.ablate_count)[:, 0].tolist():
+                row, head = divmod(flat, self.backbone.num_heads)
+                heads.setdefault(self.analysed_layers[row], set()).add(head)
+        return {layer: tuple(sorted(hs)) for layer, hs in sorted(heads.items())}
+
+    def _span_scores(self, text_features: torch.Tensor) -> torch.Tensor:
+        assert self.analysis is not None
+        return span_scores(self.analysis.results, self.analysed_layers, self.backbone.num_heads, text_features)
+
+    def _measure_ablation(self, dataset: Any) -> dict[str, Any] | None:
+        """Zero-shot accuracy before / after mean-ablating :meth:`ablated_heads` on the fit images, if labelled."""
+        ablated = self.ablated_heads()
+        if not ablated or dataset is None:
+            return None
+        from .ablation import AblationSpec, evaluate_ablation, labelled_images
+
+        data = labelled_images(dataset, limit=self.limit)
+        if len(data.labels) == 0:
+            return None
+        spec = AblationSpec(heads=ablated)
+        result = evaluate_ablation(self.backbone, data, [spec], templates=self.templates,
+                                   batch_size=self.batch_size)[0]
+        return {**result.to_dict(), "dataset": getattr(dataset, "spec", None)}
+
+    def report(self) -> dict[str, Any]:
+        """What the fit found that ``bench`` keeps beside the scores: ablated heads and the accuracy change."""
+        if self.analysis is None and self.dataset is not None:
+            self.fit()
+        ablated = [f"{layer}.{h}" for layer, hs in self.ablated_heads().items() for h in hs]
+        return {"fit": self.analysis.info.get("source") if self.analysis else None, "ablated_heads": ablated,
+                "ablation": self.ablation}
+
+    # ---- maps ---------------------------------------------------------------------------------------------
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         if self.analysis is None and self.dataset is not None:
             self.fit()
-        result = super().explain_patches(pixels, text_features)
+        allowed = self._candidates()
+        if self.analysis is None or self.map_heads == 0:
+            result = self._all_heads_map(pixels, text_features, allowed)
+        else:
+            chosen = top_heads(self._span_scores(text_features), self.map_heads, allowed)  # (k, T)
+            per_head = head_token_scores(self.backbone, pixels, text_features, self.analysed_layers)
+            scores = selected_head_scores(per_head, chosen)  # (B, N+P, T)
+            h, w = self.backbone.grid_size
+            P = self.backbone.num_prefix_tokens
+            patches = scores[:, P:].transpose(1, 2).reshape(pixels.shape[0], -1, h, w)
+            if self.mode == "segmentation":
+                patches = segmentation_scores(patches)
+            names = [f"{self.analysed_layers[i // self.backbone.num_heads]}.{i % self.backbone.num_heads}"
+                     for i in range(allowed.numel())]
+            result = PatchScores(patches.float(), extras={
+                "head_selection": "TextSpan span score |U_h t|^2, top " + str(chosen.shape[0]),
+                "map_heads": [[names[i] for i in chosen[:, t].tolist()] for t in range(chosen.shape[1])]})
         if self.analysis is not None and self.top_texts:
             result.extras["head_texts"] = {
                 f"{layer}.{head}": self.analysis.texts(layer, head, self.top_texts)
                 for layer, hs in self.heads.items() for head in hs if (layer, head) in self.analysis.results}
+        if self.ablation is not None:
+            result.extras["ablation"] = self.ablation
         return result
 
+    def _all_heads_map(self, pixels: torch.Tensor, text_features: torch.Tensor, allowed: torch.Tensor) -> PatchScores:
+        """The decomposition map of every candidate head (no fit, or ``map_heads=0``)."""
+        kept = {layer: tuple(int(h) for h in allowed[row].nonzero().flatten())
+                for row, layer in enumerate(self.analysed_layers) if allowed[row].any()}
+        if not kept:
+            raise InputError("every candidate head is ablated: ablate fewer heads")
+        full, self.heads = self.heads, kept
+        try:
+            result = super().explain_patches(pixels, text_features)
+        finally:
+            self.heads = full
+        if self.analysis is None:
+            result.extras["head_selection"] = ("every head of layers " + ", ".join(map(str, self.analysed_layers))
+                                               + ": no TextSpan fit (pass dataset=SPEC to fit on images)")
+        return result

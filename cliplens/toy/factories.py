@@ -41,4 +41,5 @@ def toy_factory(arg: str | None, **options: Any):
     backbone = OpenCLIPBackbone(model, tokenizer, name="toy" if arg is None else f"toy:{arg}",
                                 image_mean=tuple(config["image_mean"]), image_std=tuple(config["image_std"]),
                                 device=options.get("device"), dtype=options.get("dtype"))
+    backbone.reference_images = "shapes:train"  # the scenes it was trained on (TextSpan fits on them)
     return backbone

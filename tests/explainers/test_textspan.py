@@ -205,3 +205,94 @@ def test_toy_heads_with_a_pool_in_its_own_words(toy_scenes, one_thread, cache):
     table = kind_table(ts.analyse_heads(backbone, [pixels], num_texts=10, pool=pool))
     assert max(s for _, s in table.values()) >= 0.6, table
     assert max(c for c, _ in table.values()) >= 0.6, table
+
+
+# ---- property-aware maps and head ablation ----------------------------------------------------------------------
+def test_property_aware_map_matches_step_by_step_heads(tiny_backbone, cache):
+    """Per text: the k heads with the largest |U_h t|^2 (numpy, from the fitted bases), their token terms summed."""
+    import numpy as np
+
+    from tests.explainers.test_decomposition import _explicit
+
+    pool = ["red", "blue", "green", "a circle", "a square", "stripes", "dots", "a cat", "a dog", "grass"]
+    explainer = create_explainer("textspan", tiny_backbone, rank=6, num_texts=4, pool=pool, map_heads=3)
+    explainer.fit(_pixels(tiny_backbone, 12, seed=5))
+    px = _pixels(tiny_backbone, 1, seed=7)
+    texts = ["red", "a circle", "a dog"]
+    out = explainer.explain(pixels=px, texts=texts)
+    features = tiny_backbone.encode_text(texts).double().numpy()
+    h, w = tiny_backbone.grid_size
+    for t, text in enumerate(texts):
+        unit = features[t] / np.linalg.norm(features[t])
+        span = {key: float(np.sum((r.directions.numpy() @ unit) ** 2)) for key, r in explainer.analysis.results.items()}
+        chosen = sorted(span, key=lambda key: -span[key])[:3]
+        assert out.extras["map_heads"][t] == [f"{layer}.{head}" for layer, head in chosen]
+        tokens = _explicit(tiny_backbone.model, px, torch.from_numpy(features[t]))["tokens"]  # (L, H, N+1)
+        expected = sum(tokens[layer, head, 1:] for layer, head in chosen).reshape(h, w)
+        torch.testing.assert_close(out.patch_scores[0, t].double(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_colour_query_uses_the_head_built_to_span_colours(tiny_backbone, cache):
+    """By construction: head 1.0's basis spans the colour texts, head 2.1's the shape texts."""
+    from cliplens.explainers.textspan_algorithm import TextSpanResult
+
+    colours, shapes = ["red", "blue", "green"], ["a circle", "a square", "a star"]
+    explainer = create_explainer("textspan", tiny_backbone, pool=colours + shapes, map_heads=1, top_texts=0)
+    explainer.fit(_pixels(tiny_backbone, 4))
+    features = tiny_backbone.encode_text(colours + shapes).double()
+    empty = torch.zeros(0, features.shape[1], dtype=torch.float64)
+
+    def spanning(rows: torch.Tensor) -> TextSpanResult:
+        basis = torch.linalg.qr(rows.T).Q.T  # orthonormal rows spanning ``rows``
+        n = basis.shape[0]
+        return TextSpanResult(list(range(n)), torch.ones(n), torch.ones(n), torch.ones(n).cumsum(0), basis, 1.0, 1.0, n)
+
+    results = {key: TextSpanResult([], torch.zeros(0), torch.zeros(0), torch.zeros(0), empty, 1.0, 0.0, 0)
+               for key in explainer.analysis.results}
+    results[(1, 0)], results[(2, 1)] = spanning(features[:3]), spanning(features[3:])
+    explainer.analysis.results = results
+    out = explainer.explain(pixels=_pixels(tiny_backbone, 1), texts=["red", "green", "a square"])
+    assert out.extras["map_heads"] == [["1.0"], ["1.0"], ["2.1"]]
+    explainer.ablate_property, explainer.ablate_count = "blue", 1
+    assert explainer.ablated_heads() == {1: (0,)}
+    assert "1.0" not in explainer.explain(pixels=_pixels(tiny_backbone, 1), texts=["red"]).extras["map_heads"][0]
+
+
+def test_toy_colour_queries_pick_more_colour_heads_than_shape_queries(toy_scenes, one_thread, cache):
+    """On the toy (its heads are mixed: 4-6 of 10 texts colour), colour queries still lean to colour heads."""
+    from cliplens.toy import COLOURS, SHAPES
+
+    backbone, pixels = toy_scenes
+    explainer = create_explainer("textspan", backbone, pool=toy_vocabulary_pool(), num_texts=10, map_heads=2)
+    table = kind_table(explainer.fit(pixels))
+    queries = list(COLOURS) + [f"a {s}" for s in SHAPES]
+    chosen = explainer.explain(pixels=pixels[:1], texts=queries).extras["map_heads"]
+
+    def lean(heads: list[str]) -> float:  # colour minus shape share of the heads' texts
+        return sum(table[tuple(map(int, h.split(".")))][0] - table[tuple(map(int, h.split(".")))][1]
+                   for h in heads) / len(heads)
+
+    colour = sum(lean(h) for h in chosen[:len(COLOURS)]) / len(COLOURS)
+    shape = sum(lean(h) for h in chosen[len(COLOURS):]) / len(SHAPES)
+    assert colour > shape, (colour, shape)
+
+
+def test_toy_textspan_differs_from_decomposition_and_reports_its_ablation(cache):
+    """Default textspan on toy fits on shapes:train, maps with 4 heads per text, and measures a named ablation."""
+    from tests.explainers.test_decomposition import toy_backbone
+
+    backbone = toy_backbone()
+    px = _pixels(backbone, 2)
+    texts = ["red", "a circle"]
+    explainer = create_explainer("textspan", backbone, ablate=["3.1"], limit=40)
+    out = explainer.explain(pixels=px, texts=texts)
+    plain = create_explainer("decomposition", backbone).explain(pixels=px, texts=texts)
+    assert all(len(h) == 4 and "3.1" not in h for h in out.extras["map_heads"])
+    assert (out.patch_scores - plain.patch_scores).abs().max() > 1e-3
+    report = explainer.report()
+    assert report["ablated_heads"] == ["3.1"] and report["fit"] == "shapes:train"
+    ablation = report["ablation"]
+    assert ablation["num_images"] > 0 and ablation["change"] == pytest.approx(
+        ablation["accuracy_after"] - ablation["accuracy_before"])
+    with pytest.raises(CliplensError, match="outside the analysed layers"):
+        create_explainer("textspan", backbone, ablate=["0.1"], last_k=2)
