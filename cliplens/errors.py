@@ -37,3 +37,15 @@ class InputError(CliplensError):
 
 class SampleError(CliplensError):
     """One dataset sample is unusable (unreadable image, mask mismatch, bad values)."""
+
+
+class MaskValueError(SampleError):
+    """A sample's mask holds values that are neither classes nor the ignore value.
+
+    Attributes:
+        values: the offending mask values, sorted (at most a few).
+    """
+
+    def __init__(self, message: str, values: list[int]) -> None:
+        super().__init__(message)
+        self.values = [int(v) for v in values]

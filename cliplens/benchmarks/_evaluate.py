@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 
-from ..errors import CliplensError, SampleError
+from ..errors import CliplensError, MaskValueError, SampleError
 from .examples import Example, make_example
 from ..metrics.base import Metric, MetricInput
 from .speed import time_ms
@@ -76,7 +76,7 @@ def check_sample(sample: "SegmentationSample", num_classes: int, ignore_index: i
         bad &= mask != ignore_index
     if bad.any():
         values = sorted({int(v) for v in np.unique(mask[bad])})[:5]
-        raise SampleError(f"mask holds values {values} outside the {num_classes} classes")
+        raise MaskValueError(f"mask holds values {values} outside the {num_classes} classes", values)
     return torch.from_numpy(mask.astype(np.int64, copy=False))
 
 
@@ -189,7 +189,10 @@ def evaluate(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
                     where = f"sample {sample_id!r} (index {index})" if sample_id else f"sample at index {index}"
                     out.strict_error = f"bad {where}: {reason} (--strict stops at the first bad sample)"
                     break
-                out.skipped.append({"index": int(index), "sample_id": sample_id, "reason": reason})
+                record = {"index": int(index), "sample_id": sample_id, "reason": reason}
+                if isinstance(exc, MaskValueError):
+                    record["mask_values"] = exc.values
+                out.skipped.append(record)
                 bar.update(1)
                 continue
             out.data_s += time.perf_counter() - t0

@@ -30,7 +30,7 @@ from ..writable import ensure_writable_folder
 from .identity import identity_hash
 from .lock import OutputLock
 from .results import STATUS_OK, pair_id, read_result, remove_stale_temporaries, write_json_atomic
-from .runner_pair import run_pair
+from .runner_pair import run_pair, skip_explanation
 from .runner_plan import (DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS,
                           DEFAULT_OUT, BenchConfig, RunPlan, parse_metric_spec, plan_pairs)
 from .thresholds import parse_thresholds
@@ -140,6 +140,9 @@ def _run_locked(run: RunPlan, say: Callable[[str], None], out: Path, start: floa
             if ctx.is_main:
                 write_json_atomic(path, result)
             status = "ok" if result["status"] == STATUS_OK else f"FAILED: {result['error']}"
+            if result["status"] == STATUS_OK and result.get("skipped"):
+                status += (f" ({len(result['skipped'])} of {len(result['skipped']) + result['images']['evaluated']} "
+                           f"samples skipped: {skip_explanation(run, result['skipped'])})")
             say(f"{number} {backbone_spec} · {explainer}: {status} -> {path}")
             results.append(result)
     ctx.barrier()

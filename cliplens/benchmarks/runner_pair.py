@@ -20,12 +20,13 @@ import torch
 
 from ..errors import CliplensError, InputError, SampleError
 from ..specs import parse_spec
-from ._evaluate import PassOutcome, evaluate
+from ._evaluate import PassOutcome, check_sample, evaluate
 from .examples import save_examples
 from .results import SCHEMA, STATUS_FAILED, STATUS_OK, fingerprint, pair_id
 from .runner_plan import RunPlan
+from .skips import ignore_hint, skip_summary
 
-__all__ = ["run_pair", "run_pass"]
+__all__ = ["run_pair", "run_pass", "skip_explanation"]
 
 
 def _now() -> str:
@@ -165,7 +166,8 @@ def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str,
     if outcome.error is not None:
         return _failed(result, outcome.error, wall0)
     if outcome.images == 0:
-        return _failed(result, f"no sample could be scored ({len(outcome.skipped)} skipped)", wall0)
+        return _failed(result, f"no sample could be scored ({len(outcome.skipped)} skipped: "
+                               f"{skip_explanation(run, outcome.skipped)})", wall0)
     scores: dict[str, Any] = {}
     try:
         for metric in metrics:
@@ -185,6 +187,20 @@ def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str,
     result["timing"]["wall_s"] = round(time.perf_counter() - wall0, 3)
     result["finished_at"] = _now()
     return result
+
+
+def skip_explanation(run: RunPlan, skipped: list[dict[str, Any]]) -> str:
+    """The most common skip reasons, plus the dataset spec to pass when one mask value should be ignored."""
+    from ..registry import create_dataset
+
+    def loads(spec: str, index: int) -> bool:
+        dataset = create_dataset(spec)
+        check_sample(dataset[index], dataset.num_classes, dataset.ignore_index)
+        return True
+
+    text = skip_summary(skipped)
+    hint = ignore_hint(run.config.dataset, skipped, loads)
+    return f"{text} — {hint}" if hint else text
 
 
 def _timing(o: PassOutcome, selection_s: float, world_size: int) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError, SampleError
+from ..errors import InputError, MaskValueError, SampleError
 from ._image_io import IMAGE_SUFFIXES
 
 
@@ -85,7 +85,7 @@ def check_sample(
     bad = [int(v) for v in values if not (0 <= v < num_classes) and v != ignore_index]
     if bad:
         shown = ", ".join(str(v) for v in bad[:8]) + (", ..." if len(bad) > 8 else "")
-        raise SampleError(
+        raise MaskValueError(
             f"sample {sample_id}: mask values {shown} are neither classes 0..{num_classes - 1} nor the ignore "
-            f"value {ignore_index}: fix the mask or set the dataset's ignore option (e.g. ?ignore={bad[0]})"
+            f"value {ignore_index}: fix the mask or set the dataset's ignore option (e.g. ?ignore={bad[0]})", bad
         )

@@ -12,7 +12,7 @@ so ``class_names == ["background", *classes.txt]`` and a user sees and can
 prompt "background" like any other class. There is no ignore value
 (``ignore_index is None``). Polygons are filled in file order, a later object
 over an earlier one. An image with no label file, or an empty one, is all
-background. Label files without an image are not samples.
+background (the labels folder itself must exist). Label files without an image are not samples.
 
 Option ``split``: the sub-folder of ``images/`` and ``labels/`` (default: the
 only sub-folder there, or the images directly in ``images/`` when it has no
@@ -120,6 +120,8 @@ class CocoPolygonDataset(SegmentationDataset):
         self.split = _pick_split(images_root, split)
         self.image_dir = images_root / self.split
         self.label_dir = self.root / "labels" / self.split
+        if not self.label_dir.is_dir():  # a folder of images alone is not a polygon dataset (every mask background)
+            raise InputError(f"{self.label_dir} not found: put the YOLO label files there (pass {_EXAMPLE})")
         self.label_class_names = read_class_names(self.root / "classes.txt")
         self.class_names = [BACKGROUND_NAME, *self.label_class_names]
         self.image_paths = sorted(

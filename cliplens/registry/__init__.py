@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..errors import CliplensError, ExplainerError
+from ..errors import CliplensError, ExplainerError, InputError
 from ..specs import parse_spec
 from .catalog import Catalog, Entry, Provider
 from .hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
 from .loader import PluginInfo, PluginLoadWarning, Registry, load_registry
+from .probe import looks_like_path, path_spec_message
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
@@ -112,9 +113,15 @@ def create_explainer(name: str, backbone: "Backbone | str", **options: Any) -> "
 
 
 def create_dataset(spec: str, **options: Any) -> "SegmentationDataset":
-    """Build a dataset from ``NAME[:ARG][?K=V&...]``, e.g. ``"index-masks:/data/camvid?ignore=11"``."""
+    """Build a dataset from ``NAME[:ARG][?K=V&...]``, e.g. ``"index-masks:/data/camvid?ignore=11"``.
+
+    A bare path (``"/data/camvid"``) raises :class:`InputError` naming the formats that can read it.
+    """
     parsed = parse_spec(spec)
-    entry = get_registry().catalog("dataset").get(parsed.name)
+    catalog = get_registry().catalog("dataset")
+    if parsed.name not in catalog and parsed.arg is None and looks_like_path(parsed.name):
+        raise InputError(path_spec_message(catalog, spec, parsed.name, {**parsed.options, **options}))
+    entry = catalog.get(parsed.name)
     dataset = entry.obj(parsed.arg, **{**parsed.options, **options})
     dataset.spec = spec
     return dataset
