@@ -79,15 +79,16 @@ def run_attention_graph(backbone: Backbone, pixels: torch.Tensor, start: int = 0
                         local: bool = False) -> AttentionGraph:
     """Run the image tower on ``pixels`` (B, 3, S, S), re-running blocks ``start ..`` with explicit attention.
 
-    The residual stream entering block ``start`` comes from :meth:`Backbone.trace` (no
-    autograd); from there each block is computed as in the module docstring.
+    With ``grad``, the residual stream entering block ``start`` comes from :meth:`Backbone.trace`
+    (no autograd); from there each block is computed as in the module docstring.
 
     Args:
         backbone: a ViT backbone (``backbone.is_vit``).
         pixels: (B, 3, S_h, S_w) preprocessed images.
         start: first block to re-run (negative counts from the end).
         grad: build an autograd graph (the stream entering ``start`` becomes a leaf that
-            requires grad, the model staying frozen); False runs under ``torch.no_grad``.
+            requires grad, the model staying frozen). False: no autograd, and no re-run either —
+            one traced forward, the attention recomputed from each block's ``ln_1`` output.
         local: feed each block the detached output of the previous one, so a score read
             from block ``l``'s output reaches only block ``l``'s attention (LeGrad's
             per-layer gradients in one backward).
@@ -95,6 +96,8 @@ def run_attention_graph(backbone: Backbone, pixels: torch.Tensor, start: int = 0
         :class:`AttentionGraph`.
     """
     start = backbone.layer_index(start)
+    if not grad:
+        return _from_trace(backbone, pixels, start)
     with torch.no_grad():
         x = backbone.trace(pixels, layers=(start,), capture=("block_inputs",)).block_inputs[start].detach()
     graph = AttentionGraph(start=start, local=local)
@@ -112,6 +115,21 @@ def run_attention_graph(backbone: Backbone, pixels: torch.Tensor, start: int = 0
             graph.probs[layer], graph.heads[layer] = probs, heads
             graph.values[layer], graph.outputs[layer] = projections["v"], x
         graph.embedding = backbone.project_tokens(x[:, 0])
+    return graph
+
+
+def _from_trace(backbone: Backbone, pixels: torch.Tensor, start: int) -> AttentionGraph:
+    """Without autograd one traced forward suffices: q, k, v from each block's captured ``ln_1`` output."""
+    last = backbone.num_layers - 1
+    with torch.no_grad():
+        trace = backbone.trace(pixels, layers=range(start, last + 1), capture=("block_inputs", "ln_1"))
+        graph = AttentionGraph(start=start)
+        for layer in range(start, last + 1):
+            _, _, v = trace.qkv(layer)
+            probs = trace.attention_probs(layer)
+            graph.probs[layer], graph.heads[layer], graph.values[layer] = probs, probs @ v, v
+            graph.outputs[layer] = trace.final if layer == last else trace.block_inputs[layer + 1]
+        graph.embedding = trace.embedding
     return graph
 
 

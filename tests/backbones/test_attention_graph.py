@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cliplens.backbones.attention_graph import run_attention_graph, text_gradients
@@ -9,15 +10,18 @@ from tests.explainers._attention_reference import (hand_forward, random_pixels, 
                                                    tiny_model)
 
 
-def test_graph_is_the_models_forward():
+@pytest.mark.parametrize("grad", [True, False])
+def test_graph_is_the_models_forward(grad):
     model = tiny_model()
     backbone, sd, pixels = tiny_backbone(model), state_dict64(model), random_pixels(2)
-    graph = run_attention_graph(backbone, pixels, start=1)
+    graph = run_attention_graph(backbone, pixels, start=1, grad=grad)
     probs, outputs = hand_forward(pixels, sd)
     assert graph.layers == [1, 2]
     for layer in (1, 2):
         assert torch.allclose(graph.probs[layer], probs[layer], atol=1e-12)
         assert torch.allclose(graph.outputs[layer], outputs[layer], atol=1e-10)
+        assert torch.allclose(graph.heads[layer], probs[layer] @ graph.values[layer], atol=1e-12)
+        assert graph.probs[layer].requires_grad == grad
     with torch.no_grad():
         assert torch.allclose(graph.embedding, backbone.encode_image(pixels, normalize=False), atol=1e-10)
 
