@@ -6,10 +6,18 @@ sharing :mod:`cliplens.explainers.last_block`).
 
 from __future__ import annotations
 
+from ..explainers.clearclip import ClearCLIP
+from ..explainers.gem import GEM
 from ..explainers.maskclip import MaskCLIP
+from ..explainers.naclip import NACLIP
+from ..explainers.sclip import SCLIP
 from ..registry.hookspecs import Register, hookimpl
 
 
 @hookimpl
 def register_explainers(register: Register) -> None:
     register("maskclip", MaskCLIP)
+    register("sclip", SCLIP)
+    register("clearclip", ClearCLIP)
+    register("naclip", NACLIP)
+    register("gem", GEM)

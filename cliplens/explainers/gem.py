@@ -1,0 +1,105 @@
+"""The ``gem`` explainer: GEM, the Grounding Everything Module (Bousselham, Petersen, Ferrari, Kuehne —
+"Grounding Everything: Emerging Localization Properties in Vision-Language Transformers", CVPR 2024).
+
+Published formula: a second path over the last ``depth`` blocks (6 in the authors'
+code: their ``depth=7`` wraps ``resblocks[-1] .. resblocks[-6]``) whose attention is
+self-self attention, computed from the *original* path's ``ln_1`` output of each
+block, residual kept and no MLP on the new path (a dual path as CLIP Surgery's). Per
+block, per head, with ``h = ln_1(x_l)`` of the original path and q, k, v its
+projections (B, H, N+1, dh)::
+
+    τ⁻¹   = scale · mean_i |h_i|          per image (scale = dh^-1/2), or a fixed value
+    for p in (q, k, v):
+        z = p
+        repeat `iterations` times:  z = softmax(τ⁻¹ ẑ ẑᵀ) z      ẑ = z / |z| (per head)
+        o_p = softmax(τ⁻¹ ẑ ẑᵀ) v                               the last step applies to v
+    x'   += out_proj((o_q + o_k + o_v) / 3)                     ensemble of the three paths
+    S_ji  = cos(ln_post(x'_i) @ proj, t_j)                      x' starts as x_{L-depth}
+
+as the authors' ``SelfSelfAttention`` (``ss_attn_iter=1``, ``ss_attn_temp=None``). Maps:
+upsampled, then min–max (their ``min_max`` after ``F.interpolate``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..backbones.base import Backbone
+from ..backbones.vit import ViTBlock
+from ..errors import InputError
+from ..options import to_float, to_int
+from .base import UPSAMPLE_THEN_NORMALIZE, Explainer, PatchScores
+from .last_block import patch_text_scores
+
+DEFAULT_DEPTH = 6
+
+
+def self_self_attention(block: ViTBlock, h: torch.Tensor, *, iterations: int = 1,
+                        inverse_temperature: float | None = None) -> torch.Tensor:
+    """GEM's attention branch of ``block`` on its attention input ``h`` (B, N, d) -> (B, N, d).
+
+    ``inverse_temperature`` None: ``scale · mean_i |h_i|`` per image (the authors' default).
+    """
+    p = block.project(h)
+    v = p["v"]
+    if inverse_temperature is None:
+        inv = (h.norm(dim=-1).mean(dim=-1) * block.scale).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
+    else:
+        inv = torch.tensor(inverse_temperature, dtype=v.dtype, device=v.device)
+    total = torch.zeros_like(v)
+    for name in "qkv":
+        z = p[name]
+        for _ in range(iterations):
+            zn = F.normalize(z, dim=-1)
+            z = ((zn @ zn.transpose(-1, -2)) * inv).softmax(dim=-1) @ zn
+        zn = F.normalize(z, dim=-1)
+        total = total + ((zn @ zn.transpose(-1, -2)) * inv).softmax(dim=-1) @ v
+    return block.merge_heads(total / 3)
+
+
+class GEM(Explainer):
+    """GEM: self-self (q–q, k–k, v–v, ensembled) attention on a dual path over the last blocks.
+
+    Options:
+        depth: blocks on the GEM path (default 6, capped at the tower's depth).
+        iterations: self-self iterations before the step onto v (default 1).
+        temperature: a fixed inverse temperature for the self-self softmaxes (default none: the
+            adaptive ``dh^-1/2 · mean token norm`` of the authors' code).
+    """
+
+    map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
+
+    def __init__(self, backbone: Backbone, *, depth: int | str = DEFAULT_DEPTH, iterations: int | str = 1,
+                 temperature: float | str | None = None, templates: Sequence[str] | None = None) -> None:
+        super().__init__(backbone, templates=templates)
+        owner = "explainer gem"
+        depth, self.iterations = to_int(owner, "depth", depth), to_int(owner, "iterations", iterations)
+        if depth < 1 or self.iterations < 0:
+            raise InputError(f"{owner} needs depth >= 1 and iterations >= 0, got depth={depth}, "
+                             f"iterations={self.iterations}")
+        self.depth = min(depth, backbone.num_layers)
+        none = temperature is None or (isinstance(temperature, str) and temperature.strip().lower() in ("", "none"))
+        self.temperature = None if none else to_float(owner, "temperature", temperature)
+
+    @classmethod
+    def supports(cls, backbone: Backbone) -> bool | str:
+        if backbone.is_vit:
+            return True
+        return ("GEM adds a self-self attention path over the last blocks of a ViT image tower; it needs an "
+                "open_clip VisionTransformer with class-token pooling")
+
+    def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
+        """(B, 3, S, S), (T, D) -> raw cosines (B, T, h, w) of the GEM path's patch tokens."""
+        L = self.backbone.num_layers
+        first = L - self.depth
+        trace = self.backbone.trace(pixels, layers=range(first, L), capture=("block_inputs", "ln_1"))
+        x = trace.block_inputs[first]
+        for layer in range(first, L):
+            x = x + self_self_attention(trace.blocks[layer], trace.attention_input(layer), iterations=self.iterations,
+                                        inverse_temperature=self.temperature)
+        return PatchScores(patch_text_scores(self.backbone, x, text_features),
+                           extras={"depth": self.depth, "iterations": self.iterations,
+                                   "temperature": self.temperature})
