@@ -71,6 +71,11 @@ class GEM(Explainer):
     """
 
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
+    pooling_refusals: ClassVar[dict[str, str]] = {
+        "attention_pool": "GEM scores each patch token of its path through ln_post and proj as in CLIP ViTs; this "
+                          "tower has an attention-pooling head, which GEM's code does not apply to single patches",
+        "mean": "GEM is written for class-token CLIP ViTs (ln_post and proj per patch); this tower mean-pools",
+    }
 
     def __init__(self, backbone: Backbone, *, depth: int | str = DEFAULT_DEPTH, iterations: int | str = 1,
                  temperature: float | str | None = None, templates: Sequence[str] | None = None) -> None:

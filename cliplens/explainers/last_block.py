@@ -69,6 +69,13 @@ class LastBlockExplainer(Explainer):
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
     #: what the method is called in messages
     method: ClassVar[str] = "this localiser"
+    #: written for (and tested on) CLIP ViTs whose patch tokens go through ln_post and proj on their own
+    pooling_refusals: ClassVar[dict[str, str]] = {
+        "attention_pool": "the last-block localisers score each patch token through ln_post and proj as in CLIP ViTs; "
+                          "this tower has an attention-pooling head, which the papers do not apply to single patches",
+        "mean": "the last-block localisers are written for class-token CLIP ViTs (ln_post and proj per patch); "
+                "this tower mean-pools",
+    }
 
     def __init__(self, backbone: Backbone, *, spec: AttentionSpec, residual: bool, mlp: bool,
                  templates: Sequence[str] | None = None) -> None:
