@@ -32,6 +32,10 @@ _REMEDY = ("on a machine with internet run: python -c \"from transformers import
            "?tokenizer=DIR to the backbone spec")
 
 
+#: files a saved Hugging Face tokenizer holds (any one of them)
+_HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model", "tokenizer.model")
+
+
 class LazyTokenizer:
     """A tokenizer ``(T,) texts -> (T, context_length) ids`` built by ``load()`` on first call.
 
@@ -136,6 +140,10 @@ def _load_hf(model_source: str, directory: str | None) -> Any:
         raise BackboneError("Hugging Face tokenizers need transformers: pip install 'cliplens[hf]'") from None
     source = str(tokenizer_folder(directory)) if directory else model_source
     local = Path(source).expanduser().is_dir()
+    if local and not any((Path(source).expanduser() / name).is_file() for name in _HF_TOKENIZER_FILES):
+        # transformers 5 would build an empty tokenizer from config.json alone: every word unknown
+        raise BackboneError(f"folder {source!r} holds no tokenizer files ({', '.join(_HF_TOKENIZER_FILES)}); save "
+                            "one there with tokenizer.save_pretrained(DIR) or add ?tokenizer=DIR to the backbone spec")
     try:
         return AutoTokenizer.from_pretrained(str(Path(source).expanduser()) if local else source,
                                              local_files_only=local)

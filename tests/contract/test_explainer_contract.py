@@ -4,7 +4,8 @@ Parametrised from the registry, so a new built-in explainer is tested the moment
 registers; explainers of installed third-party plugins join with
 ``CLIPLENS_CONTRACT_PLUGINS=1``. Backbones: the shipped ``toy`` CLIP, a random tiny
 ViT with random biases and LayerNorms, a tiny non-ViT (ResNet) tower, and random
-ViT-B-32, and a tiny SigLIP-layout timm tower (no class token, attention pooling).
+ViT-B-32, a tiny SigLIP-layout timm tower (no class token, attention pooling), and tiny
+Hugging Face CLIP and SigLIP models when transformers is installed.
 
 Checked: output shapes and types, maps in [0, 1] and finite, batch invariance (one
 image at a time equals the batch), text-order invariance, determinism, the
@@ -15,6 +16,7 @@ refuses with that reason).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import open_clip
@@ -59,6 +61,16 @@ def _tiny_siglip() -> OpenCLIPBackbone:
     return wrap_open_clip(tiny_siglip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-siglip")
 
 
+def _tiny_hf(family: str):
+    import tempfile
+    from pathlib import Path
+
+    from tests.backbones.hf_models import save_tiny_hf
+
+    folder = save_tiny_hf(Path(tempfile.mkdtemp(prefix=f"cliplens-hf-{family}-")), family)
+    return cliplens.create_backbone(f"hf:{folder}")
+
+
 BACKBONES = {
     "toy": lambda: cliplens.create_backbone("toy"),
     "tiny-vit": _tiny_vit,
@@ -66,6 +78,8 @@ BACKBONES = {
     "tiny-resnet": _tiny_resnet,
     "ViT-B-32": lambda: cliplens.create_backbone("ViT-B-32"),
 }
+if importlib.util.find_spec("transformers") is not None:  # the [hf] extra (part of [test], so CI covers it)
+    BACKBONES.update({"hf-clip": lambda: _tiny_hf("clip"), "hf-siglip": lambda: _tiny_hf("siglip")})
 _built: dict[str, OpenCLIPBackbone] = {}
 
 

@@ -1,0 +1,296 @@
+""":class:`HFBackbone`: Hugging Face ``transformers`` CLIP and SigLIP models (``pip install 'cliplens[hf]'``).
+
+Spec ``hf:/path/to/model_dir`` (a folder written by ``model.save_pretrained``) or ``hf:org/name``
+(the hub, where it is reachable or cached; offline it fails at once with one line). The
+tokenizer loads on the first text, from the model folder or ``?tokenizer=DIR``.
+
+Internals for the ViT-internals layer, per family:
+
+- CLIP (``CLIPModel``): class token first, ``pre_layrnorm``, encoder layers
+  ``x + self_attn(layer_norm1(x))`` then ``+ mlp(layer_norm2(x))`` with separate
+  ``q_proj`` / ``k_proj`` / ``v_proj`` (concatenated into the block's ``in_proj``),
+  ``post_layernorm`` on the class token, ``visual_projection`` -> pooling ``"class_token"``.
+- SigLIP (``SiglipModel``): no class token, the same layers, ``post_layernorm`` on every
+  token, then the attention-pooling head (a learned ``probe`` query, ``nn.MultiheadAttention``,
+  ``h + mlp(layernorm(h))``) -> pooling ``"attention_pool"``; :meth:`project_tokens` maps each
+  token as the head would with its query on that token alone (value rows, ``out_proj``, MLP).
+
+Texts: CLIP pools at the end-of-text token with the attention mask; SigLIP pads to the
+context length and pools the last position without a mask, as it was trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import BackboneError, InputError
+from ._common import OPENAI_MEAN, OPENAI_STD, preprocess_images, resolve_device, resolve_dtype
+from ._tracing import BlockModules, check_capture, trace_blocks
+from .base import Backbone
+from .tokenizers import LazyTokenizer, hf_tokenizer
+from .vit import CAPTURABLE, TowerTrace, ViTBlock
+
+__all__ = ["HFBackbone", "load_hf_model", "HF_FAMILIES"]
+
+#: transformers ``model_type`` -> family
+HF_FAMILIES = {"clip": "clip", "siglip": "siglip"}
+_SIGLIP_MEAN = (0.5, 0.5, 0.5)
+
+
+def _features(output: Any) -> torch.Tensor:
+    """transformers 5 returns ``BaseModelOutputWithPooling`` from ``get_*_features``, 4.x a tensor."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def _offline_reason() -> str | None:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        return "HF_HUB_OFFLINE is set"
+    from .loading import _host_reachable
+
+    return None if _host_reachable("huggingface.co") else "huggingface.co cannot be reached"
+
+
+def load_hf_model(source: str) -> tuple[torch.nn.Module, str, bool]:
+    """``source`` (a save_pretrained folder or a hub id) -> (model in eval mode, family, is_local)."""
+    try:
+        import transformers
+    except ImportError:
+        raise BackboneError("hf: backbones need transformers: pip install 'cliplens[hf]'") from None
+    path = Path(source).expanduser()
+    local = path.is_dir()
+    if not local and (source.startswith((".", "/", "~")) or source.count("/") != 1):
+        raise BackboneError(f"hf: model folder {source!r} not found: pass hf:/path/to/dir (written by "
+                            "model.save_pretrained) or hf:org/name")
+    where = str(path) if local else source
+    try:
+        config = transformers.AutoConfig.from_pretrained(where, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001
+        if local:
+            raise BackboneError(f"hf: folder {source!r} holds no readable config.json ({type(exc).__name__}); "
+                                "write it with model.save_pretrained(DIR)") from None
+        why = _offline_reason()
+        if why:
+            raise BackboneError(f"could not fetch hf:{source} ({why} and it is not cached); on a machine with "
+                                f"internet save it with {{CLIPModel|SiglipModel}}.from_pretrained({source!r})"
+                                ".save_pretrained(DIR) and its tokenizer likewise, then pass hf:/path/to/DIR") from None
+        config = transformers.AutoConfig.from_pretrained(where)
+    family = HF_FAMILIES.get(getattr(config, "model_type", ""))
+    if family is None:
+        raise BackboneError(f"hf: model type {getattr(config, 'model_type', '?')!r} of {source!r} is not supported: "
+                            f"use a {' or '.join(HF_FAMILIES)} checkpoint (CLIPModel / SiglipModel)")
+    cls = transformers.CLIPModel if family == "clip" else transformers.SiglipModel
+    try:
+        model = cls.from_pretrained(where, local_files_only=local or _offline_reason() is not None)
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BackboneError(f"hf: could not load {source!r} as {cls.__name__} ({type(exc).__name__}: {first})") from None
+    return model.eval().requires_grad_(False), family, local
+
+
+class HFBackbone(Backbone):
+    """A transformers ``CLIPModel`` or ``SiglipModel`` behind the :class:`Backbone` interface."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: LazyTokenizer | Any, *, family: str, name: str,
+                 image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> None:
+        if family not in HF_FAMILIES.values():
+            raise InputError(f"unknown Hugging Face family {family!r}: use one of {', '.join(HF_FAMILIES)}")
+        self.name = self.spec = name
+        self.family = family
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        default_mean, default_std = (OPENAI_MEAN, OPENAI_STD) if family == "clip" else (_SIGLIP_MEAN, _SIGLIP_MEAN)
+        self.image_mean = tuple(image_mean or default_mean)
+        self.image_std = tuple(image_std or default_std)
+        self._device = resolve_device(device if device is not None else "cpu")
+        self._dtype = resolve_dtype(dtype)
+        self.model.to(device=self._device, dtype=self._dtype)
+        self._text_cache: dict[tuple[str, tuple[str, ...] | None], torch.Tensor] = {}
+
+    @classmethod
+    def from_spec(cls, arg: str | None, *, device: torch.device | str | None = None,
+                  dtype: torch.dtype | str | None = None, tokenizer: str | None = None) -> "HFBackbone":
+        """``hf:/path/to/dir`` or ``hf:org/name``; the tokenizer loads on first text (``tokenizer``: a folder)."""
+        if not arg:
+            raise BackboneError("hf needs a model: hf:/path/to/dir (written by model.save_pretrained) or hf:org/name")
+        model, family, local = load_hf_model(arg)
+        mean = std = None
+        processor = Path(arg).expanduser() / "preprocessor_config.json"
+        if local and processor.is_file():
+            cfg = json.loads(processor.read_text())
+            mean, std = cfg.get("image_mean"), cfg.get("image_std")
+        source = str(Path(arg).expanduser()) if local else arg
+        return cls(model, hf_tokenizer(source, tokenizer), family=family, name=f"hf:{arg}", image_mean=mean,
+                   image_std=std, device=device, dtype=dtype)
+
+    # ---- geometry -------------------------------------------------------------------
+    @property
+    def vision(self) -> torch.nn.Module:
+        return self.model.vision_model
+
+    @property
+    def _vcfg(self) -> Any:
+        return self.model.config.vision_config
+
+    @property
+    def is_vit(self) -> bool:
+        return self.family == "clip" or getattr(self.vision, "head", None) is not None
+
+    @property
+    def pooling(self) -> str:
+        return "class_token" if self.family == "clip" else "attention_pool"
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1 if self.family == "clip" else 0
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (int(self._vcfg.image_size),) * 2  # type: ignore[return-value]
+
+    @property
+    def embed_dim(self) -> int:
+        if self.family == "clip":
+            return int(self.model.config.projection_dim)
+        return int(self._vcfg.hidden_size)
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return (int(self._vcfg.patch_size),) * 2  # type: ignore[return-value]
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return (self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1])
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.vision.encoder.layers)
+
+    @property
+    def num_heads(self) -> int:
+        return int(self._vcfg.num_attention_heads)
+
+    @property
+    def width(self) -> int:
+        return int(self._vcfg.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> "HFBackbone":
+        """Move the model (in place) and return self."""
+        if device is not None:
+            self._device = resolve_device(device)
+        if dtype is not None:
+            self._dtype = resolve_dtype(dtype)
+        self.model.to(device=self._device, dtype=self._dtype)
+        self._text_cache.clear()
+        return self
+
+    # ---- inputs and towers ------------------------------------------------------------
+    def preprocess(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+        return preprocess_images(images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype)
+
+    def _tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        tok = self.tokenizer.get() if isinstance(self.tokenizer, LazyTokenizer) else self.tokenizer
+        length = int(self.model.config.text_config.max_position_embeddings)
+        encoded = tok(list(texts), padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        return {k: v.to(self._device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._tokens(texts)["input_ids"]
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        features = _features(self.model.get_image_features(pixel_values=pixels.to(device=self._device,
+                                                                                  dtype=self._dtype)))
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def _encode_plain(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self._tokens(texts)
+        if self.family == "siglip":  # trained on max-length padding without a mask
+            tokens = {"input_ids": tokens["input_ids"]}
+        with torch.no_grad():
+            return F.normalize(_features(self.model.get_text_features(**tokens)).float(), dim=-1).to(self._dtype)
+
+    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None,
+                    normalize: bool = True) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise InputError("no texts given: pass at least one text")
+        key = tuple(templates) if templates else None
+        missing = [t for t in dict.fromkeys(texts) if (t, key) not in self._text_cache]
+        if missing:
+            if key is None:
+                embeddings = self._encode_plain(missing)
+            else:
+                per_prompt = self._encode_plain([tpl.format(t) for t in missing for tpl in key])
+                embeddings = F.normalize(per_prompt.float().view(len(missing), len(key), -1).mean(1), dim=-1)
+            for text, emb in zip(missing, embeddings.to(self._dtype)):
+                self._text_cache[(text, key)] = emb
+        return torch.stack([self._text_cache[(t, key)] for t in texts])
+
+    # ---- internals ------------------------------------------------------------------
+    def block(self, layer: int) -> ViTBlock:
+        layer_module = self.vision.encoder.layers[self.layer_index(layer)]
+        attn = layer_module.self_attn
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        weight = torch.cat([p.weight for p in projections])
+        bias = None if attn.q_proj.bias is None else torch.cat([p.bias for p in projections])
+
+        def mlp_branch(x: torch.Tensor, _layer: torch.nn.Module = layer_module) -> torch.Tensor:
+            return _layer.mlp(_layer.layer_norm2(x))
+
+        return ViTBlock(ln_1=layer_module.layer_norm1, in_proj_weight=weight, in_proj_bias=bias,
+                        out_proj_weight=attn.out_proj.weight, out_proj_bias=attn.out_proj.bias,
+                        layer_scale=torch.ones(self.width, device=self._device, dtype=self._dtype),
+                        mlp_branch=mlp_branch, num_heads=self.num_heads)
+
+    def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
+              capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
+        capture = check_capture(capture)
+        chosen = sorted({self.layer_index(i) for i in (range(self.num_layers) if layers is None else layers)})
+        parts = [BlockModules(block=layer, ln_1=layer.layer_norm1, attn_out=layer.self_attn, mlp_out=layer.mlp)
+                 for layer in self.vision.encoder.layers]
+        embedding, final, stores = trace_blocks(lambda: self.encode_image(pixels, normalize=False), parts, chosen,
+                                                capture)
+        return TowerTrace(embedding=embedding, final=final, blocks={layer: self.block(layer) for layer in chosen},
+                          **stores)
+
+    def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., d) final tokens -> (..., D): CLIP ``visual_projection(post_layernorm)``; SigLIP the head per token."""
+        x = self.vision.post_layernorm(tokens)
+        if self.family == "clip":
+            return self.model.visual_projection(x)
+        head = self.vision.head
+        d = x.shape[-1]
+        attn = head.attention
+        bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * d:]
+        x = attn.out_proj(F.linear(x, attn.in_proj_weight[2 * d:], bias))  # the probe attending to this token alone
+        return x + head.mlp(head.layernorm(x))
+
+    def final_norm(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        self._require_class_token()
+        ln = self.vision.post_layernorm
+        return ln.weight, ln.bias, float(ln.eps)
+
+    @property
+    def projection(self) -> torch.Tensor:
+        self._require_class_token()
+        return self.model.visual_projection.weight.T
+
+    def _require_class_token(self) -> None:
+        if self.family != "clip":
+            raise BackboneError(f"backbone {self.name!r} pools with an attention head: it has no final norm and "
+                                "linear projection of a class token")
