@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .backbones import AttentionSpec, Backbone, OpenCLIPBackbone, TowerTrace, ViTBlock, dual_path, run_block
+from .backbones import (AttentionSpec, Backbone, HFBackbone, OpenCLIPBackbone, OpenCLIPTimmBackbone, TowerTrace, ViTBlock,
+                        dual_path, run_block)
 from .errors import (BackboneError, CliplensError, ExplainerError, InputError, PluginError, SampleError,
                      UnknownNameError)
 from .explainers import Decomposition, Explainer, Explanation, PatchScores, decompose, normalize_maps
@@ -30,7 +31,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "__version__",
     "hookimpl",
-    "Backbone", "OpenCLIPBackbone", "TowerTrace", "ViTBlock", "AttentionSpec", "run_block", "dual_path",
+    "Backbone", "OpenCLIPBackbone", "OpenCLIPTimmBackbone", "HFBackbone", "TowerTrace", "ViTBlock", "AttentionSpec", "run_block", "dual_path",
     "Explainer", "Explanation", "PatchScores", "normalize_maps", "decompose", "Decomposition",
     "create_backbone", "create_explainer", "create_dataset", "create_metric", "get_explainer_class",
     "list_backbones", "list_explainers", "list_datasets", "list_metrics", "list_plugins",

@@ -12,12 +12,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("kind", choices=sorted(KINDS), help="what to list")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'ViT-B-*'")
     p.add_argument("--details", action="store_true", help="also show the providing plugin and a description")
+    p.add_argument("--matrix", action="store_true",
+                   help="with 'backbones': the compatibility matrix, explainers x backbone families (tiny random models)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..registry import get_registry
 
+    if args.matrix:
+        if args.kind != "backbones":
+            raise SystemExit("--matrix goes with 'cliplens list backbones --matrix'")
+        from ..benchmarks.matrix import compatibility_matrix
+
+        print(compatibility_matrix().markdown())
+        return 0
     catalog = get_registry().catalog(KINDS[args.kind])
     names = catalog.names(args.pattern)
     for name in names:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..registry.hookspecs import Register, hookimpl
-
-
-def create(arg: str | None, **options: Any):
-    """Hugging Face CLIP or SigLIP: hf:/path/to/save_pretrained_dir or hf:org/name (needs cliplens[hf])"""
-    from ..backbones.hf import HFBackbone
-
-    return HFBackbone.from_spec(arg, **options)
 
 
 @hookimpl
 def register_backbones(register: Register) -> None:
-    register("hf", create)
+    from ..backbones.hf import HFBackbone
+
+    register("hf", HFBackbone.from_spec,
+             "Hugging Face CLIP or SigLIP: hf:/path/to/save_pretrained_dir or hf:org/name (needs cliplens[hf])")
+
+
+@hookimpl
+def register_backbone_families(register: Register) -> None:
+    from ..backbones import tiny
+
+    register("hf-clip", tiny.tiny_hf_clip, "Hugging Face transformers CLIPModel")
+    register("hf-siglip", tiny.tiny_hf_siglip, "Hugging Face transformers SiglipModel (attention pooling)")

@@ -72,6 +72,16 @@ def register_metrics(register: Register) -> None:
     """
 
 
+@hookspec
+def register_backbone_families(register: Register) -> None:
+    """Register backbone families for the compatibility matrix (``cliplens list backbones --matrix``).
+
+    Call ``register(name, make_tiny, description)``; ``make_tiny() -> Backbone`` builds a
+    small randomly initialised backbone of the family, offline and in seconds, on which
+    every explainer's ``check_support`` is asked (and, in the tests, run).
+    """
+
+
 def _describe(obj: Any) -> str:
     """First line of an object's docstring, used when no description is given."""
     doc = getattr(obj, "__doc__", None) or ""

@@ -33,6 +33,7 @@ HOOK_KINDS = {
     "register_explainers": "explainer",
     "register_datasets": "dataset",
     "register_metrics": "metric",
+    "register_backbone_families": "family",
 }
 
 

@@ -1,0 +1,77 @@
+"""The compatibility matrix: every registered explainer x every registered backbone family.
+
+Each family (hook ``register_backbone_families``) builds a tiny random backbone; each
+explainer's :meth:`~cliplens.Explainer.check_support` answers ✓ or ✗ with its reason. A
+family that cannot be built here (an extra not installed) is a column of "—" with the reason.
+Third-party explainers and families appear as soon as their plugin registers them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..registry import get_registry
+
+__all__ = ["Matrix", "compatibility_matrix"]
+
+#: built-in families in table order; others (third-party) follow, sorted
+_ORDER = ["open_clip-vit", "open_clip-quickgelu", "open_clip-siglip", "hf-clip", "hf-siglip", "open_clip-resnet"]
+
+
+@dataclass
+class Matrix:
+    """``cells[explainer][family]``: True, or the reason (str) the explainer refuses that family.
+
+    Attributes:
+        explainers / families: names in table order; descriptions: family -> its description.
+        unavailable: family -> why its tiny backbone could not be built (its cells are absent).
+        backbones: family -> the tiny backbone built (kept for running the ✓ cells).
+    """
+
+    explainers: list[str]
+    families: list[str]
+    descriptions: dict[str, str]
+    cells: dict[str, dict[str, bool | str]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    backbones: dict[str, Any] = field(default_factory=dict)
+
+    def markdown(self) -> str:
+        """The matrix as a Markdown table (✓, or ✗ and the reason), a legend of the families below it."""
+        lines = ["| explainer | " + " | ".join(self.families) + " |",
+                 "| --- |" + " :---: |" * len(self.families)]
+        for name in self.explainers:
+            row = []
+            for family in self.families:
+                if family in self.unavailable:
+                    row.append("—")
+                else:
+                    verdict = self.cells[name][family]
+                    row.append("✓" if verdict is True else f"✗ {verdict}")
+            lines.append(f"| {name} | " + " | ".join(row) + " |")
+        lines.append("")
+        for family in self.families:
+            extra = f" — not built here: {self.unavailable[family]}" if family in self.unavailable else ""
+            lines.append(f"- `{family}`: {self.descriptions.get(family, '')}{extra}")
+        return "\n".join(lines)
+
+
+def compatibility_matrix(explainers: list[str] | None = None, families: list[str] | None = None) -> Matrix:
+    """Build each family's tiny backbone and ask every explainer whether it supports it."""
+    registry = get_registry()
+    explainer_catalog, family_catalog = registry.catalog("explainer"), registry.catalog("family")
+    names = explainers or explainer_catalog.names()
+    chosen = families or family_catalog.names()
+    chosen = sorted(chosen, key=lambda f: (_ORDER.index(f) if f in _ORDER else len(_ORDER), f))
+    matrix = Matrix(explainers=names, families=chosen,
+                    descriptions={f: family_catalog.get(f).description for f in chosen})
+    for family in chosen:
+        try:
+            matrix.backbones[family] = family_catalog.get(family).obj()
+        except Exception as exc:  # noqa: BLE001 - e.g. transformers missing: the column says so
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            matrix.unavailable[family] = f"{type(exc).__name__}: {first}"
+    for name in names:
+        cls = explainer_catalog.get(name).obj
+        matrix.cells[name] = {f: cls.check_support(b) for f, b in matrix.backbones.items()}
+    return matrix
