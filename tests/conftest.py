@@ -15,15 +15,18 @@ import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-#: the real photos with masks kept beside the project (never copied into it)
-SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+#: the real photos with masks kept beside the project (never copied into it): ``$CLIPLENS_TEST_DATA``,
+#: default ``../shared/datasets`` relative to the repository root
+DEFAULT_TEST_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+SHARED_DATASETS = Path(os.environ["CLIPLENS_TEST_DATA"]).expanduser().resolve() \
+    if os.environ.get("CLIPLENS_TEST_DATA") else DEFAULT_TEST_DATA
 
 
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
-    """Path to ../shared/datasets; skips the test when it is absent."""
+    """The real-photo sets ($CLIPLENS_TEST_DATA, default ../shared/datasets); skips the test when absent."""
     if not SHARED_DATASETS.is_dir():
-        pytest.skip(f"shared datasets not found at {SHARED_DATASETS}")
+        pytest.skip(f"real-photo test data not found at {SHARED_DATASETS} (set CLIPLENS_TEST_DATA to its folder)")
     return SHARED_DATASETS
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
+from ..geometry import DEFAULT_FIT
+from ._preprocess import preprocess_images as _fit_images
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -45,30 +45,7 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
 
 def preprocess_images(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", size: tuple[int, int],
                       mean: Sequence[float], std: Sequence[float], device: torch.device,
-                      dtype: torch.dtype) -> torch.Tensor:
-    """PIL image(s) or [0, 1] tensors (3, H, W) / (B, 3, H, W) -> (B, 3, size) normalised, whole image resized."""
-    H, W = size
-    if isinstance(images, Image.Image):
-        images = [images]
-    if isinstance(images, torch.Tensor):
-        batch = images.unsqueeze(0) if images.dim() == 3 else images
-        if batch.dim() != 4 or batch.shape[1] != 3:
-            raise InputError(f"image tensor must be (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
-        batch = batch.float()
-        if batch.shape[-2:] != (H, W):
-            batch = F.interpolate(batch, size=(H, W), mode="bicubic", align_corners=False, antialias=True)
-        batch = batch.clamp(0, 1)
-    else:
-        images = list(images)
-        if not images:
-            raise InputError("no images given: pass at least one PIL image")
-        arrays = []
-        for img in images:
-            if not isinstance(img, Image.Image):
-                raise InputError(f"expected PIL images or a tensor, got {type(img).__name__}")
-            arr = np.asarray(img.convert("RGB").resize((W, H), Image.BICUBIC), dtype=np.float32) / 255.0
-            arrays.append(torch.from_numpy(arr).permute(2, 0, 1))
-        batch = torch.stack(arrays)
-    mean_t = torch.tensor(tuple(mean)).view(1, 3, 1, 1)
-    std_t = torch.tensor(tuple(std)).view(1, 3, 1, 1)
-    return ((batch - mean_t) / std_t).to(device=device, dtype=dtype)
+                      dtype: torch.dtype, fit: str = DEFAULT_FIT) -> torch.Tensor:
+    """PIL image(s) or [0, 1] tensors (3, H, W) / (B, 3, H, W) -> (B, 3, size) normalised, on ``device`` / ``dtype``,
+    each image placed by ``fit`` (letterbox by default; :mod:`cliplens.geometry`)."""
+    return _fit_images(images, size, tuple(mean), tuple(std), fit).to(device=device, dtype=dtype)

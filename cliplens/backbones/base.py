@@ -19,6 +19,8 @@ POOLINGS = ("class_token", "attention_pool", "mean")
 if TYPE_CHECKING:
     from PIL import Image
 
+    from ..geometry import InputGeometry
+
 class Backbone(ABC):
     """A CLIP-style model as explainers see it.
 
@@ -85,13 +87,24 @@ class Backbone(ABC):
 
     # ---- inputs ---------------------------------------------------------------------
     @abstractmethod
-    def preprocess(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor") -> torch.Tensor:
+    def preprocess(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor", *,
+                   fit: str = "letterbox") -> torch.Tensor:
         """PIL image(s), or float tensors in [0, 1] shaped (3, H, W) / (B, 3, H, W)
         -> normalised model input (B, 3, S_h, S_w) on the backbone's device and dtype.
 
-        The whole image is resized to the input size (no crop), so a map at input
-        resolution covers the full original image.
+        ``fit`` (:mod:`cliplens.geometry`): ``"letterbox"`` (default) resizes each image keeping
+        its aspect ratio into the input and pads the rest with zeros (the mean colour), so a map
+        over the input covers the whole image and maps back onto it exactly; ``"stretch"``
+        resizes the whole image to the input size. :meth:`input_geometry` says where each image
+        landed; an implementation must place images exactly there.
         """
+
+    def input_geometry(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor", *,
+                       fit: str = "letterbox") -> "list[InputGeometry]":
+        """Where :meth:`preprocess` puts each image in the (S_h, S_w) input (one geometry per image)."""
+        from ._preprocess import geometries
+
+        return geometries(images, self.image_size, fit)
 
     @abstractmethod
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:

@@ -15,6 +15,7 @@ from .base import Backbone
 from .loading import build_open_clip_model
 from .tokenizers import open_clip_tokenizer
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
+from ..geometry import DEFAULT_FIT
 
 __all__ = ["OpenCLIPBackbone", "OPENAI_MEAN", "OPENAI_STD", "resolve_device", "resolve_dtype"]
 
@@ -127,8 +128,10 @@ class OpenCLIPBackbone(Backbone):
         return self
 
     # ---- inputs ---------------------------------------------------------------------
-    def preprocess(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
-        return preprocess_images(images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype)
+    def preprocess(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, *,
+                   fit: str = DEFAULT_FIT) -> torch.Tensor:
+        return preprocess_images(images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype,
+                                 fit=fit)
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts)).to(self._device)

@@ -132,7 +132,7 @@ def evaluate(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
     def run_batch(batch: list[tuple[int, "SegmentationSample", torch.Tensor]]) -> None:
         stage[0] = "preprocessing images"
         t0 = time.perf_counter()
-        pixels = backbone.preprocess([sample.image for _, sample, _ in batch])
+        pixels = backbone.preprocess([sample.image for _, sample, _ in batch], fit="stretch")  # the protocol's geometry
         out.data_s += time.perf_counter() - t0
         for group in _groups([mask for _, _, mask in batch], num_classes):
             shape = tuple(batch[group[0]][2].shape)

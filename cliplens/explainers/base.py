@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ..backbones.base import Backbone
+    from ..geometry import InputGeometry
 
 
 @dataclass
@@ -49,9 +50,12 @@ class Explanation:
             upsampling returns the extreme patch's own value (its centre, or the image
             border next to an edge patch).
         patch_scores: (B, T, h, w) float32 raw scores before upsampling, unnormalised.
+            The grid covers the whole model input (with a letterbox fit, padding included).
         texts: the T texts, in order.
         explainer: the explainer's registered name.
         extras: method-specific outputs.
+        geometry: where each image lay in the model input (:mod:`cliplens.geometry`), or None
+            when the maps cover the model input itself (``pixels`` passed without a geometry).
     """
 
     maps: torch.Tensor
@@ -59,6 +63,7 @@ class Explanation:
     texts: list[str]
     explainer: str
     extras: dict[str, Any] = field(default_factory=dict)
+    geometry: "list[InputGeometry] | None" = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -67,8 +72,8 @@ class Explanation:
     @property
     def upsampled_scores(self) -> torch.Tensor:
         """(B, T, H, W) the raw scores bilinearly upsampled to the maps' size, not normalised
-        (for protocols that threshold or compare raw scores); computed on each access."""
-        return upsample(self.patch_scores, tuple(self.maps.shape[-2:]))
+        (for protocols that threshold or compare raw scores), through the same geometry; computed on each access."""
+        return resample(self.patch_scores, tuple(self.maps.shape[-2:]), self.geometry)
 
     def map(self, image: int, text: int | str) -> torch.Tensor:
         """(H, W) map for one image and one text (index or the text itself)."""
@@ -76,11 +81,20 @@ class Explanation:
         return self.maps[image, t]
 
 
-def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Min–max normalise each (H, W) map of a (..., H, W) tensor to [0, 1]; constant maps -> 0."""
+def normalize_maps(maps: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+    """Min–max normalise each (H, W) map of a (..., H, W) tensor to [0, 1]; constant maps -> 0.
+
+    ``where``: optional bool mask broadcastable to ``maps``; min and max are then taken over its
+    True positions only (values elsewhere may leave [0, 1]).
+    """
     flat = maps.flatten(-2)
-    lo = flat.min(dim=-1, keepdim=True).values
-    hi = flat.max(dim=-1, keepdim=True).values
+    if where is None:
+        lo = flat.min(dim=-1, keepdim=True).values
+        hi = flat.max(dim=-1, keepdim=True).values
+    else:
+        inside = where.expand_as(maps).flatten(-2)
+        lo = flat.masked_fill(~inside, float("inf")).min(dim=-1, keepdim=True).values
+        hi = flat.masked_fill(~inside, float("-inf")).max(dim=-1, keepdim=True).values
     span = hi - lo
     out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
     return out.view_as(maps)
@@ -93,6 +107,17 @@ def upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 
 
+def resample(scores: torch.Tensor, size: tuple[int, int],
+             geometry: "Sequence[InputGeometry] | None" = None) -> torch.Tensor:
+    """(B, T, h, w) -> (B, T, H, W): :func:`upsample`, or through each image's geometry
+    (:func:`cliplens.geometry.map_back`) onto the original images."""
+    if geometry is None:
+        return upsample(scores, size)
+    from ..geometry import map_back
+
+    return map_back(scores, geometry, size)
+
+
 #: how scores become maps; the value of :attr:`Explainer.map_order`
 UPSAMPLE_THEN_NORMALIZE = "upsample_then_normalize"
 NORMALIZE_THEN_UPSAMPLE = "normalize_then_upsample"
@@ -100,8 +125,13 @@ NO_NORMALIZATION = "none"
 MAP_ORDERS = (UPSAMPLE_THEN_NORMALIZE, NORMALIZE_THEN_UPSAMPLE, NO_NORMALIZATION)
 
 
-def scores_to_maps(scores: torch.Tensor, size: tuple[int, int], order: str) -> torch.Tensor:
+def scores_to_maps(scores: torch.Tensor, size: tuple[int, int], order: str,
+                   geometry: "Sequence[InputGeometry] | None" = None) -> torch.Tensor:
     """(B, T, h, w) raw scores -> (B, T, H, W) maps in [0, 1], in the declared ``order``.
+
+    With ``geometry`` (one per image) the maps cover the original images (:func:`resample`);
+    min–max then runs over the image's pixels, or, for ``"normalize_then_upsample"``, over
+    the patches that overlap the image (padding patches of a letterbox left out).
 
     - ``"upsample_then_normalize"``: bilinear upsampling to ``size``, then min–max per
       map (raw similarity, Grad-CAM as pytorch-grad-cam, decomposition as the
@@ -113,14 +143,18 @@ def scores_to_maps(scores: torch.Tensor, size: tuple[int, int], order: str) -> t
     - ``"none"``: bilinear upsampling only; the explainer's scores must already lie in [0, 1].
     """
     if order == UPSAMPLE_THEN_NORMALIZE:
-        return normalize_maps(upsample(scores, size))
+        return normalize_maps(resample(scores, size, geometry))
     if order == NORMALIZE_THEN_UPSAMPLE:
-        return upsample(normalize_maps(scores), size).clamp(0.0, 1.0)
+        where = None
+        if geometry is not None and not all(g.is_identity for g in geometry):
+            grid = tuple(scores.shape[-2:])
+            where = torch.stack([g.content_patches(grid) for g in geometry])[:, None].to(scores.device)
+        return resample(normalize_maps(scores, where), size, geometry).clamp(0.0, 1.0)
     if order == NO_NORMALIZATION:
         if scores.numel() and (float(scores.min()) < 0.0 or float(scores.max()) > 1.0):
             raise ExplainerError(f"scores span [{float(scores.min()):.3g}, {float(scores.max()):.3g}] but map_order "
                                  "'none' needs them in [0, 1]; declare a normalising map_order")
-        return upsample(scores, size)
+        return resample(scores, size, geometry)
     raise ExplainerError(f"unknown map order {order!r}; expected one of {', '.join(MAP_ORDERS)}")
 
 
@@ -198,14 +232,21 @@ class Explainer(ABC):
 
     def explain(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor | None" = None,
                 texts: str | Sequence[str] = (), *, pixels: torch.Tensor | None = None,
-                output_size: tuple[int, int] | None = None) -> Explanation:
+                output_size: tuple[int, int] | None = None, fit: str = "letterbox",
+                geometry: "Sequence[InputGeometry] | None" = None) -> Explanation:
         """Explain where each text matches each image.
 
         Args:
             images: PIL image(s) or [0, 1] image tensor(s); or pass ``pixels``.
             texts: T texts (a single string counts as one).
             pixels: an already preprocessed (B, 3, S_h, S_w) batch instead of ``images``.
-            output_size: (H, W) of the returned maps (default the model input size).
+            output_size: (H, W) of the returned maps, over the whole image. Default: the images'
+                own size (images of different sizes then need one call each, or an output_size);
+                with ``pixels``, the geometry's image size, or the model input size without one.
+            fit: how images become the model input, ``"letterbox"`` (default) or ``"stretch"``
+                (:mod:`cliplens.geometry`); the maps are mapped back through it exactly.
+            geometry: with ``pixels``, one :class:`~cliplens.geometry.InputGeometry` per image
+                (``backbone.input_geometry(images)``) so the maps cover the original images.
         Returns:
             :class:`Explanation` with maps (B, T, H, W).
         """
@@ -218,14 +259,26 @@ class Explainer(ABC):
         if pixels is None:
             if images is None:
                 raise InputError("no images given: pass images or pixels")
-            pixels = self.backbone.preprocess(images)
+            pixels = self.backbone.preprocess(images, fit=fit)
+            geometry = self.backbone.input_geometry(images, fit=fit)
+        elif geometry is not None and len(geometry) != pixels.shape[0]:
+            raise InputError(f"{len(geometry)} geometries for {pixels.shape[0]} images: pass one per image")
+        if output_size is None and geometry is not None:
+            sources = sorted({tuple(g.source) for g in geometry})
+            if len(sources) > 1:
+                raise InputError(f"images of {len(sources)} sizes ({', '.join(f'{w}x{h}' for h, w in sources[:3])}"
+                                 f"{', ...' if len(sources) > 3 else ''}): maps at each image's own size need one "
+                                 "explain call per size, or pass output_size=(H, W)")
+            output_size = sources[0]
         text_features = self.encode_texts(texts)
         with torch.set_grad_enabled(self.needs_grad):
             result = self.explain_patches(pixels, text_features)
         scores = self._validated(result, batch=pixels.shape[0], num_texts=len(texts))
         size = tuple(output_size) if output_size is not None else self.backbone.image_size
-        maps = scores_to_maps(scores, size, self.map_order)
-        return Explanation(maps=maps, patch_scores=scores, texts=texts, explainer=self.name, extras=result.extras)
+        geometry = list(geometry) if geometry is not None else None
+        maps = scores_to_maps(scores, size, self.map_order, geometry)
+        return Explanation(maps=maps, patch_scores=scores, texts=texts, explainer=self.name, extras=result.extras,
+                           geometry=geometry)
 
     def _validated(self, result: object, batch: int, num_texts: int) -> torch.Tensor:
         """Check a plugin's output once, for every explainer; return float32 scores detached."""

@@ -28,7 +28,12 @@ def test_preprocess_accepts_pil_of_any_size_and_tensors(tiny_backbone):
     assert batch.shape == (2, 3, 32, 32) and batch.dtype == torch.float32
     red = torch.tensor([1.0, 0.0, 0.0])
     expected = (red - torch.tensor(tiny_backbone.image_mean)) / torch.tensor(tiny_backbone.image_std)
-    assert torch.allclose(batch[0, :, 5, 5], expected, atol=1e-5)
+    assert torch.allclose(batch[0, :, 16, 16], expected, atol=1e-5)
+    # letterbox: 50 x 30 (W x H) -> 32 x 19 rows at row (32 - 19) // 2 = 6; the padding is 0 (the mean colour)
+    assert torch.equal(batch[0, :, :6], torch.zeros(3, 6, 32)) and torch.equal(batch[0, :, 25:], torch.zeros(3, 7, 32))
+    assert torch.allclose(batch[0, :, 6, 0], expected, atol=1e-5)
+    stretched = tiny_backbone.preprocess(images, fit="stretch")
+    assert torch.allclose(stretched[0, :, 0, 0], expected, atol=1e-5)
     assert tiny_backbone.preprocess(torch.rand(3, 64, 64)).shape == (1, 3, 32, 32)
     with pytest.raises(InputError, match=r"\(3, H, W\)"):
         tiny_backbone.preprocess(torch.rand(4, 64, 64))

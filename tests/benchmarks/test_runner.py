@@ -64,7 +64,8 @@ def reference_scores(explainer_name: str, dataset_spec: str, metric: str, indice
     for i in indices:
         sample = dataset[i]
         mask = torch.from_numpy(sample.mask)
-        result = explainer.explain(sample.image, dataset.class_names, output_size=tuple(mask.shape))
+        result = explainer.explain(sample.image, dataset.class_names, output_size=tuple(mask.shape),
+                                   fit="stretch")  # the harness's geometry (docs/benchmark.md)
         m.update(MetricInput(maps=result.maps[0], patch_scores=result.patch_scores[0], mask=mask,
                              ignore_index=dataset.ignore_index))
     return m.compute()

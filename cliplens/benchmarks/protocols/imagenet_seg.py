@@ -142,7 +142,7 @@ def run_imagenet_seg(explainer: "Explainer", dataset: "SegmentationDataset", ind
     bar = tqdm(total=len(chosen), unit="img", disable=not progress, file=sys.stderr, desc="imagenet-seg")
     for start in range(0, len(chosen), batch_size):
         samples = [dataset[i] for i in chosen[start:start + batch_size]]
-        pixels = backbone.preprocess([s.image for s in samples])
+        pixels = backbone.preprocess([s.image for s in samples], fit="stretch")  # Chefer et al.: squared
         with torch.no_grad():
             image = backbone.encode_image(pixels).float()
         labels = (image @ class_features.T.to(image.device)).argmax(-1).cpu()  # (B,)

@@ -111,7 +111,7 @@ def sliding_scores(explainer: "Explainer", image: torch.Tensor, text_features: t
              for x in window_starts(W, settings.crop, settings.stride)]
     crops = [resized[:, y:y + settings.crop, x:x + settings.crop] for y, x in boxes]
     for (y, x), crop in zip(boxes, crops):
-        pixels = backbone.preprocess(crop)  # resized to the model input when the window is smaller
+        pixels = backbone.preprocess(crop, fit="stretch")  # resized to the model input when the window is smaller
         with torch.set_grad_enabled(explainer.needs_grad):
             result = explainer.explain_patches(pixels, text_features.to(device=pixels.device, dtype=backbone.dtype))
         scores = explainer._validated(result, batch=1, num_texts=text_features.shape[0])
