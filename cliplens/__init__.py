@@ -12,16 +12,38 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .backbones import (AttentionSpec, Backbone, HFBackbone, OpenCLIPBackbone, OpenCLIPTimmBackbone, TowerTrace, ViTBlock,
-                        dual_path, run_block)
-from .errors import (BackboneError, CliplensError, ExplainerError, InputError, PluginError, SampleError,
-                     UnknownNameError)
-from .explainers import Decomposition, Explainer, Explanation, PatchScores, decompose, normalize_maps
-from .registry import (create_backbone, create_dataset, create_explainer, create_metric, get_explainer_class,
-                       get_registry, list_backbones, list_datasets, list_explainers, list_metrics, list_plugins,
-                       reset_registry)
-from .registry.hookspecs import hookimpl
-from .specs import Spec, parse_spec
+# The public API, imported on first use (PEP 562) so that `cliplens --help` never pays for torch:
+# name -> the module (below cliplens) that defines it.
+_EXPORTS = {
+    **dict.fromkeys(["AttentionSpec", "Backbone", "HFBackbone", "OpenCLIPBackbone", "OpenCLIPTimmBackbone",
+                     "TowerTrace", "ViTBlock", "dual_path", "run_block"], "backbones"),
+    **dict.fromkeys(["BackboneError", "CliplensError", "ExplainerError", "InputError", "PluginError", "SampleError",
+                     "UnknownNameError"], "errors"),
+    **dict.fromkeys(["Decomposition", "Explainer", "Explanation", "PatchScores", "decompose", "normalize_maps"],
+                    "explainers"),
+    **dict.fromkeys(["create_backbone", "create_dataset", "create_explainer", "create_metric", "get_explainer_class",
+                     "get_registry", "list_backbones", "list_datasets", "list_explainers", "list_metrics",
+                     "list_plugins", "reset_registry"], "registry"),
+    "hookimpl": "registry.hookspecs",
+    **dict.fromkeys(["Spec", "parse_spec"], "specs"),
+    **dict.fromkeys(["InputGeometry", "fit_geometry", "map_back"], "geometry"),
+}
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attribute
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cliplens' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 try:
     __version__ = version("cliplens")
@@ -39,4 +61,5 @@ __all__ = [
     "Spec", "parse_spec",
     "CliplensError", "UnknownNameError", "PluginError", "BackboneError", "ExplainerError", "InputError",
     "SampleError",
+    "InputGeometry", "fit_geometry", "map_back",
 ]

@@ -1,53 +1,210 @@
-"""Drawing maps over images: heat-map overlays and labelled grids (PIL only, no display needed)."""
+"""Drawing maps over images: heat-map overlays, labelled tiles, colour bars and paginated sheets
+(PIL only, no display needed).
+
+Labels are drawn with DejaVu Sans (shipped with matplotlib: Latin, Greek, Cyrillic and more)
+and, where installed, Noto Sans CJK (Debian/Ubuntu ``fonts-noto-cjk``: Chinese, Japanese,
+Korean), character by character from the first font that has the glyph. Not covered: emoji
+and scripts neither font has (e.g. Devanagari, Thai); such characters are drawn as ``□`` and
+:func:`uncovered` names them so the caller can say so. ``$CLIPLENS_FONTS`` (paths separated by
+``os.pathsep``) puts more fonts first.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
-_LABEL_HEIGHT = 18
+if TYPE_CHECKING:
+    import torch
+
+FONT_SIZE = 13
+#: at most this many texts (maps) on one sheet; more go to further sheets (``-p2``, ``-p3``, ...)
+MAPS_PER_SHEET = 16
+#: what every colour bar says about the maps it explains
+NORMALISATION_NOTE = "min–max normalised per map: 0 = its lowest, 1 = its highest score"
+MISSING = "□"
+CJK_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+             "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+             "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc")
 
 
-def colorize(heatmap: np.ndarray | torch.Tensor, cmap: str = "jet") -> Image.Image:
+def _dejavu() -> str | None:
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return str(path) if path.is_file() else None
+
+
+@functools.lru_cache(maxsize=None)
+def font_files() -> tuple[str, ...]:
+    """The font files labels are drawn with, in fallback order."""
+    extra = [p for p in os.environ.get("CLIPLENS_FONTS", "").split(os.pathsep) if p and Path(p).is_file()]
+    return tuple(extra + [p for p in [_dejavu(), *CJK_FONTS] if p and Path(p).is_file()])
+
+
+@functools.lru_cache(maxsize=None)
+def _coverage(path: str) -> frozenset[int]:
+    from fontTools.ttLib import TTFont  # a matplotlib dependency
+
+    font = TTFont(path, fontNumber=0, lazy=True)
+    return frozenset(font.getBestCmap() or {})
+
+
+@functools.lru_cache(maxsize=None)
+def _font(path: str | None, size: int) -> ImageFont.ImageFont:
+    if path is None:
+        try:
+            return ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1
+            return ImageFont.load_default()
+    return ImageFont.truetype(path, size=size, index=0)
+
+
+def _runs(text: str, size: int) -> list[tuple[str, ImageFont.ImageFont]]:
+    """``text`` split into runs drawn with one font each (characters no font has become ``□``)."""
+    files = font_files()
+    if not files:
+        return [(text, _font(None, size))]
+    runs: list[tuple[str, str]] = []
+    for char in text:
+        path = next((f for f in files if ord(char) in _coverage(f)), None)
+        if path is None:
+            char, path = MISSING, files[0]
+        if runs and runs[-1][1] == path:
+            runs[-1] = (runs[-1][0] + char, path)
+        else:
+            runs.append((char, path))
+    return [(chunk, _font(path, size)) for chunk, path in runs]
+
+
+def uncovered(text: str) -> list[str]:
+    """The characters of ``text`` that no label font has (drawn as ``□``), in order, once each."""
+    files = font_files()
+    if not files:
+        return [c for c in dict.fromkeys(text) if ord(c) > 127]
+    return [c for c in dict.fromkeys(text) if not c.isspace() and not any(ord(c) in _coverage(f) for f in files)]
+
+
+def text_width(text: str, size: int = FONT_SIZE) -> float:
+    """Width in pixels of ``text`` as :func:`draw_text` draws it."""
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return sum(probe.textlength(chunk, font=font) for chunk, font in _runs(text, size))
+
+
+def draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int = FONT_SIZE,
+              fill: str | tuple[int, ...] = "black") -> None:
+    """Draw ``text`` at ``xy`` (top left), each character in the first font that has it."""
+    x, y = xy
+    for chunk, font in _runs(text, size):
+        draw.text((x, y), chunk, fill=fill, font=font)
+        x += draw.textlength(chunk, font=font)
+
+
+def fit_text(text: str, width: float, size: int = FONT_SIZE) -> str:
+    """``text``, cut with ``…`` until it is at most ``width`` pixels wide."""
+    if text_width(text, size) <= width:
+        return text
+    while text and text_width(text + "…", size) > width:
+        text = text[:-1]
+    return text + "…" if text else ""
+
+
+def wrap_text(text: str, width: float, size: int = FONT_SIZE, lines: int = 2) -> list[str]:
+    """``text`` broken at spaces (or anywhere, for long words / CJK) into at most ``lines`` lines of
+    ``width`` pixels; the last line ends in ``…`` when text is left over."""
+    out: list[str] = []
+    rest = text.strip()
+    while rest and len(out) < lines:
+        if len(out) == lines - 1 or text_width(rest, size) <= width:
+            out.append(fit_text(rest, width, size))
+            break
+        cut = len(rest)
+        while cut > 1 and text_width(rest[:cut], size) > width:
+            cut -= 1
+        space = rest.rfind(" ", 0, cut + 1)
+        cut = space if space > 0 else cut
+        out.append(rest[:cut].rstrip())
+        rest = rest[cut:].strip()
+    return out or [""]
+
+
+def colorize(heatmap: "np.ndarray | torch.Tensor", cmap: str = "jet") -> Image.Image:
     """(H, W) values in [0, 1] -> RGB image through a matplotlib colour map."""
     from matplotlib import colormaps
 
-    values = heatmap.detach().cpu().float().numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap)
+    values = heatmap.detach().cpu().float().numpy() if hasattr(heatmap, "detach") else np.asarray(heatmap)
     rgba = colormaps[cmap](np.clip(values, 0.0, 1.0))
     return Image.fromarray((rgba[..., :3] * 255).astype(np.uint8))
 
 
-def overlay(image: Image.Image, heatmap: np.ndarray | torch.Tensor, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
+def overlay(image: Image.Image, heatmap: "np.ndarray | torch.Tensor", alpha: float = 0.5,
+            cmap: str = "jet") -> Image.Image:
     """Blend an (H, W) map in [0, 1] over ``image`` (the map is resized to the image)."""
     colored = colorize(heatmap, cmap).resize(image.size, Image.BILINEAR)
     return Image.blend(image.convert("RGB"), colored, alpha)
 
 
-def _font() -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=13)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
+def fit_tile(image: Image.Image, size: int) -> Image.Image:
+    """``image`` scaled so its longer side is ``size`` pixels, its aspect ratio kept."""
+    scale = size / max(image.width, image.height)
+    return image.convert("RGB").resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                       Image.BICUBIC)
 
 
-def labelled(image: Image.Image, label: str) -> Image.Image:
-    """``image`` with ``label`` written in a white strip above it."""
-    canvas = Image.new("RGB", (image.width, image.height + _LABEL_HEIGHT), "white")
-    canvas.paste(image.convert("RGB"), (0, _LABEL_HEIGHT))
-    text = label
+def labelled(image: Image.Image, label: str, lines: int = 2, note: str | None = None) -> Image.Image:
+    """``image`` with ``label`` (wrapped to ``lines`` lines, then ``…``) in a white strip above it and,
+    when given, ``note`` in red over its top left (e.g. why a map is blank)."""
+    height = 4 + lines * (FONT_SIZE + 3)
+    canvas = Image.new("RGB", (image.width, image.height + height), "white")
+    canvas.paste(image.convert("RGB"), (0, height))
     draw = ImageDraw.Draw(canvas)
-    font = _font()
-    while text and draw.textlength(text, font=font) > image.width - 4:
-        text = text[:-2] + "…" if len(text) > 2 else ""
-    draw.text((2, 2), text, fill="black", font=font)
+    for i, line in enumerate(wrap_text(label, image.width - 4, FONT_SIZE, lines)):
+        draw_text(draw, (2, 2 + i * (FONT_SIZE + 3)), line)
+    if note:
+        for i, line in enumerate(wrap_text(note, image.width - 8, FONT_SIZE - 2, 4)):
+            y = height + 3 + i * FONT_SIZE
+            draw.rectangle([2, y - 1, 6 + text_width(line, FONT_SIZE - 2), y + FONT_SIZE - 1], fill="white")
+            draw_text(draw, (4, y), line, FONT_SIZE - 2, fill=(200, 0, 0))
+    return canvas
+
+
+def colorbar(width: int, cmap: str = "jet", note: str = NORMALISATION_NOTE) -> Image.Image:
+    """A horizontal colour bar at most ``width`` pixels wide: the scale from 0 to 1 and what it means
+    (``note``, right of the bar when it fits, else under it)."""
+    bar_w = max(40, min(width - 40, 320))
+    beside = 20 + bar_w + 12
+    fits = beside + text_width(note) + 4 <= width
+    canvas = Image.new("RGB", (max(width, bar_w + 40), 2 * FONT_SIZE + 12 + (0 if fits else FONT_SIZE + 4)), "white")
+    canvas.paste(colorize(np.tile(np.linspace(0.0, 1.0, bar_w), (12, 1)), cmap), (20, 4))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle([19, 3, 20 + bar_w, 16], outline="black")
+    draw_text(draw, (16, 18), "0")
+    draw_text(draw, (16 + bar_w, 18), "1")
+    if fits:
+        draw_text(draw, (beside, 3), note)
+    else:
+        draw_text(draw, (4, 2 * FONT_SIZE + 10), fit_text(note, canvas.width - 8))
+    return canvas
+
+
+def with_colorbar(image: Image.Image, cmap: str = "jet", note: str = NORMALISATION_NOTE) -> Image.Image:
+    """``image`` with :func:`colorbar` under it."""
+    bar = colorbar(image.width, cmap, note)
+    canvas = Image.new("RGB", (max(image.width, bar.width), image.height + bar.height), "white")
+    canvas.paste(image, (0, 0))
+    canvas.paste(bar, (0, image.height))
     return canvas
 
 
 def grid(rows: Sequence[Sequence[Image.Image]], pad: int = 4) -> Image.Image:
-    """Paste rows of equally sized tiles into one image."""
+    """Paste rows of tiles into one image (each in a cell of the largest tile's size)."""
     if not rows or not rows[0]:
         raise ValueError("grid needs at least one tile")
     tile_w = max(t.width for row in rows for t in row)
@@ -58,3 +215,15 @@ def grid(rows: Sequence[Sequence[Image.Image]], pad: int = 4) -> Image.Image:
         for c, tile in enumerate(row):
             canvas.paste(tile, (pad + c * (tile_w + pad), pad + r * (tile_h + pad)))
     return canvas
+
+
+def pages(items: Sequence, per_page: int = MAPS_PER_SHEET) -> list[list]:
+    """``items`` in pages of at most ``per_page``."""
+    return [list(items[i:i + per_page]) for i in range(0, len(items), per_page)] or [[]]
+
+
+def sheet_paths(stem: Path, count: int) -> list[Path]:
+    """``stem.png`` for one sheet, else ``stem-p1.png`` ... ``stem-pN.png``."""
+    if count == 1:
+        return [stem.with_name(stem.name + ".png")]
+    return [stem.with_name(f"{stem.name}-p{i}.png") for i in range(1, count + 1)]

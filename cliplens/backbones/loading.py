@@ -201,3 +201,27 @@ def build_open_clip_model(arch: str, weights: str | None, *, seed: int = 0) -> t
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def open_clip_architectures() -> list[str]:
+    """``open_clip.list_models()`` without importing open_clip (seconds of start-up): the model
+    configs shipped in its ``model_configs`` folder with embed_dim, vision_cfg and text_cfg, in
+    open_clip's natural order. tests/backbones/test_loading.py keeps it equal to open_clip's list."""
+    import importlib.util
+    import json
+    import re
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model_configs"
+    names = []
+    for path in folder.glob("*.json"):
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if all(key in config for key in ("embed_dim", "vision_cfg", "text_cfg")):
+            names.append(path.stem)
+    return sorted(names, key=lambda s: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s.lower())])

@@ -22,13 +22,8 @@ from .identity import identity_change, pair_identity
 from .results import finished, fingerprint, library_versions, pair_id, read_result
 from .thresholds import ThresholdPlan, default_selection_spec, plan_thresholds
 
-DEFAULT_BACKBONE = "toy"
-DEFAULT_DATASET = "shapes:test"
-DEFAULT_METRICS: tuple[str, ...] = ("miou", "msc", "patchdis", "pointing_game")
-DEFAULT_OUT = "runs/bench-default"
-#: images of ``shapes:test`` in the no-argument run (fits in < 3 minutes on 2 CPU cores)
-DEFAULT_LIMIT = 100
-DEFAULT_BATCH_SIZE = 16
+from .defaults import (DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT,  # noqa: F401
+                       DEFAULT_METRICS, DEFAULT_OUT)
 
 __all__ = ["BenchConfig", "RunPlan", "PairPlan", "plan_pairs", "parse_metric_spec"]
 

@@ -15,13 +15,17 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..benchmarks.runner import DEFAULT_BATCH_SIZE, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT
+    from ..benchmarks.defaults import (BUILTIN_DATASETS, BUILTIN_METRICS, DEFAULT_BATCH_SIZE, DEFAULT_LIMIT,
+                                       DEFAULT_METRICS, DEFAULT_OUT)
 
     p = subparsers.add_parser(
         "bench", help="score explainers on segmentation data (no arguments: the toy default run)",
         description="Score every (backbone, explainer) pair on one segmentation dataset; one JSON per pair in --out. "
                     f"With no arguments: backbone toy, {DEFAULT_LIMIT} images of shapes:test, every built-in "
-                    f"explainer, metrics {' '.join(DEFAULT_METRICS)}, out {DEFAULT_OUT}.")
+                    f"explainer, metrics {' '.join(DEFAULT_METRICS)}, out {DEFAULT_OUT}.\n\n"
+                    f"dataset formats (--dataset FORMAT:PATH?key=value): {', '.join(BUILTIN_DATASETS)}\n"
+                    f"metrics (--metric NAME?key=value): {', '.join(BUILTIN_METRICS)}\n"
+                    "(built-in; plugins may add more: cliplens list datasets / cliplens list metrics)")
     p.add_argument("--backbone", "-b", nargs="+", metavar="SPEC", help="backbone specs (default: toy)")
     p.add_argument("--explainer", "-e", nargs="+", metavar="NAME", help="explainer names (default: every built-in)")
     p.add_argument("--dataset", "-d", metavar="SPEC",

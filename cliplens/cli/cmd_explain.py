@@ -1,11 +1,14 @@
 """``cliplens explain IMAGE... --text T... --explainer NAME... --backbone SPEC --out DIR``.
 
-Writes ``<image>_<explainer>.png`` (the image, then its heat map for each text)
-and ``grid.png`` (rows: image x text; columns: the image, then each explainer).
-Images whose file names share a stem (``a/x.png``, ``b/x.png``) get the folder
-names they differ by in front (``a-x_...``, ``b-x_...``); every written file is
-printed as ``IMAGE -> FILE``. An explainer that raises costs one line on stderr
-and exit status 1; the other explainers' files are still written.
+Writes ``<image>_<explainer>.png`` (the image, then its heat map for each text; each tile keeps
+the photo's aspect ratio) and ``grid.png`` (rows: image x text; columns: the image, then each
+explainer). At most :data:`~cliplens.visualize.MAPS_PER_SHEET` texts go on one sheet: more
+give ``-p1``, ``-p2``, ... files. Every sheet ends in a colour bar saying how the maps are
+normalised; a map that is constant (all zero) says why, in the picture and on stderr.
+Images whose file names share a stem (``a/x.png``, ``b/x.png``) get the folder names they
+differ by in front (``a-x_...``, ``b-x_...``); every written file is printed as
+``IMAGE -> FILE``. An explainer that raises costs one line on stderr and exit status 1; the
+other explainers' files are still written.
 """
 
 from __future__ import annotations
@@ -13,24 +16,53 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path, PurePath
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import InputError
 
+#: a progress bar (stderr) from this many images on
+PROGRESS_FROM = 4
+#: columns of tiles on one image's sheet (the image, then its maps)
+SHEET_COLUMNS = 6
+
+DESCRIPTION = """Draw where each text matches each image, for one or more explainers.
+
+The maps are made at each image's own size: the image is letterboxed into the model input
+(aspect ratio kept, no part cut off) and the maps are mapped back onto the photo exactly.
+Each map is min-max normalised on its own (the colour bar says so). IMAGE paths may come
+before or after the options; a value of --text that names an existing image file is an IMAGE."""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("explain", help="draw explainers' heat maps for images and texts")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--text", "-t", nargs="+", required=True, help="texts to locate in the images")
-    p.add_argument("--explainer", "-e", nargs="+", default=["raw_similarity"], help="explainer names")
-    p.add_argument("--backbone", "-b", default="toy", help="backbone spec: toy, ViT-B-16, ViT-B-16:openai, ARCH:PATH")
-    p.add_argument("--out", "-o", default="cliplens-explain", help="output folder (created)")
+    p = subparsers.add_parser("explain", help="draw explainers' heat maps for images and texts",
+                              description=DESCRIPTION)
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (before or after the options)")
+    p.add_argument("--text", "-t", nargs="+", action="extend", required=True, metavar="TEXT",
+                   help="texts to locate in the images (repeatable)")
+    p.add_argument("--explainer", "-e", nargs="+", default=["raw_similarity"], metavar="NAME",
+                   help="explainer names (cliplens list explainers)")
+    p.add_argument("--backbone", "-b", default="toy", metavar="SPEC",
+                   help="backbone spec: toy, ViT-B-16, ViT-B-16:openai, ARCH:PATH")
+    p.add_argument("--out", "-o", default="cliplens-explain", metavar="DIR", help="output folder (created)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     p.add_argument("--templates", metavar="FILE", help="prompt templates, one per line with {} for the text")
     p.add_argument("--option", action="append", metavar="EXPLAINER.KEY=VALUE", help="explainer option (repeatable)")
     p.add_argument("--top-words", action="store_true", help="lexical: also draw the top word on each patch")
-    p.add_argument("--size", type=int, default=224, help="tile size in pixels of the PNGs")
+    p.add_argument("--size", type=int, default=224, help="longer side in pixels of each tile in the PNGs")
+    p.add_argument("--no-progress", action="store_true",
+                   help=f"no progress bar (otherwise shown on stderr from {PROGRESS_FROM} images on)")
     p.set_defaults(run=run)
+
+
+def split_images(texts: Sequence[str], images: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Move the --text values that name existing image files to the images (``--text "a car" IMG``)."""
+    from ..images import IMAGE_SUFFIXES
+
+    def is_image(value: str) -> bool:
+        path = Path(value).expanduser()
+        return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+    return [t for t in texts if not is_image(t)], [*images, *(t for t in texts if is_image(t))]
 
 
 def unique_names(paths: Sequence[str]) -> dict[str, str]:
@@ -65,32 +97,45 @@ def unique_names(paths: Sequence[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from ..images import load_rgb
     from ..registry import create_backbone, create_explainer, get_registry
-    from ..visualize import grid, labelled
+    from ..visualize import uncovered
     from ..writable import ensure_writable_folder
     from ._options import parse_scoped_options, read_lines
 
-    texts = [t.strip() for t in args.text]
-    if any(not t for t in texts):
+    texts, image_paths = split_images(args.text, args.images)
+    texts = [t.strip() for t in texts]
+    if not image_paths:
+        raise InputError("no IMAGE given: name image files before or after the options, "
+                         'e.g. cliplens explain photo.jpg --text "a dog"')
+    if not texts or any(not t for t in texts):
         raise InputError("empty --text: every text must contain words")
+    if args.size < 16:
+        raise InputError(f"--size {args.size} is too small to draw: use 16 pixels or more")
     catalog = get_registry().catalog("explainer")
     for name in args.explainer:
         catalog.get(name)  # unknown names fail before any model is built
     options = parse_scoped_options(args.option)
     templates = read_lines(args.templates) if args.templates else None
-    images = {path: load_rgb(path) for path in args.images}  # missing / corrupt files fail here, one line
+    images = {path: load_rgb(path) for path in image_paths}  # missing / corrupt files fail here, one line
     names = unique_names(list(images))
     out = ensure_writable_folder(args.out)  # before the model is built: a bad --out costs no work
+    missing = [c for t in texts for c in uncovered(t)]
+    if missing:
+        print(f"cliplens: note: no label font has {' '.join(dict.fromkeys(missing))} (emoji and scripts outside "
+              "DejaVu Sans and Noto Sans CJK); drawn as □", file=sys.stderr)
 
     backbone = create_backbone(args.backbone, **({"device": args.device} if args.device else {}))
-    tile = (args.size, args.size)
     grid_rows: dict[tuple[str, str], list] = {}
     failed: list[str] = []
+    bar = _progress(len(images) * len(args.explainer), args.no_progress or len(images) < PROGRESS_FROM)
     for name in args.explainer:
         try:
             explainer = create_explainer(name, backbone, templates=templates, **options.get(name, {}))
-            drawn = {path: _draw(explainer, name, path, image, texts, tile, args.top_words)
-                     for path, image in images.items()}
+            drawn = {}
+            for path, image in images.items():
+                drawn[path] = _draw(explainer, name, path, image, texts, args.size, args.top_words)
+                bar.update(1)
         except InputError:
+            bar.close()
             raise
         except Exception as exc:  # noqa: BLE001 - one failing explainer must not cost the others' pictures
             first_line = (str(exc).strip().splitlines() or [""])[0][:300]
@@ -98,16 +143,24 @@ def run(args: argparse.Namespace) -> int:
                   f"its files are not written, the other explainers' are", file=sys.stderr)
             failed.append(name)
             continue
-        for path, (tiles, overlays) in drawn.items():
-            for text, picture in zip(texts, overlays):
-                grid_rows.setdefault((path, text), [labelled(images[path].resize(tile), f"{names[path]} | {text}")])
-                grid_rows[(path, text)].append(labelled(picture, name))
-            target = out / f"{names[path]}_{name}.png"
-            grid([tiles]).save(target)
-            print(f"{path} -> {target}")
+        for path, picture in drawn.items():
+            for text, tile in zip(texts, picture["overlays"]):
+                grid_rows.setdefault((path, text), [_label(picture["image"], f"{names[path]} | {text}")])
+                grid_rows[(path, text)].append(tile)
+            for target in _write_sheets(picture["sheets"], out / f"{names[path]}_{name}"):
+                bar.write(f"{path} -> {target}", file=sys.stdout)
+            for text, reason in picture["blank"].items():
+                print(f"cliplens: note: {name} map of {path} for {text!r} is constant (drawn blank): {reason}",
+                      file=sys.stderr)
+            if picture.get("same_word"):
+                print(f"cliplens: note: {path}: every patch's top word is {picture['same_word']!r} — the "
+                      "backbone's patch features land on one vocabulary word", file=sys.stderr)
+    bar.close()
     if grid_rows:
-        grid(list(grid_rows.values())).save(out / "grid.png")
-        print(f"grid -> {out / 'grid.png'}")
+        from ..visualize import pages
+
+        for target in _write_sheets([list(rows) for rows in pages(list(grid_rows.values()))], out / "grid"):
+            print(f"grid -> {target}")
     if failed:
         print(f"cliplens: {len(failed)} of {len(args.explainer)} explainers failed: {', '.join(failed)}",
               file=sys.stderr)
@@ -115,17 +168,62 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _draw(explainer, name: str, path: str, image, texts: list[str], tile: tuple[int, int], top_words: bool):
-    """The tiles of one image's row (the image, its map per text[, top words]) and its per-text overlays."""
-    from ..visualize import labelled, overlay
+def _progress(total: int, disable: bool):  # noqa: ANN202 - a tqdm bar
+    from tqdm import tqdm
 
-    result = explainer.explain(image, texts, output_size=(image.height, image.width))
-    shown = image.resize(tile)
-    overlays = [overlay(image, result.maps[0, t]).resize(tile) for t in range(len(texts))]
-    tiles = [labelled(shown, Path(path).name)]
-    tiles += [labelled(picture, f"{name}: {text}") for picture, text in zip(overlays, texts)]
+    return tqdm(total=total, unit="map set", desc="explain", disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+
+def _label(image, text: str, note: str | None = None):  # noqa: ANN001, ANN202
+    from ..visualize import labelled
+
+    return labelled(image, text, note=note)
+
+
+def _write_sheets(sheets: list[list[list[Any]]], stem: Path) -> list[Path]:
+    """Each sheet (rows of tiles) as one PNG with a colour bar; ``stem.png`` or ``stem-p1.png`` ..."""
+    from ..visualize import grid, sheet_paths, with_colorbar
+
+    targets = sheet_paths(stem, len(sheets))
+    for rows, target in zip(sheets, targets):
+        with_colorbar(grid(rows)).save(target)
+    return targets
+
+
+def constant_reason(result, t: int) -> str | None:  # noqa: ANN001
+    """Why text ``t``'s map of image 0 is constant, or None when it is not."""
+    scores = result.patch_scores[0, t]
+    spread = float(scores.max() - scores.min())
+    if spread > 1e-7 * max(1.0, float(scores.abs().max())):
+        return None
+    reasons = result.extras.get("constant_reasons") or {}
+    return reasons.get(t) or f"{result.explainer} scored every patch the same ({float(scores.max()):.3g})"
+
+
+def _draw(explainer, name: str, path: str, image, texts: list[str], size: int, top_words: bool) -> dict:
+    """One image's pictures: its sheets (rows of tiles, at most MAPS_PER_SHEET maps each), its overlay
+    tile per text (for grid.png), the constant maps with their reasons."""
+    from ..visualize import fit_tile, overlay, pages
+
+    shown = fit_tile(image, size)
+    result = explainer.explain(image, texts, output_size=(shown.height, shown.width))  # the whole photo, exactly
+    blank = {texts[t]: reason for t in range(len(texts)) if (reason := constant_reason(result, t))}
+    overlays = [_label(overlay(shown, result.maps[0, t]), f"{name}: {texts[t]}",
+                       note=f"constant map: {blank[texts[t]]}" if texts[t] in blank else None)
+                for t in range(len(texts))]
+    extra = []
+    same_word = None
     if top_words and "top_words" in result.extras:
         from ..explainers.lexical_drawing import draw_top_words
 
-        tiles.append(labelled(draw_top_words(shown, result.extras["top_words"][0], min_cell=0), "top words"))
-    return tiles, overlays
+        geometry = result.geometry[0]
+        words = draw_top_words(fit_tile(geometry.show(image), size), result.extras["top_words"][0], min_cell=0)
+        extra.append(_label(words, "top words (the model's view)"))
+        firsts = {cell[0][0] if cell and isinstance(cell[0], (list, tuple)) else None
+                  for row in result.extras["top_words"][0] for cell in row}
+        same_word = firsts.pop() if len(firsts) == 1 else None
+    sheets = []
+    for chunk in pages(overlays):
+        tiles = [_label(shown, Path(path).name), *chunk, *extra]
+        sheets.append([tiles[i:i + SHEET_COLUMNS] for i in range(0, len(tiles), SHEET_COLUMNS)])
+    return {"image": shown, "overlays": overlays, "sheets": sheets, "blank": blank, "same_word": same_word}

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("report", help="merge benchmark results into a leaderboard, CSV and figures",
+    p = subparsers.add_parser("report", help="merge benchmark results into a leaderboard, CSV, figures and index.html",
                               description="Read every result JSON in DIR (the --out of `cliplens bench`) and write "
                                           "leaderboard.md, results.csv, per_class.csv, bar_<metric>.png and "
                                           "examples_<backbone>_<dataset>.png.")

@@ -1,6 +1,8 @@
-"""Entry point of the ``cliplens`` command: dispatches to ``cmd_*`` modules.
+"""Entry point of the ``cliplens`` command (and of ``python -m cliplens``): dispatches to ``cmd_*`` modules.
 
-User errors (:class:`cliplens.errors.CliplensError`) print one line
+Start-up stays light: only the command being run has its module imported (the others are listed
+from :data:`cliplens.cli._help.COMMANDS`), and a ``cmd_*`` module imports torch and the rest only
+inside its ``run``. User errors (:class:`cliplens.errors.CliplensError`) print one line
 ``cliplens: error: ...`` and exit with status 2, never a traceback.
 """
 
@@ -13,30 +15,54 @@ import sys
 import warnings
 from typing import Sequence
 
-#: subcommand modules, in the order ``cliplens --help`` lists them
-COMMANDS = ("plugins", "list", "explain", "bench", "report", "toy", "textspan", "ablate", "speed")
+from ._help import COMMANDS, MAIN_EPILOG, Parser, examples_epilog
 
 
-def _modules():
-    for name in COMMANDS:
-        module_name = f"cliplens.cli.cmd_{name}"
-        if importlib.util.find_spec(module_name) is not None:
-            yield importlib.import_module(module_name)
+def _requested(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (its first argument that is not an option), if any."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``cliplens`` parser; every command's full parser when ``argv`` is None, else only the one it runs."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="cliplens", description="Explain CLIP models and benchmark explainers.")
+    parser = Parser(prog="cliplens", description="Explain CLIP models and benchmark explainers.",
+                    epilog=MAIN_EPILOG)
     parser.add_argument("--version", action="version", version=f"cliplens {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _modules():
-        module.add_parser(subparsers)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    wanted = None if argv is None else _requested(argv)
+    for name, summary in COMMANDS.items():
+        if argv is not None and name != wanted:
+            subparsers.add_parser(name, help=summary)  # listed only; never parsed in this run
+            continue
+        importlib.import_module(f"cliplens.cli.cmd_{name}").add_parser(subparsers)
+        command = subparsers.choices[name]
+        if command.epilog is None:
+            command.epilog = examples_epilog(name)
+        if command.description is None:
+            command.description = summary[:1].upper() + summary[1:] + "."
     return parser
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
     return f"cliplens: warning: {message}\n"
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; positional words left after the options (``explain --text "a car" IMG``,
+    ``explain A --out D B``) join the command's ``images`` when it has them."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        loose = [e for e in extras if not e.startswith("-")]
+        if len(loose) == len(extras) and isinstance(getattr(args, "images", None), list):
+            args.images.extend(loose)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.formatwarning = _format_warning
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(argv)
     # `cliplens bench` with no arguments is the embedded default run
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.command is None:
         parser.print_help()
         return 2

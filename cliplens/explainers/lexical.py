@@ -282,9 +282,22 @@ class Lexical(Explainer):
             "top_words": [_chunks(per_image, w) for per_image in self._top_words_sparse(patch_lex)],
             "query_words": self._top_words_sparse(query_lex.unsqueeze(0).to_sparse())[0],
             "vocabulary_size": len(self.vocabulary),
+            "constant_reasons": self._constant_reasons(query_lex, overlap),
         }
         scores = overlap.to(patches.device).transpose(1, 2).reshape(B, T, h, w)
         return PatchScores(scores, extras=extras)
+
+    def _constant_reasons(self, query_lex: torch.Tensor, overlap: torch.Tensor) -> dict[int, str]:
+        """{text index: why its scores are 0 at every patch of every image} for such texts."""
+        kept = "passes the sparsity threshold 1/sqrt(V) = " + f"{lexical_threshold(len(self.vocabulary)):.3g}" \
+            if self.mode == "threshold" else f"is among the top {self.k}"
+        reasons = {}
+        for t in range(query_lex.shape[0]):
+            if not bool(query_lex[t].any()):
+                reasons[t] = f"no vocabulary word {kept} for this text on this backbone"
+            elif not bool(overlap[..., t].any()):
+                reasons[t] = "no patch shares a kept vocabulary word with this text on this backbone"
+        return reasons
 
     def _top_words_sparse(self, lex: torch.Tensor) -> list[list[list[tuple[str, float]]]]:
         """Sparse COO (B, N, V) -> B lists of N lists of the ``top_words`` highest (word, score) pairs.

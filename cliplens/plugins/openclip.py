@@ -19,9 +19,9 @@ def _factory(arch: str):
 
 @hookimpl
 def register_backbones(register: Register) -> None:
-    import open_clip
+    from ..backbones.loading import open_clip_architectures  # open_clip's list without importing open_clip
 
-    for arch in open_clip.list_models():
+    for arch in open_clip_architectures():
         register(arch, _factory(arch))
 
 

@@ -128,3 +128,11 @@ def test_unreachable_host_fails_at_once_without_offline_flag(monkeypatch):
 def test_unknown_pretrained_tag_lists_known_tags():
     with pytest.raises(BackboneError, match="known tags: openai"):
         create_backbone("ViT-B-16:not-a-tag")
+
+
+def test_open_clip_architectures_is_open_clips_own_list():
+    import open_clip
+
+    from cliplens.backbones.loading import open_clip_architectures
+
+    assert open_clip_architectures() == open_clip.list_models()

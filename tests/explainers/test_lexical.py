@@ -305,3 +305,21 @@ def test_bad_arguments(kwargs) -> None:
         lexical_scores(patches, words, **kwargs)
     with pytest.raises(InputError):
         lexical_scores(patches[..., :5], words)
+
+
+def test_a_constant_map_says_why():
+    """Texts none of whose words pass the sparsity threshold (or share one with a patch) have all-zero
+    scores; extras name the reason, which `cliplens explain` prints and draws."""
+    from PIL import Image
+
+    import cliplens
+
+    backbone = cliplens.create_backbone("toy")
+    result = cliplens.create_explainer("lexical", backbone).explain(Image.new("RGB", (80, 60), "gray"),
+                                                                   ["a red circle", "Straße"])
+    reasons = result.extras["constant_reasons"]
+    for t, reason in reasons.items():
+        assert float(result.patch_scores[0, t].abs().max()) == 0.0
+        assert "threshold" in reason or "no patch shares" in reason
+    for t in set(range(2)) - set(reasons):
+        assert float(result.patch_scores[0, t].abs().max()) > 0.0

@@ -1,0 +1,78 @@
+"""What ``cliplens --help`` and each ``cliplens COMMAND --help`` show, kept here so that start-up
+imports nothing heavy: the command table, the examples and the help formatter.
+
+A new command joins with one line in :data:`COMMANDS` (its one-line summary; the module is
+``cliplens.cli.cmd_<name>`` with ``add_parser(subparsers)`` and ``run(args)``) and its examples
+in :data:`EXAMPLES`; tests/cli/test_conventions.py checks that each is there and true.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+#: command -> one-line summary, in the order ``cliplens --help`` lists them. Only the command that
+#: runs has its module imported; the others appear under this summary.
+COMMANDS: dict[str, str] = {
+    "plugins": "show loaded plugins and what they registered",
+    "list": "list registered backbones, explainers, datasets or metrics",
+    "explain": "draw explainers' heat maps for images and texts",
+    "bench": "score explainers on segmentation data (no arguments: the toy default run)",
+    "report": "merge benchmark results into a leaderboard, CSV, figures and index.html",
+    "toy": "toy world: train / sample / evaluate the tiny shapes CLIP",
+    "textspan": "describe attention heads with texts (TextSpan) and ablate heads",
+    "ablate": "mean-ablate MLPs, attention layers or heads; report zero-shot accuracy",
+    "speed": "time explainers against a plain image forward",
+}
+
+#: command -> example command lines shown at the end of its --help
+EXAMPLES: dict[str, list[str]] = {
+    "plugins": ["cliplens plugins", "cliplens plugins --json"],
+    "list": ["cliplens list explainers", "cliplens list backbones 'ViT-B-*'", "cliplens list metrics --details"],
+    "explain": ['cliplens explain photo.jpg --text "a car" "a tree"',
+                'cliplens explain --text "a dog" -e clip_surgery lexical -o out/ a.jpg b.jpg',
+                'cliplens explain street.png -t "a bus" -b ViT-B-16:/weights/ViT-B-16.safetensors --device cuda'],
+    "bench": ["cliplens bench",
+              "cliplens bench -b ViT-B-16:openai -d voc:/data/VOC2012 -o runs/voc",
+              'cliplens bench -b toy -e lexical gradcam -d "index-masks:/data/camvid?ignore=11&split=test" -o runs/c',
+              "cliplens bench -o runs/voc --skip-existing -b ViT-B-16:openai -d voc:/data/VOC2012"],
+    "report": ["cliplens report runs/bench-default", "cliplens report runs/voc   # then open runs/voc/index.html"],
+    "toy": ["cliplens toy sample --out scenes -n 8", "cliplens toy eval", "cliplens toy train --out toy.safetensors"],
+    "textspan": ["cliplens textspan -d shapes:test -o runs/textspan",
+                 "cliplens textspan -b ViT-B-16:openai --images /data/photos -o runs/ts --layers 8 9 10 11"],
+    "ablate": ["cliplens ablate -d shapes:test --mlps", "cliplens ablate -d shapes:test --heads 4.0 5.1 --each"],
+    "speed": ["cliplens speed -e raw_similarity clip_surgery --backbone toy"],
+}
+
+MAIN_EPILOG = """examples:
+  cliplens bench                                  # the toy benchmark, in seconds
+  cliplens explain photo.jpg --text "a dog"       # heat maps into ./cliplens-explain
+  cliplens COMMAND --help                         # each command's options, defaults and examples
+  python -m cliplens ...                          # the same command (e.g. under torchrun)"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; each option's default appended when it has one
+    (not for flags, ``None`` or help that already names its default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default is argparse.SUPPRESS or "default" in text
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+                or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help uses :class:`HelpFormatter` unless told otherwise."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def examples_epilog(command: str) -> str | None:
+    lines = EXAMPLES.get(command)
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines) if lines else None

@@ -1,0 +1,74 @@
+"""Figures people can read: label fonts covering Latin, Greek, Cyrillic and CJK (emoji named as not
+covered), titles that fit, a colour bar stating the normalisation, sheets that paginate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from cliplens import visualize as vis
+
+REQUIRED = os.environ.get("CLIPLENS_BROWSER_TESTS") == "required"  # .ci/run installs fonts-noto-cjk too
+
+
+def _cjk_font() -> str:
+    found = [p for p in vis.CJK_FONTS if Path(p).is_file()]
+    if not found:
+        if REQUIRED:
+            pytest.fail("Noto Sans CJK is missing: apt-get install fonts-noto-cjk (.ci/run does)")
+        pytest.skip("Noto Sans CJK not installed here (apt-get install fonts-noto-cjk)")
+    return found[0]
+
+
+def test_latin_greek_cyrillic_are_covered_by_dejavu_and_emoji_is_named():
+    assert vis.font_files() and vis.font_files()[0].endswith("DejaVuSans.ttf")
+    assert vis.uncovered("Straße Ωμέγα путь café") == []
+    assert vis.uncovered("a car 🚗") == ["🚗"]
+
+
+def test_cjk_is_drawn_with_noto_not_as_a_box():
+    path = _cjk_font()
+    assert vis.uncovered("道路 車") == []
+
+    def render(draw_fn) -> np.ndarray:
+        canvas = Image.new("L", (60, 24), 255)
+        draw_fn(ImageDraw.Draw(canvas))
+        return np.asarray(canvas)
+
+    ours = render(lambda d: vis.draw_text(d, (2, 2), "道", 13))
+    noto = render(lambda d: d.text((2, 2), "道", font=ImageFont.truetype(path, 13), fill=0))
+    dejavu = render(lambda d: d.text((2, 2), "道", font=ImageFont.truetype(vis.font_files()[0], 13), fill=0))
+    assert np.array_equal(ours, noto) and not np.array_equal(ours, dejavu)
+
+
+def test_titles_wrap_then_ellipsise_within_the_tile():
+    title = "lexical: a very long description of what to find, in several words " * 3
+    lines = vis.wrap_text(title, 150)
+    assert len(lines) == 2 and lines[-1].endswith("…")
+    assert all(vis.text_width(line) <= 150 for line in lines)
+    tile = vis.labelled(Image.new("RGB", (150, 100)), title)
+    assert tile.size[0] == 150
+
+
+def test_colorbar_runs_from_low_to_high_and_states_the_normalisation():
+    bar = vis.colorbar(600)
+    assert "min–max normalised per map" in vis.NORMALISATION_NOTE
+    left, right = bar.getpixel((22, 10)), bar.getpixel((20 + 320 - 3, 10))
+    assert left[2] > 100 and left[0] < 50  # jet: dark blue at 0
+    assert right[0] > 100 and right[2] < 50  # red at 1
+    assert vis.with_colorbar(Image.new("RGB", (600, 50))).height == 50 + bar.height
+
+
+def test_pages_and_sheet_names():
+    assert [len(p) for p in vis.pages(list(range(40)))] == [16, 16, 8]
+    assert vis.sheet_paths(Path("out/x_lexical"), 1) == [Path("out/x_lexical.png")]
+    assert vis.sheet_paths(Path("out/grid"), 2) == [Path("out/grid-p1.png"), Path("out/grid-p2.png")]
+
+
+def test_fit_tile_keeps_the_aspect_ratio():
+    assert vis.fit_tile(Image.new("RGB", (960, 720)), 224).size == (224, 168)
+    assert vis.fit_tile(Image.new("RGB", (30, 60)), 224).size == (112, 224)
