@@ -104,7 +104,7 @@ def run_multilabel(backbone: "Backbone", dataset: "SegmentationDataset", indices
             for c in image_labels(dataset, index, sample.mask):
                 if c in column:
                     targets[start + row, column[c]] = True
-        pixels = backbone.preprocess([s.image for s in samples])
+        pixels = backbone.preprocess([s.image for s in samples], fit="stretch")  # as before: whole image
         with torch.no_grad():
             image = backbone.encode_image(pixels)
         for variant, value in class_scores(image, text.to(image.device)).items():
