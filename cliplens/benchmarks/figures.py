@@ -20,8 +20,19 @@ def _pyplot():
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib import font_manager
 
+    # labels in DejaVu Sans, falling back to Noto Sans CJK where installed (fonts-noto-cjk); emoji not covered
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    plt.rcParams["font.family"] = ["DejaVu Sans"] + [n for n in ("Noto Sans CJK JP",) if n in installed]
     return plt
+
+
+def _wrapped(text: str, figure_width: float) -> str:
+    """``text`` wrapped to the figure's width (about 14 characters per inch at font size 10)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, max(20, int(figure_width * 14))) for line in text.splitlines())
 
 
 def short_label(spec: str, width: int = 48) -> str:
@@ -71,8 +82,8 @@ def bar_charts(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         ax.grid(axis="y", alpha=0.3)
         if len(groups) == 1:
             (backbone, dataset), = groups
-            ax.set_title(f"{metric_title(name)} per explainer\n{short_label(backbone)} on {short_label(dataset)}",
-                         fontsize=10)
+            ax.set_title(_wrapped(f"{metric_title(name)} per explainer\n{short_label(backbone, 80)} on "
+                                  f"{short_label(dataset, 80)}", fig.get_figwidth()), fontsize=10)
         else:
             ax.set_title(f"{metric_title(name)} per explainer", fontsize=10)
             ax.legend(fontsize=8, title="backbone · dataset", title_fontsize=8, loc="upper center",

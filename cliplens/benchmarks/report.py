@@ -170,7 +170,7 @@ def write_per_class_csv(results: Sequence[dict[str, Any]], path: str | Path) -> 
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figures: bool = True) -> dict[str, Any]:
-    """Write ``leaderboard.md``, ``results.csv``, ``per_class.csv`` and the PNG figures for the JSONs in ``run_dir``.
+    """Write ``leaderboard.md``, ``results.csv``, ``per_class.csv``, ``index.html`` and the PNG figures for the JSONs in ``run_dir``.
 
     Returns ``{"markdown": text, "files": [paths]}``. Raises :class:`InputError`
     when ``run_dir`` holds no result.
@@ -189,6 +189,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
     out.mkdir(parents=True, exist_ok=True)
     markdown = leaderboard_markdown(results)
     files = []
+    figure_files: list[Path] = []
     if figures:
         from .figures import bar_charts, example_grids
 
@@ -198,6 +199,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
             markdown += "\n## Figures\n\n" + "\n".join(f"![{p.stem}]({p.as_posix()})" for p in rel) + "\n"
         files += figure_files
     (out / "leaderboard.md").write_text(markdown, encoding="utf-8")
+    from .html_report import write_index
+
     files = [out / "leaderboard.md", write_csv(results, out / "results.csv"),
-             write_per_class_csv(results, out / "per_class.csv")] + files
+             write_per_class_csv(results, out / "per_class.csv"),
+             write_index(results, run_dir, out, [f for f in files if Path(f).stem.startswith("bar_")])] + files
     return {"markdown": markdown, "files": files}
