@@ -200,8 +200,10 @@ class HFBackbone(Backbone):
         return self
 
     # ---- inputs and towers ------------------------------------------------------------
-    def preprocess(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
-        return preprocess_images(images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype)
+    def preprocess(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, *,
+                   fit: str = "letterbox") -> torch.Tensor:
+        return preprocess_images(images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype,
+                                 fit=fit)
 
     def _tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         tok = self.tokenizer.get() if isinstance(self.tokenizer, LazyTokenizer) else self.tokenizer
