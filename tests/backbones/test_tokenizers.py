@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from cliplens import OpenCLIPBackbone, create_backbone, reset_registry
+from cliplens import OpenCLIPBackbone, reset_registry
+from cliplens.backbones.open_clip_factory import open_clip_backbone
 from cliplens.backbones.tokenizers import hf_tokenizer, open_clip_tokenizer
 from cliplens.errors import BackboneError
 from tests.backbones.tokenizer_files import save_clip_bpe, save_tiny_hf_tokenizer
@@ -111,7 +112,7 @@ def test_local_weights_load_offline_without_the_tokenizer_and_encode_text_with_o
     model = open_clip.create_model(siglip_arch)
     weights = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    backbone = create_backbone(f"{siglip_arch}:{weights}")
+    backbone = open_clip_backbone(siglip_arch, str(weights))  # what ARCH:PATH runs (the plugin's factory)
     pixels = backbone.preprocess(torch.rand(1, 3, 32, 32))
     assert torch.allclose(backbone.encode_image(pixels, normalize=False), model.encode_image(pixels), atol=1e-6)
     with pytest.raises(BackboneError) as exc:
@@ -119,7 +120,7 @@ def test_local_weights_load_offline_without_the_tokenizer_and_encode_text_with_o
     assert "?tokenizer=DIR" in one_line(exc)
 
     folder = save_tiny_hf_tokenizer(tmp_path / "tok")
-    backbone = create_backbone(f"{siglip_arch}:{weights}?tokenizer={folder}")
+    backbone = open_clip_backbone(siglip_arch, str(weights), tokenizer=str(folder))  # ARCH:PATH?tokenizer=DIR
     assert isinstance(backbone, OpenCLIPBackbone)
     from transformers import PreTrainedTokenizerFast
 
