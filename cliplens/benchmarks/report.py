@@ -12,6 +12,7 @@ import csv
 from pathlib import Path
 from typing import Any, Sequence
 
+from .protocol_card import card_markers
 from .results import STATUS_OK
 from .scores import (METRIC_TITLES, group_key, grouped, higher_is_better, metric_names,  # noqa: F401
                      metric_title, score)
@@ -47,9 +48,10 @@ def group_table(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
         finite = [v for v in values if v is not None]
         if len(finite) > 1:
             best[n] = max(finite) if higher[n] else min(finite)
+    marks, card_notes = card_markers(ordered)
     rows = []
     for i, result in enumerate(ordered):
-        row = [str(result.get("explainer", {}).get("name", "?"))]
+        row = [str(result.get("explainer", {}).get("name", "?")) + marks[i]]
         if result.get("status") != STATUS_OK:
             rows.append(row + ["failed"] + [""] * (len(header) - 2))
             continue
@@ -64,7 +66,7 @@ def group_table(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
         row.append(_fmt(ms, 1 if ms is None or ms >= 1 else 3))
         row.append("–" if ratio is None else f"{ratio:.{1 if ratio >= 0.1 else 3}f}×")
         rows.append(row)
-    return header, rows, footnotes(results)
+    return header, rows, footnotes(results) + card_notes
 
 
 def footnotes(results: Sequence[dict[str, Any]]) -> list[str]:

@@ -22,6 +22,7 @@ from ..errors import CliplensError, InputError, SampleError
 from ..specs import parse_spec
 from ._evaluate import PassOutcome, check_sample, evaluate
 from .examples import save_examples
+from .protocol_card import bench_card
 from .results import SCHEMA, STATUS_FAILED, STATUS_OK, fingerprint, pair_id
 from .runner_plan import RunPlan
 from .skips import ignore_hint, skip_summary
@@ -98,6 +99,7 @@ def _new_result(run: RunPlan, backbone: Any, explainer_name: str, config: dict[s
         "metrics": {}, "config": config, "fingerprint": fingerprint(config), "versions": run.versions,
         "scores": {}, "threshold_selection": None, "images": {"evaluated": 0, "skipped": 0}, "skipped": [],
         "timing": {}, "memory": {}, "examples": None, "started_at": _now(), "finished_at": None,
+        "protocol": bench_card(backbone, None, c.templates, run.metric_specs, None),
     }
 
 
@@ -127,6 +129,7 @@ def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str,
     except Exception as exc:  # noqa: BLE001
         return _failed(result, f"creating explainer {explainer_name!r} raised {type(exc).__name__}: {exc}", wall0)
 
+    result["protocol"] = bench_card(backbone, explainer, c.templates, run.metric_specs, None)
     short = f"{backbone.name} · {explainer_name} · {parse_spec(c.dataset).name}"
     miou_thresholds = None
     selection_s = 0.0
@@ -153,6 +156,7 @@ def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str,
             "miou_by_threshold": {f"{t:g}": values.get(f"miou@{t:g}") for t in c.thresholds},
         }
 
+    result["protocol"] = bench_card(backbone, explainer, c.templates, run.metric_specs, result["threshold_selection"])
     metrics = run.make_metrics(miou_thresholds)
     for (name, options), metric in zip(run.metric_specs, metrics):
         result["metrics"][name] = {"options": options, "higher_is_better": bool(metric.higher_is_better),

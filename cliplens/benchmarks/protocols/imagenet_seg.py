@@ -161,8 +161,12 @@ def run_imagenet_seg(explainer: "Explainer", dataset: "SegmentationDataset", ind
             scores.update(heat, mask)
         bar.update(len(samples))
     bar.close()
-    card = {"name": "imagenet-seg", "source": "Chefer et al. 2021 evaluation; TextSpan (Gandelsman et al., ICLR 2024)",
-            "explained_class": "zero-shot prediction", "classes": len(names), "templates": len(prompts),
+    from ..protocol_card import protocol_card
+
+    card = {**protocol_card("imagenet-seg", backbone, templates=prompts, map_order=explainer.map_order,
+                            thresholds={"binarise_at": "the mean of each map", "candidates": None, "chosen_on": None}),
+            "name": "imagenet-seg", "source": "Chefer et al. 2021 evaluation; TextSpan (Gandelsman et al., ICLR 2024)",
+            "explained_class": "zero-shot prediction", "classes": len(names),
             "subtract_class_mean": bool(subtract_class_mean), "eval_size": list(size),
             "mask_resize": "nearest", "binarisation": "map > mean(map)", "map_order": explainer.map_order,
             "ap": "mean over images of average precision of (1-map, map) vs one-hot mask"}

@@ -119,10 +119,12 @@ def run_multilabel(backbone: "Backbone", dataset: "SegmentationDataset", indices
         per_class[variant] = {name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(names, aps)}
     positives = targets.sum(0)
     scores["classes_scored"] = float((positives > 0).sum())
-    card = {"name": "multilabel", "source": "CLIP Surgery (Li et al. 2023; Pattern Recognition 2025), multi-label "
+    from ..protocol_card import protocol_card
+
+    card = {**protocol_card("multilabel", backbone, templates=prompts, map_order=None),
+            "name": "multilabel", "source": "CLIP Surgery (Li et al. 2023; Pattern Recognition 2025), multi-label "
                                             "recognition", "classes": len(classes), "class_names": names,
             "excluded_classes": [n for n in dataset.class_names if n.strip().lower() in EXCLUDED_NAMES],
-            "templates": prompts, "input_size": list(backbone.image_size),
             "labels": "label file classes" if callable(getattr(dataset, "image_labels", None)) else "mask classes",
             "variants": {"plain": "cos(image embedding, class text)",
                          "feature_surgery": "w_j cos_j - sum_k p_k cos_k, p = softmax(2 cos), w = p / mean(p)"},

@@ -199,9 +199,17 @@ def run_ovss(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
         scores = sliding_scores(explainer, image, text, settings)
         label = predict(scores, query_class, dataset.num_classes, settings, image)
         confusion.update(label, torch.from_numpy(np.asarray(sample.mask, dtype=np.int64)))
-    card = {"name": "ovss", "source": "mmsegmentation configs of SCLIP (Wang et al., ECCV 2024)",
+    from ..protocol_card import protocol_card
+
+    refinement = (f"PAMR, {settings.pamr_steps} steps, dilations {list(settings.pamr_dilations)}"
+                  if settings.pamr_steps > 0 else None)
+    card = {**protocol_card("ovss", backbone, templates=prompts, map_order="none", prob_thd=settings.prob_thd,
+                            crop=settings.crop, stride=settings.stride, refinement=refinement,
+                            thresholds={"prob_thd": settings.prob_thd, "area_thd": settings.area_thd,
+                                        "chosen_on": "fixed by the papers' configs"}),
+            "name": "ovss", "source": "mmsegmentation configs of SCLIP (Wang et al., ECCV 2024)",
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
-            "templates": len(prompts), "class_names": len(names), "classes": dataset.num_classes,
+            "class_names": len(names), "classes": dataset.num_classes,
             "scores": "raw patch-text scores (no per-map normalisation)", "map_order": "none",
             "miou": "one confusion matrix over all pixels, nan-mean over classes seen"}
     return {"scores": {**confusion.compute(dataset.class_names), "images": float(len(chosen))}, "protocol": card}
