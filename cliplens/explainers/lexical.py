@@ -130,18 +130,13 @@ def lexical_scores(
     values: list[Tensor] = []
     for start in range(0, rows.shape[0], CHUNK_ROWS):
         chunk = F.normalize(rows[start : start + CHUNK_ROWS], dim=-1)
-        probs = ((chunk @ words.T) / temperature).softmax(dim=-1)  # (chunk, V)
-        if mode == "threshold":
-            kept = probs >= threshold
-        else:
-            kept = torch.zeros_like(probs, dtype=torch.bool)
-            kept.scatter_(1, probs.topk(keep, dim=-1).indices, True)
+        kept = _sparsified(chunk, words, mode=mode, keep=keep, threshold=threshold, temperature=temperature)
         if dense is not None:
-            dense[start : start + chunk.shape[0]] = probs * kept
+            dense[start : start + chunk.shape[0]] = kept
         else:
             row, col = kept.nonzero(as_tuple=True)
             indices.append(torch.stack([row + start, col]))
-            values.append(probs[row, col])
+            values.append(kept[row, col])
 
     if dense is not None:
         return dense.reshape(*lead, vocab_size)
@@ -153,6 +148,17 @@ def lexical_scores(
     return torch.sparse_coo_tensor(
         full_index, flat_values, (*lead, vocab_size), check_invariants=False
     ).coalesce()
+
+
+def _sparsified(rows: Tensor, words: Tensor, *, mode: str, keep: int, threshold: float,
+                temperature: float) -> Tensor:
+    """(R, D) normalised rows, (V, D) normalised words -> (R, V) softmax scores where kept, 0 elsewhere."""
+    probs = ((rows @ words.T) / temperature).softmax(dim=-1)  # (R, V): one matmul on the whole chunk
+    if mode == "threshold":
+        return probs.mul_(probs >= threshold)
+    kept = torch.zeros_like(probs, dtype=torch.bool)
+    kept.scatter_(1, probs.topk(keep, dim=-1).indices, True)
+    return probs.mul_(kept)
 
 
 def _rows(lex: Tensor) -> Tensor:
@@ -254,6 +260,7 @@ class Lexical(Explainer):
         self.word_template = word_template
         self.cache = to_bool(owner, "cache", cache)
         self._embeddings: tuple[tuple[str, torch.dtype], torch.Tensor] | None = None
+        self._normalized: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def word_embeddings(self) -> torch.Tensor:
         """(V, D) float32 normalised vocabulary embeddings (computed once per backbone, then cached)."""
@@ -269,22 +276,48 @@ class Lexical(Explainer):
         return lexical_scores(features, self.word_embeddings(), mode=self.mode, k=self.k,
                               temperature=self.temperature, sparse=sparse)
 
+    def normalized_words(self) -> torch.Tensor:
+        """(V, D) float32 word embeddings normalised for the cosine (kept with :meth:`word_embeddings`)."""
+        embeddings = self.word_embeddings()
+        if self._normalized is None or self._normalized[0] is not embeddings:
+            self._normalized = (embeddings, F.normalize(embeddings.float(), dim=-1))
+        return self._normalized[1]
+
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
-        """(B, 3, S, S), (T, D) -> scores (B, T, h, w) lexical overlaps; extras hold the top words."""
+        """(B, 3, S, S), (T, D) -> scores (B, T, h, w) lexical overlaps; extras hold the top words.
+
+        Per chunk of patches: one (rows, V) matmul with the vocabulary, the softmax, the sparsification
+        (a mask, or top-k), then the overlap with the queries as one (rows, V) x (V, T) matmul and the
+        ``top_words`` highest words of every patch by ``topk`` — no sparse tensors, no per-word Python.
+        """
         patches, _ = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery)
-        # patches keep few words: a sparse (B, N, V) tensor skips the dense fill, masking and top-k passes
-        patch_lex = self.lexical(patches, sparse=True)
+        words = self.normalized_words()
         query_lex = self.lexical(text_features)  # (T, V) dense
-        overlap = lexical_overlap(patch_lex, query_lex)  # (B, N, T)
-        B, _, T = overlap.shape
+        B, N, _ = patches.shape
+        rows = patches.reshape(B * N, -1).float()
+        V, T = words.shape[0], query_lex.shape[0]
+        threshold, keep = lexical_threshold(V), min(self.k, V)
+        overlap = torch.empty(B * N, T, device=rows.device)
+        top_values, top_index = [], []
+        query = query_lex.to(rows.device).T.contiguous()  # (V, T)
+        for start in range(0, rows.shape[0], CHUNK_ROWS):
+            chunk = F.normalize(rows[start:start + CHUNK_ROWS], dim=-1)
+            lex = _sparsified(chunk, words.to(chunk.device), mode=self.mode, keep=keep, threshold=threshold,
+                              temperature=self.temperature)  # (R, V)
+            overlap[start:start + chunk.shape[0]] = lex @ query
+            values, index = _top_entries(lex, self.top_words)
+            top_values.append(values)
+            top_index.append(index)
+        patch_words = _as_words(torch.cat(top_values), torch.cat(top_index), self.vocabulary)
+        query_words = _as_words(*_top_entries(query_lex.float(), self.top_words), self.vocabulary)
         h, w = self.backbone.grid_size
         extras: dict[str, Any] = {
-            "top_words": [_chunks(per_image, w) for per_image in self._top_words_sparse(patch_lex)],
-            "query_words": self._top_words_sparse(query_lex.unsqueeze(0).to_sparse())[0],
-            "vocabulary_size": len(self.vocabulary),
+            "top_words": [_chunks(patch_words[b * N:(b + 1) * N], w) for b in range(B)],
+            "query_words": query_words,
+            "vocabulary_size": V,
             "constant_reasons": self._constant_reasons(query_lex, overlap),
         }
-        scores = overlap.to(patches.device).transpose(1, 2).reshape(B, T, h, w)
+        scores = overlap.view(B, N, T).to(patches.device).transpose(1, 2).reshape(B, T, h, w)
         return PatchScores(scores, extras=extras)
 
     def _constant_reasons(self, query_lex: torch.Tensor, overlap: torch.Tensor) -> dict[int, str]:
@@ -299,26 +332,33 @@ class Lexical(Explainer):
                 reasons[t] = "no patch shares a kept vocabulary word with this text on this backbone"
         return reasons
 
-    def _top_words_sparse(self, lex: torch.Tensor) -> list[list[list[tuple[str, float]]]]:
-        """Sparse COO (B, N, V) -> B lists of N lists of the ``top_words`` highest (word, score) pairs.
 
-        Highest score first; ties keep the lower vocabulary index first (as :func:`top_words`).
-        """
-        lex = lex.coalesce()
-        B, N, _ = lex.shape
-        index, values = lex.indices().cpu(), lex.values().float().cpu()
-        rows, cols = index[0] * N + index[1], index[2]
-        order = torch.argsort(values, descending=True, stable=True)  # coalesced: ties in column order
-        order = order[torch.argsort(rows[order], stable=True)]  # group by row, scores still descending
-        rows, cols, values = rows[order], cols[order], values[order]
-        counts = torch.bincount(rows, minlength=B * N)
-        rank = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
-        keep = rank < self.top_words
-        out: list[list[tuple[str, float]]] = [[] for _ in range(B * N)]
-        vocab = self.vocabulary
-        for row, col, value in zip(rows[keep].tolist(), cols[keep].tolist(), values[keep].tolist()):
-            out[row].append((vocab[col], value))
-        return [out[b * N:(b + 1) * N] for b in range(B)]
+def _top_entries(lex: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, V) non-negative scores -> the ``n`` highest per row, (R, n') values and indices, highest first.
+
+    Ties keep the lower vocabulary index first (as :func:`top_words`): ``topk`` with a margin of extra
+    entries, stably sorted by index, then by value; rows whose tie runs past the margin are sorted in
+    full. Zero entries come back too; :func:`_as_words` drops them.
+    """
+    V = lex.shape[-1]
+    n, m = min(n, V), min(2 * n + 8, V)
+    values, index = lex.topk(m, dim=-1)
+    by_index = index.sort(dim=-1, stable=True)
+    values, index = values.gather(-1, by_index.indices), by_index.values
+    by_value = values.sort(dim=-1, descending=True, stable=True)
+    values, index = by_value.values, index.gather(-1, by_value.indices)
+    if m < V:
+        unsure = (values[:, m - 1] == values[:, n - 1]) & (values[:, n - 1] > 0)
+        if unsure.any():  # the n-th score ties with entries topk may have left out
+            full = lex[unsure].sort(dim=-1, descending=True, stable=True)
+            values[unsure, :n], index[unsure, :n] = full.values[:, :n], full.indices[:, :n]
+    return values[:, :n].cpu(), index[:, :n].cpu()
+
+
+def _as_words(values: torch.Tensor, index: torch.Tensor, vocabulary: Sequence[str]) -> list[list[tuple[str, float]]]:
+    """(R, n) values and vocabulary indices -> R lists of (word, score) for the non-zero values."""
+    return [[(vocabulary[i], v) for i, v in zip(row_index, row_values) if v > 0]
+            for row_index, row_values in zip(index.tolist(), values.tolist())]
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:

@@ -126,3 +126,80 @@ def test_half_precision_backbone_runs_on_its_device(dtype):
     result = cliplens.create_explainer("gradcam", backbone).explain(torch.rand(1, 3, 32, 32), ["a dog"])
     assert result.patch_scores.device == backbone.device
     assert torch.isfinite(result.maps).all()
+
+
+# ---- batched over texts: against one backward per text and an independent Grad-CAM (float64) ----------------
+def _random_float64_backbone():
+    import open_clip
+
+    from tests.backbones.test_vit import randomize_
+    from tests.conftest import make_tiny_clip
+
+    model = randomize_(make_tiny_clip(seed=5)).eval()
+    return cliplens.OpenCLIPBackbone(model, open_clip.get_tokenizer("ViT-B-16", context_length=16),
+                                     name="tiny-random64", dtype=torch.float64)
+
+
+def independent_gradcam(backbone, pixels: torch.Tensor, texts: torch.Tensor, layer: int, activation: str):
+    """(B, T, N) Grad-CAM written out here: the whole open_clip forward under autograd, one backward per text."""
+    blocks = backbone.visual.transformer.resblocks
+    store = {}
+
+    def keep(_module, inputs):  # tokens entering block ``layer`` (model's own layout)
+        store["x"] = inputs[0]
+
+    def keep_ln(_module, _inputs, output):
+        store["x"] = output
+
+    handle = (blocks[layer].register_forward_pre_hook(keep) if activation == "block_input"
+              else blocks[layer].ln_1.register_forward_hook(keep_ln))
+    try:
+        embedding = backbone.visual(pixels.clone().requires_grad_(True))
+    finally:
+        handle.remove()
+    acts = store["x"] if backbone.batch_first else store["x"].transpose(0, 1)  # (B, N+1, d)
+    cos = (embedding / embedding.norm(dim=-1, keepdim=True)) @ texts.T
+    maps = []
+    for j in range(texts.shape[0]):
+        (grad,) = torch.autograd.grad(cos[:, j].sum(), acts, retain_graph=True)
+        weights = grad[:, 1:].mean(dim=1, keepdim=True)
+        maps.append(torch.relu((acts[:, 1:] * weights).sum(-1)).detach())
+    return torch.stack(maps, dim=1)
+
+
+@pytest.mark.parametrize("layer,activation", [(-1, "block_input"), (-1, "ln_1"), (1, "block_input"), (0, "ln_1")])
+def test_batched_backward_matches_one_by_one_and_an_independent_gradcam(layer, activation):
+    backbone = _random_float64_backbone()
+    torch.manual_seed(3)
+    pixels = backbone.preprocess(torch.rand(3, 3, 32, 32))
+    texts = ["a dog", "a red circle", "a cat", "grass", "a blue square"]
+    features = backbone.encode_text(texts)
+    batched = cliplens.create_explainer("gradcam", backbone, layer=layer, activation=activation,
+                                        max_texts_per_pass=2)  # 3 chunks: 2 + 2 + 1
+    single = cliplens.create_explainer("gradcam", backbone, layer=layer, activation=activation, batched=False)
+    got = batched.explain_patches(pixels, features)
+    assert got.extras["graph"] == "class_query"
+    scores = got.scores.flatten(2)
+    assert scores.dtype == torch.float32 or scores.dtype == torch.float64
+    one = single.explain_patches(pixels, features).scores.flatten(2)
+    reference = independent_gradcam(backbone, pixels, features, layer, activation)
+    assert reference.abs().max() > 0
+    torch.testing.assert_close(scores.double(), one.double(), rtol=0, atol=1e-6 * float(reference.abs().max()))
+    torch.testing.assert_close(scores.double(), reference, rtol=1e-6, atol=1e-6 * float(reference.abs().max()))
+
+
+def test_full_graph_fallback_gives_the_same_maps(monkeypatch):
+    backbone = _random_float64_backbone()
+    pixels = backbone.preprocess(torch.rand(2, 3, 32, 32))
+    features = backbone.encode_text(["a dog", "a cat", "grass"])
+    explainer = cliplens.create_explainer("gradcam", backbone)
+    short = explainer.explain_patches(pixels, features)
+    monkeypatch.setattr(type(explainer), "_agrees", lambda self, rebuilt, traced: False)
+    full = explainer.explain_patches(pixels, features)
+    assert full.extras["graph"] == "full"
+    torch.testing.assert_close(short.scores, full.scores, rtol=1e-6, atol=1e-9)
+
+
+def test_max_texts_per_pass_is_checked(tiny_backbone):
+    with pytest.raises(CliplensError, match="max_texts_per_pass"):
+        cliplens.create_explainer("gradcam", tiny_backbone, max_texts_per_pass=0)

@@ -323,3 +323,52 @@ def test_a_constant_map_says_why():
         assert "threshold" in reason or "no patch shares" in reason
     for t in set(range(2)) - set(reasons):
         assert float(result.patch_scores[0, t].abs().max()) > 0.0
+
+
+@pytest.mark.parametrize("options", [{}, {"mode": "topk", "k": 4, "top_words": 3}])
+def test_top_words_and_scores_equal_a_dense_transcription(tiny_backbone, vocabulary_file, options):
+    """The explainer's one-matmul path against the method written out densely here, word lists exactly."""
+    torch.manual_seed(4)
+    pixels = tiny_backbone.preprocess(torch.rand(2, 3, 32, 32))
+    texts = ["red circle", "a dog", "green grass"]
+    explainer = cliplens.create_explainer("lexical", tiny_backbone, vocabulary=str(vocabulary_file), depth=2,
+                                          temperature=0.05, **options)
+    result = explainer.explain(pixels=pixels, texts=texts)
+    with torch.no_grad():
+        patches, _ = clip_surgery.surgery_patch_features(tiny_backbone, pixels, 2)
+    words = torch.nn.functional.normalize(tiny_backbone.encode_text(WORDS).float(), dim=-1)
+
+    def lex(x):  # (R, D) -> (R, V): softmax over the words of cos / 0.05, sparsified
+        probs = torch.softmax(torch.nn.functional.normalize(x.float(), dim=-1) @ words.T / 0.05, dim=-1)
+        if options.get("mode") == "topk":
+            keep = torch.zeros_like(probs, dtype=torch.bool).scatter_(1, probs.topk(options["k"]).indices, True)
+        else:
+            keep = probs >= 1 / len(WORDS) ** 0.5
+        return probs * keep
+
+    patch_lex = lex(patches.reshape(-1, patches.shape[-1]))  # (B*N, V)
+    query_lex = lex(tiny_backbone.encode_text(texts))
+    expected = (patch_lex @ query_lex.T).view(2, 16, 3).transpose(1, 2).reshape(2, 3, 4, 4)
+    torch.testing.assert_close(result.patch_scores, expected, rtol=1e-5, atol=1e-7)
+    n = options.get("top_words", 5)
+
+    def words_of(vector):
+        order = sorted((i for i in range(len(WORDS)) if vector[i] > 0), key=lambda i: (-float(vector[i]), i))
+        return [WORDS[i] for i in order[:n]]
+
+    cells = [cell for image in result.extras["top_words"] for row in image for cell in row]
+    assert [[w for w, _ in cell] for cell in cells] == [words_of(v) for v in patch_lex]
+    assert [[w for w, _ in cell] for cell in result.extras["query_words"]] == [words_of(v) for v in query_lex]
+
+
+def test_top_word_ties_keep_the_lower_index_first():
+    from cliplens.explainers.lexical import _top_entries
+
+    lex = torch.tensor([[0.0, 0.2, 0.5, 0.2, 0.2, 0.1]])
+    values, index = _top_entries(lex, 3)
+    assert index.tolist() == [[2, 1, 3]] and values[0].tolist() == pytest.approx([0.5, 0.2, 0.2])
+    wide = torch.zeros(2, 40)  # a tie running past topk's margin is sorted in full
+    wide[0, 5:30] = 0.3
+    wide[1, 7] = 0.9
+    values, index = _top_entries(wide, 2)
+    assert index[0].tolist() == [5, 6] and index[1, 0] == 7 and values[1, 1] == 0
