@@ -269,6 +269,22 @@ def format_table(report: SpeedReport) -> str:
     return "\n".join(lines)
 
 
+def format_scaling(reports: Sequence[SpeedReport]) -> str:
+    """Several reports of one configuration at different text counts T as one Markdown table:
+    per explainer its ratio to the plain forward and its peak memory at every T (T-scaling)."""
+    counts = [len(r.config["texts"]) for r in reports]
+    lines = ["T-scaling: x " + FORWARD + " (median of paired batches) and peak memory (MiB) per text count T", "",
+             "| explainer | " + " | ".join(f"x fwd T={t}" for t in counts) + " | "
+             + " | ".join(f"MiB T={t}" for t in counts) + " |",
+             "|---|" + "---:|" * (2 * len(counts))]
+    names = [row.name for row in reports[0].rows]
+    for name in names:
+        rows = [next(row for row in r.rows if row.name == name) for r in reports]
+        lines.append(f"| {name} | " + " | ".join(f"{row.ratio:.2f}" for row in rows) + " | "
+                     + " | ".join(f"{row.peak_memory_mib:.0f}" for row in rows) + " |")
+    return "\n".join(lines)
+
+
 def explainer_names(names: Iterable[str]) -> list[str]:
     """Names in order with repeats dropped (``--explainer a b a`` -> ``[a, b]``)."""
     return list(dict.fromkeys(names))

@@ -1,8 +1,11 @@
-"""``cliplens speed --backbone SPEC --explainer NAME... [--batch-size 8] [--batches 5] [--texts 1]``.
+"""``cliplens speed --backbone SPEC --explainer NAME... [--batch-size 8] [--batches 5] [--texts 1 [8 64 ...]]``.
 
 Prints a Markdown table: for each explainer the median milliseconds per image
 and the ratio to a plain ``encode_image`` on the same batches in the same run,
 plus peak memory (see :mod:`cliplens.benchmarks.speed` for the protocol).
+Several ``--texts`` counts run the protocol once per count and add a T-scaling
+table (ratio and peak memory per explainer and T); ``--json`` then holds
+``{"reports": [...]}``, one report per count.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="explainers to time (repeatable)")
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     p.add_argument("--batches", type=int, default=5, help="timed batches; the median is reported (default 5)")
-    p.add_argument("--texts", type=int, default=1, help="texts explained per image (default 1)")
+    p.add_argument("--texts", type=int, nargs="+", default=[1], metavar="T",
+                   help="texts explained per image (default 1); several counts, e.g. 1 8 64, add a T-scaling table")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the backbone's default, cpu)")
     p.add_argument("--dtype", default=None, help="float32 (default), float16, bfloat16")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -34,11 +38,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..benchmarks.speed import explainer_names, format_table, run_speed
+    from ..benchmarks.speed import explainer_names, format_scaling, format_table, run_speed
     from ..registry import create_backbone, create_explainer, get_registry
     from ._options import parse_scoped_options
 
-    if args.batch_size < 1 or args.batches < 1 or args.texts < 1:
+    if args.batch_size < 1 or args.batches < 1 or min(args.texts) < 1:
         raise InputError("--batch-size, --batches and --texts must each be at least 1")
     if args.threads is not None:
         if args.threads < 1:
@@ -55,14 +59,17 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {key: value for key, value in (("device", args.device), ("dtype", args.dtype)) if value}
     backbone = create_backbone(args.backbone, **kwargs)
     explainers = {name: create_explainer(name, backbone, **options.get(name, {})) for name in names}
-    report = run_speed(backbone, explainers, batch_size=args.batch_size, batches=args.batches, texts=args.texts,
-                       seed=args.seed)
-    print(format_table(report))
+    reports = [run_speed(backbone, explainers, batch_size=args.batch_size, batches=args.batches, texts=count,
+                         seed=args.seed) for count in args.texts]
+    print("\n\n".join(format_table(report) for report in reports))
+    if len(reports) > 1:
+        print("\n" + format_scaling(reports))
     if args.json:
         path = Path(args.json)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+            payload = reports[0].to_dict() if len(reports) == 1 else {"reports": [r.to_dict() for r in reports]}
+            path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise InputError(f"cannot write --json {str(path)!r}: {exc.strerror}") from None
     return 0

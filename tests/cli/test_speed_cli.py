@@ -91,3 +91,17 @@ def test_peak_memory_sees_a_large_allocation():
     peak = speed.measure_peak_memory(allocate, torch.device("cpu"))
     assert peak >= 48 * 2**20
     assert speed.memory_method(torch.device("cpu"))
+
+
+def test_several_text_counts_add_a_t_scaling_table(tiny_speed_backbone, tmp_path, capsys):
+    out = tmp_path / "scaling.json"
+    code = main(["speed", "--backbone", "tiny-speed", "--explainer", "gradcam", "decomposition", "--batch-size", "2",
+                 "--batches", "1", "--texts", "1", "3", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| explainer | x fwd T=1 | x fwd T=3 | MiB T=1 | MiB T=3 |" in printed
+    assert printed.count("| gradcam |") == 3  # one row per count's table, one in the scaling table
+    reports = json.loads(out.read_text())["reports"]
+    assert [len(r["config"]["texts"]) for r in reports] == [1, 3]
+    assert all({row["name"] for row in r["results"]} == {"encode_image", "gradcam", "decomposition"}
+               for r in reports)
