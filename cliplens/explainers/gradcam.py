@@ -102,10 +102,15 @@ class GradCAM(Explainer):
         with torch.no_grad():
             trace = backbone.trace(pixels, layers=(self.layer,), capture=("block_inputs",))
         with torch.enable_grad():
-            graph = "class_query"
+            graph, short = "class_query", None
             if backbone.pooling == "class_token":
-                activations, embedding = self._short_graph(trace.block_inputs[self.layer].detach())
-            if backbone.pooling != "class_token" or not self._agrees(embedding.detach(), trace.embedding):
+                try:
+                    short = self._short_graph(trace.block_inputs[self.layer].detach())
+                except NotImplementedError:  # a backbone without re-runnable blocks or token projection
+                    short = None
+            if short is not None and self._agrees(short[1].detach(), trace.embedding):
+                activations, embedding = short
+            else:
                 activations, embedding = self._full_graph(pixels)
                 graph = "full"
             image = F.normalize(embedding, dim=-1)  # (B, D)
