@@ -210,8 +210,11 @@ def open_clip_architectures() -> list[str]:
     import importlib.util
     import json
     import re
+    import sys
     from pathlib import Path
 
+    if "open_clip" in sys.modules:  # already paid for: its list includes configs added at run time
+        return list(sys.modules["open_clip"].list_models())
     spec = importlib.util.find_spec("open_clip")
     if spec is None or not spec.submodule_search_locations:
         return []
