@@ -26,6 +26,7 @@ _EXPORTS = {
                      "list_plugins", "reset_registry"], "registry"),
     "hookimpl": "registry.hookspecs",
     **dict.fromkeys(["Spec", "parse_spec"], "specs"),
+    **dict.fromkeys(["Option", "OptionError"], "options"),
     **dict.fromkeys(["InputGeometry", "fit_geometry", "map_back"], "geometry"),
 }
 
@@ -60,6 +61,6 @@ __all__ = [
     "get_registry", "reset_registry",
     "Spec", "parse_spec",
     "CliplensError", "UnknownNameError", "PluginError", "BackboneError", "ExplainerError", "InputError",
-    "SampleError",
+    "SampleError", "Option", "OptionError",
     "InputGeometry", "fit_geometry", "map_back",
 ]

@@ -11,6 +11,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..geometry import DEFAULT_FIT, InputGeometry, fit_geometry, image_hw
+from ._inputs import image_tensor_to_unit
 
 
 def geometries(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", size: tuple[int, int],
@@ -25,7 +26,7 @@ def geometries(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", siz
 
 def preprocess_images(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", size: tuple[int, int],
                       mean: Sequence[float], std: Sequence[float], fit: str = DEFAULT_FIT) -> torch.Tensor:
-    """PIL image(s) or [0, 1] tensors (3, H, W) / (B, 3, H, W) -> (B, 3, S_h, S_w) float32 normalised.
+    """PIL image(s) or tensors (3, H, W) / (B, 3, H, W), uint8 0–255 or float 0–1 -> (B, 3, S_h, S_w) float32.
 
     Each image is resized (bicubic; antialiased for tensors) into its geometry's box, normalised
     with ``mean`` / ``std`` and padded with zeros (the mean colour) to ``size``.
@@ -35,11 +36,10 @@ def preprocess_images(images: "Image.Image | Sequence[Image.Image] | torch.Tenso
     if isinstance(images, Image.Image):
         images = [images]
     if isinstance(images, torch.Tensor):
-        batch = images.unsqueeze(0) if images.dim() == 3 else images
-        if batch.dim() != 4 or batch.shape[1] != 3 or min(batch.shape) < 1:
+        batch = image_tensor_to_unit(images)  # uint8 read as 0-255; float must lie in [0, 1], else one line
+        if min(batch.shape) < 1:
             raise InputError(f"image tensor must be (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
         geometry = fit_geometry(image_hw(batch), size, fit)
-        batch = batch.float()
         if tuple(batch.shape[-2:]) != geometry.content_size():
             batch = F.interpolate(batch, size=geometry.content_size(), mode="bicubic", align_corners=False,
                                   antialias=True)

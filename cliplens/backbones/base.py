@@ -89,7 +89,8 @@ class Backbone(ABC):
     @abstractmethod
     def preprocess(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor", *,
                    fit: str = "letterbox") -> torch.Tensor:
-        """PIL image(s), or float tensors in [0, 1] shaped (3, H, W) / (B, 3, H, W)
+        """PIL image(s), or tensors shaped (3, H, W) / (B, 3, H, W) — uint8 in 0–255 or float in [0, 1]
+        (float values outside [0, 1] are refused in one line, never clamped)
         -> normalised model input (B, 3, S_h, S_w) on the backbone's device and dtype.
 
         ``fit`` (:mod:`cliplens.geometry`): ``"letterbox"`` (default) resizes each image keeping

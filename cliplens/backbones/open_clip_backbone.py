@@ -11,6 +11,7 @@ from PIL import Image
 from ..errors import BackboneError, InputError
 from ._common import OPENAI_MEAN, OPENAI_STD, preprocess_images, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
+from ._inputs import warn_truncated
 from .base import Backbone
 from .loading import build_open_clip_model
 from .tokenizers import open_clip_tokenizer
@@ -18,6 +19,7 @@ from .vit import CAPTURABLE, TowerTrace, ViTBlock
 from ..geometry import DEFAULT_FIT
 
 __all__ = ["OpenCLIPBackbone", "OPENAI_MEAN", "OPENAI_STD", "resolve_device", "resolve_dtype"]
+
 
 class OpenCLIPBackbone(Backbone):
     """An open_clip ``CLIP`` model behind the :class:`Backbone` interface.
@@ -37,10 +39,11 @@ class OpenCLIPBackbone(Backbone):
         cfg = getattr(model.visual, "preprocess_cfg", None) or {}
         self.image_mean = tuple(image_mean or cfg.get("mean") or OPENAI_MEAN)
         self.image_std = tuple(image_std or cfg.get("std") or OPENAI_STD)
-        self._device = resolve_device(device if device is not None else "cpu")
+        self._device = resolve_device(device)
         self._dtype = resolve_dtype(dtype)
         self.model.to(device=self._device, dtype=self._dtype)
         self._text_cache: dict[tuple[str, tuple[str, ...] | None], torch.Tensor] = {}
+        self._warned_texts: set[str] = set()  # texts past the context length, warned about once
 
     @classmethod
     def from_spec(cls, arch: str, weights: str | None = None, *, device: torch.device | str | None = None,
@@ -134,6 +137,7 @@ class OpenCLIPBackbone(Backbone):
                                  fit=fit)
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        warn_truncated(self.tokenizer, list(texts), self.__dict__.setdefault("_warned_texts", set()))
         return self.tokenizer(list(texts)).to(self._device)
 
     # ---- towers ---------------------------------------------------------------------

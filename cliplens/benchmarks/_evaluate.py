@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -48,6 +49,8 @@ class PassOutcome:
     #: ``(explain ms, forward ms)`` of the same batch, back to back, for the first batches
     paired_ms: list[tuple[float, float]] = field(default_factory=list)
     error: str | None = None
+    #: the formatted traceback of an unexpected exception behind ``error`` (None for a CliplensError)
+    traceback: str | None = None
     strict_error: str | None = None
     examples: list[Example] = field(default_factory=list)
 
@@ -206,6 +209,7 @@ def evaluate(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
         out.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a broken explainer or metric fails its pair, not the run
         out.error = f"{stage[0]} raised {type(exc).__name__}: {exc}"
+        out.traceback = traceback.format_exc()
     finally:
         bar.close()
     out.total_s = time.perf_counter() - start - out.forward_s  # the reference forwards are not harness work

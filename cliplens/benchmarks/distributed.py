@@ -119,8 +119,10 @@ def init_distributed(device: str | torch.device | None = None) -> DistContext:
     Returns:
         A :class:`DistContext`; call :meth:`DistContext.close` when done.
     """
+    from ..devices import parse_device
+
     rank, world = world_from_env()
-    wanted = torch.device(device) if device is not None else torch.device("cpu")
+    wanted = parse_device(device)  # the one device parser: --device gpu / auto / mps is one line
     if world == 1:
         return DistContext(device=wanted)
     import torch.distributed as dist

@@ -13,12 +13,14 @@ import random
 import resource
 import statistics
 import time
+import traceback
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import CliplensError, InputError, SampleError
+from ..errors import CliplensError, SampleError
+from ..options import OptionError
 from ..specs import parse_spec
 from ._evaluate import PassOutcome, check_sample, evaluate
 from .examples import save_examples
@@ -75,6 +77,7 @@ def run_pass(run: RunPlan, explainer: Any, dataset: Any, indices: list[int], met
         forward_s=sum(o.forward_s for o in outcomes), forward_images=sum(o.forward_images for o in outcomes),
         paired_ms=[pair for o in outcomes for pair in o.paired_ms],
         error=next((o.error for o in outcomes if o.error), None),
+        traceback=next((o.traceback for o in outcomes if o.error), None),
         examples=sorted((e for o in outcomes for e in o.examples), key=lambda e: e.index)[:examples],
     )
     if merged.error is None:
@@ -87,7 +90,7 @@ def _new_result(run: RunPlan, backbone: Any, explainer_name: str, config: dict[s
     c, dataset = run.config, run.dataset
     return {
         "schema": SCHEMA, "pair": pair_id(backbone.spec, explainer_name, c.dataset), "status": STATUS_OK,
-        "error": None,
+        "error": None, "traceback": None,
         "backbone": {"spec": backbone.spec, **backbone.describe(),
                      "provider": _provider("backbone", parse_spec(backbone.spec).name)},
         "explainer": {"name": explainer_name, "options": config["explainer_options"],
@@ -106,7 +109,7 @@ def _new_result(run: RunPlan, backbone: Any, explainer_name: str, config: dict[s
 def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str, Any]) -> dict[str, Any]:
     """Score one pair and return its result dict (``status`` ``"ok"`` or ``"failed"``).
 
-    Raises :class:`InputError` for options the explainer does not accept and
+    Raises :class:`~cliplens.options.OptionError` for options the explainer does not accept and
     :class:`SampleError` for a bad sample under ``strict``.
     """
     from ..registry import create_explainer
@@ -118,16 +121,16 @@ def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str,
         torch.cuda.reset_peak_memory_stats(backbone.device)
     result = _new_result(run, backbone, explainer_name, config)
     _seed_everything(c.seed)
-    try:
+    try:  # option names and types were checked before the first pair (runner_plan.check_config)
         explainer = create_explainer(explainer_name, backbone, templates=c.templates,
                                      **config["explainer_options"])
-    except TypeError as exc:
-        raise InputError(f"explainer {explainer_name!r} does not accept options "
-                         f"{sorted(config['explainer_options'])}: {exc}") from None
+    except OptionError:
+        raise
     except CliplensError as exc:
         return _failed(result, str(exc), wall0)
-    except Exception as exc:  # noqa: BLE001
-        return _failed(result, f"creating explainer {explainer_name!r} raised {type(exc).__name__}: {exc}", wall0)
+    except Exception as exc:  # noqa: BLE001 - a constructor's own bug (TypeError included) fails only its pair
+        return _failed(result, f"creating explainer {explainer_name!r} raised {type(exc).__name__}: {exc}", wall0,
+                       traceback.format_exc())
 
     result["protocol"] = bench_card(backbone, explainer, c.templates, run.metric_specs, None)
     short = f"{backbone.name} · {explainer_name} · {parse_spec(c.dataset).name}"
@@ -168,7 +171,7 @@ def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str,
     result["timing"] = _timing(outcome, selection_s, ctx.world_size)
     result["memory"] = _peak_memory(backbone.device)
     if outcome.error is not None:
-        return _failed(result, outcome.error, wall0)
+        return _failed(result, outcome.error, wall0, outcome.traceback)
     if outcome.images == 0:
         return _failed(result, f"no sample could be scored ({len(outcome.skipped)} skipped: "
                                f"{skip_explanation(run, outcome.skipped)})", wall0)
@@ -176,8 +179,8 @@ def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str,
     try:
         for metric in metrics:
             scores.update(metric.compute())
-    except Exception as exc:  # noqa: BLE001
-        return _failed(result, f"metric compute raised {type(exc).__name__}: {exc}", wall0)
+    except Exception as exc:  # noqa: BLE001 - a metric's bug fails its pair, with the traceback kept
+        return _failed(result, f"metric compute raised {type(exc).__name__}: {exc}", wall0, traceback.format_exc())
     if miou_thresholds is not None:  # the sweep's best lives in threshold_selection, not in the test scores
         scores = {k: v for k, v in scores.items() if k not in ("miou/best", "miou/best_threshold")}
         scores["miou/threshold"] = miou_thresholds[0]
@@ -227,7 +230,8 @@ def _timing(o: PassOutcome, selection_s: float, world_size: int) -> dict[str, An
     }
 
 
-def _failed(result: dict[str, Any], message: str, wall0: float) -> dict[str, Any]:
-    result.update(status=STATUS_FAILED, error=message, finished_at=_now())
+def _failed(result: dict[str, Any], message: str, wall0: float, trace: str | None = None) -> dict[str, Any]:
+    """Mark the pair failed: the one-line ``error`` and, for an unexpected exception, its ``traceback``."""
+    result.update(status=STATUS_FAILED, error=message, traceback=trace, finished_at=_now())
     result.setdefault("timing", {})["wall_s"] = round(time.perf_counter() - wall0, 3)
     return result

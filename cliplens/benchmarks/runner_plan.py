@@ -25,7 +25,7 @@ from .thresholds import ThresholdPlan, default_selection_spec, plan_thresholds
 from .defaults import (DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT,  # noqa: F401
                        DEFAULT_METRICS, DEFAULT_OUT)
 
-__all__ = ["BenchConfig", "RunPlan", "PairPlan", "plan_pairs", "parse_metric_spec"]
+__all__ = ["BenchConfig", "RunPlan", "check_config", "PairPlan", "plan_pairs", "parse_metric_spec"]
 
 
 @dataclass
@@ -64,6 +64,52 @@ def parse_metric_spec(spec: str) -> tuple[str, dict[str, str]]:
     return parsed.name, dict(parsed.options)
 
 
+def check_config(config: BenchConfig) -> list[tuple[str, dict[str, str]]]:
+    """Every name and option of ``config`` checked (explainer options typed in place) before anything is built.
+
+    Returns the parsed metric specs. Raises a one-line :class:`InputError` / :class:`OptionError` for the first
+    unknown name, unknown option, wrong type or value out of range, for a bad ``--device`` and bad sizes.
+    """
+    from ..devices import parse_device
+    from ..registry import get_registry, validate_options
+
+    registry = get_registry()
+    for name in config.explainers:
+        registry.catalog("explainer").get(name)  # unknown names fail before any model is built
+    for name in config.explainer_options:
+        if name not in config.explainers:
+            raise InputError(f"--explainer-option for {name!r}, which is not benchmarked "
+                             f"(explainers: {', '.join(config.explainers)})")
+    # every option of every component checked (and typed) here, before the first pair: one line each
+    config.explainer_options = {name: validate_options("explainer", name, options)
+                                for name, options in config.explainer_options.items()}
+    metric_specs = [parse_metric_spec(m) for m in config.metrics]
+    if not metric_specs:
+        raise InputError("no metric given: pass --metric NAME (e.g. miou)")
+    for name, options in metric_specs:
+        validate_options("metric", name, options)
+    for spec in config.backbones:
+        parsed = parse_spec(spec)
+        validate_options("backbone", parsed.name, dict(parsed.options))
+    for spec in (config.dataset, config.threshold_dataset):
+        if spec:
+            parsed = parse_spec(spec)
+            validate_options("dataset", parsed.name, dict(parsed.options))
+    if config.device is not None:
+        parse_device(config.device, what="--device")
+    if config.batch_size < 1:
+        raise InputError(f"--batch-size {config.batch_size} must be at least 1")
+    if config.limit is not None and config.limit < 1:
+        raise InputError(f"--limit {config.limit} must be at least 1")
+    if config.thresholds is not None:
+        miou = [opts for name, opts in metric_specs if name == "miou"]
+        if not miou:
+            raise InputError("--thresholds chooses the miou threshold: add --metric miou")
+        if any("thresholds" in opts for opts in miou):
+            raise InputError("give the miou thresholds either with --thresholds or as miou?thresholds=, not both")
+    return metric_specs
+
+
 class RunPlan:
     """State shared by the pairs of one run (datasets, threshold plan, evaluated indices, versions).
 
@@ -71,34 +117,10 @@ class RunPlan:
     """
 
     def __init__(self, config: BenchConfig, ctx: DistContext, log: Callable[[str], None]) -> None:
-        from ..registry import create_dataset, get_registry, list_plugins
+        from ..registry import create_dataset, list_plugins
 
         self.config, self.ctx, self.log = config, ctx, log
-        registry = get_registry()
-        for name in config.explainers:
-            registry.catalog("explainer").get(name)  # unknown names fail before any model is built
-        for name in config.explainer_options:
-            if name not in config.explainers:
-                raise InputError(f"--explainer-option for {name!r}, which is not benchmarked "
-                                 f"(explainers: {', '.join(config.explainers)})")
-        self.metric_specs = [parse_metric_spec(m) for m in config.metrics]
-        if not self.metric_specs:
-            raise InputError("no metric given: pass --metric NAME (e.g. miou)")
-        for name, _ in self.metric_specs:
-            registry.catalog("metric").get(name)
-        for name in config.backbones:
-            registry.catalog("backbone").get(parse_spec(name).name)
-        if config.batch_size < 1:
-            raise InputError(f"--batch-size {config.batch_size} must be at least 1")
-        if config.limit is not None and config.limit < 1:
-            raise InputError(f"--limit {config.limit} must be at least 1")
-        if config.thresholds is not None:
-            miou = [opts for name, opts in self.metric_specs if name == "miou"]
-            if not miou:
-                raise InputError("--thresholds chooses the miou threshold: add --metric miou")
-            if any("thresholds" in opts for opts in miou):
-                raise InputError("give the miou thresholds either with --thresholds or as miou?thresholds=, not both")
-
+        self.metric_specs = check_config(config)
         self.dataset = create_dataset(config.dataset)
         self.texts = class_prompts(self.dataset.class_names)
         available = len(self.dataset) if config.limit is None else min(config.limit, len(self.dataset))

@@ -60,9 +60,10 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmarks.report import leaderboard_markdown
     from ..benchmarks.runner import (DEFAULT_BACKBONE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT,
                                      BenchConfig, builtin_explainers, run_benchmark)
+    from ..benchmarks.runner_plan import check_config
     from ..benchmarks.thresholds import parse_thresholds
     from ..errors import InputError
-    from ._options import parse_scoped_options
+    from ._options import parse_scoped_options, typed_scoped_options
 
     default_world = args.backbone is None and args.dataset is None
     dataset = args.dataset or DEFAULT_DATASET
@@ -79,15 +80,18 @@ def run(args: argparse.Namespace) -> int:
     explainers = args.explainer or builtin_explainers()
     if not explainers:
         raise InputError("no explainer is registered: check `cliplens plugins`")
+    explainer_options = typed_scoped_options("explainer", parse_scoped_options(args.explainer_option), explainers,
+                                             flag="--explainer-option")
     config = BenchConfig(
         backbones=args.backbone or [DEFAULT_BACKBONE], explainers=list(dict.fromkeys(explainers)), dataset=dataset,
         metrics=list(args.metric or DEFAULT_METRICS), out=Path(out), batch_size=args.batch_size, device=args.device,
         limit=limit, seed=args.seed, templates=load_templates(args.prompt_templates),
         thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,
         threshold_dataset=args.threshold_dataset, skip_existing=args.skip_existing, strict=args.strict,
-        explainer_options=parse_scoped_options(args.explainer_option), examples=max(0, args.examples),
+        explainer_options=explainer_options, examples=max(0, args.examples),
         progress=not args.no_progress, argv=list(sys.argv[1:]),
     )
+    check_config(config)  # every name and option, before the first line of output and any model
     ctx = init_distributed(args.device)
     try:
         if ctx.is_main:

@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import create_backbone, create_explainer, get_registry
     from ..visualize import uncovered
     from ..writable import ensure_writable_folder
-    from ._options import parse_scoped_options, read_lines
+    from ..devices import parse_device
+    from ._options import parse_scoped_options, read_lines, typed_scoped_options
 
     texts, image_paths = split_images(args.text, args.images)
     texts = [t.strip() for t in texts]
@@ -113,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     catalog = get_registry().catalog("explainer")
     for name in args.explainer:
         catalog.get(name)  # unknown names fail before any model is built
-    options = parse_scoped_options(args.option)
+    # every option and the device checked before any image is read or model built: one line each
+    options = typed_scoped_options("explainer", parse_scoped_options(args.option), args.explainer)
+    device = parse_device(args.device, what="--device") if args.device else None
     templates = read_lines(args.templates) if args.templates else None
     images = {path: load_rgb(path) for path in image_paths}  # missing / corrupt files fail here, one line
     names = unique_names(list(images))
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cliplens: note: no label font has {' '.join(dict.fromkeys(missing))} (emoji and scripts outside "
               "DejaVu Sans and Noto Sans CJK); drawn as □", file=sys.stderr)
 
-    backbone = create_backbone(args.backbone, **({"device": args.device} if args.device else {}))
+    backbone = create_backbone(args.backbone, **({"device": str(device)} if device else {}))
     grid_rows: dict[tuple[str, str], list] = {}
     failed: list[str] = []
     bar = _progress(len(images) * len(args.explainer), args.no_progress or len(images) < PROGRESS_FROM)

@@ -14,6 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--details", action="store_true", help="also show the providing plugin and a description")
     p.add_argument("--matrix", action="store_true",
                    help="with 'backbones': the compatibility matrix, explainers x backbone families (tiny random models)")
+    p.add_argument("--options", action="store_true",
+                   help="also show each option: name, type, default, allowed values, help")
     p.set_defaults(run=run)
 
 
@@ -37,4 +39,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}\t{entry.provider.plugin}\t{entry.description}")
         else:
             print(name)
+        if args.options and name not in catalog.conflicts:
+            _print_options(KINDS[args.kind], name)
     return 0
+
+
+def _print_options(kind: str, name: str) -> None:
+    """The option lines of one component, indented under its name."""
+    from ..registry import get_registry, option_schema, signature_options
+    from ..registry import _NOT_OPTIONS
+
+    schema = option_schema(kind, name)
+    if schema is None:
+        names = signature_options(get_registry().catalog(kind).get(name).obj, skip=_NOT_OPTIONS.get(kind, ()))
+        listed = "any (it takes **options)" if names is None else ", ".join(names) or "none"
+        print(f"    (no option schema: options {listed} are passed through unchecked)")
+    elif not schema:
+        print("    (no options)")
+    for option in schema or ():
+        print(f"    {option.describe()}")

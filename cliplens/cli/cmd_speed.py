@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..benchmarks.speed import explainer_names, format_scaling, format_table, run_speed
     from ..registry import create_backbone, create_explainer, get_registry
-    from ._options import parse_scoped_options
+    from ._options import parse_scoped_options, typed_scoped_options
 
     if args.batch_size < 1 or args.batches < 1 or min(args.texts) < 1:
         raise InputError("--batch-size, --batches and --texts must each be at least 1")
@@ -52,10 +52,7 @@ def run(args: argparse.Namespace) -> int:
     catalog = get_registry().catalog("explainer")
     for name in names:
         catalog.get(name)  # unknown names fail before any model is built
-    options = parse_scoped_options(args.option)
-    unused = sorted(set(options) - set(names))
-    if unused:
-        raise InputError(f"--option given for {', '.join(unused)}, which is not among --explainer {' '.join(names)}")
+    options = typed_scoped_options("explainer", parse_scoped_options(args.option), names)
     kwargs = {key: value for key, value in (("device", args.device), ("dtype", args.dtype)) if value}
     backbone = create_backbone(args.backbone, **kwargs)
     explainers = {name: create_explainer(name, backbone, **options.get(name, {})) for name in names}

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import InputError, SampleError
 from ..specs import Spec
-from ..options import reject_unknown
+from ..options import Option, reject_unknown
 from ._common import check_sample, read_class_names, require_folder
 from ._image_io import IMAGE_SUFFIXES, load_rgb
 from .base import SegmentationDataset, SegmentationSample
@@ -149,6 +149,10 @@ class CocoPolygonDataset(SegmentationDataset):
         mask = rasterize_polygons(objects, *image.size)
         check_sample(image, mask, self.num_classes, self.ignore_index, stem)
         return SegmentationSample(image=image, mask=mask, sample_id=stem)
+
+
+#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
+COCO_POLYGONS_OPTIONS = (Option("split", str, None, "sub-folder of images/ and labels/, e.g. train2017", optional=True),)
 
 
 def coco_polygons_factory(arg: str | None, **options: str) -> CocoPolygonDataset:

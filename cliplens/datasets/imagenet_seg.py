@@ -30,7 +30,7 @@ from PIL import Image
 
 from ..errors import InputError, SampleError
 from ..specs import Spec
-from ..options import reject_unknown
+from ..options import Option, reject_unknown
 from ._common import check_sample
 from .base import SegmentationDataset, SegmentationSample
 
@@ -141,6 +141,10 @@ class ImageNetSegmentation(SegmentationDataset):
             top = float(array.max()) if array.size else 0.0
             array = np.clip(array * (255.0 if top <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
+
+
+#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
+IMAGENET_SEG_OPTIONS = (Option("foreground_name", str, "object", "class name of the foreground"),)
 
 
 def imagenet_seg_factory(arg: str | None, **options: str) -> ImageNetSegmentation:

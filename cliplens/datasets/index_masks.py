@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import InputError, SampleError
 from ..specs import Spec
-from ..options import reject_unknown, to_optional_int
+from ..options import Option, reject_unknown, to_optional_int
 from ._common import check_sample, read_class_names, read_stem_list, require_folder
 from ._image_io import IMAGE_SUFFIXES, load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
@@ -100,6 +100,17 @@ class IndexMaskDataset(SegmentationDataset):
         mask = load_index_mask(self.mask_dir / f"{stem}.png")
         check_sample(image, mask, self.num_classes, self.ignore_index, stem)
         return SegmentationSample(image=image, mask=mask, sample_id=stem)
+
+
+#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
+INDEX_MASKS_OPTIONS = (
+    Option("ignore", int, 255, "mask value that is never scored (none: every value is a class)", min=0,
+           optional=True),
+    Option("split", str, None, "a split list file splits/NAME.txt (default every image)", optional=True),
+    Option("images", str, "images", "image sub-folder"),
+    Option("masks", str, "masks", "mask sub-folder"),
+    Option("classes", str, "classes.txt", "class-name file, one per line"),
+)
 
 
 def index_masks_factory(arg: str | None, **options: str) -> IndexMaskDataset:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..options import reject_unknown
+from ..options import Option, reject_unknown
 from ..specs import Spec
 from ._common import check_sample, read_stem_list, require_folder
 from ._image_io import load_index_mask, load_rgb
@@ -126,6 +126,10 @@ class OVSSDataset(SegmentationDataset):
             mask[mask == IGNORE_INDEX - 1] = IGNORE_INDEX  # 255 stays ignore after the shift
         check_sample(image, mask, self.num_classes, self.ignore_index, stem)
         return SegmentationSample(image=image, mask=mask, sample_id=stem)
+
+
+#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
+OVSS_OPTIONS = (Option("name", str, None, "which benchmark layout (required)", choices=tuple(LAYOUTS)),)
 
 
 def ovss_factory(arg: str | None, **options: str) -> OVSSDataset:

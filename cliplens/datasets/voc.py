@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..specs import Spec
-from ..options import reject_unknown
+from ..options import Option, reject_unknown
 from ._common import check_sample, read_stem_list, require_folder
 from ._image_io import load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
@@ -69,6 +69,10 @@ class VOCSegmentation(SegmentationDataset):
         mask = load_index_mask(self.root / "SegmentationClass" / f"{sample_id}.png")
         check_sample(image, mask, self.num_classes, self.ignore_index, sample_id)
         return SegmentationSample(image=image, mask=mask, sample_id=sample_id)
+
+
+#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
+VOC_OPTIONS = (Option("split", str, "val", "split list under ImageSets/Segmentation (train, val, ...)"),)
 
 
 def voc_factory(arg: str | None, **options: str) -> VOCSegmentation:

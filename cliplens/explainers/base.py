@@ -10,6 +10,7 @@ explainer declares as :attr:`Explainer.map_order` (see :func:`scores_to_maps`).
 
 from __future__ import annotations
 
+import operator
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ExplainerError, InputError
+from ..options import TEMPLATES_OPTION, Option  # noqa: F401  (TEMPLATES_OPTION re-exported)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -165,7 +167,11 @@ class Explainer(ABC):
     they need autograd (everything else runs under ``torch.no_grad``), and
     ``map_order`` to the order of their reference pipeline (:func:`scores_to_maps`).
     Options are keyword arguments of ``__init__``; ``templates`` (prompt
-    templates with one ``{}``) is common to all explainers.
+    templates with one ``{}``) is common to all explainers. Declare them in
+    :attr:`option_schema` (:class:`~cliplens.options.Option` s; ``templates`` is
+    added) and :func:`~cliplens.create_explainer` checks every option centrally
+    before the constructor runs; without a schema the options are checked
+    against the names ``__init__`` accepts and passed through unconverted.
     """
 
     #: registered name; set by :func:`cliplens.create_explainer`
@@ -173,6 +179,8 @@ class Explainer(ABC):
     needs_grad: ClassVar[bool] = False
     #: how :meth:`explain` turns scores into maps: one of :data:`MAP_ORDERS`
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
+    #: the options of ``__init__`` besides ``templates``, or None (no schema: names from the signature)
+    option_schema: ClassVar[tuple[Option, ...] | None] = None
 
     def __init__(self, backbone: "Backbone", *, templates: Sequence[str] | None = None) -> None:
         self.backbone = backbone
@@ -250,18 +258,16 @@ class Explainer(ABC):
         Returns:
             :class:`Explanation` with maps (B, T, H, W).
         """
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts:
-            raise InputError("no texts given: pass at least one text to explain")
-        for text in texts:
-            if not isinstance(text, str) or not text.strip():
-                raise InputError(f"empty text {text!r}: every text must contain words")
+        texts = self._checked_texts(texts)
+        size = self._checked_size(output_size)
         if pixels is None:
             if images is None:
                 raise InputError("no images given: pass images or pixels")
             pixels = self.backbone.preprocess(images, fit=fit)
             geometry = self.backbone.input_geometry(images, fit=fit)
-        elif geometry is not None and len(geometry) != pixels.shape[0]:
+        else:
+            self._check_pixels(pixels)
+        if geometry is not None and len(geometry) != pixels.shape[0]:
             raise InputError(f"{len(geometry)} geometries for {pixels.shape[0]} images: pass one per image")
         if output_size is None and geometry is not None:
             sources = sorted({tuple(g.source) for g in geometry})
@@ -279,6 +285,49 @@ class Explainer(ABC):
         maps = scores_to_maps(scores, size, self.map_order, geometry)
         return Explanation(maps=maps, patch_scores=scores, texts=texts, explainer=self.name, extras=result.extras,
                            geometry=geometry)
+
+    @staticmethod
+    def _checked_texts(texts: object) -> list[str]:
+        """``texts`` as a list of non-empty strings, or one line naming the first bad one (before any work)."""
+        if isinstance(texts, str):
+            return [texts]
+        try:
+            items = list(texts)  # type: ignore[call-overload]
+        except TypeError:
+            raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}") from None
+        if not items:
+            raise InputError("no texts given: pass at least one text to explain")
+        for number, text in enumerate(items, start=1):
+            if not isinstance(text, str):
+                raise InputError(f"text {number} is {type(text).__name__} {text!r}, not a string: pass texts as str")
+            if not text.strip():
+                raise InputError(f"text {number} is empty ({text!r}): every text must contain words")
+        return items
+
+    def _checked_size(self, output_size: object) -> tuple[int, int]:
+        """``output_size`` as ``(H, W)`` of positive integers (default the model input size)."""
+        if output_size is None:
+            return tuple(self.backbone.image_size)  # type: ignore[return-value]
+        try:
+            height, width = (operator.index(v) for v in output_size if not isinstance(v, bool))  # type: ignore
+        except (TypeError, ValueError):
+            height = width = 0
+        if height < 1 or width < 1:
+            raise InputError(f"output_size={output_size!r} must be (H, W) with two positive integers, e.g. (224, 224)")
+        return height, width
+
+    def _check_pixels(self, pixels: object) -> None:
+        """``pixels`` must be a preprocessed (B, 3, S_h, S_w) float tensor at the model's input size."""
+        expected = tuple(self.backbone.image_size)
+        if not isinstance(pixels, torch.Tensor):
+            raise InputError(f"pixels must be a torch tensor (B, 3, {expected[0]}, {expected[1]}), "
+                             f"got {type(pixels).__name__}; pass images= for PIL images")
+        if pixels.dim() != 4 or pixels.shape[1] != 3 or tuple(pixels.shape[-2:]) != expected or pixels.shape[0] < 1:
+            raise InputError(f"pixels have shape {tuple(pixels.shape)} but this backbone takes (B, 3, {expected[0]}, "
+                             f"{expected[1]}): pass images= to resize and normalise, or backbone.preprocess(...)")
+        if not pixels.is_floating_point():
+            raise InputError(f"pixels have dtype {pixels.dtype}: preprocessed pixels are float (pass uint8 images as "
+                             "images=, which scales 0-255)")
 
     def _validated(self, result: object, batch: int, num_texts: int) -> torch.Tensor:
         """Check a plugin's output once, for every explainer; return float32 scores detached."""

@@ -71,7 +71,7 @@ from torch import Tensor
 from ..backbones.base import POOLINGS, Backbone
 from ..backbones.vit import AttentionSpec, dual_path, tokens_to_grid
 from ..errors import ExplainerError, InputError
-from ..options import to_bool, to_int
+from ..options import Option, to_bool, to_int
 from .base import NORMALIZE_THEN_UPSAMPLE, Explainer, PatchScores
 
 DEFAULT_DEPTH = 6
@@ -262,6 +262,13 @@ class CLIPSurgery(Explainer):
     #: query's output) and the v–v path's patch tokens go through ``project_tokens`` (each token as
     #: the pooling head would map it alone); no class-token row is read anywhere
     poolings = POOLINGS
+    option_schema: ClassVar[tuple[Option, ...]] = (
+        Option("arch_surgery", bool, True, "use the v-v path's patch features"),
+        Option("feature_surgery", bool, True, "remove the class-shared (redundant) similarity across texts"),
+        Option("depth", int, DEFAULT_DEPTH, "last blocks on the v-v path (capped at the tower's depth)", min=1),
+        Option("weight_products", bool, True, "weight each class's products by w_j before the class mean "
+                                              "(the authors' code)"),
+    )
 
     def __init__(self, backbone: Backbone, *, arch_surgery: bool | str = True, feature_surgery: bool | str = True,
                  depth: int | str = DEFAULT_DEPTH, weight_products: bool | str = True,

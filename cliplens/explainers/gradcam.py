@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from ..backbones.base import POOLINGS, Backbone
 from ..backbones.vit import ViTBlock, run_block
-from ..options import to_bool, to_choice, to_int, to_positive_int
+from ..options import Option, to_bool, to_choice, to_int, to_positive_int
 from .base import Explainer, PatchScores
 from .text_gradients import DEFAULT_MAX_TEXTS_PER_PASS, per_text_gradients
 
@@ -84,6 +84,11 @@ class GradCAM(Explainer):
     needs_grad: ClassVar[bool] = True
     #: the target is the pooled embedding's cosine, whatever the pooling; the map covers the patch tokens
     poolings = POOLINGS
+    option_schema: ClassVar[tuple[Option, ...]] = (
+        Option("layer", int, -1, "block index (negative counts from the end)"),
+        Option("activation", str, "block_input", "block_input (residual entering the block) or ln_1",
+               choices=ACTIVATIONS),
+    )
 
     def __init__(self, backbone: Backbone, *, layer: int | str = -1, activation: str = "block_input",
                  max_texts_per_pass: int | str = DEFAULT_MAX_TEXTS_PER_PASS, batched: bool | str = True,

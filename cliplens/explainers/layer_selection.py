@@ -5,11 +5,47 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from ..errors import InputError
+from ..options import Option
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
 
-__all__ = ["resolve_layers", "parse_heads"]
+__all__ = ["resolve_layers", "parse_heads", "HeadName", "LAYER_OPTIONS"]
+
+
+class HeadName:
+    """Option item type of a head: ``"11.3"`` or ``(11, 3)`` -> ``"11.3"`` (layer may be negative; range is
+    checked against the backbone when the explainer is built)."""
+
+    option_type = "head"
+    option_words = "a head LAYER.HEAD"
+    option_plural = "heads LAYER.HEAD"
+
+    @staticmethod
+    def parse_option(value: object) -> str:
+        if isinstance(value, str):
+            layer_s, dot, head_s = value.strip().rpartition(".")
+            if not dot:
+                raise ValueError(value)
+            layer, head = int(layer_s), int(head_s)
+        elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            layer, head = value
+        else:
+            raise ValueError(value)
+        if head < 0:
+            raise ValueError(value)
+        return f"{layer}.{head}"
+
+
+#: the layer-choice options shared by decomposition-like explainers (``layers`` / ``last_k`` / ``heads``)
+LAYER_OPTIONS = (
+    Option("layers", list[int], None, "blocks to sum over, e.g. 10,11 (negatives count from the end; default all)",
+           optional=True, example="10,11"),
+    Option("last_k", int, None, "instead of layers, the last k blocks", min=1, optional=True),
+    Option("heads", list[HeadName], None, "only these heads, e.g. 11.3,10.0 (overrides layers / last_k)",
+           optional=True, example="11.3,10.0"),
+)
 
 
 def resolve_layers(backbone: "Backbone", layers: Iterable[int] | None = None,

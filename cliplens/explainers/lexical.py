@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ from torch import Tensor
 from ..backbones.base import POOLINGS, Backbone
 from ..cache import text_embeddings
 from ..errors import ExplainerError, InputError
-from ..options import to_bool, to_choice, to_float, to_positive_int
+from ..options import Option, to_bool, to_choice, to_float, to_positive_int
 from .base import Explainer, PatchScores
 from .clip_surgery import DEFAULT_DEPTH, surgery_depth, surgery_patch_features
 from .vocabulary import load_vocabulary
@@ -239,6 +239,18 @@ class Lexical(Explainer):
 
     #: patch features as CLIP Surgery's (``project_tokens``: on SigLIP each token through the pooling head alone)
     poolings = POOLINGS
+    option_schema: ClassVar[tuple[Option, ...]] = (
+        Option("vocabulary", str, None, "word list file, one word per line (default the shipped ~17k words)",
+               optional=True),
+        Option("mode", str, "threshold", "threshold (words >= 1/sqrt(V)) or topk", choices=("threshold", "topk")),
+        Option("k", int, 64, "words kept per feature in topk mode", min=1),
+        Option("temperature", float, 0.01, "softmax temperature over the vocabulary (> 0)"),
+        Option("top_words", int, 5, "(word, score) pairs per patch in extras['top_words']", min=1),
+        Option("arch_surgery", bool, True, "patch features from CLIP Surgery's v-v path"),
+        Option("depth", int, DEFAULT_DEPTH, "blocks on the v-v path (capped at the tower's depth)", min=1),
+        Option("word_template", str, "{}", "how each word is embedded, exactly one {}"),
+        Option("cache", bool, True, "keep the vocabulary embeddings on disk"),
+    )
 
     def __init__(self, backbone: Backbone, *, vocabulary: str | Path | None = None, mode: str = "threshold",
                  k: int | str = 64, temperature: float | str = 0.01, top_words: int | str = 5,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from ..backbones.base import POOLINGS
+from ..options import Option
 from .base import Explainer, PatchScores
 
 
@@ -17,6 +20,8 @@ class RawSimilarity(Explainer):
     """
 
     poolings = POOLINGS
+
+    option_schema: ClassVar[tuple[Option, ...]] = ()
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         trace = self.backbone.trace(pixels, layers=(), capture=())

@@ -13,6 +13,8 @@ from typing import Callable, ClassVar
 
 import torch
 
+from ..options import Option
+
 
 @dataclass
 class MetricInput:
@@ -90,6 +92,8 @@ class Metric(ABC):
     higher_is_better: ClassVar[bool] = True
     #: True when update() uses MetricInput.pixels / score_fn (slower: extra forwards)
     needs_model: ClassVar[bool] = False
+    #: the options of ``__init__`` (checked by :func:`cliplens.create_metric`); None: names from the signature
+    option_schema: ClassVar[tuple[Option, ...] | None] = None
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
         self.num_classes = num_classes

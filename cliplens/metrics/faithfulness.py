@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..options import reject_unknown, to_choice, to_float, to_positive_int
+from ..options import Option, reject_unknown, to_choice, to_float, to_positive_int
 from ._common import check_maps, class_keys, per_class, ratio
 from .base import Metric, MetricInput
 
@@ -75,6 +75,11 @@ class _PerturbationCurve(Metric):
     """
 
     needs_model = True
+    option_schema: ClassVar[tuple[Option, ...]] = (
+        Option("steps", int, 16, "perturbation steps of the curve", min=1),
+        Option("baseline", str, "mean", "what removed pixels become", choices=BASELINES),
+        Option("blur_sigma", float, 5.0, "Gaussian sigma of the blur baseline, pixels (> 0)"),
+    )
     #: True: start from the baseline and restore pixels; False: start intact and delete
     inserts: ClassVar[bool] = False
 

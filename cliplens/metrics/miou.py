@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import InputError
-from ..options import reject_unknown, to_float_list
+from ..options import Option, reject_unknown, to_float_list
 from ._common import check_maps, class_keys, per_class, ratio, tag
 from .base import Metric, MetricInput
 
@@ -57,6 +57,11 @@ class MeanIoU(Metric):
 
     name = "miou"
     higher_is_better = True
+    option_schema = (
+        Option("thresholds", list[float], [0.5], "map thresholds; the first is the headline, all are reported",
+               min=0.0, max=1.0, example="0.3,0.5"),
+        Option("at_threshold", str, "background", "side of a pixel exactly at the threshold", choices=AT_THRESHOLD),
+    )
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ class MeanScoreContrast(Metric):
     """
 
     name = "msc"
+    option_schema = ()
     higher_is_better = True
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, **options: Any) -> None:

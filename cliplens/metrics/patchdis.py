@@ -62,6 +62,7 @@ class PatchDis(Metric):
     """
 
     name = "patchdis"
+    option_schema = ()
     higher_is_better = True
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, **options: Any) -> None:

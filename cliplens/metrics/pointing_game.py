@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..options import reject_unknown, to_int
+from ..options import Option, reject_unknown, to_int
 from ._common import check_maps, class_keys, per_class, ratio
 from .base import Metric, MetricInput
 
@@ -44,6 +44,8 @@ class PointingGame(Metric):
 
     name = "pointing_game"
     higher_is_better = True
+    option_schema = (Option("tolerance", int, 15, "pixels around the map's maximum that still count as a hit",
+                            min=0),)
 
     def __init__(
         self, num_classes: int, class_names: list[str] | None = None, *, tolerance: int | str = 15, **options: Any

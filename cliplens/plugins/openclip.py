@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..devices import BACKBONE_OPTIONS
 from ..registry.hookspecs import Register, hookimpl
 
 
@@ -22,7 +23,7 @@ def register_backbones(register: Register) -> None:
     from ..backbones.loading import open_clip_architectures  # open_clip's list without importing open_clip
 
     for arch in open_clip_architectures():
-        register(arch, _factory(arch))
+        register(arch, _factory(arch), options=BACKBONE_OPTIONS)
 
 
 

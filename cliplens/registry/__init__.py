@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..errors import CliplensError, ExplainerError, InputError
+from ..errors import ExplainerError, InputError
+from ..options import TEMPLATES_OPTION, Option, check_options, guess_value, signature_options
 from ..specs import parse_spec
 from .catalog import Catalog, Entry, Provider
 from .hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
@@ -29,7 +30,12 @@ __all__ = [
     "get_registry", "reset_registry", "list_plugins",
     "list_backbones", "list_explainers", "list_datasets", "list_metrics",
     "create_backbone", "create_explainer", "create_dataset", "create_metric", "get_explainer_class",
+    "option_schema", "validate_options", "signature_options",
 ]
+
+#: parameters of each kind's constructor / factory that are not options
+_NOT_OPTIONS = {"backbone": ("arg",), "dataset": ("arg",), "explainer": ("backbone",),
+                "metric": ("num_classes", "class_names")}
 
 _lock = threading.Lock()
 _registry: Registry | None = None
@@ -78,6 +84,40 @@ def list_metrics(pattern: Pattern = None, exclude: Pattern = None) -> list[str]:
     return get_registry().catalog("metric").names(pattern, exclude)
 
 
+def option_schema(kind: str, name: str) -> tuple[Option, ...] | None:
+    """The options ``name`` of ``kind`` declares (``register(..., options=)`` or the class's ``option_schema``),
+    with ``templates`` added for explainers; None when it declares none."""
+    entry = get_registry().catalog(kind).get(name)
+    schema = entry.options if entry.options is not None else getattr(entry.obj, "option_schema", None)
+    if schema is None:
+        return None
+    schema = tuple(schema)
+    if kind == "explainer" and all(o.name != TEMPLATES_OPTION.name for o in schema):
+        schema += (TEMPLATES_OPTION,)
+    return schema
+
+
+def validate_options(kind: str, name: str, options: dict[str, Any], *, text: bool = False) -> dict[str, Any]:
+    """``options`` of ``name`` checked and converted before anything is built (one-line :class:`OptionError`).
+
+    With a schema every value is converted to its declared type (text or Python values). Without one the
+    names are checked against the constructor's / factory's keyword parameters (unless it takes ``**kwargs``)
+    and the values pass through as they are; ``text=True`` (values typed on the command line) turns them into
+    numbers, booleans or lists the way the CLI always did (:func:`~cliplens.options.guess_value`).
+    """
+    owner = f"{kind} {name!r}"
+    listing = f"cliplens list {kind}s --options"
+    schema = option_schema(kind, name)
+    if schema is not None:
+        return check_options(owner, schema, options, listing=listing)
+    obj = get_registry().catalog(kind).get(name).obj
+    names = signature_options(obj, skip=_NOT_OPTIONS.get(kind, ()))
+    unknown = {k: v for k, v in options.items() if names is not None and k not in names}
+    if unknown:  # raises, naming the first unknown option and the accepted names
+        check_options(owner, [Option(n, object) for n in names or ()], unknown, listing=listing)
+    return {k: guess_value(v) if text and isinstance(v, str) else v for k, v in options.items()}
+
+
 def create_backbone(spec: str, **options: Any) -> "Backbone":
     """Build a backbone from ``NAME[:TAG|:PATH]``, e.g. ``"ViT-B-16"``, ``"ViT-B-16:openai"``, ``"toy"``.
 
@@ -85,7 +125,8 @@ def create_backbone(spec: str, **options: Any) -> "Backbone":
     """
     parsed = parse_spec(spec)
     entry = get_registry().catalog("backbone").get(parsed.name)
-    backbone = entry.obj(parsed.arg, **{**parsed.options, **options})
+    checked = validate_options("backbone", parsed.name, {**parsed.options, **options})
+    backbone = entry.obj(parsed.arg, **checked)
     backbone.spec = spec
     return backbone
 
@@ -98,11 +139,13 @@ def get_explainer_class(name: str) -> type["Explainer"]:
 def create_explainer(name: str, backbone: "Backbone | str", **options: Any) -> "Explainer":
     """Instantiate explainer ``name`` on ``backbone`` (an object or a spec string).
 
+    ``options`` are checked against the explainer's schema first (:func:`validate_options`).
     Raises :class:`ExplainerError` when the explainer cannot handle this backbone.
     """
     if isinstance(backbone, str):
         backbone = create_backbone(backbone)
     cls = get_explainer_class(name)
+    options = validate_options("explainer", name, options)  # before anything runs: one line naming the option
     support = cls.check_support(backbone) if hasattr(cls, "check_support") else cls.supports(backbone)
     if support is not True:
         reason = support if isinstance(support, str) else "it is not supported"
@@ -122,7 +165,7 @@ def create_dataset(spec: str, **options: Any) -> "SegmentationDataset":
     if parsed.name not in catalog and parsed.arg is None and looks_like_path(parsed.name):
         raise InputError(path_spec_message(catalog, spec, parsed.name, {**parsed.options, **options}))
     entry = catalog.get(parsed.name)
-    dataset = entry.obj(parsed.arg, **{**parsed.options, **options})
+    dataset = entry.obj(parsed.arg, **validate_options("dataset", parsed.name, {**parsed.options, **options}))
     dataset.spec = spec
     return dataset
 
@@ -130,7 +173,4 @@ def create_dataset(spec: str, **options: Any) -> "SegmentationDataset":
 def create_metric(name: str, num_classes: int, class_names: list[str] | None = None, **options: Any) -> "Metric":
     """Instantiate metric ``name`` for a dataset with ``num_classes`` classes."""
     cls = get_registry().catalog("metric").get(name).obj
-    try:
-        return cls(num_classes, class_names, **options)
-    except TypeError as exc:
-        raise CliplensError(f"metric {name!r} does not accept options {sorted(options)}: {exc}") from None
+    return cls(num_classes, class_names, **validate_options("metric", name, options))

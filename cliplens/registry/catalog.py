@@ -39,6 +39,8 @@ class Entry(Generic[T]):
     obj: T
     provider: Provider
     description: str = ""
+    #: the option schema given to ``register(..., options=...)`` (None: the object's ``option_schema``, if any)
+    options: tuple[Any, ...] | None = None
 
 
 class Catalog(Generic[T]):
@@ -49,7 +51,8 @@ class Catalog(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._conflicts: dict[str, str] = {}
 
-    def add(self, name: str, obj: T, provider: Provider, description: str = "") -> None:
+    def add(self, name: str, obj: T, provider: Provider, description: str = "",
+            options: Iterable[Any] | None = None) -> None:
         """Register ``name``; a second registration of the same name is recorded (see :attr:`conflicts`) and
         raises :class:`NameConflictError` (the loader turns it into a warning)."""
         if not isinstance(name, str) or not name or any(c.isspace() for c in name) or ":" in name:
@@ -63,7 +66,8 @@ class Catalog(Generic[T]):
                        f"disable one with CLIPLENS_DISABLE_PLUGINS={provider.plugin}")
             self._conflicts[name] = message
             raise NameConflictError(message)
-        self._entries[name] = Entry(self.kind, name, obj, provider, description)
+        self._entries[name] = Entry(self.kind, name, obj, provider, description,
+                                    None if options is None else tuple(options))
 
     @property
     def conflicts(self) -> dict[str, str]:

@@ -27,7 +27,9 @@ ENTRY_POINT_GROUP = "cliplens"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-#: ``register(name, obj, description=None)``
+#: ``register(name, obj, description=None, options=None)``; ``options``: a sequence of
+#: :class:`cliplens.Option` (the schema :func:`cliplens.create_explainer` & co. check), overriding the object's
+#: own ``option_schema``; without either, option names are checked against the signature and passed through.
 Register = Callable[..., None]
 
 

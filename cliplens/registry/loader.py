@@ -187,9 +187,10 @@ def _run_hooks(registry: Registry, plugin: object, info: PluginInfo, provider: P
         info.hooks.append(hook_name)
         catalog = registry.catalog(kind)
 
-        def register(name: str, obj: Any, description: str | None = None) -> None:
+        def register(name: str, obj: Any, description: str | None = None, options: Any = None) -> None:
             try:
-                catalog.add(name, obj, provider, description if description is not None else hookspecs._describe(obj))
+                catalog.add(name, obj, provider, description if description is not None else hookspecs._describe(obj),
+                            options)
             except NameConflictError as exc:  # the name is unusable (Catalog.get refuses it), the rest works
                 info.conflicts.append(str(exc))
                 _fail(f"{exc}; commands that use this name stop with this error, the others run", strict)

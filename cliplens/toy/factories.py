@@ -8,9 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["shapes_factory", "toy_factory"]
+from ..devices import BACKBONE_OPTIONS
+from ..options import Option
+
+__all__ = ["shapes_factory", "toy_factory", "SHAPES_OPTIONS", "TOY_OPTIONS"]
 
 _SHAPES_OPTIONS = ("size", "seed", "min_objects", "max_objects", "image_size")
+
+
+#: the options of ``shapes:SPLIT?key=value`` (checked by :func:`cliplens.create_dataset`)
+SHAPES_OPTIONS = (
+    Option("size", int, 200, "scenes in the split", min=0),
+    Option("seed", int, 0, "scene seed", min=0),
+    Option("min_objects", int, 1, "fewest objects per scene", min=1),
+    Option("max_objects", int, 4, "most objects per scene", min=1),
+    Option("image_size", int, 64, "scene side in pixels", min=16),
+)
+#: the options of the ``toy`` backbone
+TOY_OPTIONS = tuple(o for o in BACKBONE_OPTIONS if o.name != "seed")
 
 
 def shapes_factory(arg: str | None, **options: Any):

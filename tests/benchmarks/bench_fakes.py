@@ -106,6 +106,17 @@ class FakeBoom(Explainer):
         raise RuntimeError("boom on purpose")
 
 
+class FakeCtorTypeError(Explainer):
+    """A constructor with a bug of its own: a TypeError that has nothing to do with the options given."""
+
+    def __init__(self, backbone, *, scale: float = 1.0, templates=None) -> None:
+        super().__init__(backbone, templates=templates)
+        self.scale = len(scale)  # TypeError: object of type 'float' has no len()
+
+    def explain_patches(self, pixels, text_features):  # pragma: no cover - never built
+        raise AssertionError
+
+
 class FakeRankBoom(Explainer):
     """Fails only in the process with ``RANK=1`` (a failure that other ranks do not see)."""
 
@@ -141,6 +152,7 @@ def register_explainers(register):
     register("fake_boom", FakeBoom)
     register("fake_interrupt", FakeInterrupt)
     register("fake_rank_boom", FakeRankBoom)
+    register("fake_ctor_typeerror", FakeCtorTypeError)
 
 
 def load(path: str | Path | None = None):

@@ -153,6 +153,10 @@ def test_failing_explainers_fail_only_their_pair(fakes, tmp_path, capsys):
     nan, boom = result_for(tmp_path, "fake_nan"), result_for(tmp_path, "fake_boom")
     assert nan["status"] == "failed" and "NaN" in nan["error"] and nan["scores"] == {}
     assert boom["status"] == "failed" and "RuntimeError: boom on purpose" in boom["error"]
+    # the one-line message and, beside it, where it happened
+    assert boom["traceback"].startswith("Traceback") and "in explain_patches" in boom["traceback"]
+    assert "RuntimeError: boom on purpose" in boom["traceback"].splitlines()[-1]
+    assert nan["traceback"] is None  # a cliplens error is its own explanation
     assert result_for(tmp_path, "fake_colour")["status"] == "ok"
     assert "| fake_nan | failed |" in capsys.readouterr().out
 
@@ -246,3 +250,21 @@ def test_default_run_resolves_the_toy_world(fakes, tmp_path, monkeypatch, capsys
     printed = capsys.readouterr().out
     assert "| explainer |" in printed and "raw_similarity" in printed
     json.dumps(results)  # JSON-clean
+
+
+def test_a_type_error_inside_a_constructor_is_not_an_option_error(fakes, tmp_path, capsys):
+    code = bench("-e", "fake_ctor_typeerror", "fake_colour", "-d", DATASET, "-o", str(tmp_path))
+    assert code == 1  # the pair failed; it was not reported as bad options (exit 2) and the other pair ran
+    broken = result_for(tmp_path, "fake_ctor_typeerror")
+    assert broken["status"] == "failed" and "does not accept options" not in broken["error"]
+    assert "TypeError: object of type 'float' has no len()" in broken["error"]
+    assert "self.scale = len(scale)" in broken["traceback"]
+    assert result_for(tmp_path, "fake_colour")["status"] == "ok"
+
+
+def test_an_unknown_option_of_a_schemaless_explainer_stops_before_the_first_pair(fakes, tmp_path, capsys):
+    code = bench("-e", "fake_colour", "fake_ctor_typeerror", "--explainer-option", "fake_ctor_typeerror.scal=2",
+                 "-d", DATASET, "-o", str(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2 and "has no option 'scal'" in err and "did you mean scale" in err
+    assert not list(tmp_path.glob("*.json"))  # checked against the constructor's signature, before any pair

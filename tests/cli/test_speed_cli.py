@@ -61,7 +61,7 @@ def test_speed_prints_a_table_and_saves_json(tiny_speed_backbone, tmp_path, caps
 @pytest.mark.parametrize("args, message", [
     (["--explainer", "raw_similarty"], "did you mean 'raw_similarity'"),
     (["--explainer", "raw_similarity", "--batches", "0"], "at least 1"),
-    (["--explainer", "raw_similarity", "--option", "gradcam.layer=1"], "not among --explainer"),
+    (["--explainer", "raw_similarity", "--option", "gradcam.layer=1"], "not among the explainers"),
     (["--explainer", "gradcam", "--option", "gradcam.layer=9"], "out of range"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_speed_backbone, capsys, args, message):

@@ -245,5 +245,5 @@ def test_explainer_maps(tiny_backbone):
     raw = d.patch_map().float()
     torch.testing.assert_close(seg.patch_scores, (raw - raw.mean(1, keepdim=True)).clamp_min(0), rtol=1e-4,
                                atol=1e-6)
-    with pytest.raises(CliplensError, match="unknown mode"):
+    with pytest.raises(CliplensError, match="mode=.nope. is not accepted"):
         create_explainer("decomposition", tiny_backbone, mode="nope")

@@ -1,0 +1,120 @@
+"""The one device and dtype parser (``--device`` of every command, the ``device`` / ``dtype`` backbone options).
+
+``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are accepted when this torch can use them; anything else (``gpu``,
+``auto``, ``cuda:x``) is one line saying what to write. ``auto`` is refused on purpose: the device is part of a
+benchmark result's config, and a value that means another device on another machine would make two results
+with the same config incomparable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError
+from .options import Option
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["parse_device", "resolve_dtype", "DTYPE_NAMES", "BACKBONE_OPTIONS", "DeviceName"]
+
+#: dtype names accepted by the ``dtype`` option
+DTYPE_NAMES = ("float32", "fp32", "float64", "fp64", "float16", "fp16", "bfloat16", "bf16")
+
+
+def _available() -> str:
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda" if torch.cuda.device_count() == 1 else f"cuda:0..{torch.cuda.device_count() - 1}")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return ", ".join(found)
+
+
+def parse_device(device: "torch.device | str | None", *, what: str = "device") -> "torch.device":
+    """``"cpu"`` / ``"cuda"`` / ``"cuda:1"`` / ``"mps"`` / a :class:`torch.device` -> a usable device (None -> cpu).
+
+    Raises :class:`InputError` in one line for an unknown name and for a device this torch cannot use.
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        resolved = device
+    else:
+        text = str(device).strip().lower()
+        try:
+            resolved = torch.device(text)
+        except (RuntimeError, ValueError):
+            resolved = None
+        if resolved is None or resolved.type not in ("cpu", "cuda", "mps") or text.startswith("auto"):
+            raise InputError(f"unknown {what} {device!r}: write cpu, cuda, cuda:N or mps "
+                             f"(available here: {_available()})")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"{what} {str(device)!r} asked for, but this torch sees no CUDA GPU: "
+                             f"use --device cpu (available here: {_available()})")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise InputError(f"{what} {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                             f"(available here: {_available()})")
+    if resolved.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InputError(f"{what} {str(device)!r} asked for, but this torch has no usable Apple MPS device "
+                             f"(available here: {_available()})")
+    return resolved
+
+
+def resolve_dtype(dtype: "torch.dtype | str | None") -> "torch.dtype":
+    """``None`` -> float32; a :class:`torch.dtype` or one of :data:`DTYPE_NAMES` -> that dtype."""
+    import torch
+
+    names = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64, "fp64": torch.float64,
+             "float16": torch.float16, "fp16": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return names[str(dtype).strip().lower()]
+    except KeyError:
+        raise InputError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPE_NAMES)}") from None
+
+
+class DeviceName:
+    """Option item type of a device: checked by :func:`parse_device` (its own one-line message), kept as given."""
+
+    option_type = "device"
+    option_words = "a device (cpu, cuda, cuda:N, mps)"
+    option_plural = "devices"
+
+    @staticmethod
+    def parse_option(value: Any) -> Any:
+        parse_device(value)
+        return value
+
+
+class DtypeName:
+    """Option item type of a dtype name or :class:`torch.dtype`."""
+
+    option_type = "dtype"
+    option_words = f"a dtype ({', '.join(DTYPE_NAMES)})"
+    option_plural = "dtypes"
+
+    @staticmethod
+    def parse_option(value: Any) -> Any:
+        resolve_dtype(value)
+        return value
+
+
+#: the options of every built-in backbone factory (``toy`` takes no seed)
+BACKBONE_OPTIONS = (
+    Option("device", DeviceName, "cpu", "where the model runs: cpu, cuda, cuda:N, mps"),
+    Option("dtype", DtypeName, "float32", "weights' dtype: " + ", ".join(DTYPE_NAMES)),
+    Option("seed", int, 0, "seed of the random initialisation (ARCH without weights)", min=0),
+)
