@@ -53,7 +53,7 @@ def _print_options(kind: str, name: str) -> None:
     if schema is None:
         names = signature_options(get_registry().catalog(kind).get(name).obj, skip=_NOT_OPTIONS.get(kind, ()))
         listed = "any (it takes **options)" if names is None else ", ".join(names) or "none"
-        print(f"    (no option schema: options {listed} are passed through unchecked)")
+        print(f"    (no option schema: it takes {listed}; names are checked, values passed as given)")
     elif not schema:
         print("    (no options)")
     for option in schema or ():

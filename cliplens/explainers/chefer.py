@@ -25,14 +25,14 @@ is needed, so it is formed from the left, ``r ← r + r Ā_l`` for ``l = L-1 .. 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..backbones.attention_graph import run_attention_graph, text_gradients
 from ..backbones.base import Backbone
-from ..options import to_float, to_int, to_positive_int
+from ..options import Option, to_float, to_int, to_positive_int
 from .base import Explainer, PatchScores
 
 
@@ -45,6 +45,12 @@ class CheferRelevance(Explainer):
         logit_scale: the score is ``logit_scale · cosine`` (default 100).
         max_texts_per_pass: texts per backward (default 16; memory grows with it).
     """
+
+    option_schema: ClassVar[tuple[Option, ...]] = (
+        Option("start_layer", int, -1, "first block whose relevance is propagated (negatives count from the end)"),
+        Option("logit_scale", float, 100.0, "scale of the image-text logit the gradients are taken of"),
+        Option("max_texts_per_pass", int, 16, "texts per backward pass (memory)", min=1),
+    )
 
     needs_grad = True
 

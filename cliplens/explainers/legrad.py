@@ -26,14 +26,14 @@ package repeats the image once per prompt); ``∂s/∂A_l`` comes from ``∂s/�
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..backbones.attention_graph import run_attention_graph, text_gradients
 from ..backbones.base import Backbone
-from ..options import to_choice, to_int, to_positive_int
+from ..options import Option, to_choice, to_int, to_positive_int
 from .base import Explainer, PatchScores
 
 POOLINGS = ("mean", "cls")
@@ -51,6 +51,13 @@ class LeGrad(Explainer):
             class-token row (``"cls"``).
         max_texts_per_pass: texts per backward (default 16; memory grows with it).
     """
+
+    option_schema: ClassVar[tuple[Option, ...]] = (
+        Option("start_layer", int, -2, "first block whose attention gradients are summed (negatives from the end)"),
+        Option("pooling", str, "mean", "how a block's token is pooled", choices=POOLINGS),
+        Option("rows", str, "all", "attention rows whose gradients count", choices=ROWS),
+        Option("max_texts_per_pass", int, 16, "texts per backward pass (memory)", min=1),
+    )
 
     needs_grad = True
 

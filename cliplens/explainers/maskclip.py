@@ -19,11 +19,11 @@ pseudo-label training are not part of this explainer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
-from ..options import to_bool
+from ..options import Option, to_bool
 from .last_block import LastBlockExplainer
 
 #: each token attends only to itself: the output is the value embedding
@@ -37,6 +37,11 @@ class MaskCLIP(LastBlockExplainer):
         residual: keep the residual stream entering the last block (default True, the authors' code).
         mlp: add the last block's MLP on top (default True, the authors' code).
     """
+
+    option_schema: ClassVar[tuple[Option, ...]] = (
+        Option("residual", bool, True, "keep the last block's residual"),
+        Option("mlp", bool, True, "keep the last block's MLP"),
+    )
 
     method = "MaskCLIP"
 

@@ -29,13 +29,13 @@ products; the test computes the full product as written above).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 
 from ..backbones.attention_graph import run_attention_graph
 from ..backbones.base import Backbone
-from ..options import to_choice, to_float, to_int
+from ..options import Option, to_choice, to_float, to_int
 from ..errors import InputError
 from .base import Explainer, PatchScores
 
@@ -74,6 +74,12 @@ class AttentionRollout(Explainer):
         discard_ratio: fraction of each fused attention's smallest entries set to 0 (default 0,
             the paper; jacobgil/vit-explain uses 0.9 with ``max``).
     """
+
+    option_schema: ClassVar[tuple[Option, ...]] = (
+        Option("start_layer", int, 0, "first block of the rollout (negatives count from the end)"),
+        Option("head_fusion", str, "mean", "how heads are fused", choices=HEAD_FUSIONS),
+        Option("discard_ratio", float, 0.0, "fraction of the weakest attentions dropped", min=0.0, max=1.0),
+    )
 
     def __init__(self, backbone: Backbone, *, start_layer: int | str = 0, head_fusion: str = "mean",
                  discard_ratio: float | str = 0.0, templates: Sequence[str] | None = None) -> None:
