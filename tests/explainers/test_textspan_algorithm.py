@@ -169,8 +169,13 @@ def test_variance_bookkeeping_adds_up() -> None:
     removed = result.total_variance - float((residual**2).sum() / n)
     assert float(result.variance.sum()) == pytest.approx(removed, rel=1e-9)
     assert torch.allclose(result.fraction, result.variance / result.total_variance)
-    assert torch.allclose(result.cumulative_fraction, torch.cumsum(result.fraction, 0))
-    assert torch.all(torch.diff(result.cumulative_fraction) >= 0)
+    # cumulative fraction after k texts = variance removed by projecting out the first k chosen directions,
+    # computed here from the centred outputs, not from the per-text fractions
+    for k in range(1, len(result) + 1):
+        basis = result.directions[:k]
+        left = centred - (centred @ basis.T) @ basis
+        expected = (result.total_variance - float((left**2).sum() / n)) / result.total_variance
+        assert float(result.cumulative_fraction[k - 1]) == pytest.approx(expected, rel=1e-7, abs=1e-9)
     assert result.explained_fraction <= result.span_fraction + 1e-9 <= 1.0 + 1e-9
 
 
