@@ -35,15 +35,14 @@ is in :mod:`cliplens.explainers._decomposition_terms`; layer and head choices ar
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import torch
 
 from ..errors import ExplainerError, InputError
 from ._decomposition_terms import JointMap, attention_tensors, work_dtype
 from .base import Explainer, PatchScores
-from ..options import Option
-from .layer_selection import LAYER_OPTIONS, parse_heads, resolve_layers
+from .layer_selection import parse_heads, resolve_layers
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
@@ -344,12 +343,6 @@ class DecompositionExplainer(Explainer):
     token's final-norm scale, so direct effects are exact only up to the pooling head's MLP,
     which this decomposition (written for the class token through ``ln_post`` and ``proj``) does not split.
     """
-
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        *LAYER_OPTIONS,
-        Option("mode", str, "contribution", "contribution, or segmentation (minus the mean over texts, clipped at 0)",
-               choices=MODES),
-    )
 
     pooling_refusals = {
         "attention_pool": "the residual decomposition follows the class token through ln_post and proj; through an "

@@ -25,7 +25,7 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -33,8 +33,7 @@ from ..cache import text_embeddings
 from ..errors import InputError
 from .base import PatchScores
 from .decomposition import DecompositionExplainer, decompose, segmentation_scores
-from .layer_selection import HeadName, parse_heads, resolve_layers
-from ..options import Option
+from .layer_selection import parse_heads, resolve_layers
 from .textspan_algorithm import TextSpanResult, textspan
 from .textspan_maps import head_token_scores, selected_head_scores, span_scores, top_heads
 from .textspan_report import textspan_markdown, textspan_report
@@ -215,26 +214,6 @@ class TextSpanExplainer(DecompositionExplainer):
         cache: keep pool embeddings on disk (``$CLIPLENS_CACHE``).
         top_texts: descriptions per head in ``extras["head_texts"]`` (5).
     """
-
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        *DecompositionExplainer.option_schema,
-        Option("rank", int, 80, "k, principal directions per head", min=1),
-        Option("num_texts", int, 20, "m, texts chosen per head", min=1),
-        Option("pool", (str, list[str]), None, "text file with one description per line, or (Python) the "
-                                               "descriptions; default the shipped pool", optional=True),
-        Option("dataset", str, None, "dataset spec whose images fit() analyses on the first explain, e.g. "
-                                     "shapes:test", optional=True),
-        Option("limit", int, 100, "at most this many images of dataset", min=1),
-        Option("batch_size", int, 16, "images per forward while fitting", min=1),
-        Option("cache", bool, True, "keep pool embeddings on disk ($CLIPLENS_CACHE)"),
-        Option("top_texts", int, 5, "descriptions per head in extras['head_texts']", min=0),
-        Option("map_heads", int, 4, "heads per text in a map (0: every candidate head)", min=0),
-        Option("ablate", list[HeadName], None, "heads to mean-ablate, e.g. 11.3,10.0", optional=True,
-               example="11.3,10.0"),
-        Option("ablate_property", str, None, "a property text (e.g. colour) whose best-spanning heads are ablated",
-               optional=True),
-        Option("ablate_count", int, 2, "property heads removed with ablate_property", min=0),
-    )
 
     def __init__(self, backbone: "Backbone", *, heads: Sequence[str] | None = None,
                  layers: Iterable[int] | None = None, last_k: int | None = None, rank: int = 80,

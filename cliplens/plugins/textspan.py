@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..explainers.textspan import TextSpanExplainer
+from ..explainers.textspan_options import TEXTSPAN_OPTIONS
 from ..registry.hookspecs import Register, hookimpl
 
 
 @hookimpl
 def register_explainers(register: Register) -> None:
-    register("textspan", TextSpanExplainer)
+    register("textspan", TextSpanExplainer, options=TEXTSPAN_OPTIONS)
