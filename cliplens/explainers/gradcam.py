@@ -88,6 +88,8 @@ class GradCAM(Explainer):
         Option("layer", int, -1, "block index (negative counts from the end)"),
         Option("activation", str, "block_input", "block_input (residual entering the block) or ln_1",
                choices=ACTIVATIONS),
+        Option("max_texts_per_pass", int, DEFAULT_MAX_TEXTS_PER_PASS, "texts per backward pass (memory)", min=1),
+        Option("batched", bool, True, "one backward for a chunk of texts (false: one backward per text)"),
     )
 
     def __init__(self, backbone: Backbone, *, layer: int | str = -1, activation: str = "block_input",
