@@ -32,7 +32,7 @@ def _reference_scores(backbone, dataset, names):
     images = []
     for i in range(len(dataset)):
         with torch.no_grad():
-            images.append(backbone.encode_image(backbone.preprocess([dataset[i].image])).double()[0])
+            images.append(backbone.encode_image(backbone.preprocess([dataset[i].image], fit="stretch")).double()[0])
     img = torch.stack(images)
     img = img / img.norm(dim=-1, keepdim=True)
     cos = img @ texts.T  # (M, K)
