@@ -40,16 +40,23 @@ def slug(text: str) -> str:
 def pair_id(backbone: str, explainer: str, dataset: str) -> str:
     """Stable identifier and file stem of one pair: ``<backbone>__<explainer>__<dataset>``.
 
-    Long specs (paths) are shortened and given an 8-character hash so two
-    different datasets never share a file.
+    A spec that is not already a short file name is written as a readable part of at most
+    24 characters (its name, a path's last component without extension, the option values)
+    and an 8-character hash of the whole spec, so two different specs never share a file:
+    ``index-masks:/data/camvid?split=test&ignore=11`` -> ``index-masks-camvid-test-1-<hash>``.
     """
-    parts = []
-    for text in (backbone, explainer, dataset):
-        short = slug(text)
-        if short != text or len(text) > 80:
-            short = f"{short[:60]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
-        parts.append(short)
-    return "__".join(parts)
+    return "__".join(_short_spec(text) for text in (backbone, explainer, dataset))
+
+
+def _short_spec(text: str) -> str:
+    if slug(text) == text and len(text) <= 32:
+        return text
+    name, _, rest = text.partition(":")
+    path, _, query = rest.partition("?")
+    readable = [name, Path(path.rstrip("/\\")).stem if path else ""]
+    readable += [value for _, _, value in (item.partition("=") for item in query.split("&") if item)]
+    short = slug("-".join(part for part in readable if part))[:24].rstrip("-.")
+    return f"{short or 'x'}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def fingerprint(config: dict[str, Any]) -> str:
