@@ -28,12 +28,10 @@ from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..errors import BackboneError, InputError
-from ._common import OPENAI_MEAN, OPENAI_STD, preprocess_images, resolve_device, resolve_dtype
+from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
-from .base import Backbone
 from .tokenizers import LazyTokenizer, hf_tokenizer
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
@@ -94,7 +92,7 @@ def load_hf_model(source: str) -> tuple[torch.nn.Module, str, bool]:
     return model.eval().requires_grad_(False), family, local
 
 
-class HFBackbone(Backbone):
+class HFBackbone(ModelBackbone):
     """A transformers ``CLIPModel`` or ``SiglipModel`` behind the :class:`Backbone` interface."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: LazyTokenizer | Any, *, family: str, name: str,
@@ -181,30 +179,7 @@ class HFBackbone(Backbone):
     def width(self) -> int:
         return int(self._vcfg.hidden_size)
 
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._dtype
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> "HFBackbone":
-        """Move the model (in place) and return self."""
-        if device is not None:
-            self._device = resolve_device(device)
-        if dtype is not None:
-            self._dtype = resolve_dtype(dtype)
-        self.model.to(device=self._device, dtype=self._dtype)
-        self._text_cache.clear()
-        return self
-
     # ---- inputs and towers ------------------------------------------------------------
-    def preprocess(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, *,
-                   fit: str = "letterbox") -> torch.Tensor:
-        return preprocess_images(images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype,
-                                 fit=fit)
-
     def _tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         tok = self.tokenizer.get() if isinstance(self.tokenizer, LazyTokenizer) else self.tokenizer
         length = int(self.model.config.text_config.max_position_embeddings)

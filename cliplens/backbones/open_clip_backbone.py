@@ -6,22 +6,19 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..errors import BackboneError, InputError
-from ._common import OPENAI_MEAN, OPENAI_STD, preprocess_images, resolve_device, resolve_dtype
+from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
 from ._inputs import warn_truncated
-from .base import Backbone
 from .loading import build_open_clip_model
 from .tokenizers import open_clip_tokenizer
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
-from ..geometry import DEFAULT_FIT
 
 __all__ = ["OpenCLIPBackbone", "OPENAI_MEAN", "OPENAI_STD", "resolve_device", "resolve_dtype"]
 
 
-class OpenCLIPBackbone(Backbone):
+class OpenCLIPBackbone(ModelBackbone):
     """An open_clip ``CLIP`` model behind the :class:`Backbone` interface.
 
     Every model loads and encodes; models whose image tower is open_clip's
@@ -112,30 +109,7 @@ class OpenCLIPBackbone(Backbone):
         self._require_vit()
         return int(self.visual.transformer.width)
 
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._dtype
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> "OpenCLIPBackbone":
-        """Move the model (in place) and return self."""
-        if device is not None:
-            self._device = resolve_device(device)
-        if dtype is not None:
-            self._dtype = resolve_dtype(dtype)
-        self.model.to(device=self._device, dtype=self._dtype)
-        self._text_cache.clear()
-        return self
-
     # ---- inputs ---------------------------------------------------------------------
-    def preprocess(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, *,
-                   fit: str = DEFAULT_FIT) -> torch.Tensor:
-        return preprocess_images(images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype,
-                                 fit=fit)
-
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         warn_truncated(self.tokenizer, list(texts), self.__dict__.setdefault("_warned_texts", set()))
         return self.tokenizer(list(texts)).to(self._device)
