@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..backbones.base import Backbone
     from ..backbones.vit import TowerTrace, ViTBlock
 
-__all__ = ["JointMap", "attention_tensors", "work_dtype"]
+__all__ = ["JointMap", "attention_tensors", "layer_attention", "work_dtype"]
 
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -118,7 +118,7 @@ def _layer_parts(ln1: torch.Tensor, w: "ViTBlock", jm: JointMap) -> _LayerParts:
         v = (ln1.reshape(B * N1, d) @ W[2 * d:].T).view(B * N1, H, dh)
         values = torch.bmm(v.transpose(0, 1), M).transpose(0, 1).reshape(B, N1, H, X)
     out_bias = w.out_proj_bias.to(dtype) * ls if w.out_proj_bias is not None else torch.zeros_like(ls)
-    return _LayerParts(logits=logits, values=values + v_bias, out_bias=out_bias)
+    return _LayerParts(logits=logits, values=values.add_(v_bias), out_bias=out_bias)
 
 
 def _token_constants(out_bias: torch.Tensor, jm: JointMap, mu: torch.Tensor, sigma: torch.Tensor, num_heads: int,
@@ -130,16 +130,25 @@ def _token_constants(out_bias: torch.Tensor, jm: JointMap, mu: torch.Tensor, sig
     return (per_layer + share * jm.beta_x.to(G.dtype)) / (num_heads * num_tokens)
 
 
+def layer_attention(trace: "TowerTrace", layer: int, jm: JointMap, mu: torch.Tensor,
+                    sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One layer of :func:`attention_tensors`: class attention (B, H, N+1), token values / sigma
+    (B, N+1, H, X) and constants (B, X) — the same numbers, without stacking layers."""
+    work = jm.G.dtype
+    parts = _layer_parts(trace.attention_input(layer).to(work), trace.blocks[layer], jm)
+    attn = torch.softmax(parts.logits, dim=-1)
+    values = parts.values.div_(sigma.to(work).view(-1, 1, 1, 1))  # parts.values is this call's own tensor
+    H, N1 = attn.shape[1], attn.shape[2]
+    const = _token_constants(parts.out_bias[None], jm, mu.to(work), sigma.to(work), H, N1)[0]
+    return attn, values, const
+
+
 def attention_tensors(trace: "TowerTrace", layers: Sequence[int], jm: JointMap, mu: torch.Tensor,
                        sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Class attention (L', B, H, N+1), token values / sigma (L', B, N+1, H, X) and constants (L', B, X).
 
-    A head-token term is ``attn[l, b, h, i] * values[l, b, i, h] + const[l, b]``.
+    A head-token term is ``attn[l, b, h, i] * values[l, b, i, h] + const[l, b]``. Holds all ``L'``
+    layers at once; :func:`layer_attention` gives one layer (what sums over layers should use).
     """
-    work = jm.G.dtype
-    parts = [_layer_parts(trace.attention_input(layer).to(work), trace.blocks[layer], jm) for layer in layers]
-    attn = torch.softmax(torch.stack([p.logits for p in parts]), dim=-1)
-    values = torch.stack([p.values for p in parts]) / sigma.to(work).view(1, -1, 1, 1, 1)
-    H, N1 = attn.shape[2], attn.shape[3]
-    const = _token_constants(torch.stack([p.out_bias for p in parts]), jm, mu.to(work), sigma.to(work), H, N1)
-    return attn, values, const
+    per_layer = [layer_attention(trace, layer, jm, mu, sigma) for layer in layers]
+    return tuple(torch.stack([p[i] for p in per_layer]) for i in range(3))  # type: ignore[return-value]

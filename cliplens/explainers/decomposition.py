@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 import torch
 
 from ..errors import ExplainerError, InputError
-from ._decomposition_terms import JointMap, attention_tensors, work_dtype
+from ._decomposition_terms import JointMap, layer_attention, work_dtype
 from .base import Explainer, PatchScores
 from .layer_selection import parse_heads, resolve_layers
 
@@ -247,19 +247,30 @@ def decompose(backbone: "Backbone", pixels: torch.Tensor, texts: Sequence[str] |
 def _detail_terms(backbone: "Backbone", trace: "TowerTrace", layers: Sequence[int], text_features: torch.Tensor | None,
                   mu: torch.Tensor, sigma: torch.Tensor, *, want_heads: bool,
                   want_tokens: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Per-head (B, L', H, X) and per-token (B, L', H, N+1, X) terms of ``layers`` (either may be None)."""
+    """Per-head (B, L', H, X) and per-token (B, L', H, N+1, X) terms of ``layers`` (either may be None).
+
+    Filled one layer at a time: beyond the returned tensors only one layer's (B, N+1, H, X) values exist.
+    """
     if not (want_heads or want_tokens) or not layers:
         return None, None
     jm = JointMap.build(backbone, text_features, work_dtype(backbone.dtype))
-    attn, values, const = attention_tensors(trace, layers, jm, mu, sigma)
-    N1 = attn.shape[-1]
     heads = tokens = None
-    if want_tokens:
-        tokens = (attn.permute(1, 0, 2, 3)[..., None] * values.permute(1, 0, 3, 2, 4)
-                  + const.transpose(0, 1)[:, :, None, None])  # (B, L', H, N+1, X)
-        heads = tokens.sum(3) if want_heads else None
-    elif want_heads:
-        heads = torch.einsum("lbhn,lbnhx->blhx", attn, values) + N1 * const.transpose(0, 1)[:, :, None]
+    for row, layer in enumerate(layers):
+        attn, values, const = layer_attention(trace, layer, jm, mu, sigma)
+        B, H, N1 = attn.shape
+        if want_tokens:
+            if tokens is None:
+                tokens = values.new_empty(B, len(layers), H, N1, values.shape[-1])
+            torch.mul(attn[..., None], values.permute(0, 2, 1, 3), out=tokens[:, row])
+            tokens[:, row] += const[:, None, None]  # (B, H, N+1, X)
+            if want_heads:
+                if heads is None:
+                    heads = values.new_empty(B, len(layers), H, values.shape[-1])
+                torch.sum(tokens[:, row], dim=2, out=heads[:, row])
+        elif want_heads:
+            if heads is None:
+                heads = values.new_empty(B, len(layers), H, values.shape[-1])
+            heads[:, row] = torch.einsum("bhn,bnhx->bhx", attn, values) + N1 * const[:, None]
     return heads, tokens
 
 
@@ -269,8 +280,9 @@ def token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torc
     """Fast path for maps: source-token contributions to each text, summed over layers and heads.
 
     Traces only the ``ln_1`` outputs of the chosen blocks and contracts with the
-    texts before anything D-dimensional exists (memory O(L'·B·H·(N+1)·T)); the
-    per-layer work is a handful of matrix products, the rest is batched over layers.
+    texts before anything D-dimensional exists. The layers are summed one at a time:
+    besides the trace (``L'`` ``(B, N+1, d)`` inputs, whatever T) and what is returned,
+    the working set is one layer's ``(B, N+1, H, T)`` token values, never ``(L', B, N+1, H, T)``.
 
     Args:
         pixels: (B, 3, S, S); text_features: (T, D).
@@ -293,20 +305,25 @@ def token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torc
         trace = backbone.trace(pixels, layers=list(chosen), capture=("ln_1",))
         jm = JointMap.build(backbone, text_features, work_dtype(backbone.dtype))
         mu, sigma = jm.stats(trace.final[:, 0])
-        attn, values, const = attention_tensors(trace, chosen, jm, mu, sigma)
-        N1 = attn.shape[-1]
-        if mask is None:
-            count = torch.full((len(chosen), 1, 1), float(backbone.num_heads), dtype=const.dtype)
-        else:
-            weights = mask.to(device=attn.device, dtype=attn.dtype)
-            attn = attn * weights[:, None, :, None]
-            count = weights.sum(1).view(-1, 1, 1)
-        scores = torch.einsum("lbhn,lbnhx->bnx", attn, values) + (count.to(const.device) * const).sum(0)[:, None]
-        per_head = None
-        if return_heads:
-            per_head = torch.einsum("lbhn,lbnhx->blhx", attn, values) + N1 * const.transpose(0, 1)[:, :, None]
-            per_head = per_head.flatten(1, 2) if mask is None else per_head[:, mask.to(per_head.device)]
-    return scores, per_head
+        scores: torch.Tensor | None = None
+        per_head: list[torch.Tensor] = []
+        for row, layer in enumerate(chosen):
+            attn, values, const = layer_attention(trace, layer, jm, mu, sigma)
+            N1 = attn.shape[-1]
+            if mask is None:
+                count = float(backbone.num_heads)
+            else:
+                weights = mask[row].to(device=attn.device, dtype=attn.dtype)
+                attn = attn * weights[None, :, None]
+                count = float(weights.sum())
+            layer_scores = torch.einsum("bhn,bnhx->bnx", attn, values) + (count * const)[:, None]  # (B, N+1, X)
+            scores = layer_scores if scores is None else scores.add_(layer_scores)
+            if return_heads:
+                totals = torch.einsum("bhn,bnhx->bhx", attn, values) + N1 * const[:, None]  # (B, H, X)
+                per_head.append(totals if mask is None else totals[:, mask[row].to(totals.device)])
+        assert scores is not None  # resolve_layers never returns no layer
+        heads_out = torch.cat(per_head, dim=1) if return_heads else None
+    return scores, heads_out
 
 
 # ---- the explainer --------------------------------------------------------------------------------------

@@ -105,3 +105,22 @@ def test_several_text_counts_add_a_t_scaling_table(tiny_speed_backbone, tmp_path
     assert [len(r["config"]["texts"]) for r in reports] == [1, 3]
     assert all({row["name"] for row in r["results"]} == {"encode_image", "gradcam", "decomposition"}
                for r in reports)
+
+
+def test_cpu_peak_memory_is_the_peak_of_tensor_allocations():
+    """Against the sizes allocated by hand: 4 MiB + 8 MiB held at once, then 2 MiB after freeing the 4."""
+    if not speed._profiler_sees_allocations():
+        pytest.skip("this torch's profiler reports no CPU allocation events (the RSS fallback is used)")
+    held_before = torch.ones(32 * 2**20 // 4)  # allocated before the call: never counted
+
+    def allocate_and_free_all() -> None:
+        first = torch.ones(4 * 2**20 // 4)
+        second = torch.ones(8 * 2**20 // 4)
+        del first
+        torch.ones(2 * 2**20 // 4)
+        del second
+
+    peak = speed.measure_peak_memory(allocate_and_free_all, torch.device("cpu"))
+    assert peak == 12 * 2**20
+    assert "profiler" in speed.memory_method(torch.device("cpu"))
+    assert float(held_before[0]) == 1.0

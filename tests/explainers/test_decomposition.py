@@ -259,3 +259,33 @@ def test_explainer_maps(tiny_backbone):
                                atol=1e-6)
     with pytest.raises(CliplensError, match="mode=.nope. is not accepted"):
         create_explainer("decomposition", tiny_backbone, mode="nope")
+
+
+def test_memory_grows_with_texts_only_through_the_outputs():
+    """Peak tensor memory (the allocator's own events) of the T-contracted paths: going from 1 to 512
+    texts adds a few layers' worth of (B, N+1, H, T) values, never all L' layers at once; decompose adds
+    its (B, L', H, N+1, T) ``tokens`` output on top. (Before the layer-by-layer sums: 45 and 38 layers.)"""
+    import open_clip
+    import torch.nn.functional as F
+
+    import cliplens
+    from cliplens.benchmarks import speed
+    from tests.conftest import make_tiny_clip
+
+    if not speed._profiler_sees_allocations():
+        pytest.skip("this torch's profiler reports no CPU allocation events")
+    L, B, T = 8, 2, 512
+    backbone = cliplens.OpenCLIPBackbone(make_tiny_clip(layers=L), open_clip.get_tokenizer("ViT-B-16", context_length=16),
+                                         name="tiny-8")
+    px = torch.rand(B, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    N1, H = backbone.num_patches + 1, backbone.num_heads
+    one_layer = B * N1 * H * T * 4  # float32 bytes of one layer's token values
+
+    def growth(fn) -> int:
+        def peak(count: int) -> int:
+            tf = F.normalize(torch.randn(count, backbone.embed_dim, generator=torch.Generator().manual_seed(1)), dim=-1)
+            return speed.measure_peak_memory(lambda: fn(tf), torch.device("cpu"))
+        return peak(T) - peak(1)
+
+    assert growth(lambda tf: token_scores(backbone, px, tf, return_heads=True)) < 6 * one_layer
+    assert growth(lambda tf: decompose(backbone, px, tf)) < (L + 6) * one_layer
