@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from ..errors import BackboneError, InputError
 from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
+from .trace_sharing import shareable_trace
 from .tokenizers import LazyTokenizer, hf_tokenizer
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
@@ -234,6 +235,7 @@ class HFBackbone(ModelBackbone):
                         layer_scale=torch.ones(self.width, device=self._device, dtype=self._dtype),
                         mlp_branch=mlp_branch, num_heads=self.num_heads)
 
+    @shareable_trace
     def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
               capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
         capture = check_capture(capture)

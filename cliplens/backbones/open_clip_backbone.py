@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from ..errors import BackboneError, InputError
 from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
+from .trace_sharing import shareable_trace
 from ._inputs import warn_truncated
 from .loading import build_open_clip_model
 from .tokenizers import open_clip_tokenizer
@@ -167,6 +168,7 @@ class OpenCLIPBackbone(ModelBackbone):
                                                                                dtype=self._dtype),
                         mlp_branch=mlp_branch, num_heads=attn.num_heads)
 
+    @shareable_trace
     def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
               capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
         self._require_vit()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import BackboneError
 from ._tracing import BlockModules, check_capture, trace_blocks
+from .trace_sharing import shareable_trace
 from .open_clip_backbone import OpenCLIPBackbone
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
@@ -149,6 +150,7 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
                         q_norm=None if _is_identity(attn.q_norm) else attn.q_norm,
                         k_norm=None if _is_identity(attn.k_norm) else attn.k_norm)
 
+    @shareable_trace
     def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
               capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
         self._require_vit()

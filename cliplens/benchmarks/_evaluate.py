@@ -1,4 +1,4 @@
-"""One pass of an explainer over (a shard of) a dataset, feeding every metric image by image.
+"""One pass over (a shard of) a dataset for every explainer of a backbone, feeding each one's metrics image by image.
 
 Never raises for bad data or a failing explainer: the outcome records a
 skipped sample (or, in strict mode, the first one) and the explainer's error,
@@ -11,15 +11,15 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import CliplensError, MaskValueError, SampleError
-from .examples import Example, make_example
-from ..metrics.base import Metric, MetricInput
+from .examples import make_example
+from .lanes import Lane, PassOutcome
+from ..metrics.base import MetricInput
 from .speed import time_ms
 
 if TYPE_CHECKING:
@@ -30,29 +30,6 @@ if TYPE_CHECKING:
 MAX_MAP_ELEMENTS = 1 << 25
 #: exceptions a dataset may raise for one unusable file besides SampleError (PIL's decoding errors)
 SAMPLE_EXCEPTIONS = (SampleError, OSError, ValueError)
-
-
-@dataclass
-class PassOutcome:
-    """What one rank saw in one pass; summed / merged over ranks by the runner (plain Python, picklable)."""
-
-    images: int = 0
-    skipped: list[dict] = field(default_factory=list)
-    data_s: float = 0.0
-    explain_s: float = 0.0
-    metric_s: float = 0.0
-    #: wall time of the pass without the reference forwards: data + explain + metrics + loop overhead
-    total_s: float = 0.0
-    #: time of plain ``encode_image`` forwards on the first batches' pixels, and how many images they covered
-    forward_s: float = 0.0
-    forward_images: int = 0
-    #: ``(explain ms, forward ms)`` of the same batch, back to back, for the first batches
-    paired_ms: list[tuple[float, float]] = field(default_factory=list)
-    error: str | None = None
-    #: the formatted traceback of an unexpected exception behind ``error`` (None for a CliplensError)
-    traceback: str | None = None
-    strict_error: str | None = None
-    examples: list[Example] = field(default_factory=list)
 
 
 def _sync(device: torch.device) -> None:
@@ -107,110 +84,198 @@ def make_score_fn(explainer: "Explainer", text_features: torch.Tensor) -> Callab
     return score_fn
 
 
-def evaluate(explainer: "Explainer", dataset: "SegmentationDataset", indices: Sequence[int], texts: list[str],
-             metrics: Sequence[Metric], *, batch_size: int, strict: bool, example_indices: set[int] = frozenset(),
-             progress: bool = True, description: str = "", forward_batches: int = 3) -> PassOutcome:
-    """Explain ``dataset[i]`` for ``i`` in ``indices`` with all class ``texts`` at once and update ``metrics``.
+def _feed_metrics(lane: Lane, result: Any, group: list[int], batch: list[tuple[int, "SegmentationSample", torch.Tensor]],
+                  pixels: torch.Tensor, ignore: int | None, needs_model: bool, stage: list[str]) -> None:
+    """Update the lane's metrics with the maps of one group (rows of ``result`` = batch positions ``group``)."""
+    explainer, out = lane.explainer, lane.outcome
+    for row, pos in enumerate(group):
+        index, sample, mask = batch[pos]
+        item = MetricInput(maps=result.maps[row], patch_scores=result.patch_scores[row],
+                           mask=mask.to(result.maps.device), ignore_index=ignore,
+                           pixels=pixels[pos] if needs_model else None, score_fn=lane.score_fn)
+        for metric in lane.metrics:
+            stage[0] = f"metric {metric.name!r} of explainer {explainer.name!r}"
+            metric.update(item)
+        if index in lane.example_indices:
+            out.examples.append(make_example(index, sample.sample_id, sample.image, mask, result.maps[row], ignore))
 
-    Each image's maps are made at mask resolution (``output_size = mask.shape``)
-    and fed to every metric as a :class:`MetricInput` of ``(C, H, W)`` maps.
-    After each of the first ``forward_batches`` explain calls the same pixels go
-    through a plain ``encode_image`` forward right away, timed under the same
-    conditions (load, batch size) as the explainer, for the explainer-to-forward
-    ratio (the pairing follows :mod:`cliplens.benchmarks.speed`).
+
+def _fail(lane: Lane, stage: str, exc: BaseException) -> None:
+    """Record the exception that ends ``lane``'s pass (the other lanes go on)."""
+    if isinstance(exc, CliplensError):
+        lane.outcome.error = str(exc)
+    else:
+        lane.outcome.error = f"{stage} raised {type(exc).__name__}: {exc}"
+        lane.outcome.traceback = traceback.format_exc()
+
+
+def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Sequence[int], texts: list[str], *,
+             batch_size: int, strict: bool, progress: bool = True, description: str = "",
+             forward_batches: int = 3) -> None:
+    """Explain ``dataset[i]`` for ``i`` in ``indices`` with all class ``texts`` at once, for every lane.
+
+    Each sample is loaded, checked and preprocessed once and handed to every
+    lane's explainer; each image's maps are made at mask resolution
+    (``output_size = mask.shape``) and fed to that lane's metrics as a
+    :class:`MetricInput` of ``(C, H, W)`` maps. Fills every ``lane.outcome``.
+
+    Timing: the first ``forward_batches`` batches run each explainer on its own
+    (no shared trace) between two plain ``encode_image`` forwards of the same
+    pixels, ``fwd, E1, fwd, E2, fwd, ...``: each lane's explain-to-forward ratio
+    uses the mean of the forwards on either side of its call, so machine load
+    hits both alike. Those first batches also record which internals each
+    explainer traces; later batches trace once per batch for all lanes
+    (:class:`~cliplens.backbones.trace_sharing.TraceShare`) and each lane is
+    charged an equal share of that forward. Data loading and loop overhead are
+    shared too and split equally over the lanes (``data_shared_by`` in the timing).
     """
     from tqdm import tqdm
 
-    backbone = explainer.backbone
+    from ..backbones.trace_sharing import TraceShare
+
+    for lane in lanes:
+        lane.outcome = PassOutcome()
+    if not lanes:
+        return
+    backbone = lanes[0].explainer.backbone
     device = backbone.device
-    out = PassOutcome()
-    needs_model = any(m.needs_model for m in metrics)
+    needs_model = any(m.needs_model for lane in lanes for m in lane.metrics)
     num_classes = len(texts)
     ignore = dataset.ignore_index
     start = time.perf_counter()
-    score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+    shared = PassOutcome()  # data time, skips and images common to every lane
+    share = TraceShare()
+    stage = ["preparing"]
+    paired_left = [forward_batches]
+    forwards_s = [0.0]  # wall time of the reference forwards, which is not harness work
     bar = tqdm(total=len(indices), unit="img", desc=description, disable=not progress, file=sys.stderr,
                dynamic_ncols=True, leave=True)
+
+    def forward_ms(pixels: torch.Tensor) -> float:
+        stage[0] = "plain encode_image forward"
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ms = time_ms(lambda: backbone.encode_image(pixels), device)
+        forwards_s[0] += time.perf_counter() - t0
+        return ms
+
+    def explain(lane: Lane, pixels: torch.Tensor, shape: tuple[int, int]) -> tuple[Any, float]:
+        stage[0] = f"explainer {lane.explainer.name!r}"
+        _sync(device)
+        t0 = time.perf_counter()
+        result = lane.explainer.explain(texts=texts, pixels=pixels, output_size=shape)
+        _sync(device)
+        seconds = time.perf_counter() - t0
+        lane.outcome.explain_s += seconds
+        return result, seconds
+
+    def run_lane(lane: Lane, pixels: torch.Tensor, group: list[int], batch: list, shape: tuple[int, int],
+                 before_ms: float | None) -> float | None:
+        """One lane's explain (timed, paired when ``before_ms`` is given) and metric updates."""
+        after_ms = None
+        try:
+            with lane.turn():
+                served = share.served
+                result, seconds = explain(lane, pixels, shape)
+                lane.outcome.shared_calls += share.served - served
+                if before_ms is not None:
+                    after_ms = forward_ms(pixels)
+                    lane.outcome.paired_ms.append((1000.0 * seconds, (before_ms + after_ms) / 2))
+                    lane.outcome.forward_s += (before_ms + after_ms) / 2000.0
+                    lane.outcome.forward_images += len(group)
+                t0 = time.perf_counter()
+                _feed_metrics(lane, result, group, batch, pixels, ignore, needs_model, stage)
+                lane.outcome.metric_s += time.perf_counter() - t0
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken explainer or metric fails its pair, not the run
+            _fail(lane, stage[0], exc)
+        return after_ms
 
     def run_batch(batch: list[tuple[int, "SegmentationSample", torch.Tensor]]) -> None:
         stage[0] = "preprocessing images"
         t0 = time.perf_counter()
         pixels = backbone.preprocess([sample.image for _, sample, _ in batch], fit="stretch")  # the protocol's geometry
-        out.data_s += time.perf_counter() - t0
+        shared.data_s += time.perf_counter() - t0
         for group in _groups([mask for _, _, mask in batch], num_classes):
             shape = tuple(batch[group[0]][2].shape)
-            stage[0] = f"explainer {explainer.name!r}"
-            _sync(device)
-            t0 = time.perf_counter()
-            result = explainer.explain(texts=texts, pixels=pixels[group], output_size=shape)
-            _sync(device)
-            explain_s = time.perf_counter() - t0
-            out.explain_s += explain_s
-            if forward_left[0] > 0:
-                forward_left[0] -= 1
-                stage[0] = "plain encode_image forward"
-                with torch.no_grad():
-                    forward_ms = time_ms(lambda: backbone.encode_image(pixels[group]), device)
-                out.forward_s += forward_ms / 1000.0
-                out.forward_images += len(group)
-                out.paired_ms.append((1000.0 * explain_s, forward_ms))
-            t0 = time.perf_counter()
-            for row, pos in enumerate(group):
-                index, sample, mask = batch[pos]
-                item = MetricInput(maps=result.maps[row], patch_scores=result.patch_scores[row],
-                                   mask=mask.to(result.maps.device), ignore_index=ignore,
-                                   pixels=pixels[pos] if needs_model else None, score_fn=score_fn)
-                for metric in metrics:
-                    stage[0] = f"metric {metric.name!r}"
-                    metric.update(item)
-                if index in example_indices:
-                    out.examples.append(make_example(index, sample.sample_id, sample.image, mask, result.maps[row],
-                                                     ignore))
-            out.metric_s += time.perf_counter() - t0
-        out.images += len(batch)
+            group_pixels = pixels[group]  # one tensor for every lane, so a shared trace can be recognised
+            active = [lane for lane in lanes if lane.active]
+            if paired_left[0] > 0 or not share.requests or len(active) < 2:  # on their own (requests recorded)
+                paired = paired_left[0] > 0
+                paired_left[0] -= 1
+                before = forward_ms(group_pixels) if paired else None
+                for lane in active:
+                    after = run_lane(lane, group_pixels, group, batch, shape, before)
+                    before = after if after is not None else before
+            else:
+                traced = share.traced_s
+                with share.serving(backbone, group_pixels):
+                    for lane in active:
+                        run_lane(lane, group_pixels, group, batch, shape, None)
+                for lane in active:  # the shared forward, charged equally to the lanes it served
+                    lane.outcome.explain_s += (share.traced_s - traced) / len(active)
+        shared.images += len(batch)
         bar.update(len(batch))
 
     batch: list[tuple[int, "SegmentationSample", torch.Tensor]] = []
-    stage = ["preparing"]
-    forward_left = [forward_batches]
     try:
-        stage[0] = "encoding the class prompts"
-        text_features = explainer.encode_texts(texts)  # also fills the text cache before anything is timed
-        score_fn = make_score_fn(explainer, text_features) if needs_model else None
-        for index in indices:
-            stage[0] = "loading data"
-            t0 = time.perf_counter()
-            sample_id = None
-            try:
-                sample = dataset[index]
-                sample_id = sample.sample_id
-                mask = check_sample(sample, num_classes, ignore)
-            except SAMPLE_EXCEPTIONS as exc:
-                reason = str(exc) if isinstance(exc, CliplensError) else f"{type(exc).__name__}: {exc}"
-                out.data_s += time.perf_counter() - t0
-                if strict:
-                    where = f"sample {sample_id!r} (index {index})" if sample_id else f"sample at index {index}"
-                    out.strict_error = f"bad {where}: {reason} (--strict stops at the first bad sample)"
+        with share.installed(backbone):
+            stage[0] = "encoding the class prompts"
+            for lane in lanes:
+                try:  # also fills the text cache before anything is timed
+                    lane.text_features = lane.explainer.encode_texts(texts)
+                    lane.score_fn = make_score_fn(lane.explainer, lane.text_features) if needs_model else None
+                except Exception as exc:  # noqa: BLE001 - that lane fails, the others run
+                    _fail(lane, stage[0], exc)
+            for index in indices:
+                if not any(lane.active for lane in lanes):
                     break
-                record = {"index": int(index), "sample_id": sample_id, "reason": reason}
-                if isinstance(exc, MaskValueError):
-                    record["mask_values"] = exc.values
-                out.skipped.append(record)
-                bar.update(1)
-                continue
-            out.data_s += time.perf_counter() - t0
-            batch.append((index, sample, mask))
-            if len(batch) == batch_size:
+                stage[0] = "loading data"
+                t0 = time.perf_counter()
+                sample_id = None
+                try:
+                    sample = dataset[index]
+                    sample_id = sample.sample_id
+                    mask = check_sample(sample, num_classes, ignore)
+                except SAMPLE_EXCEPTIONS as exc:
+                    reason = str(exc) if isinstance(exc, CliplensError) else f"{type(exc).__name__}: {exc}"
+                    shared.data_s += time.perf_counter() - t0
+                    if strict:
+                        where = f"sample {sample_id!r} (index {index})" if sample_id else f"sample at index {index}"
+                        shared.strict_error = f"bad {where}: {reason} (--strict stops at the first bad sample)"
+                        break
+                    record = {"index": int(index), "sample_id": sample_id, "reason": reason}
+                    if isinstance(exc, MaskValueError):
+                        record["mask_values"] = exc.values
+                    shared.skipped.append(record)
+                    bar.update(1)
+                    continue
+                shared.data_s += time.perf_counter() - t0
+                batch.append((index, sample, mask))
+                if len(batch) == batch_size:
+                    run_batch(batch)
+                    batch = []
+            if batch and shared.strict_error is None:
                 run_batch(batch)
-                batch = []
-        if batch and out.strict_error is None:
-            run_batch(batch)
-    except CliplensError as exc:
-        out.error = str(exc)
-    except Exception as exc:  # noqa: BLE001 - a broken explainer or metric fails its pair, not the run
-        out.error = f"{stage[0]} raised {type(exc).__name__}: {exc}"
-        out.traceback = traceback.format_exc()
+    except Exception as exc:  # noqa: BLE001 - the data side failed: every lane still running fails with it
+        for lane in lanes:
+            if lane.active:
+                _fail(lane, stage[0], exc)
     finally:
         bar.close()
-    out.total_s = time.perf_counter() - start - out.forward_s  # the reference forwards are not harness work
-    return out
+    _share_out(lanes, shared, time.perf_counter() - start - forwards_s[0])
+
+
+def _share_out(lanes: Sequence[Lane], shared: PassOutcome, wall_s: float) -> None:
+    """Give every lane the pass's common parts: images, skips, strict error and an equal share of data and overhead."""
+    own = sum(lane.outcome.explain_s + lane.outcome.metric_s for lane in lanes)
+    common_s = max(0.0, wall_s - own)  # data + loop overhead, the reference forwards excluded
+    for lane in lanes:
+        out = lane.outcome
+        out.images = shared.images
+        out.skipped = list(shared.skipped)
+        out.strict_error = shared.strict_error
+        out.data_s = shared.data_s / len(lanes)
+        out.data_shared_by = len(lanes)
+        out.total_s = out.explain_s + out.metric_s + common_s / len(lanes)

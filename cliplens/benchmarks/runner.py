@@ -30,7 +30,7 @@ from ..writable import ensure_writable_folder
 from .identity import identity_hash
 from .lock import OutputLock
 from .results import STATUS_OK, pair_id, read_result, remove_stale_temporaries, write_json_atomic
-from .runner_pair import run_pair, skip_explanation
+from .runner_pair import run_pairs, skip_explanation
 from .runner_plan import (DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS,
                           DEFAULT_OUT, BenchConfig, RunPlan, parse_metric_spec, plan_pairs)
 from .thresholds import parse_thresholds
@@ -124,6 +124,9 @@ def _run_locked(run: RunPlan, say: Callable[[str], None], out: Path, start: floa
                 if config.device else {}
             backbone = create_backbone(backbone_spec, **options)
             _warm_up(backbone, config.batch_size)
+        passes = [[e] for e in todo] if config.separate_passes else [todo] if todo else []
+        computed = (result for names in passes
+                    for result in run_pairs(run, backbone, names, {e: planned.configs[(backbone_spec, e)] for e in names}))
         for explainer in config.explainers:
             path = out / f"{pair_id(backbone_spec, explainer, config.dataset)}.json"
             number = f"[{len(results) + 1}/{len(pairs)}]"
@@ -134,7 +137,7 @@ def _run_locked(run: RunPlan, say: Callable[[str], None], out: Path, start: floa
             if (backbone_spec, explainer) in planned.rerun_reasons:
                 say(f"{number} {backbone_spec} · {explainer}: recomputing the earlier result, "
                     f"{planned.rerun_reasons[(backbone_spec, explainer)]}")
-            result = run_pair(run, backbone, explainer, planned.configs[(backbone_spec, explainer)])
+            result = next(computed)
             result["identity"] = planned.identities[(backbone_spec, explainer)]
             result["identity_hash"] = identity_hash(result["identity"])
             if ctx.is_main:

@@ -14,7 +14,8 @@ import resource
 import statistics
 import time
 import traceback
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -23,13 +24,14 @@ from ..errors import CliplensError, SampleError
 from ..options import OptionError
 from ..specs import parse_spec
 from ._evaluate import PassOutcome, check_sample, evaluate
+from .lanes import Lane, RandomState
 from .examples import save_examples
 from .protocol_card import bench_card
 from .results import SCHEMA, STATUS_FAILED, STATUS_OK, fingerprint, pair_id
 from .runner_plan import RunPlan
 from .skips import ignore_hint, skip_summary
 
-__all__ = ["run_pair", "run_pass", "skip_explanation"]
+__all__ = ["run_pairs", "run_pass", "skip_explanation"]
 
 
 def _now() -> str:
@@ -56,33 +58,41 @@ def _peak_memory(device: torch.device) -> dict[str, float | None]:
     return {"peak_rss_mb": round(rss, 1), "peak_cuda_mb": None if cuda is None else round(cuda, 1)}
 
 
-def run_pass(run: RunPlan, explainer: Any, dataset: Any, indices: list[int], metrics: list[Any], description: str,
-             examples: int, forward_batches: int = 0) -> PassOutcome:
-    """Evaluate this rank's shard of ``indices``, then merge outcomes and sum metric states over ranks."""
+def run_pass(run: RunPlan, lanes: list[Lane], dataset: Any, indices: list[int], description: str,
+             examples: int, forward_batches: int = 0) -> None:
+    """Evaluate this rank's shard of ``indices`` for every lane, then merge outcomes and sum metric states over ranks."""
     ctx = run.ctx
     wanted = set(indices[: 3 * examples])  # spares for unusable samples; the first `examples` are kept
-    local = evaluate(explainer, dataset, ctx.shard(indices), run.texts, metrics,
-                     batch_size=run.config.batch_size, strict=run.config.strict, example_indices=wanted,
-                     progress=run.config.progress and ctx.is_main, description=description,
-                     forward_batches=forward_batches)
-    outcomes = ctx.gather(local)
-    strict = next((o.strict_error for o in outcomes if o.strict_error), None)
+    for lane in lanes:
+        lane.example_indices = wanted
+    evaluate(lanes, dataset, ctx.shard(indices), run.texts, batch_size=run.config.batch_size,
+             strict=run.config.strict, progress=run.config.progress and ctx.is_main, description=description,
+             forward_batches=forward_batches)
+    gathered = ctx.gather([lane.outcome for lane in lanes])
+    strict = next((o.strict_error for outcomes in gathered for o in outcomes if o.strict_error), None)
     if strict is not None:
         raise SampleError(strict)
-    merged = PassOutcome(
+    for position, lane in enumerate(lanes):
+        outcomes = [rank_outcomes[position] for rank_outcomes in gathered]
+        lane.outcome = _merged(outcomes, examples)
+        if lane.outcome.error is None:
+            ctx.all_reduce_states(lane.metrics)
+
+
+def _merged(outcomes: list[PassOutcome], examples: int) -> PassOutcome:
+    """One lane's outcomes of every rank as one (times summed, skips and examples in index order)."""
+    return PassOutcome(
         images=sum(o.images for o in outcomes),
         skipped=sorted((s for o in outcomes for s in o.skipped), key=lambda s: s["index"]),
         data_s=sum(o.data_s for o in outcomes), explain_s=sum(o.explain_s for o in outcomes),
         metric_s=sum(o.metric_s for o in outcomes), total_s=sum(o.total_s for o in outcomes),
         forward_s=sum(o.forward_s for o in outcomes), forward_images=sum(o.forward_images for o in outcomes),
         paired_ms=[pair for o in outcomes for pair in o.paired_ms],
+        shared_calls=sum(o.shared_calls for o in outcomes), data_shared_by=outcomes[0].data_shared_by,
         error=next((o.error for o in outcomes if o.error), None),
         traceback=next((o.traceback for o in outcomes if o.error), None),
         examples=sorted((e for o in outcomes for e in o.examples), key=lambda e: e.index)[:examples],
     )
-    if merged.error is None:
-        ctx.all_reduce_states(metrics)
-    return merged
 
 
 def _new_result(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -106,94 +116,142 @@ def _new_result(run: RunPlan, backbone: Any, explainer_name: str, config: dict[s
     }
 
 
-def run_pair(run: RunPlan, backbone: Any, explainer_name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Score one pair and return its result dict (``status`` ``"ok"`` or ``"failed"``).
+@dataclass
+class _Pair:
+    """One pair while its backbone's passes run: its result so far, its lane, and its clock."""
 
-    Raises :class:`~cliplens.options.OptionError` for options the explainer does not accept and
+    name: str
+    result: dict[str, Any]
+    wall0: float
+    lane: Lane | None = None
+    selection_s: float = 0.0
+    miou_thresholds: list[float] | None = None
+    active_s: float = 0.0
+
+
+def run_pairs(run: RunPlan, backbone: Any, names: list[str],
+              configs: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Score the explainers ``names`` on ``backbone`` with one pass over the data for all of them.
+
+    Yields each pair's result dict (``status`` ``"ok"`` or ``"failed"``) in the order of ``names``
+    once the passes are done (a pair whose explainer cannot be built is yielded failed, in order).
+    Each pair runs under its own random stream seeded with the run's seed, as if it ran alone.
+    Raises :class:`~cliplens.options.OptionError` for options an explainer does not accept and
     :class:`SampleError` for a bad sample under ``strict``.
     """
-    from ..registry import create_explainer
-
-    c, ctx = run.config, run.ctx
-    pid = pair_id(backbone.spec, explainer_name, c.dataset)
-    wall0 = time.perf_counter()
+    c = run.config
+    pairs = [_start(run, backbone, name, configs[name]) for name in names]
+    short = f"{backbone.name} · {_explainers_label(names)} · {parse_spec(c.dataset).name}"
+    if run.plan is not None and c.thresholds is not None:
+        _choose_thresholds(run, [p for p in pairs if p.lane is not None], short)
+    live = [p for p in pairs if p.lane is not None]
+    for pair in live:
+        pair.lane.metrics = run.make_metrics(pair.miou_thresholds)
+        for (name, options), metric in zip(run.metric_specs, pair.lane.metrics):
+            pair.result["metrics"][name] = {"options": options, "higher_is_better": bool(metric.higher_is_better),
+                                            "needs_model": bool(metric.needs_model),
+                                            "provider": _provider("metric", name)}
     if backbone.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(backbone.device)
-    result = _new_result(run, backbone, explainer_name, config)
+    run_pass(run, [p.lane for p in live], run.dataset, run.evaluation, short, examples=c.examples,
+             forward_batches=3)
+    for pair in pairs:
+        if pair.lane is not None:
+            _finish(run, backbone, pair)
+        yield pair.result
+
+
+def _explainers_label(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{len(names)} explainers"
+
+
+def _start(run: RunPlan, backbone: Any, name: str, config: dict[str, Any]) -> _Pair:
+    """The pair's result skeleton and, when its explainer can be built, its lane (seeded as a pair alone is)."""
+    from ..registry import create_explainer
+
+    c = run.config
+    pair = _Pair(name, _new_result(run, backbone, name, config), time.perf_counter())
     _seed_everything(c.seed)
     try:  # option names and types were checked before the first pair (runner_plan.check_config)
-        explainer = create_explainer(explainer_name, backbone, templates=c.templates,
-                                     **config["explainer_options"])
+        explainer = create_explainer(name, backbone, templates=c.templates, **config["explainer_options"])
     except OptionError:
         raise
     except CliplensError as exc:
-        return _failed(result, str(exc), wall0)
+        _failed(pair, str(exc))
+        return pair
     except Exception as exc:  # noqa: BLE001 - a constructor's own bug (TypeError included) fails only its pair
-        return _failed(result, f"creating explainer {explainer_name!r} raised {type(exc).__name__}: {exc}", wall0,
-                       traceback.format_exc())
+        _failed(pair, f"creating explainer {name!r} raised {type(exc).__name__}: {exc}", traceback.format_exc())
+        return pair
+    pair.lane = Lane(explainer=explainer, metrics=[], random_state=RandomState.capture())
+    pair.active_s = time.perf_counter() - pair.wall0
+    pair.result["protocol"] = bench_card(backbone, explainer, c.templates, run.metric_specs, None)
+    return pair
 
-    result["protocol"] = bench_card(backbone, explainer, c.templates, run.metric_specs, None)
-    short = f"{backbone.name} · {explainer_name} · {parse_spec(c.dataset).name}"
-    miou_thresholds = None
-    selection_s = 0.0
-    if run.plan is not None and c.thresholds is not None:
-        plan = run.plan
-        selector = run.make_metrics(c.thresholds)
-        selector = [m for m in selector if m.name == "miou"]
-        sel_indices = list(range(*plan.selection_range))
-        sel = run_pass(run, explainer, run.selection_dataset, sel_indices, selector, f"{short} (threshold)",
-                       examples=0)
-        selection_s = sel.total_s
-        if sel.error is not None:
-            return _failed(result, f"while choosing the threshold: {sel.error}", wall0)
-        values = selector[0].compute()
+
+def _choose_thresholds(run: RunPlan, pairs: list[_Pair], short: str) -> None:
+    """One pass over the selection images for every pair: each pair's best miou threshold, or its failure."""
+    plan, c = run.plan, run.config
+    for pair in pairs:
+        pair.lane.metrics = [m for m in run.make_metrics(c.thresholds) if m.name == "miou"]
+    run_pass(run, [p.lane for p in pairs], run.selection_dataset, list(range(*plan.selection_range)),
+             f"{short} (threshold)", examples=0)
+    for pair in pairs:
+        outcome, lane = pair.lane.outcome, pair.lane
+        pair.selection_s = outcome.total_s
+        pair.active_s += outcome.total_s
+        if outcome.error is not None:
+            _failed(pair, f"while choosing the threshold: {outcome.error}")
+            continue
+        values = lane.metrics[0].compute()
         best = values.get("miou/best_threshold")
         if best is None or best != best:  # NaN: nothing scored on the selection set
-            return _failed(result, f"no image of {plan.selection_dataset} could be scored to choose the "
-                                   f"miou threshold", wall0)
-        miou_thresholds = [float(best)]
-        result["threshold_selection"] = {
+            _failed(pair, f"no image of {plan.selection_dataset} could be scored to choose the miou threshold")
+            continue
+        pair.miou_thresholds = [float(best)]
+        pair.result["threshold_selection"] = {
             "protocol": plan.protocol, "note": plan.note, "dataset": plan.selection_dataset,
-            "range": list(plan.selection_range), "images": sel.images, "skipped": len(sel.skipped),
+            "range": list(plan.selection_range), "images": outcome.images, "skipped": len(outcome.skipped),
             "thresholds": c.thresholds, "best_threshold": float(best), "best_miou": values.get("miou/best"),
             "miou_by_threshold": {f"{t:g}": values.get(f"miou@{t:g}") for t in c.thresholds},
         }
+        pair.result["protocol"] = bench_card(lane.explainer.backbone, lane.explainer, c.templates, run.metric_specs,
+                                             pair.result["threshold_selection"])
 
-    result["protocol"] = bench_card(backbone, explainer, c.templates, run.metric_specs, result["threshold_selection"])
-    metrics = run.make_metrics(miou_thresholds)
-    for (name, options), metric in zip(run.metric_specs, metrics):
-        result["metrics"][name] = {"options": options, "higher_is_better": bool(metric.higher_is_better),
-                                   "needs_model": bool(metric.needs_model), "provider": _provider("metric", name)}
-    outcome = run_pass(run, explainer, run.dataset, run.evaluation, metrics, short, examples=c.examples,
-                       forward_batches=3)
+
+def _finish(run: RunPlan, backbone: Any, pair: _Pair) -> None:
+    """Scores, report, examples and timings of a pair whose evaluation pass is done."""
+    c, ctx = run.config, run.ctx
+    result, outcome, lane = pair.result, pair.lane.outcome, pair.lane
+    pid = pair_id(backbone.spec, pair.name, c.dataset)
+    pair.active_s += outcome.total_s
     result["images"] = {"evaluated": outcome.images, "skipped": len(outcome.skipped)}
     result["skipped"] = outcome.skipped
-    result["timing"] = _timing(outcome, selection_s, ctx.world_size)
+    result["timing"] = _timing(outcome, pair.selection_s, ctx.world_size)
     result["memory"] = _peak_memory(backbone.device)
     if outcome.error is not None:
-        return _failed(result, outcome.error, wall0, outcome.traceback)
+        return _failed(pair, outcome.error, outcome.traceback)
     if outcome.images == 0:
-        return _failed(result, f"no sample could be scored ({len(outcome.skipped)} skipped: "
-                               f"{skip_explanation(run, outcome.skipped)})", wall0)
+        return _failed(pair, f"no sample could be scored ({len(outcome.skipped)} skipped: "
+                             f"{skip_explanation(run, outcome.skipped)})")
     scores: dict[str, Any] = {}
     try:
-        for metric in metrics:
+        for metric in lane.metrics:
             scores.update(metric.compute())
     except Exception as exc:  # noqa: BLE001 - a metric's bug fails its pair, with the traceback kept
-        return _failed(result, f"metric compute raised {type(exc).__name__}: {exc}", wall0, traceback.format_exc())
-    if miou_thresholds is not None:  # the sweep's best lives in threshold_selection, not in the test scores
+        return _failed(pair, f"metric compute raised {type(exc).__name__}: {exc}", traceback.format_exc())
+    if pair.miou_thresholds is not None:  # the sweep's best lives in threshold_selection, not in the test scores
         scores = {k: v for k, v in scores.items() if k not in ("miou/best", "miou/best_threshold")}
-        scores["miou/threshold"] = miou_thresholds[0]
+        scores["miou/threshold"] = pair.miou_thresholds[0]
     result["scores"] = scores
-    report = explainer.report()
+    with lane.turn():
+        report = lane.explainer.report()
     if report:
         result["explainer"]["report"] = report
     if outcome.examples and ctx.is_main:
         save_examples(c.out / "examples" / f"{pid}.npz", outcome.examples, run.dataset.class_names)
         result["examples"] = f"examples/{pid}.npz"
-    result["timing"]["wall_s"] = round(time.perf_counter() - wall0, 3)
+    result["timing"]["wall_s"] = round(pair.active_s, 3)
     result["finished_at"] = _now()
-    return result
 
 
 def skip_explanation(run: RunPlan, skipped: list[dict[str, Any]]) -> str:
@@ -222,16 +280,21 @@ def _timing(o: PassOutcome, selection_s: float, world_size: int) -> dict[str, An
         "forward_images": o.forward_images,
         "data_s": o.data_s, "explain_s": o.explain_s, "metric_s": o.metric_s, "total_s": o.total_s,
         "harness_overhead": (o.data_s + o.metric_s) / o.total_s if o.total_s > 0 else None,
+        "data_shared_by": o.data_shared_by, "shared_trace_calls": o.shared_calls,
         "images_per_s": o.images / o.total_s * world_size if o.total_s > 0 else None,
         "threshold_selection_s": selection_s,
-        "note": "seconds summed over processes; forward = plain encode_image on the pixels of the first "
-                "batches, right after their explain call (excluded from total); ratio = median over those "
-                "batches of explain / forward time; overhead = (data + metric) / total of the evaluation pass",
+        "note": "seconds summed over processes; one pass over the data served every explainer of the backbone "
+                "(data_shared_by of them): data_s and the loop overhead in total_s are this pair's equal share; "
+                "explain_s includes an equal share of the forwards traced once for all explainers of a batch "
+                "(shared_trace_calls: trace calls answered that way); forward = plain encode_image on the pixels "
+                "of the first batches, one right before and one right after this explainer's own unshared call "
+                "(excluded from total); ratio = median over those batches of explain / mean of the two forwards; "
+                "overhead = (data + metric) / total of the evaluation pass",
     }
 
 
-def _failed(result: dict[str, Any], message: str, wall0: float, trace: str | None = None) -> dict[str, Any]:
+def _failed(pair: _Pair, message: str, trace: str | None = None) -> None:
     """Mark the pair failed: the one-line ``error`` and, for an unexpected exception, its ``traceback``."""
-    result.update(status=STATUS_FAILED, error=message, traceback=trace, finished_at=_now())
-    result.setdefault("timing", {})["wall_s"] = round(time.perf_counter() - wall0, 3)
-    return result
+    pair.result.update(status=STATUS_FAILED, error=message, traceback=trace, finished_at=_now())
+    pair.result.setdefault("timing", {})["wall_s"] = round(pair.active_s or time.perf_counter() - pair.wall0, 3)
+    pair.lane = None

@@ -50,6 +50,8 @@ class BenchConfig:
     threshold_dataset: str | None = None
     skip_existing: bool = False
     strict: bool = False
+    #: one pass over the data per explainer instead of one per backbone shared by all its explainers
+    separate_passes: bool = False
     explainer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     examples: int = 3
     progress: bool = True
@@ -153,6 +155,7 @@ class RunPlan:
             "threshold_protocol": self.plan.protocol if self.plan else None,
             "batch_size": c.batch_size, "device": c.device or "cpu", "strict": c.strict,
             "world_size": self.ctx.world_size, "examples": c.examples, "argv": c.argv,
+            "shared_pass": not c.separate_passes,
         }
 
     def make_metrics(self, miou_thresholds: list[float] | None) -> list[Any]:

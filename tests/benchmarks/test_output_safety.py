@@ -103,7 +103,7 @@ def test_unwritable_out_stops_bench_before_the_first_pair(fakes, tmp_path, capsy
     import cliplens.benchmarks.runner as runner
 
     ran = []
-    monkeypatch.setattr(runner, "run_pair", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(runner, "run_pairs", lambda *a, **k: ran.append(a) or iter(()))
     public = Path(tempfile.mkdtemp(prefix="cliplens-test-"))
     try:
         os.chmod(public, 0o755)

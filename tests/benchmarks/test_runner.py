@@ -163,15 +163,16 @@ def test_failing_explainers_fail_only_their_pair(fakes, tmp_path, capsys):
 
 def test_resume_after_interruption_keeps_finished_pairs(fakes, tmp_path):
     explainers = ("-e", "fake_colour", "fake_interrupt", "raw_similarity")
+    first = tmp_path / f"{pair_id('tiny-fake', 'fake_colour', DATASET)}.json"
+    assert bench("-e", "fake_colour", "-d", DATASET, "-o", str(tmp_path), "--limit", "4") == 0
+    before = (first.stat().st_mtime_ns, first.read_bytes())
     fakes.FakeInterrupt.armed = True
-    try:
-        assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path), "--limit", "4") == 130
+    try:  # the pass shared by the two unfinished pairs is interrupted: neither is written, the finished one kept
+        assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path), "--limit", "4", "--skip-existing") == 130
     finally:
         fakes.FakeInterrupt.armed = False
-    first = tmp_path / f"{pair_id('tiny-fake', 'fake_colour', DATASET)}.json"
-    assert first.is_file()
     assert not (tmp_path / f"{pair_id('tiny-fake', 'raw_similarity', DATASET)}.json").exists()
-    before = (first.stat().st_mtime_ns, first.read_bytes())
+    assert (first.stat().st_mtime_ns, first.read_bytes()) == before
 
     assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path), "--limit", "4", "--skip-existing") == 0
     assert (first.stat().st_mtime_ns, first.read_bytes()) == before
@@ -181,6 +182,32 @@ def test_resume_after_interruption_keeps_finished_pairs(fakes, tmp_path):
     # a finished result of another configuration is never silently replaced
     assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path), "--limit", "5", "--skip-existing") == 2
     assert (first.stat().st_mtime_ns, first.read_bytes()) == before
+
+
+def test_separate_passes_write_each_pair_before_the_next_starts(fakes, tmp_path):
+    explainers = ("-e", "fake_colour", "fake_interrupt", "raw_similarity")
+    fakes.FakeInterrupt.armed = True
+    try:
+        assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path), "--limit", "4", "--separate-passes") == 130
+    finally:
+        fakes.FakeInterrupt.armed = False
+    assert result_for(tmp_path, "fake_colour")["status"] == "ok"
+    assert not (tmp_path / f"{pair_id('tiny-fake', 'raw_similarity', DATASET)}.json").exists()
+
+
+def test_one_shared_pass_scores_exactly_as_separate_passes(fakes, tmp_path):
+    """Interleaving explainers batch by batch (shared data, shared traces, own random streams) changes no score."""
+    explainers = ("-e", "fake_colour", "raw_similarity", "clip_surgery", "gem", "decomposition", "gradcam")
+    assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path / "one"), "--batch-size", "2") == 0
+    assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path / "many"), "--batch-size", "2",
+                 "--separate-passes") == 0
+    for name in explainers[1:]:
+        shared, alone = result_for(tmp_path / "one", name), result_for(tmp_path / "many", name)
+        assert shared["scores"] == alone["scores"], name
+        assert shared["timing"]["data_shared_by"] == 6 and alone["timing"]["data_shared_by"] == 1
+    # after the 3 paired batches, every explainer that traces got its no-grad traces from the shared forward
+    assert result_for(tmp_path / "one", "gem")["timing"]["shared_trace_calls"] > 0
+    assert result_for(tmp_path / "many", "gem")["timing"]["shared_trace_calls"] == 0
 
 
 def test_failed_pairs_are_recomputed_on_resume(fakes, tmp_path):
