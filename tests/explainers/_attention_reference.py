@@ -33,6 +33,16 @@ def tiny_backbone(model: torch.nn.Module) -> OpenCLIPBackbone:
                             dtype=torch.float64)
 
 
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def backbone(model) -> OpenCLIPBackbone:
+    return tiny_backbone(model)
+
+
 def state_dict64(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.double() for k, v in model.state_dict().items()}
 

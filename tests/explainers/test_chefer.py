@@ -10,21 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cliplens import create_explainer, get_explainer_class
-from cliplens.errors import InputError
-from tests.explainers._attention_reference import (LAYERS, embed, hand_forward, object_contrasts, random_pixels,
-                                                   random_texts, state_dict64, tiny_backbone, tiny_model, toy_maps,
-                                                   toy_objects)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
-
-
-@pytest.fixture(scope="module")
-def backbone(model):
-    return tiny_backbone(model)
+from cliplens import create_explainer
+from tests.explainers._attention_reference import (  # noqa: F401  (fixtures)
+    LAYERS, backbone, embed, hand_forward, model, object_contrasts, random_pixels, random_texts, state_dict64,
+    toy_maps, toy_objects)
+from tests.explainers._checks import (assert_bad_options_are_one_line, assert_batch_equals_one_by_one,
+                                      assert_close_relative, assert_needs_a_vit)
 
 
 def reference_chefer(pixels, texts, sd, start, scale):
@@ -51,35 +42,24 @@ def test_chefer_matches_the_rule(model, backbone, options):
     got = create_explainer("chefer", backbone, **options).explain_patches(pixels, texts).scores
     want = reference_chefer(pixels, texts, state_dict64(model), options.get("start_layer", -1) % LAYERS,
                             options.get("logit_scale", 100.0))
-    assert got.shape == want.shape and got.dtype == torch.float64
-    assert want.abs().max() > 0
-    assert ((got - want).abs().max() / want.abs().max()) < 1e-6
+    assert_close_relative(got, want)
 
 
 @pytest.mark.parametrize("per_pass", [1, 2, 7])
 def test_many_texts_and_images_equal_one_by_one(backbone, per_pass):
     pixels, texts = random_pixels(3, seed=5), random_texts(7, seed=6)
     explainer = create_explainer("chefer", backbone, start_layer=0, max_texts_per_pass=per_pass)
-    batch = explainer.explain_patches(pixels, texts).scores
-    for b in range(3):
-        for t in (0, 4, 6):
-            one = explainer.explain_patches(pixels[b:b + 1], texts[t:t + 1]).scores
-            assert torch.allclose(one[0, 0], batch[b, t], atol=1e-12)
+    assert_batch_equals_one_by_one(explainer, pixels, texts, (0, 4, 6))
 
 
 @pytest.mark.parametrize("options,match", [({"max_texts_per_pass": 0}, "max_texts_per_pass"),
                                            ({"start_layer": "x"}, "start_layer"), ({"logit_scale": "big"}, "logit_scale")])
 def test_bad_options_are_one_line(backbone, options, match):
-    with pytest.raises(InputError, match=match) as info:
-        create_explainer("chefer", backbone, **options)
-    assert "\n" not in str(info.value)
+    assert_bad_options_are_one_line("chefer", backbone, options, match)
 
 
 def test_not_supported_without_a_vit():
-    from tests.contract.test_explainer_contract import _tiny_resnet
-
-    reason = get_explainer_class("chefer").supports(_tiny_resnet())
-    assert isinstance(reason, str) and "ViT" in reason
+    assert_needs_a_vit("chefer")
 
 
 def test_toy_chefer_separates_the_queried_object_better_than_raw_similarity(toy_objects):
