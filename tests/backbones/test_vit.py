@@ -63,21 +63,30 @@ def reference_qkv(x, sd, l):
     return out
 
 
+def reference_out_proj(heads, sd, l):
+    """(B, H, N, dh) per-head values -> (B, N, d) through block l's out projection (with its bias), by hand."""
+    p = f"visual.transformer.resblocks.{l}"
+    B, _, N, _ = heads.shape
+    return heads.permute(0, 2, 1, 3).reshape(B, N, -1) @ sd[p + ".attn.out_proj.weight"].T \
+        + sd[p + ".attn.out_proj.bias"]
+
+
+def reference_mlp(y, sd, l):
+    """What block l's MLP adds to ``y``: c_proj(GELU(c_fc(ln_2(y)))), exact GELU, by hand."""
+    p = f"visual.transformer.resblocks.{l}"
+    hidden = ln(y, sd, p + ".ln_2") @ sd[p + ".mlp.c_fc.weight"].T + sd[p + ".mlp.c_fc.bias"]
+    hidden = 0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))
+    return hidden @ sd[p + ".mlp.c_proj.weight"].T + sd[p + ".mlp.c_proj.bias"]
+
+
 def reference_block(x, sd, l, probs_fn=None, residual=True, mlp=True):
     """One block by hand; ``probs_fn(q, k, v)`` replaces softmax(q k^T / sqrt(dh))."""
-    p = f"visual.transformer.resblocks.{l}"
     q, k, v = reference_qkv(x, sd, l)
     dh = q.shape[-1]
     probs = probs_fn(q, k, v) if probs_fn else torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), -1)
-    heads = (probs @ v).permute(0, 2, 1, 3).reshape(x.shape)
-    attn = heads @ sd[p + ".attn.out_proj.weight"].T + sd[p + ".attn.out_proj.bias"]
+    attn = reference_out_proj(probs @ v, sd, l)
     y = x + attn if residual else attn
-    if mlp:
-        h2 = ln(y, sd, p + ".ln_2")
-        hidden = h2 @ sd[p + ".mlp.c_fc.weight"].T + sd[p + ".mlp.c_fc.bias"]
-        hidden = 0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))  # exact GELU
-        y = y + hidden @ sd[p + ".mlp.c_proj.weight"].T + sd[p + ".mlp.c_proj.bias"]
-    return y
+    return y + reference_mlp(y, sd, l) if mlp else y
 
 
 def reference_embed(pixels, sd):

@@ -1,8 +1,8 @@
 """Hand-written references for the training-free localisers (maskclip, sclip, clearclip, naclip, gem).
 
 Everything here reads ``model.state_dict()`` tensors only and writes LayerNorm,
-the per-head projections, the attentions and the MLP out by hand (the forward up
-to a block is the one of ``tests/backbones/test_vit.py``); nothing calls cliplens's
+the per-head projections, the attentions and the MLP out by hand (the forward, the
+projections and the MLP are those of ``tests/backbones/test_vit.py``); nothing calls cliplens's
 ViT layer or the model's modules. Float64 throughout.
 """
 
@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from cliplens import OpenCLIPBackbone
-from tests.backbones.test_vit import ln, randomize_, reference_block, reference_embed
+from tests.backbones.test_vit import (ln, randomize_, reference_block, reference_embed, reference_mlp,
+                                      reference_out_proj, reference_qkv)
 from tests.conftest import make_tiny_clip
 
 HEADS = 4
@@ -59,33 +60,18 @@ def stream_entering(pixels, sd, layer):
     return x
 
 
-def qkv_heads(x, sd, layer):
-    """x (B, N+1, d) residual entering ``layer`` -> q, k, v each (B, H, N+1, dh), from ln_1 and in_proj by hand."""
-    p = f"visual.transformer.resblocks.{layer}"
-    h = ln(x, sd, p + ".ln_1")
-    W, b = sd[p + ".attn.in_proj_weight"], sd[p + ".attn.in_proj_bias"]
-    d = x.shape[-1]
-    out = []
-    for i in range(3):
-        y = h @ W[i * d:(i + 1) * d].T + b[i * d:(i + 1) * d]
-        out.append(y.view(x.shape[0], x.shape[1], HEADS, d // HEADS).permute(0, 2, 1, 3))
-    return out
+#: x (B, N+1, d) entering ``layer`` -> q, k, v (B, H, N+1, dh); (B, H, N+1, dh) -> (B, N+1, d) through the out
+#: projection; what the MLP adds: the hand pieces of tests/backbones/test_vit.py, shared
+qkv_heads, out_proj, mlp = reference_qkv, reference_out_proj, reference_mlp
 
 
-def out_proj(heads, sd, layer):
-    """(B, H, N+1, dh) per-head values -> (B, N+1, d) through the block's out projection (with its bias)."""
-    p = f"visual.transformer.resblocks.{layer}"
-    B, H, N, dh = heads.shape
-    return heads.permute(0, 2, 1, 3).reshape(B, N, H * dh) @ sd[p + ".attn.out_proj.weight"].T \
-        + sd[p + ".attn.out_proj.bias"]
-
-
-def mlp(y, sd, layer):
-    """What block ``layer``'s MLP adds to ``y``: c_proj(GELU(c_fc(ln_2(y)))), exact GELU."""
-    p = f"visual.transformer.resblocks.{layer}"
-    hidden = ln(y, sd, p + ".ln_2") @ sd[p + ".mlp.c_fc.weight"].T + sd[p + ".mlp.c_fc.bias"]
-    hidden = 0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))
-    return hidden @ sd[p + ".mlp.c_proj.weight"].T + sd[p + ".mlp.c_proj.bias"]
+def finish_block(x, attended, sd, layer, texts, residual, mlp_on):
+    """The last block's attention output ``attended`` (B, N+1, d), with or without the residual ``x`` and the MLP,
+    scored as :func:`cosine_scores`."""
+    y = x + attended if residual else attended
+    if mlp_on:
+        y = y + mlp(y, sd, layer)
+    return cosine_scores(y, sd, texts)
 
 
 def softmax_logits(a, b):

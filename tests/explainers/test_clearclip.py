@@ -8,7 +8,7 @@ import torch
 import cliplens
 from cliplens.errors import InputError
 from tests.explainers.localiser_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, cosine_scores, mlp, model, out_proj, pixels, qkv_heads, sd, softmax_logits, stream_entering,
+    LAYERS, backbone, finish_block, model, out_proj, pixels, qkv_heads, sd, softmax_logits, stream_entering,
     texts)
 
 
@@ -18,12 +18,8 @@ def reference_clearclip(pixels, sd, texts, attention="qq", residual=False, mlp_o
     x = stream_entering(pixels, sd, last)
     t = dict(zip("qkv", qkv_heads(x, sd, last)))
     probs = softmax_logits(t[attention[0]], t[attention[1]])
-    y = out_proj(probs @ t["v"], sd, last)
-    if residual:
-        y = x + y
-    if mlp_on:
-        y = y + mlp(y, sd, last)
-    return cosine_scores(y, sd, texts)
+    attended = out_proj(probs @ t["v"], sd, last)
+    return finish_block(x, attended, sd, last, texts, residual, mlp_on)
 
 
 @pytest.mark.parametrize("attention,residual,mlp_on", [("qq", False, False), ("kk", False, False),

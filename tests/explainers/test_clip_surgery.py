@@ -20,6 +20,7 @@ from cliplens.explainers.clip_surgery import (
     surgery_similarity,
     surgery_weights,
 )
+from tests.explainers._checks import embed_tokens
 
 
 def manual_vv_path(backbone, pixels: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +32,7 @@ def manual_vv_path(backbone, pixels: torch.Tensor, depth: int) -> tuple[torch.Te
     blocks = list(visual.transformer.resblocks)
     first = len(blocks) - min(depth, len(blocks))
     with torch.no_grad():
-        x = visual._embeds(pixels)  # (B, N+1, d), the original path
+        x = embed_tokens(visual, pixels)  # (B, N+1, d), the original path
         new = None
         for index, block in enumerate(blocks):
             if index == first:

@@ -8,7 +8,7 @@ import torch
 import cliplens
 from cliplens.errors import InputError
 from tests.explainers.localiser_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, cosine_scores, mlp, model, out_proj, pixels, qkv_heads, sd, stream_entering, texts)
+    LAYERS, backbone, finish_block, model, out_proj, pixels, qkv_heads, sd, stream_entering, texts)
 
 
 def reference_maskclip(pixels, sd, texts, residual=True, mlp_on=True):
@@ -16,12 +16,8 @@ def reference_maskclip(pixels, sd, texts, residual=True, mlp_on=True):
     last = LAYERS - 1
     x = stream_entering(pixels, sd, last)
     _, _, v = qkv_heads(x, sd, last)
-    y = out_proj(v, sd, last)  # every token keeps its own value
-    if residual:
-        y = x + y
-    if mlp_on:
-        y = y + mlp(y, sd, last)
-    return cosine_scores(y, sd, texts)
+    attended = out_proj(v, sd, last)  # every token keeps its own value
+    return finish_block(x, attended, sd, last, texts, residual, mlp_on)
 
 
 @pytest.mark.parametrize("residual,mlp_on", [(True, True), (False, False), (True, False), (False, True)])

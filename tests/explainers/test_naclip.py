@@ -10,7 +10,7 @@ import torch
 import cliplens
 from cliplens.errors import InputError
 from tests.explainers.localiser_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, cosine_scores, mlp, model, out_proj, pixels, qkv_heads, sd, stream_entering, texts)
+    LAYERS, backbone, finish_block, model, out_proj, pixels, qkv_heads, sd, stream_entering, texts)
 
 
 def neighbourhood(std, grid=4):
@@ -29,12 +29,8 @@ def reference_naclip(pixels, sd, texts, std=5.0, residual=False, mlp_on=False):
     x = stream_entering(pixels, sd, last)
     _, k, v = qkv_heads(x, sd, last)
     probs = torch.softmax(k @ k.transpose(-1, -2) / math.sqrt(k.shape[-1]) + neighbourhood(std), dim=-1)
-    y = out_proj(probs @ v, sd, last)
-    if residual:
-        y = x + y
-    if mlp_on:
-        y = y + mlp(y, sd, last)
-    return cosine_scores(y, sd, texts)
+    attended = out_proj(probs @ v, sd, last)
+    return finish_block(x, attended, sd, last, texts, residual, mlp_on)
 
 
 @pytest.mark.parametrize("std,residual,mlp_on", [(5.0, False, False), (0.7, False, False), (1.5, True, True)])

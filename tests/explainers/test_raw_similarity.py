@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from cliplens import create_explainer
+from tests.explainers._checks import embed_tokens
 
 
 def test_raw_similarity_matches_manual_computation(tiny_backbone):
@@ -16,7 +17,7 @@ def test_raw_similarity_matches_manual_computation(tiny_backbone):
 
     visual = tiny_backbone.visual
     with torch.no_grad():
-        x = visual._embeds(pixels)
+        x = embed_tokens(visual, pixels)
         x = visual.transformer(x)
         patches = F.normalize(visual.ln_post(x[:, 1:]) @ visual.proj, dim=-1)  # (B, N, D)
     text = tiny_backbone.encode_text(texts)

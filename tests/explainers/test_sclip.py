@@ -7,7 +7,7 @@ import torch
 
 import cliplens
 from tests.explainers.localiser_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, cosine_scores, mlp, model, out_proj, pixels, qkv_heads, sd, softmax_logits, stream_entering,
+    LAYERS, backbone, finish_block, model, out_proj, pixels, qkv_heads, sd, softmax_logits, stream_entering,
     texts)
 
 
@@ -17,12 +17,8 @@ def reference_sclip(pixels, sd, texts, residual=True, mlp_on=True):
     x = stream_entering(pixels, sd, last)
     q, k, v = qkv_heads(x, sd, last)
     attention = softmax_logits(q, q) + softmax_logits(k, k)
-    y = out_proj(attention @ v, sd, last)
-    if residual:
-        y = x + y
-    if mlp_on:
-        y = y + mlp(y, sd, last)
-    return cosine_scores(y, sd, texts)
+    attended = out_proj(attention @ v, sd, last)
+    return finish_block(x, attended, sd, last, texts, residual, mlp_on)
 
 
 @pytest.mark.parametrize("residual,mlp_on", [(True, True), (False, False)])
