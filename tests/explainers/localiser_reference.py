@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import math
 
-import open_clip
 import pytest
 import torch
 
-from cliplens import OpenCLIPBackbone
-from tests.backbones.test_vit import (ln, randomize_, reference_block, reference_embed, reference_mlp,
-                                      reference_out_proj, reference_qkv)
-from tests.conftest import make_tiny_clip
+from tests.backbones.test_vit import (ln, reference_block, reference_embed, reference_mlp, reference_out_proj,
+                                      reference_qkv)
+from tests.explainers._attention_reference import state_dict64, tiny_backbone, tiny_model
 
 HEADS = 4
 LAYERS = 3
@@ -26,18 +24,17 @@ LAYERS = 3
 @pytest.fixture(scope="module")
 def model():
     """A random tiny open_clip ViT (3 blocks, 4 heads, 4x4 patches) with random biases and LayerNorms."""
-    return randomize_(make_tiny_clip(seed=7)).eval()
+    return tiny_model(seed=7)
 
 
 @pytest.fixture(scope="module")
 def backbone(model):
-    return OpenCLIPBackbone(model, open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-random",
-                            dtype=torch.float64)
+    return tiny_backbone(model)
 
 
 @pytest.fixture(scope="module")
 def sd(model):
-    return {k: v.double() for k, v in model.state_dict().items()}
+    return state_dict64(model)
 
 
 @pytest.fixture(scope="module")
