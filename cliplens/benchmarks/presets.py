@@ -106,7 +106,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ovss-vit-b16", "Training-free open-vocabulary segmentation, CLIP ViT-B/16, eight benchmarks (Trident table)",
            "ovss", "ViT-B-16-quickgelu", "OpenAI CLIP ViT-B/16 weights (ViT-B-16.pt)",
            (Method("clip", "raw_similarity"), Method("maskclip", "maskclip"), Method("sclip", "sclip"),
-            Method("clearclip", "clearclip"), Method("naclip", "naclip"), Method("gem", "gem")),
+            Method("clearclip", "clearclip"), Method("naclip", "naclip"), Method("gem", "gem"),
+            Method("legrad", "legrad"), Method("chefer", "chefer"), Method("rollout", "rollout")),
            tuple(DataSpec(k, f"ovss:{{root}}?name={k}", folder, layout)
                  for k, (folder, layout) in _OVSS_FOLDERS.items()),
            "ovss_vit_b16.json"),
