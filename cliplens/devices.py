@@ -16,7 +16,8 @@ from .options import Option
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["parse_device", "resolve_dtype", "DTYPE_NAMES", "BACKBONE_OPTIONS", "DeviceName"]
+__all__ = ["parse_device", "resolve_dtype", "resolve_autocast", "autocast_option", "DTYPE_NAMES", "AUTOCAST_NAMES", "BACKBONE_OPTIONS",
+           "DeviceName"]
 
 #: dtype names accepted by the ``dtype`` option
 DTYPE_NAMES = ("float32", "fp32", "float64", "fp64", "float16", "fp16", "bfloat16", "bf16")
@@ -86,6 +87,43 @@ def resolve_dtype(dtype: "torch.dtype | str | None") -> "torch.dtype":
         raise InputError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPE_NAMES)}") from None
 
 
+#: names accepted by the ``autocast`` option and ``--dtype``: a reduced precision, or float32 (no autocast)
+AUTOCAST_NAMES = ("float16", "fp16", "bfloat16", "bf16", "float32", "fp32")
+
+
+def resolve_autocast(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
+    """``"float16"`` / ``"bfloat16"`` (or the dtype) -> the autocast dtype; None / ``"float32"`` -> None (no autocast).
+
+    The one parser of ``--dtype`` (``cliplens explain``, ``bench``, ``speed``) and of the ``autocast``
+    backbone option; anything else is one line.
+    """
+    import torch
+
+    if dtype is None:
+        return None
+    names = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float32": None, "fp32": None}
+    if isinstance(dtype, torch.dtype):
+        if dtype == torch.float32:
+            return None
+        if dtype in (torch.float16, torch.bfloat16):
+            return dtype
+        raise InputError(f"cannot autocast to {dtype}: use float16, bfloat16 or float32 (no autocast)")
+    try:
+        return names[str(dtype).strip().lower()]
+    except KeyError:
+        raise InputError(f"unknown compute dtype {dtype!r}: use float16, bfloat16 or float32 (no autocast)") from None
+
+
+def autocast_option(dtype: str | None) -> str | None:
+    """``--dtype`` -> the ``autocast`` backbone option value: ``"float16"`` / ``"bfloat16"``, or None for float32 /
+    not given (no option). One line for anything else."""
+    import torch
+
+    resolved = resolve_autocast(dtype)
+    return None if resolved is None else {torch.float16: "float16", torch.bfloat16: "bfloat16"}[resolved]
+
+
 class DeviceName:
     """Option item type of a device: checked by :func:`parse_device` (its own one-line message), kept as given."""
 
@@ -112,9 +150,24 @@ class DtypeName:
         return value
 
 
+class AutocastName:
+    """Option item type of an autocast dtype (float16, bfloat16; float32 means none)."""
+
+    option_type = "autocast dtype"
+    option_words = "a compute dtype (float16, bfloat16, or float32 for none)"
+    option_plural = "compute dtypes"
+
+    @staticmethod
+    def parse_option(value: Any) -> Any:
+        resolve_autocast(value)
+        return value
+
+
 #: the options of every built-in backbone factory (``toy`` takes no seed)
 BACKBONE_OPTIONS = (
     Option("device", DeviceName, "cpu", "where the model runs: cpu, cuda, cuda:N, mps"),
     Option("dtype", DtypeName, "float32", "weights' dtype: " + ", ".join(DTYPE_NAMES)),
     Option("seed", int, 0, "seed of the random initialisation (ARCH without weights)", min=0),
+    Option("autocast", AutocastName, None, "run explainers that tolerate it under torch.autocast in this dtype "
+           "(float16, bfloat16), float32 weights kept; the others run in float32", optional=True),
 )

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from ..devices import parse_device, resolve_dtype  # noqa: F401  (resolve_dtype re-exported)
+from ..devices import parse_device, resolve_autocast, resolve_dtype  # noqa: F401  (re-exported)
 from ..errors import InputError
 from ..geometry import DEFAULT_FIT
 from ._preprocess import preprocess_images as _fit_images
@@ -20,6 +20,14 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     """The one device parser (:func:`cliplens.devices.parse_device`): None -> cpu; gpu / auto / mps without
     MPS are one line."""
     return parse_device(device)
+
+
+def to_model(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` on ``device`` / ``dtype`` (no copy when it already is). A pinned CPU tensor (a DataLoader with
+    ``pin_memory=True``) goes to a CUDA device with ``non_blocking=True``: the copy is queued on the current stream,
+    so the model's kernels that read it run after it; from pageable memory the copy is synchronous either way."""
+    non_blocking = device.type == "cuda" and tensor.device.type == "cpu" and tensor.is_pinned()
+    return tensor.to(device=device, dtype=dtype, non_blocking=non_blocking)
 
 
 def preprocess_images(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", size: tuple[int, int],
@@ -44,6 +52,17 @@ class ModelBackbone(Backbone):
     @property
     def dtype(self) -> torch.dtype:
         return self._dtype
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The ``autocast`` option: the dtype :meth:`Explainer.explain` autocasts to for explainers that
+        tolerate reduced precision (``Explainer.reduced_precision``), or None (everything in :attr:`dtype`)."""
+        return self.__dict__.get("_autocast")
+
+    def set_autocast(self, dtype: torch.dtype | str | None) -> "ModelBackbone":
+        """Set :attr:`autocast_dtype` (float16 / bfloat16; None or float32: off) and return self."""
+        self._autocast = resolve_autocast(dtype)
+        return self
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> "ModelBackbone":
         """Move the model (in place) and return self."""

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BackboneError, InputError
-from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
+from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype, to_model
 from ._tracing import BlockModules, check_capture, trace_blocks
 from .trace_sharing import shareable_trace
 from ._inputs import warn_truncated
@@ -29,7 +29,8 @@ class OpenCLIPBackbone(ModelBackbone):
 
     def __init__(self, model: torch.nn.Module, tokenizer: Callable[..., torch.Tensor], *, name: str,
                  image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> None:
+                 device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
+                 autocast: torch.dtype | str | None = None) -> None:
         self.name = name
         self.spec = name
         self.model = model.eval().requires_grad_(False)
@@ -39,6 +40,7 @@ class OpenCLIPBackbone(ModelBackbone):
         self.image_std = tuple(image_std or cfg.get("std") or OPENAI_STD)
         self._device = resolve_device(device)
         self._dtype = resolve_dtype(dtype)
+        self.set_autocast(autocast)
         self.model.to(device=self._device, dtype=self._dtype)
         self._text_cache: dict[tuple[str, tuple[str, ...] | None], torch.Tensor] = {}
         self._warned_texts: set[str] = set()  # texts past the context length, warned about once
@@ -46,14 +48,15 @@ class OpenCLIPBackbone(ModelBackbone):
     @classmethod
     def from_spec(cls, arch: str, weights: str | None = None, *, device: torch.device | str | None = None,
                   dtype: torch.dtype | str | None = None, seed: int | str = 0,
-                  tokenizer: str | None = None) -> "OpenCLIPBackbone":
+                  tokenizer: str | None = None, autocast: torch.dtype | str | None = None) -> "OpenCLIPBackbone":
         """``arch`` with random (seeded) weights, a pretrained ``weights`` tag, or a checkpoint path.
 
         The tokenizer loads on first text (from the folder ``tokenizer`` when given), never here.
         """
         model = build_open_clip_model(arch, weights, seed=int(seed))
         name = arch if weights is None else f"{arch}:{weights}"
-        return cls(model, open_clip_tokenizer(arch, tokenizer), name=name, device=device, dtype=dtype)
+        return cls(model, open_clip_tokenizer(arch, tokenizer), name=name, device=device, dtype=dtype,
+                   autocast=autocast)
 
     # ---- geometry -------------------------------------------------------------------
     @property
@@ -117,7 +120,7 @@ class OpenCLIPBackbone(ModelBackbone):
 
     # ---- towers ---------------------------------------------------------------------
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        features = self.model.encode_image(pixels.to(device=self._device, dtype=self._dtype))
+        features = self.model.encode_image(to_model(pixels, self._device, self._dtype))
         return F.normalize(features, dim=-1) if normalize else features
 
     def _encode_plain(self, texts: Sequence[str]) -> torch.Tensor:
@@ -166,7 +169,7 @@ class OpenCLIPBackbone(ModelBackbone):
                         out_proj_weight=attn.out_proj.weight, out_proj_bias=attn.out_proj.bias,
                         layer_scale=gamma if gamma is not None else torch.ones(attn.embed_dim, device=self._device,
                                                                                dtype=self._dtype),
-                        mlp_branch=mlp_branch, num_heads=attn.num_heads)
+                        mlp_branch=mlp_branch, num_heads=attn.num_heads, unit_layer_scale=gamma is None)
 
     @shareable_trace
     def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
@@ -177,7 +180,7 @@ class OpenCLIPBackbone(ModelBackbone):
         parts = [BlockModules(block=b, ln_1=b.ln_1, attn_out=b.ls_1, mlp_out=b.ls_2)
                  for b in self.visual.transformer.resblocks]
         embedding, final, stores = trace_blocks(
-            lambda: self.visual(pixels.to(device=self._device, dtype=self._dtype)), parts, chosen, capture,
+            lambda: self.visual(to_model(pixels, self._device, self._dtype)), parts, chosen, capture,
             batch_first=self.batch_first)
         if isinstance(embedding, tuple):
             embedding = embedding[0]

@@ -22,8 +22,9 @@ def wrap_open_clip(model: torch.nn.Module, tokenizer: Callable[..., torch.Tensor
 
 def open_clip_backbone(arch: str, weights: str | None = None, *, device: torch.device | str | None = None,
                        dtype: torch.dtype | str | None = None, seed: int | str = 0,
-                       tokenizer: str | None = None) -> OpenCLIPBackbone:
+                       tokenizer: str | None = None, autocast: torch.dtype | str | None = None) -> OpenCLIPBackbone:
     """``ARCH`` / ``ARCH:TAG`` / ``ARCH:PATH`` as :meth:`OpenCLIPBackbone.from_spec`, in the class its tower needs."""
     model = build_open_clip_model(arch, weights, seed=int(seed))
     name = arch if weights is None else f"{arch}:{weights}"
-    return wrap_open_clip(model, open_clip_tokenizer(arch, tokenizer), name=name, device=device, dtype=dtype)
+    return wrap_open_clip(model, open_clip_tokenizer(arch, tokenizer), name=name, device=device, dtype=dtype,
+                         autocast=autocast)

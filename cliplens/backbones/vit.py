@@ -99,6 +99,8 @@ class ViTBlock:
         num_heads: H.
         q_norm, k_norm: (B, H, N, dh) -> (B, H, N, dh) per-head norms applied to q and k after the
             projection (timm's ``qk_norm``, SigLIP 2 / ViT-22B style); None when the block has none.
+        unit_layer_scale: True when ``layer_scale`` is all ones (the block has none), so that
+            :meth:`merge_heads` can skip multiplying a (B, N, d) tensor by ones (the same numbers).
     """
 
     ln_1: Callable[[torch.Tensor], torch.Tensor]
@@ -111,6 +113,7 @@ class ViTBlock:
     num_heads: int
     q_norm: Callable[[torch.Tensor], torch.Tensor] | None = None
     k_norm: Callable[[torch.Tensor], torch.Tensor] | None = None
+    unit_layer_scale: bool = False
 
     @property
     def width(self) -> int:
@@ -154,7 +157,7 @@ class ViTBlock:
         B, H, N, dh = heads.shape
         out = F.linear(heads.transpose(1, 2).reshape(B, N, H * dh), self.out_proj_weight,
                        self.out_proj_bias if bias else None)
-        return out * self.layer_scale
+        return out if self.unit_layer_scale else out * self.layer_scale
 
     @property
     def out_bias(self) -> torch.Tensor:

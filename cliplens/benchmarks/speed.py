@@ -90,10 +90,20 @@ def time_ms(fn: Callable[[], Any], device: torch.device) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def forward_context(backbone: Backbone) -> "contextlib.AbstractContextManager[Any]":
+    """What the plain forward runs under: ``torch.autocast`` in the backbone's ``autocast`` dtype when it has one
+    (the same precision the tolerant explainers get), else nothing."""
+    autocast = getattr(backbone, "autocast_dtype", None)
+    if autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=backbone.device.type, dtype=autocast)
+
+
 def measure_forward_ms(backbone: Backbone, pixels: torch.Tensor) -> float:
-    """Milliseconds per image of one plain ``encode_image`` of ``pixels`` (B, 3, S, S), no autograd."""
+    """Milliseconds per image of one plain ``encode_image`` of ``pixels`` (B, 3, S, S), no autograd
+    (under the backbone's autocast, :func:`forward_context`)."""
     def forward() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), forward_context(backbone):
             backbone.encode_image(pixels)
     return time_ms(forward, backbone.device) / pixels.shape[0]
 
@@ -285,7 +295,7 @@ def run_speed(backbone: Backbone, explainers: dict[str, Explainer], *, batch_siz
             forward_ms.append(measure_forward_ms(backbone, pixels))
 
     def forward() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), forward_context(backbone):
             backbone.encode_image(data[0])
 
     mib = 2.0 ** 20
@@ -297,12 +307,19 @@ def run_speed(backbone: Backbone, explainers: dict[str, Explainer], *, batch_siz
                              times[name]))
     config = {
         "backbone": backbone.spec or backbone.name, "device": str(device),
-        "dtype": str(backbone.dtype).replace("torch.", ""), "batch_size": batch_size, "batches": batches,
+        "dtype": str(backbone.dtype).replace("torch.", ""),
+        "autocast": _dtype_name(getattr(backbone, "autocast_dtype", None)),
+        "compute_dtype": {name: _dtype_name(e.compute_dtype()) for name, e in explainers.items()},
+        "batch_size": batch_size, "batches": batches,
         "texts": text_list, "seed": seed, "threads": torch.get_num_threads(), "memory": memory_method(device),
         "explainer_options": {name: _options_of(e) for name, e in explainers.items()},
         "versions": _versions(__version__),
     }
     return SpeedReport(config, rows)
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str | None:
+    return None if dtype is None else str(dtype).replace("torch.", "")
 
 
 def _options_of(explainer: Explainer) -> dict[str, Any]:
@@ -325,8 +342,12 @@ def _versions(cliplens_version: str) -> dict[str, str]:
 def format_table(report: SpeedReport) -> str:
     """The report as a Markdown table with a one-line header of the settings."""
     c = report.config
+    precision = c["dtype"] + (f", autocast {c['autocast']}" if c.get("autocast") else "")
+    exact = [name for name, dtype in (c.get("compute_dtype") or {}).items() if c.get("autocast") and dtype != c["autocast"]]
+    if exact:
+        precision += f" except {', '.join(exact)} (float32: they need it)"
     lines = [
-        f"backbone `{c['backbone']}` on {c['device']} ({c['dtype']}, {c['threads']} threads), "
+        f"backbone `{c['backbone']}` on {c['device']} ({precision}, {c['threads']} threads), "
         f"batch {c['batch_size']} x {c['batches']} batches, {len(c['texts'])} text(s); "
         f"median over batches; peak memory: {c['memory']}",
         "",

@@ -36,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"result folder (required unless running the default benchmark, which uses {DEFAULT_OUT})")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per explain call")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu; torchrun: cuda:LOCAL_RANK)")
+    p.add_argument("--dtype", default=None, metavar="DTYPE",
+                   help="compute dtype: float32 (default), or float16 / bfloat16 autocast for the explainers that "
+                        "tolerate it (the others run in float32); added to every backbone as the option autocast=DTYPE")
     p.add_argument("--limit", type=int, default=None,
                    help=f"score only the first N images (default: all; {DEFAULT_LIMIT} for shapes:test)")
     p.add_argument("--seed", type=int, default=0, help="seed set before each pair")
@@ -58,6 +61,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def with_option(spec: str, key: str, value: str | None) -> str:
+    """``spec`` with the backbone option ``key=value`` added (unchanged for None); one line when the spec sets it."""
+    from ..errors import InputError
+    from ..specs import parse_spec
+
+    if value is None:
+        return spec
+    given = parse_spec(spec).options.get(key)
+    if given is not None:
+        if given.strip().lower() == value:
+            return spec
+        raise InputError(f"backbone {spec!r} sets {key}={given} but --dtype asks for {value}: give one of them")
+    return f"{spec}{'&' if '?' in spec else '?'}{key}={value}"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..benchmarks.distributed import init_distributed
     from ..benchmarks.prompts import load_templates
@@ -69,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ._options import parse_scoped_options, typed_scoped_options
 
+    from ..devices import autocast_option
+
+    autocast = autocast_option(args.dtype)  # one line for a bad --dtype, before anything else
     default_world = args.backbone is None and args.dataset is None
     dataset = args.dataset or DEFAULT_DATASET
     out = args.out
@@ -87,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     explainer_options = typed_scoped_options("explainer", parse_scoped_options(args.explainer_option), explainers,
                                              flag="--explainer-option")
     config = BenchConfig(
-        backbones=args.backbone or [DEFAULT_BACKBONE], explainers=list(dict.fromkeys(explainers)), dataset=dataset,
+        backbones=[with_option(spec, "autocast", autocast) for spec in args.backbone or [DEFAULT_BACKBONE]],
+        explainers=list(dict.fromkeys(explainers)), dataset=dataset,
         metrics=list(args.metric or DEFAULT_METRICS), out=Path(out), batch_size=args.batch_size, device=args.device,
         limit=limit, seed=args.seed, templates=load_templates(args.prompt_templates),
         thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,

@@ -45,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="backbone spec: toy, ViT-B-16, ViT-B-16:openai, ARCH:PATH")
     p.add_argument("--out", "-o", default="cliplens-explain", metavar="DIR", help="output folder (created)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
+    p.add_argument("--dtype", default=None, metavar="DTYPE",
+                   help="compute dtype: float32 (default), or float16 / bfloat16 autocast for the explainers that "
+                        "tolerate it (the others run in float32 and say so)")
     p.add_argument("--templates", metavar="FILE", help="prompt templates, one per line with {} for the text")
     p.add_argument("--option", action="append", metavar="EXPLAINER.KEY=VALUE", help="explainer option (repeatable)")
     p.add_argument("--top-words", action="store_true", help="lexical: also draw the top word on each patch")
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import create_backbone, create_explainer, get_registry
     from ..visualize import uncovered
     from ..writable import ensure_writable_folder
-    from ..devices import parse_device
+    from ..devices import autocast_option, parse_device
     from ._options import parse_scoped_options, read_lines, typed_scoped_options
 
     texts, image_paths = split_images(args.text, args.images)
@@ -117,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     # every option and the device checked before any image is read or model built: one line each
     options = typed_scoped_options("explainer", parse_scoped_options(args.option), args.explainer)
     device = parse_device(args.device, what="--device") if args.device else None
+    autocast = autocast_option(args.dtype)
     templates = read_lines(args.templates) if args.templates else None
     images = {path: load_rgb(path) for path in image_paths}  # missing / corrupt files fail here, one line
     names = unique_names(list(images))
@@ -126,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"cliplens: note: no label font has {' '.join(dict.fromkeys(missing))} (emoji and scripts outside "
               "DejaVu Sans and Noto Sans CJK); drawn as □", file=sys.stderr)
 
-    backbone = create_backbone(args.backbone, **({"device": str(device)} if device else {}))
+    backbone = create_backbone(args.backbone, **({"device": str(device)} if device else {}),
+                               **({"autocast": autocast} if autocast else {}))
     grid_rows: dict[tuple[str, str], list] = {}
     failed: list[str] = []
     bar = _progress(len(images) * len(args.explainer), args.no_progress or len(images) < PROGRESS_FROM)

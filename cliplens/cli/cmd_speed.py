@@ -27,7 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--texts", type=int, nargs="+", default=[1], metavar="T",
                    help="texts explained per image (default 1); several counts, e.g. 1 8 64, add a T-scaling table")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the backbone's default, cpu)")
-    p.add_argument("--dtype", default=None, help="float32 (default), float16, bfloat16")
+    p.add_argument("--dtype", default=None,
+                   help="compute dtype: float32 (default), or float16 / bfloat16 autocast (float32 weights; the plain "
+                        "forward and every explainer that tolerates it run under torch.autocast, the others in float32). "
+                        "Weights cast to half instead: --backbone 'ViT-B-16?dtype=bfloat16'")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random images (default 0)")
     p.add_argument("--option", action="append", metavar="EXPLAINER.KEY=VALUE", help="explainer option (repeatable)")
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..benchmarks.speed import explainer_names, format_scaling, format_table, run_speed
+    from ..devices import autocast_option
     from ..registry import create_backbone, create_explainer, get_registry
     from ._options import parse_scoped_options, typed_scoped_options
 
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         catalog.get(name)  # unknown names fail before any model is built
     options = typed_scoped_options("explainer", parse_scoped_options(args.option), names)
-    kwargs = {key: value for key, value in (("device", args.device), ("dtype", args.dtype)) if value}
+    kwargs = {key: value for key, value in (("device", args.device), ("autocast", autocast_option(args.dtype)))
+              if value}
     backbone = create_backbone(args.backbone, **kwargs)
     explainers = {name: create_explainer(name, backbone, **options.get(name, {})) for name in names}
     reports = [run_speed(backbone, explainers, batch_size=args.batch_size, batches=args.batches, texts=count,

@@ -10,7 +10,9 @@ explainer declares as :attr:`Explainer.map_order` (see :func:`scores_to_maps`).
 
 from __future__ import annotations
 
+import contextlib
 import operator
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
@@ -83,22 +85,30 @@ class Explanation:
         return self.maps[image, t]
 
 
-def normalize_maps(maps: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+def normalize_maps(maps: torch.Tensor, where: torch.Tensor | None = None, *, inplace: bool = False) -> torch.Tensor:
     """Min–max normalise each (H, W) map of a (..., H, W) tensor to [0, 1]; constant maps -> 0.
 
     ``where``: optional bool mask broadcastable to ``maps``; min and max are then taken over its
-    True positions only (values elsewhere may leave [0, 1]).
+    True positions only (values elsewhere may leave [0, 1]). ``inplace``: overwrite ``maps`` (which
+    must then be contiguous and not needed any more) instead of allocating the result — the same
+    numbers, without one full-size temporary per step.
     """
     flat = maps.flatten(-2)
     if where is None:
-        lo = flat.min(dim=-1, keepdim=True).values
-        hi = flat.max(dim=-1, keepdim=True).values
+        lo, hi = torch.aminmax(flat, dim=-1, keepdim=True)  # one pass; the same values as min and max
     else:
         inside = where.expand_as(maps).flatten(-2)
         lo = flat.masked_fill(~inside, float("inf")).min(dim=-1, keepdim=True).values
         hi = flat.masked_fill(~inside, float("-inf")).max(dim=-1, keepdim=True).values
     span = hi - lo
-    out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
+    if inplace and flat.data_ptr() == maps.data_ptr() and maps.is_contiguous():
+        out = flat.sub_(lo)
+    else:
+        out = flat - lo
+    out.div_(span.clamp_min(torch.finfo(flat.dtype).tiny))
+    constant = ~(span > 0)  # constant (or non-finite) maps: 0, as where(span > 0, ..., 0)
+    if bool(constant.any()):
+        out.masked_fill_(constant, 0.0)
     return out.view_as(maps)
 
 
@@ -145,13 +155,17 @@ def scores_to_maps(scores: torch.Tensor, size: tuple[int, int], order: str,
     - ``"none"``: bilinear upsampling only; the explainer's scores must already lie in [0, 1].
     """
     if order == UPSAMPLE_THEN_NORMALIZE:
-        return normalize_maps(resample(scores, size, geometry))
+        upsampled = resample(scores, size, geometry)
+        # a fresh upsampled tensor is normalised in place; the scores themselves (same size) never are
+        fresh = upsampled.untyped_storage().data_ptr() != scores.untyped_storage().data_ptr()
+        return normalize_maps(upsampled, inplace=fresh)
     if order == NORMALIZE_THEN_UPSAMPLE:
         where = None
         if geometry is not None and not all(g.is_identity for g in geometry):
             grid = tuple(scores.shape[-2:])
             where = torch.stack([g.content_patches(grid) for g in geometry])[:, None].to(scores.device)
-        return resample(normalize_maps(scores, where), size, geometry).clamp(0.0, 1.0)
+        # normalize_maps allocates its result, so what resample returns is never the scores: clamp in place
+        return resample(normalize_maps(scores, where), size, geometry).clamp_(0.0, 1.0)
     if order == NO_NORMALIZATION:
         if scores.numel() and (float(scores.min()) < 0.0 or float(scores.max()) > 1.0):
             raise ExplainerError(f"scores span [{float(scores.min()):.3g}, {float(scores.max()):.3g}] but map_order "
@@ -181,6 +195,13 @@ class Explainer(ABC):
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
     #: the options of ``__init__`` besides ``templates``, or None (no schema: names from the signature)
     option_schema: ClassVar[tuple[Option, ...] | None] = None
+    #: whether the method tolerates reduced precision. True: on a backbone with an ``autocast`` dtype
+    #: (``--dtype float16|bfloat16``) :meth:`explain` runs :meth:`explain_patches` under ``torch.autocast``
+    #: in that dtype. False: the method's exactness needs float32 (say why in :attr:`float32_reason` and
+    #: the docstring); it then runs without autocast, in the backbone's float32, and says so once (a warning)
+    reduced_precision: ClassVar[bool] = True
+    #: why a ``reduced_precision = False`` method needs float32 (one clause, for the fallback message)
+    float32_reason: ClassVar[str] = ""
 
     def __init__(self, backbone: "Backbone", *, templates: Sequence[str] | None = None) -> None:
         self.backbone = backbone
@@ -234,6 +255,27 @@ class Explainer(ABC):
         """
         return {}
 
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype :meth:`explain` computes in: the backbone's ``autocast`` dtype when set and this method
+        tolerates reduced precision, else the backbone's own dtype."""
+        autocast = getattr(self.backbone, "autocast_dtype", None)
+        return autocast if autocast is not None and self.reduced_precision else self.backbone.dtype
+
+    def _precision_context(self) -> "contextlib.AbstractContextManager[Any]":
+        """``torch.autocast`` for :meth:`explain_patches` when the backbone asks for it and the method tolerates it;
+        otherwise nothing (autocast switched off, so an outer autocast cannot reach a float32-only method)."""
+        autocast = getattr(self.backbone, "autocast_dtype", None)
+        device_type = self.backbone.device.type
+        if autocast is None:
+            return contextlib.nullcontext()
+        if self.reduced_precision:
+            return torch.autocast(device_type=device_type, dtype=autocast)
+        if not getattr(self, "_warned_float32", False):
+            self._warned_float32 = True
+            warnings.warn(f"explainer {self.name!r} runs in float32, not {str(autocast).replace('torch.', '')}: "
+                          f"{self.float32_reason or 'its exactness needs float32'}", stacklevel=3)
+        return torch.autocast(device_type=device_type, enabled=False)
+
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """(T,) texts -> (T, D) normalised embeddings, using this explainer's templates."""
         return self.backbone.encode_text(texts, templates=self.templates)
@@ -277,7 +319,7 @@ class Explainer(ABC):
                                  "explain call per size, or pass output_size=(H, W)")
             output_size = sources[0]
         text_features = self.encode_texts(texts)
-        with torch.set_grad_enabled(self.needs_grad):
+        with torch.set_grad_enabled(self.needs_grad), self._precision_context():
             result = self.explain_patches(pixels, text_features)
         scores = self._validated(result, batch=pixels.shape[0], num_texts=len(texts))
         size = tuple(output_size) if output_size is not None else self.backbone.image_size

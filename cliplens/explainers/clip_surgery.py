@@ -255,6 +255,9 @@ class CLIPSurgery(Explainer):
 
     Maps: min–max on the patch grid, then bilinear upsampling, as the authors'
     ``get_similarity_map`` (METHODS.md §4).
+
+    Precision: tolerates float16 / bfloat16 autocast (``--dtype``): a forward plus a few blocks and
+    cosines, whose maps are min–max normalised; nothing is summed to an exact total.
     """
 
     map_order: ClassVar[str] = NORMALIZE_THEN_UPSAMPLE

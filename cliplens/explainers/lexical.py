@@ -63,6 +63,7 @@ from ..errors import ExplainerError, InputError
 from ..options import Option, to_bool, to_choice, to_float, to_positive_int
 from .base import Explainer, PatchScores
 from .clip_surgery import DEFAULT_DEPTH, surgery_depth, surgery_patch_features
+from ._lexical_ops import _sparsified, _top_entries  # noqa: F401  (_top_entries: tests)
 from .vocabulary import load_vocabulary
 
 __all__ = ["Lexical", "lexical_overlap", "lexical_scores", "lexical_threshold", "top_words"]
@@ -86,6 +87,7 @@ def lexical_scores(
     k: int = 64,
     temperature: float = 0.01,
     sparse: bool = False,
+    normalized: bool = False,
 ) -> Tensor:
     """Sparse non-negative word scores for every feature (see the module docstring).
 
@@ -98,6 +100,8 @@ def lexical_scores(
         k: words kept per feature in ``"topk"`` mode (clipped to ``V``).
         temperature: softmax temperature over the vocabulary (> 0).
         sparse: return a ``torch.sparse_coo`` tensor instead of a dense one.
+        normalized: ``word_embeddings`` are already L2-normalised float32 (as ``F.normalize(e.float(), dim=-1)``
+            gives them), so they are used as they are (the same numbers, without normalising V rows again).
 
     Returns:
         ``(..., V)`` float32 on ``features``' device: softmax scores where kept, 0
@@ -121,7 +125,8 @@ def lexical_scores(
     vocab_size = word_embeddings.shape[0]
     lead = features.shape[:-1]
     rows = features.reshape(-1, features.shape[-1]).float()
-    words = F.normalize(word_embeddings.to(rows.device).float(), dim=-1)
+    words = word_embeddings.to(rows.device).float()
+    words = words if normalized else F.normalize(words, dim=-1)
     threshold = lexical_threshold(vocab_size)
     keep = min(k, vocab_size)
 
@@ -148,17 +153,6 @@ def lexical_scores(
     return torch.sparse_coo_tensor(
         full_index, flat_values, (*lead, vocab_size), check_invariants=False
     ).coalesce()
-
-
-def _sparsified(rows: Tensor, words: Tensor, *, mode: str, keep: int, threshold: float,
-                temperature: float) -> Tensor:
-    """(R, D) normalised rows, (V, D) normalised words -> (R, V) softmax scores where kept, 0 elsewhere."""
-    probs = ((rows @ words.T) / temperature).softmax(dim=-1)  # (R, V): one matmul on the whole chunk
-    if mode == "threshold":
-        return probs.mul_(probs >= threshold)
-    kept = torch.zeros_like(probs, dtype=torch.bool)
-    kept.scatter_(1, probs.topk(keep, dim=-1).indices, True)
-    return probs.mul_(kept)
 
 
 def _rows(lex: Tensor) -> Tensor:
@@ -235,6 +229,10 @@ class Lexical(Explainer):
             blocks (default True, 6), or the original final tokens.
         word_template: how each word is embedded (default ``"{}"``, the bare word).
         cache: keep the vocabulary embeddings on disk (default True; memory is always used).
+
+    Precision: tolerates autocast for the v–v path (``--dtype bfloat16`` runs the tower in it); the
+    vocabulary scoring always runs in float32 — at temperature 0.01 the logits span ±100, where a
+    bfloat16 rounding step (0.5) would change every softmax score by up to ~60 %.
     """
 
     #: patch features as CLIP Surgery's (``project_tokens``: on SigLIP each token through the pooling head alone)
@@ -285,8 +283,8 @@ class Lexical(Explainer):
 
     def lexical(self, features: torch.Tensor, sparse: bool = False) -> torch.Tensor:
         """(..., D) features -> (..., V) sparse non-negative word scores (a dense tensor, or sparse COO)."""
-        return lexical_scores(features, self.word_embeddings(), mode=self.mode, k=self.k,
-                              temperature=self.temperature, sparse=sparse)
+        return lexical_scores(features, self.normalized_words(), mode=self.mode, k=self.k,
+                              temperature=self.temperature, sparse=sparse, normalized=True)
 
     def normalized_words(self) -> torch.Tensor:
         """(V, D) float32 word embeddings normalised for the cosine (kept with :meth:`word_embeddings`)."""
@@ -303,6 +301,10 @@ class Lexical(Explainer):
         ``top_words`` highest words of every patch by ``topk`` — no sparse tensors, no per-word Python.
         """
         patches, _ = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery)
+        with torch.autocast(device_type=patches.device.type, enabled=False):  # the vocabulary part: float32
+            return self._lexical_maps(patches, text_features)
+
+    def _lexical_maps(self, patches: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         words = self.normalized_words()
         query_lex = self.lexical(text_features)  # (T, V) dense
         B, N, _ = patches.shape
@@ -343,28 +345,6 @@ class Lexical(Explainer):
             elif not bool(overlap[..., t].any()):
                 reasons[t] = "no patch shares a kept vocabulary word with this text on this backbone"
         return reasons
-
-
-def _top_entries(lex: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R, V) non-negative scores -> the ``n`` highest per row, (R, n') values and indices, highest first.
-
-    Ties keep the lower vocabulary index first (as :func:`top_words`): ``topk`` with a margin of extra
-    entries, stably sorted by index, then by value; rows whose tie runs past the margin are sorted in
-    full. Zero entries come back too; :func:`_as_words` drops them.
-    """
-    V = lex.shape[-1]
-    n, m = min(n, V), min(2 * n + 8, V)
-    values, index = lex.topk(m, dim=-1)
-    by_index = index.sort(dim=-1, stable=True)
-    values, index = values.gather(-1, by_index.indices), by_index.values
-    by_value = values.sort(dim=-1, descending=True, stable=True)
-    values, index = by_value.values, index.gather(-1, by_value.indices)
-    if m < V:
-        unsure = (values[:, m - 1] == values[:, n - 1]) & (values[:, n - 1] > 0)
-        if unsure.any():  # the n-th score ties with entries topk may have left out
-            full = lex[unsure].sort(dim=-1, descending=True, stable=True)
-            values[unsure, :n], index[unsure, :n] = full.values[:, :n], full.indices[:, :n]
-    return values[:, :n].cpu(), index[:, :n].cpu()
 
 
 def _as_words(values: torch.Tensor, index: torch.Tensor, vocabulary: Sequence[str]) -> list[list[tuple[str, float]]]:

@@ -17,6 +17,8 @@ class RawSimilarity(Explainer):
 
     Attention-pooled towers (SigLIP): each patch token goes through the final norm and the
     pooling head as if the head's query attended to it alone (``Backbone.project_tokens``).
+
+    Precision: tolerates float16 / bfloat16 autocast (``--dtype``): one forward and cosines.
     """
 
     poolings = POOLINGS

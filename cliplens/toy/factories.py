@@ -55,6 +55,7 @@ def toy_factory(arg: str | None, **options: Any):
     model, tokenizer, config = load_toy_model(arg)
     backbone = OpenCLIPBackbone(model, tokenizer, name="toy" if arg is None else f"toy:{arg}",
                                 image_mean=tuple(config["image_mean"]), image_std=tuple(config["image_std"]),
-                                device=options.get("device"), dtype=options.get("dtype"))
+                                device=options.get("device"), dtype=options.get("dtype"),
+                                autocast=options.get("autocast"))
     backbone.reference_images = "shapes:train"  # the scenes it was trained on (TextSpan fits on them)
     return backbone

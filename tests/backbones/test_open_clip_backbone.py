@@ -131,3 +131,23 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
 
     with pytest.raises(InputError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_to_model_moves_only_when_needed_and_pinned_memory_goes_non_blocking():
+    from types import SimpleNamespace
+
+    from cliplens.backbones._common import to_model
+
+    t = torch.rand(2, 3)
+    assert to_model(t, torch.device("cpu"), torch.float32) is t  # already there: no copy
+    assert to_model(t, torch.device("cpu"), torch.bfloat16).dtype == torch.bfloat16
+    calls = []
+
+    def fake(pinned: bool):
+        return SimpleNamespace(device=torch.device("cpu"), is_pinned=lambda: pinned,
+                               to=lambda **kwargs: calls.append(kwargs))
+
+    to_model(fake(True), torch.device("cuda"), torch.float16)  # the CUDA path, without a GPU: only the flags
+    to_model(fake(False), torch.device("cuda"), torch.float16)
+    to_model(fake(True), torch.device("cpu"), torch.float32)
+    assert [c["non_blocking"] for c in calls] == [True, False, False]
