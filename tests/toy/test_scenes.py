@@ -176,3 +176,16 @@ def test_bad_arguments_are_one_line_input_errors(kwargs):
     with pytest.raises(InputError) as info:
         ShapesDataset(**kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_dataset_renders_each_scene_once_and_hands_out_copies():
+    from cliplens.toy.scenes import ShapesDataset, _cached_scene, generate_scene
+
+    _cached_scene.cache_clear()
+    data = ShapesDataset("val", size=5, seed=3)
+    first = data[2]
+    np.asarray(first.mask)[:] = 0  # a caller writing into its sample changes nobody else's
+    again = data[2]
+    fresh = generate_scene(3, "val", 2)
+    assert np.array_equal(again.mask, fresh.mask) and np.array_equal(np.asarray(again.image), fresh.image)
+    assert _cached_scene.cache_info().hits == 1 and _cached_scene.cache_info().misses == 1
