@@ -13,12 +13,12 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import numpy as np
 import torch
 
-from ..errors import CliplensError, MaskValueError, SampleError
+from ..errors import CliplensError
 from .examples import make_example
 from .lanes import Lane, PassOutcome
+from .sample_reader import read_samples
 from ..metrics.base import MetricInput
 from .speed import time_ms
 
@@ -28,36 +28,11 @@ if TYPE_CHECKING:
 
 #: largest maps tensor (B * C * H * W floats) one explain call may return; larger batches are split
 MAX_MAP_ELEMENTS = 1 << 25
-#: exceptions a dataset may raise for one unusable file besides SampleError (PIL's decoding errors)
-SAMPLE_EXCEPTIONS = (SampleError, OSError, ValueError)
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def check_sample(sample: "SegmentationSample", num_classes: int, ignore_index: int | None) -> torch.Tensor:
-    """The sample's mask as an ``(H, W)`` int64 tensor after checking it against the image and the classes.
-
-    Raises :class:`SampleError` for a mask of another size than the image or
-    with values outside ``[0, num_classes)`` other than the ignore value (the
-    dataset should have caught these; the runner checks again so that a metric
-    never silently drops pixels).
-    """
-    mask = np.asarray(sample.mask)
-    if mask.ndim != 2:
-        raise SampleError(f"mask has shape {mask.shape}, expected (H, W)")
-    if mask.shape != (sample.image.height, sample.image.width):
-        raise SampleError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                          f"{sample.image.width}x{sample.image.height}")
-    bad = (mask < 0) | (mask >= num_classes)
-    if ignore_index is not None:
-        bad &= mask != ignore_index
-    if bad.any():
-        values = sorted({int(v) for v in np.unique(mask[bad])})[:5]
-        raise MaskValueError(f"mask holds values {values} outside the {num_classes} classes", values)
-    return torch.from_numpy(mask.astype(np.int64, copy=False))
 
 
 def _groups(masks: Sequence[torch.Tensor], num_classes: int) -> list[list[int]]:
@@ -111,7 +86,7 @@ def _fail(lane: Lane, stage: str, exc: BaseException) -> None:
 
 def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Sequence[int], texts: list[str], *,
              batch_size: int, strict: bool, progress: bool = True, description: str = "",
-             forward_batches: int = 3) -> None:
+             forward_batches: int = 3, workers: int = 0) -> None:
     """Explain ``dataset[i]`` for ``i`` in ``indices`` with all class ``texts`` at once, for every lane.
 
     Each sample is loaded, checked and preprocessed once and handed to every
@@ -128,6 +103,8 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
     (:class:`~cliplens.backbones.trace_sharing.TraceShare`) and each lane is
     charged an equal share of that forward. Data loading and loop overhead are
     shared too and split equally over the lanes (``data_shared_by`` in the timing).
+    ``workers`` > 0 reads the samples ahead in DataLoader processes
+    (:mod:`.sample_reader`; same samples, same order).
     """
     from tqdm import tqdm
 
@@ -228,34 +205,26 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
                     lane.score_fn = make_score_fn(lane.explainer, lane.text_features) if needs_model else None
                 except Exception as exc:  # noqa: BLE001 - that lane fails, the others run
                     _fail(lane, stage[0], exc)
-            for index in indices:
-                if not any(lane.active for lane in lanes):
-                    break
-                stage[0] = "loading data"
-                t0 = time.perf_counter()
-                sample_id = None
-                try:
-                    sample = dataset[index]
-                    sample_id = sample.sample_id
-                    mask = check_sample(sample, num_classes, ignore)
-                except SAMPLE_EXCEPTIONS as exc:
-                    reason = str(exc) if isinstance(exc, CliplensError) else f"{type(exc).__name__}: {exc}"
-                    shared.data_s += time.perf_counter() - t0
+            stage[0] = "loading data"
+            for read in read_samples(dataset, indices, num_classes, ignore, workers):
+                shared.data_s += read.seconds
+                if read.skip is not None:
                     if strict:
-                        where = f"sample {sample_id!r} (index {index})" if sample_id else f"sample at index {index}"
-                        shared.strict_error = f"bad {where}: {reason} (--strict stops at the first bad sample)"
+                        skip = read.skip
+                        where = (f"sample {skip['sample_id']!r} (index {skip['index']})" if skip["sample_id"]
+                                 else f"sample at index {skip['index']}")
+                        shared.strict_error = f"bad {where}: {skip['reason']} (--strict stops at the first bad sample)"
                         break
-                    record = {"index": int(index), "sample_id": sample_id, "reason": reason}
-                    if isinstance(exc, MaskValueError):
-                        record["mask_values"] = exc.values
-                    shared.skipped.append(record)
+                    shared.skipped.append(read.skip)
                     bar.update(1)
                     continue
-                shared.data_s += time.perf_counter() - t0
-                batch.append((index, sample, mask))
+                batch.append((read.index, read.sample, read.mask))
                 if len(batch) == batch_size:
                     run_batch(batch)
                     batch = []
+                    if not any(lane.active for lane in lanes):
+                        break
+                stage[0] = "loading data"
             if batch and shared.strict_error is None:
                 run_batch(batch)
     except Exception as exc:  # noqa: BLE001 - the data side failed: every lane still running fails with it

@@ -23,7 +23,8 @@ import torch
 from ..errors import CliplensError, SampleError
 from ..options import OptionError
 from ..specs import parse_spec
-from ._evaluate import PassOutcome, check_sample, evaluate
+from ._evaluate import PassOutcome, evaluate
+from .sample_reader import check_sample
 from .lanes import Lane, RandomState
 from .examples import save_examples
 from .protocol_card import bench_card
@@ -67,7 +68,7 @@ def run_pass(run: RunPlan, lanes: list[Lane], dataset: Any, indices: list[int], 
         lane.example_indices = wanted
     evaluate(lanes, dataset, ctx.shard(indices), run.texts, batch_size=run.config.batch_size,
              strict=run.config.strict, progress=run.config.progress and ctx.is_main, description=description,
-             forward_batches=forward_batches)
+             forward_batches=forward_batches, workers=run.config.workers)
     gathered = ctx.gather([lane.outcome for lane in lanes])
     strict = next((o.strict_error for outcomes in gathered for o in outcomes if o.strict_error), None)
     if strict is not None:

@@ -52,6 +52,8 @@ class BenchConfig:
     strict: bool = False
     #: one pass over the data per explainer instead of one per backbone shared by all its explainers
     separate_passes: bool = False
+    #: DataLoader processes reading samples ahead (0: the main process reads)
+    workers: int = 0
     explainer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     examples: int = 3
     progress: bool = True
@@ -101,6 +103,8 @@ def check_config(config: BenchConfig) -> list[tuple[str, dict[str, str]]]:
         parse_device(config.device, what="--device")
     if config.batch_size < 1:
         raise InputError(f"--batch-size {config.batch_size} must be at least 1")
+    if config.workers < 0:
+        raise InputError(f"--workers {config.workers} must be 0 (read in the main process) or more")
     if config.limit is not None and config.limit < 1:
         raise InputError(f"--limit {config.limit} must be at least 1")
     if config.thresholds is not None:
@@ -155,7 +159,7 @@ class RunPlan:
             "threshold_protocol": self.plan.protocol if self.plan else None,
             "batch_size": c.batch_size, "device": c.device or "cpu", "strict": c.strict,
             "world_size": self.ctx.world_size, "examples": c.examples, "argv": c.argv,
-            "shared_pass": not c.separate_passes,
+            "shared_pass": not c.separate_passes, "workers": c.workers,
         }
 
     def make_metrics(self, miou_thresholds: list[float] | None) -> list[Any]:

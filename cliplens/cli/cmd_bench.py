@@ -50,6 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "half of the images, evaluating on the second half)")
     p.add_argument("--skip-existing", action="store_true", help="keep pairs whose JSON says status ok (resume)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad sample instead of skipping it")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader processes that read and decode images ahead of the explainers (default 0: "
+                        "the main process reads; same images, same order, same scores for any value)")
     p.add_argument("--separate-passes", action="store_true",
                    help="one pass over the data per explainer, each pair written as it finishes (default: one "
                         "pass per backbone for all its explainers, sharing data loading and traced forwards; an "
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         limit=limit, seed=args.seed, templates=load_templates(args.prompt_templates),
         thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,
         threshold_dataset=args.threshold_dataset, skip_existing=args.skip_existing, strict=args.strict,
-        separate_passes=args.separate_passes,
+        separate_passes=args.separate_passes, workers=args.workers,
         explainer_options=explainer_options, examples=max(0, args.examples),
         progress=not args.no_progress, argv=list(sys.argv[1:]),
     )

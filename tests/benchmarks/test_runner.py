@@ -184,6 +184,19 @@ def test_resume_after_interruption_keeps_finished_pairs(fakes, tmp_path):
     assert (first.stat().st_mtime_ns, first.read_bytes()) == before
 
 
+def test_workers_read_the_same_samples_in_the_same_order(fakes, tmp_path):
+    dataset = "fakeseg:test?size=10&mismatch=4"
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        assert bench("-e", "fake_colour", "raw_similarity", "-d", dataset, "-o", str(out), "--batch-size", "3",
+                     "--workers", str(workers)) == 0
+        runs[workers] = [result_for(out, name, dataset) for name in ("fake_colour", "raw_similarity")]
+    for alone, ahead in zip(runs[0], runs[2]):
+        assert alone["scores"] == ahead["scores"] and alone["skipped"] == ahead["skipped"]
+        assert [s["index"] for s in ahead["skipped"]] == [4] and ahead["config"]["workers"] == 2
+
+
 def test_separate_passes_write_each_pair_before_the_next_starts(fakes, tmp_path):
     explainers = ("-e", "fake_colour", "fake_interrupt", "raw_similarity")
     fakes.FakeInterrupt.armed = True
@@ -256,6 +269,7 @@ def test_parse_thresholds():
     (["-d", DATASET, "-o", "x", "-e", "fake_colour", "--explainer-option", "fake_colour.bogus=1"],
      "has no option 'bogus'"),
     (["-d", DATASET, "-o", "x", "-e", "fake_colour", "--thresholds", "0.3:0.5:0.1", "-m", "msc"], "add --metric miou"),
+    (["-d", DATASET, "-o", "x", "-e", "fake_colour", "--workers", "-1"], "--workers -1 must be 0"),
 ])
 def test_user_errors_are_one_line(fakes, tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
