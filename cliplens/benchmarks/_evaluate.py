@@ -18,8 +18,8 @@ import torch
 from ..errors import CliplensError
 from .examples import make_example
 from .lanes import Lane, PassOutcome
+from .metric_feed import explain_batch, metric_input
 from .sample_reader import read_samples
-from ..metrics.base import MetricInput
 from .speed import time_ms
 
 if TYPE_CHECKING:
@@ -65,14 +65,13 @@ def _feed_metrics(lane: Lane, result: Any, group: list[int], batch: list[tuple[i
     explainer, out = lane.explainer, lane.outcome
     for row, pos in enumerate(group):
         index, sample, mask = batch[pos]
-        item = MetricInput(maps=result.maps[row], patch_scores=result.patch_scores[row],
-                           mask=mask.to(result.maps.device), ignore_index=ignore,
-                           pixels=pixels[pos] if needs_model else None, score_fn=lane.score_fn)
+        item = metric_input(result, row, mask, ignore, pixels[pos] if needs_model else None, lane.score_fn)
         for metric in lane.metrics:
             stage[0] = f"metric {metric.name!r} of explainer {explainer.name!r}"
             metric.update(item)
         if index in lane.example_indices:
-            out.examples.append(make_example(index, sample.sample_id, sample.image, mask, result.maps[row], ignore))
+            out.examples.append(make_example(index, sample.sample_id, sample.image, mask, item.class_maps, ignore,
+                                             num_maps=item.num_maps))
 
 
 def _fail(lane: Lane, stage: str, exc: BaseException) -> None:
@@ -92,7 +91,8 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
     Each sample is loaded, checked and preprocessed once and handed to every
     lane's explainer; each image's maps are made at mask resolution
     (``output_size = mask.shape``) and fed to that lane's metrics as a
-    :class:`MetricInput` of ``(C, H, W)`` maps. Fills every ``lane.outcome``.
+    :class:`MetricInput` (a large image's maps a chunk of classes at a time,
+    :mod:`cliplens.benchmarks.metric_feed`). Fills every ``lane.outcome``.
 
     Timing: the first ``forward_batches`` batches run each explainer on its own
     (no shared trace) between two plain ``encode_image`` forwards of the same
@@ -140,7 +140,7 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
         stage[0] = f"explainer {lane.explainer.name!r}"
         _sync(device)
         t0 = time.perf_counter()
-        result = lane.explainer.explain(texts=texts, pixels=pixels, output_size=shape)
+        result = explain_batch(lane.explainer, texts, pixels, shape)  # a large image's maps: per class, on demand
         _sync(device)
         seconds = time.perf_counter() - t0
         lane.outcome.explain_s += seconds

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..metrics.base import present_values
 from .results import write_atomic
 
 MAX_SIDE = 192
@@ -41,24 +42,38 @@ class Example:
     maps: np.ndarray
 
 
-def make_example(index: int, sample_id: str, image: Image.Image, mask: torch.Tensor, maps: torch.Tensor,
-                 ignore_index: int | None) -> Example:
-    """Build an :class:`Example` from ``mask`` (H, W) and ``maps`` (C, H, W) of one image."""
-    values = [int(v) for v in torch.unique(mask).tolist() if v != ignore_index and 0 <= v < maps.shape[0]]
+def make_example(index: int, sample_id: str, image: Image.Image, mask: torch.Tensor,
+                 maps: "torch.Tensor | Callable[[Sequence[int]], torch.Tensor]", ignore_index: int | None, *,
+                 num_maps: int | None = None) -> Example:
+    """Build an :class:`Example` from ``mask`` (H, W) and ``maps`` (C, H, W) of one image.
+
+    ``maps`` may instead be ``maps(classes) -> (k, H, W)`` (with ``num_maps`` = C): the present
+    classes' maps are then made and downscaled one at a time (area resampling works per map,
+    so the result is the same).
+    """
+    count = int(maps.shape[0]) if isinstance(maps, torch.Tensor) else int(num_maps or 0)
+    values = present_values(mask, count, ignore_index)
     classes = torch.tensor(values, dtype=torch.long)
     height, width = mask.shape
     scale = min(1.0, MAX_SIDE / max(height, width))
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    present = maps.index_select(0, classes.to(maps.device)).float().cpu()
+
+    def small(chunk: torch.Tensor) -> torch.Tensor:
+        chunk = chunk.float().cpu()
+        return F.interpolate(chunk.unsqueeze(0), size=size, mode="area").squeeze(0) if size != (height, width) \
+            else chunk
+
+    if isinstance(maps, torch.Tensor):
+        present = small(maps.index_select(0, classes.to(maps.device))) if values else maps.new_zeros((0, *size))
+    else:
+        present = torch.cat([small(maps([c])) for c in values]) if values else torch.zeros((0, *size))
     mask_small = mask.cpu()
     if size != (height, width):
-        present = F.interpolate(present.unsqueeze(0), size=size, mode="area").squeeze(0) if len(values) else \
-            present.new_zeros((0, *size))
         mask_small = F.interpolate(mask_small[None, None].float(), size=size, mode="nearest")[0, 0].long()
     rgb = np.asarray(image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR), dtype=np.uint8)
     return Example(index=int(index), sample_id=str(sample_id), image=rgb, mask=mask_small.numpy().astype(np.int32),
                    classes=classes.numpy().astype(np.int64),
-                   maps=(present.clamp(0, 1) * 255).round().numpy().astype(np.uint8))
+                   maps=(present.float().cpu().clamp(0, 1) * 255).round().numpy().astype(np.uint8))
 
 
 def save_examples(path: str | Path, examples: Sequence[Example], class_names: Sequence[str]) -> Path:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import CliplensError, MaskValueError, SampleError
+from .metric_feed import compact_mask
 
 if TYPE_CHECKING:
     from ..datasets.base import SegmentationDataset, SegmentationSample
@@ -30,7 +31,8 @@ SAMPLE_EXCEPTIONS = (SampleError, OSError, ValueError)
 
 
 def check_sample(sample: "SegmentationSample", num_classes: int, ignore_index: int | None) -> torch.Tensor:
-    """The sample's mask as an ``(H, W)`` int64 tensor after checking it against the image and the classes.
+    """The sample's mask as an ``(H, W)`` integer tensor (smallest dtype: uint8 for <= 255 classes) after checking
+    it against the image and the classes.
 
     Raises :class:`SampleError` for a mask of another size than the image or
     with values outside ``[0, num_classes)`` other than the ignore value (the
@@ -49,7 +51,7 @@ def check_sample(sample: "SegmentationSample", num_classes: int, ignore_index: i
     if bad.any():
         values = sorted({int(v) for v in np.unique(mask[bad])})[:5]
         raise MaskValueError(f"mask holds values {values} outside the {num_classes} classes", values)
-    return torch.from_numpy(mask.astype(np.int64, copy=False))
+    return compact_mask(mask, num_classes, ignore_index)
 
 
 @dataclass

@@ -34,8 +34,9 @@ def load_rgb(path: str | Path) -> Image.Image:
 
 
 def load_index_mask(path: str | Path) -> np.ndarray:
-    """:func:`cliplens.images.load_index_mask` for a dataset sample; raises :class:`SampleError`."""
+    """:func:`cliplens.images.load_index_mask` for a dataset sample, in the stored integer dtype (uint8 for
+    8-bit masks; ``compact=True``: no int64 copy of a large mask); raises :class:`SampleError`."""
     try:
-        return images.load_index_mask(path)
+        return images.load_index_mask(path, compact=True)
     except images.ImageFileError as error:
         raise _sample_error(error) from error

@@ -16,8 +16,9 @@ class SegmentationSample:
 
     Attributes:
         image: RGB PIL image of size (W, H).
-        mask: ``(H, W)`` int64 array of class indices into the dataset's
-            ``class_names``; pixels equal to ``ignore_index`` are not scored.
+        mask: ``(H, W)`` integer array of class indices into the dataset's
+            ``class_names`` (any integer dtype: the built-in loaders keep the stored
+            one, uint8 for 8-bit masks); pixels equal to ``ignore_index`` are not scored.
         sample_id: a stable identifier (file stem, index...) used in reports.
         caption: optional text describing the image.
     """

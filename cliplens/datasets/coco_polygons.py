@@ -95,7 +95,7 @@ def parse_polygon_labels(path: Path, num_label_classes: int) -> list[tuple[int, 
 
 
 def rasterize_polygons(objects: list[tuple[int, np.ndarray]], width: int, height: int) -> np.ndarray:
-    """Fill normalised polygons into an ``(H, W)`` int64 mask of ``label_class + 1`` (0 elsewhere).
+    """Fill normalised polygons into an ``(H, W)`` int32 mask of ``label_class + 1`` (0 elsewhere).
 
     Later objects are drawn over earlier ones.
     """
@@ -104,7 +104,7 @@ def rasterize_polygons(objects: list[tuple[int, np.ndarray]], width: int, height
     for label, vertices in objects:
         points = [(float(x) * width, float(y) * height) for x, y in vertices]
         draw.polygon(points, fill=label + 1)
-    return np.asarray(canvas).astype(np.int64)
+    return np.array(canvas, dtype=np.int32)  # PIL's 32-bit integer canvas, one copy
 
 
 class CocoPolygonDataset(SegmentationDataset):

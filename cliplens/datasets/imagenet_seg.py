@@ -122,7 +122,7 @@ class ImageNetSegmentation(SegmentationDataset):
         image = self._to_image(pixels, sample_id)
         if target.ndim != 2:
             raise SampleError(f"sample {sample_id}: mask array has shape {target.shape}, expected 2-D")
-        mask = (target.T != 0).astype(np.int64)
+        mask = (target.T != 0).astype(np.uint8)
         check_sample(image, mask, self.num_classes, self.ignore_index, sample_id)
         return SegmentationSample(image=image, mask=mask, sample_id=sample_id)
 

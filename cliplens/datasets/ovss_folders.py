@@ -120,9 +120,11 @@ class OVSSDataset(SegmentationDataset):
     def __getitem__(self, index: int) -> SegmentationSample:
         stem, image_path, label_path = self._pairs[index]
         image = load_rgb(image_path)
-        mask = load_index_mask(label_path).astype(np.int64)
+        mask = load_index_mask(label_path)  # the stored dtype (uint8 for 8-bit labels)
         if self.layout.reduce_zero_label:
-            mask = np.where(mask == 0, IGNORE_INDEX, mask - 1)
+            if np.iinfo(mask.dtype).max < IGNORE_INDEX:
+                mask = mask.astype(np.int16)
+            mask = np.where(mask == 0, mask.dtype.type(IGNORE_INDEX), mask - mask.dtype.type(1))
             mask[mask == IGNORE_INDEX - 1] = IGNORE_INDEX  # 255 stays ignore after the shift
         check_sample(image, mask, self.num_classes, self.ignore_index, stem)
         return SegmentationSample(image=image, mask=mask, sample_id=stem)

@@ -174,6 +174,32 @@ def scores_to_maps(scores: torch.Tensor, size: tuple[int, int], order: str,
     raise ExplainerError(f"unknown map order {order!r}; expected one of {', '.join(MAP_ORDERS)}")
 
 
+@dataclass
+class ScoredBatch:
+    """Checked (B, T, h, w) float32 patch scores before they become maps (:meth:`Explainer.explain_scores`);
+    :meth:`maps` makes any part of the maps :meth:`Explainer.explain` returns (large maps a few at a time).
+    ``map_order``: the explainer's :attr:`~Explainer.map_order`; ``geometry``: one per image, or None."""
+
+    patch_scores: torch.Tensor
+    texts: list[str]
+    explainer: str
+    map_order: str
+    extras: dict[str, Any] = field(default_factory=dict)
+    geometry: "list[InputGeometry] | None" = None
+
+    def maps(self, size: tuple[int, int], *, images: Sequence[int] | None = None,
+             texts: Sequence[int] | None = None) -> torch.Tensor:
+        """(b, t, H, W) maps of the listed images and texts (indices; default all) at ``size``:
+        :func:`scores_to_maps` on that slice of the scores, equal to the same slice of ``explain``'s maps."""
+        scores, geometry = self.patch_scores, self.geometry
+        if images is not None:
+            scores = scores[list(images)]
+            geometry = [geometry[i] for i in images] if geometry is not None else None
+        if texts is not None:
+            scores = scores[:, list(texts)]
+        return scores_to_maps(scores, tuple(size), self.map_order, geometry)
+
+
 class Explainer(ABC):
     """Base class of all explainers: construct once on a backbone, call :meth:`explain` many times.
 
@@ -318,15 +344,33 @@ class Explainer(ABC):
                                  f"{', ...' if len(sources) > 3 else ''}): maps at each image's own size need one "
                                  "explain call per size, or pass output_size=(H, W)")
             output_size = sources[0]
+        scored = self._scored(texts, pixels, geometry)
+        size = tuple(output_size) if output_size is not None else self.backbone.image_size
+        maps = scored.maps(size)
+        return Explanation(maps=maps, patch_scores=scored.patch_scores, texts=texts, explainer=self.name,
+                           extras=scored.extras, geometry=scored.geometry)
+
+    def explain_scores(self, texts: str | Sequence[str], *, pixels: torch.Tensor,
+                       geometry: "Sequence[InputGeometry] | None" = None) -> ScoredBatch:
+        """:meth:`explain` up to the checked patch scores, without making maps (same checks, same scores).
+
+        ``ScoredBatch.maps(size, images=..., texts=...)`` then gives any part of the maps
+        ``explain(texts, pixels=pixels, output_size=size, geometry=geometry)`` returns.
+        """
+        texts = self._checked_texts(texts)
+        self._check_pixels(pixels)
+        if geometry is not None and len(geometry) != pixels.shape[0]:
+            raise InputError(f"{len(geometry)} geometries for {pixels.shape[0]} images: pass one per image")
+        return self._scored(texts, pixels, geometry)
+
+    def _scored(self, texts: list[str], pixels: torch.Tensor,
+                geometry: "Sequence[InputGeometry] | None") -> ScoredBatch:
         text_features = self.encode_texts(texts)
         with torch.set_grad_enabled(self.needs_grad), self._precision_context():
             result = self.explain_patches(pixels, text_features)
         scores = self._validated(result, batch=pixels.shape[0], num_texts=len(texts))
-        size = tuple(output_size) if output_size is not None else self.backbone.image_size
-        geometry = list(geometry) if geometry is not None else None
-        maps = scores_to_maps(scores, size, self.map_order, geometry)
-        return Explanation(maps=maps, patch_scores=scores, texts=texts, explainer=self.name, extras=result.extras,
-                           geometry=geometry)
+        return ScoredBatch(patch_scores=scores, texts=texts, explainer=self.name, map_order=self.map_order,
+                           extras=result.extras, geometry=list(geometry) if geometry is not None else None)
 
     @staticmethod
     def _checked_texts(texts: object) -> list[str]:

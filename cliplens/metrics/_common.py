@@ -11,10 +11,16 @@ from .base import MetricInput
 
 
 def check_maps(owner: str, item: MetricInput, num_classes: int) -> None:
-    """Raise InputError unless ``item.maps`` is ``(num_classes, H, W)`` with ``(H, W) == mask.shape``."""
-    maps, mask = item.maps, item.mask
+    """Raise InputError unless the maps are ``(num_classes, H, W)`` with ``(H, W) == mask.shape``
+    (a ``map_fn`` source is checked by its class count; its maps are made at the mask's size)."""
+    mask = item.mask
     if mask.ndim != 2:
         raise InputError(f"{owner}: mask has shape {tuple(mask.shape)}, expected (H, W)")
+    if item.map_fn is not None:
+        if item.num_maps != num_classes:
+            raise InputError(f"{owner}: {item.num_maps} maps, expected {num_classes} — one map per dataset class")
+        return
+    maps = item.maps
     if maps.ndim != 3 or maps.shape[0] != num_classes or tuple(maps.shape[1:]) != tuple(mask.shape):
         raise InputError(
             f"{owner}: maps have shape {tuple(maps.shape)}, expected ({num_classes}, {mask.shape[0]}, "
@@ -28,6 +34,26 @@ def check_patch_scores(owner: str, item: MetricInput, num_classes: int) -> None:
     if scores is None or scores.ndim != 3 or scores.shape[0] != num_classes:
         shape = None if scores is None else tuple(scores.shape)
         raise InputError(f"{owner}: patch_scores have shape {shape}, expected ({num_classes}, h, w)")
+
+
+#: pixels of a bool stack summed at once: torch sums bools through int64 buffers (~1 GB for 6000 x 6000)
+_COUNT_BLOCK = 1 << 18
+
+
+def count_true(stack: torch.Tensor) -> torch.Tensor:
+    """``(k,)`` int64 number of True pixels of each ``(H, W)`` plane of a ``(k, H, W)`` bool stack.
+
+    Summed over blocks of rows, so that torch's int64 copy of the bools stays small;
+    integer counts, so the result equals ``stack.sum(dim=(1, 2))`` exactly.
+    """
+    k, height, width = stack.shape
+    if k * height * width <= _COUNT_BLOCK:
+        return stack.sum(dim=(1, 2))
+    rows = max(1, _COUNT_BLOCK // max(1, k * width))
+    total = torch.zeros(k, dtype=torch.long, device=stack.device)
+    for top in range(0, height, rows):
+        total += stack[:, top : top + rows].sum(dim=(1, 2))
+    return total
 
 
 def class_keys(class_names: list[str]) -> list[str]:

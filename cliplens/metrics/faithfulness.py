@@ -120,25 +120,31 @@ class _PerturbationCurve(Metric):
         if not present:
             return
         baseline = self._baseline(pixels)
-        index = torch.tensor(present, device=item.maps.device)
-        maps = F.interpolate(
-            item.maps.index_select(0, index).unsqueeze(1).float(), size=tuple(pixels.shape[1:]),
-            mode="bilinear", align_corners=False,
-        ).squeeze(1).to(pixels.device)  # (P, S, S)
-        for row, cls in enumerate(present):
-            switched = saliency_steps(maps[row], self.steps)  # (K, 1, S, S)
-            if self.inserts:
-                batch = torch.where(switched, pixels.unsqueeze(0), baseline.unsqueeze(0))
-            else:
-                batch = torch.where(switched, baseline.unsqueeze(0), pixels.unsqueeze(0))
-            scores = torch.as_tensor(item.score_fn(batch, cls)).detach().double().cpu().flatten()
-            if scores.numel() != self.steps + 1:
-                raise InputError(f"{self.name}: score_fn returned {scores.numel()} scores for {self.steps + 1} images")
-            area = float((scores[1:] + scores[:-1]).sum()) / (2 * self.steps)
-            self.auc_sum[cls] += area
-            self.start_sum[cls] += float(scores[0])
-            self.end_sum[cls] += float(scores[-1])
-            self.pairs[cls] += 1
+        for chunk, full in item.chunks(present):
+            maps = F.interpolate(full.unsqueeze(1).float(), size=tuple(pixels.shape[1:]), mode="bilinear",
+                                 align_corners=False).squeeze(1).to(pixels.device)  # (k, S, S)
+            del full
+            for row, cls in enumerate(chunk):
+                self._update_pair(item, pixels, baseline, maps[row], cls)
+            del maps
+
+    def _update_pair(self, item: MetricInput, pixels: torch.Tensor, baseline: torch.Tensor, class_map: torch.Tensor,
+                     cls: int) -> None:
+        """One (image, class) curve from ``class_map`` (S, S) at the model input's resolution."""
+        assert item.score_fn is not None
+        switched = saliency_steps(class_map, self.steps)  # (K, 1, S, S)
+        if self.inserts:
+            batch = torch.where(switched, pixels.unsqueeze(0), baseline.unsqueeze(0))
+        else:
+            batch = torch.where(switched, baseline.unsqueeze(0), pixels.unsqueeze(0))
+        scores = torch.as_tensor(item.score_fn(batch, cls)).detach().double().cpu().flatten()
+        if scores.numel() != self.steps + 1:
+            raise InputError(f"{self.name}: score_fn returned {scores.numel()} scores for {self.steps + 1} images")
+        area = float((scores[1:] + scores[:-1]).sum()) / (2 * self.steps)
+        self.auc_sum[cls] += area
+        self.start_sum[cls] += float(scores[0])
+        self.end_sum[cls] += float(scores[-1])
+        self.pairs[cls] += 1
 
     def compute(self) -> dict[str, float]:
         pairs = float(self.pairs.sum())

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import InputError
 from ..options import Option, reject_unknown, to_float_list
-from ._common import check_maps, class_keys, per_class, ratio, tag
+from ._common import check_maps, class_keys, count_true, per_class, ratio, tag
 from .base import Metric, MetricInput
 
 
@@ -90,16 +90,22 @@ class MeanIoU(Metric):
 
     def update(self, item: MetricInput) -> None:
         check_maps(self.name, item, self.num_classes)
-        present, truth, maps = item.present_stack()  # (P,), (P, H, W), (P, H, W)
+        present = item.present_classes()
         if not present:
             return
         valid = item.valid()
         inter = torch.empty(len(self.thresholds), len(present), dtype=torch.float64)
         union = torch.empty_like(inter)
-        for row, threshold in enumerate(self.thresholds):
-            predicted = binarize(maps, threshold, self.at_threshold) & valid
-            inter[row] = (predicted & truth).sum(dim=(1, 2)).double().cpu()
-            union[row] = (predicted | truth).sum(dim=(1, 2)).double().cpu()
+        done = 0
+        for chunk, truth, maps in item.present_chunks(present):  # (k,), (k, H, W), (k, H, W): pixel counts, exact
+            columns = slice(done, done + len(chunk))
+            for row, threshold in enumerate(self.thresholds):
+                predicted = binarize(maps, threshold, self.at_threshold) & valid
+                inter[row, columns] = count_true(predicted & truth).double().cpu()
+                union[row, columns] = count_true(predicted | truth).double().cpu()
+                del predicted
+            done += len(chunk)
+            del truth, maps  # a large image's next class map is made while these names would hold the last
         cpu_index = torch.tensor(present, dtype=torch.long)
         self.intersection[:, cpu_index] += inter
         self.union[:, cpu_index] += union

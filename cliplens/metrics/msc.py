@@ -7,8 +7,33 @@ from typing import Any
 import torch
 
 from ..options import reject_unknown
-from ._common import check_maps, class_keys, per_class, ratio
-from .base import Metric, MetricInput
+from ._common import check_maps, class_keys, count_true, per_class, ratio
+from .base import MAP_CHUNK_ELEMENTS, Metric, MetricInput
+
+
+#: map pixels per float64 block when one chunk is larger than MAP_CHUNK_ELEMENTS
+_SUM_BLOCK = 1 << 20
+
+
+def _region_sums(maps: torch.Tensor, inside: torch.Tensor, outside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 sums of ``maps`` (k, H, W) over ``inside`` and over ``outside`` (k, H, W) bool, per map.
+
+    A chunk of at most :data:`MAP_CHUNK_ELEMENTS` pixels is summed as one expression (the
+    values of every earlier release, bit for bit); a larger one (one class of a very large
+    image) in blocks of rows, so that no float64 copy of the whole map is made: equal to
+    the one-expression sums up to float64 rounding (about 1e-16 relative).
+    """
+    if maps.numel() <= MAP_CHUNK_ELEMENTS:
+        maps = maps.double()
+        return (maps * inside).sum(dim=(1, 2)), (maps * outside).sum(dim=(1, 2))
+    rows = max(1, _SUM_BLOCK // max(1, maps.shape[0] * maps.shape[2]))
+    sum_in = torch.zeros(maps.shape[0], dtype=torch.float64, device=maps.device)
+    sum_out = torch.zeros_like(sum_in)
+    for top in range(0, maps.shape[1], rows):
+        block = maps[:, top : top + rows].double()
+        sum_in += (block * inside[:, top : top + rows]).sum(dim=(1, 2))
+        sum_out += (block * outside[:, top : top + rows]).sum(dim=(1, 2))
+    return sum_in, sum_out
 
 
 class MeanScoreContrast(Metric):
@@ -36,21 +61,20 @@ class MeanScoreContrast(Metric):
 
     def update(self, item: MetricInput) -> None:
         check_maps(self.name, item, self.num_classes)
-        present, inside, maps = item.present_stack()  # (P,), (P, H, W), (P, H, W)
-        if not present:
-            return
         valid = item.valid()
-        outside = ~inside & valid
-        maps = maps.double()
-        n_in = inside.sum(dim=(1, 2)).double()
-        n_out = outside.sum(dim=(1, 2)).double()
-        mean_in = (maps * inside).sum(dim=(1, 2)) / n_in.clamp(min=1)
-        mean_out = (maps * outside).sum(dim=(1, 2)) / n_out.clamp(min=1)
-        has_outside = (n_out > 0).cpu()
-        contrast = (mean_in - mean_out).cpu()
-        cpu_index = torch.tensor(present, dtype=torch.long)[has_outside]
-        self.contrast_sum[cpu_index] += contrast[has_outside]
-        self.pairs[cpu_index] += 1
+        for chunk, inside, maps in item.present_chunks():  # (k,), (k, H, W), (k, H, W)
+            outside = ~inside & valid
+            n_in = count_true(inside).double()
+            n_out = count_true(outside).double()
+            sum_in, sum_out = _region_sums(maps, inside, outside)
+            mean_in = sum_in / n_in.clamp(min=1)
+            mean_out = sum_out / n_out.clamp(min=1)
+            has_outside = (n_out > 0).cpu()
+            contrast = (mean_in - mean_out).cpu()
+            cpu_index = torch.tensor(chunk, dtype=torch.long)[has_outside]
+            self.contrast_sum[cpu_index] += contrast[has_outside]
+            self.pairs[cpu_index] += 1
+            del inside, outside, maps  # free them before the next chunk is made
 
     def compute(self) -> dict[str, float]:
         scored = self.pairs > 0

@@ -11,6 +11,10 @@ from ._common import check_patch_scores, class_keys, per_class, ratio
 from .base import Metric, MetricInput
 
 
+#: mask pixels whose patch indices are made at once (counts are integers: blocks give the same votes)
+_BLOCK_PIXELS = 1 << 20
+
+
 def patch_ground_truth(
     mask: torch.Tensor, grid: tuple[int, int], num_classes: int, ignore_index: int | None
 ) -> torch.Tensor:
@@ -21,7 +25,7 @@ def patch_ground_truth(
     a multiple of ``h``. Ignore pixels do not vote; ties go to the lower class.
 
     Args:
-        mask: ``(H, W)`` int64 class indices.
+        mask: ``(H, W)`` integer class indices.
         grid: ``(h, w)`` patch grid.
 
     Returns:
@@ -32,12 +36,15 @@ def patch_ground_truth(
     device = mask.device
     patch_row = torch.arange(height, device=device) * rows // height
     patch_col = torch.arange(width, device=device) * cols // width
-    patch = (patch_row.view(-1, 1) * cols + patch_col.view(1, -1)).flatten()
-    labels = mask.flatten()
-    keep = (labels >= 0) & (labels < num_classes)
-    if ignore_index is not None:
-        keep &= labels != ignore_index
-    votes = torch.bincount(patch[keep] * num_classes + labels[keep], minlength=rows * cols * num_classes)
+    votes = torch.zeros(rows * cols * num_classes, dtype=torch.long, device=device)
+    step = max(1, _BLOCK_PIXELS // max(1, width))  # mask rows per block: int64 indices of a block, not of the mask
+    for top in range(0, height, step):
+        patch = (patch_row[top : top + step].view(-1, 1) * cols + patch_col.view(1, -1)).flatten()
+        labels = mask[top : top + step].flatten().long()  # compare in int64: a uint8 block would wrap 256 to 0
+        keep = (labels >= 0) & (labels < num_classes)
+        if ignore_index is not None:
+            keep &= labels != ignore_index
+        votes += torch.bincount(patch[keep] * num_classes + labels[keep], minlength=rows * cols * num_classes)
     votes = votes.view(rows * cols, num_classes)
     truth = votes.argmax(dim=1)
     truth[votes.sum(dim=1) == 0] = -1

@@ -60,11 +60,14 @@ class PointingGame(Metric):
 
     def update(self, item: MetricInput) -> None:
         check_maps(self.name, item, self.num_classes)
-        for cls in item.present_classes():
-            target = item.mask == cls
-            hit = pointing_hit(item.maps[cls].to(target.device), target, self.tolerance)
-            self.hits[cls] += float(hit)
-            self.pairs[cls] += 1
+        for chunk, maps in item.chunks(item.present_classes()):
+            for row, cls in enumerate(chunk):
+                target = item.mask == cls
+                hit = pointing_hit(maps[row].to(target.device), target, self.tolerance)
+                self.hits[cls] += float(hit)
+                self.pairs[cls] += 1
+                del target
+            del maps  # free it before the next chunk is made
 
     def compute(self) -> dict[str, float]:
         scored = self.pairs > 0

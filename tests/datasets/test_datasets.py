@@ -109,7 +109,7 @@ def test_palette_mask_keeps_indices(tmp_path: Path) -> None:
     values = np.array([[0, 1, 15], [255, 20, 0]])
     _palette_mask(values).save(tmp_path / "m.png")
     mask = load_index_mask(tmp_path / "m.png")
-    assert mask.dtype == np.int64
+    assert mask.dtype == np.uint8  # the stored 8 bits, not an int64 copy eight times the size
     assert mask.tolist() == values.tolist()
 
 
@@ -355,7 +355,7 @@ def test_shared_camvid(shared_datasets: Path) -> None:
     for i in range(0, len(dataset), 4):
         sample = dataset[i]
         assert sample.image.mode == "RGB" and sample.image.size == (480, 360)
-        assert sample.mask.shape == (360, 480) and sample.mask.dtype == np.int64
+        assert sample.mask.shape == (360, 480) and sample.mask.dtype == np.uint8
         seen |= set(np.unique(sample.mask).tolist())
     assert seen <= set(range(12)) and 11 in seen and len(seen) >= 10
     with pytest.raises(SampleError, match="ignore=11"):
@@ -376,3 +376,35 @@ def test_shared_coco128(shared_datasets: Path) -> None:
         if sample.sample_id == "000000000009":  # first label line: class 45 (bowl)
             assert (sample.mask == 46).any()
     assert empty == 2
+
+
+@pytest.mark.parametrize("mode, dtype", [("L", np.uint8), ("P", np.uint8), ("I;16", np.uint16), ("I", np.int32),
+                                         ("1", np.uint8)])
+def test_masks_keep_their_stored_integer_dtype(tmp_path: Path, mode: str, dtype) -> None:
+    """Dataset masks are held compactly (a 6000 x 6000 8-bit mask: 36 MB, not 288 MB as int64)."""
+    values = np.array([[0, 1, 1], [1, 0, 1]]) if mode == "1" else np.array([[0, 1, 15], [200, 20, 0]])
+    if mode == "P":
+        image = _palette_mask(values)
+    elif mode == "1":
+        image = Image.fromarray(values.astype(bool))
+    else:
+        image = Image.fromarray(values.astype(np.uint8)).convert(mode)
+    name = "m.tif" if mode == "I" else "m.png"  # PNG has no 32-bit integer mode
+    image.save(tmp_path / name)
+    mask = load_index_mask(tmp_path / name)
+    assert mask.dtype == dtype and mask.tolist() == values.tolist()
+
+
+def test_ovss_reduce_zero_label_on_uint8_masks(tmp_path: Path) -> None:
+    """ADE20K's reduce_zero_label on an 8-bit label PNG (held as uint8): 0 -> ignore 255, others one less,
+    a stored 255 stays ignore - the int64 reading's values."""
+    from cliplens.datasets.ovss_folders import ovss_factory
+
+    (tmp_path / "images" / "validation").mkdir(parents=True)
+    (tmp_path / "annotations" / "validation").mkdir(parents=True)
+    stored = np.array([[0, 1, 2], [255, 3, 150]], dtype=np.uint8)
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(tmp_path / "images" / "validation" / "a.jpg")
+    Image.fromarray(stored).save(tmp_path / "annotations" / "validation" / "a.png")
+    sample = ovss_factory(str(tmp_path), name="ade20k")[0]
+    assert sample.mask.tolist() == [[255, 0, 1], [255, 2, 149]]
+    assert sample.mask.dtype == np.uint8
