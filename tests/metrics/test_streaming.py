@@ -239,6 +239,7 @@ class _OneLargeImage:
 def test_a_large_image_is_scored_without_any_multi_class_map():
     from cliplens import create_backbone, create_explainer, create_metric
     from cliplens.benchmarks._evaluate import evaluate
+    from cliplens.benchmarks.lanes import Lane
 
     side = 2000
     dataset = _OneLargeImage(side)
@@ -250,9 +251,11 @@ def test_a_large_image_is_scored_without_any_multi_class_map():
         full = scores_to_maps(torch.zeros(1, 11, 7, 7), (side, side), "upsample_then_normalize")
     assert probe.largest >= 11 * one_map, "the probe must see a (1, 11, H, W) stack"  # the probe can fail
     del full
+    lane = Lane(explainer=explainer, metrics=metrics, example_indices={0})
     with _LargestTensor() as probe:
-        outcome = evaluate(explainer, dataset, [0], dataset.class_names, metrics, batch_size=1, strict=True,
-                           example_indices={0}, progress=False, forward_batches=0)
+        evaluate([lane], dataset, [0], dataset.class_names, batch_size=1, strict=True, progress=False,
+                 forward_batches=0)
+    outcome = lane.outcome
     assert outcome.error is None and outcome.images == 1, outcome.error
     # a chunk of maps is at most MAP_CHUNK_ELEMENTS pixels (msc sums it in float64): bounded by the budget, not by C
     bound = 8 * max(metric_base.MAP_CHUNK_ELEMENTS, side * side)
@@ -269,6 +272,7 @@ def test_default_bench_scores_on_shapes_are_unchanged(explainer_name):
     ``explain(output_size=mask.shape)`` fed as (C, H, W) tensors with int64 masks (the earlier harness)."""
     from cliplens import create_backbone, create_dataset, create_explainer, create_metric
     from cliplens.benchmarks._evaluate import evaluate
+    from cliplens.benchmarks.lanes import Lane
     from cliplens.benchmarks.defaults import DEFAULT_DATASET, DEFAULT_METRICS
     from cliplens.benchmarks.prompts import DEFAULT_TEMPLATES
 
@@ -279,8 +283,9 @@ def test_default_bench_scores_on_shapes_are_unchanged(explainer_name):
     streamed = [create_metric(m, len(names), names) for m in DEFAULT_METRICS]
     reference = [create_metric(m, len(names), names) for m in DEFAULT_METRICS]
     indices = [0, 1, 2, 3, 4]
-    outcome = evaluate(explainer, dataset, indices, names, streamed, batch_size=2, strict=True, progress=False,
-                       forward_batches=0)
+    lane = Lane(explainer=explainer, metrics=streamed)
+    evaluate([lane], dataset, indices, names, batch_size=2, strict=True, progress=False, forward_batches=0)
+    outcome = lane.outcome
     assert outcome.error is None and outcome.images == len(indices)
     pixels = backbone.preprocess([dataset[i].image for i in indices], fit="stretch")
     for row, i in enumerate(indices):
