@@ -124,43 +124,45 @@ def autocast_option(dtype: str | None) -> str | None:
     return None if resolved is None else {torch.float16: "float16", torch.bfloat16: "bfloat16"}[resolved]
 
 
-class DeviceName:
-    """Option item type of a device: checked by :func:`parse_device` (its own one-line message), kept as given."""
+class _CheckedName:
+    """Option item type whose value is checked by ``check`` (which raises its own one-line message) and kept as given."""
+
+    option_type = option_words = option_plural = ""
+
+    @staticmethod
+    def check(value: Any) -> Any: ...
+
+    @classmethod
+    def parse_option(cls, value: Any) -> Any:
+        cls.check(value)
+        return value
+
+
+class DeviceName(_CheckedName):
+    """Option item type of a device: checked by :func:`parse_device`, kept as given."""
 
     option_type = "device"
     option_words = "a device (cpu, cuda, cuda:N, mps)"
     option_plural = "devices"
-
-    @staticmethod
-    def parse_option(value: Any) -> Any:
-        parse_device(value)
-        return value
+    check = staticmethod(parse_device)
 
 
-class DtypeName:
+class DtypeName(_CheckedName):
     """Option item type of a dtype name or :class:`torch.dtype`."""
 
     option_type = "dtype"
     option_words = f"a dtype ({', '.join(DTYPE_NAMES)})"
     option_plural = "dtypes"
-
-    @staticmethod
-    def parse_option(value: Any) -> Any:
-        resolve_dtype(value)
-        return value
+    check = staticmethod(resolve_dtype)
 
 
-class AutocastName:
+class AutocastName(_CheckedName):
     """Option item type of an autocast dtype (float16, bfloat16; float32 means none)."""
 
     option_type = "autocast dtype"
     option_words = "a compute dtype (float16, bfloat16, or float32 for none)"
     option_plural = "compute dtypes"
-
-    @staticmethod
-    def parse_option(value: Any) -> Any:
-        resolve_autocast(value)
-        return value
+    check = staticmethod(resolve_autocast)
 
 
 #: the options of every built-in backbone factory (``toy`` takes no seed)
