@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import ExplainerError, InputError
 from ..options import TEMPLATES_OPTION, Option, check_options, guess_value, signature_options
-from ..specs import parse_spec
+from ..specs import Spec, parse_spec
 from .catalog import Catalog, Entry, Provider
 from .hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
 from .loader import PluginInfo, PluginLoadWarning, Registry, load_registry
@@ -105,6 +105,8 @@ def validate_options(kind: str, name: str, options: dict[str, Any], *, text: boo
     and the values pass through as they are; ``text=True`` (values typed on the command line) turns them into
     numbers, booleans or lists the way the CLI always did (:func:`~cliplens.options.guess_value`).
     """
+    if kind == "dataset":
+        refuse_bare_path(name, options)
     owner = f"{kind} {name!r}"
     listing = f"cliplens list {kind}s --options"
     schema = option_schema(kind, name)
@@ -116,6 +118,17 @@ def validate_options(kind: str, name: str, options: dict[str, Any], *, text: boo
     if unknown:  # raises, naming the first unknown option and the accepted names
         check_options(owner, [Option(n, object) for n in names or ()], unknown, listing=listing)
     return {k: guess_value(v) if text and isinstance(v, str) else v for k, v in options.items()}
+
+
+def refuse_bare_path(name: str, options: dict[str, Any]) -> None:
+    """Raise the one-line :class:`InputError` naming the formats that read ``name`` when it is a path, not a format.
+
+    ``-d /data/camvid`` (no ``FORMAT:``) is caught here, in the up-front option check, before any model is built.
+    """
+    catalog = get_registry().catalog("dataset")
+    if name not in catalog and looks_like_path(name):
+        text = {k: str(v) for k, v in options.items()}
+        raise InputError(path_spec_message(catalog, str(Spec(name, None, text)), name, text))
 
 
 def create_backbone(spec: str, **options: Any) -> "Backbone":
