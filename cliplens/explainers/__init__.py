@@ -12,7 +12,8 @@ Library entry points for research code:
 """
 
 from .ablation import AblationSpec, evaluate_ablation, mean_ablate
-from .base import Explainer, Explanation, PatchScores, normalize_maps, upsample
+from .base import Explainer, Explanation, PatchScores
+from .maps import normalize_maps, upsample
 from .decomposition import Decomposition, decompose
 from .textspan_algorithm import TextSpanResult
 

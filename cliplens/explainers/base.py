@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ExplainerError, InputError
 from ..options import TEMPLATES_OPTION, Option  # noqa: F401  (TEMPLATES_OPTION re-exported)
+from .maps import UPSAMPLE_THEN_NORMALIZE, resample, scores_to_maps
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -83,95 +83,6 @@ class Explanation:
         """(H, W) map for one image and one text (index or the text itself)."""
         t = self.texts.index(text) if isinstance(text, str) else text
         return self.maps[image, t]
-
-
-def normalize_maps(maps: torch.Tensor, where: torch.Tensor | None = None, *, inplace: bool = False) -> torch.Tensor:
-    """Min–max normalise each (H, W) map of a (..., H, W) tensor to [0, 1]; constant maps -> 0.
-
-    ``where``: optional bool mask broadcastable to ``maps``; min and max are then taken over its
-    True positions only (values elsewhere may leave [0, 1]). ``inplace``: overwrite ``maps`` (which
-    must then be contiguous and not needed any more) instead of allocating the result — the same
-    numbers, without one full-size temporary per step.
-    """
-    flat = maps.flatten(-2)
-    if where is None:
-        lo, hi = torch.aminmax(flat, dim=-1, keepdim=True)  # one pass; the same values as min and max
-    else:
-        inside = where.expand_as(maps).flatten(-2)
-        lo = flat.masked_fill(~inside, float("inf")).min(dim=-1, keepdim=True).values
-        hi = flat.masked_fill(~inside, float("-inf")).max(dim=-1, keepdim=True).values
-    span = hi - lo
-    if inplace and flat.data_ptr() == maps.data_ptr() and maps.is_contiguous():
-        out = flat.sub_(lo)
-    else:
-        out = flat - lo
-    out.div_(span.clamp_min(torch.finfo(flat.dtype).tiny))
-    constant = ~(span > 0)  # constant (or non-finite) maps: 0, as where(span > 0, ..., 0)
-    if bool(constant.any()):
-        out.masked_fill_(constant, 0.0)
-    return out.view_as(maps)
-
-
-def upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, T, h, w) -> (B, T, H, W) bilinear (align_corners=False)."""
-    if tuple(scores.shape[-2:]) == tuple(size):
-        return scores
-    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
-
-
-def resample(scores: torch.Tensor, size: tuple[int, int],
-             geometry: "Sequence[InputGeometry] | None" = None) -> torch.Tensor:
-    """(B, T, h, w) -> (B, T, H, W): :func:`upsample`, or through each image's geometry
-    (:func:`cliplens.geometry.map_back`) onto the original images."""
-    if geometry is None:
-        return upsample(scores, size)
-    from ..geometry import map_back
-
-    return map_back(scores, geometry, size)
-
-
-#: how scores become maps; the value of :attr:`Explainer.map_order`
-UPSAMPLE_THEN_NORMALIZE = "upsample_then_normalize"
-NORMALIZE_THEN_UPSAMPLE = "normalize_then_upsample"
-NO_NORMALIZATION = "none"
-MAP_ORDERS = (UPSAMPLE_THEN_NORMALIZE, NORMALIZE_THEN_UPSAMPLE, NO_NORMALIZATION)
-
-
-def scores_to_maps(scores: torch.Tensor, size: tuple[int, int], order: str,
-                   geometry: "Sequence[InputGeometry] | None" = None) -> torch.Tensor:
-    """(B, T, h, w) raw scores -> (B, T, H, W) maps in [0, 1], in the declared ``order``.
-
-    With ``geometry`` (one per image) the maps cover the original images (:func:`resample`);
-    min–max then runs over the image's pixels, or, for ``"normalize_then_upsample"``, over
-    the patches that overlap the image (padding patches of a letterbox left out).
-
-    - ``"upsample_then_normalize"``: bilinear upsampling to ``size``, then min–max per
-      map (raw similarity, Grad-CAM as pytorch-grad-cam, decomposition as the
-      TextSpan authors' segmentation code);
-    - ``"normalize_then_upsample"``: min–max per map on the patch grid, then bilinear
-      upsampling (align_corners=False) — CLIP Surgery's ``get_similarity_map``
-      (METHODS.md §4); the maps lie in [0, 1] but reach 0 and 1 only where the
-      upsampled pixel takes the extreme patch's value (its centre, or the border);
-    - ``"none"``: bilinear upsampling only; the explainer's scores must already lie in [0, 1].
-    """
-    if order == UPSAMPLE_THEN_NORMALIZE:
-        upsampled = resample(scores, size, geometry)
-        # a fresh upsampled tensor is normalised in place; the scores themselves (same size) never are
-        fresh = upsampled.untyped_storage().data_ptr() != scores.untyped_storage().data_ptr()
-        return normalize_maps(upsampled, inplace=fresh)
-    if order == NORMALIZE_THEN_UPSAMPLE:
-        where = None
-        if geometry is not None and not all(g.is_identity for g in geometry):
-            grid = tuple(scores.shape[-2:])
-            where = torch.stack([g.content_patches(grid) for g in geometry])[:, None].to(scores.device)
-        # normalize_maps allocates its result, so what resample returns is never the scores: clamp in place
-        return resample(normalize_maps(scores, where), size, geometry).clamp_(0.0, 1.0)
-    if order == NO_NORMALIZATION:
-        if scores.numel() and (float(scores.min()) < 0.0 or float(scores.max()) > 1.0):
-            raise ExplainerError(f"scores span [{float(scores.min()):.3g}, {float(scores.max()):.3g}] but map_order "
-                                 "'none' needs them in [0, 1]; declare a normalising map_order")
-        return resample(scores, size, geometry)
-    raise ExplainerError(f"unknown map order {order!r}; expected one of {', '.join(MAP_ORDERS)}")
 
 
 @dataclass

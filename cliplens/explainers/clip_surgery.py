@@ -72,7 +72,8 @@ from ..backbones.base import POOLINGS, Backbone
 from ..backbones.vit import AttentionSpec, dual_path, tokens_to_grid
 from ..errors import ExplainerError, InputError
 from ..options import Option, to_bool, to_int
-from .base import NORMALIZE_THEN_UPSAMPLE, Explainer, PatchScores
+from .base import Explainer, PatchScores
+from .maps import NORMALIZE_THEN_UPSAMPLE
 
 DEFAULT_DEPTH = 6
 #: the attention of the architecture-surgery path: softmax(scale · v vᵀ) v with the block's own scale

@@ -31,7 +31,8 @@ from ..backbones.base import Backbone
 from ..backbones.vit import ViTBlock
 from ..errors import InputError
 from ..options import to_float, to_int
-from .base import UPSAMPLE_THEN_NORMALIZE, Explainer, PatchScores
+from .base import Explainer, PatchScores
+from .maps import UPSAMPLE_THEN_NORMALIZE
 from .last_block import patch_text_scores
 
 DEFAULT_DEPTH = 6

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec, run_block, tokens_to_grid
-from .base import UPSAMPLE_THEN_NORMALIZE, Explainer, PatchScores
+from .base import Explainer, PatchScores
+from .maps import UPSAMPLE_THEN_NORMALIZE
 
 __all__ = ["last_block_tokens", "patch_text_scores", "LastBlockExplainer"]
 

@@ -7,7 +7,7 @@ import torch
 
 from cliplens import Explainer, PatchScores
 from cliplens.errors import ExplainerError, InputError
-from cliplens.explainers.base import normalize_maps
+from cliplens.explainers.maps import normalize_maps
 
 
 class _Returns(Explainer):
@@ -80,7 +80,7 @@ def _reference_normalise_then_upsample(scores: torch.Tensor, size: tuple[int, in
 
 
 def test_each_map_order_follows_its_pipeline(tiny_backbone):
-    from cliplens.explainers.base import (
+    from cliplens.explainers.maps import (
         NO_NORMALIZATION,
         NORMALIZE_THEN_UPSAMPLE,
         UPSAMPLE_THEN_NORMALIZE,
@@ -105,7 +105,7 @@ def test_each_map_order_follows_its_pipeline(tiny_backbone):
 
 
 def test_explain_uses_the_declared_order_and_keeps_raw_scores(tiny_backbone):
-    from cliplens.explainers.base import NORMALIZE_THEN_UPSAMPLE
+    from cliplens.explainers.maps import NORMALIZE_THEN_UPSAMPLE
 
     scores = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(1)) * 5 + 3
 
@@ -120,7 +120,7 @@ def test_explain_uses_the_declared_order_and_keeps_raw_scores(tiny_backbone):
 
 
 def test_every_registered_explainer_declares_a_known_map_order():
-    from cliplens.explainers.base import MAP_ORDERS, NORMALIZE_THEN_UPSAMPLE, UPSAMPLE_THEN_NORMALIZE
+    from cliplens.explainers.maps import MAP_ORDERS, NORMALIZE_THEN_UPSAMPLE, UPSAMPLE_THEN_NORMALIZE
     from cliplens.registry.loader import load_registry
 
     explainers = load_registry().catalog("explainer")

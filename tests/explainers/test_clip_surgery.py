@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import cliplens
 from cliplens.errors import CliplensError, InputError
 from cliplens.explainers import clip_surgery
-from cliplens.explainers.base import NORMALIZE_THEN_UPSAMPLE, UPSAMPLE_THEN_NORMALIZE, scores_to_maps
+from cliplens.explainers.maps import NORMALIZE_THEN_UPSAMPLE, UPSAMPLE_THEN_NORMALIZE, scores_to_maps
 from cliplens.explainers.clip_surgery import (
     empty_prompt_surgery,
     feature_surgery,

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from cliplens import OpenCLIPBackbone, create_explainer
-from cliplens.explainers.base import scores_to_maps, upsample
+from cliplens.explainers.maps import scores_to_maps, upsample
 from tests.backbones.test_vit import randomize_
 from tests.explainers._checks import embed_tokens, installed_without_dependencies
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from cliplens import create_explainer
-from cliplens.explainers.base import scores_to_maps
+from cliplens.explainers.maps import scores_to_maps
 from tests.explainers._attention_reference import (  # noqa: F401  (fixtures)
     LAYERS, backbone, embed, hand_forward, model, object_contrasts, random_pixels, random_texts, state_dict64,
     tiny_backbone, toy_maps, toy_objects)

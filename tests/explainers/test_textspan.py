@@ -258,25 +258,6 @@ def test_colour_query_uses_the_head_built_to_span_colours(tiny_backbone, cache):
     assert "1.0" not in explainer.explain(pixels=_pixels(tiny_backbone, 1), texts=["red"]).extras["map_heads"][0]
 
 
-def test_toy_colour_queries_pick_more_colour_heads_than_shape_queries(toy_scenes, one_thread, cache):
-    """On the toy (its heads are mixed: 4-6 of 10 texts colour), colour queries still lean to colour heads."""
-    from cliplens.toy import COLOURS, SHAPES
-
-    backbone, pixels = toy_scenes
-    explainer = create_explainer("textspan", backbone, pool=toy_vocabulary_pool(), num_texts=10, map_heads=2)
-    table = kind_table(explainer.fit(pixels))
-    queries = list(COLOURS) + [f"a {s}" for s in SHAPES]
-    chosen = explainer.explain(pixels=pixels[:1], texts=queries).extras["map_heads"]
-
-    def lean(heads: list[str]) -> float:  # colour minus shape share of the heads' texts
-        return sum(table[tuple(map(int, h.split(".")))][0] - table[tuple(map(int, h.split(".")))][1]
-                   for h in heads) / len(heads)
-
-    colour = sum(lean(h) for h in chosen[:len(COLOURS)]) / len(COLOURS)
-    shape = sum(lean(h) for h in chosen[len(COLOURS):]) / len(SHAPES)
-    assert colour > shape, (colour, shape)
-
-
 def test_toy_textspan_differs_from_decomposition_and_reports_its_ablation(cache):
     """Default textspan on toy fits on shapes:train, maps with 4 heads per text, and measures a named ablation."""
     from tests.explainers.test_decomposition import toy_backbone

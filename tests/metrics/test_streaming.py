@@ -21,7 +21,8 @@ import cliplens.metrics.base as metric_base
 import cliplens.metrics.msc as msc_module
 import cliplens.metrics.patchdis as patchdis_module
 from cliplens.benchmarks.metric_feed import BatchMaps, compact_mask, metric_input, metric_size, resize_mask
-from cliplens.explainers.base import MAP_ORDERS, NO_NORMALIZATION, ScoredBatch, normalize_maps, scores_to_maps
+from cliplens.explainers.base import ScoredBatch
+from cliplens.explainers.maps import MAP_ORDERS, NO_NORMALIZATION, normalize_maps, scores_to_maps
 from cliplens.metrics import MeanIoU, MeanScoreContrast, PatchDis, PointingGame
 
 IGNORE = 255

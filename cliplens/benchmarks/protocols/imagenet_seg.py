@@ -124,7 +124,7 @@ def run_imagenet_seg(explainer: "Explainer", dataset: "SegmentationDataset", ind
     from tqdm import tqdm
 
     from ...cache import text_embeddings
-    from ...explainers.base import scores_to_maps
+    from ...explainers.maps import scores_to_maps
 
     backbone = explainer.backbone
     names = list(classnames) if classnames is not None else imagenet_classnames()
