@@ -60,8 +60,9 @@ def make_example(index: int, sample_id: str, image: Image.Image, mask: torch.Ten
 
     def small(chunk: torch.Tensor) -> torch.Tensor:
         chunk = chunk.float().cpu()
-        return F.interpolate(chunk.unsqueeze(0), size=size, mode="area").squeeze(0) if size != (height, width) \
-            else chunk
+        # maps may be smaller than the mask (bench --metric-resolution): compare their own size
+        return F.interpolate(chunk.unsqueeze(0), size=size, mode="area").squeeze(0) \
+            if tuple(chunk.shape[-2:]) != size else chunk
 
     if isinstance(maps, torch.Tensor):
         present = small(maps.index_select(0, classes.to(maps.device))) if values else maps.new_zeros((0, *size))

@@ -10,6 +10,7 @@
 * ``explainer_options``: the options after the explainer's own defaults
   (read from its ``__init__`` signature), so a changed default counts;
 * ``metrics``: each metric's options after its defaults;
+* ``metric_resolution``: the bound of ``--metric-resolution`` (None: the masks' own resolution);
 * ``templates`` and the ``cliplens`` version.
 
 The identity and its hash go into the pair's JSON (``identity``, ``identity_hash``).
@@ -101,6 +102,7 @@ def pair_identity(backbone_spec: str, explainer: str, explainer_options: dict[st
     """Everything a pair's numbers depend on that its spec strings do not show (see the module docstring)."""
     from .. import __version__
     from ..registry import get_registry
+    from .resolution import current_metric_resolution
 
     registry = get_registry()
     explainer_cls = registry.catalog("explainer").get(explainer).obj
@@ -113,6 +115,7 @@ def pair_identity(backbone_spec: str, explainer: str, explainer_options: dict[st
         "threshold_dataset": dataset_identity(threshold_dataset),
         "explainer_options": resolved_options(explainer_cls, explainer_options, skip=("backbone", "templates")),
         "metrics": metrics,
+        "metric_resolution": current_metric_resolution(),
         "templates": list(templates),
         "cliplens": __version__,
     }
@@ -132,6 +135,8 @@ def identity_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str | No
               "threshold_dataset": "the threshold dataset's files changed",
               "explainer_options": "the explainer's resolved options changed",
               "metrics": "the metric options changed", "templates": "the prompt templates changed",
+              "metric_resolution": f"--metric-resolution {old.get('metric_resolution') or 'native'} -> "
+                                   f"{new.get('metric_resolution') or 'native'}",
               "cliplens": f"cliplens {old.get('cliplens')} -> {new.get('cliplens')}"}
     for key, label in labels.items():
         if old.get(key) != new.get(key):

@@ -1,7 +1,8 @@
 """Protocol cards: every setting that decides a number, written into each result JSON (``"protocol"``).
 
 A card holds the task, the prompt templates, the thresholds and the data they were chosen
-on, how scores became maps (normalisation and map order), ``prob_thd``, the input size,
+on, how scores became maps (normalisation and map order), the resolution metrics ran at
+(bench's ``metric_resolution``, None = the masks' own), ``prob_thd``, the input size,
 crop / stride of sliding windows, refinement, and the weights: their spec and the SHA-256 of
 each checkpoint file (:func:`cliplens.benchmarks.identity.weights_identity`, the same hash
 ``--skip-existing`` uses). Protocol runs (ImageNet-seg, OVSS, multi-label) merge their own
@@ -52,7 +53,12 @@ def protocol_card(task: str, backbone: Any, *, templates: Sequence[str], map_ord
 
 def bench_card(backbone: Any, explainer: Any | None, templates: Sequence[str], metric_specs: Sequence[tuple],
                threshold_selection: dict[str, Any] | None) -> dict[str, Any]:
-    """The card of one ``cliplens bench`` pair (explainability maps binarised for mIoU)."""
+    """The card of one ``cliplens bench`` pair (explainability maps binarised for mIoU).
+
+    ``metric_resolution``: the longer side the metrics ran at (``--metric-resolution``), None for the masks' own.
+    """
+    from .resolution import current_metric_resolution
+
     miou = next((opts for name, opts in metric_specs if name == "miou"), None)
     if threshold_selection is not None:
         thresholds = {"binarise_at": threshold_selection["best_threshold"],
@@ -66,7 +72,8 @@ def bench_card(backbone: Any, explainer: Any | None, templates: Sequence[str], m
     else:
         thresholds = None
     return protocol_card("explainability", backbone, templates=templates,
-                         map_order=getattr(explainer, "map_order", None), thresholds=thresholds)
+                         map_order=getattr(explainer, "map_order", None), thresholds=thresholds,
+                         metric_resolution=current_metric_resolution())
 
 
 def _comparable(card: dict[str, Any] | None) -> str:

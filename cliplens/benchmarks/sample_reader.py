@@ -7,6 +7,8 @@ strict mode, stops) exactly as without workers. With workers, decoding runs in
 ``N`` processes ahead of the explainers; the order of the samples, and so every
 score, is the same for any ``N``. ``seconds`` is the time the pass waited for the
 sample (with workers, only the part not hidden behind the explainers).
+Under ``bench --metric-resolution N`` the mask is then bounded to ``N`` pixels on its
+longer side (:func:`~cliplens.benchmarks.resolution.bound_mask`, in the main process).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from ..errors import CliplensError, MaskValueError, SampleError
 from .metric_feed import compact_mask
+from .resolution import bound_mask
 
 if TYPE_CHECKING:
     from ..datasets.base import SegmentationDataset, SegmentationSample
@@ -95,6 +98,13 @@ def _one(item: ReadSample) -> ReadSample:
     return item
 
 
+def _bounded(item: ReadSample) -> ReadSample:
+    """``item`` with its mask bounded to the active ``--metric-resolution`` (unchanged without one)."""
+    if item.mask is not None:
+        item.mask = bound_mask(item.mask)
+    return item
+
+
 def read_samples(dataset: "SegmentationDataset", indices: Sequence[int], num_classes: int,
                  ignore_index: int | None, workers: int = 0) -> Iterator[ReadSample]:
     """Every ``indices`` sample in order; ``workers`` > 0 reads ahead in that many DataLoader processes."""
@@ -102,7 +112,7 @@ def read_samples(dataset: "SegmentationDataset", indices: Sequence[int], num_cla
     if workers <= 0:
         for position in range(len(reader)):
             t0 = time.perf_counter()
-            item = reader[position]
+            item = _bounded(reader[position])
             item.seconds = time.perf_counter() - t0
             yield item
         return
@@ -112,7 +122,7 @@ def read_samples(dataset: "SegmentationDataset", indices: Sequence[int], num_cla
     while True:
         t0 = time.perf_counter()
         try:
-            item = next(iterator)
+            item = _bounded(next(iterator))
         except StopIteration:
             return
         item.seconds = time.perf_counter() - t0

@@ -59,6 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "interrupt then loses that backbone's pass in progress)")
     p.add_argument("--explainer-option", action="append", metavar="NAME.KEY=VALUE",
                    help="option for one explainer, e.g. clip_surgery.depth=4 (repeatable)")
+    p.add_argument("--metric-resolution", metavar="N",
+                   help="score at a bounded resolution: a mask whose longer side exceeds N pixels is resized "
+                        "(nearest) to N on that side and the maps are made at that size (default: each mask's own "
+                        "resolution, as mmseg evaluates and CLIP Surgery's code upsamples; see docs/benchmark.md)")
     p.add_argument("--examples", type=int, default=3, help="images whose maps are saved for the report grid")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(run=run)
@@ -81,6 +85,7 @@ def with_option(spec: str, key: str, value: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..benchmarks.distributed import init_distributed
+    from ..benchmarks.resolution import check_metric_resolution, metric_resolution
     from ..benchmarks.prompts import load_templates
     from ..benchmarks.report import leaderboard_markdown
     from ..benchmarks.runner import (DEFAULT_BACKBONE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT,
@@ -93,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from ..devices import autocast_option
 
     autocast = autocast_option(args.dtype)  # one line for a bad --dtype, before anything else
+    resolution = check_metric_resolution(args.metric_resolution)
     default_world = args.backbone is None and args.dataset is None
     dataset = args.dataset or DEFAULT_DATASET
     out = args.out
@@ -128,8 +134,11 @@ def run(args: argparse.Namespace) -> int:
             head = f"cliplens bench: {', '.join(config.backbones)} x {len(config.explainers)} explainers on {dataset}"
             if ctx.enabled:
                 head += f" ({ctx.world_size} processes, {ctx.backend})"
+            if resolution is not None:
+                head += f"; metrics at most {resolution} px on the longer side"
             print(head + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
-        result = run_benchmark(config, ctx)
+        with metric_resolution(resolution):  # read by the sample reader, each pair's identity and card
+            result = run_benchmark(config, ctx)
     finally:
         ctx.close()
     if not ctx.is_main:
