@@ -51,9 +51,10 @@ def pickled_code_message(path: str | Path, torch_message: str = "") -> str:
 
 
 def key_mismatch_message(weights: str, arch: str, model_state: dict[str, torch.Tensor],
-                         file_state: dict[str, torch.Tensor], shown: int = 3) -> str | None:
+                         file_state: dict[str, torch.Tensor], shown: int = 3, *, hint: str | None = None) -> str | None:
     """None when ``file_state`` fits ``model_state`` (same keys, same shapes), else one line naming the first few
-    missing, unexpected and differently shaped keys (``shown`` of each) and asking whether ``arch`` is right."""
+    missing, unexpected and differently shaped keys (``shown`` of each) and asking whether ``arch`` is right
+    (``hint`` replaces that question)."""
     missing = [k for k in model_state if k not in file_state]
     unexpected = [k for k in file_state if k not in model_state]
     reshaped = [k for k in model_state if k in file_state and tuple(model_state[k].shape) != tuple(file_state[k].shape)]
@@ -72,8 +73,8 @@ def key_mismatch_message(weights: str, arch: str, model_state: dict[str, torch.T
     parts = [f"{len(missing)} missing{first(missing)}", f"{len(unexpected)} unexpected{first(unexpected)}"]
     if reshaped:
         parts.append(f"{len(reshaped)} of another shape{first(reshaped, shapes)}")
-    return (f"checkpoint {weights!r} does not fit architecture {arch!r}: {', '.join(parts)} keys "
-            f"— is {arch} right? (the name before ':'; see `cliplens list backbones`)")
+    hint = hint or f"is {arch} right? (the name before ':'; see `cliplens list backbones`)"
+    return f"checkpoint {weights!r} does not fit architecture {arch!r}: {', '.join(parts)} keys — {hint}"
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -102,6 +102,8 @@ def load_toy_model(path: str | Path | None = None) -> tuple[torch.nn.Module, Any
     """
     from safetensors.torch import load_file
 
+    from ..backbones.loading import key_mismatch_message
+
     path = Path(path).expanduser() if path is not None else DEFAULT_CHECKPOINT
     meta_path = config_path(path)
     if not path.is_file():
@@ -116,8 +118,15 @@ def load_toy_model(path: str | Path | None = None) -> tuple[torch.nn.Module, Any
     model = build_toy_model(model_cfg)
     try:
         state = load_file(str(path))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except Exception as exc:  # noqa: BLE001 - one sentence for any reader / shape error
-        raise BackboneError(f"could not load toy checkpoint {str(path)!r} ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - one sentence for any reader error
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise BackboneError(f"could not read toy checkpoint {str(path)!r} ({reason}): is it a .safetensors file "
+                            "written by 'cliplens toy train'?") from None
+    mismatch = key_mismatch_message(str(path), "toy", model.state_dict(), state,
+                                    hint=f"does {meta_path.name} describe these weights? (both come from "
+                                         "'cliplens toy train')")
+    if mismatch is not None:
+        raise BackboneError(mismatch)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.eval()
     return model, build_tokenizer(model_cfg["text_cfg"]["context_length"]), meta
