@@ -18,7 +18,8 @@ import torch
 from ..errors import CliplensError
 from .examples import make_example
 from .lanes import Lane, PassOutcome
-from .metric_feed import explain_batch, metric_input
+from ..metrics.batch import MaskBatch
+from .metric_feed import batch_input, explain_batch
 from .sample_reader import read_samples
 from .speed import time_ms
 
@@ -60,18 +61,20 @@ def make_score_fn(explainer: "Explainer", text_features: torch.Tensor) -> Callab
 
 
 def _feed_metrics(lane: Lane, result: Any, group: list[int], batch: list[tuple[int, "SegmentationSample", torch.Tensor]],
-                  pixels: torch.Tensor, ignore: int | None, needs_model: bool, stage: list[str]) -> None:
-    """Update the lane's metrics with the maps of one group (rows of ``result`` = batch positions ``group``)."""
+                  facts: MaskBatch, pixels: torch.Tensor, needs_model: bool, stage: list[str]) -> None:
+    """Update the lane's metrics with the maps of one group (rows of ``result`` = batch positions ``group``),
+    all images at once; ``facts``: the group's masks and what the metrics read from them, shared by the lanes."""
     explainer, out = lane.explainer, lane.outcome
+    inputs = batch_input(result, facts, [pixels[pos] for pos in group] if needs_model else None, lane.score_fn)
+    for metric in lane.metrics:
+        stage[0] = f"metric {metric.name!r} of explainer {explainer.name!r}"
+        metric.update_batch(inputs)
     for row, pos in enumerate(group):
         index, sample, mask = batch[pos]
-        item = metric_input(result, row, mask, ignore, pixels[pos] if needs_model else None, lane.score_fn)
-        for metric in lane.metrics:
-            stage[0] = f"metric {metric.name!r} of explainer {explainer.name!r}"
-            metric.update(item)
         if index in lane.example_indices:
-            out.examples.append(make_example(index, sample.sample_id, sample.image, mask, item.class_maps, ignore,
-                                             num_maps=item.num_maps))
+            item = inputs.item_fn(row)
+            out.examples.append(make_example(index, sample.sample_id, sample.image, mask, item.class_maps,
+                                             facts.ignore_index, num_maps=item.num_maps))
 
 
 def _fail(lane: Lane, stage: str, exc: BaseException) -> None:
@@ -146,14 +149,14 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
         lane.outcome.explain_s += seconds
         return result, seconds
 
-    def run_lane(lane: Lane, pixels: torch.Tensor, group: list[int], batch: list, shape: tuple[int, int],
+    def run_lane(lane: Lane, pixels: torch.Tensor, group: list[int], batch: list, facts: MaskBatch,
                  before_ms: float | None) -> float | None:
         """One lane's explain (timed, paired when ``before_ms`` is given) and metric updates."""
         after_ms = None
         try:
             with lane.turn():
                 served = share.served
-                result, seconds = explain(lane, pixels, shape)
+                result, seconds = explain(lane, pixels, facts.size)
                 lane.outcome.shared_calls += share.served - served
                 if before_ms is not None:
                     after_ms = forward_ms(pixels)
@@ -161,7 +164,7 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
                     lane.outcome.forward_s += (before_ms + after_ms) / 2000.0
                     lane.outcome.forward_images += len(group)
                 t0 = time.perf_counter()
-                _feed_metrics(lane, result, group, batch, pixels, ignore, needs_model, stage)
+                _feed_metrics(lane, result, group, batch, facts, pixels, needs_model, stage)
                 lane.outcome.metric_s += time.perf_counter() - t0
         except KeyboardInterrupt:
             raise
@@ -175,7 +178,7 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
         pixels = backbone.preprocess([sample.image for _, sample, _ in batch], fit="stretch")  # the protocol's geometry
         shared.data_s += time.perf_counter() - t0
         for group in _groups([mask for _, _, mask in batch], num_classes):
-            shape = tuple(batch[group[0]][2].shape)
+            facts = MaskBatch([batch[pos][2] for pos in group], num_classes, ignore, device)  # shared by the lanes
             group_pixels = pixels[group]  # one tensor for every lane, so a shared trace can be recognised
             active = [lane for lane in lanes if lane.active]
             if paired_left[0] > 0 or not share.requests or len(active) < 2:  # on their own (requests recorded)
@@ -183,13 +186,13 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
                 paired_left[0] -= 1
                 before = forward_ms(group_pixels) if paired else None
                 for lane in active:
-                    after = run_lane(lane, group_pixels, group, batch, shape, before)
+                    after = run_lane(lane, group_pixels, group, batch, facts, before)
                     before = after if after is not None else before
             else:
                 traced = share.traced_s
                 with share.serving(backbone, group_pixels):
                     for lane in active:
-                        run_lane(lane, group_pixels, group, batch, shape, None)
+                        run_lane(lane, group_pixels, group, batch, facts, None)
                 for lane in active:  # the shared forward, charged equally to the lanes it served
                     lane.outcome.explain_s += (share.traced_s - traced) / len(active)
         shared.images += len(batch)

@@ -17,6 +17,9 @@ The bench scores each image at its mask's resolution. Making all ``C`` maps of a
   whose ``map_fn`` makes the maps of the classes a metric asks for; the built-in metrics
   stream over chunks of at most :data:`~cliplens.metrics.base.MAP_CHUNK_ELEMENTS` pixels
   (every class of an ordinary image in one chunk, a 6000 x 6000 image one class at a time);
+* :func:`batch_input` gives a lane's metrics the whole group of images at once
+  (:meth:`~cliplens.metrics.base.Metric.update_batch`), with the ground-truth facts of
+  the masks (:class:`~cliplens.metrics.batch.MaskBatch`) computed once for every lane;
 * :func:`compact_mask` keeps the mask in the smallest integer dtype that holds its
   values (uint8 for up to 255 classes: 36 MB instead of 288 MB at 6000 x 6000).
 
@@ -36,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..metrics.base import MetricInput
+from ..metrics.batch import BatchInput, MaskBatch
 
 if TYPE_CHECKING:
     from ..explainers.base import Explainer, ScoredBatch
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
 #: beyond it (a large image's classes) maps are made per chunk of classes on demand
 FULL_MAPS_ELEMENTS = 1 << 24
 
-__all__ = ["BatchMaps", "compact_mask", "explain_batch", "metric_input", "metric_size", "resize_mask"]
+__all__ = ["BatchMaps", "batch_input", "compact_mask", "explain_batch", "metric_input", "metric_size", "resize_mask"]
 
 
 def compact_mask(mask: np.ndarray, num_classes: int, ignore_index: int | None) -> torch.Tensor:
@@ -132,3 +136,16 @@ def metric_input(batch: BatchMaps, row: int, mask: torch.Tensor, ignore_index: i
     device = batch.patch_scores.device
     return MetricInput(patch_scores=batch.patch_scores[row], mask=mask.to(device), ignore_index=ignore_index,
                        pixels=pixels, score_fn=score_fn, map_fn=batch.map_fn(row), num_maps=batch.num_texts)
+
+
+def batch_input(batch: BatchMaps, facts: MaskBatch, pixels: Sequence[torch.Tensor] | None = None,
+                score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> BatchInput:
+    """One lane's :class:`BatchInput` for the images of ``facts`` (rows of ``batch``): the maps when held in full
+    (else each image's maps on demand, through its :func:`metric_input`), the patch scores, the shared mask facts;
+    ``pixels``: the (3, S, S) model input of each row, for metrics that need the model."""
+
+    def item_fn(row: int) -> MetricInput:
+        return metric_input(batch, row, facts.masks[row], facts.ignore_index,
+                            pixels[row] if pixels is not None else None, score_fn)
+
+    return BatchInput(facts, batch.patch_scores, item_fn, maps=batch.maps)

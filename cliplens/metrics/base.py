@@ -8,11 +8,14 @@ are *sums*, so results from several processes combine by summing their states
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Sequence
 
 import torch
 
 from ..options import Option
+
+if TYPE_CHECKING:
+    from .batch import BatchInput
 
 
 #: largest number of map pixels (classes x H x W) a metric makes at once from a map source: at
@@ -232,6 +235,13 @@ class Metric(ABC):
 
     @abstractmethod
     def update(self, item: MetricInput) -> None: ...
+
+    def update_batch(self, batch: "BatchInput") -> None:
+        """Update with every image of a batch (:class:`~cliplens.metrics.batch.BatchInput`). This default calls
+        :meth:`update` image by image; the built-in metrics override it with a few tensor operations over all
+        (image, class) pairs and the mask facts the batch shares between explainers."""
+        for item in batch.items():
+            self.update(item)
 
     @abstractmethod
     def compute(self) -> dict[str, float]: ...

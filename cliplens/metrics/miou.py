@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -10,6 +10,9 @@ from ..errors import InputError
 from ..options import Option, reject_unknown, to_float_list
 from ._common import check_maps, class_keys, count_true, per_class, ratio, tag
 from .base import Metric, MetricInput
+
+if TYPE_CHECKING:
+    from .batch import BatchInput
 
 
 #: where a pixel exactly at the threshold falls: "background" (``map > t``) or "foreground" (``map >= t``)
@@ -112,6 +115,33 @@ class MeanIoU(Metric):
         self.images_with_class[cpu_index] += 1
         self.image_iou_sum += (inter / union).mean(dim=1)
         self.images += 1
+
+    def update_batch(self, batch: "BatchInput") -> None:
+        """All (image, present class) pairs of a batch at once; the same pixel counts as :meth:`update`."""
+        if batch.maps is None:
+            return super().update_batch(batch)
+        batch.check(self.name, self.num_classes)
+        facts = batch.facts
+        if not len(facts.pair_classes):
+            return
+        maps, truth, valid = batch.pair_maps, facts.truth, facts.valid  # (P, H, W) each
+        inter = torch.empty(len(self.thresholds), len(facts.pair_classes), dtype=torch.float64)
+        union = torch.empty_like(inter)
+        for row, threshold in enumerate(self.thresholds):
+            predicted = binarize(maps, threshold, self.at_threshold) & valid
+            inter[row] = count_true(predicted & truth).double().cpu()
+            union[row] = count_true(predicted | truth).double().cpu()
+        classes, images = facts.pair_classes.cpu(), facts.pair_images.cpu()
+        self.intersection.index_add_(1, classes, inter)
+        self.union.index_add_(1, classes, union)
+        self.images_with_class.index_add_(0, classes, torch.ones(len(classes), dtype=torch.float64))
+        per_image = torch.zeros(len(self.thresholds), len(facts), dtype=torch.float64).index_add_(1, images,
+                                                                                                  inter / union)
+        pairs = torch.bincount(images, minlength=len(facts))
+        scored = pairs > 0
+        for image_mean in (per_image[:, scored] / pairs[scored]).unbind(dim=1):  # image by image, as update adds them
+            self.image_iou_sum += image_mean
+        self.images += int(scored.sum())
 
     def _values(self, row: int) -> tuple[float, float, torch.Tensor, torch.Tensor]:
         """(mIoU, per-image mIoU, per-class IoU (C,), scored (C,)) at threshold ``row``, x100."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..options import reject_unknown
 from ._common import check_maps, class_keys, count_true, per_class, ratio
 from .base import MAP_CHUNK_ELEMENTS, Metric, MetricInput
+
+if TYPE_CHECKING:
+    from .batch import BatchInput
 
 
 #: map pixels per float64 block when one chunk is larger than MAP_CHUNK_ELEMENTS
@@ -75,6 +78,21 @@ class MeanScoreContrast(Metric):
             self.contrast_sum[cpu_index] += contrast[has_outside]
             self.pairs[cpu_index] += 1
             del inside, outside, maps  # free them before the next chunk is made
+
+    def update_batch(self, batch: "BatchInput") -> None:
+        """All (image, present class) pairs of a batch at once, region counts shared with the other explainers."""
+        if batch.maps is None or batch.pair_maps.numel() > MAP_CHUNK_ELEMENTS:
+            return super().update_batch(batch)
+        batch.check(self.name, self.num_classes)
+        facts = batch.facts
+        sum_in, sum_out = _region_sums(batch.pair_maps, facts.truth_weights, facts.outside_weights)  # same products
+        mean_in = sum_in / facts.inside_count.clamp(min=1)
+        mean_out = sum_out / facts.outside_count.clamp(min=1)
+        has_outside = (facts.outside_count > 0).cpu()
+        contrast = (mean_in - mean_out).cpu()[has_outside]
+        classes = facts.pair_classes.cpu()[has_outside]
+        self.contrast_sum.index_add_(0, classes, contrast)
+        self.pairs.index_add_(0, classes, torch.ones(len(classes), dtype=torch.float64))
 
     def compute(self) -> dict[str, float]:
         scored = self.pairs > 0

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..options import reject_unknown
 from ._common import check_patch_scores, class_keys, per_class, ratio
+from ..errors import InputError
 from .base import Metric, MetricInput
+
+if TYPE_CHECKING:
+    from .batch import BatchInput
 
 
 #: mask pixels whose patch indices are made at once (counts are integers: blocks give the same votes)
@@ -82,6 +86,19 @@ class PatchDis(Metric):
         scores = item.patch_scores
         truth = patch_ground_truth(item.mask, (scores.shape[1], scores.shape[2]), self.num_classes, item.ignore_index)
         predicted = scores.argmax(dim=0).flatten().to(truth.device)
+        scored = truth >= 0
+        pairs = truth[scored] * self.num_classes + predicted[scored]
+        counts = torch.bincount(pairs, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
+        self.confusion += counts.double().cpu()
+
+    def update_batch(self, batch: "BatchInput") -> None:
+        """Every patch of a batch at once; the patch ground truth is shared with the other explainers."""
+        scores = batch.patch_scores
+        if scores.ndim != 4 or scores.shape[:2] != (len(batch.facts), self.num_classes):
+            raise InputError(f"{self.name}: batch patch_scores have shape {tuple(scores.shape)}, expected "
+                             f"({len(batch.facts)}, {self.num_classes}, h, w)")
+        truth = batch.facts.patch_truth((scores.shape[2], scores.shape[3]))  # (B, h * w)
+        predicted = scores.argmax(dim=1).flatten(1).to(truth.device)
         scored = truth >= 0
         pairs = truth[scored] * self.num_classes + predicted[scored]
         counts = torch.bincount(pairs, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import InputError
 from ..options import Option, reject_unknown, to_int
 from ._common import check_maps, class_keys, per_class, ratio
-from .base import Metric, MetricInput
+from .base import MAP_CHUNK_ELEMENTS, Metric, MetricInput
+
+if TYPE_CHECKING:
+    from .batch import BatchInput
 
 
 def pointing_hit(class_map: torch.Tensor, target: torch.Tensor, tolerance: int) -> bool:
@@ -68,6 +71,31 @@ class PointingGame(Metric):
                 self.pairs[cls] += 1
                 del target
             del maps  # free it before the next chunk is made
+
+    def update_batch(self, batch: "BatchInput") -> None:
+        """All (image, present class) pairs of a batch at once: each peak's squared distance to every pixel of its
+        class, a few pairs at a time (:data:`~cliplens.metrics.base.MAP_CHUNK_ELEMENTS`); hits as :func:`pointing_hit`."""
+        if batch.maps is None:
+            return super().update_batch(batch)
+        batch.check(self.name, self.num_classes)
+        facts = batch.facts
+        maps, truth = batch.pair_maps, facts.truth.to(batch.pair_maps.device)  # (P, H, W)
+        width = maps.shape[-1]
+        # float32 coordinates: squared distances up to tolerance**2 are exact integers (larger ones may round,
+        # but only far above it), and float arithmetic is several times faster than int64 here
+        rows, cols = facts.pixel_rows.to(maps.device), facts.pixel_cols.to(maps.device)
+        step = max(1, MAP_CHUNK_ELEMENTS // max(1, rows.numel()))
+        hits = []
+        for start in range(0, maps.shape[0], step):
+            peak = maps[start : start + step].flatten(1).argmax(dim=1)  # first maximum in row-major order
+            dy = rows - (peak // width).float()[:, None]
+            dx = cols - (peak % width).float()[:, None]
+            near = dy.mul_(dy).add_(dx.mul_(dx)) <= float(self.tolerance**2)
+            hits.append((near & truth[start : start + step].flatten(1)).any(dim=1))
+        classes = facts.pair_classes.cpu()
+        if len(classes):
+            self.hits.index_add_(0, classes, torch.cat(hits).double().cpu())
+            self.pairs.index_add_(0, classes, torch.ones(len(classes), dtype=torch.float64))
 
     def compute(self) -> dict[str, float]:
         scored = self.pairs > 0
