@@ -8,14 +8,11 @@ are *sums*, so results from several processes combine by summing their states
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Sequence
+from typing import Callable, ClassVar, Iterator, Protocol, Sequence
 
 import torch
 
 from ..options import Option
-
-if TYPE_CHECKING:
-    from .batch import BatchInput
 
 
 #: largest number of map pixels (classes x H x W) a metric makes at once from a map source: at
@@ -175,6 +172,13 @@ def _holds(dtype: torch.dtype, values: Sequence[int]) -> bool:
     return all(info.min <= v <= info.max for v in values)
 
 
+class MetricBatch(Protocol):
+    """What :meth:`Metric.update_batch` needs at least: the images' inputs one by one
+    (:class:`~cliplens.metrics.batch.BatchInput` is the bench's)."""
+
+    def items(self) -> Iterator[MetricInput]: ...
+
+
 class Metric(ABC):
     """Base class of benchmark metrics.
 
@@ -236,7 +240,7 @@ class Metric(ABC):
     @abstractmethod
     def update(self, item: MetricInput) -> None: ...
 
-    def update_batch(self, batch: "BatchInput") -> None:
+    def update_batch(self, batch: MetricBatch) -> None:
         """Update with every image of a batch (:class:`~cliplens.metrics.batch.BatchInput`). This default calls
         :meth:`update` image by image; the built-in metrics override it with a few tensor operations over all
         (image, class) pairs and the mask facts the batch shares between explainers."""

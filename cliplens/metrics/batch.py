@@ -23,7 +23,7 @@ from ..errors import InputError
 from ._common import count_true
 from .base import MetricInput, present_values
 
-__all__ = ["BatchInput", "MaskBatch"]
+__all__ = ["BatchInput", "MaskBatch", "patch_ground_truth"]
 
 
 class MaskBatch:
@@ -129,14 +129,52 @@ class MaskBatch:
 
     def patch_truth(self, grid: tuple[int, int]) -> torch.Tensor:
         """``(B, h * w)`` int64 majority label of each patch of a ``grid`` (-1: no scored pixel), per image
-        (:func:`cliplens.metrics.patchdis.patch_ground_truth`)."""
+        (:func:`patch_ground_truth`)."""
         grid = (int(grid[0]), int(grid[1]))
         if grid not in self._patch_truth:
-            from .patchdis import patch_ground_truth
-
             self._patch_truth[grid] = torch.stack([patch_ground_truth(mask, grid, self.num_classes, self.ignore_index)
                                                    for mask in self.masks])
         return self._patch_truth[grid]
+
+
+#: mask pixels whose patch indices are made at once (counts are integers: blocks give the same votes)
+_BLOCK_PIXELS = 1 << 20
+
+
+def patch_ground_truth(
+    mask: torch.Tensor, grid: tuple[int, int], num_classes: int, ignore_index: int | None
+) -> torch.Tensor:
+    """Majority label of the mask pixels in each patch.
+
+    Pixel row ``y`` of an ``H``-row mask falls in patch row ``y * h // H``
+    (columns alike), so the patches tile the whole mask even when ``H`` is not
+    a multiple of ``h``. Ignore pixels do not vote; ties go to the lower class.
+
+    Args:
+        mask: ``(H, W)`` integer class indices.
+        grid: ``(h, w)`` patch grid.
+
+    Returns:
+        ``(h * w,)`` int64 labels, ``-1`` for a patch with no scored pixel.
+    """
+    height, width = mask.shape
+    rows, cols = grid
+    device = mask.device
+    patch_row = torch.arange(height, device=device) * rows // height
+    patch_col = torch.arange(width, device=device) * cols // width
+    votes = torch.zeros(rows * cols * num_classes, dtype=torch.long, device=device)
+    step = max(1, _BLOCK_PIXELS // max(1, width))  # mask rows per block: int64 indices of a block, not of the mask
+    for top in range(0, height, step):
+        patch = (patch_row[top : top + step].view(-1, 1) * cols + patch_col.view(1, -1)).flatten()
+        labels = mask[top : top + step].flatten().long()  # compare in int64: a uint8 block would wrap 256 to 0
+        keep = (labels >= 0) & (labels < num_classes)
+        if ignore_index is not None:
+            keep &= labels != ignore_index
+        votes += torch.bincount(patch[keep] * num_classes + labels[keep], minlength=rows * cols * num_classes)
+    votes = votes.view(rows * cols, num_classes)
+    truth = votes.argmax(dim=1)
+    truth[votes.sum(dim=1) == 0] = -1
+    return truth
 
 
 def _no_maps(classes: Sequence[int]) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -10,49 +10,7 @@ from ..options import reject_unknown
 from ._common import check_patch_scores, class_keys, per_class, ratio
 from ..errors import InputError
 from .base import Metric, MetricInput
-
-if TYPE_CHECKING:
-    from .batch import BatchInput
-
-
-#: mask pixels whose patch indices are made at once (counts are integers: blocks give the same votes)
-_BLOCK_PIXELS = 1 << 20
-
-
-def patch_ground_truth(
-    mask: torch.Tensor, grid: tuple[int, int], num_classes: int, ignore_index: int | None
-) -> torch.Tensor:
-    """Majority label of the mask pixels in each patch.
-
-    Pixel row ``y`` of an ``H``-row mask falls in patch row ``y * h // H``
-    (columns alike), so the patches tile the whole mask even when ``H`` is not
-    a multiple of ``h``. Ignore pixels do not vote; ties go to the lower class.
-
-    Args:
-        mask: ``(H, W)`` integer class indices.
-        grid: ``(h, w)`` patch grid.
-
-    Returns:
-        ``(h * w,)`` int64 labels, ``-1`` for a patch with no scored pixel.
-    """
-    height, width = mask.shape
-    rows, cols = grid
-    device = mask.device
-    patch_row = torch.arange(height, device=device) * rows // height
-    patch_col = torch.arange(width, device=device) * cols // width
-    votes = torch.zeros(rows * cols * num_classes, dtype=torch.long, device=device)
-    step = max(1, _BLOCK_PIXELS // max(1, width))  # mask rows per block: int64 indices of a block, not of the mask
-    for top in range(0, height, step):
-        patch = (patch_row[top : top + step].view(-1, 1) * cols + patch_col.view(1, -1)).flatten()
-        labels = mask[top : top + step].flatten().long()  # compare in int64: a uint8 block would wrap 256 to 0
-        keep = (labels >= 0) & (labels < num_classes)
-        if ignore_index is not None:
-            keep &= labels != ignore_index
-        votes += torch.bincount(patch[keep] * num_classes + labels[keep], minlength=rows * cols * num_classes)
-    votes = votes.view(rows * cols, num_classes)
-    truth = votes.argmax(dim=1)
-    truth[votes.sum(dim=1) == 0] = -1
-    return truth
+from .batch import BatchInput, patch_ground_truth
 
 
 class PatchDis(Metric):
@@ -91,7 +49,7 @@ class PatchDis(Metric):
         counts = torch.bincount(pairs, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
         self.confusion += counts.double().cpu()
 
-    def update_batch(self, batch: "BatchInput") -> None:
+    def update_batch(self, batch: BatchInput) -> None:
         """Every patch of a batch at once; the patch ground truth is shared with the other explainers."""
         scores = batch.patch_scores
         if scores.ndim != 4 or scores.shape[:2] != (len(batch.facts), self.num_classes):

@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import cliplens.metrics.base as metric_base
 import cliplens.metrics.msc as msc_module
-import cliplens.metrics.patchdis as patchdis_module
+import cliplens.metrics.batch as batch_module
 from cliplens.benchmarks.metric_feed import BatchMaps, compact_mask, metric_input, metric_size, resize_mask
 from cliplens.explainers.base import ScoredBatch
 from cliplens.explainers.maps import MAP_ORDERS, NO_NORMALIZATION, normalize_maps, scores_to_maps
@@ -125,7 +125,7 @@ def test_one_class_at_a_time_and_row_blocks_agree_with_full_maps(monkeypatch):
     """A budget smaller than one map forces the large-image path: one class per chunk, msc and votes in blocks."""
     monkeypatch.setattr(metric_base, "MAP_CHUNK_ELEMENTS", 5000)
     monkeypatch.setattr(msc_module, "MAP_CHUNK_ELEMENTS", 5000)
-    monkeypatch.setattr(patchdis_module, "_BLOCK_PIXELS", 3000)
+    monkeypatch.setattr(batch_module, "_BLOCK_PIXELS", 3000)
     calls = []
     original = ScoredBatch.maps
 
