@@ -83,6 +83,17 @@ def with_option(spec: str, key: str, value: str | None) -> str:
     return f"{spec}{'&' if '?' in spec else '?'}{key}={value}"
 
 
+def check_out(out: Path) -> None:
+    """One-line :class:`~cliplens.errors.InputError` unless ``out`` can be written and no other run holds its lock
+    (the runner takes the lock for the run itself; this only says so before the first line of output)."""
+    from ..benchmarks.lock import OutputLock
+    from ..writable import ensure_writable_folder
+
+    ensure_writable_folder(out)
+    with OutputLock(out):
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from ..benchmarks.distributed import init_distributed
     from ..benchmarks.resolution import check_metric_resolution, metric_resolution
@@ -131,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed(args.device)
     try:
         if ctx.is_main:
+            check_out(config.out)  # an unwritable or busy --out: its one line comes before any other
             head = f"cliplens bench: {', '.join(config.backbones)} x {len(config.explainers)} explainers on {dataset}"
             if ctx.enabled:
                 head += f" ({ctx.world_size} processes, {ctx.backend})"
