@@ -83,12 +83,18 @@ def with_option(spec: str, key: str, value: str | None) -> str:
     return f"{spec}{'&' if '?' in spec else '?'}{key}={value}"
 
 
-def check_out(out: Path) -> None:
-    """One-line :class:`~cliplens.errors.InputError` unless ``out`` can be written and no other run holds its lock
-    (the runner takes the lock for the run itself; this only says so before the first line of output)."""
+def check_before_head(datasets: list[str | None], out: Path) -> None:
+    """One line (a :class:`~cliplens.errors.CliplensError`) before the run's first line of output when a dataset
+    does not open (a missing folder or class list, no images) or ``out`` cannot be written or is held by another
+    run. Opening a dataset reads its listing and class list, not its images; the runner opens it again and takes
+    the lock for the run itself."""
     from ..benchmarks.lock import OutputLock
+    from ..registry import create_dataset
     from ..writable import ensure_writable_folder
 
+    for spec in datasets:
+        if spec:
+            create_dataset(spec)
     ensure_writable_folder(out)
     with OutputLock(out):
         pass
@@ -142,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed(args.device)
     try:
         if ctx.is_main:
-            check_out(config.out)  # an unwritable or busy --out: its one line comes before any other
+            check_before_head([config.dataset, config.threshold_dataset], config.out)  # its line is the only one
             head = f"cliplens bench: {', '.join(config.backbones)} x {len(config.explainers)} explainers on {dataset}"
             if ctx.enabled:
                 head += f" ({ctx.world_size} processes, {ctx.backend})"
