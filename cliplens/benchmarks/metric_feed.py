@@ -55,7 +55,8 @@ def compact_mask(mask: np.ndarray, num_classes: int, ignore_index: int | None) -
     """``(H, W)`` mask as a tensor of the smallest integer dtype holding ``0..num_classes`` and ``ignore_index``.
 
     The values must already be checked (classes or the ignore value); no copy is made
-    when the array has that dtype already.
+    when the array has that dtype already and can be written (``np.asarray`` of a PIL
+    mask is read-only: it is copied once, as torch cannot share read-only memory safely).
     """
     low = min(0, ignore_index if ignore_index is not None else 0)
     high = max(num_classes, ignore_index if ignore_index is not None else 0)
@@ -65,7 +66,8 @@ def compact_mask(mask: np.ndarray, num_classes: int, ignore_index: int | None) -
             break
     else:
         dtype = np.int64
-    return torch.from_numpy(np.ascontiguousarray(mask).astype(dtype, copy=False))
+    array = np.ascontiguousarray(mask).astype(dtype, copy=False)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 def metric_size(shape: Sequence[int], metric_resolution: int | None) -> tuple[int, int]:

@@ -134,3 +134,17 @@ def test_read_samples_bounds_the_mask_nearest_in_the_main_process():
     assert tuple(read.mask.shape) == (8, 6) and read.mask.tolist() == mask.tolist()
     (read,) = list(read_samples(dataset, [0], 2, 255))  # no bound
     assert tuple(read.mask.shape) == (8, 6)
+
+
+def test_a_read_only_mask_is_read_without_a_torch_warning():
+    """np.asarray(PIL mask) is read-only: torch's 'not writable' UserWarning must not reach the user."""
+    import warnings
+
+    from PIL import Image
+
+    mask = np.asarray(Image.fromarray(np.ones((8, 6), np.uint8)))
+    assert not mask.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (read,) = list(read_samples(_masked_dataset(mask), [0], 2, 255))
+    assert read.mask.dtype == torch.uint8 and read.mask.tolist() == mask.tolist()
