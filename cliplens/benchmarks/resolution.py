@@ -2,7 +2,8 @@
 
 By default every metric runs at each mask's own resolution, as mmseg evaluates (the
 predictions resized back to the original label size) and as CLIP Surgery's code
-upsamples its maps (to the image's own size). Inside ``with metric_resolution(N):`` a
+upsamples its maps (to the image's own size). ``BenchConfig.metric_resolution`` (``--metric-resolution``)
+bounds it: :func:`~cliplens.benchmarks.runner.run_benchmark` runs inside ``with metric_resolution(N):``, where a
 mask whose longer side exceeds ``N`` pixels is resized (nearest, so class and ignore
 values stay exact) to ``N`` on that side as soon as it is read (:func:`bound_mask`, called
 by :func:`~cliplens.benchmarks.sample_reader.read_samples` in the main process); the maps

@@ -29,6 +29,7 @@ from .prompts import DEFAULT_TEMPLATES
 from ..writable import ensure_writable_folder
 from .identity import identity_hash
 from .lock import OutputLock
+from .resolution import metric_resolution
 from .results import STATUS_OK, pair_id, read_result, remove_stale_temporaries, write_json_atomic
 from .runner_pair import run_pairs, skip_explanation
 from .runner_plan import (DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS,
@@ -100,7 +101,8 @@ def run_benchmark(config: BenchConfig, ctx: DistContext | None = None,
     try:
         if ctx.is_main and (stale := remove_stale_temporaries(out)):
             say(f"removed {len(stale)} unfinished temporary file(s) left in {out} by an interrupted run")
-        return _run_locked(run, say, out, start)
+        with metric_resolution(config.metric_resolution):  # read by the sample reader, identities and cards
+            return _run_locked(run, say, out, start)
     finally:
         if lock is not None:
             lock.release()

@@ -54,6 +54,8 @@ class BenchConfig:
     separate_passes: bool = False
     #: DataLoader processes reading samples ahead (0: the main process reads)
     workers: int = 0
+    #: the longer side (pixels) masks, maps and metrics are bounded to; None: each mask's own resolution
+    metric_resolution: int | None = None
     explainer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     examples: int = 3
     progress: bool = True
@@ -76,6 +78,7 @@ def check_config(config: BenchConfig) -> list[tuple[str, dict[str, str]]]:
     """
     from ..devices import parse_device
     from ..registry import get_registry, validate_options
+    from .resolution import check_metric_resolution
 
     registry = get_registry()
     for name in config.explainers:
@@ -105,6 +108,7 @@ def check_config(config: BenchConfig) -> list[tuple[str, dict[str, str]]]:
         raise InputError(f"--batch-size {config.batch_size} must be at least 1")
     if config.workers < 0:
         raise InputError(f"--workers {config.workers} must be 0 (read in the main process) or more")
+    config.metric_resolution = check_metric_resolution(config.metric_resolution)
     if config.limit is not None and config.limit < 1:
         raise InputError(f"--limit {config.limit} must be at least 1")
     if config.thresholds is not None:

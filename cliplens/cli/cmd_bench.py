@@ -102,7 +102,7 @@ def check_before_head(datasets: list[str | None], out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..benchmarks.distributed import init_distributed
-    from ..benchmarks.resolution import check_metric_resolution, metric_resolution
+    from ..benchmarks.resolution import check_metric_resolution
     from ..benchmarks.prompts import load_templates
     from ..benchmarks.report import leaderboard_markdown
     from ..benchmarks.runner import (DEFAULT_BACKBONE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT,
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         limit=limit, seed=args.seed, templates=load_templates(args.prompt_templates),
         thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,
         threshold_dataset=args.threshold_dataset, skip_existing=args.skip_existing, strict=args.strict,
-        separate_passes=args.separate_passes, workers=args.workers,
+        separate_passes=args.separate_passes, workers=args.workers, metric_resolution=resolution,
         explainer_options=explainer_options, examples=max(0, args.examples),
         progress=not args.no_progress, argv=list(sys.argv[1:]),
     )
@@ -155,8 +155,7 @@ def run(args: argparse.Namespace) -> int:
             if resolution is not None:
                 head += f"; metrics at most {resolution} px on the longer side"
             print(head + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
-        with metric_resolution(resolution):  # read by the sample reader, each pair's identity and card
-            result = run_benchmark(config, ctx)
+        result = run_benchmark(config, ctx)
     finally:
         ctx.close()
     if not ctx.is_main:

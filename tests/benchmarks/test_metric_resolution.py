@@ -148,3 +148,21 @@ def test_a_read_only_mask_is_read_without_a_torch_warning():
         warnings.simplefilter("error")
         (read,) = list(read_samples(_masked_dataset(mask), [0], 2, 255))
     assert read.mask.dtype == torch.uint8 and read.mask.tolist() == mask.tolist()
+
+
+def test_the_python_api_takes_the_bound_in_its_config(tmp_path):
+    """run_benchmark(BenchConfig(metric_resolution=N)) records N like the CLI; a bad N is refused before any work."""
+    from cliplens.benchmarks.runner import BenchConfig, run_benchmark
+    from cliplens.errors import InputError
+
+    def config(out, resolution):
+        return BenchConfig(backbones=["toy"], explainers=["raw_similarity"], dataset="shapes:test?size=4",
+                           metrics=["miou"], out=out, progress=False, examples=0, metric_resolution=resolution)
+
+    run = run_benchmark(config(tmp_path / "bounded", 24))
+    (result,) = run.results
+    assert result["identity"]["metric_resolution"] == 24 and result["protocol"]["metric_resolution"] == 24
+    assert current_metric_resolution() is None  # the bound ends with the run
+    with pytest.raises(InputError, match="metric-resolution"):
+        run_benchmark(config(tmp_path / "bad", 0))
+    assert not (tmp_path / "bad").exists()
