@@ -135,13 +135,13 @@ class MeanIoU(Metric):
         self.intersection.index_add_(1, classes, inter)
         self.union.index_add_(1, classes, union)
         self.images_with_class.index_add_(0, classes, torch.ones(len(classes), dtype=torch.float64))
-        per_image = torch.zeros(len(self.thresholds), len(facts), dtype=torch.float64).index_add_(1, images,
-                                                                                                  inter / union)
-        pairs = torch.bincount(images, minlength=len(facts))
-        scored = pairs > 0
-        for image_mean in (per_image[:, scored] / pairs[scored]).unbind(dim=1):  # image by image, as update adds them
-            self.image_iou_sum += image_mean
-        self.images += int(scored.sum())
+        iou = inter / union  # (T, P): pairs ordered by image, so each image's pairs are one run of columns
+        start = 0
+        for count in torch.bincount(images, minlength=len(facts)).tolist():
+            if count:  # the very expression update() adds, image by image: bit-identical sums
+                self.image_iou_sum += iou[:, start : start + count].mean(dim=1)
+                self.images += 1
+            start += count
 
     def _values(self, row: int) -> tuple[float, float, torch.Tensor, torch.Tensor]:
         """(mIoU, per-image mIoU, per-class IoU (C,), scored (C,)) at threshold ``row``, x100."""
