@@ -12,24 +12,8 @@ import pytest
 from PIL import Image
 
 from cliplens.cli.main import main
-
-
-def _index_masks(root: Path) -> Path:
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    (root / "classes.txt").write_text("sky\nroad\n")
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "a.png")
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / "a.png")
-    return root
-
-
-def _coco_polygons(root: Path) -> Path:
-    (root / "images" / "train").mkdir(parents=True)
-    (root / "labels" / "train").mkdir(parents=True)
-    (root / "classes.txt").write_text("cat\n")
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "train" / "a.jpg")
-    (root / "labels" / "train" / "a.txt").write_text("0 0.1 0.1 0.9 0.1 0.5 0.9\n")
-    return root
+from tests.registry.test_probe import _index_masks
+from tests.registry.test_probe import _polygons as _coco_polygons
 
 
 def _voc(root: Path) -> Path:
