@@ -497,8 +497,9 @@ CASES: list[Case] = [
     Case("1d-nothing-changed", "resume keeps the pair: 'finished earlier, kept'", case_1d, 0,
          ("finished earlier, kept",), False, check_kept),
     Case("1e-template-file-changed", "resume after the template file's text changed (a config key): one-line "
-         "refusal to overwrite, exit 2", case_1e, 2,
-         ("holds a finished result of a different configuration", "rerun without --skip-existing"), False),
+         "refusal to overwrite naming 'templates', exit 2", case_1e, 2,
+         ("holds a finished result of a different configuration (templates differs)",
+          "rerun without --skip-existing"), False),
     # 2 two runs into one --out
     Case("2a-lock-second-run", "second bench into a busy --out: exit 2, 'in use by another cliplens run (pid'; "
          "the first run's results on disk", case_2a, 2, ("is in use by another cliplens run (pid",), True, check_2a),

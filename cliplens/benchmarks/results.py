@@ -180,16 +180,25 @@ def load_results(folder: str | Path) -> list[dict[str, Any]]:
     return sorted(results, key=lambda r: r.get("pair", ""))
 
 
-def finished(path: str | Path, expected_fingerprint: str) -> tuple[bool, str | None]:
-    """Whether ``path`` holds a finished (status ok) result of the same configuration.
+def finished(path: str | Path, expected_config: dict[str, Any]) -> tuple[bool, str | None]:
+    """Whether ``path`` holds a finished (status ok) result of the same configuration as ``expected_config``.
 
     Returns ``(True, None)`` to skip the pair, ``(False, None)`` to compute it,
     and ``(False, reason)`` when an ok result of a *different* configuration is
-    there (the caller refuses to overwrite it silently).
+    there (the caller refuses to overwrite it silently); the reason names the
+    score-relevant keys (:data:`SCORE_KEYS`) that differ.
     """
     data = read_result(path)
     if data is None or data.get("status") != STATUS_OK:
         return False, None
-    if data.get("fingerprint") != expected_fingerprint:
-        return False, f"{path} holds a finished result of a different configuration"
+    if data.get("fingerprint") != fingerprint(expected_config):
+        stored = data.get("config") or {}
+        differing = [key for key in SCORE_KEYS if _canonical(stored.get(key)) != _canonical(expected_config.get(key))]
+        which = f" ({', '.join(differing)} differ{'s' if len(differing) == 1 else ''})" if differing else ""
+        return False, f"{path} holds a finished result of a different configuration{which}"
     return True, None
+
+
+def _canonical(value: Any) -> str:
+    """``value`` as :func:`fingerprint` serialises it (so that a list read back from JSON equals a tuple)."""
+    return json.dumps(value, sort_keys=True, default=str)

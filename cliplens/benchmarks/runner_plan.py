@@ -19,7 +19,7 @@ from ..specs import parse_spec
 from .distributed import DistContext
 from .prompts import DEFAULT_TEMPLATES, class_prompts
 from .identity import identity_change, pair_identity
-from .results import finished, fingerprint, library_versions, pair_id, read_result
+from .results import finished, library_versions, pair_id, read_result
 from .thresholds import ThresholdPlan, default_selection_spec, plan_thresholds
 
 from .defaults import (DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT,  # noqa: F401
@@ -210,7 +210,7 @@ def plan_pairs(run: RunPlan, out: Path) -> PairPlan:
             run.plan.selection_dataset if run.plan else None, config.templates)
         if config.skip_existing:
             path = out / f"{pair_id(backbone, explainer, config.dataset)}.json"
-            done, conflict = finished(path, fingerprint(pair_cfg))
+            done, conflict = finished(path, pair_cfg)
             if conflict:
                 raise CliplensError(f"{conflict}: use another --out, rerun without --skip-existing, or delete it")
             if done:

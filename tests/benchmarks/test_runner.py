@@ -161,7 +161,7 @@ def test_failing_explainers_fail_only_their_pair(fakes, tmp_path, capsys):
     assert "| fake_nan | failed |" in capsys.readouterr().out
 
 
-def test_resume_after_interruption_keeps_finished_pairs(fakes, tmp_path):
+def test_resume_after_interruption_keeps_finished_pairs(fakes, tmp_path, capsys):
     explainers = ("-e", "fake_colour", "fake_interrupt", "raw_similarity")
     first = tmp_path / f"{pair_id('tiny-fake', 'fake_colour', DATASET)}.json"
     assert bench("-e", "fake_colour", "-d", DATASET, "-o", str(tmp_path), "--limit", "4") == 0
@@ -179,8 +179,11 @@ def test_resume_after_interruption_keeps_finished_pairs(fakes, tmp_path):
     for name in ("fake_interrupt", "raw_similarity"):
         assert result_for(tmp_path, name)["status"] == "ok"
 
-    # a finished result of another configuration is never silently replaced
+    # a finished result of another configuration is never silently replaced, and the refusal says what differs
+    capsys.readouterr()
     assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path), "--limit", "5", "--skip-existing") == 2
+    refusal = capsys.readouterr().err.strip().splitlines()
+    assert "different configuration (limit, images differ)" in refusal[-1], refusal
     assert (first.stat().st_mtime_ns, first.read_bytes()) == before
 
 
