@@ -61,8 +61,7 @@ def _short_spec(text: str) -> str:
 
 def fingerprint(config: dict[str, Any]) -> str:
     """SHA-1 of the score-relevant part of a pair's config (see :data:`SCORE_KEYS`)."""
-    relevant = {key: config.get(key) for key in SCORE_KEYS}
-    return hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha1(_canonical({key: config.get(key) for key in SCORE_KEYS}).encode()).hexdigest()
 
 
 def _version(distribution: str) -> str | None:
@@ -200,5 +199,5 @@ def finished(path: str | Path, expected_config: dict[str, Any]) -> tuple[bool, s
 
 
 def _canonical(value: Any) -> str:
-    """``value`` as :func:`fingerprint` serialises it (so that a list read back from JSON equals a tuple)."""
+    """``value`` serialised as :func:`fingerprint` hashes it (a list read back from JSON equals a tuple)."""
     return json.dumps(value, sort_keys=True, default=str)

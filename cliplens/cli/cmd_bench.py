@@ -102,7 +102,6 @@ def check_before_head(datasets: list[str | None], out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..benchmarks.distributed import init_distributed
-    from ..benchmarks.resolution import check_metric_resolution
     from ..benchmarks.prompts import load_templates
     from ..benchmarks.report import leaderboard_markdown
     from ..benchmarks.runner import (DEFAULT_BACKBONE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT,
@@ -115,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     from ..devices import autocast_option
 
     autocast = autocast_option(args.dtype)  # one line for a bad --dtype, before anything else
-    resolution = check_metric_resolution(args.metric_resolution)
     default_world = args.backbone is None and args.dataset is None
     dataset = args.dataset or DEFAULT_DATASET
     out = args.out
@@ -140,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         limit=limit, seed=args.seed, templates=load_templates(args.prompt_templates),
         thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,
         threshold_dataset=args.threshold_dataset, skip_existing=args.skip_existing, strict=args.strict,
-        separate_passes=args.separate_passes, workers=args.workers, metric_resolution=resolution,
+        separate_passes=args.separate_passes, workers=args.workers, metric_resolution=args.metric_resolution,
         explainer_options=explainer_options, examples=max(0, args.examples),
         progress=not args.no_progress, argv=list(sys.argv[1:]),
     )
@@ -152,8 +150,8 @@ def run(args: argparse.Namespace) -> int:
             head = f"cliplens bench: {', '.join(config.backbones)} x {len(config.explainers)} explainers on {dataset}"
             if ctx.enabled:
                 head += f" ({ctx.world_size} processes, {ctx.backend})"
-            if resolution is not None:
-                head += f"; metrics at most {resolution} px on the longer side"
+            if config.metric_resolution is not None:
+                head += f"; metrics at most {config.metric_resolution} px on the longer side"
             print(head + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
         result = run_benchmark(config, ctx)
     finally:

@@ -102,11 +102,7 @@ class MeanIoU(Metric):
         done = 0
         for chunk, truth, maps in item.present_chunks(present):  # (k,), (k, H, W), (k, H, W): pixel counts, exact
             columns = slice(done, done + len(chunk))
-            for row, threshold in enumerate(self.thresholds):
-                predicted = binarize(maps, threshold, self.at_threshold) & valid
-                inter[row, columns] = count_true(predicted & truth).double().cpu()
-                union[row, columns] = count_true(predicted | truth).double().cpu()
-                del predicted
+            self._count_pixels(maps, truth, valid, inter[:, columns], union[:, columns])
             done += len(chunk)
             del truth, maps  # a large image's next class map is made while these names would hold the last
         cpu_index = torch.tensor(present, dtype=torch.long)
@@ -115,6 +111,16 @@ class MeanIoU(Metric):
         self.images_with_class[cpu_index] += 1
         self.image_iou_sum += (inter / union).mean(dim=1)
         self.images += 1
+
+    def _count_pixels(self, maps: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, inter: torch.Tensor,
+                      union: torch.Tensor) -> None:
+        """Fill ``inter`` / ``union`` ``(T, k)`` with the pixel counts of ``maps`` (k, H, W) binarised at each threshold
+        against ``truth`` (k, H, W) bool, over the ``valid`` pixels (broadcastable to (k, H, W))."""
+        for row, threshold in enumerate(self.thresholds):
+            predicted = binarize(maps, threshold, self.at_threshold) & valid
+            inter[row] = count_true(predicted & truth).double().cpu()
+            union[row] = count_true(predicted | truth).double().cpu()
+            del predicted
 
     def update_batch(self, batch: "BatchInput") -> None:
         """All (image, present class) pairs of a batch at once; the same pixel counts as :meth:`update`."""
@@ -127,10 +133,7 @@ class MeanIoU(Metric):
         maps, truth, valid = batch.pair_maps, facts.truth, facts.valid  # (P, H, W) each
         inter = torch.empty(len(self.thresholds), len(facts.pair_classes), dtype=torch.float64)
         union = torch.empty_like(inter)
-        for row, threshold in enumerate(self.thresholds):
-            predicted = binarize(maps, threshold, self.at_threshold) & valid
-            inter[row] = count_true(predicted & truth).double().cpu()
-            union[row] = count_true(predicted | truth).double().cpu()
+        self._count_pixels(maps, truth, valid, inter, union)
         classes, images = facts.pair_classes.cpu(), facts.pair_images.cpu()
         self.intersection.index_add_(1, classes, inter)
         self.union.index_add_(1, classes, union)

@@ -69,14 +69,7 @@ class MeanScoreContrast(Metric):
             outside = ~inside & valid
             n_in = count_true(inside).double()
             n_out = count_true(outside).double()
-            sum_in, sum_out = _region_sums(maps, inside, outside)
-            mean_in = sum_in / n_in.clamp(min=1)
-            mean_out = sum_out / n_out.clamp(min=1)
-            has_outside = (n_out > 0).cpu()
-            contrast = (mean_in - mean_out).cpu()
-            cpu_index = torch.tensor(chunk, dtype=torch.long)[has_outside]
-            self.contrast_sum[cpu_index] += contrast[has_outside]
-            self.pairs[cpu_index] += 1
+            self._add_contrasts(torch.tensor(chunk, dtype=torch.long), *_region_sums(maps, inside, outside), n_in, n_out)
             del inside, outside, maps  # free them before the next chunk is made
 
     def update_batch(self, batch: "BatchInput") -> None:
@@ -85,13 +78,18 @@ class MeanScoreContrast(Metric):
             return super().update_batch(batch)
         batch.check(self.name, self.num_classes)
         facts = batch.facts
-        sum_in, sum_out = _region_sums(batch.pair_maps, facts.truth_weights, facts.outside_weights)  # same products
-        mean_in = sum_in / facts.inside_count.clamp(min=1)
-        mean_out = sum_out / facts.outside_count.clamp(min=1)
-        has_outside = (facts.outside_count > 0).cpu()
-        contrast = (mean_in - mean_out).cpu()[has_outside]
-        classes = facts.pair_classes.cpu()[has_outside]
-        self.contrast_sum.index_add_(0, classes, contrast)
+        sums = _region_sums(batch.pair_maps, facts.truth_weights, facts.outside_weights)  # the same products
+        self._add_contrasts(facts.pair_classes.cpu(), *sums, facts.inside_count, facts.outside_count)
+
+    def _add_contrasts(self, classes: torch.Tensor, sum_in: torch.Tensor, sum_out: torch.Tensor, n_in: torch.Tensor,
+                       n_out: torch.Tensor) -> None:
+        """Add each pair's contrast (mean inside - mean outside) to its class; ``classes`` (k,) int64 on the CPU,
+        the rest (k,) float64 region sums and pixel counts. A pair with no outside pixel is skipped."""
+        mean_in = sum_in / n_in.clamp(min=1)
+        mean_out = sum_out / n_out.clamp(min=1)
+        has_outside = (n_out > 0).cpu()
+        classes = classes[has_outside]
+        self.contrast_sum.index_add_(0, classes, (mean_in - mean_out).cpu()[has_outside])
         self.pairs.index_add_(0, classes, torch.ones(len(classes), dtype=torch.float64))
 
     def compute(self) -> dict[str, float]:

@@ -43,11 +43,7 @@ class PatchDis(Metric):
         check_patch_scores(self.name, item, self.num_classes)
         scores = item.patch_scores
         truth = patch_ground_truth(item.mask, (scores.shape[1], scores.shape[2]), self.num_classes, item.ignore_index)
-        predicted = scores.argmax(dim=0).flatten().to(truth.device)
-        scored = truth >= 0
-        pairs = truth[scored] * self.num_classes + predicted[scored]
-        counts = torch.bincount(pairs, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
-        self.confusion += counts.double().cpu()
+        self._add_votes(truth, scores.argmax(dim=0).flatten().to(truth.device))
 
     def update_batch(self, batch: BatchInput) -> None:
         """Every patch of a batch at once; the patch ground truth is shared with the other explainers."""
@@ -56,7 +52,11 @@ class PatchDis(Metric):
             raise InputError(f"{self.name}: batch patch_scores have shape {tuple(scores.shape)}, expected "
                              f"({len(batch.facts)}, {self.num_classes}, h, w)")
         truth = batch.facts.patch_truth((scores.shape[2], scores.shape[3]))  # (B, h * w)
-        predicted = scores.argmax(dim=1).flatten(1).to(truth.device)
+        self._add_votes(truth, scores.argmax(dim=1).flatten(1).to(truth.device))
+
+    def _add_votes(self, truth: torch.Tensor, predicted: torch.Tensor) -> None:
+        """Count (ground truth, prediction) per patch into the confusion matrix; ``truth`` and ``predicted`` of one
+        shape, int64, ground truth -1 for a patch with no scored pixel (left out)."""
         scored = truth >= 0
         pairs = truth[scored] * self.num_classes + predicted[scored]
         counts = torch.bincount(pairs, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
