@@ -19,8 +19,9 @@ import hashlib
 import os
 import warnings
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,8 +30,7 @@ from .errors import InputError
 if TYPE_CHECKING:
     from .backbones.base import Backbone
 
-__all__ = ["CACHE_ENV", "cache_root", "cache_enabled", "backbone_fingerprint", "text_embeddings",
-           "clear_memory_cache"]
+__all__ = ["CACHE_ENV", "cache_root", "cache_enabled", "backbone_fingerprint", "text_embeddings", "clear_memory_cache"]
 
 CACHE_ENV = "CLIPLENS_CACHE"
 _OFF = {"off", "0", "false", "no", "none"}
@@ -39,7 +39,7 @@ _PROBE = "cliplens text-embedding fingerprint"
 _SAMPLES = 4096
 
 _memory: dict[tuple[str, str, str, str], torch.Tensor] = {}
-_fingerprints: "weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], str]]" = weakref.WeakKeyDictionary()
+_fingerprints: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], str]] = weakref.WeakKeyDictionary()
 
 
 def cache_root() -> Path | None:
@@ -55,7 +55,7 @@ def cache_enabled() -> bool:
     return cache_root() is not None
 
 
-def _digest_tensor(digest: "hashlib._Hash", name: str, tensor: torch.Tensor) -> None:
+def _digest_tensor(digest: hashlib._Hash, name: str, tensor: torch.Tensor) -> None:
     """Feed name, shape, dtype, sum and up to 4,096 evenly spaced values of ``tensor``."""
     flat = tensor.detach().reshape(-1)
     step = max(1, flat.numel() // _SAMPLES)
@@ -63,7 +63,7 @@ def _digest_tensor(digest: "hashlib._Hash", name: str, tensor: torch.Tensor) -> 
     digest.update(flat[::step][:_SAMPLES].to("cpu", torch.float64).numpy().tobytes())
 
 
-def backbone_fingerprint(backbone: "Backbone") -> str:
+def backbone_fingerprint(backbone: Backbone) -> str:
     """A short hex digest that changes when the text tower's weights, tokenizer, dtype or spec change.
 
     For backbones with a ``torch.nn.Module`` as ``.model`` (open_clip), every state-dict
@@ -103,9 +103,15 @@ def _texts_digest(texts: Sequence[str], templates: Sequence[str] | None) -> str:
     return digest.hexdigest()[:24]
 
 
-def text_embeddings(backbone: "Backbone", texts: Sequence[str], *, kind: str,
-                    templates: Sequence[str] | None = None, use_disk: bool = True,
-                    progress: bool | None = None) -> torch.Tensor:
+def text_embeddings(
+    backbone: Backbone,
+    texts: Sequence[str],
+    *,
+    kind: str,
+    templates: Sequence[str] | None = None,
+    use_disk: bool = True,
+    progress: bool | None = None,
+) -> torch.Tensor:
     """(M,) texts -> (M, D) float32 normalised embeddings on the backbone's device, cached.
 
     Looks in memory, then on disk (unless ``use_disk`` is False or ``CLIPLENS_CACHE=off``),
@@ -160,8 +166,11 @@ def _save(path: Path, embeddings: torch.Tensor) -> None:
         torch.save({"embeddings": embeddings.detach().float().cpu()}, partial)
         os.replace(partial, path)
     except OSError as exc:
-        warnings.warn(f"could not write the text-embedding cache {path} ({exc.strerror or exc}); it stays in "
-                      f"memory only: set {CACHE_ENV} to a writable folder, or {CACHE_ENV}=off", stacklevel=3)
+        warnings.warn(
+            f"could not write the text-embedding cache {path} ({exc.strerror or exc}); it stays in "
+            f"memory only: set {CACHE_ENV} to a writable folder, or {CACHE_ENV}=off",
+            stacklevel=3,
+        )
 
 
 def clear_memory_cache() -> None:

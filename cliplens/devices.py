@@ -16,8 +16,16 @@ from .options import Option
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["parse_device", "resolve_dtype", "resolve_autocast", "autocast_option", "DTYPE_NAMES", "AUTOCAST_NAMES", "BACKBONE_OPTIONS",
-           "DeviceName"]
+__all__ = [
+    "parse_device",
+    "resolve_dtype",
+    "resolve_autocast",
+    "autocast_option",
+    "DTYPE_NAMES",
+    "AUTOCAST_NAMES",
+    "BACKBONE_OPTIONS",
+    "DeviceName",
+]
 
 #: dtype names accepted by the ``dtype`` option
 DTYPE_NAMES = ("float32", "fp32", "float64", "fp64", "float16", "fp16", "bfloat16", "bf16")
@@ -35,7 +43,7 @@ def _available() -> str:
     return ", ".join(found)
 
 
-def parse_device(device: "torch.device | str | None", *, what: str = "device") -> "torch.device":
+def parse_device(device: torch.device | str | None, *, what: str = "device") -> torch.device:
     """``"cpu"`` / ``"cuda"`` / ``"cuda:1"`` / ``"mps"`` / a :class:`torch.device` -> a usable device (None -> cpu).
 
     Raises :class:`InputError` in one line for an unknown name and for a device this torch cannot use.
@@ -53,30 +61,44 @@ def parse_device(device: "torch.device | str | None", *, what: str = "device") -
         except (RuntimeError, ValueError):
             resolved = None
         if resolved is None or resolved.type not in ("cpu", "cuda", "mps") or text.startswith("auto"):
-            raise InputError(f"unknown {what} {device!r}: write cpu, cuda, cuda:N or mps "
-                             f"(available here: {_available()})")
+            raise InputError(
+                f"unknown {what} {device!r}: write cpu, cuda, cuda:N or mps (available here: {_available()})"
+            )
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"{what} {str(device)!r} asked for, but this torch sees no CUDA GPU: "
-                             f"use --device cpu (available here: {_available()})")
+            raise InputError(
+                f"{what} {str(device)!r} asked for, but this torch sees no CUDA GPU: "
+                f"use --device cpu (available here: {_available()})"
+            )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise InputError(f"{what} {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
-                             f"(available here: {_available()})")
+            raise InputError(
+                f"{what} {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                f"(available here: {_available()})"
+            )
     if resolved.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise InputError(f"{what} {str(device)!r} asked for, but this torch has no usable Apple MPS device "
-                             f"(available here: {_available()})")
+            raise InputError(
+                f"{what} {str(device)!r} asked for, but this torch has no usable Apple MPS device "
+                f"(available here: {_available()})"
+            )
     return resolved
 
 
-def resolve_dtype(dtype: "torch.dtype | str | None") -> "torch.dtype":
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     """``None`` -> float32; a :class:`torch.dtype` or one of :data:`DTYPE_NAMES` -> that dtype."""
     import torch
 
-    names = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64, "fp64": torch.float64,
-             "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float64": torch.float64,
+        "fp64": torch.float64,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -91,7 +113,7 @@ def resolve_dtype(dtype: "torch.dtype | str | None") -> "torch.dtype":
 AUTOCAST_NAMES = ("float16", "fp16", "bfloat16", "bf16", "float32", "fp32")
 
 
-def resolve_autocast(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
+def resolve_autocast(dtype: torch.dtype | str | None) -> torch.dtype | None:
     """``"float16"`` / ``"bfloat16"`` (or the dtype) -> the autocast dtype; None / ``"float32"`` -> None (no autocast).
 
     The one parser of ``--dtype`` (``cliplens explain``, ``bench``, ``speed``) and of the ``autocast``
@@ -101,8 +123,14 @@ def resolve_autocast(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
 
     if dtype is None:
         return None
-    names = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float32": None, "fp32": None}
+    names = {
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float32": None,
+        "fp32": None,
+    }
     if isinstance(dtype, torch.dtype):
         if dtype == torch.float32:
             return None
@@ -170,6 +198,12 @@ BACKBONE_OPTIONS = (
     Option("device", DeviceName, "cpu", "where the model runs: cpu, cuda, cuda:N, mps"),
     Option("dtype", DtypeName, "float32", "weights' dtype: " + ", ".join(DTYPE_NAMES)),
     Option("seed", int, 0, "seed of the random initialisation (ARCH without weights)", min=0),
-    Option("autocast", AutocastName, None, "run explainers that tolerate it under torch.autocast in this dtype "
-           "(float16, bfloat16), float32 weights kept; the others run in float32", optional=True),
+    Option(
+        "autocast",
+        AutocastName,
+        None,
+        "run explainers that tolerate it under torch.autocast in this dtype "
+        "(float16, bfloat16), float32 weights kept; the others run in float32",
+        optional=True,
+    ),
 )

@@ -20,8 +20,9 @@ the same as ``F.interpolate`` when the fit is the identity.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import InputError
 
@@ -71,7 +72,7 @@ class InputGeometry:
         """(h, w) the image is resized to inside the input."""
         return self.box[2], self.box[3]
 
-    def place(self, content: "torch.Tensor") -> "torch.Tensor":
+    def place(self, content: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) resized, normalised content -> (B, C, S_h, S_w) with zero padding around it."""
         import torch.nn.functional as F
 
@@ -81,7 +82,7 @@ class InputGeometry:
             raise InputError(f"content of size {tuple(content.shape[-2:])} does not match the box {(h, w)}")
         return F.pad(content, (left, S_w - w - left, top, S_h - h - top))
 
-    def show(self, image: "Image.Image", fill: tuple[int, int, int] = (128, 128, 128)) -> "Image.Image":
+    def show(self, image: Image.Image, fill: tuple[int, int, int] = (128, 128, 128)) -> Image.Image:
         """The model's view of ``image`` as a picture: resized into the box, ``fill`` around it."""
         from PIL import Image
 
@@ -90,7 +91,7 @@ class InputGeometry:
         canvas.paste(image.convert("RGB").resize((w, h), Image.BICUBIC), (left, top))
         return canvas
 
-    def sampling_grid(self, size: tuple[int, int]) -> "torch.Tensor":
+    def sampling_grid(self, size: tuple[int, int]) -> torch.Tensor:
         """(H_o, W_o, 2) ``grid_sample`` coordinates (x, y in [-1, 1] of the input) of an output over the image."""
         import torch
 
@@ -102,7 +103,7 @@ class InputGeometry:
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         return torch.stack([gx, gy], dim=-1).float()
 
-    def content_patches(self, grid: tuple[int, int]) -> "torch.Tensor":
+    def content_patches(self, grid: tuple[int, int]) -> torch.Tensor:
         """(h, w) bool: the patches of an ``grid`` over the input that overlap the image's content."""
         import torch
 
@@ -121,7 +122,7 @@ def fit_geometry(size: tuple[int, int], target: tuple[int, int], fit: str = DEFA
     return InputGeometry((int(size[0]), int(size[1])), (int(target[0]), int(target[1])), fit)
 
 
-def image_hw(image: "Image.Image | torch.Tensor") -> tuple[int, int]:
+def image_hw(image: Image.Image | torch.Tensor) -> tuple[int, int]:
     """(H, W) of a PIL image or a (3, H, W) / (B, 3, H, W) tensor."""
     if hasattr(image, "size") and not hasattr(image, "shape"):
         width, height = image.size
@@ -129,7 +130,7 @@ def image_hw(image: "Image.Image | torch.Tensor") -> tuple[int, int]:
     return int(image.shape[-2]), int(image.shape[-1])
 
 
-def map_back(scores: "torch.Tensor", geometries: Sequence[InputGeometry], size: tuple[int, int]) -> "torch.Tensor":
+def map_back(scores: torch.Tensor, geometries: Sequence[InputGeometry], size: tuple[int, int]) -> torch.Tensor:
     """(B, T, h, w) scores on a grid over the model input -> (B, T, H_o, W_o) over each original image.
 
     ``geometries[b]`` is image ``b``'s; ``size`` the output (usually the image's own (H, W)).

@@ -47,8 +47,12 @@ def _open(path: Path, what: str) -> Image.Image:
     if path.is_dir():
         raise ImageFileError(path, f"{what} {path} is a folder", f"pass the {what} file itself")
     if not path.is_file():
-        raise ImageFileError(path, f"{what} {path} does not exist",
-                             "check the path (relative paths start in the current folder)", missing=True)
+        raise ImageFileError(
+            path,
+            f"{what} {path} does not exist",
+            "check the path (relative paths start in the current folder)",
+            missing=True,
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "palette images with transparency"
@@ -58,9 +62,11 @@ def _open(path: Path, what: str) -> Image.Image:
                 if image is opened:
                     image = opened.copy()
     except _READ_ERRORS as error:
-        raise ImageFileError(path, f"cannot read {what} {path} ({type(error).__name__}: {error})",
-                             "the file is corrupt or not an image; replace it or save it again as PNG or JPEG"
-                             ) from error
+        raise ImageFileError(
+            path,
+            f"cannot read {what} {path} ({type(error).__name__}: {error})",
+            "the file is corrupt or not an image; replace it or save it again as PNG or JPEG",
+        ) from error
     return image
 
 
@@ -110,8 +116,11 @@ def load_rgb(path: str | Path) -> Image.Image:
             return Image.alpha_composite(background, rgba).convert("RGB")
         return image if image.mode == "RGB" else image.convert("RGB")
     except (ValueError, OSError) as error:
-        raise ImageFileError(path, f"cannot convert image {path} (mode {image.mode}) to RGB ({error})",
-                             "save it as an RGB or grey PNG or JPEG") from error
+        raise ImageFileError(
+            path,
+            f"cannot convert image {path} (mode {image.mode}) to RGB ({error})",
+            "save it as an RGB or grey PNG or JPEG",
+        ) from error
 
 
 def load_index_mask(path: str | Path, *, compact: bool = False) -> np.ndarray:
@@ -149,5 +158,8 @@ def load_index_mask(path: str | Path, *, compact: bool = False) -> np.ndarray:
         channels = np.asarray(mask)[..., :3]
         if np.array_equal(channels[..., 0], channels[..., 1]) and np.array_equal(channels[..., 0], channels[..., 2]):
             return integers(channels[..., 0])
-    raise ImageFileError(path, f"mask {path} is a colour image (mode {mask.mode})",
-                         "save masks as single-channel index PNGs (mode L or P)")
+    raise ImageFileError(
+        path,
+        f"mask {path} is a colour image (mode {mask.mode})",
+        "save masks as single-channel index PNGs (mode L or P)",
+    )

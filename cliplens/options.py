@@ -14,8 +14,9 @@ import json
 import math
 import os
 import typing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .errors import InputError
 
@@ -168,7 +169,8 @@ class Option:
         if typing.get_origin(tp) is list:
             (inner,) = typing.get_args(tp) or (str,)
             noun = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}.get(
-                inner, getattr(inner, "option_plural", _type_name(inner)))
+                inner, getattr(inner, "option_plural", _type_name(inner))
+            )
             example = self.example or {int: "3,4", float: "0.3,0.5"}.get(inner, "a,b")
             if self.choices and inner is str:
                 noun = f"strings from {', '.join(self.choices)}"
@@ -176,7 +178,8 @@ class Option:
         if self.choices and tp is str:
             return f"one of {', '.join(self.choices)}"
         word = {int: "an integer", float: "a number", bool: "a boolean (true or false)", str: "a string"}.get(
-            tp, getattr(tp, "option_words", _type_name(tp)))
+            tp, getattr(tp, "option_words", _type_name(tp))
+        )
         return word + self._range_words() if tp in (int, float) else word
 
     def _range_words(self) -> str:
@@ -282,7 +285,9 @@ class Option:
         return f"{self.name}\t{_type_name(self.type)}\tdefault {default}\t{self.range_text() or '-'}\t{self.help}"
 
 
-def check_options(owner: str, schema: Sequence[Option], options: dict[str, Any], *, listing: str = "") -> dict[str, Any]:
+def check_options(
+    owner: str, schema: Sequence[Option], options: dict[str, Any], *, listing: str = ""
+) -> dict[str, Any]:
     """``options`` checked against ``schema`` and converted to their types (only the given keys; no defaults).
 
     Raises :class:`OptionError` naming the option, the value and what is accepted: for an unknown name (with the
@@ -313,8 +318,11 @@ def signature_options(factory: Any, skip: Iterable[str] = ()) -> tuple[str, ...]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     skipped = set(skip) | {"self"}
-    return tuple(p.name for p in parameters if p.name not in skipped
-                 and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    return tuple(
+        p.name
+        for p in parameters
+        if p.name not in skipped and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    )
 
 
 def guess_value(text: str) -> Any:
@@ -330,5 +338,11 @@ def guess_value(text: str) -> Any:
 
 
 #: the option every explainer takes besides its own (added to each explainer's schema by the registry)
-TEMPLATES_OPTION = Option("templates", list[str], None, "prompt templates with one {} for the text (default: the "
-                          "bare text)", optional=True, example="'a photo of a {}.'")
+TEMPLATES_OPTION = Option(
+    "templates",
+    list[str],
+    None,
+    "prompt templates with one {} for the text (default: the bare text)",
+    optional=True,
+    example="'a photo of a {}.'",
+)

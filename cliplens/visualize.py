@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -29,9 +30,11 @@ MAPS_PER_SHEET = 16
 #: what every colour bar says about the maps it explains
 NORMALISATION_NOTE = "min–max normalised per map: 0 = its lowest, 1 = its highest score"
 MISSING = "□"
-CJK_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-             "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
-             "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc")
+CJK_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+)
 
 
 def _dejavu() -> str | None:
@@ -42,14 +45,14 @@ def _dejavu() -> str | None:
     return str(path) if path.is_file() else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def font_files() -> tuple[str, ...]:
     """The font files labels are drawn with, in fallback order."""
     extra = [p for p in os.environ.get("CLIPLENS_FONTS", "").split(os.pathsep) if p and Path(p).is_file()]
     return tuple(extra + [p for p in [_dejavu(), *CJK_FONTS] if p and Path(p).is_file()])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _coverage(path: str) -> frozenset[int]:
     from fontTools.ttLib import TTFont  # a matplotlib dependency
 
@@ -57,7 +60,7 @@ def _coverage(path: str) -> frozenset[int]:
     return frozenset(font.getBestCmap() or {})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(path: str | None, size: int) -> ImageFont.ImageFont:
     if path is None:
         try:
@@ -98,8 +101,13 @@ def text_width(text: str, size: int = FONT_SIZE) -> float:
     return sum(probe.textlength(chunk, font=font) for chunk, font in _runs(text, size))
 
 
-def draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int = FONT_SIZE,
-              fill: str | tuple[int, ...] = "black") -> None:
+def draw_text(
+    draw: ImageDraw.ImageDraw,
+    xy: tuple[float, float],
+    text: str,
+    size: int = FONT_SIZE,
+    fill: str | tuple[int, ...] = "black",
+) -> None:
     """Draw ``text`` at ``xy`` (top left), each character in the first font that has it."""
     x, y = xy
     for chunk, font in _runs(text, size):
@@ -135,7 +143,7 @@ def wrap_text(text: str, width: float, size: int = FONT_SIZE, lines: int = 2) ->
     return out or [""]
 
 
-def colorize(heatmap: "np.ndarray | torch.Tensor", cmap: str = "jet") -> Image.Image:
+def colorize(heatmap: np.ndarray | torch.Tensor, cmap: str = "jet") -> Image.Image:
     """(H, W) values in [0, 1] -> RGB image through a matplotlib colour map."""
     from matplotlib import colormaps
 
@@ -144,8 +152,9 @@ def colorize(heatmap: "np.ndarray | torch.Tensor", cmap: str = "jet") -> Image.I
     return Image.fromarray((rgba[..., :3] * 255).astype(np.uint8))
 
 
-def overlay(image: Image.Image, heatmap: "np.ndarray | torch.Tensor", alpha: float = 0.5,
-            cmap: str = "jet") -> Image.Image:
+def overlay(
+    image: Image.Image, heatmap: np.ndarray | torch.Tensor, alpha: float = 0.5, cmap: str = "jet"
+) -> Image.Image:
     """Blend an (H, W) map in [0, 1] over ``image`` (the map is resized to the image)."""
     colored = colorize(heatmap, cmap).resize(image.size, Image.BILINEAR)
     return Image.blend(image.convert("RGB"), colored, alpha)
@@ -154,8 +163,9 @@ def overlay(image: Image.Image, heatmap: "np.ndarray | torch.Tensor", alpha: flo
 def fit_tile(image: Image.Image, size: int) -> Image.Image:
     """``image`` scaled so its longer side is ``size`` pixels, its aspect ratio kept."""
     scale = size / max(image.width, image.height)
-    return image.convert("RGB").resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                       Image.BICUBIC)
+    return image.convert("RGB").resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC
+    )
 
 
 def labelled(image: Image.Image, label: str, lines: int = 2, note: str | None = None) -> Image.Image:
@@ -219,7 +229,7 @@ def grid(rows: Sequence[Sequence[Image.Image]], pad: int = 4) -> Image.Image:
 
 def pages(items: Sequence, per_page: int = MAPS_PER_SHEET) -> list[list]:
     """``items`` in pages of at most ``per_page``."""
-    return [list(items[i:i + per_page]) for i in range(0, len(items), per_page)] or [[]]
+    return [list(items[i : i + per_page]) for i in range(0, len(items), per_page)] or [[]]
 
 
 def sheet_paths(stem: Path, count: int) -> list[Path]:

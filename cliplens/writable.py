@@ -40,13 +40,15 @@ def ensure_writable_folder(path: str | Path, flag: str = "--out") -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{flag} {str(folder)!r} cannot be created ({_reason(exc)}): "
-                         f"pass a folder you can write to") from None
+        raise InputError(
+            f"{flag} {str(folder)!r} cannot be created ({_reason(exc)}): pass a folder you can write to"
+        ) from None
     try:
         fd, probe = tempfile.mkstemp(prefix=".cliplens-write-check.", suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InputError(f"{flag} {str(folder)!r} cannot be written ({_reason(exc)}): "
-                         f"pass a folder you can write to") from None
+        raise InputError(
+            f"{flag} {str(folder)!r} cannot be written ({_reason(exc)}): pass a folder you can write to"
+        ) from None
     return folder

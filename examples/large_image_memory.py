@@ -30,8 +30,19 @@ import tempfile
 import time
 from pathlib import Path
 
-CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "signsymbol", "fence", "car", "pedestrian",
-           "bicyclist"]
+CLASSES = [
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "signsymbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+]
 
 
 def build_dataset(root: Path, side: int) -> None:
@@ -43,16 +54,30 @@ def build_dataset(root: Path, side: int) -> None:
     (root / "masks").mkdir()
     (root / "classes.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")
     ys, xs = np.ogrid[:side, :side]
-    mask = np.full((side, side), 1, dtype=np.uint8)          # building
-    mask[: side // 4, :] = 0                                  # sky on top
-    mask[3 * side // 4 :, :] = 3                              # road at the bottom
-    mask[(ys - side // 2) ** 2 + (xs - side // 3) ** 2 < (side // 8) ** 2] = 8            # a car
-    mask[(ys - side // 2) ** 2 + (xs - 2 * side // 3) ** 2 < (side // 10) ** 2] = 9       # a pedestrian
-    mask[side // 4 : side // 4 + side // 50, :] = 5                                       # a row of trees
-    mask[:, : side // 100] = 11                               # an unlabelled strip
-    palette = np.array([[120, 170, 230], [140, 90, 70], [200, 200, 0], [90, 90, 90], [160, 160, 160],
-                        [40, 140, 40], [250, 0, 0], [100, 60, 20], [200, 30, 30], [230, 180, 140],
-                        [20, 20, 200], [0, 0, 0]], dtype=np.uint8)
+    mask = np.full((side, side), 1, dtype=np.uint8)  # building
+    mask[: side // 4, :] = 0  # sky on top
+    mask[3 * side // 4 :, :] = 3  # road at the bottom
+    mask[(ys - side // 2) ** 2 + (xs - side // 3) ** 2 < (side // 8) ** 2] = 8  # a car
+    mask[(ys - side // 2) ** 2 + (xs - 2 * side // 3) ** 2 < (side // 10) ** 2] = 9  # a pedestrian
+    mask[side // 4 : side // 4 + side // 50, :] = 5  # a row of trees
+    mask[:, : side // 100] = 11  # an unlabelled strip
+    palette = np.array(
+        [
+            [120, 170, 230],
+            [140, 90, 70],
+            [200, 200, 0],
+            [90, 90, 90],
+            [160, 160, 160],
+            [40, 140, 40],
+            [250, 0, 0],
+            [100, 60, 20],
+            [200, 30, 30],
+            [230, 180, 140],
+            [20, 20, 200],
+            [0, 0, 0],
+        ],
+        dtype=np.uint8,
+    )
     image = palette[mask]
     image = (image.astype(np.int16) + ((xs + ys) % 32).astype(np.int16)[..., None] - 16).clip(0, 255)
     Image.fromarray(image.astype(np.uint8)).save(root / "images" / "big.png", compress_level=1)
@@ -71,8 +96,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cliplens-large-") as tmp:
         data, out = Path(tmp) / "data", Path(tmp) / "out"
         build_dataset(data, args.side)
-        command = [sys.executable, "-m", "cliplens", "bench", "-b", "toy", "-e", args.explainer,
-                   "-d", f"index-masks:{data}?ignore=11", "-o", str(out), "--no-progress", *args.extra]
+        command = [
+            sys.executable,
+            "-m",
+            "cliplens",
+            "bench",
+            "-b",
+            "toy",
+            "-e",
+            args.explainer,
+            "-d",
+            f"index-masks:{data}?ignore=11",
+            "-o",
+            str(out),
+            "--no-progress",
+            *args.extra,
+        ]
         start = time.perf_counter()
         # cwd=tmp: a cliplens checkout in the caller's cwd would otherwise shadow PYTHONPATH (sys.path[0] is the cwd)
         done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)

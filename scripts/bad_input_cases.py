@@ -35,9 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -71,11 +71,11 @@ class Case:
 
     id: str
     expected: str
-    run: Callable[["Context"], Result]
+    run: Callable[[Context], Result]
     code: int = 2
     says: Sequence[str] = ()
     before_work: bool = True
-    check: Callable[["Context", Result], list[str]] | None = None
+    check: Callable[[Context, Result], list[str]] | None = None
     warns: bool = False
 
 
@@ -89,15 +89,21 @@ class Context:
     def env(self, **extra: str) -> dict[str, str]:
         paths = [str(ROOT), *map(str, self.plugins)]
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CLIPLENS_STRICT_PLUGINS")}
-        env.update(PYTHONPATH=os.pathsep.join(paths), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   TOKENIZERS_PARALLELISM="false", **extra)
+        env.update(
+            PYTHONPATH=os.pathsep.join(paths),
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+            **extra,
+        )
         return env
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "cliplens", *map(str, args)]
 
-    def cli(self, *args: object, timeout: float = 180, env: dict[str, str] | None = None,
-            wrap: Sequence[str] = ()) -> Result:
+    def cli(
+        self, *args: object, timeout: float = 180, env: dict[str, str] | None = None, wrap: Sequence[str] = ()
+    ) -> Result:
         """Run ``cliplens ARGS`` to the end (``wrap``: a command line that runs it, e.g. ``unshare ...``)."""
         return self.run([*wrap, *self.command(*map(str, args))], timeout=timeout, env=env)
 
@@ -107,16 +113,27 @@ class Context:
     def run(self, argv: Sequence[str], timeout: float = 180, env: dict[str, str] | None = None) -> Result:
         start = time.perf_counter()
         try:
-            done = subprocess.run(list(argv), cwd=self.tmp, env=env or self.env(), capture_output=True, text=True,
-                                  timeout=timeout)
+            done = subprocess.run(
+                list(argv), cwd=self.tmp, env=env or self.env(), capture_output=True, text=True, timeout=timeout
+            )
         except subprocess.TimeoutExpired as exc:
-            return Result(None, _text(exc.stdout), _text(exc.stderr) + f"\n[timed out after {timeout:.0f} s]",
-                          time.perf_counter() - start)
+            return Result(
+                None,
+                _text(exc.stdout),
+                _text(exc.stderr) + f"\n[timed out after {timeout:.0f} s]",
+                time.perf_counter() - start,
+            )
         return Result(done.returncode, done.stdout, done.stderr, time.perf_counter() - start)
 
     def popen(self, *args: object, env: dict[str, str] | None = None) -> subprocess.Popen:
-        return subprocess.Popen(self.command(*map(str, args)), cwd=self.tmp, env=env or self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            self.command(*map(str, args)),
+            cwd=self.tmp,
+            env=env or self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
 def _text(data: bytes | str | None) -> str:
@@ -136,8 +153,9 @@ def problem_lines(err: str, *, keep_progress: bool = False) -> list[str]:
         line = raw.strip()
         if not line or line.startswith("cliplens: warning:"):
             continue
-        if not keep_progress and (line.startswith(_PROGRESS) or "img/s" in line or "it/s" in line
-                                  or "|" in line and "%" in line):
+        if not keep_progress and (
+            line.startswith(_PROGRESS) or "img/s" in line or "it/s" in line or "|" in line and "%" in line
+        ):
             continue
         lines.append(line)
     return lines
@@ -156,10 +174,13 @@ def judge(case: Case, ctx: Context, result: Result) -> list[str]:
             why.append(f"{len(lines)} stderr lines, expected one")
     warnings = [line for line in result.err.splitlines() if line.startswith("cliplens: warning:")]
     if warnings and not case.warns:
-        why.append(f"unexpected warning: {warnings[0][len('cliplens: warning: '):][:80]!r}")
+        why.append(f"unexpected warning: {warnings[0][len('cliplens: warning: ') :][:80]!r}")
     if case.says:
-        lines = [line for line in result.err.replace("\r", "\n").splitlines()
-                 if all(fragment in line for fragment in case.says)]
+        lines = [
+            line
+            for line in result.err.replace("\r", "\n").splitlines()
+            if all(fragment in line for fragment in case.says)
+        ]
         if not lines:
             missing = [f for f in case.says if f not in result.err]
             why.append(f"no stderr line says {' … '.join(missing or case.says)!r}")
@@ -171,8 +192,7 @@ def judge(case: Case, ctx: Context, result: Result) -> list[str]:
     return why
 
 
-def run_cases(cases: Sequence[Case], keep: bool = False,
-              verbose: bool = False) -> list[tuple[Case, list[str], Result]]:
+def run_cases(cases: Sequence[Case], keep: bool = False, verbose: bool = False) -> list[tuple[Case, list[str], Result]]:
     rows = []
     for case in cases:
         tmp = Path(tempfile.mkdtemp(prefix=f"cliplens-case-{case.id}-"))

@@ -6,16 +6,23 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BASE = Path(__file__).resolve().parents[1]
 #: the default dataset of the cases: two 64 px toy scenes
 DATA = "shapes:test?size=2"
 
 
-def bench_args(out: Path, *extra: str, backbone: str = "toy", explainers: tuple[str, ...] = ("raw_similarity",),
-               dataset: str = DATA, metrics: tuple[str, ...] = ("miou",)) -> list[str]:
+def bench_args(
+    out: Path,
+    *extra: str,
+    backbone: str = "toy",
+    explainers: tuple[str, ...] = ("raw_similarity",),
+    dataset: str = DATA,
+    metrics: tuple[str, ...] = ("miou",),
+) -> list[str]:
     """``bench`` arguments for one quick run into ``out`` (``extra`` appended; a later ``-m`` wins)."""
     args = ["bench", "--no-progress", "-b", backbone, "-e", *explainers, "-d", dataset]
     if "-m" not in extra:
@@ -23,8 +30,17 @@ def bench_args(out: Path, *extra: str, backbone: str = "toy", explainers: tuple[
     return [*args, "-o", str(out), *extra]
 
 
-def index_masks(root: Path, n: int = 3, side: int = 32, *, classes: bool = True, extra_value: int | None = None,
-                corrupt: tuple[int, ...] = (), mismatch: tuple[int, ...] = (), odd: bool = False) -> Path:
+def index_masks(
+    root: Path,
+    n: int = 3,
+    side: int = 32,
+    *,
+    classes: bool = True,
+    extra_value: int | None = None,
+    corrupt: tuple[int, ...] = (),
+    mismatch: tuple[int, ...] = (),
+    odd: bool = False,
+) -> Path:
     """An ``index-masks`` folder of ``n`` images ``s0..`` (classes sky, road); ``extra_value`` is put in every mask,
     ``corrupt`` images are not images, ``mismatch`` masks have another size; ``odd``: grey / RGBA / palette images
     and 16-bit masks."""
@@ -94,7 +110,7 @@ def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
 
 
 _PLUGINS = {
-    "fakes": '''
+    "fakes": """
 import torch
 from cliplens import Explainer, PatchScores, hookimpl
 
@@ -113,8 +129,8 @@ class CaseNaN(Explainer):
 def register_explainers(register):
     register("case_boom", CaseBoom)
     register("case_nan", CaseNaN)
-''',
-    "clash": '''
+""",
+    "clash": """
 from cliplens import Explainer, PatchScores, hookimpl
 
 
@@ -126,10 +142,10 @@ class Impostor(Explainer):
 @hookimpl
 def register_explainers(register):
     register("raw_similarity", Impostor)
-''',
-    "broken": '''
+""",
+    "broken": """
 raise ImportError("this plugin is broken on purpose")
-''',
+""",
 }
 
 

@@ -18,8 +18,11 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 #: the real photos with masks kept beside the project (never copied into it): ``$CLIPLENS_TEST_DATA``,
 #: default ``../shared/datasets`` relative to the repository root
 DEFAULT_TEST_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-SHARED_DATASETS = Path(os.environ["CLIPLENS_TEST_DATA"]).expanduser().resolve() \
-    if os.environ.get("CLIPLENS_TEST_DATA") else DEFAULT_TEST_DATA
+SHARED_DATASETS = (
+    Path(os.environ["CLIPLENS_TEST_DATA"]).expanduser().resolve()
+    if os.environ.get("CLIPLENS_TEST_DATA")
+    else DEFAULT_TEST_DATA
+)
 
 
 @pytest.fixture(scope="session")
@@ -30,16 +33,30 @@ def shared_datasets() -> Path:
     return SHARED_DATASETS
 
 
-def make_tiny_clip(seed: int = 0, *, image_size: int = 32, patch_size: int = 8, width: int = 64, layers: int = 3,
-                   heads: int = 4, embed_dim: int = 32):
+def make_tiny_clip(
+    seed: int = 0,
+    *,
+    image_size: int = 32,
+    patch_size: int = 8,
+    width: int = 64,
+    layers: int = 3,
+    heads: int = 4,
+    embed_dim: int = 32,
+):
     """A small randomly initialised open_clip CLIP with a VisionTransformer image tower."""
     import open_clip
 
     torch.manual_seed(seed)
     model = open_clip.CLIP(
         embed_dim=embed_dim,
-        vision_cfg={"image_size": image_size, "patch_size": patch_size, "width": width, "layers": layers,
-                    "head_width": width // heads, "mlp_ratio": 2.0},
+        vision_cfg={
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "width": width,
+            "layers": layers,
+            "head_width": width // heads,
+            "mlp_ratio": 2.0,
+        },
         text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
     )
     return model

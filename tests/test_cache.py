@@ -23,8 +23,9 @@ def empty_memory():
 
 
 def _tiny(seed: int = 0, **kwargs) -> cliplens.OpenCLIPBackbone:
-    return cliplens.OpenCLIPBackbone(make_tiny_clip(seed=seed), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                     name="tiny", **kwargs)
+    return cliplens.OpenCLIPBackbone(
+        make_tiny_clip(seed=seed), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny", **kwargs
+    )
 
 
 def test_off_writes_nothing_anywhere(tiny_backbone, tmp_path, monkeypatch):
@@ -44,9 +45,20 @@ def test_off_writes_nothing_anywhere(tiny_backbone, tmp_path, monkeypatch):
     assert not home.exists()
 
 
-@pytest.mark.parametrize("value, expected", [(None, "HOME/.cache/cliplens"), ("", "HOME/.cache/cliplens"),
-                                             ("  ", "HOME/.cache/cliplens"), ("OFF", None), ("0", None),
-                                             ("false", None), ("none", None), ("~/c", "HOME/c"), ("/x/y", "/x/y")])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, "HOME/.cache/cliplens"),
+        ("", "HOME/.cache/cliplens"),
+        ("  ", "HOME/.cache/cliplens"),
+        ("OFF", None),
+        ("0", None),
+        ("false", None),
+        ("none", None),
+        ("~/c", "HOME/c"),
+        ("/x/y", "/x/y"),
+    ],
+)
 def test_location(value, expected, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     if value is None:
@@ -54,7 +66,9 @@ def test_location(value, expected, tmp_path, monkeypatch):
     else:
         monkeypatch.setenv("CLIPLENS_CACHE", value)
     root = cache.cache_root()
-    assert (None if root is None else str(root)) == (None if expected is None else expected.replace("HOME", str(tmp_path)))
+    assert (None if root is None else str(root)) == (
+        None if expected is None else expected.replace("HOME", str(tmp_path))
+    )
 
 
 def test_fingerprint_follows_text_weights_tokenizer_and_dtype():
@@ -68,8 +82,9 @@ def test_fingerprint_follows_text_weights_tokenizer_and_dtype():
     with torch.no_grad():
         nudged.model.ln_final.bias[0] += 1e-3  # one text-side value
     assert cache.backbone_fingerprint(nudged) != cache.backbone_fingerprint(base)
-    longer = cliplens.OpenCLIPBackbone(make_tiny_clip(seed=0), open_clip.get_tokenizer("ViT-B-16", context_length=12),
-                                       name="tiny")
+    longer = cliplens.OpenCLIPBackbone(
+        make_tiny_clip(seed=0), open_clip.get_tokenizer("ViT-B-16", context_length=12), name="tiny"
+    )
     assert cache.backbone_fingerprint(longer) != cache.backbone_fingerprint(base)
     half = _tiny(0, dtype="bfloat16")
     assert cache.backbone_fingerprint(half) != cache.backbone_fingerprint(base)
@@ -83,14 +98,16 @@ def test_memory_then_disk_then_encode(tmp_path, monkeypatch):
     monkeypatch.setattr(backbone, "encode_text_batched", lambda *a, **kw: calls.append(a[0]) or original(*a, **kw))
     texts = ["a dog", "a cat", "grass"]
     first = cache.text_embeddings(backbone, texts, kind="prompts", templates=["a photo of {}"])
-    torch.testing.assert_close(first, backbone.encode_text(texts, templates=["a photo of {}"]).float(),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        first, backbone.encode_text(texts, templates=["a photo of {}"]).float(), rtol=1e-5, atol=1e-6
+    )
     files = list((tmp_path / "text-embeddings" / "prompts").glob("*.pt"))
     assert len(files) == 1 and files[0].name.startswith(cache.backbone_fingerprint(backbone))
     assert cache.text_embeddings(backbone, texts, kind="prompts", templates=["a photo of {}"]) is first
     cache.clear_memory_cache()
-    torch.testing.assert_close(cache.text_embeddings(backbone, texts, kind="prompts", templates=["a photo of {}"]),
-                               first)
+    torch.testing.assert_close(
+        cache.text_embeddings(backbone, texts, kind="prompts", templates=["a photo of {}"]), first
+    )
     assert len(calls) == 1
     # order, templates, kind and the backbone are all in the key
     cache.text_embeddings(backbone, texts[::-1], kind="prompts", templates=["a photo of {}"])

@@ -67,8 +67,9 @@ def test_identity_geometry_is_plain_upsampling():
     assert torch.equal(map_back(scores, geometry, (64, 64)), expected)
     # the grid_sample path equals it too (a non-identity call with the same coordinates)
     grid = geometry[0].sampling_grid((64, 64))
-    sampled = F.grid_sample(scores, grid.expand(2, -1, -1, -1), mode="bilinear", padding_mode="border",
-                            align_corners=False)
+    sampled = F.grid_sample(
+        scores, grid.expand(2, -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
+    )
     assert torch.allclose(sampled, expected, atol=1e-5)
 
 

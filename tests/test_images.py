@@ -37,8 +37,9 @@ def test_corrupt_image_keeps_the_decoder_error_as_its_cause(tmp_path):
 
 def test_colour_mask_is_refused_with_the_remedy(tmp_path):
     path = tmp_path / "mask.png"
-    Image.fromarray(np.dstack([np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8),
-                               np.zeros((4, 4), np.uint8)])).save(path)
+    Image.fromarray(
+        np.dstack([np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8), np.zeros((4, 4), np.uint8)])
+    ).save(path)
     with pytest.raises(ImageFileError, match="single-channel index PNGs"):
         load_index_mask(path)
 
@@ -58,6 +59,8 @@ def test_explain_reports_a_missing_image_without_talking_about_split_lists(tmp_p
     missing = tmp_path / "photo.png"
     assert main(["explain", str(missing), "--text", "a dog", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err == f"cliplens: error: image {missing} does not exist: check the path " \
-                  f"(relative paths start in the current folder)\n"
+    assert (
+        err == f"cliplens: error: image {missing} does not exist: check the path "
+        f"(relative paths start in the current folder)\n"
+    )
     assert "split" not in err

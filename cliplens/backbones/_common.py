@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
 
 from ..devices import parse_device, resolve_autocast, resolve_dtype  # noqa: F401  (re-exported)
-from ..errors import InputError
 from ..geometry import DEFAULT_FIT
 from ._preprocess import preprocess_images as _fit_images
 from .base import Backbone
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
     """The one device parser (:func:`cliplens.devices.parse_device`): None -> cpu; gpu / auto / mps without
@@ -30,9 +30,15 @@ def to_model(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype) -> 
     return tensor.to(device=device, dtype=dtype, non_blocking=non_blocking)
 
 
-def preprocess_images(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", size: tuple[int, int],
-                      mean: Sequence[float], std: Sequence[float], device: torch.device,
-                      dtype: torch.dtype, fit: str = DEFAULT_FIT) -> torch.Tensor:
+def preprocess_images(
+    images: Image.Image | Sequence[Image.Image] | torch.Tensor,
+    size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+    dtype: torch.dtype,
+    fit: str = DEFAULT_FIT,
+) -> torch.Tensor:
     """PIL image(s) or [0, 1] tensors (3, H, W) / (B, 3, H, W) -> (B, 3, size) normalised, on ``device`` / ``dtype``,
     each image placed by ``fit`` (letterbox by default; :mod:`cliplens.geometry`)."""
     return _fit_images(images, size, tuple(mean), tuple(std), fit).to(device=device, dtype=dtype)
@@ -59,12 +65,12 @@ class ModelBackbone(Backbone):
         tolerate reduced precision (``Explainer.reduced_precision``), or None (everything in :attr:`dtype`)."""
         return self.__dict__.get("_autocast")
 
-    def set_autocast(self, dtype: torch.dtype | str | None) -> "ModelBackbone":
+    def set_autocast(self, dtype: torch.dtype | str | None) -> ModelBackbone:
         """Set :attr:`autocast_dtype` (float16 / bfloat16; None or float32: off) and return self."""
         self._autocast = resolve_autocast(dtype)
         return self
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> "ModelBackbone":
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> ModelBackbone:
         """Move the model (in place) and return self."""
         if device is not None:
             self._device = resolve_device(device)
@@ -74,7 +80,9 @@ class ModelBackbone(Backbone):
         self._text_cache.clear()
         return self
 
-    def preprocess(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor", *,
-                   fit: str = DEFAULT_FIT) -> torch.Tensor:
-        return preprocess_images(images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype,
-                                 fit=fit)
+    def preprocess(
+        self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, *, fit: str = DEFAULT_FIT
+    ) -> torch.Tensor:
+        return preprocess_images(
+            images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype, fit=fit
+        )

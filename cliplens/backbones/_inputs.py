@@ -9,7 +9,8 @@ once per text, naming it.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -29,13 +30,16 @@ def image_tensor_to_unit(images: torch.Tensor) -> torch.Tensor:
     """
     batch = images.unsqueeze(0) if images.dim() == 3 else images
     if batch.dim() != 4 or batch.shape[1] != 3:
-        raise InputError(f"image tensor must be (3, H, W) or (B, 3, H, W) with 3 colour channels, "
-                         f"got shape {tuple(images.shape)}")
+        raise InputError(
+            f"image tensor must be (3, H, W) or (B, 3, H, W) with 3 colour channels, got shape {tuple(images.shape)}"
+        )
     if batch.dtype == torch.uint8:
         return batch.float() / 255.0
     if not batch.is_floating_point():
-        raise InputError(f"image tensor has dtype {batch.dtype}: pass uint8 (0-255) or float (0-1) values, "
-                         "e.g. tensor.to(torch.uint8) or tensor / 255")
+        raise InputError(
+            f"image tensor has dtype {batch.dtype}: pass uint8 (0-255) or float (0-1) values, "
+            "e.g. tensor.to(torch.uint8) or tensor / 255"
+        )
     batch = batch.float()
     if batch.numel():
         if not torch.isfinite(batch).all():
@@ -43,8 +47,10 @@ def image_tensor_to_unit(images: torch.Tensor) -> torch.Tensor:
         low, high = float(batch.min()), float(batch.max())
         if low < 0.0 or high > 1.0:
             hint = "divide by 255" if high <= 255.0 and low >= 0.0 else "pass raw pixels, not normalised ones"
-            raise InputError(f"float image tensor values span [{low:.4g}, {high:.4g}], outside [0, 1]: {hint} "
-                             "(or pass a uint8 tensor in 0-255)")
+            raise InputError(
+                f"float image tensor values span [{low:.4g}, {high:.4g}], outside [0, 1]: {hint} "
+                "(or pass a uint8 tensor in 0-255)"
+            )
     return batch
 
 
@@ -71,5 +77,9 @@ def warn_truncated(tokenizer: Any, texts: Sequence[str], warned: set[str]) -> No
         if count is not None and count > context:
             warned.add(text)
             shown = text if len(text) <= 80 else text[:77] + "..."
-            warnings.warn(f"text {shown!r} is {count} tokens, more than the model's context of {context}: "
-                          f"only its first {context - 2} tokens are used", TruncatedTextWarning, stacklevel=4)
+            warnings.warn(
+                f"text {shown!r} is {count} tokens, more than the model's context of {context}: "
+                f"only its first {context - 2} tokens are used",
+                TruncatedTextWarning,
+                stacklevel=4,
+            )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -14,8 +14,9 @@ from ..geometry import DEFAULT_FIT, InputGeometry, fit_geometry, image_hw
 from ._inputs import image_tensor_to_unit
 
 
-def geometries(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", size: tuple[int, int],
-               fit: str = DEFAULT_FIT) -> list[InputGeometry]:
+def geometries(
+    images: Image.Image | Sequence[Image.Image] | torch.Tensor, size: tuple[int, int], fit: str = DEFAULT_FIT
+) -> list[InputGeometry]:
     """One :class:`InputGeometry` per image (a (B, 3, H, W) tensor gives B equal ones)."""
     if isinstance(images, torch.Tensor):
         batch = 1 if images.dim() == 3 else images.shape[0]
@@ -24,8 +25,13 @@ def geometries(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", siz
     return [fit_geometry(image_hw(image), size, fit) for image in images]
 
 
-def preprocess_images(images: "Image.Image | Sequence[Image.Image] | torch.Tensor", size: tuple[int, int],
-                      mean: Sequence[float], std: Sequence[float], fit: str = DEFAULT_FIT) -> torch.Tensor:
+def preprocess_images(
+    images: Image.Image | Sequence[Image.Image] | torch.Tensor,
+    size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    fit: str = DEFAULT_FIT,
+) -> torch.Tensor:
     """PIL image(s) or tensors (3, H, W) / (B, 3, H, W), uint8 0–255 or float 0–1 -> (B, 3, S_h, S_w) float32.
 
     Each image is resized (bicubic; antialiased for tensors) into its geometry's box, normalised
@@ -41,8 +47,9 @@ def preprocess_images(images: "Image.Image | Sequence[Image.Image] | torch.Tenso
             raise InputError(f"image tensor must be (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
         geometry = fit_geometry(image_hw(batch), size, fit)
         if tuple(batch.shape[-2:]) != geometry.content_size():
-            batch = F.interpolate(batch, size=geometry.content_size(), mode="bicubic", align_corners=False,
-                                  antialias=True)
+            batch = F.interpolate(
+                batch, size=geometry.content_size(), mode="bicubic", align_corners=False, antialias=True
+            )
         return geometry.place((batch.clamp(0, 1) - mean_t) / std_t)
     images = list(images)
     if not images:

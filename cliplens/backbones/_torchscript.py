@@ -26,9 +26,15 @@ import torch
 
 #: storage class name in the pickle -> dtype of its raw bytes
 _STORAGE_DTYPES = {
-    "DoubleStorage": torch.float64, "FloatStorage": torch.float32, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+    "DoubleStorage": torch.float64,
+    "FloatStorage": torch.float32,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
     "BoolStorage": torch.bool,
 }
 
@@ -62,8 +68,15 @@ def _identity_builder(*args: Any) -> Any:
     return args[0] if args else None
 
 
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple[int, ...], stride: tuple[int, ...],
-                    requires_grad: bool = False, backward_hooks: Any = None, *metadata: Any) -> torch.Tensor:
+def _rebuild_tensor(
+    storage: torch.Tensor,
+    offset: int,
+    size: tuple[int, ...],
+    stride: tuple[int, ...],
+    requires_grad: bool = False,
+    backward_hooks: Any = None,
+    *metadata: Any,
+) -> torch.Tensor:
     """``torch._utils._rebuild_tensor_v2`` done here: a strided view of the flat storage tensor."""
     return storage.as_strided(tuple(size), tuple(stride), int(offset))
 

@@ -8,9 +8,10 @@ the forward raises), runs the forward and returns batch-first tensors.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -48,8 +49,13 @@ def _first(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
-def trace_blocks(forward: Callable[[], Any], blocks: Sequence[BlockModules], chosen: Iterable[int],
-                 capture: set[str], batch_first: bool = True) -> tuple[Any, torch.Tensor, dict[str, dict[int, torch.Tensor]]]:
+def trace_blocks(
+    forward: Callable[[], Any],
+    blocks: Sequence[BlockModules],
+    chosen: Iterable[int],
+    capture: set[str],
+    batch_first: bool = True,
+) -> tuple[Any, torch.Tensor, dict[str, dict[int, torch.Tensor]]]:
     """Run ``forward()`` with hooks on the ``chosen`` blocks.
 
     Args:
@@ -70,6 +76,7 @@ def trace_blocks(forward: Callable[[], Any], blocks: Sequence[BlockModules], cho
     def keep_output(store: dict[int, torch.Tensor], layer: int) -> Callable[..., None]:
         def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
             store[layer] = to_batch_first(_first(output))
+
         return hook
 
     def keep_input(store: dict[int, torch.Tensor], layer: int) -> Callable[..., Any]:
@@ -85,14 +92,18 @@ def trace_blocks(forward: Callable[[], Any], blocks: Sequence[BlockModules], cho
                 return args, {**kwargs, "hidden_states": to_batch_first(leaf)}
             store[layer] = to_batch_first(x)
             return None
+
         return hook
 
     with ExitStack() as hooks:  # every handle is removed on exit, also when the forward raises
         for layer in sorted(set(chosen)):
             parts = blocks[layer]
             if "block_inputs" in capture:
-                hooks.callback(parts.block.register_forward_pre_hook(keep_input(stores["block_inputs"], layer),
-                                                                     with_kwargs=True).remove)
+                hooks.callback(
+                    parts.block.register_forward_pre_hook(
+                        keep_input(stores["block_inputs"], layer), with_kwargs=True
+                    ).remove
+                )
             if "ln_1" in capture:
                 hooks.callback(parts.ln_1.register_forward_hook(keep_output(stores["ln_1"], layer)).remove)
             if "attn_out" in capture:

@@ -30,8 +30,8 @@ dh head width, d tower width, D joint space.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 
@@ -75,8 +75,9 @@ class AttentionGraph:
         return heads_grad @ self.values[layer].detach().to(heads_grad.dtype).transpose(-1, -2)
 
 
-def run_attention_graph(backbone: Backbone, pixels: torch.Tensor, start: int = 0, *, grad: bool = True,
-                        local: bool = False) -> AttentionGraph:
+def run_attention_graph(
+    backbone: Backbone, pixels: torch.Tensor, start: int = 0, *, grad: bool = True, local: bool = False
+) -> AttentionGraph:
     """Run the image tower on ``pixels`` (B, 3, S, S), re-running blocks ``start ..`` with explicit attention.
 
     With ``grad``, the residual stream entering block ``start`` comes from :meth:`Backbone.trace`
@@ -133,8 +134,9 @@ def _from_trace(backbone: Backbone, pixels: torch.Tensor, start: int) -> Attenti
     return graph
 
 
-def text_gradients(scores: torch.Tensor, inputs: Sequence[torch.Tensor], max_texts_per_pass: int
-                   ) -> Iterator[tuple[slice, list[torch.Tensor]]]:
+def text_gradients(
+    scores: torch.Tensor, inputs: Sequence[torch.Tensor], max_texts_per_pass: int
+) -> Iterator[tuple[slice, list[torch.Tensor]]]:
     """Gradients of each text's scores w.r.t. ``inputs``, a chunk of texts per backward.
 
     Args:
@@ -156,8 +158,14 @@ def text_gradients(scores: torch.Tensor, inputs: Sequence[torch.Tensor], max_tex
         else:
             one_hot = torch.zeros(k, *scores.shape, dtype=scores.dtype, device=scores.device)
             one_hot[torch.arange(k), :, torch.arange(first, chunk.stop)] = 1.0
-            grads = torch.autograd.grad(scores, list(inputs), grad_outputs=one_hot, retain_graph=True,
-                                        is_grads_batched=True, allow_unused=True)
+            grads = torch.autograd.grad(
+                scores, list(inputs), grad_outputs=one_hot, retain_graph=True, is_grads_batched=True, allow_unused=True
+            )
         # an input the scores do not reach gets zeros
-        yield chunk, [torch.zeros(k, *x.shape, dtype=x.dtype, device=x.device) if g is None else g
-                      for g, x in zip(grads, inputs)]
+        yield (
+            chunk,
+            [
+                torch.zeros(k, *x.shape, dtype=x.dtype, device=x.device) if g is None else g
+                for g, x in zip(grads, inputs)
+            ],
+        )

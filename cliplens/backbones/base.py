@@ -7,7 +7,8 @@ index 0, d tower width, D joint embedding size, H heads, dh = d / H head width.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ..geometry import InputGeometry
+
 
 class Backbone(ABC):
     """A CLIP-style model as explainers see it.
@@ -87,8 +89,9 @@ class Backbone(ABC):
 
     # ---- inputs ---------------------------------------------------------------------
     @abstractmethod
-    def preprocess(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor", *,
-                   fit: str = "letterbox") -> torch.Tensor:
+    def preprocess(
+        self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, *, fit: str = "letterbox"
+    ) -> torch.Tensor:
         """PIL image(s), or tensors shaped (3, H, W) / (B, 3, H, W) — uint8 in 0–255 or float in [0, 1]
         (float values outside [0, 1] are refused in one line, never clamped)
         -> normalised model input (B, 3, S_h, S_w) on the backbone's device and dtype.
@@ -100,8 +103,9 @@ class Backbone(ABC):
         landed; an implementation must place images exactly there.
         """
 
-    def input_geometry(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor", *,
-                       fit: str = "letterbox") -> "list[InputGeometry]":
+    def input_geometry(
+        self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, *, fit: str = "letterbox"
+    ) -> list[InputGeometry]:
         """Where :meth:`preprocess` puts each image in the (S_h, S_w) input (one geometry per image)."""
         from ._preprocess import geometries
 
@@ -117,16 +121,18 @@ class Backbone(ABC):
         """(B, 3, S_h, S_w) -> (B, D) image embeddings."""
 
     @abstractmethod
-    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None,
-                    normalize: bool = True) -> torch.Tensor:
+    def encode_text(
+        self, texts: Sequence[str], templates: Sequence[str] | None = None, normalize: bool = True
+    ) -> torch.Tensor:
         """(T,) texts -> (T, D) embeddings.
 
         With ``templates`` (format strings with one ``{}``) each text's embedding is
         the renormalised mean of its normalised template embeddings.
         """
 
-    def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
-              capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
+    def trace(
+        self, pixels: torch.Tensor, layers: Iterable[int] | None = None, capture: Iterable[str] = CAPTURABLE
+    ) -> TowerTrace:
         """Run the image tower on (B, 3, S_h, S_w) and return its internals.
 
         ``layers``: block indices to capture (negative counts from the end;
@@ -188,21 +194,39 @@ class Backbone(ABC):
 
     def describe(self) -> dict[str, object]:
         """A JSON-friendly summary (used in reports and `cliplens list`)."""
-        info: dict[str, object] = {"name": self.name, "spec": self.spec, "embed_dim": self.embed_dim,
-                                   "image_size": list(self.image_size), "vit": self.is_vit,
-                                   "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+        info: dict[str, object] = {
+            "name": self.name,
+            "spec": self.spec,
+            "embed_dim": self.embed_dim,
+            "image_size": list(self.image_size),
+            "vit": self.is_vit,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
         if self.is_vit:
-            info.update(pooling=self.pooling, prefix_tokens=self.num_prefix_tokens,
-                        patch_size=list(self.patch_size), grid_size=list(self.grid_size),
-                        layers=self.num_layers, heads=self.num_heads, width=self.width)
+            info.update(
+                pooling=self.pooling,
+                prefix_tokens=self.num_prefix_tokens,
+                patch_size=list(self.patch_size),
+                grid_size=list(self.grid_size),
+                layers=self.num_layers,
+                heads=self.num_heads,
+                width=self.width,
+            )
         return info
 
     # ---- many texts at once --------------------------------------------------------
     #: prompts per :meth:`encode_text` call in the generic :meth:`encode_text_batched`
     TEXT_BATCH_SIZE = 256
 
-    def encode_text_batched(self, texts: Sequence[str], templates: Sequence[str] | None = None, *,
-                            progress: bool | None = None, desc: str = "embedding texts") -> torch.Tensor:
+    def encode_text_batched(
+        self,
+        texts: Sequence[str],
+        templates: Sequence[str] | None = None,
+        *,
+        progress: bool | None = None,
+        desc: str = "embedding texts",
+    ) -> torch.Tensor:
         """(T,) texts -> (T, D) float32 L2-normalised embeddings on the backbone's device, for large T.
 
         The same embeddings as :meth:`encode_text` (template ensembles included),
@@ -216,8 +240,8 @@ class Backbone(ABC):
         out = torch.empty(len(texts), self.embed_dim, device=self.device)
         with tqdm(total=len(texts), desc=desc, unit="text", disable=None if progress is None else not progress) as bar:
             for start in range(0, len(texts), self.TEXT_BATCH_SIZE):
-                chunk = texts[start:start + self.TEXT_BATCH_SIZE]
+                chunk = texts[start : start + self.TEXT_BATCH_SIZE]
                 with torch.no_grad():
-                    out[start:start + len(chunk)] = self.encode_text(chunk, templates=templates).float()
+                    out[start : start + len(chunk)] = self.encode_text(chunk, templates=templates).float()
                 bar.update(len(chunk))
         return out

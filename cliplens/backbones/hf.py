@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +33,8 @@ import torch.nn.functional as F
 from ..errors import BackboneError, InputError
 from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
-from .trace_sharing import shareable_trace
 from .tokenizers import LazyTokenizer, hf_tokenizer
+from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
 __all__ = ["HFBackbone", "load_hf_model", "HF_FAMILIES"]
@@ -65,40 +66,59 @@ def load_hf_model(source: str) -> tuple[torch.nn.Module, str, bool]:
     path = Path(source).expanduser()
     local = path.is_dir()
     if not local and (source.startswith((".", "/", "~")) or source.count("/") != 1):
-        raise BackboneError(f"hf: model folder {source!r} not found: pass hf:/path/to/dir (written by "
-                            "model.save_pretrained) or hf:org/name")
+        raise BackboneError(
+            f"hf: model folder {source!r} not found: pass hf:/path/to/dir (written by "
+            "model.save_pretrained) or hf:org/name"
+        )
     where = str(path) if local else source
     try:
         config = transformers.AutoConfig.from_pretrained(where, local_files_only=True)
     except Exception as exc:  # noqa: BLE001
         if local:
-            raise BackboneError(f"hf: folder {source!r} holds no readable config.json ({type(exc).__name__}); "
-                                "write it with model.save_pretrained(DIR)") from None
+            raise BackboneError(
+                f"hf: folder {source!r} holds no readable config.json ({type(exc).__name__}); "
+                "write it with model.save_pretrained(DIR)"
+            ) from None
         why = _offline_reason()
         if why:
-            raise BackboneError(f"could not fetch hf:{source} ({why} and it is not cached); on a machine with "
-                                f"internet save it with {{CLIPModel|SiglipModel}}.from_pretrained({source!r})"
-                                ".save_pretrained(DIR) and its tokenizer likewise, then pass hf:/path/to/DIR") from None
+            raise BackboneError(
+                f"could not fetch hf:{source} ({why} and it is not cached); on a machine with "
+                f"internet save it with {{CLIPModel|SiglipModel}}.from_pretrained({source!r})"
+                ".save_pretrained(DIR) and its tokenizer likewise, then pass hf:/path/to/DIR"
+            ) from None
         config = transformers.AutoConfig.from_pretrained(where)
     family = HF_FAMILIES.get(getattr(config, "model_type", ""))
     if family is None:
-        raise BackboneError(f"hf: model type {getattr(config, 'model_type', '?')!r} of {source!r} is not supported: "
-                            f"use a {' or '.join(HF_FAMILIES)} checkpoint (CLIPModel / SiglipModel)")
+        raise BackboneError(
+            f"hf: model type {getattr(config, 'model_type', '?')!r} of {source!r} is not supported: "
+            f"use a {' or '.join(HF_FAMILIES)} checkpoint (CLIPModel / SiglipModel)"
+        )
     cls = transformers.CLIPModel if family == "clip" else transformers.SiglipModel
     try:
         model = cls.from_pretrained(where, local_files_only=local or _offline_reason() is not None)
     except Exception as exc:  # noqa: BLE001
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise BackboneError(f"hf: could not load {source!r} as {cls.__name__} ({type(exc).__name__}: {first})") from None
+        raise BackboneError(
+            f"hf: could not load {source!r} as {cls.__name__} ({type(exc).__name__}: {first})"
+        ) from None
     return model.eval().requires_grad_(False), family, local
 
 
 class HFBackbone(ModelBackbone):
     """A transformers ``CLIPModel`` or ``SiglipModel`` behind the :class:`Backbone` interface."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: LazyTokenizer | Any, *, family: str, name: str,
-                 image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: LazyTokenizer | Any,
+        *,
+        family: str,
+        name: str,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+    ) -> None:
         if family not in HF_FAMILIES.values():
             raise InputError(f"unknown Hugging Face family {family!r}: use one of {', '.join(HF_FAMILIES)}")
         self.name = self.spec = name
@@ -114,8 +134,14 @@ class HFBackbone(ModelBackbone):
         self._text_cache: dict[tuple[str, tuple[str, ...] | None], torch.Tensor] = {}
 
     @classmethod
-    def from_spec(cls, arg: str | None, *, device: torch.device | str | None = None,
-                  dtype: torch.dtype | str | None = None, tokenizer: str | None = None) -> "HFBackbone":
+    def from_spec(
+        cls,
+        arg: str | None,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        tokenizer: str | None = None,
+    ) -> HFBackbone:
         """``hf:/path/to/dir`` or ``hf:org/name``; the tokenizer loads on first text (``tokenizer``: a folder)."""
         if not arg:
             raise BackboneError("hf needs a model: hf:/path/to/dir (written by model.save_pretrained) or hf:org/name")
@@ -126,8 +152,16 @@ class HFBackbone(ModelBackbone):
             cfg = json.loads(processor.read_text())
             mean, std = cfg.get("image_mean"), cfg.get("image_std")
         source = str(Path(arg).expanduser()) if local else arg
-        return cls(model, hf_tokenizer(source, tokenizer), family=family, name=f"hf:{arg}", image_mean=mean,
-                   image_std=std, device=device, dtype=dtype)
+        return cls(
+            model,
+            hf_tokenizer(source, tokenizer),
+            family=family,
+            name=f"hf:{arg}",
+            image_mean=mean,
+            image_std=std,
+            device=device,
+            dtype=dtype,
+        )
 
     # ---- geometry -------------------------------------------------------------------
     @property
@@ -191,8 +225,9 @@ class HFBackbone(ModelBackbone):
         return self._tokens(texts)["input_ids"]
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        features = _features(self.model.get_image_features(pixel_values=pixels.to(device=self._device,
-                                                                                  dtype=self._dtype)))
+        features = _features(
+            self.model.get_image_features(pixel_values=pixels.to(device=self._device, dtype=self._dtype))
+        )
         return F.normalize(features, dim=-1) if normalize else features
 
     def _encode_plain(self, texts: Sequence[str]) -> torch.Tensor:
@@ -202,8 +237,9 @@ class HFBackbone(ModelBackbone):
         with torch.no_grad():
             return F.normalize(_features(self.model.get_text_features(**tokens)).float(), dim=-1).to(self._dtype)
 
-    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None,
-                    normalize: bool = True) -> torch.Tensor:
+    def encode_text(
+        self, texts: Sequence[str], templates: Sequence[str] | None = None, normalize: bool = True
+    ) -> torch.Tensor:
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
             raise InputError("no texts given: pass at least one text")
@@ -230,22 +266,33 @@ class HFBackbone(ModelBackbone):
         def mlp_branch(x: torch.Tensor, _layer: torch.nn.Module = layer_module) -> torch.Tensor:
             return _layer.mlp(_layer.layer_norm2(x))
 
-        return ViTBlock(ln_1=layer_module.layer_norm1, in_proj_weight=weight, in_proj_bias=bias,
-                        out_proj_weight=attn.out_proj.weight, out_proj_bias=attn.out_proj.bias,
-                        layer_scale=torch.ones(self.width, device=self._device, dtype=self._dtype),
-                        mlp_branch=mlp_branch, num_heads=self.num_heads)
+        return ViTBlock(
+            ln_1=layer_module.layer_norm1,
+            in_proj_weight=weight,
+            in_proj_bias=bias,
+            out_proj_weight=attn.out_proj.weight,
+            out_proj_bias=attn.out_proj.bias,
+            layer_scale=torch.ones(self.width, device=self._device, dtype=self._dtype),
+            mlp_branch=mlp_branch,
+            num_heads=self.num_heads,
+        )
 
     @shareable_trace
-    def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
-              capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
+    def trace(
+        self, pixels: torch.Tensor, layers: Iterable[int] | None = None, capture: Iterable[str] = CAPTURABLE
+    ) -> TowerTrace:
         capture = check_capture(capture)
         chosen = sorted({self.layer_index(i) for i in (range(self.num_layers) if layers is None else layers)})
-        parts = [BlockModules(block=layer, ln_1=layer.layer_norm1, attn_out=layer.self_attn, mlp_out=layer.mlp)
-                 for layer in self.vision.encoder.layers]
-        embedding, final, stores = trace_blocks(lambda: self.encode_image(pixels, normalize=False), parts, chosen,
-                                                capture)
-        return TowerTrace(embedding=embedding, final=final, blocks={layer: self.block(layer) for layer in chosen},
-                          **stores)
+        parts = [
+            BlockModules(block=layer, ln_1=layer.layer_norm1, attn_out=layer.self_attn, mlp_out=layer.mlp)
+            for layer in self.vision.encoder.layers
+        ]
+        embedding, final, stores = trace_blocks(
+            lambda: self.encode_image(pixels, normalize=False), parts, chosen, capture
+        )
+        return TowerTrace(
+            embedding=embedding, final=final, blocks={layer: self.block(layer) for layer in chosen}, **stores
+        )
 
     def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(..., d) final tokens -> (..., D): CLIP ``visual_projection(post_layernorm)``; SigLIP the head per token."""
@@ -255,8 +302,8 @@ class HFBackbone(ModelBackbone):
         head = self.vision.head
         d = x.shape[-1]
         attn = head.attention
-        bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * d:]
-        x = attn.out_proj(F.linear(x, attn.in_proj_weight[2 * d:], bias))  # the probe attending to this token alone
+        bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * d :]
+        x = attn.out_proj(F.linear(x, attn.in_proj_weight[2 * d :], bias))  # the probe attending to this token alone
         return x + head.mlp(head.layernorm(x))
 
     def final_norm(self) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -271,5 +318,7 @@ class HFBackbone(ModelBackbone):
 
     def _require_class_token(self) -> None:
         if self.family != "clip":
-            raise BackboneError(f"backbone {self.name!r} pools with an attention head: it has no final norm and "
-                                "linear projection of a class token")
+            raise BackboneError(
+                f"backbone {self.name!r} pools with an attention head: it has no final norm and "
+                "linear projection of a class token"
+            )

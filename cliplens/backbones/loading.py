@@ -45,13 +45,22 @@ def pickled_code_message(path: str | Path, torch_message: str = "") -> str:
     found = re.search(r"GLOBAL ([\w.]+)", torch_message)
     calls = f" (it calls {found.group(1)})" if found else ""
     source, target = str(path), str(Path(path).with_suffix(".safetensors"))
-    return (f"checkpoint {source!r} holds pickled Python code{calls}, which cliplens will not run; if you trust "
-            f"the file, convert it once to safetensors: python -c \"import torch; from safetensors.torch import "
-            f"save_file; save_file(torch.load({source!r}, weights_only=False), {target!r})\" and pass that file")
+    return (
+        f"checkpoint {source!r} holds pickled Python code{calls}, which cliplens will not run; if you trust "
+        f'the file, convert it once to safetensors: python -c "import torch; from safetensors.torch import '
+        f'save_file; save_file(torch.load({source!r}, weights_only=False), {target!r})" and pass that file'
+    )
 
 
-def key_mismatch_message(weights: str, arch: str, model_state: dict[str, torch.Tensor],
-                         file_state: dict[str, torch.Tensor], shown: int = 3, *, hint: str | None = None) -> str | None:
+def key_mismatch_message(
+    weights: str,
+    arch: str,
+    model_state: dict[str, torch.Tensor],
+    file_state: dict[str, torch.Tensor],
+    shown: int = 3,
+    *,
+    hint: str | None = None,
+) -> str | None:
     """None when ``file_state`` fits ``model_state`` (same keys, same shapes), else one line naming the first few
     missing, unexpected and differently shaped keys (``shown`` of each) and asking whether ``arch`` is right
     (``hint`` replaces that question)."""
@@ -95,15 +104,17 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise BackboneError(pickled_code_message(path, str(exc))) from None
     except Exception as exc:  # noqa: BLE001 - translate any reader error into one sentence
         first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise BackboneError(f"could not read checkpoint {str(path)!r} ({type(exc).__name__}: {first_line}); "
-                            "use a .safetensors file or a torch.save'd state dict") from None
+        raise BackboneError(
+            f"could not read checkpoint {str(path)!r} ({type(exc).__name__}: {first_line}); "
+            "use a .safetensors file or a torch.save'd state dict"
+        ) from None
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BackboneError(f"checkpoint {str(path)!r} does not hold a state dict of tensors")
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -186,8 +197,10 @@ def build_open_clip_model(arch: str, weights: str | None, *, seed: int = 0) -> t
                 state = drop_non_state(model, state)
         except (RuntimeError, AssertionError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise BackboneError(f"checkpoint {weights!r} does not fit architecture {arch!r} ({first}) "
-                                f"— is {arch} right? (the name before ':')") from None
+            raise BackboneError(
+                f"checkpoint {weights!r} does not fit architecture {arch!r} ({first}) "
+                f"— is {arch} right? (the name before ':')"
+            ) from None
         mismatch = key_mismatch_message(weights, arch, model.state_dict(), state)
         if mismatch is not None:
             raise BackboneError(mismatch)
@@ -197,8 +210,10 @@ def build_open_clip_model(arch: str, weights: str | None, *, seed: int = 0) -> t
         try:
             model = open_clip.create_model(arch, pretrained=pretrained, **extra)
         except Exception as exc:  # noqa: BLE001
-            raise BackboneError(f"could not load pretrained weights {arch}:{weights} ({type(exc).__name__}: {exc}); "
-                                f"pass a local file as {arch}:/path/to/weights.safetensors") from None
+            raise BackboneError(
+                f"could not load pretrained weights {arch}:{weights} ({type(exc).__name__}: {exc}); "
+                f"pass a local file as {arch}:/path/to/weights.safetensors"
+            ) from None
     model.eval()
     model.requires_grad_(False)
     return model

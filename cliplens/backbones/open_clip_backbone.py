@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import BackboneError, InputError
 from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype, to_model
-from ._tracing import BlockModules, check_capture, trace_blocks
-from .trace_sharing import shareable_trace
 from ._inputs import warn_truncated
+from ._tracing import BlockModules, check_capture, trace_blocks
 from .loading import build_open_clip_model
 from .tokenizers import open_clip_tokenizer
+from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
 __all__ = ["OpenCLIPBackbone", "OPENAI_MEAN", "OPENAI_STD", "resolve_device", "resolve_dtype"]
@@ -27,10 +27,18 @@ class OpenCLIPBackbone(ModelBackbone):
     traced (``is_vit``), which is what the built-in explainers need.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Callable[..., torch.Tensor], *, name: str,
-                 image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
-                 autocast: torch.dtype | str | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Callable[..., torch.Tensor],
+        *,
+        name: str,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        autocast: torch.dtype | str | None = None,
+    ) -> None:
         self.name = name
         self.spec = name
         self.model = model.eval().requires_grad_(False)
@@ -46,17 +54,26 @@ class OpenCLIPBackbone(ModelBackbone):
         self._warned_texts: set[str] = set()  # texts past the context length, warned about once
 
     @classmethod
-    def from_spec(cls, arch: str, weights: str | None = None, *, device: torch.device | str | None = None,
-                  dtype: torch.dtype | str | None = None, seed: int | str = 0,
-                  tokenizer: str | None = None, autocast: torch.dtype | str | None = None) -> "OpenCLIPBackbone":
+    def from_spec(
+        cls,
+        arch: str,
+        weights: str | None = None,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        seed: int | str = 0,
+        tokenizer: str | None = None,
+        autocast: torch.dtype | str | None = None,
+    ) -> OpenCLIPBackbone:
         """``arch`` with random (seeded) weights, a pretrained ``weights`` tag, or a checkpoint path.
 
         The tokenizer loads on first text (from the folder ``tokenizer`` when given), never here.
         """
         model = build_open_clip_model(arch, weights, seed=int(seed))
         name = arch if weights is None else f"{arch}:{weights}"
-        return cls(model, open_clip_tokenizer(arch, tokenizer), name=name, device=device, dtype=dtype,
-                   autocast=autocast)
+        return cls(
+            model, open_clip_tokenizer(arch, tokenizer), name=name, device=device, dtype=dtype, autocast=autocast
+        )
 
     # ---- geometry -------------------------------------------------------------------
     @property
@@ -68,15 +85,23 @@ class OpenCLIPBackbone(ModelBackbone):
         from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
         visual = self.visual
-        return (isinstance(visual, VisionTransformer) and getattr(visual, "attn_pool", None) is None
-                and getattr(visual, "pool_type", "tok") == "tok" and visual.proj is not None
-                and all(isinstance(b, ResidualAttentionBlock) and isinstance(b.attn, torch.nn.MultiheadAttention)
-                        for b in visual.transformer.resblocks))
+        return (
+            isinstance(visual, VisionTransformer)
+            and getattr(visual, "attn_pool", None) is None
+            and getattr(visual, "pool_type", "tok") == "tok"
+            and visual.proj is not None
+            and all(
+                isinstance(b, ResidualAttentionBlock) and isinstance(b.attn, torch.nn.MultiheadAttention)
+                for b in visual.transformer.resblocks
+            )
+        )
 
     def _require_vit(self) -> None:
         if not self.is_vit:
-            raise BackboneError(f"backbone {self.name!r} has a {type(self.visual).__name__} image tower; "
-                                "this needs an open_clip VisionTransformer (class-token pooling)")
+            raise BackboneError(
+                f"backbone {self.name!r} has a {type(self.visual).__name__} image tower; "
+                "this needs an open_clip VisionTransformer (class-token pooling)"
+            )
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -85,8 +110,11 @@ class OpenCLIPBackbone(ModelBackbone):
 
     @property
     def embed_dim(self) -> int:
-        return int(self.model.text_projection.shape[-1]) if getattr(self.model, "text_projection", None) is not None \
+        return (
+            int(self.model.text_projection.shape[-1])
+            if getattr(self.model, "text_projection", None) is not None
             else int(self.visual.output_dim)
+        )
 
     @property
     def patch_size(self) -> tuple[int, int]:
@@ -127,8 +155,9 @@ class OpenCLIPBackbone(ModelBackbone):
         with torch.no_grad():
             return F.normalize(self.model.encode_text(self.tokenize(texts)).float(), dim=-1).to(self._dtype)
 
-    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None,
-                    normalize: bool = True) -> torch.Tensor:
+    def encode_text(
+        self, texts: Sequence[str], templates: Sequence[str] | None = None, normalize: bool = True
+    ) -> torch.Tensor:
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
             raise InputError("no texts given: pass at least one text")
@@ -165,30 +194,48 @@ class OpenCLIPBackbone(ModelBackbone):
         def mlp_branch(x: torch.Tensor, _block: torch.nn.Module = block) -> torch.Tensor:
             return _block.ls_2(_block.mlp(_block.ln_2(x)))
 
-        return ViTBlock(ln_1=block.ln_1, in_proj_weight=attn.in_proj_weight, in_proj_bias=attn.in_proj_bias,
-                        out_proj_weight=attn.out_proj.weight, out_proj_bias=attn.out_proj.bias,
-                        layer_scale=gamma if gamma is not None else torch.ones(attn.embed_dim, device=self._device,
-                                                                               dtype=self._dtype),
-                        mlp_branch=mlp_branch, num_heads=attn.num_heads, unit_layer_scale=gamma is None)
+        return ViTBlock(
+            ln_1=block.ln_1,
+            in_proj_weight=attn.in_proj_weight,
+            in_proj_bias=attn.in_proj_bias,
+            out_proj_weight=attn.out_proj.weight,
+            out_proj_bias=attn.out_proj.bias,
+            layer_scale=gamma
+            if gamma is not None
+            else torch.ones(attn.embed_dim, device=self._device, dtype=self._dtype),
+            mlp_branch=mlp_branch,
+            num_heads=attn.num_heads,
+            unit_layer_scale=gamma is None,
+        )
 
     @shareable_trace
-    def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
-              capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
+    def trace(
+        self, pixels: torch.Tensor, layers: Iterable[int] | None = None, capture: Iterable[str] = CAPTURABLE
+    ) -> TowerTrace:
         self._require_vit()
         capture = check_capture(capture)
         chosen = sorted({self.layer_index(i) for i in (range(self.num_layers) if layers is None else layers)})
-        parts = [BlockModules(block=b, ln_1=b.ln_1, attn_out=b.ls_1, mlp_out=b.ls_2)
-                 for b in self.visual.transformer.resblocks]
+        parts = [
+            BlockModules(block=b, ln_1=b.ln_1, attn_out=b.ls_1, mlp_out=b.ls_2)
+            for b in self.visual.transformer.resblocks
+        ]
         embedding, final, stores = trace_blocks(
-            lambda: self.visual(to_model(pixels, self._device, self._dtype)), parts, chosen, capture,
-            batch_first=self.batch_first)
+            lambda: self.visual(to_model(pixels, self._device, self._dtype)),
+            parts,
+            chosen,
+            capture,
+            batch_first=self.batch_first,
+        )
         if isinstance(embedding, tuple):
             embedding = embedding[0]
         if final.shape[0] != pixels.shape[0]:
-            raise BackboneError(f"backbone {self.name!r}: the traced tokens have shape {tuple(final.shape)} for "
-                                f"{pixels.shape[0]} images; this open_clip version's token layout is not supported")
-        return TowerTrace(embedding=embedding, final=final, blocks={layer: self.block(layer) for layer in chosen},
-                          **stores)
+            raise BackboneError(
+                f"backbone {self.name!r}: the traced tokens have shape {tuple(final.shape)} for "
+                f"{pixels.shape[0]} images; this open_clip version's token layout is not supported"
+            )
+        return TowerTrace(
+            embedding=embedding, final=final, blocks={layer: self.block(layer) for layer in chosen}, **stores
+        )
 
     def final_norm(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         self._require_vit()
@@ -208,8 +255,14 @@ class OpenCLIPBackbone(ModelBackbone):
     #: tokens per forward of the trimmed text encoder (batch = this // trimmed length)
     TEXT_TOKEN_BUDGET = 8192
 
-    def encode_text_batched(self, texts: Sequence[str], templates: Sequence[str] | None = None, *,
-                            progress: bool | None = None, desc: str = "embedding texts") -> torch.Tensor:
+    def encode_text_batched(
+        self,
+        texts: Sequence[str],
+        templates: Sequence[str] | None = None,
+        *,
+        progress: bool | None = None,
+        desc: str = "embedding texts",
+    ) -> torch.Tensor:
         """(T,) texts -> (T, D) float32 normalised embeddings, as :meth:`encode_text` but fast for large T.
 
         open_clip's CLIP text tower is causal and pools at the end-of-text token, so the
@@ -235,12 +288,16 @@ class OpenCLIPBackbone(ModelBackbone):
         order = torch.argsort(lengths, stable=True)
         out = torch.empty(len(prompts), self.embed_dim, device=self._device)
         start = 0
-        with torch.no_grad(), tqdm(total=len(prompts), desc=desc, unit="prompt",
-                                   disable=None if progress is None else not progress) as bar:
+        with (
+            torch.no_grad(),
+            tqdm(
+                total=len(prompts), desc=desc, unit="prompt", disable=None if progress is None else not progress
+            ) as bar,
+        ):
             while start < len(prompts):  # sorted by length: each batch holds prompts of one length only
                 length = int(lengths[order[start]])
-                same = int((lengths[order[start:start + max(1, self.TEXT_TOKEN_BUDGET // length)]] == length).sum())
-                index = order[start:start + same].to(self._device)
+                same = int((lengths[order[start : start + max(1, self.TEXT_TOKEN_BUDGET // length)]] == length).sum())
+                index = order[start : start + same].to(self._device)
                 out[index] = self._encode_trimmed(tokens[index])
                 bar.update(same)
                 start += same
@@ -253,9 +310,12 @@ class OpenCLIPBackbone(ModelBackbone):
         import open_clip
 
         model = self.model
-        return (isinstance(model, open_clip.CLIP) and getattr(model, "attn_mask", None) is not None
-                and getattr(model, "text_pool_type", None) in ("argmax", "eos")
-                and (model.text_pool_type == "argmax" or getattr(model, "text_eos_id", None) is not None))
+        return (
+            isinstance(model, open_clip.CLIP)
+            and getattr(model, "attn_mask", None) is not None
+            and getattr(model, "text_pool_type", None) in ("argmax", "eos")
+            and (model.text_pool_type == "argmax" or getattr(model, "text_eos_id", None) is not None)
+        )
 
     def _trimmed_text_path_agrees(self, probe: list[str]) -> bool:
         """The fast path applies and gives the model's own ``encode_text`` embeddings for ``probe``."""
@@ -270,8 +330,11 @@ class OpenCLIPBackbone(ModelBackbone):
         tolerance = 1e-3 if self._dtype in (torch.float32, torch.float64) else 2e-2
         if fast.shape == reference.shape and torch.allclose(fast, reference, atol=tolerance, rtol=tolerance):
             return True
-        warnings.warn(f"backbone {self.name!r}: the trimmed text forward disagrees with encode_text; "
-                      "using the full-context encoder", stacklevel=3)
+        warnings.warn(
+            f"backbone {self.name!r}: the trimmed text forward disagrees with encode_text; "
+            "using the full-context encoder",
+            stacklevel=3,
+        )
         return False
 
     def _text_pool_positions(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -20,11 +21,19 @@ def wrap_open_clip(model: torch.nn.Module, tokenizer: Callable[..., torch.Tensor
     return cls(model, tokenizer, **kwargs)
 
 
-def open_clip_backbone(arch: str, weights: str | None = None, *, device: torch.device | str | None = None,
-                       dtype: torch.dtype | str | None = None, seed: int | str = 0,
-                       tokenizer: str | None = None, autocast: torch.dtype | str | None = None) -> OpenCLIPBackbone:
+def open_clip_backbone(
+    arch: str,
+    weights: str | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    seed: int | str = 0,
+    tokenizer: str | None = None,
+    autocast: torch.dtype | str | None = None,
+) -> OpenCLIPBackbone:
     """``ARCH`` / ``ARCH:TAG`` / ``ARCH:PATH`` as :meth:`OpenCLIPBackbone.from_spec`, in the class its tower needs."""
     model = build_open_clip_model(arch, weights, seed=int(seed))
     name = arch if weights is None else f"{arch}:{weights}"
-    return wrap_open_clip(model, open_clip_tokenizer(arch, tokenizer), name=name, device=device, dtype=dtype,
-                         autocast=autocast)
+    return wrap_open_clip(
+        model, open_clip_tokenizer(arch, tokenizer), name=name, device=device, dtype=dtype, autocast=autocast
+    )

@@ -20,15 +20,15 @@ is the embedding exactly when the pooling attention is one-hot.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import BackboneError
 from ._tracing import BlockModules, check_capture, trace_blocks
-from .trace_sharing import shareable_trace
 from .open_clip_backbone import OpenCLIPBackbone
+from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
 __all__ = ["OpenCLIPTimmBackbone", "is_timm_vit"]
@@ -67,13 +67,22 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
         if trunk.global_pool not in _POOLINGS:
             return f"timm pooling {trunk.global_pool!r} is not one of {', '.join(_POOLINGS)}"
         pool = trunk.attn_pool
-        if trunk.global_pool == "map" and (pool is None or getattr(pool, "latent_len", 1) != 1
-                                           or getattr(pool, "pos_embed", None) is not None or not hasattr(pool, "kv")):
+        if trunk.global_pool == "map" and (
+            pool is None
+            or getattr(pool, "latent_len", 1) != 1
+            or getattr(pool, "pos_embed", None) is not None
+            or not hasattr(pool, "kv")
+        ):
             return "its attention-pooling head is not timm's single-query AttentionPoolLatent"
         for block in trunk.blocks:
             attn = getattr(block, "attn", None)
-            if not (hasattr(attn, "qkv") and hasattr(block, "norm1") and hasattr(block, "ls1")
-                    and _is_identity(getattr(attn, "norm", None)) and getattr(attn, "gate", None) is None):
+            if not (
+                hasattr(attn, "qkv")
+                and hasattr(block, "norm1")
+                and hasattr(block, "ls1")
+                and _is_identity(getattr(attn, "norm", None))
+                and getattr(attn, "gate", None) is None
+            ):
                 return f"its blocks ({type(block).__name__}) are not timm's standard pre-norm Block"
         return None
 
@@ -142,25 +151,33 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
             return _block.ls2(_block.mlp(_block.norm2(x)))
 
         width = attn.qkv.weight.shape[1]
-        return ViTBlock(ln_1=block.norm1, in_proj_weight=attn.qkv.weight, in_proj_bias=attn.qkv.bias,
-                        out_proj_weight=attn.proj.weight, out_proj_bias=attn.proj.bias,
-                        layer_scale=gamma if gamma is not None else torch.ones(width, device=self.device,
-                                                                               dtype=self.dtype),
-                        mlp_branch=mlp_branch, num_heads=int(attn.num_heads),
-                        q_norm=None if _is_identity(attn.q_norm) else attn.q_norm,
-                        k_norm=None if _is_identity(attn.k_norm) else attn.k_norm)
+        return ViTBlock(
+            ln_1=block.norm1,
+            in_proj_weight=attn.qkv.weight,
+            in_proj_bias=attn.qkv.bias,
+            out_proj_weight=attn.proj.weight,
+            out_proj_bias=attn.proj.bias,
+            layer_scale=gamma if gamma is not None else torch.ones(width, device=self.device, dtype=self.dtype),
+            mlp_branch=mlp_branch,
+            num_heads=int(attn.num_heads),
+            q_norm=None if _is_identity(attn.q_norm) else attn.q_norm,
+            k_norm=None if _is_identity(attn.k_norm) else attn.k_norm,
+        )
 
     @shareable_trace
-    def trace(self, pixels: torch.Tensor, layers: Iterable[int] | None = None,
-              capture: Iterable[str] = CAPTURABLE) -> TowerTrace:
+    def trace(
+        self, pixels: torch.Tensor, layers: Iterable[int] | None = None, capture: Iterable[str] = CAPTURABLE
+    ) -> TowerTrace:
         self._require_vit()
         capture = check_capture(capture)
         chosen = sorted({self.layer_index(i) for i in (range(self.num_layers) if layers is None else layers)})
         parts = [BlockModules(block=b, ln_1=b.norm1, attn_out=b.ls1, mlp_out=b.ls2) for b in self.trunk.blocks]
         embedding, final, stores = trace_blocks(
-            lambda: self.visual(pixels.to(device=self.device, dtype=self.dtype)), parts, chosen, capture)
-        return TowerTrace(embedding=embedding, final=final, blocks={layer: self.block(layer) for layer in chosen},
-                          **stores)
+            lambda: self.visual(pixels.to(device=self.device, dtype=self.dtype)), parts, chosen, capture
+        )
+        return TowerTrace(
+            embedding=embedding, final=final, blocks={layer: self.block(layer) for layer in chosen}, **stores
+        )
 
     def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(..., d) final residual tokens -> (..., D): final norm, the pooling applied to each token alone, heads."""
@@ -195,8 +212,12 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
     def _require_linear_head(self) -> None:
         self._require_vit()
         heads = [self.trunk.head, *self.visual.head]
-        linear = all(_is_identity(m) or isinstance(m, torch.nn.Dropout)
-                     or (isinstance(m, torch.nn.Linear) and m.bias is None) for m in heads)
+        linear = all(
+            _is_identity(m) or isinstance(m, torch.nn.Dropout) or (isinstance(m, torch.nn.Linear) and m.bias is None)
+            for m in heads
+        )
         if self.pooling != "class_token" or not _is_identity(self.trunk.fc_norm) or not linear:
-            raise BackboneError(f"backbone {self.name!r}: its pooling ({self.pooling}) and heads are not a final norm "
-                                "followed by a linear projection")
+            raise BackboneError(
+                f"backbone {self.name!r}: its pooling ({self.pooling}) and heads are not a final norm "
+                "followed by a linear projection"
+            )

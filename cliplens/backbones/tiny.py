@@ -14,8 +14,16 @@ import torch
 
 from .base import Backbone
 
-__all__ = ["tiny_open_clip", "tiny_open_clip_timm", "tiny_hf", "tiny_open_clip_vit", "tiny_open_clip_quickgelu",
-           "tiny_open_clip_resnet", "tiny_hf_clip", "tiny_hf_siglip"]
+__all__ = [
+    "tiny_open_clip",
+    "tiny_open_clip_timm",
+    "tiny_hf",
+    "tiny_open_clip_vit",
+    "tiny_open_clip_quickgelu",
+    "tiny_open_clip_resnet",
+    "tiny_hf_clip",
+    "tiny_hf_siglip",
+]
 
 _TEXT = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 _WORDS = ["a", "the", "photo", "of", "red", "blue", "green", "circle", "square", "cat", "dog", "sky", "grass"]
@@ -53,11 +61,22 @@ def tiny_open_clip_timm(seed: int = 0) -> Backbone:
 
     torch.manual_seed(seed)
     model = open_clip.CustomTextCLIP(
-        embed_dim=32, text_cfg=dict(_TEXT, no_causal_mask=True, proj_bias=True, pool_type="last"),
-        vision_cfg={"image_size": 32, "timm_model_name": "test_vit", "timm_pool": "", "timm_proj": "none"})
-    model.visual.trunk = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
-                                           mlp_ratio=2.0, num_classes=0, class_token=False, global_pool="map",
-                                           qk_norm=True)
+        embed_dim=32,
+        text_cfg=dict(_TEXT, no_causal_mask=True, proj_bias=True, pool_type="last"),
+        vision_cfg={"image_size": 32, "timm_model_name": "test_vit", "timm_pool": "", "timm_proj": "none"},
+    )
+    model.visual.trunk = VisionTransformer(
+        img_size=32,
+        patch_size=8,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=2.0,
+        num_classes=0,
+        class_token=False,
+        global_pool="map",
+        qk_norm=True,
+    )
     return OpenCLIPTimmBackbone(model, _bpe(), name="tiny-open_clip-siglip")
 
 
@@ -74,9 +93,15 @@ def _save_tokenizer(folder: Path, family: str) -> int:
         fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     else:
         tok.post_processor = processors.TemplateProcessing(
-            single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)])
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-                                       pad_token="<|endoftext|>", unk_token="<unk>")
+            single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)]
+        )
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<|startoftext|>",
+            eos_token="<|endoftext|>",
+            pad_token="<|endoftext|>",
+            unk_token="<unk>",
+        )
     fast.save_pretrained(str(folder))
     return len(specials) + len(_WORDS)
 
@@ -89,14 +114,24 @@ def tiny_hf(family: str, seed: int = 0) -> Backbone:
 
     folder = Path(tempfile.mkdtemp(prefix=f"cliplens-tiny-hf-{family}-"))
     vocab = _save_tokenizer(folder, family)
-    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=16)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-                  patch_size=8)
+    text = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=16,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
     torch.manual_seed(seed)
     if family == "clip":
-        config = transformers.CLIPConfig(text_config=dict(text, bos_token_id=0, eos_token_id=1, pad_token_id=1),
-                                         vision_config=vision, projection_dim=24)
+        config = transformers.CLIPConfig(
+            text_config=dict(text, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+            vision_config=vision,
+            projection_dim=24,
+        )
         transformers.CLIPModel(config).save_pretrained(str(folder))
     else:
         config = transformers.SiglipConfig(text_config=dict(text, pad_token_id=0, eos_token_id=1), vision_config=vision)

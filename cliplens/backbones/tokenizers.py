@@ -18,8 +18,9 @@ A tokenizer that cannot be built fails on first use with one line saying how to 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -27,9 +28,11 @@ from ..errors import BackboneError
 
 __all__ = ["LazyTokenizer", "open_clip_tokenizer", "hf_tokenizer", "tokenizer_folder"]
 
-_REMEDY = ("on a machine with internet run: python -c \"from transformers import AutoTokenizer; "
-           "AutoTokenizer.from_pretrained({source!r}).save_pretrained('DIR')\", copy DIR here and add "
-           "?tokenizer=DIR to the backbone spec")
+_REMEDY = (
+    'on a machine with internet run: python -c "from transformers import AutoTokenizer; '
+    "AutoTokenizer.from_pretrained({source!r}).save_pretrained('DIR')\", copy DIR here and add "
+    "?tokenizer=DIR to the backbone spec"
+)
 
 
 #: files a saved Hugging Face tokenizer holds (any one of them)
@@ -69,8 +72,10 @@ def tokenizer_folder(directory: str | Path) -> Path:
     """``directory`` as an existing folder, or a one-line error."""
     path = Path(directory).expanduser()
     if not path.is_dir():
-        raise BackboneError(f"tokenizer folder {str(directory)!r} not found: pass ?tokenizer=DIR with a folder "
-                            "written by tokenizer.save_pretrained(DIR) (or holding CLIP's bpe_simple_vocab *.txt.gz)")
+        raise BackboneError(
+            f"tokenizer folder {str(directory)!r} not found: pass ?tokenizer=DIR with a folder "
+            "written by tokenizer.save_pretrained(DIR) (or holding CLIP's bpe_simple_vocab *.txt.gz)"
+        )
     return path
 
 
@@ -99,9 +104,11 @@ def _load_open_clip(arch: str, directory: str | None) -> Callable[..., torch.Ten
         try:
             return open_clip.get_tokenizer(arch)
         except Exception as exc:  # noqa: BLE001 - hub, sentencepiece or config errors: one line with the remedy
-            raise BackboneError(f"the tokenizer of {arch!r} could not be loaded ({type(exc).__name__}: "
-                                f"{_first_line(exc)}); the weights load without it, text encoding needs it: "
-                                + _REMEDY.format(source=source)) from None
+            raise BackboneError(
+                f"the tokenizer of {arch!r} could not be loaded ({type(exc).__name__}: "
+                f"{_first_line(exc)}); the weights load without it, text encoding needs it: "
+                + _REMEDY.format(source=source)
+            ) from None
     folder = tokenizer_folder(directory)
     if _uses_hf_tokenizer(arch, text_cfg):
         from open_clip.tokenizer import HFTokenizer
@@ -111,14 +118,17 @@ def _load_open_clip(arch: str, directory: str | None) -> Callable[..., torch.Ten
         try:
             return HFTokenizer(str(folder), context_length=context_length, **kwargs)
         except Exception as exc:  # noqa: BLE001
-            raise BackboneError(f"tokenizer folder {str(folder)!r} could not be read as the Hugging Face tokenizer "
-                                f"of {arch!r} ({type(exc).__name__}: {_first_line(exc)}); "
-                                + _REMEDY.format(source=source)) from None
+            raise BackboneError(
+                f"tokenizer folder {str(folder)!r} could not be read as the Hugging Face tokenizer "
+                f"of {arch!r} ({type(exc).__name__}: {_first_line(exc)}); " + _REMEDY.format(source=source)
+            ) from None
     merges = sorted(folder.glob("*.txt.gz"))
     if not merges:
-        raise BackboneError(f"tokenizer folder {str(folder)!r} holds no BPE merges file (*.txt.gz) for {arch!r}'s "
-                            "CLIP tokenizer; open_clip ships it (open_clip/bpe_simple_vocab_16e6.txt.gz): "
-                            "drop ?tokenizer= or put that file there")
+        raise BackboneError(
+            f"tokenizer folder {str(folder)!r} holds no BPE merges file (*.txt.gz) for {arch!r}'s "
+            "CLIP tokenizer; open_clip ships it (open_clip/bpe_simple_vocab_16e6.txt.gz): "
+            "drop ?tokenizer= or put that file there"
+        )
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(bpe_path=str(merges[0]), context_length=context_length, **kwargs)
@@ -142,15 +152,20 @@ def _load_hf(model_source: str, directory: str | None) -> Any:
     local = Path(source).expanduser().is_dir()
     if local and not any((Path(source).expanduser() / name).is_file() for name in _HF_TOKENIZER_FILES):
         # transformers 5 would build an empty tokenizer from config.json alone: every word unknown
-        raise BackboneError(f"folder {source!r} holds no tokenizer files ({', '.join(_HF_TOKENIZER_FILES)}); save "
-                            "one there with tokenizer.save_pretrained(DIR) or add ?tokenizer=DIR to the backbone spec")
+        raise BackboneError(
+            f"folder {source!r} holds no tokenizer files ({', '.join(_HF_TOKENIZER_FILES)}); save "
+            "one there with tokenizer.save_pretrained(DIR) or add ?tokenizer=DIR to the backbone spec"
+        )
     try:
-        return AutoTokenizer.from_pretrained(str(Path(source).expanduser()) if local else source,
-                                             local_files_only=local)
+        return AutoTokenizer.from_pretrained(
+            str(Path(source).expanduser()) if local else source, local_files_only=local
+        )
     except Exception as exc:  # noqa: BLE001
         what = f"folder {source!r} holds no tokenizer" if local else f"the tokenizer of {source!r} is not available"
-        raise BackboneError(f"{what} ({type(exc).__name__}: {_first_line(exc)}); save one there with "
-                            "tokenizer.save_pretrained(DIR) or add ?tokenizer=DIR to the backbone spec") from None
+        raise BackboneError(
+            f"{what} ({type(exc).__name__}: {_first_line(exc)}); save one there with "
+            "tokenizer.save_pretrained(DIR) or add ?tokenizer=DIR to the backbone spec"
+        ) from None
 
 
 def hf_tokenizer(model_source: str, directory: str | None = None) -> LazyTokenizer:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -45,11 +46,17 @@ def _restricted(trace: TowerTrace, layers: frozenset[int], capture: frozenset[st
 
     The q/k/v cache (``_projections``) is shared, so a block's projections are computed once per batch.
     """
-    parts = {name: ({layer: t for layer, t in getattr(trace, name).items() if layer in layers}
-                    if name in capture else {}) for name in CAPTURABLE}
-    return TowerTrace(embedding=trace.embedding, final=trace.final,
-                      blocks={layer: block for layer, block in trace.blocks.items() if layer in layers},
-                      _projections=trace._projections, **parts)
+    parts = {
+        name: ({layer: t for layer, t in getattr(trace, name).items() if layer in layers} if name in capture else {})
+        for name in CAPTURABLE
+    }
+    return TowerTrace(
+        embedding=trace.embedding,
+        final=trace.final,
+        blocks={layer: block for layer, block in trace.blocks.items() if layer in layers},
+        _projections=trace._projections,
+        **parts,
+    )
 
 
 def _tensors(trace: TowerTrace) -> list[torch.Tensor]:
@@ -77,7 +84,7 @@ class TraceShare:
 
     # ---- what the runner calls ------------------------------------------------------
     @contextmanager
-    def installed(self, backbone: "Backbone") -> Iterator["TraceShare"]:
+    def installed(self, backbone: Backbone) -> Iterator[TraceShare]:
         """Make ``backbone.trace`` consult this share (record, and serve inside :meth:`serving`)."""
         previous = getattr(backbone, "_trace_share", None)
         backbone._trace_share = self  # type: ignore[attr-defined]
@@ -87,7 +94,7 @@ class TraceShare:
             backbone._trace_share = previous  # type: ignore[attr-defined]
 
     @contextmanager
-    def serving(self, backbone: "Backbone", pixels: torch.Tensor) -> Iterator[None]:
+    def serving(self, backbone: Backbone, pixels: torch.Tensor) -> Iterator[None]:
         """Trace ``pixels`` once with the union of the recorded requests and serve it until the block ends.
 
         Serves nothing (every call traces for itself) when nothing was recorded.
@@ -138,8 +145,13 @@ def shareable_trace(trace: TraceMethod) -> TraceMethod:
     """
 
     @functools.wraps(trace)
-    def wrapper(self: Any, pixels: torch.Tensor, layers: Iterable[int] | None = None,
-                capture: Iterable[str] = CAPTURABLE, _unshared: bool = False) -> TowerTrace:
+    def wrapper(
+        self: Any,
+        pixels: torch.Tensor,
+        layers: Iterable[int] | None = None,
+        capture: Iterable[str] = CAPTURABLE,
+        _unshared: bool = False,
+    ) -> TowerTrace:
         share: TraceShare | None = getattr(self, "_trace_share", None)
         if share is None or _unshared:
             return trace(self, pixels, layers, capture)

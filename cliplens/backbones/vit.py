@@ -32,16 +32,26 @@ logits before its softmax.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
 
-__all__ = ["ATTENTION_TERMS", "AttentionSpec", "ViTBlock", "TowerTrace", "CAPTURABLE", "attend", "run_block",
-           "dual_path", "tokens_to_grid", "gaussian_window_bias"]
+__all__ = [
+    "ATTENTION_TERMS",
+    "AttentionSpec",
+    "ViTBlock",
+    "TowerTrace",
+    "CAPTURABLE",
+    "attend",
+    "run_block",
+    "dual_path",
+    "tokens_to_grid",
+    "gaussian_window_bias",
+]
 
 #: what :meth:`Backbone.trace` can capture per block
 CAPTURABLE = ("block_inputs", "ln_1", "attn_out", "mlp_out")
@@ -72,7 +82,9 @@ class AttentionSpec:
         object.__setattr__(self, "terms", terms)
         unknown = [t for t in terms if t not in ATTENTION_TERMS]
         if not terms or unknown:
-            raise InputError(f"attention terms {list(terms)!r} not understood: use some of {', '.join(ATTENTION_TERMS)}")
+            raise InputError(
+                f"attention terms {list(terms)!r} not understood: use some of {', '.join(ATTENTION_TERMS)}"
+            )
         if "identity" in terms and len(terms) > 1:
             raise InputError("the 'identity' attention cannot be combined with other terms")
 
@@ -155,8 +167,9 @@ class ViTBlock:
     def merge_heads(self, heads: torch.Tensor, bias: bool = True) -> torch.Tensor:
         """``heads`` (B, H, N, dh) per-head attention values -> the attention branch output (B, N, d)."""
         B, H, N, dh = heads.shape
-        out = F.linear(heads.transpose(1, 2).reshape(B, N, H * dh), self.out_proj_weight,
-                       self.out_proj_bias if bias else None)
+        out = F.linear(
+            heads.transpose(1, 2).reshape(B, N, H * dh), self.out_proj_weight, self.out_proj_bias if bias else None
+        )
         return out if self.unit_layer_scale else out * self.layer_scale
 
     @property
@@ -204,9 +217,16 @@ def attend(block: ViTBlock, h: torch.Tensor, spec: AttentionSpec = AttentionSpec
     return block.merge_heads(heads)
 
 
-def run_block(block: ViTBlock, x: torch.Tensor, spec: AttentionSpec = AttentionSpec(), *,
-              source: torch.Tensor | None = None, ln_source: torch.Tensor | None = None,
-              residual: bool = True, mlp: bool = True) -> torch.Tensor:
+def run_block(
+    block: ViTBlock,
+    x: torch.Tensor,
+    spec: AttentionSpec = AttentionSpec(),
+    *,
+    source: torch.Tensor | None = None,
+    ln_source: torch.Tensor | None = None,
+    residual: bool = True,
+    mlp: bool = True,
+) -> torch.Tensor:
     """Re-run one block from its own weights, modified.
 
     Args:
@@ -291,8 +311,15 @@ class TowerTrace:
         return cls_attn.unsqueeze(-1) * values
 
 
-def dual_path(trace: TowerTrace, start: int, spec: AttentionSpec, *, residual: bool = True,
-              mlp: bool = False, layers: Sequence[int] | None = None) -> torch.Tensor:
+def dual_path(
+    trace: TowerTrace,
+    start: int,
+    spec: AttentionSpec,
+    *,
+    residual: bool = True,
+    mlp: bool = False,
+    layers: Sequence[int] | None = None,
+) -> torch.Tensor:
     """A second path through blocks ``start ..`` whose attention reads the *original* path's tokens.
 
     ``x' = block_inputs[start]``; for each block ``l``: ``x' = run_block(l, x', spec,
@@ -310,8 +337,7 @@ def dual_path(trace: TowerTrace, start: int, spec: AttentionSpec, *, residual: b
     chosen = sorted(b for b in trace.blocks if b >= start) if layers is None else list(layers)
     x = trace.block_inputs[start]
     for layer in chosen:
-        x = run_block(trace.blocks[layer], x, spec, ln_source=trace.attention_input(layer), residual=residual,
-                      mlp=mlp)
+        x = run_block(trace.blocks[layer], x, spec, ln_source=trace.attention_input(layer), residual=residual, mlp=mlp)
     return x
 
 
@@ -323,8 +349,9 @@ def tokens_to_grid(values: torch.Tensor, grid_size: tuple[int, int]) -> torch.Te
     return values.transpose(1, 2).reshape(values.shape[0], values.shape[2], h, w)
 
 
-def gaussian_window_bias(grid_size: tuple[int, int], std: float, prefix_tokens: int = 1,
-                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def gaussian_window_bias(
+    grid_size: tuple[int, int], std: float, prefix_tokens: int = 1, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """(N+P, N+P) additive bias ``exp(-|p_i - p_j|² / (2 std²))`` between patch positions (0 for prefix tokens).
 
     The neighbourhood term of NACLIP (Hajimiri et al., WACV 2025), added to the k–k logits.

@@ -11,21 +11,22 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import CliplensError
+from ..metrics.batch import MaskBatch
 from .examples import make_example
 from .lanes import Lane, PassOutcome
-from ..metrics.batch import MaskBatch
 from .metric_feed import batch_input, explain_batch
 from .sample_reader import read_samples
 from .speed import time_ms
 
 if TYPE_CHECKING:
-    from ..explainers.base import Explainer
     from ..datasets.base import SegmentationDataset, SegmentationSample
+    from ..explainers.base import Explainer
 
 #: largest maps tensor (B * C * H * W floats) one explain call may return; larger batches are split
 MAX_MAP_ELEMENTS = 1 << 25
@@ -48,7 +49,7 @@ def _groups(masks: Sequence[torch.Tensor], num_classes: int) -> list[list[int]]:
     return groups
 
 
-def make_score_fn(explainer: "Explainer", text_features: torch.Tensor) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def make_score_fn(explainer: Explainer, text_features: torch.Tensor) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """``score_fn(pixels (K, 3, S, S), class_index) -> (K,)``: cosine of the image embedding with the class prompt."""
     backbone = explainer.backbone
 
@@ -60,8 +61,16 @@ def make_score_fn(explainer: "Explainer", text_features: torch.Tensor) -> Callab
     return score_fn
 
 
-def _feed_metrics(lane: Lane, result: Any, group: list[int], batch: list[tuple[int, "SegmentationSample", torch.Tensor]],
-                  facts: MaskBatch, pixels: torch.Tensor, needs_model: bool, stage: list[str]) -> None:
+def _feed_metrics(
+    lane: Lane,
+    result: Any,
+    group: list[int],
+    batch: list[tuple[int, SegmentationSample, torch.Tensor]],
+    facts: MaskBatch,
+    pixels: torch.Tensor,
+    needs_model: bool,
+    stage: list[str],
+) -> None:
     """Update the lane's metrics with the maps of one group (rows of ``result`` = batch positions ``group``),
     all images at once; ``facts``: the group's masks and what the metrics read from them, shared by the lanes."""
     explainer, out = lane.explainer, lane.outcome
@@ -73,8 +82,17 @@ def _feed_metrics(lane: Lane, result: Any, group: list[int], batch: list[tuple[i
         index, sample, mask = batch[pos]
         if index in lane.example_indices:
             item = inputs.item_fn(row)
-            out.examples.append(make_example(index, sample.sample_id, sample.image, mask, item.class_maps,
-                                             facts.ignore_index, num_maps=item.num_maps))
+            out.examples.append(
+                make_example(
+                    index,
+                    sample.sample_id,
+                    sample.image,
+                    mask,
+                    item.class_maps,
+                    facts.ignore_index,
+                    num_maps=item.num_maps,
+                )
+            )
 
 
 def _fail(lane: Lane, stage: str, exc: BaseException) -> None:
@@ -86,9 +104,19 @@ def _fail(lane: Lane, stage: str, exc: BaseException) -> None:
         lane.outcome.traceback = traceback.format_exc()
 
 
-def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Sequence[int], texts: list[str], *,
-             batch_size: int, strict: bool, progress: bool = True, description: str = "",
-             forward_batches: int = 3, workers: int = 0) -> None:
+def evaluate(
+    lanes: Sequence[Lane],
+    dataset: SegmentationDataset,
+    indices: Sequence[int],
+    texts: list[str],
+    *,
+    batch_size: int,
+    strict: bool,
+    progress: bool = True,
+    description: str = "",
+    forward_batches: int = 3,
+    workers: int = 0,
+) -> None:
     """Explain ``dataset[i]`` for ``i`` in ``indices`` with all class ``texts`` at once, for every lane.
 
     Each sample is loaded, checked and preprocessed once and handed to every
@@ -128,8 +156,15 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
     stage = ["preparing"]
     paired_left = [forward_batches]
     forwards_s = [0.0]  # wall time of the reference forwards, which is not harness work
-    bar = tqdm(total=len(indices), unit="img", desc=description, disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=len(indices),
+        unit="img",
+        desc=description,
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=True,
+    )
 
     def forward_ms(pixels: torch.Tensor) -> float:
         stage[0] = "plain encode_image forward"
@@ -149,8 +184,9 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
         lane.outcome.explain_s += seconds
         return result, seconds
 
-    def run_lane(lane: Lane, pixels: torch.Tensor, group: list[int], batch: list, facts: MaskBatch,
-                 before_ms: float | None) -> float | None:
+    def run_lane(
+        lane: Lane, pixels: torch.Tensor, group: list[int], batch: list, facts: MaskBatch, before_ms: float | None
+    ) -> float | None:
         """One lane's explain (timed, paired when ``before_ms`` is given) and metric updates."""
         after_ms = None
         try:
@@ -172,7 +208,7 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
             _fail(lane, stage[0], exc)
         return after_ms
 
-    def run_batch(batch: list[tuple[int, "SegmentationSample", torch.Tensor]]) -> None:
+    def run_batch(batch: list[tuple[int, SegmentationSample, torch.Tensor]]) -> None:
         stage[0] = "preprocessing images"
         t0 = time.perf_counter()
         pixels = backbone.preprocess([sample.image for _, sample, _ in batch], fit="stretch")  # the protocol's geometry
@@ -198,7 +234,7 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
         shared.images += len(batch)
         bar.update(len(batch))
 
-    batch: list[tuple[int, "SegmentationSample", torch.Tensor]] = []
+    batch: list[tuple[int, SegmentationSample, torch.Tensor]] = []
     try:
         with share.installed(backbone):
             stage[0] = "encoding the class prompts"
@@ -214,8 +250,11 @@ def evaluate(lanes: Sequence[Lane], dataset: "SegmentationDataset", indices: Seq
                 if read.skip is not None:
                     if strict:
                         skip = read.skip
-                        where = (f"sample {skip['sample_id']!r} (index {skip['index']})" if skip["sample_id"]
-                                 else f"sample at index {skip['index']}")
+                        where = (
+                            f"sample {skip['sample_id']!r} (index {skip['index']})"
+                            if skip["sample_id"]
+                            else f"sample at index {skip['index']}"
+                        )
                         shared.strict_error = f"bad {where}: {skip['reason']} (--strict stops at the first bad sample)"
                         break
                     shared.skipped.append(read.skip)

@@ -12,8 +12,9 @@ when the benchmark device is CUDA, else ``gloo``. Outside torchrun a
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -135,7 +136,12 @@ def init_distributed(device: str | torch.device | None = None) -> DistContext:
     else:
         backend = "gloo"
     if dist.is_initialized():
-        return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), backend=dist.get_backend(),
-                           owns_group=False, device=wanted)
+        return DistContext(
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            backend=dist.get_backend(),
+            owns_group=False,
+            device=wanted,
+        )
     dist.init_process_group(backend=backend)
     return DistContext(rank=rank, world_size=world, backend=backend, owns_group=True, device=wanted)

@@ -15,9 +15,9 @@ image and maps, nearest for the mask) to keep the files small.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -42,9 +42,16 @@ class Example:
     maps: np.ndarray
 
 
-def make_example(index: int, sample_id: str, image: Image.Image, mask: torch.Tensor,
-                 maps: "torch.Tensor | Callable[[Sequence[int]], torch.Tensor]", ignore_index: int | None, *,
-                 num_maps: int | None = None) -> Example:
+def make_example(
+    index: int,
+    sample_id: str,
+    image: Image.Image,
+    mask: torch.Tensor,
+    maps: torch.Tensor | Callable[[Sequence[int]], torch.Tensor],
+    ignore_index: int | None,
+    *,
+    num_maps: int | None = None,
+) -> Example:
     """Build an :class:`Example` from ``mask`` (H, W) and ``maps`` (C, H, W) of one image.
 
     ``maps`` may instead be ``maps(classes) -> (k, H, W)`` (with ``num_maps`` = C): the present
@@ -61,8 +68,11 @@ def make_example(index: int, sample_id: str, image: Image.Image, mask: torch.Ten
     def small(chunk: torch.Tensor) -> torch.Tensor:
         chunk = chunk.float().cpu()
         # maps may be smaller than the mask (bench --metric-resolution): compare their own size
-        return F.interpolate(chunk.unsqueeze(0), size=size, mode="area").squeeze(0) \
-            if tuple(chunk.shape[-2:]) != size else chunk
+        return (
+            F.interpolate(chunk.unsqueeze(0), size=size, mode="area").squeeze(0)
+            if tuple(chunk.shape[-2:]) != size
+            else chunk
+        )
 
     if isinstance(maps, torch.Tensor):
         present = small(maps.index_select(0, classes.to(maps.device))) if values else maps.new_zeros((0, *size))
@@ -72,9 +82,14 @@ def make_example(index: int, sample_id: str, image: Image.Image, mask: torch.Ten
     if size != (height, width):
         mask_small = F.interpolate(mask_small[None, None].float(), size=size, mode="nearest")[0, 0].long()
     rgb = np.asarray(image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR), dtype=np.uint8)
-    return Example(index=int(index), sample_id=str(sample_id), image=rgb, mask=mask_small.numpy().astype(np.int32),
-                   classes=classes.numpy().astype(np.int64),
-                   maps=(present.float().cpu().clamp(0, 1) * 255).round().numpy().astype(np.uint8))
+    return Example(
+        index=int(index),
+        sample_id=str(sample_id),
+        image=rgb,
+        mask=mask_small.numpy().astype(np.int32),
+        classes=classes.numpy().astype(np.int64),
+        maps=(present.float().cpu().clamp(0, 1) * 255).round().numpy().astype(np.uint8),
+    )
 
 
 def save_examples(path: str | Path, examples: Sequence[Example], class_names: Sequence[str]) -> Path:
@@ -100,8 +115,14 @@ def load_examples(path: str | Path) -> tuple[list[Example], list[str]]:
     with np.load(path, allow_pickle=False) as data:
         class_names = [str(c) for c in data["class_names"]]
         examples = [
-            Example(index=int(i), sample_id=str(s), image=data[f"image_{k}"], mask=data[f"mask_{k}"],
-                    classes=data[f"classes_{k}"], maps=_unit_float(data[f"maps_{k}"]))
+            Example(
+                index=int(i),
+                sample_id=str(s),
+                image=data[f"image_{k}"],
+                mask=data[f"mask_{k}"],
+                classes=data[f"classes_{k}"],
+                maps=_unit_float(data[f"maps_{k}"]),
+            )
             for k, (i, s) in enumerate(zip(data["indices"], data["sample_ids"]))
         ]
     return examples, class_names

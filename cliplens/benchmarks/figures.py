@@ -5,14 +5,15 @@ Drawn with matplotlib's Agg backend (no display needed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .examples import Example, load_examples
-from .scores import grouped, higher_is_better, metric_names, metric_title, score
 from .results import STATUS_OK, slug
+from .scores import grouped, higher_is_better, metric_names, metric_title, score
 
 
 def _pyplot():
@@ -65,15 +66,27 @@ def bar_charts(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
             values = [score(by_name[e], name) if e in by_name else None for e in explainers]
             positions = x - 0.4 + width * (g + 0.5)
             heights = [0.0 if v is None else v for v in values]
-            bars = ax.bar(positions, heights, width * 0.92, color=colours(g % 10),
-                          label=f"{short_label(backbone)} · {short_label(dataset)}")
+            bars = ax.bar(
+                positions,
+                heights,
+                width * 0.92,
+                color=colours(g % 10),
+                label=f"{short_label(backbone)} · {short_label(dataset)}",
+            )
             for bar, value, e in zip(bars, values, explainers):
                 failed = e in by_name and by_name[e].get("status") != STATUS_OK
                 text = "failed" if failed else ("n/a" if value is None else f"{value:.3g}")
                 va = "bottom" if (value or 0) >= 0 else "top"
-                ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va=va,
-                            fontsize=8, xytext=(0, 2 if va == "bottom" else -2), textcoords="offset points",
-                            color="crimson" if failed else "black")
+                ax.annotate(
+                    text,
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va=va,
+                    fontsize=8,
+                    xytext=(0, 2 if va == "bottom" else -2),
+                    textcoords="offset points",
+                    color="crimson" if failed else "black",
+                )
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xticks(x, explainers, rotation=20, ha="right")
         ax.set_xlabel("explainer")
@@ -81,13 +94,25 @@ def bar_charts(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         ax.margins(y=0.15)
         ax.grid(axis="y", alpha=0.3)
         if len(groups) == 1:
-            (backbone, dataset), = groups
-            ax.set_title(_wrapped(f"{metric_title(name)} per explainer\n{short_label(backbone, 80)} on "
-                                  f"{short_label(dataset, 80)}", fig.get_figwidth()), fontsize=10)
+            ((backbone, dataset),) = groups
+            ax.set_title(
+                _wrapped(
+                    f"{metric_title(name)} per explainer\n{short_label(backbone, 80)} on {short_label(dataset, 80)}",
+                    fig.get_figwidth(),
+                ),
+                fontsize=10,
+            )
         else:
             ax.set_title(f"{metric_title(name)} per explainer", fontsize=10)
-            ax.legend(fontsize=8, title="backbone · dataset", title_fontsize=8, loc="upper center",
-                      bbox_to_anchor=(0.5, -0.3), ncol=min(3, len(groups)), frameon=False)
+            ax.legend(
+                fontsize=8,
+                title="backbone · dataset",
+                title_fontsize=8,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.3),
+                ncol=min(3, len(groups)),
+                frameon=False,
+            )
         fig.tight_layout()
         path = out / f"bar_{slug(name)}.png"
         fig.savefig(path, dpi=120)
@@ -155,9 +180,11 @@ def example_grids(results: Sequence[dict[str, Any]], run_dir: Path, out: Path, r
         for ax in axes.flat:
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.suptitle(f"Example maps — {short_label(backbone)} on {short_label(dataset)}\n"
-                     "ground truth: the class region bright, the rest dimmed; outlines mark the region on every map",
-                     fontsize=9)
+        fig.suptitle(
+            f"Example maps — {short_label(backbone)} on {short_label(dataset)}\n"
+            "ground truth: the class region bright, the rest dimmed; outlines mark the region on every map",
+            fontsize=9,
+        )
         fig.tight_layout(rect=(0, 0, 0.9, 0.95))
         if image_artist is not None:
             from matplotlib.cm import ScalarMappable

@@ -13,8 +13,9 @@ import base64
 import html
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -34,11 +35,13 @@ def _png(array: np.ndarray) -> str:
 def _protocol(result: dict[str, Any]) -> list[str]:
     """What a run did, in short lines (the protocol card of the page)."""
     config, dataset = result.get("config", {}), result.get("dataset", {})
-    lines = [f"dataset {dataset.get('spec', '?')}: images {config.get('images')}, "
-             f"{dataset.get('num_classes', '?')} classes, prompts: {dataset.get('prompts', 'class names')} "
-             f"({len(config.get('templates') or [])} templates)",
-             f"metrics {', '.join(config.get('metrics') or [])}; seed {config.get('seed')}, "
-             f"batch {config.get('batch_size')}, device {config.get('device')}"]
+    lines = [
+        f"dataset {dataset.get('spec', '?')}: images {config.get('images')}, "
+        f"{dataset.get('num_classes', '?')} classes, prompts: {dataset.get('prompts', 'class names')} "
+        f"({len(config.get('templates') or [])} templates)",
+        f"metrics {', '.join(config.get('metrics') or [])}; seed {config.get('seed')}, "
+        f"batch {config.get('batch_size')}, device {config.get('device')}",
+    ]
     options = result.get("explainer", {}).get("options") or {}
     if options:
         lines.append("explainer options " + ", ".join(f"{k}={v}" for k, v in options.items()))
@@ -50,8 +53,10 @@ def _protocol(result: dict[str, Any]) -> list[str]:
     if result.get("protocol"):
         lines.append("protocol " + json.dumps(result["protocol"], default=str)[:400])
     images = result.get("images", {})
-    lines.append(f"{images.get('evaluated', '?')} images scored, {images.get('skipped', 0)} skipped; "
-                 f"status {result.get('status')}" + (f" ({result.get('error')})" if result.get("error") else ""))
+    lines.append(
+        f"{images.get('evaluated', '?')} images scored, {images.get('skipped', 0)} skipped; "
+        f"status {result.get('status')}" + (f" ({result.get('error')})" if result.get("error") else "")
+    )
     return lines
 
 
@@ -86,8 +91,9 @@ def _samples(members: Sequence[dict[str, Any]], run_dir: Path) -> list[dict[str,
                     maps[name] = _png((np.clip(match.maps[row], 0, 1) * 255).round().astype(np.uint8))
             truth = (example.mask == cls).astype(np.uint8) * 255
             classes.append({"name": class_names[cls], "truth": _png(truth), "maps": maps})
-        samples.append({"id": str(example.sample_id), "image": _png(example.image.astype(np.uint8)),
-                        "classes": classes})
+        samples.append(
+            {"id": str(example.sample_id), "image": _png(example.image.astype(np.uint8)), "classes": classes}
+        )
     return samples
 
 
@@ -99,25 +105,38 @@ def page_data(results: Sequence[dict[str, Any]], run_dir: Path, figure_files: Se
         runs = []
         for r in members:
             timing = r.get("timing") or {}
-            runs.append({"explainer": r.get("explainer", {}).get("name", "?"), "status": r.get("status"),
-                         "scores": {m: score(r, m) for m in metrics},
-                         "ms": timing.get("explain_ms_per_image"), "ratio": timing.get("explain_to_forward_ratio"),
-                         "per_class": _per_class(r), "protocol": _protocol(r)})
+            runs.append(
+                {
+                    "explainer": r.get("explainer", {}).get("name", "?"),
+                    "status": r.get("status"),
+                    "scores": {m: score(r, m) for m in metrics},
+                    "ms": timing.get("explain_ms_per_image"),
+                    "ratio": timing.get("explain_to_forward_ratio"),
+                    "per_class": _per_class(r),
+                    "protocol": _protocol(r),
+                }
+            )
         groups.append({"backbone": backbone, "dataset": dataset, "runs": runs, "samples": _samples(members, run_dir)})
-    charts = [{"name": p.stem, "src": _png(np.asarray(Image.open(p).convert("RGB")))} for p in figure_files
-              if p.suffix == ".png" and p.stem.startswith("bar_")]
-    return {"metrics": [{"key": m, "title": metric_title(m), "higher": higher_is_better(results, m)} for m in metrics],
-            "groups": groups, "charts": charts}
+    charts = [
+        {"name": p.stem, "src": _png(np.asarray(Image.open(p).convert("RGB")))}
+        for p in figure_files
+        if p.suffix == ".png" and p.stem.startswith("bar_")
+    ]
+    return {
+        "metrics": [{"key": m, "title": metric_title(m), "higher": higher_is_better(results, m)} for m in metrics],
+        "groups": groups,
+        "charts": charts,
+    }
 
 
-def write_index(results: Sequence[dict[str, Any]], run_dir: Path, out: Path,
-                figure_files: Sequence[Path] = ()) -> Path:
+def write_index(results: Sequence[dict[str, Any]], run_dir: Path, out: Path, figure_files: Sequence[Path] = ()) -> Path:
     """Write ``out/index.html`` and return its path."""
     data = json.dumps(page_data(results, Path(run_dir), figure_files), allow_nan=False, default=str)
     data = data.replace("</", "<\\/")  # never closes the script element early
     path = Path(out) / "index.html"
-    path.write_text(TEMPLATE.replace("__TITLE__", html.escape("cliplens benchmark")).replace("__DATA__", data),
-                    encoding="utf-8")
+    path.write_text(
+        TEMPLATE.replace("__TITLE__", html.escape("cliplens benchmark")).replace("__DATA__", data), encoding="utf-8"
+    )
     return path
 
 

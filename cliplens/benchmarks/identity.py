@@ -78,8 +78,10 @@ def dataset_identity(spec: str | None) -> dict[str, Any] | None:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
             stat = path.stat()
-            digest.update(f"{path.relative_to(root) if path != root else path.name}\t{stat.st_size}\t"
-                          f"{stat.st_mtime_ns}\n".encode())
+            digest.update(
+                f"{path.relative_to(root) if path != root else path.name}\t{stat.st_size}\t"
+                f"{stat.st_mtime_ns}\n".encode()
+            )
             count += 1
         entry.update(files=count, content=digest.hexdigest())
     return entry
@@ -91,14 +93,21 @@ def resolved_options(cls: type, given: dict[str, Any], skip: tuple[str, ...] = (
         parameters = inspect.signature(cls.__init__).parameters.values()
     except (TypeError, ValueError):
         parameters = []
-    defaults = {p.name: p.default for p in parameters
-                if p.default is not inspect.Parameter.empty and p.name not in skip}
+    defaults = {
+        p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty and p.name not in skip
+    }
     return json.loads(json.dumps({**defaults, **given}, sort_keys=True, default=repr))
 
 
-def pair_identity(backbone_spec: str, explainer: str, explainer_options: dict[str, Any],
-                  metric_specs: list[tuple[str, dict[str, Any]]], dataset: str, threshold_dataset: str | None,
-                  templates: list[str]) -> dict[str, Any]:
+def pair_identity(
+    backbone_spec: str,
+    explainer: str,
+    explainer_options: dict[str, Any],
+    metric_specs: list[tuple[str, dict[str, Any]]],
+    dataset: str,
+    threshold_dataset: str | None,
+    templates: list[str],
+) -> dict[str, Any]:
     """Everything a pair's numbers depend on that its spec strings do not show (see the module docstring)."""
     from .. import __version__
     from ..registry import get_registry
@@ -106,9 +115,10 @@ def pair_identity(backbone_spec: str, explainer: str, explainer_options: dict[st
 
     registry = get_registry()
     explainer_cls = registry.catalog("explainer").get(explainer).obj
-    metrics = {name: resolved_options(registry.catalog("metric").get(name).obj, options,
-                                      skip=("num_classes", "class_names"))
-               for name, options in metric_specs}
+    metrics = {
+        name: resolved_options(registry.catalog("metric").get(name).obj, options, skip=("num_classes", "class_names"))
+        for name, options in metric_specs
+    }
     return {
         "weights": weights_identity(backbone_spec),
         "dataset": dataset_identity(dataset),
@@ -131,13 +141,17 @@ def identity_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str | No
     if old is None:
         return "the earlier result has no identity (written by an older cliplens)"
     why = []
-    labels = {"weights": "the weights file changed", "dataset": "the dataset's files changed",
-              "threshold_dataset": "the threshold dataset's files changed",
-              "explainer_options": "the explainer's resolved options changed",
-              "metrics": "the metric options changed", "templates": "the prompt templates changed",
-              "metric_resolution": f"--metric-resolution {old.get('metric_resolution') or 'native'} -> "
-                                   f"{new.get('metric_resolution') or 'native'}",
-              "cliplens": f"cliplens {old.get('cliplens')} -> {new.get('cliplens')}"}
+    labels = {
+        "weights": "the weights file changed",
+        "dataset": "the dataset's files changed",
+        "threshold_dataset": "the threshold dataset's files changed",
+        "explainer_options": "the explainer's resolved options changed",
+        "metrics": "the metric options changed",
+        "templates": "the prompt templates changed",
+        "metric_resolution": f"--metric-resolution {old.get('metric_resolution') or 'native'} -> "
+        f"{new.get('metric_resolution') or 'native'}",
+        "cliplens": f"cliplens {old.get('cliplens')} -> {new.get('cliplens')}",
+    }
     for key, label in labels.items():
         if old.get(key) != new.get(key):
             why.append(label)

@@ -10,9 +10,10 @@ torch, numpy and ``random`` are swapped in and out around each lane's work.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -63,7 +64,7 @@ class RandomState:
     python: Any
 
     @classmethod
-    def capture(cls) -> "RandomState":
+    def capture(cls) -> RandomState:
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
         return cls(torch.get_rng_state(), cuda, np.random.get_state(), random.getstate())
 
@@ -87,8 +88,8 @@ class Lane:
         random_state: this lane's RNG streams between its turns (None: not seeded separately).
     """
 
-    explainer: "Explainer"
-    metrics: Sequence["Metric"]
+    explainer: Explainer
+    metrics: Sequence[Metric]
     example_indices: set[int] = field(default_factory=set)
     outcome: PassOutcome | None = None
     random_state: RandomState | None = None

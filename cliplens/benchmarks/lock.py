@@ -27,7 +27,7 @@ class OutputLock:
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -35,8 +35,10 @@ class OutputLock:
             except OSError:
                 owner = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown pid"
                 os.close(fd)
-                raise InputError(f"{self.folder} is in use by another cliplens run ({owner}; lock {self.path}): "
-                                 f"wait for it to finish or pass another --out") from None
+                raise InputError(
+                    f"{self.folder} is in use by another cliplens run ({owner}; lock {self.path}): "
+                    f"wait for it to finish or pass another --out"
+                ) from None
             try:  # the owner may have removed the file between our open and our flock: lock the current one
                 if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
                     break
@@ -59,9 +61,10 @@ class OutputLock:
         os.close(self._fd)
         self._fd = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.release()

@@ -38,8 +38,7 @@ class Matrix:
 
     def markdown(self) -> str:
         """The matrix as a Markdown table (✓, or ✗ and the reason), a legend of the families below it."""
-        lines = ["| explainer | " + " | ".join(self.families) + " |",
-                 "| --- |" + " :---: |" * len(self.families)]
+        lines = ["| explainer | " + " | ".join(self.families) + " |", "| --- |" + " :---: |" * len(self.families)]
         for name in self.explainers:
             row = []
             for family in self.families:
@@ -63,8 +62,9 @@ def compatibility_matrix(explainers: list[str] | None = None, families: list[str
     names = explainers or explainer_catalog.names()
     chosen = families or family_catalog.names()
     chosen = sorted(chosen, key=lambda f: (_ORDER.index(f) if f in _ORDER else len(_ORDER), f))
-    matrix = Matrix(explainers=names, families=chosen,
-                    descriptions={f: family_catalog.get(f).description for f in chosen})
+    matrix = Matrix(
+        explainers=names, families=chosen, descriptions={f: family_catalog.get(f).description for f in chosen}
+    )
     for family in chosen:
         try:
             matrix.backbones[family] = family_catalog.get(family).obj()

@@ -31,8 +31,9 @@ side at most N pixels, masks resized nearest, maps made at that size directly).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ class BatchMaps:
     patch_scores: torch.Tensor
     size: tuple[int, int]
     num_texts: int
-    scored: "ScoredBatch | None" = None
+    scored: ScoredBatch | None = None
     maps: torch.Tensor | None = None
 
     def map_fn(self, row: int) -> Callable[[Sequence[int]], torch.Tensor]:
@@ -104,18 +105,17 @@ class BatchMaps:
             return lambda classes: scored.maps(self.size, images=[row], texts=list(classes))[0]
         assert self.maps is not None
         maps = self.maps[row]
-        return lambda classes: maps.index_select(0, torch.tensor(list(classes), dtype=torch.long,
-                                                                   device=maps.device))
+        return lambda classes: maps.index_select(0, torch.tensor(list(classes), dtype=torch.long, device=maps.device))
 
 
-def overrides_explain(explainer: "Explainer") -> bool:
+def overrides_explain(explainer: Explainer) -> bool:
     """True when the explainer's class replaces :meth:`Explainer.explain` (its maps may not come from its scores)."""
     from ..explainers.base import Explainer
 
     return getattr(type(explainer), "explain", None) is not Explainer.explain
 
 
-def explain_batch(explainer: "Explainer", texts: list[str], pixels: torch.Tensor, size: tuple[int, int]) -> BatchMaps:
+def explain_batch(explainer: Explainer, texts: list[str], pixels: torch.Tensor, size: tuple[int, int]) -> BatchMaps:
     """Explain ``pixels`` (B, 3, S, S) with ``texts``; maps of ``size`` (H, W) now when all of them fit
     :data:`FULL_MAPS_ELEMENTS`, else made a chunk of classes at a time when a metric asks for them."""
     size = (int(size[0]), int(size[1]))
@@ -131,23 +131,40 @@ def explain_batch(explainer: "Explainer", texts: list[str], pixels: torch.Tensor
     return BatchMaps(patch_scores=scored.patch_scores, size=size, num_texts=len(texts), scored=scored)
 
 
-def metric_input(batch: BatchMaps, row: int, mask: torch.Tensor, ignore_index: int | None,
-                 pixels: torch.Tensor | None = None,
-                 score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> MetricInput:
+def metric_input(
+    batch: BatchMaps,
+    row: int,
+    mask: torch.Tensor,
+    ignore_index: int | None,
+    pixels: torch.Tensor | None = None,
+    score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+) -> MetricInput:
     """The :class:`MetricInput` of image ``row``: maps from ``batch`` on demand, ``mask`` at ``batch.size``."""
     device = batch.patch_scores.device
-    return MetricInput(patch_scores=batch.patch_scores[row], mask=mask.to(device), ignore_index=ignore_index,
-                       pixels=pixels, score_fn=score_fn, map_fn=batch.map_fn(row), num_maps=batch.num_texts)
+    return MetricInput(
+        patch_scores=batch.patch_scores[row],
+        mask=mask.to(device),
+        ignore_index=ignore_index,
+        pixels=pixels,
+        score_fn=score_fn,
+        map_fn=batch.map_fn(row),
+        num_maps=batch.num_texts,
+    )
 
 
-def batch_input(batch: BatchMaps, facts: MaskBatch, pixels: Sequence[torch.Tensor] | None = None,
-                score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> BatchInput:
+def batch_input(
+    batch: BatchMaps,
+    facts: MaskBatch,
+    pixels: Sequence[torch.Tensor] | None = None,
+    score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+) -> BatchInput:
     """One lane's :class:`BatchInput` for the images of ``facts`` (rows of ``batch``): the maps when held in full
     (else each image's maps on demand, through its :func:`metric_input`), the patch scores, the shared mask facts;
     ``pixels``: the (3, S, S) model input of each row, for metrics that need the model."""
 
     def item_fn(row: int) -> MetricInput:
-        return metric_input(batch, row, facts.masks[row], facts.ignore_index,
-                            pixels[row] if pixels is not None else None, score_fn)
+        return metric_input(
+            batch, row, facts.masks[row], facts.ignore_index, pixels[row] if pixels is not None else None, score_fn
+        )
 
     return BatchInput(facts, batch.patch_scores, item_fn, maps=batch.maps)

@@ -62,9 +62,11 @@ class Preset:
     def weights_spec(self, weights: str | None) -> str:
         """``--weights`` -> a backbone spec: a local file (``ARCH:PATH``), a full ``ARCH:X`` spec, or a tag."""
         if not weights:
-            raise InputError(f"preset {self.name} needs {self.weights_hint}: pass --weights /path/to/checkpoint "
-                             f"(or --weights TAG to let open_clip download it, e.g. --weights "
-                             f"{self.arch.split(':')[0]}:{self.default_tag})")
+            raise InputError(
+                f"preset {self.name} needs {self.weights_hint}: pass --weights /path/to/checkpoint "
+                f"(or --weights TAG to let open_clip download it, e.g. --weights "
+                f"{self.arch.split(':')[0]}:{self.default_tag})"
+            )
         path = Path(weights).expanduser()
         if path.is_file():
             return f"{self.arch}:{path}"
@@ -90,28 +92,68 @@ _OVSS_FOLDERS = {
     "ade20k": ("ade/ADEChallengeData2016", "images/validation/*.jpg, annotations/validation/*.png"),
 }
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("clip-surgery-voc", "CLIP Surgery explainability: mIoU / mSC on PASCAL VOC 2012 val (Li et al.)",
-           "explainability", "ViT-B-16-quickgelu", "OpenAI CLIP ViT-B/16 weights (ViT-B-16.pt)",
-           (Method("clip", "raw_similarity"), Method("clip_surgery", "clip_surgery")),
-           (DataSpec("voc", "voc:{root}?split=val", "VOCdevkit/VOC2012",
-                     "JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt"),),
-           "clip_surgery_voc.json", metrics=("miou", "msc")),
-    Preset("textspan-imagenet-seg", "TextSpan decomposition on ImageNet-segmentation (Gandelsman et al., ICLR 2024)",
-           "imagenet-seg", "ViT-H-14", "OpenCLIP ViT-H-14 weights (laion2b_s32b_b79k)",
-           (Method("decomposition", "decomposition"),),
-           (DataSpec("imagenet_seg", "imagenet-seg:{root}", "gtsegs_ijcv.mat",
-                     "gtsegs_ijcv.mat (Chefer et al.'s 4,276 images with masks)"),),
-           "textspan_imagenet_seg.json"),
-    Preset("ovss-vit-b16", "Training-free open-vocabulary segmentation, CLIP ViT-B/16, eight benchmarks (Trident table)",
-           "ovss", "ViT-B-16-quickgelu", "OpenAI CLIP ViT-B/16 weights (ViT-B-16.pt)",
-           (Method("clip", "raw_similarity"), Method("maskclip", "maskclip"), Method("sclip", "sclip"),
-            Method("clearclip", "clearclip"), Method("naclip", "naclip"), Method("gem", "gem"),
-            Method("legrad", "legrad"), Method("chefer", "chefer"), Method("rollout", "rollout")),
-           tuple(DataSpec(k, f"ovss:{{root}}?name={k}", folder, layout)
-                 for k, (folder, layout) in _OVSS_FOLDERS.items()),
-           "ovss_vit_b16.json"),
-)}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "clip-surgery-voc",
+            "CLIP Surgery explainability: mIoU / mSC on PASCAL VOC 2012 val (Li et al.)",
+            "explainability",
+            "ViT-B-16-quickgelu",
+            "OpenAI CLIP ViT-B/16 weights (ViT-B-16.pt)",
+            (Method("clip", "raw_similarity"), Method("clip_surgery", "clip_surgery")),
+            (
+                DataSpec(
+                    "voc",
+                    "voc:{root}?split=val",
+                    "VOCdevkit/VOC2012",
+                    "JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt",
+                ),
+            ),
+            "clip_surgery_voc.json",
+            metrics=("miou", "msc"),
+        ),
+        Preset(
+            "textspan-imagenet-seg",
+            "TextSpan decomposition on ImageNet-segmentation (Gandelsman et al., ICLR 2024)",
+            "imagenet-seg",
+            "ViT-H-14",
+            "OpenCLIP ViT-H-14 weights (laion2b_s32b_b79k)",
+            (Method("decomposition", "decomposition"),),
+            (
+                DataSpec(
+                    "imagenet_seg",
+                    "imagenet-seg:{root}",
+                    "gtsegs_ijcv.mat",
+                    "gtsegs_ijcv.mat (Chefer et al.'s 4,276 images with masks)",
+                ),
+            ),
+            "textspan_imagenet_seg.json",
+        ),
+        Preset(
+            "ovss-vit-b16",
+            "Training-free open-vocabulary segmentation, CLIP ViT-B/16, eight benchmarks (Trident table)",
+            "ovss",
+            "ViT-B-16-quickgelu",
+            "OpenAI CLIP ViT-B/16 weights (ViT-B-16.pt)",
+            (
+                Method("clip", "raw_similarity"),
+                Method("maskclip", "maskclip"),
+                Method("sclip", "sclip"),
+                Method("clearclip", "clearclip"),
+                Method("naclip", "naclip"),
+                Method("gem", "gem"),
+                Method("legrad", "legrad"),
+                Method("chefer", "chefer"),
+                Method("rollout", "rollout"),
+            ),
+            tuple(
+                DataSpec(k, f"ovss:{{root}}?name={k}", folder, layout) for k, (folder, layout) in _OVSS_FOLDERS.items()
+            ),
+            "ovss_vit_b16.json",
+        ),
+    )
+}
 
 
 def get_preset(name: str) -> Preset:

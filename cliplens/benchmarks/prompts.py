@@ -13,7 +13,7 @@ ignore index). Pixels equal to the dataset's ``ignore_index`` are never scored.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import InputError
 from ..textfiles import read_lines

@@ -16,43 +16,83 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .identity import weights_identity
 
 __all__ = ["weights_card", "protocol_card", "bench_card", "card_markers", "MARKERS"]
 
 #: fields every card has (None where a setting does not apply)
-FIELDS = ("task", "templates", "thresholds", "map_normalisation", "map_order", "prob_thd", "input_size", "crop",
-          "stride", "refinement", "weights")
+FIELDS = (
+    "task",
+    "templates",
+    "thresholds",
+    "map_normalisation",
+    "map_order",
+    "prob_thd",
+    "input_size",
+    "crop",
+    "stride",
+    "refinement",
+    "weights",
+)
 MARKERS = ("†", "‡", "§", "¶", "‖", "#")
-_NORMALISATION = {"upsample_then_normalize": "min-max per map after bilinear upsampling",
-                  "normalize_then_upsample": "min-max per map on the patch grid, then bilinear upsampling",
-                  "none": "none (raw scores)"}
+_NORMALISATION = {
+    "upsample_then_normalize": "min-max per map after bilinear upsampling",
+    "normalize_then_upsample": "min-max per map on the patch grid, then bilinear upsampling",
+    "none": "none (raw scores)",
+}
 
 
 def weights_card(backbone_spec: str) -> dict[str, Any]:
     """``{"spec": ..., "files": {path: sha256}}`` (no files for random init or a download tag)."""
     files = weights_identity(backbone_spec)
-    return {"spec": backbone_spec, "files": files,
-            "note": None if files else "no local checkpoint file (random init or a pretrained tag)"}
+    return {
+        "spec": backbone_spec,
+        "files": files,
+        "note": None if files else "no local checkpoint file (random init or a pretrained tag)",
+    }
 
 
-def protocol_card(task: str, backbone: Any, *, templates: Sequence[str], map_order: str | None,
-                  thresholds: dict[str, Any] | None = None, prob_thd: float | None = None,
-                  crop: int | None = None, stride: int | None = None, refinement: str | None = None,
-                  **extra: Any) -> dict[str, Any]:
+def protocol_card(
+    task: str,
+    backbone: Any,
+    *,
+    templates: Sequence[str],
+    map_order: str | None,
+    thresholds: dict[str, Any] | None = None,
+    prob_thd: float | None = None,
+    crop: int | None = None,
+    stride: int | None = None,
+    refinement: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """A card with every field of :data:`FIELDS` (and ``extra`` protocol-specific ones)."""
-    card = {"task": task, "templates": list(templates), "thresholds": thresholds,
-            "map_normalisation": _NORMALISATION.get(map_order or "", map_order), "map_order": map_order,
-            "prob_thd": prob_thd, "input_size": list(backbone.image_size), "crop": crop, "stride": stride,
-            "refinement": refinement, "weights": weights_card(backbone.spec)}
+    card = {
+        "task": task,
+        "templates": list(templates),
+        "thresholds": thresholds,
+        "map_normalisation": _NORMALISATION.get(map_order or "", map_order),
+        "map_order": map_order,
+        "prob_thd": prob_thd,
+        "input_size": list(backbone.image_size),
+        "crop": crop,
+        "stride": stride,
+        "refinement": refinement,
+        "weights": weights_card(backbone.spec),
+    }
     card.update(extra)
     return card
 
 
-def bench_card(backbone: Any, explainer: Any | None, templates: Sequence[str], metric_specs: Sequence[tuple],
-               threshold_selection: dict[str, Any] | None) -> dict[str, Any]:
+def bench_card(
+    backbone: Any,
+    explainer: Any | None,
+    templates: Sequence[str],
+    metric_specs: Sequence[tuple],
+    threshold_selection: dict[str, Any] | None,
+) -> dict[str, Any]:
     """The card of one ``cliplens bench`` pair (explainability maps binarised for mIoU).
 
     ``metric_resolution``: the longer side the metrics ran at (``--metric-resolution``), None for the masks' own.
@@ -61,19 +101,27 @@ def bench_card(backbone: Any, explainer: Any | None, templates: Sequence[str], m
 
     miou = next((opts for name, opts in metric_specs if name == "miou"), None)
     if threshold_selection is not None:
-        thresholds = {"binarise_at": threshold_selection["best_threshold"],
-                      "candidates": threshold_selection["thresholds"],
-                      "chosen_on": {"dataset": threshold_selection["dataset"],
-                                    "range": threshold_selection["range"],
-                                    "protocol": threshold_selection["protocol"]}}
+        thresholds = {
+            "binarise_at": threshold_selection["best_threshold"],
+            "candidates": threshold_selection["thresholds"],
+            "chosen_on": {
+                "dataset": threshold_selection["dataset"],
+                "range": threshold_selection["range"],
+                "protocol": threshold_selection["protocol"],
+            },
+        }
     elif miou is not None:
-        thresholds = {"binarise_at": str(miou.get("thresholds", "0.5")), "candidates": None,
-                      "chosen_on": None}
+        thresholds = {"binarise_at": str(miou.get("thresholds", "0.5")), "candidates": None, "chosen_on": None}
     else:
         thresholds = None
-    return protocol_card("explainability", backbone, templates=templates,
-                         map_order=getattr(explainer, "map_order", None), thresholds=thresholds,
-                         metric_resolution=current_metric_resolution())
+    return protocol_card(
+        "explainability",
+        backbone,
+        templates=templates,
+        map_order=getattr(explainer, "map_order", None),
+        thresholds=thresholds,
+        metric_resolution=current_metric_resolution(),
+    )
 
 
 def _comparable(card: dict[str, Any] | None) -> str:

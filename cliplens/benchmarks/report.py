@@ -9,13 +9,13 @@ drawn by :mod:`cliplens.benchmarks.figures`.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .protocol_card import card_markers
 from .results import STATUS_OK
-from .scores import (METRIC_TITLES, group_key, grouped, higher_is_better, metric_names,  # noqa: F401
-                     metric_title, score)
+from .scores import METRIC_TITLES, group_key, grouped, higher_is_better, metric_names, metric_title, score  # noqa: F401
 
 
 def _decimals(values: Sequence[float | None]) -> int:
@@ -84,18 +84,25 @@ def footnotes(results: Sequence[dict[str, Any]]) -> list[str]:
         notes.append(text + ".")
     selections = [r.get("threshold_selection") for r in ok if r.get("threshold_selection")]
     if selections:
-        notes.append(f"{selections[0]['note']}; t = the threshold chosen per explainer from "
-                     f"{len(selections[0]['thresholds'])} candidates.")
+        notes.append(
+            f"{selections[0]['note']}; t = the threshold chosen per explainer from "
+            f"{len(selections[0]['thresholds'])} candidates."
+        )
     elif any("miou" in r.get("metrics", {}) for r in ok):
-        thresholds = {str(r["metrics"]["miou"].get("options", {}).get("thresholds", "0.5"))
-                      for r in ok if "miou" in r.get("metrics", {})}
+        thresholds = {
+            str(r["metrics"]["miou"].get("options", {}).get("thresholds", "0.5"))
+            for r in ok
+            if "miou" in r.get("metrics", {})
+        }
         notes.append(f"mIoU binarises each map at {' / '.join(sorted(thresholds))} (no threshold tuning).")
     if ok:
         device = ok[0].get("config", {}).get("device", "cpu")
         world = ok[0].get("config", {}).get("world_size", 1)
-        notes.append(f"ms/img: explainer time per image (all class prompts at once) on {device}"
-                     f"{f' x {world} processes' if world > 1 else ''}; × fwd: that time over a plain "
-                     f"encode_image forward per image measured in the same run.")
+        notes.append(
+            f"ms/img: explainer time per image (all class prompts at once) on {device}"
+            f"{f' x {world} processes' if world > 1 else ''}; × fwd: that time over a plain "
+            f"encode_image forward per image measured in the same run."
+        )
         totals = [r["timing"] for r in ok if r.get("timing", {}).get("total_s")]
         if totals:
             total = sum(t["total_s"] for t in totals)
@@ -135,20 +142,36 @@ def write_csv(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
         for key in r.get("scores", {}):
             if "/class/" not in key:
                 score_keys.setdefault(key, None)
-    timing_keys = ["explain_ms_per_image", "forward_ms_per_image", "explain_to_forward_ratio", "data_s",
-                   "explain_s", "metric_s", "total_s", "harness_overhead"]
-    fields = ["backbone", "explainer", "dataset", "status", "images", "skipped"] + list(score_keys) + timing_keys + [
-        "peak_rss_mb", "error"]
+    timing_keys = [
+        "explain_ms_per_image",
+        "forward_ms_per_image",
+        "explain_to_forward_ratio",
+        "data_s",
+        "explain_s",
+        "metric_s",
+        "total_s",
+        "harness_overhead",
+    ]
+    fields = (
+        ["backbone", "explainer", "dataset", "status", "images", "skipped"]
+        + list(score_keys)
+        + timing_keys
+        + ["peak_rss_mb", "error"]
+    )
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for r in results:
             row: dict[str, Any] = {
-                "backbone": r.get("backbone", {}).get("spec"), "explainer": r.get("explainer", {}).get("name"),
-                "dataset": r.get("dataset", {}).get("spec"), "status": r.get("status"),
-                "images": r.get("images", {}).get("evaluated"), "skipped": r.get("images", {}).get("skipped"),
-                "peak_rss_mb": r.get("memory", {}).get("peak_rss_mb"), "error": r.get("error") or "",
+                "backbone": r.get("backbone", {}).get("spec"),
+                "explainer": r.get("explainer", {}).get("name"),
+                "dataset": r.get("dataset", {}).get("spec"),
+                "status": r.get("status"),
+                "images": r.get("images", {}).get("evaluated"),
+                "skipped": r.get("images", {}).get("skipped"),
+                "peak_rss_mb": r.get("memory", {}).get("peak_rss_mb"),
+                "error": r.get("error") or "",
             }
             row.update({k: r.get("scores", {}).get(k) for k in score_keys})
             row.update({k: r.get("timing", {}).get(k) for k in timing_keys})
@@ -166,8 +189,16 @@ def write_per_class_csv(results: Sequence[dict[str, Any]], path: str | Path) -> 
             for key, value in r.get("scores", {}).items():
                 metric, sep, cls = key.partition("/class/")
                 if sep and value is not None:
-                    writer.writerow([r["backbone"].get("spec"), r["explainer"].get("name"), r["dataset"].get("spec"),
-                                     metric, cls, value])
+                    writer.writerow(
+                        [
+                            r["backbone"].get("spec"),
+                            r["explainer"].get("name"),
+                            r["dataset"].get("spec"),
+                            metric,
+                            cls,
+                            value,
+                        ]
+                    )
     return path
 
 
@@ -185,8 +216,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
         raise InputError(f"{run_dir} is not a folder: pass the --out folder of a `cliplens bench` run")
     results = load_results(run_dir)
     if not results:
-        raise InputError(f"{run_dir} holds no cliplens benchmark result (*.json): "
-                         f"run `cliplens bench --out {run_dir}` first")
+        raise InputError(
+            f"{run_dir} holds no cliplens benchmark result (*.json): run `cliplens bench --out {run_dir}` first"
+        )
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
     markdown = leaderboard_markdown(results)
@@ -203,7 +235,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
     (out / "leaderboard.md").write_text(markdown, encoding="utf-8")
     from .html_report import write_index
 
-    files = [out / "leaderboard.md", write_csv(results, out / "results.csv"),
-             write_per_class_csv(results, out / "per_class.csv"),
-             write_index(results, run_dir, out, [f for f in files if Path(f).stem.startswith("bar_")])] + files
+    files = [
+        out / "leaderboard.md",
+        write_csv(results, out / "results.csv"),
+        write_per_class_csv(results, out / "per_class.csv"),
+        write_index(results, run_dir, out, [f for f in files if Path(f).stem.startswith("bar_")]),
+    ] + files
     return {"markdown": markdown, "files": files}

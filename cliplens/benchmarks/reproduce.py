@@ -9,9 +9,10 @@ with its protocol card (the ``explainability`` task also leaves the bench JSONs 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import CliplensError, InputError
 from .presets import Preset, available_methods, published
@@ -41,17 +42,21 @@ def _datasets(preset: Preset, data_root: Path | None, only: Sequence[str] | None
     if unknown:
         raise InputError(f"--only {','.join(unknown)}: preset {preset.name} has datasets {', '.join(keys)}")
     if data_root is None:
-        raise InputError(f"preset {preset.name} needs data: pass --data-root DIR holding "
-                         + "; ".join(f"{d.folder or '.'}/ ({d.layout})" for d in preset.datasets if d.key in chosen))
+        raise InputError(
+            f"preset {preset.name} needs data: pass --data-root DIR holding "
+            + "; ".join(f"{d.folder or '.'}/ ({d.layout})" for d in preset.datasets if d.key in chosen)
+        )
     out = []
     for data in preset.datasets:
         if data.key not in chosen:
             continue
         where = data.path(data_root)
         if not where.exists():
-            raise InputError(f"preset {preset.name}: no {data.key} data at {where} (expected {data.layout}): pass "
-                             f"--data-root DIR holding {data.folder}" + (", or --only KEY,... to run the others"
-                                                                          if len(chosen) > 1 else ""))
+            raise InputError(
+                f"preset {preset.name}: no {data.key} data at {where} (expected {data.layout}): pass "
+                f"--data-root DIR holding {data.folder}"
+                + (", or --only KEY,... to run the others" if len(chosen) > 1 else "")
+            )
         try:
             out.append((data, create_dataset(data.spec(data_root))))
         except CliplensError as exc:
@@ -59,15 +64,24 @@ def _datasets(preset: Preset, data_root: Path | None, only: Sequence[str] | None
     return out
 
 
-def run_preset(preset: Preset, data_root: str | Path | None, *, weights: str | None = None,
-               backbone: str | None = None, only: Sequence[str] | None = None, limit: int | None = None,
-               templates: Sequence[str] | None = None, out: str | Path = "runs/reproduce",
-               device: str | None = None, progress: bool = False) -> ReproduceRun:
+def run_preset(
+    preset: Preset,
+    data_root: str | Path | None,
+    *,
+    weights: str | None = None,
+    backbone: str | None = None,
+    only: Sequence[str] | None = None,
+    limit: int | None = None,
+    templates: Sequence[str] | None = None,
+    out: str | Path = "runs/reproduce",
+    device: str | None = None,
+    progress: bool = False,
+) -> ReproduceRun:
     """Run every available method of ``preset`` on its datasets; ``backbone`` overrides the preset's weights
     (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset."""
     from ..registry import create_backbone, create_explainer
-    from .results import json_safe, library_versions, write_json_atomic
     from ..writable import ensure_writable_folder
+    from .results import json_safe, library_versions, write_json_atomic
 
     available = available_methods(preset)
     methods = [m for m in preset.methods if available[m.label]]
@@ -79,8 +93,12 @@ def run_preset(preset: Preset, data_root: str | Path | None, *, weights: str | N
     spec = backbone or preset.weights_spec(weights)
     out = Path(out)
     ensure_writable_folder(out)
-    run = ReproduceRun(preset, spec, unavailable=[m.label for m in preset.methods if not available[m.label]],
-                       override=backbone is not None)
+    run = ReproduceRun(
+        preset,
+        spec,
+        unavailable=[m.label for m in preset.methods if not available[m.label]],
+        override=backbone is not None,
+    )
     reference = published(preset)
     if preset.task == "explainability":
         _explainability(run, methods, datasets, limit, templates, out, device, progress)
@@ -93,17 +111,37 @@ def run_preset(preset: Preset, data_root: str | Path | None, *, weights: str | N
                 result = _protocol(preset, explainer, data.key, dataset, indices, templates, progress)
                 run.measured.setdefault(method.label, {}).update(result.pop("_columns"))
                 path = out / f"{method.label}__{data.key}.json"
-                write_json_atomic(path, json_safe({
-                    "schema": SCHEMA, "preset": preset.name, "method": method.label, "explainer": method.explainer,
-                    "backbone": spec, "backbone_override": run.override, "dataset": getattr(dataset, "spec", ""),
-                    "images": len(indices), **result, "versions": library_versions(),
-                    "published": reference["by_method"].get(method.label)}))
+                write_json_atomic(
+                    path,
+                    json_safe(
+                        {
+                            "schema": SCHEMA,
+                            "preset": preset.name,
+                            "method": method.label,
+                            "explainer": method.explainer,
+                            "backbone": spec,
+                            "backbone_override": run.override,
+                            "dataset": getattr(dataset, "spec", ""),
+                            "images": len(indices),
+                            **result,
+                            "versions": library_versions(),
+                            "published": reference["by_method"].get(method.label),
+                        }
+                    ),
+                )
                 run.files.append(path)
     return run
 
 
-def _protocol(preset: Preset, explainer: Any, key: str, dataset: Any, indices: list[int],
-              templates: Sequence[str] | None, progress: bool) -> dict[str, Any]:
+def _protocol(
+    preset: Preset,
+    explainer: Any,
+    key: str,
+    dataset: Any,
+    indices: list[int],
+    templates: Sequence[str] | None,
+    progress: bool,
+) -> dict[str, Any]:
     if preset.task == "imagenet-seg":
         from .protocols.imagenet_seg import run_imagenet_seg
 
@@ -121,16 +159,32 @@ def _protocol(preset: Preset, explainer: Any, key: str, dataset: Any, indices: l
     return result
 
 
-def _explainability(run: ReproduceRun, methods: list, datasets: list, limit: int | None,
-                    templates: Sequence[str] | None, out: Path, device: str | None, progress: bool) -> None:
+def _explainability(
+    run: ReproduceRun,
+    methods: list,
+    datasets: list,
+    limit: int | None,
+    templates: Sequence[str] | None,
+    out: Path,
+    device: str | None,
+    progress: bool,
+) -> None:
     from .prompts import DEFAULT_TEMPLATES
     from .runner import BenchConfig, run_benchmark
 
     for data, dataset in datasets:
-        config = BenchConfig(backbones=[run.backbone], explainers=[m.explainer for m in methods],
-                             dataset=dataset.spec, metrics=list(run.preset.metrics), out=out / "bench",
-                             limit=limit, templates=list(templates or DEFAULT_TEMPLATES), examples=0,
-                             progress=progress, device=device)
+        config = BenchConfig(
+            backbones=[run.backbone],
+            explainers=[m.explainer for m in methods],
+            dataset=dataset.spec,
+            metrics=list(run.preset.metrics),
+            out=out / "bench",
+            limit=limit,
+            templates=list(templates or DEFAULT_TEMPLATES),
+            examples=0,
+            progress=progress,
+            device=device,
+        )
         bench = run_benchmark(config, log=lambda _message: None)
         by_explainer = {r.get("explainer", {}).get("name"): r for r in bench.results}
         for method in methods:
@@ -138,7 +192,8 @@ def _explainability(run: ReproduceRun, methods: list, datasets: list, limit: int
             if result.get("status") != "ok":
                 raise CliplensError(f"preset {run.preset.name}: {method.label} failed: {result.get('error')}")
             run.measured.setdefault(method.label, {}).update(
-                {metric: result["scores"].get(metric) for metric in run.preset.metrics})
+                {metric: result["scores"].get(metric) for metric in run.preset.metrics}
+            )
         run.files += sorted((out / "bench").glob("*.json"))
 
 
@@ -154,9 +209,15 @@ def comparison_markdown(run: ReproduceRun) -> str:
     """Measured / published (difference) per method and column, with the sources and notes below."""
     reference = published(run.preset)
     columns = [c for c in reference["columns"] if any(c in row for row in run.measured.values())]
-    lines = [f"## {run.preset.title}", "", f"backbone: {run.backbone}"
-             + (" (override: not the published model; the comparison checks the pipeline only)" if run.override
-                else ""), "", "| method | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    lines = [
+        f"## {run.preset.title}",
+        "",
+        f"backbone: {run.backbone}"
+        + (" (override: not the published model; the comparison checks the pipeline only)" if run.override else ""),
+        "",
+        "| method | " + " | ".join(columns) + " |",
+        "| --- |" + " ---: |" * len(columns),
+    ]
     notes = []
     for method, values in run.measured.items():
         row = reference["by_method"].get(method, {})
@@ -165,9 +226,12 @@ def comparison_markdown(run: ReproduceRun) -> str:
             notes.append(f"\\* {method}: published under another protocol: {row['protocol_note']}.")
         cells = [_cell(values.get(c), reference["figures"].get(method, {}).get(c), mark) for c in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", f"- cells: measured / published (measured − published); {reference['metric']}, x100.",
-              f"- published: {reference['paper']}, {reference['table']} (arXiv {reference['arxiv']}); "
-              f"model {reference['model']}."]
+    lines += [
+        "",
+        f"- cells: measured / published (measured − published); {reference['metric']}, x100.",
+        f"- published: {reference['paper']}, {reference['table']} (arXiv {reference['arxiv']}); "
+        f"model {reference['model']}.",
+    ]
     for method in run.measured:
         row = reference["by_method"].get(method, {})
         if row.get("source"):

@@ -13,8 +13,8 @@ is part of each pair's identity and protocol card (:func:`current_metric_resolut
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 
@@ -34,8 +34,10 @@ def check_metric_resolution(value: object) -> int | None:
     text = str(value).strip()
     number = int(text) if text.lstrip("+-").isdigit() and not isinstance(value, (bool, float)) else None
     if number is None or number < 1:
-        raise InputError(f"--metric-resolution {text!r} is not accepted: give the longer side in pixels, a whole "
-                         "number >= 1 (e.g. 1024), or leave it out to score at the masks' own resolution")
+        raise InputError(
+            f"--metric-resolution {text!r} is not accepted: give the longer side in pixels, a whole "
+            "number >= 1 (e.g. 1024), or leave it out to score at the masks' own resolution"
+        )
     return number
 
 

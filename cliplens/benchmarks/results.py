@@ -16,16 +16,29 @@ import os
 import platform
 import re
 import tempfile
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, IO, Iterable
+from typing import IO, Any
 
 SCHEMA = "cliplens-bench/1"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 #: config keys that change the numbers (not timings, not the output folder)
-SCORE_KEYS = ("backbone", "explainer", "explainer_options", "dataset", "metrics", "templates", "limit", "images",
-              "seed", "thresholds", "threshold_dataset", "threshold_protocol")
+SCORE_KEYS = (
+    "backbone",
+    "explainer",
+    "explainer_options",
+    "dataset",
+    "metrics",
+    "templates",
+    "limit",
+    "images",
+    "seed",
+    "thresholds",
+    "threshold_dataset",
+    "threshold_protocol",
+)
 
 
 def slug(text: str) -> str:

@@ -18,27 +18,50 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .distributed import DistContext
-from .prompts import DEFAULT_TEMPLATES
 from ..writable import ensure_writable_folder
+from .distributed import DistContext
 from .identity import identity_hash
 from .lock import OutputLock
+from .prompts import DEFAULT_TEMPLATES
 from .resolution import metric_resolution
 from .results import STATUS_OK, pair_id, read_result, remove_stale_temporaries, write_json_atomic
 from .runner_pair import run_pairs, skip_explanation
-from .runner_plan import (DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS,
-                          DEFAULT_OUT, BenchConfig, RunPlan, parse_metric_spec, plan_pairs)
+from .runner_plan import (
+    DEFAULT_BACKBONE,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DATASET,
+    DEFAULT_LIMIT,
+    DEFAULT_METRICS,
+    DEFAULT_OUT,
+    BenchConfig,
+    RunPlan,
+    parse_metric_spec,
+    plan_pairs,
+)
 from .thresholds import parse_thresholds
 
-__all__ = ["BenchConfig", "BenchRun", "run_benchmark", "parse_metric_spec", "builtin_explainers",
-           "parse_thresholds", "DEFAULT_TEMPLATES", "DEFAULT_BACKBONE", "DEFAULT_BATCH_SIZE", "DEFAULT_DATASET",
-           "DEFAULT_LIMIT", "DEFAULT_METRICS", "DEFAULT_OUT"]
+__all__ = [
+    "BenchConfig",
+    "BenchRun",
+    "run_benchmark",
+    "parse_metric_spec",
+    "builtin_explainers",
+    "parse_thresholds",
+    "DEFAULT_TEMPLATES",
+    "DEFAULT_BACKBONE",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_DATASET",
+    "DEFAULT_LIMIT",
+    "DEFAULT_METRICS",
+    "DEFAULT_OUT",
+]
 
 
 @dataclass
@@ -60,8 +83,11 @@ def builtin_explainers() -> list[str]:
     from ..registry import get_registry
 
     registry = get_registry()
-    return [e.name for e in registry.catalog("explainer").entries()
-            if registry.plugins.get(e.provider.plugin) is not None and registry.plugins[e.provider.plugin].builtin]
+    return [
+        e.name
+        for e in registry.catalog("explainer").entries()
+        if registry.plugins.get(e.provider.plugin) is not None and registry.plugins[e.provider.plugin].builtin
+    ]
 
 
 def _warm_up(backbone: Any, batch_size: int) -> None:
@@ -79,8 +105,9 @@ def _default_log(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def run_benchmark(config: BenchConfig, ctx: DistContext | None = None,
-                  log: Callable[[str], None] | None = None) -> BenchRun:
+def run_benchmark(
+    config: BenchConfig, ctx: DistContext | None = None, log: Callable[[str], None] | None = None
+) -> BenchRun:
     """Run every (backbone, explainer) pair of ``config`` on its dataset; rank 0 writes one JSON per pair.
 
     Returns the results of all pairs (those reused by ``skip_existing`` read
@@ -122,13 +149,17 @@ def _run_locked(run: RunPlan, say: Callable[[str], None], out: Path, start: floa
         if todo:
             from ..registry import create_backbone
 
-            options = {"device": str(ctx.device) if ctx.enabled and config.device else config.device} \
-                if config.device else {}
+            options = (
+                {"device": str(ctx.device) if ctx.enabled and config.device else config.device} if config.device else {}
+            )
             backbone = create_backbone(backbone_spec, **options)
             _warm_up(backbone, config.batch_size)
         passes = [[e] for e in todo] if config.separate_passes else [todo] if todo else []
-        computed = (result for names in passes
-                    for result in run_pairs(run, backbone, names, {e: planned.configs[(backbone_spec, e)] for e in names}))
+        computed = (
+            result
+            for names in passes
+            for result in run_pairs(run, backbone, names, {e: planned.configs[(backbone_spec, e)] for e in names})
+        )
         for explainer in config.explainers:
             path = out / f"{pair_id(backbone_spec, explainer, config.dataset)}.json"
             number = f"[{len(results) + 1}/{len(pairs)}]"
@@ -137,8 +168,10 @@ def _run_locked(run: RunPlan, say: Callable[[str], None], out: Path, start: floa
                 results.append(read_result(path) or {})
                 continue
             if (backbone_spec, explainer) in planned.rerun_reasons:
-                say(f"{number} {backbone_spec} · {explainer}: recomputing the earlier result, "
-                    f"{planned.rerun_reasons[(backbone_spec, explainer)]}")
+                say(
+                    f"{number} {backbone_spec} · {explainer}: recomputing the earlier result, "
+                    f"{planned.rerun_reasons[(backbone_spec, explainer)]}"
+                )
             result = next(computed)
             result["identity"] = planned.identities[(backbone_spec, explainer)]
             result["identity_hash"] = identity_hash(result["identity"])
@@ -146,10 +179,16 @@ def _run_locked(run: RunPlan, say: Callable[[str], None], out: Path, start: floa
                 write_json_atomic(path, result)
             status = "ok" if result["status"] == STATUS_OK else f"FAILED: {result['error']}"
             if result["status"] == STATUS_OK and result.get("skipped"):
-                status += (f" ({len(result['skipped'])} of {len(result['skipped']) + result['images']['evaluated']} "
-                           f"samples skipped: {skip_explanation(run, result['skipped'])})")
+                status += (
+                    f" ({len(result['skipped'])} of {len(result['skipped']) + result['images']['evaluated']} "
+                    f"samples skipped: {skip_explanation(run, result['skipped'])})"
+                )
             say(f"{number} {backbone_spec} · {explainer}: {status} -> {path}")
             results.append(result)
     ctx.barrier()
-    return BenchRun(results=results, reused=[pair_id(b, e, config.dataset) for b, e in pairs if (b, e) in reuse],
-                    wall_s=time.perf_counter() - start, out=out)
+    return BenchRun(
+        results=results,
+        reused=[pair_id(b, e, config.dataset) for b, e in pairs if (b, e) in reuse],
+        wall_s=time.perf_counter() - start,
+        out=out,
+    )

@@ -14,8 +14,9 @@ import resource
 import statistics
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,12 +25,12 @@ from ..errors import CliplensError, SampleError
 from ..options import OptionError
 from ..specs import parse_spec
 from ._evaluate import PassOutcome, evaluate
-from .sample_reader import check_sample
-from .lanes import Lane, RandomState
 from .examples import save_examples
+from .lanes import Lane, RandomState
 from .protocol_card import bench_card
 from .results import SCHEMA, STATUS_FAILED, STATUS_OK, fingerprint, pair_id
 from .runner_plan import RunPlan
+from .sample_reader import check_sample
 from .skips import ignore_hint, skip_summary
 
 __all__ = ["run_pairs", "run_pass", "skip_explanation"]
@@ -59,16 +60,32 @@ def _peak_memory(device: torch.device) -> dict[str, float | None]:
     return {"peak_rss_mb": round(rss, 1), "peak_cuda_mb": None if cuda is None else round(cuda, 1)}
 
 
-def run_pass(run: RunPlan, lanes: list[Lane], dataset: Any, indices: list[int], description: str,
-             examples: int, forward_batches: int = 0) -> None:
+def run_pass(
+    run: RunPlan,
+    lanes: list[Lane],
+    dataset: Any,
+    indices: list[int],
+    description: str,
+    examples: int,
+    forward_batches: int = 0,
+) -> None:
     """Evaluate this rank's shard of ``indices`` for every lane, then merge outcomes and sum metric states over ranks."""
     ctx = run.ctx
     wanted = set(indices[: 3 * examples])  # spares for unusable samples; the first `examples` are kept
     for lane in lanes:
         lane.example_indices = wanted
-    evaluate(lanes, dataset, ctx.shard(indices), run.texts, batch_size=run.config.batch_size,
-             strict=run.config.strict, progress=run.config.progress and ctx.is_main, description=description,
-             forward_batches=forward_batches, workers=run.config.workers)
+    evaluate(
+        lanes,
+        dataset,
+        ctx.shard(indices),
+        run.texts,
+        batch_size=run.config.batch_size,
+        strict=run.config.strict,
+        progress=run.config.progress and ctx.is_main,
+        description=description,
+        forward_batches=forward_batches,
+        workers=run.config.workers,
+    )
     gathered = ctx.gather([lane.outcome for lane in lanes])
     strict = next((o.strict_error for outcomes in gathered for o in outcomes if o.strict_error), None)
     if strict is not None:
@@ -85,11 +102,15 @@ def _merged(outcomes: list[PassOutcome], examples: int) -> PassOutcome:
     return PassOutcome(
         images=sum(o.images for o in outcomes),
         skipped=sorted((s for o in outcomes for s in o.skipped), key=lambda s: s["index"]),
-        data_s=sum(o.data_s for o in outcomes), explain_s=sum(o.explain_s for o in outcomes),
-        metric_s=sum(o.metric_s for o in outcomes), total_s=sum(o.total_s for o in outcomes),
-        forward_s=sum(o.forward_s for o in outcomes), forward_images=sum(o.forward_images for o in outcomes),
+        data_s=sum(o.data_s for o in outcomes),
+        explain_s=sum(o.explain_s for o in outcomes),
+        metric_s=sum(o.metric_s for o in outcomes),
+        total_s=sum(o.total_s for o in outcomes),
+        forward_s=sum(o.forward_s for o in outcomes),
+        forward_images=sum(o.forward_images for o in outcomes),
         paired_ms=[pair for o in outcomes for pair in o.paired_ms],
-        shared_calls=sum(o.shared_calls for o in outcomes), data_shared_by=outcomes[0].data_shared_by,
+        shared_calls=sum(o.shared_calls for o in outcomes),
+        data_shared_by=outcomes[0].data_shared_by,
         error=next((o.error for o in outcomes if o.error), None),
         traceback=next((o.traceback for o in outcomes if o.error), None),
         examples=sorted((e for o in outcomes for e in o.examples), key=lambda e: e.index)[:examples],
@@ -100,19 +121,44 @@ def _new_result(run: RunPlan, backbone: Any, explainer_name: str, config: dict[s
     """The pair's JSON before anything ran: identity, config, providers, empty scores."""
     c, dataset = run.config, run.dataset
     return {
-        "schema": SCHEMA, "pair": pair_id(backbone.spec, explainer_name, c.dataset), "status": STATUS_OK,
-        "error": None, "traceback": None,
-        "backbone": {"spec": backbone.spec, **backbone.describe(),
-                     "provider": _provider("backbone", parse_spec(backbone.spec).name)},
-        "explainer": {"name": explainer_name, "options": config["explainer_options"],
-                      "provider": _provider("explainer", explainer_name)},
-        "dataset": {"spec": c.dataset, "size": len(dataset), "num_classes": dataset.num_classes,
-                    "class_names": list(dataset.class_names), "ignore_index": dataset.ignore_index,
-                    "evaluated_range": config["images"], "prompts": "class names through the templates",
-                    "provider": _provider("dataset", parse_spec(c.dataset).name)},
-        "metrics": {}, "config": config, "fingerprint": fingerprint(config), "versions": run.versions,
-        "scores": {}, "threshold_selection": None, "images": {"evaluated": 0, "skipped": 0}, "skipped": [],
-        "timing": {}, "memory": {}, "examples": None, "started_at": _now(), "finished_at": None,
+        "schema": SCHEMA,
+        "pair": pair_id(backbone.spec, explainer_name, c.dataset),
+        "status": STATUS_OK,
+        "error": None,
+        "traceback": None,
+        "backbone": {
+            "spec": backbone.spec,
+            **backbone.describe(),
+            "provider": _provider("backbone", parse_spec(backbone.spec).name),
+        },
+        "explainer": {
+            "name": explainer_name,
+            "options": config["explainer_options"],
+            "provider": _provider("explainer", explainer_name),
+        },
+        "dataset": {
+            "spec": c.dataset,
+            "size": len(dataset),
+            "num_classes": dataset.num_classes,
+            "class_names": list(dataset.class_names),
+            "ignore_index": dataset.ignore_index,
+            "evaluated_range": config["images"],
+            "prompts": "class names through the templates",
+            "provider": _provider("dataset", parse_spec(c.dataset).name),
+        },
+        "metrics": {},
+        "config": config,
+        "fingerprint": fingerprint(config),
+        "versions": run.versions,
+        "scores": {},
+        "threshold_selection": None,
+        "images": {"evaluated": 0, "skipped": 0},
+        "skipped": [],
+        "timing": {},
+        "memory": {},
+        "examples": None,
+        "started_at": _now(),
+        "finished_at": None,
         "protocol": bench_card(backbone, None, c.templates, run.metric_specs, None),
     }
 
@@ -130,8 +176,9 @@ class _Pair:
     active_s: float = 0.0
 
 
-def run_pairs(run: RunPlan, backbone: Any, names: list[str],
-              configs: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def run_pairs(
+    run: RunPlan, backbone: Any, names: list[str], configs: dict[str, dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
     """Score the explainers ``names`` on ``backbone`` with one pass over the data for all of them.
 
     Yields each pair's result dict (``status`` ``"ok"`` or ``"failed"``) in the order of ``names``
@@ -149,13 +196,15 @@ def run_pairs(run: RunPlan, backbone: Any, names: list[str],
     for pair in live:
         pair.lane.metrics = run.make_metrics(pair.miou_thresholds)
         for (name, options), metric in zip(run.metric_specs, pair.lane.metrics):
-            pair.result["metrics"][name] = {"options": options, "higher_is_better": bool(metric.higher_is_better),
-                                            "needs_model": bool(metric.needs_model),
-                                            "provider": _provider("metric", name)}
+            pair.result["metrics"][name] = {
+                "options": options,
+                "higher_is_better": bool(metric.higher_is_better),
+                "needs_model": bool(metric.needs_model),
+                "provider": _provider("metric", name),
+            }
     if backbone.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(backbone.device)
-    run_pass(run, [p.lane for p in live], run.dataset, run.evaluation, short, examples=c.examples,
-             forward_batches=3)
+    run_pass(run, [p.lane for p in live], run.dataset, run.evaluation, short, examples=c.examples, forward_batches=3)
     for pair in pairs:
         if pair.lane is not None:
             _finish(run, backbone, pair)
@@ -194,8 +243,14 @@ def _choose_thresholds(run: RunPlan, pairs: list[_Pair], short: str) -> None:
     plan, c = run.plan, run.config
     for pair in pairs:
         pair.lane.metrics = [m for m in run.make_metrics(c.thresholds) if m.name == "miou"]
-    run_pass(run, [p.lane for p in pairs], run.selection_dataset, list(range(*plan.selection_range)),
-             f"{short} (threshold)", examples=0)
+    run_pass(
+        run,
+        [p.lane for p in pairs],
+        run.selection_dataset,
+        list(range(*plan.selection_range)),
+        f"{short} (threshold)",
+        examples=0,
+    )
     for pair in pairs:
         outcome, lane = pair.lane.outcome, pair.lane
         pair.selection_s = outcome.total_s
@@ -210,13 +265,20 @@ def _choose_thresholds(run: RunPlan, pairs: list[_Pair], short: str) -> None:
             continue
         pair.miou_thresholds = [float(best)]
         pair.result["threshold_selection"] = {
-            "protocol": plan.protocol, "note": plan.note, "dataset": plan.selection_dataset,
-            "range": list(plan.selection_range), "images": outcome.images, "skipped": len(outcome.skipped),
-            "thresholds": c.thresholds, "best_threshold": float(best), "best_miou": values.get("miou/best"),
+            "protocol": plan.protocol,
+            "note": plan.note,
+            "dataset": plan.selection_dataset,
+            "range": list(plan.selection_range),
+            "images": outcome.images,
+            "skipped": len(outcome.skipped),
+            "thresholds": c.thresholds,
+            "best_threshold": float(best),
+            "best_miou": values.get("miou/best"),
             "miou_by_threshold": {f"{t:g}": values.get(f"miou@{t:g}") for t in c.thresholds},
         }
-        pair.result["protocol"] = bench_card(lane.explainer.backbone, lane.explainer, c.templates, run.metric_specs,
-                                             pair.result["threshold_selection"])
+        pair.result["protocol"] = bench_card(
+            lane.explainer.backbone, lane.explainer, c.templates, run.metric_specs, pair.result["threshold_selection"]
+        )
 
 
 def _finish(run: RunPlan, backbone: Any, pair: _Pair) -> None:
@@ -232,8 +294,10 @@ def _finish(run: RunPlan, backbone: Any, pair: _Pair) -> None:
     if outcome.error is not None:
         return _failed(pair, outcome.error, outcome.traceback)
     if outcome.images == 0:
-        return _failed(pair, f"no sample could be scored ({len(outcome.skipped)} skipped: "
-                             f"{skip_explanation(run, outcome.skipped)})")
+        return _failed(
+            pair,
+            f"no sample could be scored ({len(outcome.skipped)} skipped: {skip_explanation(run, outcome.skipped)})",
+        )
     scores: dict[str, Any] = {}
     try:
         for metric in lane.metrics:
@@ -279,18 +343,22 @@ def _timing(o: PassOutcome, selection_s: float, world_size: int) -> dict[str, An
         "explain_to_forward_ratio": statistics.median(ratios) if ratios else None,
         "ratio_batches": len(ratios),
         "forward_images": o.forward_images,
-        "data_s": o.data_s, "explain_s": o.explain_s, "metric_s": o.metric_s, "total_s": o.total_s,
+        "data_s": o.data_s,
+        "explain_s": o.explain_s,
+        "metric_s": o.metric_s,
+        "total_s": o.total_s,
         "harness_overhead": (o.data_s + o.metric_s) / o.total_s if o.total_s > 0 else None,
-        "data_shared_by": o.data_shared_by, "shared_trace_calls": o.shared_calls,
+        "data_shared_by": o.data_shared_by,
+        "shared_trace_calls": o.shared_calls,
         "images_per_s": o.images / o.total_s * world_size if o.total_s > 0 else None,
         "threshold_selection_s": selection_s,
         "note": "seconds summed over processes; one pass over the data served every explainer of the backbone "
-                "(data_shared_by of them): data_s and the loop overhead in total_s are this pair's equal share; "
-                "explain_s includes an equal share of the forwards traced once for all explainers of a batch "
-                "(shared_trace_calls: trace calls answered that way); forward = plain encode_image on the pixels "
-                "of the first batches, one right before and one right after this explainer's own unshared call "
-                "(excluded from total); ratio = median over those batches of explain / mean of the two forwards; "
-                "overhead = (data + metric) / total of the evaluation pass",
+        "(data_shared_by of them): data_s and the loop overhead in total_s are this pair's equal share; "
+        "explain_s includes an equal share of the forwards traced once for all explainers of a batch "
+        "(shared_trace_calls: trace calls answered that way); forward = plain encode_image on the pixels "
+        "of the first batches, one right before and one right after this explainer's own unshared call "
+        "(excluded from total); ratio = median over those batches of explain / mean of the two forwards; "
+        "overhead = (data + metric) / total of the evaluation pass",
     }
 
 

@@ -10,20 +10,19 @@ decides whether ``--skip-existing`` may keep an earlier result
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import CliplensError, InputError
 from ..specs import parse_spec
+from .defaults import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT  # noqa: F401
 from .distributed import DistContext
-from .prompts import DEFAULT_TEMPLATES, class_prompts
 from .identity import identity_change, pair_identity
+from .prompts import DEFAULT_TEMPLATES, class_prompts
 from .results import finished, library_versions, pair_id, read_result
 from .thresholds import ThresholdPlan, default_selection_spec, plan_thresholds
-
-from .defaults import (DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT,  # noqa: F401
-                       DEFAULT_METRICS, DEFAULT_OUT)
 
 __all__ = ["BenchConfig", "RunPlan", "check_config", "PairPlan", "plan_pairs", "parse_metric_spec"]
 
@@ -85,11 +84,14 @@ def check_config(config: BenchConfig) -> list[tuple[str, dict[str, str]]]:
         registry.catalog("explainer").get(name)  # unknown names fail before any model is built
     for name in config.explainer_options:
         if name not in config.explainers:
-            raise InputError(f"--explainer-option for {name!r}, which is not benchmarked "
-                             f"(explainers: {', '.join(config.explainers)})")
+            raise InputError(
+                f"--explainer-option for {name!r}, which is not benchmarked "
+                f"(explainers: {', '.join(config.explainers)})"
+            )
     # every option of every component checked (and typed) here, before the first pair: one line each
-    config.explainer_options = {name: validate_options("explainer", name, options)
-                                for name, options in config.explainer_options.items()}
+    config.explainer_options = {
+        name: validate_options("explainer", name, options) for name, options in config.explainer_options.items()
+    }
     metric_specs = [parse_metric_spec(m) for m in config.metrics]
     if not metric_specs:
         raise InputError("no metric given: pass --metric NAME (e.g. miou)")
@@ -155,15 +157,26 @@ class RunPlan:
         """The config recorded in one pair's JSON (its score-relevant keys make the fingerprint)."""
         c = self.config
         return {
-            "backbone": backbone, "explainer": explainer, "explainer_options": c.explainer_options.get(explainer, {}),
-            "dataset": c.dataset, "metrics": list(c.metrics), "templates": list(c.templates),
-            "limit": c.limit, "images": [self.evaluation[0], self.evaluation[-1] + 1] if self.evaluation else [0, 0],
-            "seed": c.seed, "thresholds": c.thresholds,
+            "backbone": backbone,
+            "explainer": explainer,
+            "explainer_options": c.explainer_options.get(explainer, {}),
+            "dataset": c.dataset,
+            "metrics": list(c.metrics),
+            "templates": list(c.templates),
+            "limit": c.limit,
+            "images": [self.evaluation[0], self.evaluation[-1] + 1] if self.evaluation else [0, 0],
+            "seed": c.seed,
+            "thresholds": c.thresholds,
             "threshold_dataset": self.plan.selection_dataset if self.plan else None,
             "threshold_protocol": self.plan.protocol if self.plan else None,
-            "batch_size": c.batch_size, "device": c.device or "cpu", "strict": c.strict,
-            "world_size": self.ctx.world_size, "examples": c.examples, "argv": c.argv,
-            "shared_pass": not c.separate_passes, "workers": c.workers,
+            "batch_size": c.batch_size,
+            "device": c.device or "cpu",
+            "strict": c.strict,
+            "world_size": self.ctx.world_size,
+            "examples": c.examples,
+            "argv": c.argv,
+            "shared_pass": not c.separate_passes,
+            "workers": c.workers,
         }
 
     def make_metrics(self, miou_thresholds: list[float] | None) -> list[Any]:
@@ -206,8 +219,14 @@ def plan_pairs(run: RunPlan, out: Path) -> PairPlan:
         pair_cfg = run.pair_config(backbone, explainer)
         configs[(backbone, explainer)] = pair_cfg
         identities[(backbone, explainer)] = identity = pair_identity(
-            backbone, explainer, pair_cfg["explainer_options"], run.metric_specs, config.dataset,
-            run.plan.selection_dataset if run.plan else None, config.templates)
+            backbone,
+            explainer,
+            pair_cfg["explainer_options"],
+            run.metric_specs,
+            config.dataset,
+            run.plan.selection_dataset if run.plan else None,
+            config.templates,
+        )
         if config.skip_existing:
             path = out / f"{pair_id(backbone, explainer, config.dataset)}.json"
             done, conflict = finished(path, pair_cfg)

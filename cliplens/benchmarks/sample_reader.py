@@ -14,8 +14,9 @@ longer side (:func:`~cliplens.benchmarks.resolution.bound_mask`, in the main pro
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ __all__ = ["SAMPLE_EXCEPTIONS", "ReadSample", "check_sample", "read_samples"]
 SAMPLE_EXCEPTIONS = (SampleError, OSError, ValueError)
 
 
-def check_sample(sample: "SegmentationSample", num_classes: int, ignore_index: int | None) -> torch.Tensor:
+def check_sample(sample: SegmentationSample, num_classes: int, ignore_index: int | None) -> torch.Tensor:
     """The sample's mask as an ``(H, W)`` integer tensor (smallest dtype: uint8 for <= 255 classes) after checking
     it against the image and the classes.
 
@@ -46,8 +47,9 @@ def check_sample(sample: "SegmentationSample", num_classes: int, ignore_index: i
     if mask.ndim != 2:
         raise SampleError(f"mask has shape {mask.shape}, expected (H, W)")
     if mask.shape != (sample.image.height, sample.image.width):
-        raise SampleError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                          f"{sample.image.width}x{sample.image.height}")
+        raise SampleError(
+            f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {sample.image.width}x{sample.image.height}"
+        )
     bad = (mask < 0) | (mask >= num_classes)
     if ignore_index is not None:
         bad &= mask != ignore_index
@@ -62,7 +64,7 @@ class ReadSample:
     """One read: the sample and its checked ``(H, W)`` mask, or ``skip`` (index, sample_id, reason[, mask_values])."""
 
     index: int
-    sample: "SegmentationSample | None" = None
+    sample: SegmentationSample | None = None
     mask: torch.Tensor | None = None
     skip: dict[str, Any] | None = None
     seconds: float = 0.0
@@ -71,8 +73,9 @@ class ReadSample:
 class _Reader(torch.utils.data.Dataset):
     """Position ``p`` -> :class:`ReadSample` of ``indices[p]`` (picklable: workers get a copy)."""
 
-    def __init__(self, dataset: "SegmentationDataset", indices: Sequence[int], num_classes: int,
-                 ignore_index: int | None) -> None:
+    def __init__(
+        self, dataset: SegmentationDataset, indices: Sequence[int], num_classes: int, ignore_index: int | None
+    ) -> None:
         self.dataset, self.indices = dataset, list(indices)
         self.num_classes, self.ignore_index = num_classes, ignore_index
 
@@ -105,8 +108,9 @@ def _bounded(item: ReadSample) -> ReadSample:
     return item
 
 
-def read_samples(dataset: "SegmentationDataset", indices: Sequence[int], num_classes: int,
-                 ignore_index: int | None, workers: int = 0) -> Iterator[ReadSample]:
+def read_samples(
+    dataset: SegmentationDataset, indices: Sequence[int], num_classes: int, ignore_index: int | None, workers: int = 0
+) -> Iterator[ReadSample]:
     """Every ``indices`` sample in order; ``workers`` > 0 reads ahead in that many DataLoader processes."""
     reader = _Reader(dataset, indices, num_classes, ignore_index)
     if workers <= 0:
@@ -116,8 +120,15 @@ def read_samples(dataset: "SegmentationDataset", indices: Sequence[int], num_cla
             item.seconds = time.perf_counter() - t0
             yield item
         return
-    loader = torch.utils.data.DataLoader(reader, batch_size=None, shuffle=False, num_workers=workers,
-                                         collate_fn=_one, prefetch_factor=4, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        reader,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_one,
+        prefetch_factor=4,
+        persistent_workers=False,
+    )
     iterator = iter(loader)
     while True:
         t0 = time.perf_counter()

@@ -7,13 +7,20 @@ Shared by the leaderboard (:mod:`cliplens.benchmarks.report`) and the figures
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .results import STATUS_OK
 
 #: column titles of well-known metrics (others use their name)
-METRIC_TITLES = {"miou": "mIoU", "msc": "mSC", "patchdis": "PatchDis", "pointing_game": "Pointing",
-                 "deletion": "Deletion", "insertion": "Insertion"}
+METRIC_TITLES = {
+    "miou": "mIoU",
+    "msc": "mSC",
+    "patchdis": "PatchDis",
+    "pointing_game": "Pointing",
+    "deletion": "Deletion",
+    "insertion": "Insertion",
+}
 
 
 def metric_title(name: str) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..specs import Spec, parse_spec
 
@@ -27,7 +28,7 @@ def _generic(record: dict[str, Any]) -> str:
     named = _SAMPLE_PREFIX.match(reason)  # datasets name the sample themselves: "sample 0001TP_008550: ..."
     if named:
         sample_id = sample_id or named.group(1)
-        reason = reason[named.end():]
+        reason = reason[named.end() :]
     if sample_id and len(str(sample_id)) >= 3:  # in a path: ".../0001TP_008550.png" (a short id could be a word)
         reason = re.sub(rf"(?<![\w-]){re.escape(str(sample_id))}(?![\w-])", "<sample>", reason)
     return reason
@@ -43,8 +44,9 @@ def skip_summary(skipped: Sequence[dict[str, Any]], top: int = TOP_REASONS) -> s
     return "; ".join(parts)
 
 
-def ignore_hint(dataset_spec: str, skipped: Sequence[dict[str, Any]],
-                try_spec: Callable[[str, int], bool]) -> str | None:
+def ignore_hint(
+    dataset_spec: str, skipped: Sequence[dict[str, Any]], try_spec: Callable[[str, int], bool]
+) -> str | None:
     """A suggested dataset spec when one mask value, made the ignore value, would let the skipped samples load.
 
     Looks at the skipped samples whose masks held unknown values (``mask_values``):
@@ -69,5 +71,7 @@ def ignore_hint(dataset_spec: str, skipped: Sequence[dict[str, Any]],
         return None
     if not usable:
         return None
-    return (f"every one of these masks holds value {value}; if it marks unlabelled pixels, "
-            f"make it the ignore value: -d {new_spec!r}")
+    return (
+        f"every one of these masks holds value {value}; if it marks unlabelled pixels, "
+        f"make it the ignore value: -d {new_spec!r}"
+    )

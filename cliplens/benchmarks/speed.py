@@ -45,8 +45,9 @@ import resource
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -90,7 +91,7 @@ def time_ms(fn: Callable[[], Any], device: torch.device) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def forward_context(backbone: Backbone) -> "contextlib.AbstractContextManager[Any]":
+def forward_context(backbone: Backbone) -> contextlib.AbstractContextManager[Any]:
     """What the plain forward runs under: ``torch.autocast`` in the backbone's ``autocast`` dtype when it has one
     (the same precision the tolerant explainers get), else nothing."""
     autocast = getattr(backbone, "autocast_dtype", None)
@@ -102,16 +103,20 @@ def forward_context(backbone: Backbone) -> "contextlib.AbstractContextManager[An
 def measure_forward_ms(backbone: Backbone, pixels: torch.Tensor) -> float:
     """Milliseconds per image of one plain ``encode_image`` of ``pixels`` (B, 3, S, S), no autograd
     (under the backbone's autocast, :func:`forward_context`)."""
+
     def forward() -> None:
         with torch.no_grad(), forward_context(backbone):
             backbone.encode_image(pixels)
+
     return time_ms(forward, backbone.device) / pixels.shape[0]
 
 
 def measure_explainer_ms(explainer: Explainer, pixels: torch.Tensor, texts: Sequence[str]) -> float:
     """Milliseconds per image of one ``explainer.explain(pixels=pixels, texts=texts)``."""
-    return time_ms(lambda: explainer.explain(pixels=pixels, texts=list(texts)), explainer.backbone.device) \
+    return (
+        time_ms(lambda: explainer.explain(pixels=pixels, texts=list(texts)), explainer.backbone.device)
         / pixels.shape[0]
+    )
 
 
 # ---- memory ---------------------------------------------------------------------------
@@ -188,8 +193,10 @@ def _profiler_peak(fn: Callable[[], Any]) -> int | None:
         with _quiet_native_stderr():
             events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
         cpu = torch.autograd.DeviceType.CPU
-        changes = sorted(((e.start_ns(), e.nbytes()) for e in events
-                          if e.name() == "[memory]" and e.device_type() == cpu), key=lambda item: item[0])
+        changes = sorted(
+            ((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]" and e.device_type() == cpu),
+            key=lambda item: item[0],
+        )
     except (AttributeError, RuntimeError, TypeError):  # pragma: no cover - another profiler API
         return None
     if not changes:
@@ -269,8 +276,16 @@ class SpeedReport:
         return {"config": self.config, "results": [asdict(row) for row in self.rows]}
 
 
-def run_speed(backbone: Backbone, explainers: dict[str, Explainer], *, batch_size: int = 8, batches: int = 5,
-              texts: int | Sequence[str] = 1, seed: int = 0, progress: bool | None = None) -> SpeedReport:
+def run_speed(
+    backbone: Backbone,
+    explainers: dict[str, Explainer],
+    *,
+    batch_size: int = 8,
+    batches: int = 5,
+    texts: int | Sequence[str] = 1,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> SpeedReport:
     """Time ``explainers`` against a plain ``encode_image`` on the same batches (module docstring)."""
     from tqdm.auto import tqdm
 
@@ -298,20 +313,27 @@ def run_speed(backbone: Backbone, explainers: dict[str, Explainer], *, batch_siz
         with torch.no_grad(), forward_context(backbone):
             backbone.encode_image(data[0])
 
-    mib = 2.0 ** 20
-    rows = [SpeedRow(FORWARD, statistics.median(forward_ms), 1.0,
-                     measure_peak_memory(forward, device) / mib, forward_ms)]
+    mib = 2.0**20
+    rows = [
+        SpeedRow(FORWARD, statistics.median(forward_ms), 1.0, measure_peak_memory(forward, device) / mib, forward_ms)
+    ]
     for name, explainer in explainers.items():
         peak = measure_peak_memory(lambda e=explainer: e.explain(pixels=data[0], texts=text_list), device)
-        rows.append(SpeedRow(name, statistics.median(times[name]), statistics.median(ratios[name]), peak / mib,
-                             times[name]))
+        rows.append(
+            SpeedRow(name, statistics.median(times[name]), statistics.median(ratios[name]), peak / mib, times[name])
+        )
     config = {
-        "backbone": backbone.spec or backbone.name, "device": str(device),
+        "backbone": backbone.spec or backbone.name,
+        "device": str(device),
         "dtype": str(backbone.dtype).replace("torch.", ""),
         "autocast": _dtype_name(getattr(backbone, "autocast_dtype", None)),
         "compute_dtype": {name: _dtype_name(e.compute_dtype()) for name, e in explainers.items()},
-        "batch_size": batch_size, "batches": batches,
-        "texts": text_list, "seed": seed, "threads": torch.get_num_threads(), "memory": memory_method(device),
+        "batch_size": batch_size,
+        "batches": batches,
+        "texts": text_list,
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "memory": memory_method(device),
         "explainer_options": {name: _options_of(e) for name, e in explainers.items()},
         "versions": _versions(__version__),
     }
@@ -324,8 +346,11 @@ def _dtype_name(dtype: torch.dtype | None) -> str | None:
 
 def _options_of(explainer: Explainer) -> dict[str, Any]:
     """The explainer's public scalar attributes (its resolved options), for the record."""
-    return {k: v for k, v in vars(explainer).items()
-            if not k.startswith("_") and k != "name" and isinstance(v, (bool, int, float, str))}
+    return {
+        k: v
+        for k, v in vars(explainer).items()
+        if not k.startswith("_") and k != "name" and isinstance(v, (bool, int, float, str))
+    }
 
 
 def _versions(cliplens_version: str) -> dict[str, str]:
@@ -343,7 +368,9 @@ def format_table(report: SpeedReport) -> str:
     """The report as a Markdown table with a one-line header of the settings."""
     c = report.config
     precision = c["dtype"] + (f", autocast {c['autocast']}" if c.get("autocast") else "")
-    exact = [name for name, dtype in (c.get("compute_dtype") or {}).items() if c.get("autocast") and dtype != c["autocast"]]
+    exact = [
+        name for name, dtype in (c.get("compute_dtype") or {}).items() if c.get("autocast") and dtype != c["autocast"]
+    ]
     if exact:
         precision += f" except {', '.join(exact)} (float32: they need it)"
     lines = [
@@ -363,15 +390,26 @@ def format_scaling(reports: Sequence[SpeedReport]) -> str:
     """Several reports of one configuration at different text counts T as one Markdown table:
     per explainer its ratio to the plain forward and its peak memory at every T (T-scaling)."""
     counts = [len(r.config["texts"]) for r in reports]
-    lines = ["T-scaling: x " + FORWARD + " (median of paired batches) and peak memory (MiB) per text count T", "",
-             "| explainer | " + " | ".join(f"x fwd T={t}" for t in counts) + " | "
-             + " | ".join(f"MiB T={t}" for t in counts) + " |",
-             "|---|" + "---:|" * (2 * len(counts))]
+    lines = [
+        "T-scaling: x " + FORWARD + " (median of paired batches) and peak memory (MiB) per text count T",
+        "",
+        "| explainer | "
+        + " | ".join(f"x fwd T={t}" for t in counts)
+        + " | "
+        + " | ".join(f"MiB T={t}" for t in counts)
+        + " |",
+        "|---|" + "---:|" * (2 * len(counts)),
+    ]
     names = [row.name for row in reports[0].rows]
     for name in names:
         rows = [next(row for row in r.rows if row.name == name) for r in reports]
-        lines.append(f"| {name} | " + " | ".join(f"{row.ratio:.2f}" for row in rows) + " | "
-                     + " | ".join(f"{row.peak_memory_mib:.0f}" for row in rows) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{row.ratio:.2f}" for row in rows)
+            + " | "
+            + " | ".join(f"{row.peak_memory_mib:.0f}" for row in rows)
+            + " |"
+        )
     return "\n".join(lines)
 
 

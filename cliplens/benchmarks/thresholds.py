@@ -37,8 +37,9 @@ def parse_thresholds(text: str) -> list[float]:
         else:
             values = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise InputError(f"--thresholds {text!r}: write START:STOP:STEP (e.g. 0.05:0.95:0.05) "
-                         f"or a list 0.3,0.5") from None
+        raise InputError(
+            f"--thresholds {text!r}: write START:STOP:STEP (e.g. 0.05:0.95:0.05) or a list 0.3,0.5"
+        ) from None
     if not values:
         raise InputError(f"--thresholds {text!r} holds no threshold")
     if any(not 0.0 <= v <= 1.0 for v in values):
@@ -75,8 +76,9 @@ def default_selection_spec(dataset_spec: str, threshold_dataset: str | None) -> 
     return None
 
 
-def plan_thresholds(dataset_spec: str, evaluation_count: int, selection_spec: str | None,
-                    selection_count: int | None) -> ThresholdPlan:
+def plan_thresholds(
+    dataset_spec: str, evaluation_count: int, selection_spec: str | None, selection_count: int | None
+) -> ThresholdPlan:
     """Decide the selection and evaluation images.
 
     Args:
@@ -90,7 +92,10 @@ def plan_thresholds(dataset_spec: str, evaluation_count: int, selection_spec: st
         if count < 1:
             raise InputError(f"threshold dataset {selection_spec!r} has no images to choose the threshold on")
         return ThresholdPlan(
-            PROTOCOL_SEPARATE, selection_spec, (0, count), (0, evaluation_count),
+            PROTOCOL_SEPARATE,
+            selection_spec,
+            (0, count),
+            (0, evaluation_count),
             f"mIoU threshold chosen on {selection_spec} ({count} images), reported on {dataset_spec}",
         )
     if evaluation_count < 2:
@@ -100,7 +105,10 @@ def plan_thresholds(dataset_spec: str, evaluation_count: int, selection_spec: st
         )
     half = evaluation_count // 2
     return ThresholdPlan(
-        PROTOCOL_HALVES, dataset_spec, (0, half), (half, evaluation_count),
+        PROTOCOL_HALVES,
+        dataset_spec,
+        (0, half),
+        (half, evaluation_count),
         f"mIoU threshold chosen on images [0, {half}) of {dataset_spec}; every metric reported on "
         f"images [{half}, {evaluation_count}) (no separate split given: use --threshold-dataset SPEC)",
     )

@@ -30,19 +30,27 @@ COMMANDS: dict[str, str] = {
 EXAMPLES: dict[str, list[str]] = {
     "plugins": ["cliplens plugins", "cliplens plugins --json"],
     "list": ["cliplens list explainers", "cliplens list backbones 'ViT-B-*'", "cliplens list metrics --details"],
-    "explain": ['cliplens explain photo.jpg --text "a car" "a tree"',
-                'cliplens explain --text "a dog" -e clip_surgery lexical -o out/ a.jpg b.jpg',
-                'cliplens explain street.png -t "a bus" -b ViT-B-16:/weights/ViT-B-16.safetensors --device cuda'],
-    "bench": ["cliplens bench",
-              "cliplens bench -b ViT-B-16:openai -d voc:/data/VOC2012 -o runs/voc",
-              'cliplens bench -b toy -e lexical gradcam -d "index-masks:/data/camvid?ignore=11&split=test" -o runs/c',
-              "cliplens bench -o runs/voc --skip-existing -b ViT-B-16:openai -d voc:/data/VOC2012"],
+    "explain": [
+        'cliplens explain photo.jpg --text "a car" "a tree"',
+        'cliplens explain --text "a dog" -e clip_surgery lexical -o out/ a.jpg b.jpg',
+        'cliplens explain street.png -t "a bus" -b ViT-B-16:/weights/ViT-B-16.safetensors --device cuda',
+    ],
+    "bench": [
+        "cliplens bench",
+        "cliplens bench -b ViT-B-16:openai -d voc:/data/VOC2012 -o runs/voc",
+        'cliplens bench -b toy -e lexical gradcam -d "index-masks:/data/camvid?ignore=11&split=test" -o runs/c',
+        "cliplens bench -o runs/voc --skip-existing -b ViT-B-16:openai -d voc:/data/VOC2012",
+    ],
     "report": ["cliplens report runs/bench-default", "cliplens report runs/voc   # then open runs/voc/index.html"],
-    "reproduce": ["cliplens reproduce --list",
-                  "cliplens reproduce ovss-vit-b16 --data-root /data --weights /ckpt/ViT-B-16.pt"],
+    "reproduce": [
+        "cliplens reproduce --list",
+        "cliplens reproduce ovss-vit-b16 --data-root /data --weights /ckpt/ViT-B-16.pt",
+    ],
     "toy": ["cliplens toy sample --out scenes -n 8", "cliplens toy eval", "cliplens toy train --out toy.safetensors"],
-    "textspan": ["cliplens textspan -d shapes:test -o runs/textspan",
-                 "cliplens textspan -b ViT-B-16:openai --images /data/photos -o runs/ts --layers 8 9 10 11"],
+    "textspan": [
+        "cliplens textspan -d shapes:test -o runs/textspan",
+        "cliplens textspan -b ViT-B-16:openai --images /data/photos -o runs/ts --layers 8 9 10 11",
+    ],
     "ablate": ["cliplens ablate -d shapes:test --mlps", "cliplens ablate -d shapes:test --heads 4.0 5.1 --each"],
     "speed": ["cliplens speed -e raw_similarity clip_surgery --backbone toy"],
 }
@@ -61,9 +69,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (default is None or default is False or default is argparse.SUPPRESS or "default" in text
-                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
-                or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
+        if (
+            default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or "default" in text
+            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+            or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
+        ):
             return text
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         return f"{text} (default: {shown})"

@@ -7,7 +7,8 @@ without a schema they are guessed as JSON, as the CLI always did (:func:`typed_s
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import InputError
 from ..options import guess_value as parse_value  # noqa: F401  (kept for callers of the old name)
@@ -26,8 +27,9 @@ def parse_scoped_options(items: Iterable[str] | None) -> dict[str, dict[str, str
     return options
 
 
-def typed_scoped_options(kind: str, options: dict[str, dict[str, str]], chosen: Iterable[str],
-                         flag: str = "--option") -> dict[str, dict[str, Any]]:
+def typed_scoped_options(
+    kind: str, options: dict[str, dict[str, str]], chosen: Iterable[str], flag: str = "--option"
+) -> dict[str, dict[str, Any]]:
     """Each name's text options checked and converted by its schema, before any model is built.
 
     Raises :class:`InputError` for a name outside ``chosen`` and :class:`~cliplens.options.OptionError` for an
@@ -38,6 +40,8 @@ def typed_scoped_options(kind: str, options: dict[str, dict[str, str]], chosen: 
     chosen = list(chosen)
     unused = [name for name in options if name not in chosen]
     if unused:
-        raise InputError(f"{flag} given for {', '.join(repr(u) for u in unused)}, which is not among the "
-                         f"{kind}s of this run ({', '.join(chosen)})")
+        raise InputError(
+            f"{flag} given for {', '.join(repr(u) for u in unused)}, which is not among the "
+            f"{kind}s of this run ({', '.join(chosen)})"
+        )
     return {name: validate_options(kind, name, values, text=True) for name, values in options.items()}

@@ -10,21 +10,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import InputError
 
 
 def add_dataset_options(p: argparse.ArgumentParser, limit: int = 200) -> None:
     """Options shared with ``cliplens textspan``: templates, labels, batching, device."""
-    p.add_argument("--limit", type=int, default=limit,
-                   help=f"use at most N images (labelled ones for accuracy; default {limit})")
-    p.add_argument("--template", action="append", metavar="TEMPLATE",
-                   help="prompt template with {} for the class name (repeatable; default: the bare class name)")
+    p.add_argument(
+        "--limit", type=int, default=limit, help=f"use at most N images (labelled ones for accuracy; default {limit})"
+    )
+    p.add_argument(
+        "--template",
+        action="append",
+        metavar="TEMPLATE",
+        help="prompt template with {} for the class name (repeatable; default: the bare class name)",
+    )
     p.add_argument("--templates", metavar="FILE", help="prompt templates, one per line with {}")
-    p.add_argument("--single-only", action="store_true",
-                   help="keep only images whose mask holds exactly one non-background class")
+    p.add_argument(
+        "--single-only", action="store_true", help="keep only images whose mask holds exactly one non-background class"
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
 
@@ -64,12 +70,14 @@ def check_counts(args: argparse.Namespace) -> None:
 
 def progress(what: str, total: int):  # noqa: ANN201 - a wrapper for iterables
     """A tqdm progress bar on stderr when it is a terminal, else a pass-through."""
+
     def wrap(items):  # noqa: ANN001, ANN202
         if not sys.stderr.isatty():
             return items
         from tqdm import tqdm
 
         return tqdm(items, total=total, desc=what, unit="batch", leave=False)
+
     return wrap
 
 
@@ -78,18 +86,23 @@ def run_ablation(backbone, data, specs: Sequence, templates, batch_size: int):  
     from ..explainers.ablation import evaluate_ablation
 
     batches = -(-len(data.images) // batch_size)
-    return evaluate_ablation(backbone, data, specs, templates=templates, batch_size=batch_size,
-                             progress=progress("decomposing", batches))
+    return evaluate_ablation(
+        backbone, data, specs, templates=templates, batch_size=batch_size, progress=progress("decomposing", batches)
+    )
 
 
 def print_results(results: Sequence, dataset: str, data) -> None:  # noqa: ANN001
     first = results[0]
-    print(f"zero-shot accuracy on {dataset}: {first.num_images} images, {first.num_classes} classes "
-          f"({data.skipped} skipped without a label); decomposition sum error {first.sum_error:.1e}")
+    print(
+        f"zero-shot accuracy on {dataset}: {first.num_images} images, {first.num_classes} classes "
+        f"({data.skipped} skipped without a label); decomposition sum error {first.sum_error:.1e}"
+    )
     print(f"  before: {100 * first.accuracy_before:.1f}%")
     for result in results:
-        print(f"  after mean-ablating {result.spec.describe()}: {100 * result.accuracy_after:.1f}% "
-              f"({100 * result.change:+.1f} points)")
+        print(
+            f"  after mean-ablating {result.spec.describe()}: {100 * result.accuracy_after:.1f}% "
+            f"({100 * result.change:+.1f} points)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,9 +127,14 @@ def run(args: argparse.Namespace) -> int:
     results = run_ablation(backbone, data, specs, templates, args.batch_size)
     print_results(results, args.dataset, data)
     if args.json:
-        payload = {"backbone": args.backbone, "dataset": args.dataset, "templates": templates,
-                   "single_only": args.single_only, "skipped": data.skipped,
-                   "results": [r.to_dict() for r in results]}
+        payload = {
+            "backbone": args.backbone,
+            "dataset": args.dataset,
+            "templates": templates,
+            "single_only": args.single_only,
+            "skipped": data.skipped,
+            "results": [r.to_dict() for r in results],
+        }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0

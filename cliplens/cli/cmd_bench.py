@@ -15,54 +15,100 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..benchmarks.defaults import (BUILTIN_DATASETS, BUILTIN_METRICS, DEFAULT_BATCH_SIZE, DEFAULT_LIMIT,
-                                       DEFAULT_METRICS, DEFAULT_OUT)
+    from ..benchmarks.defaults import (
+        BUILTIN_DATASETS,
+        BUILTIN_METRICS,
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_LIMIT,
+        DEFAULT_METRICS,
+        DEFAULT_OUT,
+    )
 
     p = subparsers.add_parser(
-        "bench", help="score explainers on segmentation data (no arguments: the toy default run)",
+        "bench",
+        help="score explainers on segmentation data (no arguments: the toy default run)",
         description="Score every (backbone, explainer) pair on one segmentation dataset; one JSON per pair in --out. "
-                    f"With no arguments: backbone toy, {DEFAULT_LIMIT} images of shapes:test, every built-in "
-                    f"explainer, metrics {' '.join(DEFAULT_METRICS)}, out {DEFAULT_OUT}.\n\n"
-                    f"dataset formats (--dataset FORMAT:PATH?key=value): {', '.join(BUILTIN_DATASETS)}\n"
-                    f"metrics (--metric NAME?key=value): {', '.join(BUILTIN_METRICS)}\n"
-                    "(built-in; plugins may add more: cliplens list datasets / cliplens list metrics)")
+        f"With no arguments: backbone toy, {DEFAULT_LIMIT} images of shapes:test, every built-in "
+        f"explainer, metrics {' '.join(DEFAULT_METRICS)}, out {DEFAULT_OUT}.\n\n"
+        f"dataset formats (--dataset FORMAT:PATH?key=value): {', '.join(BUILTIN_DATASETS)}\n"
+        f"metrics (--metric NAME?key=value): {', '.join(BUILTIN_METRICS)}\n"
+        "(built-in; plugins may add more: cliplens list datasets / cliplens list metrics)",
+    )
     p.add_argument("--backbone", "-b", nargs="+", metavar="SPEC", help="backbone specs (default: toy)")
     p.add_argument("--explainer", "-e", nargs="+", metavar="NAME", help="explainer names (default: every built-in)")
-    p.add_argument("--dataset", "-d", metavar="SPEC",
-                   help="dataset spec, e.g. voc:/data/VOC2012 (default: shapes:test)")
-    p.add_argument("--metric", "-m", nargs="+", metavar="NAME",
-                   help=f"metrics, NAME or NAME?key=value (default: {' '.join(DEFAULT_METRICS)})")
-    p.add_argument("--out", "-o", metavar="DIR",
-                   help=f"result folder (required unless running the default benchmark, which uses {DEFAULT_OUT})")
+    p.add_argument(
+        "--dataset", "-d", metavar="SPEC", help="dataset spec, e.g. voc:/data/VOC2012 (default: shapes:test)"
+    )
+    p.add_argument(
+        "--metric",
+        "-m",
+        nargs="+",
+        metavar="NAME",
+        help=f"metrics, NAME or NAME?key=value (default: {' '.join(DEFAULT_METRICS)})",
+    )
+    p.add_argument(
+        "--out",
+        "-o",
+        metavar="DIR",
+        help=f"result folder (required unless running the default benchmark, which uses {DEFAULT_OUT})",
+    )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per explain call")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu; torchrun: cuda:LOCAL_RANK)")
-    p.add_argument("--dtype", default=None, metavar="DTYPE",
-                   help="compute dtype: float32 (default), or float16 / bfloat16 autocast for the explainers that "
-                        "tolerate it (the others run in float32); added to every backbone as the option autocast=DTYPE")
-    p.add_argument("--limit", type=int, default=None,
-                   help=f"score only the first N images (default: all; {DEFAULT_LIMIT} for shapes:test)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        metavar="DTYPE",
+        help="compute dtype: float32 (default), or float16 / bfloat16 autocast for the explainers that "
+        "tolerate it (the others run in float32); added to every backbone as the option autocast=DTYPE",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help=f"score only the first N images (default: all; {DEFAULT_LIMIT} for shapes:test)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed set before each pair")
     p.add_argument("--prompt-templates", metavar="FILE", help="prompt templates, one per line with {} for the class")
-    p.add_argument("--thresholds", metavar="A:B:STEP",
-                   help="sweep miou thresholds and report the best, chosen on a separate split (e.g. 0.05:0.95:0.05)")
-    p.add_argument("--threshold-dataset", metavar="SPEC",
-                   help="dataset to choose the threshold on (default: shapes:val for shapes:test, else the first "
-                        "half of the images, evaluating on the second half)")
+    p.add_argument(
+        "--thresholds",
+        metavar="A:B:STEP",
+        help="sweep miou thresholds and report the best, chosen on a separate split (e.g. 0.05:0.95:0.05)",
+    )
+    p.add_argument(
+        "--threshold-dataset",
+        metavar="SPEC",
+        help="dataset to choose the threshold on (default: shapes:val for shapes:test, else the first "
+        "half of the images, evaluating on the second half)",
+    )
     p.add_argument("--skip-existing", action="store_true", help="keep pairs whose JSON says status ok (resume)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad sample instead of skipping it")
-    p.add_argument("--workers", type=int, default=0,
-                   help="DataLoader processes that read and decode images ahead of the explainers (default 0: "
-                        "the main process reads; same images, same order, same scores for any value)")
-    p.add_argument("--separate-passes", action="store_true",
-                   help="one pass over the data per explainer, each pair written as it finishes (default: one "
-                        "pass per backbone for all its explainers, sharing data loading and traced forwards; an "
-                        "interrupt then loses that backbone's pass in progress)")
-    p.add_argument("--explainer-option", action="append", metavar="NAME.KEY=VALUE",
-                   help="option for one explainer, e.g. clip_surgery.depth=4 (repeatable)")
-    p.add_argument("--metric-resolution", metavar="N",
-                   help="score at a bounded resolution: a mask whose longer side exceeds N pixels is resized "
-                        "(nearest) to N on that side and the maps are made at that size (default: each mask's own "
-                        "resolution, as mmseg evaluates and CLIP Surgery's code upsamples; see docs/benchmark.md)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader processes that read and decode images ahead of the explainers (default 0: "
+        "the main process reads; same images, same order, same scores for any value)",
+    )
+    p.add_argument(
+        "--separate-passes",
+        action="store_true",
+        help="one pass over the data per explainer, each pair written as it finishes (default: one "
+        "pass per backbone for all its explainers, sharing data loading and traced forwards; an "
+        "interrupt then loses that backbone's pass in progress)",
+    )
+    p.add_argument(
+        "--explainer-option",
+        action="append",
+        metavar="NAME.KEY=VALUE",
+        help="option for one explainer, e.g. clip_surgery.depth=4 (repeatable)",
+    )
+    p.add_argument(
+        "--metric-resolution",
+        metavar="N",
+        help="score at a bounded resolution: a mask whose longer side exceeds N pixels is resized "
+        "(nearest) to N on that side and the maps are made at that size (default: each mask's own "
+        "resolution, as mmseg evaluates and CLIP Surgery's code upsamples; see docs/benchmark.md)",
+    )
     p.add_argument("--examples", type=int, default=3, help="images whose maps are saved for the report grid")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(run=run)
@@ -104,14 +150,21 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmarks.distributed import init_distributed
     from ..benchmarks.prompts import load_templates
     from ..benchmarks.report import leaderboard_markdown
-    from ..benchmarks.runner import (DEFAULT_BACKBONE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT,
-                                     BenchConfig, builtin_explainers, run_benchmark)
+    from ..benchmarks.runner import (
+        DEFAULT_BACKBONE,
+        DEFAULT_DATASET,
+        DEFAULT_LIMIT,
+        DEFAULT_METRICS,
+        DEFAULT_OUT,
+        BenchConfig,
+        builtin_explainers,
+        run_benchmark,
+    )
     from ..benchmarks.runner_plan import check_config
     from ..benchmarks.thresholds import parse_thresholds
+    from ..devices import autocast_option
     from ..errors import InputError
     from ._options import parse_scoped_options, typed_scoped_options
-
-    from ..devices import autocast_option
 
     autocast = autocast_option(args.dtype)  # one line for a bad --dtype, before anything else
     default_world = args.backbone is None and args.dataset is None
@@ -129,18 +182,31 @@ def run(args: argparse.Namespace) -> int:
     explainers = args.explainer or builtin_explainers()
     if not explainers:
         raise InputError("no explainer is registered: check `cliplens plugins`")
-    explainer_options = typed_scoped_options("explainer", parse_scoped_options(args.explainer_option), explainers,
-                                             flag="--explainer-option")
+    explainer_options = typed_scoped_options(
+        "explainer", parse_scoped_options(args.explainer_option), explainers, flag="--explainer-option"
+    )
     config = BenchConfig(
         backbones=[with_option(spec, "autocast", autocast) for spec in args.backbone or [DEFAULT_BACKBONE]],
-        explainers=list(dict.fromkeys(explainers)), dataset=dataset,
-        metrics=list(args.metric or DEFAULT_METRICS), out=Path(out), batch_size=args.batch_size, device=args.device,
-        limit=limit, seed=args.seed, templates=load_templates(args.prompt_templates),
+        explainers=list(dict.fromkeys(explainers)),
+        dataset=dataset,
+        metrics=list(args.metric or DEFAULT_METRICS),
+        out=Path(out),
+        batch_size=args.batch_size,
+        device=args.device,
+        limit=limit,
+        seed=args.seed,
+        templates=load_templates(args.prompt_templates),
         thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,
-        threshold_dataset=args.threshold_dataset, skip_existing=args.skip_existing, strict=args.strict,
-        separate_passes=args.separate_passes, workers=args.workers, metric_resolution=args.metric_resolution,
-        explainer_options=explainer_options, examples=max(0, args.examples),
-        progress=not args.no_progress, argv=list(sys.argv[1:]),
+        threshold_dataset=args.threshold_dataset,
+        skip_existing=args.skip_existing,
+        strict=args.strict,
+        separate_passes=args.separate_passes,
+        workers=args.workers,
+        metric_resolution=args.metric_resolution,
+        explainer_options=explainer_options,
+        examples=max(0, args.examples),
+        progress=not args.no_progress,
+        argv=list(sys.argv[1:]),
     )
     check_config(config)  # every name and option, before the first line of output and any model
     ctx = init_distributed(args.device)
@@ -161,7 +227,9 @@ def run(args: argparse.Namespace) -> int:
     print(leaderboard_markdown(result.results, title=None))
     if notes:
         print(f"Default run: {'; '.join(notes)}.")
-    print(f"Wall time {result.wall_s:.1f} s; {len(result.results)} pairs "
-          f"({len(result.reused)} kept from an earlier run, {len(result.failed)} failed). "
-          f"Results in {config.out}/ — `cliplens report {config.out}` writes the CSV and figures.")
+    print(
+        f"Wall time {result.wall_s:.1f} s; {len(result.results)} pairs "
+        f"({len(result.reused)} kept from an earlier run, {len(result.failed)} failed). "
+        f"Results in {config.out}/ — `cliplens report {config.out}` writes the CSV and figures."
+    )
     return 1 if result.failed else 0

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path, PurePath
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import InputError
 
@@ -34,26 +35,52 @@ before or after the options; a value of --text that names an existing image file
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("explain", help="draw explainers' heat maps for images and texts",
-                              description=DESCRIPTION)
+    p = subparsers.add_parser(
+        "explain", help="draw explainers' heat maps for images and texts", description=DESCRIPTION
+    )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (before or after the options)")
-    p.add_argument("--text", "-t", nargs="+", action="extend", required=True, metavar="TEXT",
-                   help="texts to locate in the images (repeatable)")
-    p.add_argument("--explainer", "-e", nargs="+", default=["raw_similarity"], metavar="NAME",
-                   help="explainer names (cliplens list explainers)")
-    p.add_argument("--backbone", "-b", default="toy", metavar="SPEC",
-                   help="backbone spec: toy, ViT-B-16, ViT-B-16:openai, ARCH:PATH")
+    p.add_argument(
+        "--text",
+        "-t",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="TEXT",
+        help="texts to locate in the images (repeatable)",
+    )
+    p.add_argument(
+        "--explainer",
+        "-e",
+        nargs="+",
+        default=["raw_similarity"],
+        metavar="NAME",
+        help="explainer names (cliplens list explainers)",
+    )
+    p.add_argument(
+        "--backbone",
+        "-b",
+        default="toy",
+        metavar="SPEC",
+        help="backbone spec: toy, ViT-B-16, ViT-B-16:openai, ARCH:PATH",
+    )
     p.add_argument("--out", "-o", default="cliplens-explain", metavar="DIR", help="output folder (created)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
-    p.add_argument("--dtype", default=None, metavar="DTYPE",
-                   help="compute dtype: float32 (default), or float16 / bfloat16 autocast for the explainers that "
-                        "tolerate it (the others run in float32 and say so)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        metavar="DTYPE",
+        help="compute dtype: float32 (default), or float16 / bfloat16 autocast for the explainers that "
+        "tolerate it (the others run in float32 and say so)",
+    )
     p.add_argument("--templates", metavar="FILE", help="prompt templates, one per line with {} for the text")
     p.add_argument("--option", action="append", metavar="EXPLAINER.KEY=VALUE", help="explainer option (repeatable)")
     p.add_argument("--top-words", action="store_true", help="lexical: also draw the top word on each patch")
     p.add_argument("--size", type=int, default=224, help="longer side in pixels of each tile in the PNGs")
-    p.add_argument("--no-progress", action="store_true",
-                   help=f"no progress bar (otherwise shown on stderr from {PROGRESS_FROM} images on)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help=f"no progress bar (otherwise shown on stderr from {PROGRESS_FROM} images on)",
+    )
     p.set_defaults(run=run)
 
 
@@ -74,6 +101,7 @@ def unique_names(paths: Sequence[str]) -> dict[str, str]:
     ``["a/x.png", "b/x.png", "y.png"]`` -> ``{"a/x.png": "a-x", "b/x.png": "b-x", "y.png": "y"}``: clashing
     stems take as many parent folder names as they need, then the extension, then a counter.
     """
+
     def label(path: str, depth: int, extension: bool) -> str:
         pure = PurePath(path)
         parents = [part for part in pure.parent.parts if part not in ("/", ".", "..")][-depth:] if depth else []
@@ -98,18 +126,20 @@ def unique_names(paths: Sequence[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..devices import autocast_option, parse_device
     from ..images import load_rgb
     from ..registry import create_backbone, create_explainer, get_registry
     from ..visualize import uncovered
     from ..writable import ensure_writable_folder
-    from ..devices import autocast_option, parse_device
     from ._options import parse_scoped_options, read_lines, typed_scoped_options
 
     texts, image_paths = split_images(args.text, args.images)
     texts = [t.strip() for t in texts]
     if not image_paths:
-        raise InputError("no IMAGE given: name image files before or after the options, "
-                         'e.g. cliplens explain photo.jpg --text "a dog"')
+        raise InputError(
+            "no IMAGE given: name image files before or after the options, "
+            'e.g. cliplens explain photo.jpg --text "a dog"'
+        )
     if not texts or any(not t for t in texts):
         raise InputError("empty --text: every text must contain words")
     if args.size < 16:
@@ -127,11 +157,15 @@ def run(args: argparse.Namespace) -> int:
     out = ensure_writable_folder(args.out)  # before the model is built: a bad --out costs no work
     missing = [c for t in texts for c in uncovered(t)]
     if missing:
-        print(f"cliplens: note: no label font has {' '.join(dict.fromkeys(missing))} (emoji and scripts outside "
-              "DejaVu Sans and Noto Sans CJK); drawn as □", file=sys.stderr)
+        print(
+            f"cliplens: note: no label font has {' '.join(dict.fromkeys(missing))} (emoji and scripts outside "
+            "DejaVu Sans and Noto Sans CJK); drawn as □",
+            file=sys.stderr,
+        )
 
-    backbone = create_backbone(args.backbone, **({"device": str(device)} if device else {}),
-                               **({"autocast": autocast} if autocast else {}))
+    backbone = create_backbone(
+        args.backbone, **({"device": str(device)} if device else {}), **({"autocast": autocast} if autocast else {})
+    )
     grid_rows: dict[tuple[str, str], list] = {}
     failed: list[str] = []
     bar = _progress(len(images) * len(args.explainer), args.no_progress or len(images) < PROGRESS_FROM)
@@ -147,8 +181,11 @@ def run(args: argparse.Namespace) -> int:
             raise
         except Exception as exc:  # noqa: BLE001 - one failing explainer must not cost the others' pictures
             first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-            print(f"cliplens: error: explainer {name!r} failed ({type(exc).__name__}: {first_line}); "
-                  f"its files are not written, the other explainers' are", file=sys.stderr)
+            print(
+                f"cliplens: error: explainer {name!r} failed ({type(exc).__name__}: {first_line}); "
+                f"its files are not written, the other explainers' are",
+                file=sys.stderr,
+            )
             failed.append(name)
             continue
         for path, picture in drawn.items():
@@ -158,11 +195,16 @@ def run(args: argparse.Namespace) -> int:
             for target in _write_sheets(picture["sheets"], out / f"{names[path]}_{name}"):
                 bar.write(f"{path} -> {target}", file=sys.stdout)
             for text, reason in picture["blank"].items():
-                print(f"cliplens: note: {name} map of {path} for {text!r} is constant (drawn blank): {reason}",
-                      file=sys.stderr)
+                print(
+                    f"cliplens: note: {name} map of {path} for {text!r} is constant (drawn blank): {reason}",
+                    file=sys.stderr,
+                )
             if picture.get("same_word"):
-                print(f"cliplens: note: {path}: every patch's top word is {picture['same_word']!r} — the "
-                      "backbone's patch features land on one vocabulary word", file=sys.stderr)
+                print(
+                    f"cliplens: note: {path}: every patch's top word is {picture['same_word']!r} — the "
+                    "backbone's patch features land on one vocabulary word",
+                    file=sys.stderr,
+                )
     bar.close()
     if grid_rows:
         from ..visualize import pages
@@ -170,8 +212,9 @@ def run(args: argparse.Namespace) -> int:
         for target in _write_sheets([list(rows) for rows in pages(list(grid_rows.values()))], out / "grid"):
             print(f"grid -> {target}")
     if failed:
-        print(f"cliplens: {len(failed)} of {len(args.explainer)} explainers failed: {', '.join(failed)}",
-              file=sys.stderr)
+        print(
+            f"cliplens: {len(failed)} of {len(args.explainer)} explainers failed: {', '.join(failed)}", file=sys.stderr
+        )
         return 1
     return 0
 
@@ -216,9 +259,14 @@ def _draw(explainer, name: str, path: str, image, texts: list[str], size: int, t
     shown = fit_tile(image, size)
     result = explainer.explain(image, texts, output_size=(shown.height, shown.width))  # the whole photo, exactly
     blank = {texts[t]: reason for t in range(len(texts)) if (reason := constant_reason(result, t))}
-    overlays = [_label(overlay(shown, result.maps[0, t]), f"{name}: {texts[t]}",
-                       note=f"constant map: {blank[texts[t]]}" if texts[t] in blank else None)
-                for t in range(len(texts))]
+    overlays = [
+        _label(
+            overlay(shown, result.maps[0, t]),
+            f"{name}: {texts[t]}",
+            note=f"constant map: {blank[texts[t]]}" if texts[t] in blank else None,
+        )
+        for t in range(len(texts))
+    ]
     extra = []
     same_word = None
     if top_words and "top_words" in result.extras:
@@ -227,11 +275,14 @@ def _draw(explainer, name: str, path: str, image, texts: list[str], size: int, t
         geometry = result.geometry[0]
         words = draw_top_words(fit_tile(geometry.show(image), size), result.extras["top_words"][0], min_cell=0)
         extra.append(_label(words, "top words (the model's view)"))
-        firsts = {cell[0][0] if cell and isinstance(cell[0], (list, tuple)) else None
-                  for row in result.extras["top_words"][0] for cell in row}
+        firsts = {
+            cell[0][0] if cell and isinstance(cell[0], (list, tuple)) else None
+            for row in result.extras["top_words"][0]
+            for cell in row
+        }
         same_word = firsts.pop() if len(firsts) == 1 else None
     sheets = []
     for chunk in pages(overlays):
         tiles = [_label(shown, Path(path).name), *chunk, *extra]
-        sheets.append([tiles[i:i + SHEET_COLUMNS] for i in range(0, len(tiles), SHEET_COLUMNS)])
+        sheets.append([tiles[i : i + SHEET_COLUMNS] for i in range(0, len(tiles), SHEET_COLUMNS)])
     return {"image": shown, "overlays": overlays, "sheets": sheets, "blank": blank, "same_word": same_word}

@@ -12,10 +12,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("kind", choices=sorted(KINDS), help="what to list")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'ViT-B-*'")
     p.add_argument("--details", action="store_true", help="also show the providing plugin and a description")
-    p.add_argument("--matrix", action="store_true",
-                   help="with 'backbones': the compatibility matrix, explainers x backbone families (tiny random models)")
-    p.add_argument("--options", action="store_true",
-                   help="also show each option: name, type, default, allowed values, help")
+    p.add_argument(
+        "--matrix",
+        action="store_true",
+        help="with 'backbones': the compatibility matrix, explainers x backbone families (tiny random models)",
+    )
+    p.add_argument(
+        "--options", action="store_true", help="also show each option: name, type, default, allowed values, help"
+    )
     p.set_defaults(run=run)
 
 
@@ -46,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_options(kind: str, name: str) -> None:
     """The option lines of one component, indented under its name."""
-    from ..registry import get_registry, option_schema, signature_options
-    from ..registry import _NOT_OPTIONS
+    from ..registry import _NOT_OPTIONS, get_registry, option_schema, signature_options
 
     schema = option_schema(kind, name)
     if schema is None:

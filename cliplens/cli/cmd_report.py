@@ -6,10 +6,13 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("report", help="merge benchmark results into a leaderboard, CSV, figures and index.html",
-                              description="Read every result JSON in DIR (the --out of `cliplens bench`) and write "
-                                          "leaderboard.md, results.csv, per_class.csv, bar_<metric>.png and "
-                                          "examples_<backbone>_<dataset>.png.")
+    p = subparsers.add_parser(
+        "report",
+        help="merge benchmark results into a leaderboard, CSV, figures and index.html",
+        description="Read every result JSON in DIR (the --out of `cliplens bench`) and write "
+        "leaderboard.md, results.csv, per_class.csv, bar_<metric>.png and "
+        "examples_<backbone>_<dataset>.png.",
+    )
     p.add_argument("run_dir", metavar="DIR", help="folder of a `cliplens bench` run")
     p.add_argument("--out", "-o", metavar="DIR", help="where to write the report (default: DIR)")
     p.add_argument("--no-figures", action="store_true", help="write only the Markdown and CSV files")
@@ -37,7 +40,8 @@ def check_comparable(results: list[dict]) -> None:
                         f"results for {backbone} on {dataset} were scored with different {key} "
                         f"({seen[key][1]}: {seen[key][0]!r}, {name}: {value!r}), so one table would mix them: "
                         f"rerun the pairs into one --out with the same options, or report the runs from separate "
-                        f"folders")
+                        f"folders"
+                    )
                 seen.setdefault(key, (value, name))
 
 

@@ -7,16 +7,21 @@ import argparse
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "reproduce", help="re-run a published table (named preset) and print measured beside published figures",
+        "reproduce",
+        help="re-run a published table (named preset) and print measured beside published figures",
         description="Run a named preset for a published table and print the measured figures beside the published "
-                    "ones with the difference. `cliplens reproduce --list` shows the presets, what each needs "
-                    "(weights, data layout) and which of its methods this install has.")
+        "ones with the difference. `cliplens reproduce --list` shows the presets, what each needs "
+        "(weights, data layout) and which of its methods this install has.",
+    )
     p.add_argument("name", nargs="?", metavar="NAME", help="preset name (see --list)")
     p.add_argument("--list", action="store_true", help="list the presets and what each needs")
     p.add_argument("--data-root", metavar="DIR", help="folder holding the preset's datasets (layout: --list)")
     p.add_argument("--weights", metavar="PATH|TAG|ARCH:X", help="checkpoint file, open_clip tag, or full spec")
-    p.add_argument("--backbone", metavar="SPEC",
-                   help="run another backbone instead of the published one (e.g. toy: a pipeline check)")
+    p.add_argument(
+        "--backbone",
+        metavar="SPEC",
+        help="run another backbone instead of the published one (e.g. toy: a pipeline check)",
+    )
     p.add_argument("--only", metavar="KEY,...", help="run only these datasets of the preset")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of each dataset")
     p.add_argument("--prompt-templates", metavar="FILE", help="prompt templates (default: the protocol's own)")
@@ -35,15 +40,23 @@ def list_presets() -> str:
         reference = published(preset)
         available = available_methods(preset)
         lines.append(f"{preset.name}: {preset.title}")
-        lines.append(f"  task: {preset.task}; weights: {preset.weights_hint} -> --weights PATH "
-                     f"(spec {preset.arch}:PATH) or --weights {preset.default_tag}")
-        lines.append("  data under --data-root: " + "; ".join(f"{d.key} = {d.folder or '.'} ({d.layout})"
-                                                             for d in preset.datasets))
-        lines.append("  methods: " + ", ".join(f"{label}{'' if ok else ' (not registered here)'}"
-                                               for label, ok in available.items()))
+        lines.append(
+            f"  task: {preset.task}; weights: {preset.weights_hint} -> --weights PATH "
+            f"(spec {preset.arch}:PATH) or --weights {preset.default_tag}"
+        )
+        lines.append(
+            "  data under --data-root: "
+            + "; ".join(f"{d.key} = {d.folder or '.'} ({d.layout})" for d in preset.datasets)
+        )
+        lines.append(
+            "  methods: "
+            + ", ".join(f"{label}{'' if ok else ' (not registered here)'}" for label, ok in available.items())
+        )
         with_figures = [m for m, row in reference["figures"].items() if any(v is not None for v in row.values())]
-        lines.append(f"  published: {reference['paper']} — {reference['table']} (arXiv {reference['arxiv']}); "
-                     f"figures for {', '.join(with_figures) or 'none (no verified figure shipped)'}")
+        lines.append(
+            f"  published: {reference['paper']} — {reference['table']} (arXiv {reference['arxiv']}); "
+            f"figures for {', '.join(with_figures) or 'none (no verified figure shipped)'}"
+        )
     return "\n".join(lines)
 
 
@@ -64,9 +77,18 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.name)
     templates = load_templates(args.prompt_templates) if args.prompt_templates else None
     only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else None
-    result = run_preset(preset, args.data_root, weights=args.weights, backbone=args.backbone, only=only,
-                        limit=args.limit, templates=templates, out=Path(args.out or f"runs/reproduce-{preset.name}"),
-                        device=args.device, progress=not args.no_progress)
+    result = run_preset(
+        preset,
+        args.data_root,
+        weights=args.weights,
+        backbone=args.backbone,
+        only=only,
+        limit=args.limit,
+        templates=templates,
+        out=Path(args.out or f"runs/reproduce-{preset.name}"),
+        device=args.device,
+        progress=not args.no_progress,
+    )
     print(comparison_markdown(result))
     print(f"{len(result.files)} result files in {args.out or f'runs/reproduce-{preset.name}'}/")
     return 0

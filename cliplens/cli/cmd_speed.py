@@ -20,17 +20,33 @@ from ..errors import InputError
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("speed", help="time explainers against a plain image forward")
     p.add_argument("--backbone", "-b", default="ViT-B-16", help="backbone spec (default ViT-B-16, random init)")
-    p.add_argument("--explainer", "-e", nargs="+", action="extend", required=True, metavar="NAME",
-                   help="explainers to time (repeatable)")
+    p.add_argument(
+        "--explainer",
+        "-e",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="NAME",
+        help="explainers to time (repeatable)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     p.add_argument("--batches", type=int, default=5, help="timed batches; the median is reported (default 5)")
-    p.add_argument("--texts", type=int, nargs="+", default=[1], metavar="T",
-                   help="texts explained per image (default 1); several counts, e.g. 1 8 64, add a T-scaling table")
+    p.add_argument(
+        "--texts",
+        type=int,
+        nargs="+",
+        default=[1],
+        metavar="T",
+        help="texts explained per image (default 1); several counts, e.g. 1 8 64, add a T-scaling table",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the backbone's default, cpu)")
-    p.add_argument("--dtype", default=None,
-                   help="compute dtype: float32 (default), or float16 / bfloat16 autocast (float32 weights; the plain "
-                        "forward and every explainer that tolerates it run under torch.autocast, the others in float32). "
-                        "Weights cast to half instead: --backbone 'ViT-B-16?dtype=bfloat16'")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help="compute dtype: float32 (default), or float16 / bfloat16 autocast (float32 weights; the plain "
+        "forward and every explainer that tolerates it run under torch.autocast, the others in float32). "
+        "Weights cast to half instead: --backbone 'ViT-B-16?dtype=bfloat16'",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random images (default 0)")
     p.add_argument("--option", action="append", metavar="EXPLAINER.KEY=VALUE", help="explainer option (repeatable)")
@@ -57,12 +73,15 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         catalog.get(name)  # unknown names fail before any model is built
     options = typed_scoped_options("explainer", parse_scoped_options(args.option), names)
-    kwargs = {key: value for key, value in (("device", args.device), ("autocast", autocast_option(args.dtype)))
-              if value}
+    kwargs = {
+        key: value for key, value in (("device", args.device), ("autocast", autocast_option(args.dtype))) if value
+    }
     backbone = create_backbone(args.backbone, **kwargs)
     explainers = {name: create_explainer(name, backbone, **options.get(name, {})) for name in names}
-    reports = [run_speed(backbone, explainers, batch_size=args.batch_size, batches=args.batches, texts=count,
-                         seed=args.seed) for count in args.texts]
+    reports = [
+        run_speed(backbone, explainers, batch_size=args.batch_size, batches=args.batches, texts=count, seed=args.seed)
+        for count in args.texts
+    ]
     print("\n\n".join(format_table(report) for report in reports))
     if len(reports) > 1:
         print("\n" + format_scaling(reports))

@@ -27,8 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-texts", type=int, default=20, help="descriptions chosen per head, m (default 20)")
     p.add_argument("--pool", metavar="FILE", help="text pool, one description per line (default the shipped pool)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the pool-embedding disk cache")
-    p.add_argument("--ablate-heads", nargs="+", metavar="L.H",
-                   help="mean-ablate these heads and report the zero-shot accuracy change (needs --dataset)")
+    p.add_argument(
+        "--ablate-heads",
+        nargs="+",
+        metavar="L.H",
+        help="mean-ablate these heads and report the zero-shot accuracy change (needs --dataset)",
+    )
     add_dataset_options(p, limit=100)
     p.set_defaults(run=run)
 
@@ -59,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
     templates = templates_from(args)
     pool = load_pool(args.pool)
     dataset = create_dataset(args.dataset) if args.dataset else None
-    images = ([dataset[i].image for i in range(min(len(dataset), args.limit))] if dataset is not None
-              else _folder_images(args.images, args.limit))
+    images = (
+        [dataset[i].image for i in range(min(len(dataset), args.limit))]
+        if dataset is not None
+        else _folder_images(args.images, args.limit)
+    )
     if not images:
         raise InputError(f"dataset {args.dataset!r} is empty")
     backbone = create_backbone(args.backbone, **({"device": args.device} if args.device else {}))
@@ -69,30 +76,41 @@ def run(args: argparse.Namespace) -> int:
     specs = [AblationSpec.parse(backbone, heads=args.ablate_heads)] if args.ablate_heads else []
 
     embeddings = embed_pool(backbone, pool, cache=not args.no_cache)
-    batches = (backbone.preprocess(images[i:i + args.batch_size]) for i in range(0, len(images), args.batch_size))
+    batches = (backbone.preprocess(images[i : i + args.batch_size]) for i in range(0, len(images), args.batch_size))
     source = args.dataset or str(Path(args.images).expanduser())
-    analysis = analyse_heads(backbone, progress("decomposing", -(-len(images) // args.batch_size))(batches),
-                             layers=args.layers, rank=args.rank, num_texts=args.num_texts, pool=pool,
-                             pool_embeddings=embeddings,
-                             info={"backbone": args.backbone, "source": source,
-                                   "pool": args.pool or "cliplens/resources/textspan_pool.txt"})
+    analysis = analyse_heads(
+        backbone,
+        progress("decomposing", -(-len(images) // args.batch_size))(batches),
+        layers=args.layers,
+        rank=args.rank,
+        num_texts=args.num_texts,
+        pool=pool,
+        pool_embeddings=embeddings,
+        info={"backbone": args.backbone, "source": source, "pool": args.pool or "cliplens/resources/textspan_pool.txt"},
+    )
     report = analysis.report()
     ablation = None
     if specs:
         assert dataset is not None
         data = labelled_images(dataset, args.limit, single_only=args.single_only)
         ablation = run_ablation(backbone, data, specs, templates, args.batch_size)
-        report["ablation"] = {"templates": templates, "single_only": args.single_only, "skipped": data.skipped,
-                              "results": [r.to_dict() for r in ablation]}
+        report["ablation"] = {
+            "templates": templates,
+            "single_only": args.single_only,
+            "skipped": data.skipped,
+            "results": [r.to_dict() for r in ablation],
+        }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "textspan.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     markdown = analysis.markdown()
     if ablation:
         r = ablation[0]
-        markdown += (f"\n## Mean ablation\n\nHeads {', '.join(args.ablate_heads)} replaced by their mean over "
-                     f"{r.num_images} images: zero-shot accuracy {100 * r.accuracy_before:.1f}% -> "
-                     f"{100 * r.accuracy_after:.1f}% ({100 * r.change:+.1f} points).\n")
+        markdown += (
+            f"\n## Mean ablation\n\nHeads {', '.join(args.ablate_heads)} replaced by their mean over "
+            f"{r.num_images} images: zero-shot accuracy {100 * r.accuracy_before:.1f}% -> "
+            f"{100 * r.accuracy_after:.1f}% ({100 * r.change:+.1f} points).\n"
+        )
     (out / "textspan.md").write_text(markdown, encoding="utf-8")
 
     for head in report["heads"]:

@@ -12,16 +12,25 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("toy", help="toy world: train / sample / evaluate the tiny shapes CLIP",
-                              description=__doc__.split("\n\n")[1] if __doc__ else None,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "toy",
+        help="toy world: train / sample / evaluate the tiny shapes CLIP",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="toy_command", metavar="ACTION", required=True)
 
     train = sub.add_parser("train", help="train the toy CLIP from a seed (about 10 minutes on 2 CPU cores)")
-    train.add_argument("--out", "-o", required=True, help="checkpoint path ending in .safetensors (JSON written beside)")
+    train.add_argument(
+        "--out", "-o", required=True, help="checkpoint path ending in .safetensors (JSON written beside)"
+    )
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0, the shipped checkpoint)")
-    train.add_argument("--minutes", type=float, default=14.0,
-                       help="wall-time cap; training stops early past it (default 14; 0 = no cap)")
+    train.add_argument(
+        "--minutes",
+        type=float,
+        default=14.0,
+        help="wall-time cap; training stops early past it (default 14; 0 = no cap)",
+    )
     train.add_argument("--steps", type=int, help="optimiser steps (default: the shipped schedule)")
     train.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
@@ -45,10 +54,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _print_quality(quality) -> None:  # noqa: ANN001
     from ..toy.evaluate import MIN_RETRIEVAL_R1, MIN_ZERO_SHOT
 
-    print(f"zero-shot top-1: {100 * quality.zero_shot_top1:.1f}% over {quality.zero_shot_samples} one-object scenes "
-          f"(bar {100 * MIN_ZERO_SHOT:.0f}%)")
-    print(f"retrieval R@1:   {100 * quality.retrieval_r1:.1f}% over {quality.retrieval_samples} multi-object scenes, "
-          f"100 candidates each (bar {100 * MIN_RETRIEVAL_R1:.0f}%)")
+    print(
+        f"zero-shot top-1: {100 * quality.zero_shot_top1:.1f}% over {quality.zero_shot_samples} one-object scenes "
+        f"(bar {100 * MIN_ZERO_SHOT:.0f}%)"
+    )
+    print(
+        f"retrieval R@1:   {100 * quality.retrieval_r1:.1f}% over {quality.retrieval_samples} multi-object scenes, "
+        f"100 candidates each (bar {100 * MIN_RETRIEVAL_R1:.0f}%)"
+    )
     print("quality bar: " + ("met" if quality.passes() else "NOT met"))
 
 
@@ -64,8 +77,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.steps is not None:
         cfg.steps = args.steps
     _, meta = train_and_save(args.out, cfg, progress=not args.quiet, log=print)
-    print(f"wrote {args.out} ({meta['steps_done']} steps in {meta['wall_time_s']:.0f} s, "
-          f"final loss {meta['final_loss']:.3f})")
+    print(
+        f"wrote {args.out} ({meta['steps_done']} steps in {meta['wall_time_s']:.0f} s, "
+        f"final loss {meta['final_loss']:.3f})"
+    )
     if args.no_eval:
         return 0
     model, tokenizer, config = load_toy_model(args.out)
@@ -92,8 +107,9 @@ def _eval(args: argparse.Namespace) -> int:
         raise InputError("--per-class and --groups must be at least 1")
     model, tokenizer, config = load_toy_model(args.checkpoint)
     with torch.no_grad():
-        quality = evaluate_toy_model(model, tokenizer, config, split=args.split, per_class=args.per_class,
-                                     groups=args.groups)
+        quality = evaluate_toy_model(
+            model, tokenizer, config, split=args.split, per_class=args.per_class, groups=args.groups
+        )
     _print_quality(quality)
     return 0 if quality.passes() else 1
 

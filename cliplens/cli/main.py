@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from ._help import COMMANDS, MAIN_EPILOG, Parser, examples_epilog
 
@@ -30,8 +30,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``cliplens`` parser; every command's full parser when ``argv`` is None, else only the one it runs."""
     from .. import __version__
 
-    parser = Parser(prog="cliplens", description="Explain CLIP models and benchmark explainers.",
-                    epilog=MAIN_EPILOG)
+    parser = Parser(prog="cliplens", description="Explain CLIP models and benchmark explainers.", epilog=MAIN_EPILOG)
     parser.add_argument("--version", action="version", version=f"cliplens {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     wanted = None if argv is None else _requested(argv)

@@ -87,5 +87,6 @@ def check_sample(
         shown = ", ".join(str(v) for v in bad[:8]) + (", ..." if len(bad) > 8 else "")
         raise MaskValueError(
             f"sample {sample_id}: mask values {shown} are neither classes 0..{num_classes - 1} nor the ignore "
-            f"value {ignore_index}: fix the mask or set the dataset's ignore option (e.g. ?ignore={bad[0]})", bad
+            f"value {ignore_index}: fix the mask or set the dataset's ignore option (e.g. ?ignore={bad[0]})",
+            bad,
         )

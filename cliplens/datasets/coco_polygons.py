@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import InputError, SampleError
-from ..specs import Spec
 from ..options import Option, reject_unknown
+from ..specs import Spec
 from ._common import check_sample, read_class_names, require_folder
 from ._image_io import IMAGE_SUFFIXES, load_rgb
 from .base import SegmentationDataset, SegmentationSample
@@ -152,7 +152,9 @@ class CocoPolygonDataset(SegmentationDataset):
 
 
 #: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
-COCO_POLYGONS_OPTIONS = (Option("split", str, None, "sub-folder of images/ and labels/, e.g. train2017", optional=True),)
+COCO_POLYGONS_OPTIONS = (
+    Option("split", str, None, "sub-folder of images/ and labels/, e.g. train2017", optional=True),
+)
 
 
 def coco_polygons_factory(arg: str | None, **options: str) -> CocoPolygonDataset:

@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, SampleError
-from ..specs import Spec
 from ..options import Option, reject_unknown
+from ..specs import Spec
 from ._common import check_sample
 from .base import SegmentationDataset, SegmentationSample
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError, SampleError
-from ..specs import Spec
 from ..options import Option, reject_unknown, to_optional_int
+from ..specs import Spec
 from ._common import check_sample, read_class_names, read_stem_list, require_folder
 from ._image_io import IMAGE_SUFFIXES, load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
@@ -104,8 +104,7 @@ class IndexMaskDataset(SegmentationDataset):
 
 #: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
 INDEX_MASKS_OPTIONS = (
-    Option("ignore", int, 255, "mask value that is never scored (none: every value is a class)", min=0,
-           optional=True),
+    Option("ignore", int, 255, "mask value that is never scored (none: every value is a class)", min=0, optional=True),
     Option("split", str, None, "a split list file splits/NAME.txt (default every image)", optional=True),
     Option("images", str, "images", "image sub-folder"),
     Option("masks", str, "masks", "mask sub-folder"),

@@ -53,10 +53,20 @@ class Layout:
     nested: bool = False  # images in one sub-folder per city (Cityscapes)
 
 
-_VOC = dict(images="JPEGImages", labels="SegmentationClass", image_suffix=".jpg", label_suffix=".png",
-            split="ImageSets/Segmentation/val.txt")
-_CONTEXT = dict(images="JPEGImages", labels="SegmentationClassContext", image_suffix=".jpg", label_suffix=".png",
-                split="ImageSets/SegmentationContext/val.txt")
+_VOC = dict(
+    images="JPEGImages",
+    labels="SegmentationClass",
+    image_suffix=".jpg",
+    label_suffix=".png",
+    split="ImageSets/Segmentation/val.txt",
+)
+_CONTEXT = dict(
+    images="JPEGImages",
+    labels="SegmentationClassContext",
+    image_suffix=".jpg",
+    label_suffix=".png",
+    split="ImageSets/SegmentationContext/val.txt",
+)
 LAYOUTS: dict[str, Layout] = {
     "voc21": Layout(**_VOC),
     "voc20": Layout(**_VOC, reduce_zero_label=True),
@@ -64,8 +74,7 @@ LAYOUTS: dict[str, Layout] = {
     "context59": Layout(**_CONTEXT, reduce_zero_label=True),
     "coco_object": Layout("images/val2017", "annotations/val2017", ".jpg", ".png"),
     "coco_stuff": Layout("images/val2017", "annotations/val2017", ".jpg", "_labelTrainIds.png"),
-    "cityscapes": Layout("leftImg8bit/val", "gtFine/val", "_leftImg8bit.png", "_gtFine_labelTrainIds.png",
-                         nested=True),
+    "cityscapes": Layout("leftImg8bit/val", "gtFine/val", "_leftImg8bit.png", "_gtFine_labelTrainIds.png", nested=True),
     "ade20k": Layout("images/validation", "annotations/validation", ".jpg", ".png", reduce_zero_label=True),
 }
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..specs import Spec
 from ..options import Option, reject_unknown
+from ..specs import Spec
 from ._common import check_sample, read_stem_list, require_folder
 from ._image_io import load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample

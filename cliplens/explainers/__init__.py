@@ -13,10 +13,20 @@ Library entry points for research code:
 
 from .ablation import AblationSpec, evaluate_ablation, mean_ablate
 from .base import Explainer, Explanation, PatchScores
-from .maps import normalize_maps, upsample
 from .decomposition import Decomposition, decompose
+from .maps import normalize_maps, upsample
 from .textspan_algorithm import TextSpanResult
 
-__all__ = ["Explainer", "Explanation", "PatchScores", "normalize_maps", "upsample",
-           "Decomposition", "decompose", "AblationSpec", "mean_ablate", "evaluate_ablation",
-           "TextSpanResult"]
+__all__ = [
+    "Explainer",
+    "Explanation",
+    "PatchScores",
+    "normalize_maps",
+    "upsample",
+    "Decomposition",
+    "decompose",
+    "AblationSpec",
+    "mean_ablate",
+    "evaluate_ablation",
+    "TextSpanResult",
+]

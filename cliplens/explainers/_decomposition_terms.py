@@ -9,8 +9,9 @@ Everything can be contracted with text directions on the fly: with a basis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -49,14 +50,15 @@ class JointMap:
     num_components: int
 
     @classmethod
-    def build(cls, backbone: "Backbone", text_features: torch.Tensor | None, dtype: torch.dtype) -> "JointMap":
+    def build(cls, backbone: Backbone, text_features: torch.Tensor | None, dtype: torch.dtype) -> JointMap:
         gamma, beta, eps = backbone.final_norm()
         proj = backbone.projection.to(dtype)
         if text_features is not None:
             proj = proj @ text_features.to(device=proj.device, dtype=dtype).T  # (d, T)
         G = gamma.to(dtype)[:, None] * proj
-        return cls(G=G, g_sum=G.sum(0), beta_x=beta.to(dtype) @ proj, eps=eps,
-                   num_components=2 * backbone.num_layers + 1)
+        return cls(
+            G=G, g_sum=G.sum(0), beta_x=beta.to(dtype) @ proj, eps=eps, num_components=2 * backbone.num_layers + 1
+        )
 
     def stats(self, final_cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, d) final class residual -> ``mu`` (B,), ``sigma`` (B,) exactly as LayerNorm computes them."""
@@ -90,7 +92,7 @@ class _LayerParts:
     out_bias: torch.Tensor
 
 
-def _layer_parts(ln1: torch.Tensor, w: "ViTBlock", jm: JointMap) -> _LayerParts:
+def _layer_parts(ln1: torch.Tensor, w: ViTBlock, jm: JointMap) -> _LayerParts:
     """(B, N+1, d) ``ln_1`` output of one block -> its :class:`_LayerParts`, in as few tensor ops as possible.
 
     Keys are never formed: ``q_h . k_i = (W_k^h^T q_h) . x_i + q_h . b_k^h``. Values
@@ -101,28 +103,28 @@ def _layer_parts(ln1: torch.Tensor, w: "ViTBlock", jm: JointMap) -> _LayerParts:
     H, dh = w.num_heads, w.head_dim
     dtype = ln1.dtype
     W = w.in_proj_weight.to(dtype)
-    b = w.in_proj_bias.to(dtype) if w.in_proj_bias is not None else torch.zeros(3 * d, dtype=dtype,
-                                                                                device=ln1.device)
+    b = w.in_proj_bias.to(dtype) if w.in_proj_bias is not None else torch.zeros(3 * d, dtype=dtype, device=ln1.device)
     q = torch.addmm(b[:d], ln1[:, 0], W[:d].T)  # (B, d)
-    folded = torch.bmm(q.view(B, H, dh).transpose(0, 1), W[d:2 * d].view(H, dh, d))  # (H, B, d)
+    folded = torch.bmm(q.view(B, H, dh).transpose(0, 1), W[d : 2 * d].view(H, dh, d))  # (H, B, d)
     logits = torch.bmm(folded.transpose(0, 1), ln1.transpose(1, 2)) * w.scale  # (B, H, N+1)
     ls = w.layer_scale.to(dtype)
     M = (w.out_proj_weight.to(dtype).T @ (ls[:, None] * jm.G.to(dtype))).view(H, dh, -1)  # (H, dh, X)
     X = M.shape[-1]
-    W_v = W[2 * d:].view(H, dh, d)
-    v_bias = torch.bmm(b[2 * d:].view(H, 1, dh), M).view(1, 1, H, X)
+    W_v = W[2 * d :].view(H, dh, d)
+    v_bias = torch.bmm(b[2 * d :].view(H, 1, dh), M).view(1, 1, H, X)
     if H * X < d:
         P = torch.bmm(W_v.transpose(1, 2), M).permute(1, 0, 2).reshape(d, H * X)  # (d, H*X)
         values = (ln1.reshape(B * N1, d) @ P).view(B, N1, H, X)
     else:
-        v = (ln1.reshape(B * N1, d) @ W[2 * d:].T).view(B * N1, H, dh)
+        v = (ln1.reshape(B * N1, d) @ W[2 * d :].T).view(B * N1, H, dh)
         values = torch.bmm(v.transpose(0, 1), M).transpose(0, 1).reshape(B, N1, H, X)
     out_bias = w.out_proj_bias.to(dtype) * ls if w.out_proj_bias is not None else torch.zeros_like(ls)
     return _LayerParts(logits=logits, values=values.add_(v_bias), out_bias=out_bias)
 
 
-def _token_constants(out_bias: torch.Tensor, jm: JointMap, mu: torch.Tensor, sigma: torch.Tensor, num_heads: int,
-                     num_tokens: int) -> torch.Tensor:
+def _token_constants(
+    out_bias: torch.Tensor, jm: JointMap, mu: torch.Tensor, sigma: torch.Tensor, num_heads: int, num_tokens: int
+) -> torch.Tensor:
     """(L', d) out biases -> (L', B, X): each head-token term's share of its layer's bias, ``mu/K`` and ``beta/K``."""
     share = 1.0 / jm.num_components
     G = jm.G.to(out_bias.dtype)
@@ -130,8 +132,9 @@ def _token_constants(out_bias: torch.Tensor, jm: JointMap, mu: torch.Tensor, sig
     return (per_layer + share * jm.beta_x.to(G.dtype)) / (num_heads * num_tokens)
 
 
-def layer_attention(trace: "TowerTrace", layer: int, jm: JointMap, mu: torch.Tensor,
-                    sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def layer_attention(
+    trace: TowerTrace, layer: int, jm: JointMap, mu: torch.Tensor, sigma: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One layer of :func:`attention_tensors`: class attention (B, H, N+1), token values / sigma
     (B, N+1, H, X) and constants (B, X) — the same numbers, without stacking layers."""
     work = jm.G.dtype
@@ -143,8 +146,9 @@ def layer_attention(trace: "TowerTrace", layer: int, jm: JointMap, mu: torch.Ten
     return attn, values, const
 
 
-def attention_tensors(trace: "TowerTrace", layers: Sequence[int], jm: JointMap, mu: torch.Tensor,
-                       sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def attention_tensors(
+    trace: TowerTrace, layers: Sequence[int], jm: JointMap, mu: torch.Tensor, sigma: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Class attention (L', B, H, N+1), token values / sigma (L', B, N+1, H, X) and constants (L', B, X).
 
     A head-token term is ``attn[l, b, h, i] * values[l, b, i, h] + const[l, b]``. Holds all ``L'``

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _sparsified(rows: Tensor, words: Tensor, *, mode: str, keep: int, threshold: float,
-                temperature: float) -> Tensor:
+def _sparsified(rows: Tensor, words: Tensor, *, mode: str, keep: int, threshold: float, temperature: float) -> Tensor:
     """(R, D) normalised rows, (V, D) normalised words -> (R, V) softmax scores where kept, 0 elsewhere.
 
     One matmul on the whole chunk, then in-place passes over the (R, V) block: the same numbers as

@@ -16,8 +16,9 @@ Images without any foreground pixel are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,8 +31,18 @@ if TYPE_CHECKING:
     from ..backbones.base import Backbone
     from ..datasets.base import SegmentationDataset
 
-__all__ = ["ComponentTerms", "AblationSpec", "AblationResult", "LabelledImages", "collect_terms", "mean_ablate",
-           "zero_shot_accuracy", "classification_label", "labelled_images", "evaluate_ablation"]
+__all__ = [
+    "ComponentTerms",
+    "AblationSpec",
+    "AblationResult",
+    "LabelledImages",
+    "collect_terms",
+    "mean_ablate",
+    "zero_shot_accuracy",
+    "classification_label",
+    "labelled_images",
+    "evaluate_ablation",
+]
 
 
 @dataclass
@@ -58,11 +69,12 @@ class ComponentTerms:
         return self.embed + self.heads.sum((1, 2)) + self.mlp.sum(1)
 
     @staticmethod
-    def concat(parts: Sequence["ComponentTerms"]) -> "ComponentTerms":
+    def concat(parts: Sequence[ComponentTerms]) -> ComponentTerms:
         if not parts:
             raise InputError("no images to collect terms from")
-        return ComponentTerms(*(torch.cat([getattr(p, f) for p in parts]) for f in ("embedding", "embed", "heads",
-                                                                                       "mlp")))
+        return ComponentTerms(
+            *(torch.cat([getattr(p, f) for p in parts]) for f in ("embedding", "embed", "heads", "mlp"))
+        )
 
 
 @dataclass(frozen=True)
@@ -80,11 +92,19 @@ class AblationSpec:
     heads: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, backbone: "Backbone", mlps: bool = False, layers: Iterable[int] | None = None,
-              heads: Iterable[str] | None = None) -> "AblationSpec":
+    def parse(
+        cls,
+        backbone: Backbone,
+        mlps: bool = False,
+        layers: Iterable[int] | None = None,
+        heads: Iterable[str] | None = None,
+    ) -> AblationSpec:
         """From user input: ``layers`` as ints (negatives from the end), ``heads`` as ``"L.H"`` strings."""
-        return cls(mlps=bool(mlps), layers=resolve_layers(backbone, layers) if layers else (),
-                   heads=parse_heads(backbone, heads) if heads else {})
+        return cls(
+            mlps=bool(mlps),
+            layers=resolve_layers(backbone, layers) if layers else (),
+            heads=parse_heads(backbone, heads) if heads else {},
+        )
 
     def is_empty(self) -> bool:
         return not (self.mlps or self.layers or any(self.heads.values()))
@@ -108,7 +128,7 @@ class AblationSpec:
         return "; ".join(parts) if parts else "nothing"
 
 
-def collect_terms(backbone: "Backbone", batches: Iterable[torch.Tensor]) -> ComponentTerms:
+def collect_terms(backbone: Backbone, batches: Iterable[torch.Tensor]) -> ComponentTerms:
     """Per-image terms of every (B, 3, S, S) batch, concatenated: see :class:`ComponentTerms`.
 
     Memory per image: (1 + L + L*H) * D floats.
@@ -117,8 +137,11 @@ def collect_terms(backbone: "Backbone", batches: Iterable[torch.Tensor]) -> Comp
     for pixels in batches:
         d = decompose(backbone, pixels, heads=True, tokens=False)
         assert d.heads is not None
-        parts.append(ComponentTerms(embedding=d.embedding.float(), embed=d.embed_term.float(), heads=d.heads.float(),
-                                    mlp=d.mlp.float()))
+        parts.append(
+            ComponentTerms(
+                embedding=d.embedding.float(), embed=d.embed_term.float(), heads=d.heads.float(), mlp=d.mlp.float()
+            )
+        )
     return ComponentTerms.concat(parts)
 
 
@@ -155,8 +178,9 @@ def background_classes(class_names: Sequence[str]) -> set[int]:
     return {i for i, name in enumerate(class_names) if name.strip().lower() == "background"}
 
 
-def classification_label(mask: np.ndarray, num_classes: int, background: set[int], ignore_index: int | None,
-                         single_only: bool = False) -> int | None:
+def classification_label(
+    mask: np.ndarray, num_classes: int, background: set[int], ignore_index: int | None, single_only: bool = False
+) -> int | None:
     """The dataset class an image counts as (largest non-background class), or None to skip it."""
     values = np.asarray(mask).reshape(-1)
     if ignore_index is not None:
@@ -189,14 +213,15 @@ class LabelledImages:
     sample_ids: list[str]
     skipped: int = 0
 
-    def batches(self, backbone: "Backbone", batch_size: int = 16) -> Iterator[torch.Tensor]:
+    def batches(self, backbone: Backbone, batch_size: int = 16) -> Iterator[torch.Tensor]:
         """(b, 3, S, S) preprocessed batches, in order."""
         for start in range(0, len(self.images), batch_size):
-            yield backbone.preprocess(self.images[start:start + batch_size])
+            yield backbone.preprocess(self.images[start : start + batch_size])
 
 
-def labelled_images(dataset: "SegmentationDataset", limit: int | None = None,
-                    single_only: bool = False) -> LabelledImages:
+def labelled_images(
+    dataset: SegmentationDataset, limit: int | None = None, single_only: bool = False
+) -> LabelledImages:
     """Take up to ``limit`` labelled images of ``dataset`` (see the module docstring for the labels)."""
     names = list(dataset.class_names)
     background = background_classes(names)
@@ -216,8 +241,7 @@ def labelled_images(dataset: "SegmentationDataset", limit: int | None = None,
         images.append(sample.image)
         labels.append(remap[label])
         ids.append(sample.sample_id)
-    return LabelledImages(images, torch.tensor(labels, dtype=torch.long), [names[c] for c in candidates], ids,
-                          skipped)
+    return LabelledImages(images, torch.tensor(labels, dtype=torch.long), [names[c] for c in candidates], ids, skipped)
 
 
 @dataclass
@@ -236,16 +260,27 @@ class AblationResult:
         return self.accuracy_after - self.accuracy_before
 
     def to_dict(self) -> dict[str, object]:
-        return {"ablated": self.spec.describe(), "accuracy_before": self.accuracy_before,
-                "accuracy_after": self.accuracy_after, "change": self.change, "num_images": self.num_images,
-                "num_classes": self.num_classes, "sum_error": self.sum_error}
+        return {
+            "ablated": self.spec.describe(),
+            "accuracy_before": self.accuracy_before,
+            "accuracy_after": self.accuracy_after,
+            "change": self.change,
+            "num_images": self.num_images,
+            "num_classes": self.num_classes,
+            "sum_error": self.sum_error,
+        }
 
 
-def evaluate_ablation(backbone: "Backbone", data: LabelledImages, specs: Sequence[AblationSpec], *,
-                      templates: Sequence[str] | None = None, batch_size: int = 16,
-                      terms: ComponentTerms | None = None,
-                      progress: Callable[[Iterable[torch.Tensor]], Iterable[torch.Tensor]] | None = None,
-                      ) -> list[AblationResult]:
+def evaluate_ablation(
+    backbone: Backbone,
+    data: LabelledImages,
+    specs: Sequence[AblationSpec],
+    *,
+    templates: Sequence[str] | None = None,
+    batch_size: int = 16,
+    terms: ComponentTerms | None = None,
+    progress: Callable[[Iterable[torch.Tensor]], Iterable[torch.Tensor]] | None = None,
+) -> list[AblationResult]:
     """Zero-shot accuracy before / after mean-ablating each of ``specs`` (means over ``data`` itself).
 
     ``terms`` may be passed when already collected for ``data``; ``progress`` wraps the batch iterator.
@@ -261,5 +296,14 @@ def evaluate_ablation(backbone: "Backbone", data: LabelledImages, specs: Sequenc
     before = zero_shot_accuracy(terms.embedding, class_features, data.labels)
     ref = terms.embedding.double()
     error = float(((terms.total().double() - ref).norm(dim=-1) / ref.norm(dim=-1)).max())
-    return [AblationResult(spec, before, zero_shot_accuracy(mean_ablate(terms, spec), class_features, data.labels),
-                           len(terms), len(data.class_names), error) for spec in specs]
+    return [
+        AblationResult(
+            spec,
+            before,
+            zero_shot_accuracy(mean_ablate(terms, spec), class_features, data.labels),
+            len(terms),
+            len(data.class_names),
+            error,
+        )
+        for spec in specs
+    ]

@@ -14,8 +14,9 @@ import contextlib
 import operator
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -67,7 +68,7 @@ class Explanation:
     texts: list[str]
     explainer: str
     extras: dict[str, Any] = field(default_factory=dict)
-    geometry: "list[InputGeometry] | None" = None
+    geometry: list[InputGeometry] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -96,10 +97,11 @@ class ScoredBatch:
     explainer: str
     map_order: str
     extras: dict[str, Any] = field(default_factory=dict)
-    geometry: "list[InputGeometry] | None" = None
+    geometry: list[InputGeometry] | None = None
 
-    def maps(self, size: tuple[int, int], *, images: Sequence[int] | None = None,
-             texts: Sequence[int] | None = None) -> torch.Tensor:
+    def maps(
+        self, size: tuple[int, int], *, images: Sequence[int] | None = None, texts: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """(b, t, H, W) maps of the listed images and texts (indices; default all) at ``size``:
         :func:`scores_to_maps` on that slice of the scores, equal to the same slice of ``explain``'s maps."""
         scores, geometry = self.patch_scores, self.geometry
@@ -140,7 +142,7 @@ class Explainer(ABC):
     #: why a ``reduced_precision = False`` method needs float32 (one clause, for the fallback message)
     float32_reason: ClassVar[str] = ""
 
-    def __init__(self, backbone: "Backbone", *, templates: Sequence[str] | None = None) -> None:
+    def __init__(self, backbone: Backbone, *, templates: Sequence[str] | None = None) -> None:
         self.backbone = backbone
         self.templates = list(templates) if templates else None
         if not self.name:
@@ -153,7 +155,7 @@ class Explainer(ABC):
     pooling_refusals: ClassVar[dict[str, str]] = {}
 
     @classmethod
-    def supports(cls, backbone: "Backbone") -> bool | str:
+    def supports(cls, backbone: Backbone) -> bool | str:
         """True if this explainer can run on ``backbone``, else a reason (str).
 
         The default requires a ViT image tower that can be traced. The pooling check of
@@ -162,7 +164,7 @@ class Explainer(ABC):
         return True if backbone.is_vit else "it needs a ViT image tower (open_clip VisionTransformer)"
 
     @classmethod
-    def check_support(cls, backbone: "Backbone") -> bool | str:
+    def check_support(cls, backbone: Backbone) -> bool | str:
         """:meth:`supports`, then the pooling check: True, or the reason this explainer refuses ``backbone``."""
         verdict = cls.supports(backbone)
         if verdict is not True:
@@ -171,7 +173,8 @@ class Explainer(ABC):
         if backbone.is_vit and pooling not in cls.poolings:
             return cls.pooling_refusals.get(pooling) or (
                 f"it reads the class token, and this image tower pools with {pooling.replace('_', ' ')} "
-                "(no class token to read)")
+                "(no class token to read)"
+            )
         return True
 
     @abstractmethod
@@ -198,7 +201,7 @@ class Explainer(ABC):
         autocast = getattr(self.backbone, "autocast_dtype", None)
         return autocast if autocast is not None and self.reduced_precision else self.backbone.dtype
 
-    def _precision_context(self) -> "contextlib.AbstractContextManager[Any]":
+    def _precision_context(self) -> contextlib.AbstractContextManager[Any]:
         """``torch.autocast`` for :meth:`explain_patches` when the backbone asks for it and the method tolerates it;
         otherwise nothing (autocast switched off, so an outer autocast cannot reach a float32-only method)."""
         autocast = getattr(self.backbone, "autocast_dtype", None)
@@ -209,18 +212,27 @@ class Explainer(ABC):
             return torch.autocast(device_type=device_type, dtype=autocast)
         if not getattr(self, "_warned_float32", False):
             self._warned_float32 = True
-            warnings.warn(f"explainer {self.name!r} runs in float32, not {str(autocast).replace('torch.', '')}: "
-                          f"{self.float32_reason or 'its exactness needs float32'}", stacklevel=3)
+            warnings.warn(
+                f"explainer {self.name!r} runs in float32, not {str(autocast).replace('torch.', '')}: "
+                f"{self.float32_reason or 'its exactness needs float32'}",
+                stacklevel=3,
+            )
         return torch.autocast(device_type=device_type, enabled=False)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """(T,) texts -> (T, D) normalised embeddings, using this explainer's templates."""
         return self.backbone.encode_text(texts, templates=self.templates)
 
-    def explain(self, images: "Image.Image | Sequence[Image.Image] | torch.Tensor | None" = None,
-                texts: str | Sequence[str] = (), *, pixels: torch.Tensor | None = None,
-                output_size: tuple[int, int] | None = None, fit: str = "letterbox",
-                geometry: "Sequence[InputGeometry] | None" = None) -> Explanation:
+    def explain(
+        self,
+        images: Image.Image | Sequence[Image.Image] | torch.Tensor | None = None,
+        texts: str | Sequence[str] = (),
+        *,
+        pixels: torch.Tensor | None = None,
+        output_size: tuple[int, int] | None = None,
+        fit: str = "letterbox",
+        geometry: Sequence[InputGeometry] | None = None,
+    ) -> Explanation:
         """Explain where each text matches each image.
 
         Args:
@@ -251,18 +263,27 @@ class Explainer(ABC):
         if output_size is None and geometry is not None:
             sources = sorted({tuple(g.source) for g in geometry})
             if len(sources) > 1:
-                raise InputError(f"images of {len(sources)} sizes ({', '.join(f'{w}x{h}' for h, w in sources[:3])}"
-                                 f"{', ...' if len(sources) > 3 else ''}): maps at each image's own size need one "
-                                 "explain call per size, or pass output_size=(H, W)")
+                raise InputError(
+                    f"images of {len(sources)} sizes ({', '.join(f'{w}x{h}' for h, w in sources[:3])}"
+                    f"{', ...' if len(sources) > 3 else ''}): maps at each image's own size need one "
+                    "explain call per size, or pass output_size=(H, W)"
+                )
             output_size = sources[0]
         scored = self._scored(texts, pixels, geometry)
         size = tuple(output_size) if output_size is not None else self.backbone.image_size
         maps = scored.maps(size)
-        return Explanation(maps=maps, patch_scores=scored.patch_scores, texts=texts, explainer=self.name,
-                           extras=scored.extras, geometry=scored.geometry)
+        return Explanation(
+            maps=maps,
+            patch_scores=scored.patch_scores,
+            texts=texts,
+            explainer=self.name,
+            extras=scored.extras,
+            geometry=scored.geometry,
+        )
 
-    def explain_scores(self, texts: str | Sequence[str], *, pixels: torch.Tensor,
-                       geometry: "Sequence[InputGeometry] | None" = None) -> ScoredBatch:
+    def explain_scores(
+        self, texts: str | Sequence[str], *, pixels: torch.Tensor, geometry: Sequence[InputGeometry] | None = None
+    ) -> ScoredBatch:
         """:meth:`explain` up to the checked patch scores, without making maps (same checks, same scores).
 
         ``ScoredBatch.maps(size, images=..., texts=...)`` then gives any part of the maps
@@ -274,14 +295,19 @@ class Explainer(ABC):
             raise InputError(f"{len(geometry)} geometries for {pixels.shape[0]} images: pass one per image")
         return self._scored(texts, pixels, geometry)
 
-    def _scored(self, texts: list[str], pixels: torch.Tensor,
-                geometry: "Sequence[InputGeometry] | None") -> ScoredBatch:
+    def _scored(self, texts: list[str], pixels: torch.Tensor, geometry: Sequence[InputGeometry] | None) -> ScoredBatch:
         text_features = self.encode_texts(texts)
         with torch.set_grad_enabled(self.needs_grad), self._precision_context():
             result = self.explain_patches(pixels, text_features)
         scores = self._validated(result, batch=pixels.shape[0], num_texts=len(texts))
-        return ScoredBatch(patch_scores=scores, texts=texts, explainer=self.name, map_order=self.map_order,
-                           extras=result.extras, geometry=list(geometry) if geometry is not None else None)
+        return ScoredBatch(
+            patch_scores=scores,
+            texts=texts,
+            explainer=self.name,
+            map_order=self.map_order,
+            extras=result.extras,
+            geometry=list(geometry) if geometry is not None else None,
+        )
 
     @staticmethod
     def _checked_texts(texts: object) -> list[str]:
@@ -317,14 +343,20 @@ class Explainer(ABC):
         """``pixels`` must be a preprocessed (B, 3, S_h, S_w) float tensor at the model's input size."""
         expected = tuple(self.backbone.image_size)
         if not isinstance(pixels, torch.Tensor):
-            raise InputError(f"pixels must be a torch tensor (B, 3, {expected[0]}, {expected[1]}), "
-                             f"got {type(pixels).__name__}; pass images= for PIL images")
+            raise InputError(
+                f"pixels must be a torch tensor (B, 3, {expected[0]}, {expected[1]}), "
+                f"got {type(pixels).__name__}; pass images= for PIL images"
+            )
         if pixels.dim() != 4 or pixels.shape[1] != 3 or tuple(pixels.shape[-2:]) != expected or pixels.shape[0] < 1:
-            raise InputError(f"pixels have shape {tuple(pixels.shape)} but this backbone takes (B, 3, {expected[0]}, "
-                             f"{expected[1]}): pass images= to resize and normalise, or backbone.preprocess(...)")
+            raise InputError(
+                f"pixels have shape {tuple(pixels.shape)} but this backbone takes (B, 3, {expected[0]}, "
+                f"{expected[1]}): pass images= to resize and normalise, or backbone.preprocess(...)"
+            )
         if not pixels.is_floating_point():
-            raise InputError(f"pixels have dtype {pixels.dtype}: preprocessed pixels are float (pass uint8 images as "
-                             "images=, which scales 0-255)")
+            raise InputError(
+                f"pixels have dtype {pixels.dtype}: preprocessed pixels are float (pass uint8 images as "
+                "images=, which scales 0-255)"
+            )
 
     def _validated(self, result: object, batch: int, num_texts: int) -> torch.Tensor:
         """Check a plugin's output once, for every explainer; return float32 scores detached."""
@@ -333,8 +365,9 @@ class Explainer(ABC):
             raise ExplainerError(f"{who} returned {type(result).__name__}; explain_patches must return PatchScores")
         scores = result.scores
         if scores.dim() != 4 or scores.shape[0] != batch or scores.shape[1] != num_texts or min(scores.shape) < 1:
-            raise ExplainerError(f"{who} returned scores of shape {tuple(scores.shape)}; "
-                                 f"expected (B={batch}, T={num_texts}, h, w)")
+            raise ExplainerError(
+                f"{who} returned scores of shape {tuple(scores.shape)}; expected (B={batch}, T={num_texts}, h, w)"
+            )
         scores = scores.detach().float()
         if not torch.isfinite(scores).all():
             bad = int((~torch.isfinite(scores)).sum())

@@ -25,7 +25,8 @@ is needed, so it is formed from the left, ``r ← r + r Ā_l`` for ``l = L-1 .. 
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +55,15 @@ class CheferRelevance(Explainer):
 
     needs_grad = True
 
-    def __init__(self, backbone: Backbone, *, start_layer: int | str = -1, logit_scale: float | str = 100.0,
-                 max_texts_per_pass: int | str = 16, templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        start_layer: int | str = -1,
+        logit_scale: float | str = 100.0,
+        max_texts_per_pass: int | str = 16,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer chefer"
         self.start_layer = backbone.layer_index(to_int(owner, "start_layer", start_layer))

@@ -17,7 +17,7 @@ self-attention (``qq`` default; ``kk``, ``vv``, ``qk`` the original, ``qq+kk`` S
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
@@ -38,9 +38,21 @@ class ClearCLIP(LastBlockExplainer):
 
     method = "ClearCLIP"
 
-    def __init__(self, backbone: Backbone, *, attention: str = "qq", residual: bool | str = False,
-                 mlp: bool | str = False, templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        attention: str = "qq",
+        residual: bool | str = False,
+        mlp: bool | str = False,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         owner = "explainer clearclip"
         terms = ATTENTIONS[to_choice(owner, "attention", attention, tuple(ATTENTIONS))]
-        super().__init__(backbone, spec=AttentionSpec(terms), residual=to_bool(owner, "residual", residual),
-                         mlp=to_bool(owner, "mlp", mlp), templates=templates)
+        super().__init__(
+            backbone,
+            spec=AttentionSpec(terms),
+            residual=to_bool(owner, "residual", residual),
+            mlp=to_bool(owner, "mlp", mlp),
+            templates=templates,
+        )

@@ -62,7 +62,8 @@ Both readings share the redundant term; they differ only in whether class
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -190,8 +191,11 @@ def surgery_similarity(
     _check_patch_text(patch_features, text_features)
     if text_features.shape[0] >= 2:
         return feature_surgery(
-            patch_features, class_features, text_features,
-            temperature=temperature, weight_products=weight_products,
+            patch_features,
+            class_features,
+            text_features,
+            temperature=temperature,
+            weight_products=weight_products,
         )
     if empty_features is None:
         raise InputError("with a single text, CLIP Surgery needs the empty-prompt embedding (empty_features)")
@@ -206,8 +210,9 @@ def surgery_depth(backbone: Backbone, depth: int) -> int:
     return min(depth, backbone.num_layers)
 
 
-def vv_path_tokens(backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAULT_DEPTH
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def vv_path_tokens(
+    backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAULT_DEPTH
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One traced forward of the original model, and the v–v path over its last ``depth`` blocks.
 
     The path is the ViT layer's :func:`~cliplens.backbones.vit.dual_path` with v–v
@@ -226,8 +231,9 @@ def vv_path_tokens(backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAUL
     return dual_path(trace, first, VV_ATTENTION, residual=True, mlp=False), trace.embedding
 
 
-def surgery_patch_features(backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAULT_DEPTH,
-                           arch_surgery: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def surgery_patch_features(
+    backbone: Backbone, pixels: torch.Tensor, depth: int = DEFAULT_DEPTH, arch_surgery: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Projected patch features and class feature, from the v–v path or the original one.
 
     Returns:
@@ -240,7 +246,7 @@ def surgery_patch_features(backbone: Backbone, pixels: torch.Tensor, depth: int 
     else:
         trace = backbone.trace(pixels, layers=(), capture=())
         tokens, embedding = trace.final, trace.embedding
-    return backbone.project_tokens(tokens[:, backbone.num_prefix_tokens:]), embedding
+    return backbone.project_tokens(tokens[:, backbone.num_prefix_tokens :]), embedding
 
 
 class CLIPSurgery(Explainer):
@@ -270,13 +276,24 @@ class CLIPSurgery(Explainer):
         Option("arch_surgery", bool, True, "use the v-v path's patch features"),
         Option("feature_surgery", bool, True, "remove the class-shared (redundant) similarity across texts"),
         Option("depth", int, DEFAULT_DEPTH, "last blocks on the v-v path (capped at the tower's depth)", min=1),
-        Option("weight_products", bool, True, "weight each class's products by w_j before the class mean "
-                                              "(the authors' code)"),
+        Option(
+            "weight_products",
+            bool,
+            True,
+            "weight each class's products by w_j before the class mean (the authors' code)",
+        ),
     )
 
-    def __init__(self, backbone: Backbone, *, arch_surgery: bool | str = True, feature_surgery: bool | str = True,
-                 depth: int | str = DEFAULT_DEPTH, weight_products: bool | str = True,
-                 templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        arch_surgery: bool | str = True,
+        feature_surgery: bool | str = True,
+        depth: int | str = DEFAULT_DEPTH,
+        weight_products: bool | str = True,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer clip_surgery"
         self.arch_surgery = to_bool(owner, "arch_surgery", arch_surgery)
@@ -294,4 +311,3 @@ class CLIPSurgery(Explainer):
         else:
             scores = F.normalize(patches, dim=-1) @ texts.T  # (B, N, T)
         return PatchScores(tokens_to_grid(scores, self.backbone.grid_size))
-

@@ -35,7 +35,8 @@ is in :mod:`cliplens.explainers._decomposition_terms`, the result type in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -49,15 +50,24 @@ if TYPE_CHECKING:
     from ..backbones.base import Backbone
     from ..backbones.vit import TowerTrace
 
-__all__ = ["Decomposition", "DecompositionExplainer", "JointMap", "decompose", "token_scores", "segmentation_scores",
-           "resolve_layers", "parse_heads"]
+__all__ = [
+    "Decomposition",
+    "DecompositionExplainer",
+    "JointMap",
+    "decompose",
+    "token_scores",
+    "segmentation_scores",
+    "resolve_layers",
+    "parse_heads",
+]
 
 #: what ``decompose`` needs from a trace
 _DECOMPOSE_CAPTURE = ("block_inputs", "ln_1", "attn_out", "mlp_out")
 
 
-def text_basis(backbone: "Backbone", texts: Sequence[str] | torch.Tensor | None,
-               templates: Sequence[str] | None = None) -> tuple[torch.Tensor | None, list[str] | None]:
+def text_basis(
+    backbone: Backbone, texts: Sequence[str] | torch.Tensor | None, templates: Sequence[str] | None = None
+) -> tuple[torch.Tensor | None, list[str] | None]:
     """``texts`` (strings, or a (T, D) tensor of text features) -> ((T, D) features or None, the strings or None)."""
     if texts is None:
         return None, None
@@ -72,10 +82,18 @@ def text_basis(backbone: "Backbone", texts: Sequence[str] | torch.Tensor | None,
 
 
 # ---- entry points ----------------------------------------------------------------------------------------------
-def decompose(backbone: "Backbone", pixels: torch.Tensor, texts: Sequence[str] | torch.Tensor | None = None, *,
-              layers: Iterable[int] | None = None, full: bool = False, heads: bool = True,
-              tokens: bool | None = None, templates: Sequence[str] | None = None,
-              dtype: torch.dtype | None = None) -> Decomposition:
+def decompose(
+    backbone: Backbone,
+    pixels: torch.Tensor,
+    texts: Sequence[str] | torch.Tensor | None = None,
+    *,
+    layers: Iterable[int] | None = None,
+    full: bool = False,
+    heads: bool = True,
+    tokens: bool | None = None,
+    templates: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Decomposition:
     """Decompose the image embeddings of a batch into direct contributions.
 
     Args:
@@ -113,16 +131,36 @@ def decompose(backbone: "Backbone", pixels: torch.Tensor, texts: Sequence[str] |
         embed_term = jm.apply(trace.block_inputs[0][:, 0], mu, sigma, share)
         attn = jm.apply(torch.stack([trace.attn_out[l][:, 0] for l in range(L)], 1), mu, sigma, share)
         mlp = jm.apply(torch.stack([trace.mlp_out[l][:, 0] for l in range(L)], 1), mu, sigma, share)
-        head_terms, token_terms = _detail_terms(backbone, trace, detail, text_features, mu, sigma,
-                                                want_heads=heads, want_tokens=bool(tokens))
-    return Decomposition(embedding=trace.embedding, embed_term=embed_term, attn=attn, mlp=mlp, layers=detail,
-                         heads=head_terms, tokens=token_terms, mu=mu, sigma=sigma, text_features=text_features,
-                         texts=names if text_features is not None else None, grid_size=tuple(backbone.grid_size))
+        head_terms, token_terms = _detail_terms(
+            backbone, trace, detail, text_features, mu, sigma, want_heads=heads, want_tokens=bool(tokens)
+        )
+    return Decomposition(
+        embedding=trace.embedding,
+        embed_term=embed_term,
+        attn=attn,
+        mlp=mlp,
+        layers=detail,
+        heads=head_terms,
+        tokens=token_terms,
+        mu=mu,
+        sigma=sigma,
+        text_features=text_features,
+        texts=names if text_features is not None else None,
+        grid_size=tuple(backbone.grid_size),
+    )
 
 
-def _detail_terms(backbone: "Backbone", trace: "TowerTrace", layers: Sequence[int], text_features: torch.Tensor | None,
-                  mu: torch.Tensor, sigma: torch.Tensor, *, want_heads: bool,
-                  want_tokens: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _detail_terms(
+    backbone: Backbone,
+    trace: TowerTrace,
+    layers: Sequence[int],
+    text_features: torch.Tensor | None,
+    mu: torch.Tensor,
+    sigma: torch.Tensor,
+    *,
+    want_heads: bool,
+    want_tokens: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Per-head (B, L', H, X) and per-token (B, L', H, N+1, X) terms of ``layers`` (either may be None).
 
     Filled one layer at a time: beyond the returned tensors only one layer's (B, N+1, H, X) values exist.
@@ -146,14 +184,21 @@ def _detail_terms(backbone: "Backbone", trace: "TowerTrace", layers: Sequence[in
         elif want_heads:
             if heads is None:
                 heads = values.new_empty(B, len(layers), H, values.shape[-1])
-            heads[:, row] = torch.matmul(attn.unsqueeze(-2), values.permute(0, 2, 1, 3)).squeeze(-2) \
-                + N1 * const[:, None]
+            heads[:, row] = (
+                torch.matmul(attn.unsqueeze(-2), values.permute(0, 2, 1, 3)).squeeze(-2) + N1 * const[:, None]
+            )
     return heads, tokens
 
 
-def token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torch.Tensor, *,
-                 layers: Iterable[int] | None = None, heads: Mapping[int, Sequence[int]] | None = None,
-                 return_heads: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def token_scores(
+    backbone: Backbone,
+    pixels: torch.Tensor,
+    text_features: torch.Tensor,
+    *,
+    layers: Iterable[int] | None = None,
+    heads: Mapping[int, Sequence[int]] | None = None,
+    return_heads: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Fast path for maps: source-token contributions to each text, summed over layers and heads.
 
     Traces only the ``ln_1`` outputs of the chosen blocks and contracts with the
@@ -251,22 +296,31 @@ class DecompositionExplainer(Explainer):
 
     pooling_refusals = {
         "attention_pool": "the residual decomposition follows the class token through ln_post and proj; through an "
-                          "attention-pooling head direct effects are exact only up to the head's MLP, which it does not split",
+        "attention-pooling head direct effects are exact only up to the head's MLP, which it does not split",
         "mean": "the residual decomposition follows the class token through ln_post and proj; this tower mean-pools",
     }
 
     @classmethod
-    def supports(cls, backbone: "Backbone") -> bool | str:
+    def supports(cls, backbone: Backbone) -> bool | str:
         verdict = super().supports(backbone)
         if verdict is True and backbone.pooling == "class_token":
             block = backbone.block(-1)
             if block.q_norm is not None or block.k_norm is not None:
-                return "its per-token terms fold the key projection into the class token's query, which a q/k norm breaks"
+                return (
+                    "its per-token terms fold the key projection into the class token's query, which a q/k norm breaks"
+                )
         return verdict
 
-    def __init__(self, backbone, *, layers: Iterable[int] | None = None, last_k: int | None = None,
-                 heads: Sequence[str] | None = None, mode: str = "contribution",
-                 templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone,
+        *,
+        layers: Iterable[int] | None = None,
+        last_k: int | None = None,
+        heads: Sequence[str] | None = None,
+        mode: str = "contribution",
+        templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(backbone, templates=templates)
         if mode not in MODES:
             raise ExplainerError(f"unknown mode {mode!r} for explainer decomposition: use {' or '.join(MODES)}")
@@ -287,18 +341,23 @@ class DecompositionExplainer(Explainer):
     def token_scores(self, pixels: torch.Tensor, text_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, N+1, T) token contributions and (B, P, T) per-head totals of the chosen heads."""
         all_heads = all(len(hs) == self.backbone.num_heads for hs in self.heads.values())
-        scores, per_head = token_scores(self.backbone, pixels, text_features,
-                                        layers=list(self.heads) if all_heads else None,
-                                        heads=None if all_heads else self.heads, return_heads=True)
+        scores, per_head = token_scores(
+            self.backbone,
+            pixels,
+            text_features,
+            layers=list(self.heads) if all_heads else None,
+            heads=None if all_heads else self.heads,
+            return_heads=True,
+        )
         assert per_head is not None
         return scores, per_head
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         scores, per_head = self.token_scores(pixels, text_features)
         h, w = self.backbone.grid_size
-        patches = scores[:, self.backbone.num_prefix_tokens:].transpose(1, 2).reshape(pixels.shape[0], -1, h, w)
+        patches = scores[:, self.backbone.num_prefix_tokens :].transpose(1, 2).reshape(pixels.shape[0], -1, h, w)
         if self.mode == "segmentation":
             patches = segmentation_scores(patches)
-        return PatchScores(patches, extras={"head_scores": per_head, "head_names": self.head_names,
-                                            "class_token": scores[:, 0]})
-
+        return PatchScores(
+            patches, extras={"head_scores": per_head, "head_names": self.head_names, "class_token": scores[:, 0]}
+        )

@@ -4,8 +4,8 @@ per head, per token, on the patch grid, contracted with text directions)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
 
 import torch
 
@@ -95,8 +95,9 @@ class Decomposition:
             raise InputError("this decomposition has no per-head terms: call decompose with heads=True")
         return self.heads
 
-    def per_token(self, layers: Iterable[int] | None = None, heads: Iterable[int] | None = None,
-                  patches_only: bool = False) -> torch.Tensor:
+    def per_token(
+        self, layers: Iterable[int] | None = None, heads: Iterable[int] | None = None, patches_only: bool = False
+    ) -> torch.Tensor:
         """(B, N+1, X) source-token contributions summed over ``layers`` (default all of :attr:`layers`) and ``heads``.
 
         ``patches_only`` drops the class token: (B, N, X).
@@ -109,7 +110,7 @@ class Decomposition:
             picked = picked[:, :, list(heads)]
         out = picked.sum((1, 2))
         h, w = self.grid_size  # patch tokens are the last h*w, after the prefix tokens
-        return out[:, out.shape[1] - h * w:] if patches_only else out
+        return out[:, out.shape[1] - h * w :] if patches_only else out
 
     def patch_map(self, **kwargs: object) -> torch.Tensor:
         """(B, X, h, w) patch-token contributions on the grid (``per_token(patches_only=True)``, same options)."""
@@ -117,16 +118,24 @@ class Decomposition:
         h, w = self.grid_size
         return scores.transpose(1, 2).reshape(scores.shape[0], -1, h, w)
 
-    def to_texts(self, text_features: torch.Tensor, texts: Sequence[str] | None = None) -> "Decomposition":
+    def to_texts(self, text_features: torch.Tensor, texts: Sequence[str] | None = None) -> Decomposition:
         """Contract a joint-space (X = D) decomposition with (T, D) text directions."""
         if self.contracted:
             raise InputError("this decomposition is already contracted with texts")
+
         def c(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t @ text_features.to(device=t.device, dtype=t.dtype).T
 
-        return replace(self, embed_term=c(self.embed_term), attn=c(self.attn), mlp=c(self.mlp), heads=c(self.heads),
-                       tokens=c(self.tokens), text_features=text_features,
-                       texts=list(texts) if texts is not None else None)
+        return replace(
+            self,
+            embed_term=c(self.embed_term),
+            attn=c(self.attn),
+            mlp=c(self.mlp),
+            heads=c(self.heads),
+            tokens=c(self.tokens),
+            text_features=text_features,
+            texts=list(texts) if texts is not None else None,
+        )
 
     def _row(self, layer: int) -> int:
         L = self.attn.shape[1]

@@ -22,7 +22,8 @@ upsampled, then min–max (their ``min_max`` after ``F.interpolate``).
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,14 +33,15 @@ from ..backbones.vit import ViTBlock
 from ..errors import InputError
 from ..options import to_float, to_int
 from .base import Explainer, PatchScores
-from .maps import UPSAMPLE_THEN_NORMALIZE
 from .last_block import patch_text_scores
+from .maps import UPSAMPLE_THEN_NORMALIZE
 
 DEFAULT_DEPTH = 6
 
 
-def self_self_attention(block: ViTBlock, h: torch.Tensor, *, iterations: int = 1,
-                        inverse_temperature: float | None = None) -> torch.Tensor:
+def self_self_attention(
+    block: ViTBlock, h: torch.Tensor, *, iterations: int = 1, inverse_temperature: float | None = None
+) -> torch.Tensor:
     """GEM's attention branch of ``block`` on its attention input ``h`` (B, N, d) -> (B, N, d).
 
     ``inverse_temperature`` None: ``scale · mean_i |h_i|`` per image (the authors' default).
@@ -74,18 +76,26 @@ class GEM(Explainer):
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
     pooling_refusals: ClassVar[dict[str, str]] = {
         "attention_pool": "GEM scores each patch token of its path through ln_post and proj as in CLIP ViTs; this "
-                          "tower has an attention-pooling head, which GEM's code does not apply to single patches",
+        "tower has an attention-pooling head, which GEM's code does not apply to single patches",
         "mean": "GEM is written for class-token CLIP ViTs (ln_post and proj per patch); this tower mean-pools",
     }
 
-    def __init__(self, backbone: Backbone, *, depth: int | str = DEFAULT_DEPTH, iterations: int | str = 1,
-                 temperature: float | str | None = None, templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        depth: int | str = DEFAULT_DEPTH,
+        iterations: int | str = 1,
+        temperature: float | str | None = None,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer gem"
         depth, self.iterations = to_int(owner, "depth", depth), to_int(owner, "iterations", iterations)
         if depth < 1 or self.iterations < 0:
-            raise InputError(f"{owner} needs depth >= 1 and iterations >= 0, got depth={depth}, "
-                             f"iterations={self.iterations}")
+            raise InputError(
+                f"{owner} needs depth >= 1 and iterations >= 0, got depth={depth}, iterations={self.iterations}"
+            )
         self.depth = min(depth, backbone.num_layers)
         none = temperature is None or (isinstance(temperature, str) and temperature.strip().lower() in ("", "none"))
         self.temperature = None if none else to_float(owner, "temperature", temperature)
@@ -94,8 +104,10 @@ class GEM(Explainer):
     def supports(cls, backbone: Backbone) -> bool | str:
         if backbone.is_vit:
             return True
-        return ("GEM adds a self-self attention path over the last blocks of a ViT image tower; it needs an "
-                "open_clip VisionTransformer with class-token pooling")
+        return (
+            "GEM adds a self-self attention path over the last blocks of a ViT image tower; it needs an "
+            "open_clip VisionTransformer with class-token pooling"
+        )
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> raw cosines (B, T, h, w) of the GEM path's patch tokens."""
@@ -104,8 +116,13 @@ class GEM(Explainer):
         trace = self.backbone.trace(pixels, layers=range(first, L), capture=("block_inputs", "ln_1"))
         x = trace.block_inputs[first]
         for layer in range(first, L):
-            x = x + self_self_attention(trace.blocks[layer], trace.attention_input(layer), iterations=self.iterations,
-                                        inverse_temperature=self.temperature)
-        return PatchScores(patch_text_scores(self.backbone, x, text_features),
-                           extras={"depth": self.depth, "iterations": self.iterations,
-                                   "temperature": self.temperature})
+            x = x + self_self_attention(
+                trace.blocks[layer],
+                trace.attention_input(layer),
+                iterations=self.iterations,
+                inverse_temperature=self.temperature,
+            )
+        return PatchScores(
+            patch_text_scores(self.backbone, x, text_features),
+            extras={"depth": self.depth, "iterations": self.iterations, "temperature": self.temperature},
+        )

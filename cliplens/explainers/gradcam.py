@@ -36,7 +36,8 @@ then agree with float32 to about 1e-2), the map itself in float32.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -86,15 +87,23 @@ class GradCAM(Explainer):
     poolings = POOLINGS
     option_schema: ClassVar[tuple[Option, ...]] = (
         Option("layer", int, -1, "block index (negative counts from the end)"),
-        Option("activation", str, "block_input", "block_input (residual entering the block) or ln_1",
-               choices=ACTIVATIONS),
+        Option(
+            "activation", str, "block_input", "block_input (residual entering the block) or ln_1", choices=ACTIVATIONS
+        ),
         Option("max_texts_per_pass", int, DEFAULT_MAX_TEXTS_PER_PASS, "texts per backward pass (memory)", min=1),
         Option("batched", bool, True, "one backward for a chunk of texts (false: one backward per text)"),
     )
 
-    def __init__(self, backbone: Backbone, *, layer: int | str = -1, activation: str = "block_input",
-                 max_texts_per_pass: int | str = DEFAULT_MAX_TEXTS_PER_PASS, batched: bool | str = True,
-                 templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        layer: int | str = -1,
+        activation: str = "block_input",
+        max_texts_per_pass: int | str = DEFAULT_MAX_TEXTS_PER_PASS,
+        batched: bool | str = True,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer gradcam"
         self.layer = backbone.layer_index(to_int(owner, "layer", layer))
@@ -122,14 +131,18 @@ class GradCAM(Explainer):
                 graph = "full"
             image = F.normalize(embedding, dim=-1)  # (B, D)
             cosines = image @ text_features.to(device=image.device, dtype=image.dtype).T  # (B, T)
-            maps = [self._cam(activations.detach(), grads, backbone.num_prefix_tokens)
-                    for _, _, (grads,) in per_text_gradients(cosines, [activations],
-                                                             max_texts_per_pass=self.max_texts_per_pass,
-                                                             batched=self.batched)]
+            maps = [
+                self._cam(activations.detach(), grads, backbone.num_prefix_tokens)
+                for _, _, (grads,) in per_text_gradients(
+                    cosines, [activations], max_texts_per_pass=self.max_texts_per_pass, batched=self.batched
+                )
+            ]
         h, w = backbone.grid_size
         scores = torch.cat(maps, dim=1)  # (B, T, N)
-        return PatchScores(scores.reshape(scores.shape[0], scores.shape[1], h, w),
-                           extras={"layer": self.layer, "activation": self.activation, "graph": graph})
+        return PatchScores(
+            scores.reshape(scores.shape[0], scores.shape[1], h, w),
+            extras={"layer": self.layer, "activation": self.activation, "graph": graph},
+        )
 
     def _short_graph(self, block_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, N+1, d) tokens entering block ``layer`` -> (activation leaf, (B, D) embedding rebuilt from it)."""

@@ -23,7 +23,8 @@ touches a model's modules.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,9 @@ from .maps import UPSAMPLE_THEN_NORMALIZE
 __all__ = ["last_block_tokens", "patch_text_scores", "LastBlockExplainer"]
 
 
-def last_block_tokens(backbone: Backbone, pixels: torch.Tensor, spec: AttentionSpec, *, residual: bool,
-                      mlp: bool) -> torch.Tensor:
+def last_block_tokens(
+    backbone: Backbone, pixels: torch.Tensor, spec: AttentionSpec, *, residual: bool, mlp: bool
+) -> torch.Tensor:
     """One traced forward, then the last block re-run with attention ``spec``.
 
     Args:
@@ -50,13 +52,14 @@ def last_block_tokens(backbone: Backbone, pixels: torch.Tensor, spec: AttentionS
     """
     last = backbone.num_layers - 1
     trace = backbone.trace(pixels, layers=(last,), capture=("block_inputs", "ln_1"))
-    return run_block(trace.blocks[last], trace.block_inputs[last], spec, ln_source=trace.ln_1[last],
-                     residual=residual, mlp=mlp)
+    return run_block(
+        trace.blocks[last], trace.block_inputs[last], spec, ln_source=trace.ln_1[last], residual=residual, mlp=mlp
+    )
 
 
 def patch_text_scores(backbone: Backbone, tokens: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
     """(B, N+P, d) tokens, (T, D) texts -> (B, T, h, w) cosines of the projected patch tokens with the texts."""
-    patches = F.normalize(backbone.project_tokens(tokens[:, backbone.num_prefix_tokens:]), dim=-1)  # (B, N, D)
+    patches = F.normalize(backbone.project_tokens(tokens[:, backbone.num_prefix_tokens :]), dim=-1)  # (B, N, D)
     texts = F.normalize(text_features.to(device=patches.device, dtype=patches.dtype), dim=-1)
     return tokens_to_grid(patches @ texts.T, backbone.grid_size)
 
@@ -73,13 +76,20 @@ class LastBlockExplainer(Explainer):
     #: written for (and tested on) CLIP ViTs whose patch tokens go through ln_post and proj on their own
     pooling_refusals: ClassVar[dict[str, str]] = {
         "attention_pool": "the last-block localisers score each patch token through ln_post and proj as in CLIP ViTs; "
-                          "this tower has an attention-pooling head, which the papers do not apply to single patches",
+        "this tower has an attention-pooling head, which the papers do not apply to single patches",
         "mean": "the last-block localisers are written for class-token CLIP ViTs (ln_post and proj per patch); "
-                "this tower mean-pools",
+        "this tower mean-pools",
     }
 
-    def __init__(self, backbone: Backbone, *, spec: AttentionSpec, residual: bool, mlp: bool,
-                 templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        spec: AttentionSpec,
+        residual: bool,
+        mlp: bool,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(backbone, templates=templates)
         self.spec, self.residual, self.mlp = spec, residual, mlp
 
@@ -87,11 +97,15 @@ class LastBlockExplainer(Explainer):
     def supports(cls, backbone: Backbone) -> bool | str:
         if backbone.is_vit:
             return True
-        return (f"{cls.method} re-runs the last block of a ViT image tower with another attention; it needs an "
-                "open_clip VisionTransformer with class-token pooling")
+        return (
+            f"{cls.method} re-runs the last block of a ViT image tower with another attention; it needs an "
+            "open_clip VisionTransformer with class-token pooling"
+        )
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> raw cosines (B, T, h, w)."""
         tokens = last_block_tokens(self.backbone, pixels, self.spec, residual=self.residual, mlp=self.mlp)
-        return PatchScores(patch_text_scores(self.backbone, tokens, text_features),
-                           extras={"attention": list(self.spec.terms), "residual": self.residual, "mlp": self.mlp})
+        return PatchScores(
+            patch_text_scores(self.backbone, tokens, text_features),
+            extras={"attention": list(self.spec.terms), "residual": self.residual, "mlp": self.mlp},
+        )

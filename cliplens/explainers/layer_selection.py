@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..options import Option
@@ -28,8 +29,11 @@ class HeadName:
             if not dot:
                 raise ValueError(value)
             layer, head = int(layer_s), int(head_s)
-        elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value):
+        elif (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
             layer, head = value
         else:
             raise ValueError(value)
@@ -40,16 +44,29 @@ class HeadName:
 
 #: the layer-choice options shared by decomposition-like explainers (``layers`` / ``last_k`` / ``heads``)
 LAYER_OPTIONS = (
-    Option("layers", list[int], None, "blocks to sum over, e.g. 10,11 (negatives count from the end; default all)",
-           optional=True, example="10,11"),
+    Option(
+        "layers",
+        list[int],
+        None,
+        "blocks to sum over, e.g. 10,11 (negatives count from the end; default all)",
+        optional=True,
+        example="10,11",
+    ),
     Option("last_k", int, None, "instead of layers, the last k blocks", min=1, optional=True),
-    Option("heads", list[HeadName], None, "only these heads, e.g. 11.3,10.0 (overrides layers / last_k)",
-           optional=True, example="11.3,10.0"),
+    Option(
+        "heads",
+        list[HeadName],
+        None,
+        "only these heads, e.g. 11.3,10.0 (overrides layers / last_k)",
+        optional=True,
+        example="11.3,10.0",
+    ),
 )
 
 
-def resolve_layers(backbone: "Backbone", layers: Iterable[int] | None = None,
-                   last_k: int | None = None) -> tuple[int, ...]:
+def resolve_layers(
+    backbone: Backbone, layers: Iterable[int] | None = None, last_k: int | None = None
+) -> tuple[int, ...]:
     """Sorted, non-negative block indices from ``layers`` (negatives count from the end) or ``last_k``.
 
     Default (both ``None``): every block. Raises :class:`InputError` for an out-of-range index.
@@ -69,7 +86,7 @@ def resolve_layers(backbone: "Backbone", layers: Iterable[int] | None = None,
     return tuple(sorted(out))
 
 
-def parse_heads(backbone: "Backbone", heads: Iterable[str | tuple[int, int]]) -> dict[int, tuple[int, ...]]:
+def parse_heads(backbone: Backbone, heads: Iterable[str | tuple[int, int]]) -> dict[int, tuple[int, ...]]:
     """``["11.3", "10.0", (9, 2)]`` -> ``{9: (2,), 10: (0,), 11: (3,)}`` (layer -> sorted heads).
 
     Layers may be negative (``"-1.3"`` is the last block's head 3).

@@ -26,7 +26,8 @@ package repeats the image once per prompt); ``∂s/∂A_l`` comes from ``∂s/�
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -61,8 +62,16 @@ class LeGrad(Explainer):
 
     needs_grad = True
 
-    def __init__(self, backbone: Backbone, *, start_layer: int | str = -2, pooling: str = "mean", rows: str = "all",
-                 max_texts_per_pass: int | str = 16, templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        start_layer: int | str = -2,
+        pooling: str = "mean",
+        rows: str = "all",
+        max_texts_per_pass: int | str = 16,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer legrad"
         self.start_layer = backbone.layer_index(to_int(owner, "start_layer", start_layer))

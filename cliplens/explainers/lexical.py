@@ -50,8 +50,9 @@ product (optionally cosine); :func:`top_words` reads one vector as words.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -61,9 +62,9 @@ from ..backbones.base import POOLINGS, Backbone
 from ..cache import text_embeddings
 from ..errors import ExplainerError, InputError
 from ..options import Option, to_bool, to_choice, to_float, to_positive_int
+from ._lexical_ops import _sparsified, _top_entries  # noqa: F401  (_top_entries: tests)
 from .base import Explainer, PatchScores
 from .clip_surgery import DEFAULT_DEPTH, surgery_depth, surgery_patch_features
-from ._lexical_ops import _sparsified, _top_entries  # noqa: F401  (_top_entries: tests)
 from .vocabulary import load_vocabulary
 
 __all__ = ["Lexical", "lexical_overlap", "lexical_scores", "lexical_threshold", "top_words"]
@@ -112,9 +113,7 @@ def lexical_scores(
     if not isinstance(word_embeddings, Tensor) or word_embeddings.ndim != 2 or word_embeddings.shape[0] < 1:
         raise InputError("word_embeddings must be a non-empty 2-D tensor (V, D)")
     if features.shape[-1] != word_embeddings.shape[-1]:
-        raise InputError(
-            f"features have D={features.shape[-1]} but word_embeddings have D={word_embeddings.shape[-1]}"
-        )
+        raise InputError(f"features have D={features.shape[-1]} but word_embeddings have D={word_embeddings.shape[-1]}")
     if mode not in ("threshold", "topk"):
         raise InputError(f"mode must be 'threshold' or 'topk', got {mode!r}")
     if mode == "topk" and k < 1:
@@ -150,9 +149,7 @@ def lexical_scores(
     # unflatten the row index into the leading dimensions
     lead_index = torch.stack(torch.unravel_index(flat_index[0], lead)) if lead else flat_index[:0]
     full_index = torch.cat([lead_index, flat_index[1:]], dim=0)
-    return torch.sparse_coo_tensor(
-        full_index, flat_values, (*lead, vocab_size), check_invariants=False
-    ).coalesce()
+    return torch.sparse_coo_tensor(full_index, flat_values, (*lead, vocab_size), check_invariants=False).coalesce()
 
 
 def _rows(lex: Tensor) -> Tensor:
@@ -238,8 +235,9 @@ class Lexical(Explainer):
     #: patch features as CLIP Surgery's (``project_tokens``: on SigLIP each token through the pooling head alone)
     poolings = POOLINGS
     option_schema: ClassVar[tuple[Option, ...]] = (
-        Option("vocabulary", str, None, "word list file, one word per line (default the shipped ~17k words)",
-               optional=True),
+        Option(
+            "vocabulary", str, None, "word list file, one word per line (default the shipped ~17k words)", optional=True
+        ),
         Option("mode", str, "threshold", "threshold (words >= 1/sqrt(V)) or topk", choices=("threshold", "topk")),
         Option("k", int, 64, "words kept per feature in topk mode", min=1),
         Option("temperature", float, 0.01, "softmax temperature over the vocabulary (> 0)"),
@@ -250,10 +248,21 @@ class Lexical(Explainer):
         Option("cache", bool, True, "keep the vocabulary embeddings on disk"),
     )
 
-    def __init__(self, backbone: Backbone, *, vocabulary: str | Path | None = None, mode: str = "threshold",
-                 k: int | str = 64, temperature: float | str = 0.01, top_words: int | str = 5,
-                 arch_surgery: bool | str = True, depth: int | str = DEFAULT_DEPTH, word_template: str = "{}",
-                 cache: bool | str = True, templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        vocabulary: str | Path | None = None,
+        mode: str = "threshold",
+        k: int | str = 64,
+        temperature: float | str = 0.01,
+        top_words: int | str = 5,
+        arch_surgery: bool | str = True,
+        depth: int | str = DEFAULT_DEPTH,
+        word_template: str = "{}",
+        cache: bool | str = True,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer lexical"
         self.vocabulary = load_vocabulary(vocabulary)
@@ -283,8 +292,15 @@ class Lexical(Explainer):
 
     def lexical(self, features: torch.Tensor, sparse: bool = False) -> torch.Tensor:
         """(..., D) features -> (..., V) sparse non-negative word scores (a dense tensor, or sparse COO)."""
-        return lexical_scores(features, self.normalized_words(), mode=self.mode, k=self.k,
-                              temperature=self.temperature, sparse=sparse, normalized=True)
+        return lexical_scores(
+            features,
+            self.normalized_words(),
+            mode=self.mode,
+            k=self.k,
+            temperature=self.temperature,
+            sparse=sparse,
+            normalized=True,
+        )
 
     def normalized_words(self) -> torch.Tensor:
         """(V, D) float32 word embeddings normalised for the cosine (kept with :meth:`word_embeddings`)."""
@@ -315,10 +331,16 @@ class Lexical(Explainer):
         top_values, top_index = [], []
         query = query_lex.to(rows.device).T.contiguous()  # (V, T)
         for start in range(0, rows.shape[0], CHUNK_ROWS):
-            chunk = F.normalize(rows[start:start + CHUNK_ROWS], dim=-1)
-            lex = _sparsified(chunk, words.to(chunk.device), mode=self.mode, keep=keep, threshold=threshold,
-                              temperature=self.temperature)  # (R, V)
-            overlap[start:start + chunk.shape[0]] = lex @ query
+            chunk = F.normalize(rows[start : start + CHUNK_ROWS], dim=-1)
+            lex = _sparsified(
+                chunk,
+                words.to(chunk.device),
+                mode=self.mode,
+                keep=keep,
+                threshold=threshold,
+                temperature=self.temperature,
+            )  # (R, V)
+            overlap[start : start + chunk.shape[0]] = lex @ query
             values, index = _top_entries(lex, self.top_words)
             top_values.append(values)
             top_index.append(index)
@@ -326,7 +348,7 @@ class Lexical(Explainer):
         query_words = _as_words(*_top_entries(query_lex.float(), self.top_words), self.vocabulary)
         h, w = self.backbone.grid_size
         extras: dict[str, Any] = {
-            "top_words": [_chunks(patch_words[b * N:(b + 1) * N], w) for b in range(B)],
+            "top_words": [_chunks(patch_words[b * N : (b + 1) * N], w) for b in range(B)],
             "query_words": query_words,
             "vocabulary_size": V,
             "constant_reasons": self._constant_reasons(query_lex, overlap),
@@ -336,8 +358,11 @@ class Lexical(Explainer):
 
     def _constant_reasons(self, query_lex: torch.Tensor, overlap: torch.Tensor) -> dict[int, str]:
         """{text index: why its scores are 0 at every patch of every image} for such texts."""
-        kept = "passes the sparsity threshold 1/sqrt(V) = " + f"{lexical_threshold(len(self.vocabulary)):.3g}" \
-            if self.mode == "threshold" else f"is among the top {self.k}"
+        kept = (
+            "passes the sparsity threshold 1/sqrt(V) = " + f"{lexical_threshold(len(self.vocabulary)):.3g}"
+            if self.mode == "threshold"
+            else f"is among the top {self.k}"
+        )
         reasons = {}
         for t in range(query_lex.shape[0]):
             if not bool(query_lex[t].any()):
@@ -349,10 +374,11 @@ class Lexical(Explainer):
 
 def _as_words(values: torch.Tensor, index: torch.Tensor, vocabulary: Sequence[str]) -> list[list[tuple[str, float]]]:
     """(R, n) values and vocabulary indices -> R lists of (word, score) for the non-zero values."""
-    return [[(vocabulary[i], v) for i, v in zip(row_index, row_values) if v > 0]
-            for row_index, row_values in zip(index.tolist(), values.tolist())]
+    return [
+        [(vocabulary[i], v) for i, v in zip(row_index, row_values) if v > 0]
+        for row_index, row_values in zip(index.tolist(), values.tolist())
+    ]
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
+    return [items[i : i + size] for i in range(0, len(items), size)]

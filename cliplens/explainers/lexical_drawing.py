@@ -9,8 +9,9 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -61,8 +62,9 @@ def _fit(draw: ImageDraw.ImageDraw, word: str, width: float, start: int) -> tupl
     return font, word + "." if word else word
 
 
-def draw_top_words(image: Image.Image, top_words: Sequence[Sequence[Any]], *, grid: bool = True,
-                   min_cell: int = MIN_CELL) -> Image.Image:
+def draw_top_words(
+    image: Image.Image, top_words: Sequence[Sequence[Any]], *, grid: bool = True, min_cell: int = MIN_CELL
+) -> Image.Image:
     """Write each patch's top word at the centre of its cell over ``image``.
 
     Args:
@@ -103,7 +105,13 @@ def draw_top_words(image: Image.Image, top_words: Sequence[Sequence[Any]], *, gr
                 continue
             font, text = _fit(draw, word, cell_w, common)
             centre = ((i + 0.5) * cell_w, (j + 0.5) * cell_h)
-            draw.text(centre, text, font=font, anchor="mm", fill=(255, 255, 255, 255),
-                      stroke_width=_stroke(_size(font)),
-                      stroke_fill=(0, 0, 0, 230))
+            draw.text(
+                centre,
+                text,
+                font=font,
+                anchor="mm",
+                fill=(255, 255, 255, 255),
+                stroke_width=_stroke(_size(font)),
+                stroke_fill=(0, 0, 0, 230),
+            )
     return Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")

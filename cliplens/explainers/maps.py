@@ -3,7 +3,8 @@ min–max normalisation, in the three orders explainers declare as :attr:`~clipl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +49,9 @@ def upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 
 
-def resample(scores: torch.Tensor, size: tuple[int, int],
-             geometry: "Sequence[InputGeometry] | None" = None) -> torch.Tensor:
+def resample(
+    scores: torch.Tensor, size: tuple[int, int], geometry: Sequence[InputGeometry] | None = None
+) -> torch.Tensor:
     """(B, T, h, w) -> (B, T, H, W): :func:`upsample`, or through each image's geometry
     (:func:`cliplens.geometry.map_back`) onto the original images."""
     if geometry is None:
@@ -66,8 +68,9 @@ NO_NORMALIZATION = "none"
 MAP_ORDERS = (UPSAMPLE_THEN_NORMALIZE, NORMALIZE_THEN_UPSAMPLE, NO_NORMALIZATION)
 
 
-def scores_to_maps(scores: torch.Tensor, size: tuple[int, int], order: str,
-                   geometry: "Sequence[InputGeometry] | None" = None) -> torch.Tensor:
+def scores_to_maps(
+    scores: torch.Tensor, size: tuple[int, int], order: str, geometry: Sequence[InputGeometry] | None = None
+) -> torch.Tensor:
     """(B, T, h, w) raw scores -> (B, T, H, W) maps in [0, 1], in the declared ``order``.
 
     With ``geometry`` (one per image) the maps cover the original images (:func:`resample`);
@@ -97,7 +100,9 @@ def scores_to_maps(scores: torch.Tensor, size: tuple[int, int], order: str,
         return resample(normalize_maps(scores, where), size, geometry).clamp_(0.0, 1.0)
     if order == NO_NORMALIZATION:
         if scores.numel() and (float(scores.min()) < 0.0 or float(scores.max()) > 1.0):
-            raise ExplainerError(f"scores span [{float(scores.min()):.3g}, {float(scores.max()):.3g}] but map_order "
-                                 "'none' needs them in [0, 1]; declare a normalising map_order")
+            raise ExplainerError(
+                f"scores span [{float(scores.min()):.3g}, {float(scores.max()):.3g}] but map_order "
+                "'none' needs them in [0, 1]; declare a normalising map_order"
+            )
         return resample(scores, size, geometry)
     raise ExplainerError(f"unknown map order {order!r}; expected one of {', '.join(MAP_ORDERS)}")

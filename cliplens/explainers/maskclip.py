@@ -19,7 +19,8 @@ pseudo-label training are not part of this explainer.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
@@ -45,8 +46,19 @@ class MaskCLIP(LastBlockExplainer):
 
     method = "MaskCLIP"
 
-    def __init__(self, backbone: Backbone, *, residual: bool | str = True, mlp: bool | str = True,
-                 templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        residual: bool | str = True,
+        mlp: bool | str = True,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         owner = "explainer maskclip"
-        super().__init__(backbone, spec=IDENTITY_ATTENTION, residual=to_bool(owner, "residual", residual),
-                         mlp=to_bool(owner, "mlp", mlp), templates=templates)
+        super().__init__(
+            backbone,
+            spec=IDENTITY_ATTENTION,
+            residual=to_bool(owner, "residual", residual),
+            mlp=to_bool(owner, "mlp", mlp),
+            templates=templates,
+        )

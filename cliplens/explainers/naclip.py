@@ -21,7 +21,7 @@ OVSS protocol (``pamr_steps``), not to the explainer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec, gaussian_window_bias
@@ -43,12 +43,24 @@ class NACLIP(LastBlockExplainer):
 
     method = "NACLIP"
 
-    def __init__(self, backbone: Backbone, *, std: float | str = DEFAULT_STD, residual: bool | str = False,
-                 mlp: bool | str = False, templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        std: float | str = DEFAULT_STD,
+        residual: bool | str = False,
+        mlp: bool | str = False,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         owner = "explainer naclip"
         self.std = to_float(owner, "std", std)
         if not self.std > 0:
             raise InputError(f"{owner} option std={std!r} must be a positive number of patches, e.g. std=5")
         bias = gaussian_window_bias(backbone.grid_size, self.std, backbone.num_prefix_tokens, dtype=backbone.dtype)
-        super().__init__(backbone, spec=AttentionSpec(("kk",), bias=bias),
-                         residual=to_bool(owner, "residual", residual), mlp=to_bool(owner, "mlp", mlp), templates=templates)
+        super().__init__(
+            backbone,
+            spec=AttentionSpec(("kk",), bias=bias),
+            residual=to_bool(owner, "residual", residual),
+            mlp=to_bool(owner, "mlp", mlp),
+            templates=templates,
+        )

@@ -27,8 +27,9 @@ class RawSimilarity(Explainer):
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         trace = self.backbone.trace(pixels, layers=(), capture=())
-        patches = F.normalize(self.backbone.project_tokens(trace.final[:, self.backbone.num_prefix_tokens:]), dim=-1)  # (B, N, D)
+        patches = F.normalize(
+            self.backbone.project_tokens(trace.final[:, self.backbone.num_prefix_tokens :]), dim=-1
+        )  # (B, N, D)
         scores = patches @ text_features.to(patches.dtype).T  # (B, N, T)
         h, w = self.backbone.grid_size
         return PatchScores(scores.transpose(1, 2).reshape(pixels.shape[0], -1, h, w))
-

@@ -29,14 +29,15 @@ products; the test computes the full product as written above).
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 
 from ..backbones.attention_graph import run_attention_graph
 from ..backbones.base import Backbone
-from ..options import Option, to_choice, to_float, to_int
 from ..errors import InputError
+from ..options import Option, to_choice, to_float, to_int
 from .base import Explainer, PatchScores
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -81,8 +82,15 @@ class AttentionRollout(Explainer):
         Option("discard_ratio", float, 0.0, "fraction of the weakest attentions dropped", min=0.0, max=1.0),
     )
 
-    def __init__(self, backbone: Backbone, *, start_layer: int | str = 0, head_fusion: str = "mean",
-                 discard_ratio: float | str = 0.0, templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        start_layer: int | str = 0,
+        head_fusion: str = "mean",
+        discard_ratio: float | str = 0.0,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer rollout"
         self.start_layer = backbone.layer_index(to_int(owner, "start_layer", start_layer))
@@ -117,5 +125,12 @@ class AttentionRollout(Explainer):
         h, w = self.backbone.grid_size
         row = self.class_row(pixels)[:, prefix:].reshape(pixels.shape[0], 1, h, w)
         scores = row.expand(-1, text_features.shape[0], -1, -1).contiguous()
-        return PatchScores(scores, extras={"start_layer": self.start_layer, "head_fusion": self.head_fusion,
-                                           "discard_ratio": self.discard_ratio, "text_independent": True})
+        return PatchScores(
+            scores,
+            extras={
+                "start_layer": self.start_layer,
+                "head_fusion": self.head_fusion,
+                "discard_ratio": self.discard_ratio,
+                "text_independent": True,
+            },
+        )

@@ -16,7 +16,7 @@ Residual and MLP are kept as in the authors' public code (its last block runs
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
@@ -37,8 +37,19 @@ class SCLIP(LastBlockExplainer):
 
     method = "SCLIP"
 
-    def __init__(self, backbone: Backbone, *, residual: bool | str = True, mlp: bool | str = True,
-                 templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        residual: bool | str = True,
+        mlp: bool | str = True,
+        templates: Sequence[str] | None = None,
+    ) -> None:
         owner = "explainer sclip"
-        super().__init__(backbone, spec=CORRELATIVE_ATTENTION, residual=to_bool(owner, "residual", residual),
-                         mlp=to_bool(owner, "mlp", mlp), templates=templates)
+        super().__init__(
+            backbone,
+            spec=CORRELATIVE_ATTENTION,
+            residual=to_bool(owner, "residual", residual),
+            mlp=to_bool(owner, "mlp", mlp),
+            templates=templates,
+        )

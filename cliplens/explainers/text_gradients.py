@@ -20,7 +20,7 @@ falls back to one backward per text, giving the same numbers.
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -39,9 +39,14 @@ def check_max_texts(owner: str, value: int) -> int:
     return value
 
 
-def per_text_gradients(scores: torch.Tensor, inputs: Sequence[torch.Tensor], *,
-                       max_texts_per_pass: int = DEFAULT_MAX_TEXTS_PER_PASS, batched: bool = True,
-                       retain_graph: bool = False) -> Iterator[tuple[int, int, tuple[torch.Tensor, ...]]]:
+def per_text_gradients(
+    scores: torch.Tensor,
+    inputs: Sequence[torch.Tensor],
+    *,
+    max_texts_per_pass: int = DEFAULT_MAX_TEXTS_PER_PASS,
+    batched: bool = True,
+    retain_graph: bool = False,
+) -> Iterator[tuple[int, int, tuple[torch.Tensor, ...]]]:
     """Gradients of every column of ``scores`` with respect to ``inputs``, a chunk of texts at a time.
 
     Args:
@@ -77,25 +82,37 @@ def _cotangents(scores: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     return eye
 
 
-def _batched(scores: torch.Tensor, inputs: tuple[torch.Tensor, ...], start: int,
-             stop: int) -> tuple[torch.Tensor, ...] | None:
+def _batched(
+    scores: torch.Tensor, inputs: tuple[torch.Tensor, ...], start: int, stop: int
+) -> tuple[torch.Tensor, ...] | None:
     try:
         with warnings.catch_warnings():  # vmap's "performance drop" notes for ops without a batching rule
             warnings.simplefilter("ignore", UserWarning)
-            grads = torch.autograd.grad(scores, inputs, grad_outputs=_cotangents(scores, start, stop),
-                                        retain_graph=True, is_grads_batched=True, allow_unused=True)
+            grads = torch.autograd.grad(
+                scores,
+                inputs,
+                grad_outputs=_cotangents(scores, start, stop),
+                retain_graph=True,
+                is_grads_batched=True,
+                allow_unused=True,
+            )
     except RuntimeError:  # an op without a vmap rule for its backward: the loop gives the same numbers
         return None
     # the graph is kept (a failure must be able to fall back to the loop); it goes with the caller's scores
-    return tuple(torch.zeros(stop - start, *x.shape, dtype=x.dtype, device=x.device) if g is None else g
-                 for g, x in zip(grads, inputs))
+    return tuple(
+        torch.zeros(stop - start, *x.shape, dtype=x.dtype, device=x.device) if g is None else g
+        for g, x in zip(grads, inputs)
+    )
 
 
-def _one_by_one(scores: torch.Tensor, inputs: tuple[torch.Tensor, ...], start: int, stop: int,
-                keep: bool) -> tuple[torch.Tensor, ...]:
+def _one_by_one(
+    scores: torch.Tensor, inputs: tuple[torch.Tensor, ...], start: int, stop: int, keep: bool
+) -> tuple[torch.Tensor, ...]:
     rows: list[tuple[torch.Tensor | None, ...]] = []
     for j in range(start, stop):
-        rows.append(torch.autograd.grad(scores[:, j].sum(), inputs, retain_graph=keep or j < stop - 1,
-                                        allow_unused=True))
-    return tuple(torch.stack([torch.zeros_like(x) if r[k] is None else r[k] for r in rows])
-                 for k, x in enumerate(inputs))
+        rows.append(
+            torch.autograd.grad(scores[:, j].sum(), inputs, retain_graph=keep or j < stop - 1, allow_unused=True)
+        )
+    return tuple(
+        torch.stack([torch.zeros_like(x) if r[k] is None else r[k] for r in rows]) for k, x in enumerate(inputs)
+    )

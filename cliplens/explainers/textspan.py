@@ -22,10 +22,11 @@ templates); ``CLIPLENS_CACHE=off`` (or ``cache=False``) keeps them off the disk.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -41,8 +42,15 @@ from .textspan_report import textspan_markdown, textspan_report
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
 
-__all__ = ["DEFAULT_POOL", "load_pool", "embed_pool", "head_contributions", "TextSpanAnalysis", "analyse_heads",
-           "TextSpanExplainer"]
+__all__ = [
+    "DEFAULT_POOL",
+    "load_pool",
+    "embed_pool",
+    "head_contributions",
+    "TextSpanAnalysis",
+    "analyse_heads",
+    "TextSpanExplainer",
+]
 
 #: the pool shipped with cliplens (general, colour, shape, texture, location and scene descriptions)
 DEFAULT_POOL = "textspan_pool.txt"
@@ -69,8 +77,14 @@ def load_pool(path: str | Path | None = None) -> list[str]:
     return pool
 
 
-def embed_pool(backbone: "Backbone", pool: Sequence[str], *, templates: Sequence[str] | None = None,
-               cache: bool = True, progress: bool | None = None) -> torch.Tensor:
+def embed_pool(
+    backbone: Backbone,
+    pool: Sequence[str],
+    *,
+    templates: Sequence[str] | None = None,
+    cache: bool = True,
+    progress: bool | None = None,
+) -> torch.Tensor:
     """(M,) descriptions -> (M, D) normalised text embeddings (float32, on the backbone's device).
 
     Through :func:`cliplens.cache.text_embeddings` (memory, then disk unless ``cache=False``
@@ -79,12 +93,10 @@ def embed_pool(backbone: "Backbone", pool: Sequence[str], *, templates: Sequence
     pool = list(pool)
     if not pool:
         raise InputError("empty text pool: pass at least one description")
-    return text_embeddings(backbone, pool, kind="textspan-pool", templates=templates, use_disk=cache,
-                           progress=progress)
+    return text_embeddings(backbone, pool, kind="textspan-pool", templates=templates, use_disk=cache, progress=progress)
 
 
-def head_contributions(backbone: "Backbone", batches: Iterable[torch.Tensor],
-                       layers: Sequence[int]) -> torch.Tensor:
+def head_contributions(backbone: Backbone, batches: Iterable[torch.Tensor], layers: Sequence[int]) -> torch.Tensor:
     """(n, L', H, D) each head's direct contribution (summed over tokens) for every image of ``batches``."""
     parts = []
     for pixels in batches:
@@ -124,17 +136,28 @@ class TextSpanAnalysis:
     def report(self) -> dict[str, Any]:
         """JSON-able dict: the settings, ``info`` and :func:`textspan_report`'s per-head entries."""
         body = textspan_report(self.results, self.pool)
-        return {"method": "textspan", "layers": list(self.layers), "rank": self.rank, "num_texts": self.num_texts,
-                "num_images": self.num_images, **self.info, **body}
+        return {
+            "method": "textspan",
+            "layers": list(self.layers),
+            "rank": self.rank,
+            "num_texts": self.num_texts,
+            "num_images": self.num_images,
+            **self.info,
+            **body,
+        }
 
     def markdown(self, max_texts: int = 10) -> str:
         """A Markdown report: settings, then one table row per head."""
-        head = [f"# TextSpan: {self.info.get('backbone', 'backbone')}", "",
-                f"- images: {self.num_images}" + (f" from {self.info['source']}" if "source" in self.info else ""),
-                f"- layers: {', '.join(map(str, self.layers))}; rank k = {self.rank}; texts per head m = "
-                f"{self.num_texts}; pool: {len(self.pool)} descriptions", "",
-                "Variance explained: share of each head's (mean-centred) output variance spanned by its listed "
-                "texts.", ""]
+        head = [
+            f"# TextSpan: {self.info.get('backbone', 'backbone')}",
+            "",
+            f"- images: {self.num_images}" + (f" from {self.info['source']}" if "source" in self.info else ""),
+            f"- layers: {', '.join(map(str, self.layers))}; rank k = {self.rank}; texts per head m = "
+            f"{self.num_texts}; pool: {len(self.pool)} descriptions",
+            "",
+            "Variance explained: share of each head's (mean-centred) output variance spanned by its listed texts.",
+            "",
+        ]
         return "\n".join(head) + textspan_markdown(self.report(), max_texts=max_texts)
 
 
@@ -154,10 +177,19 @@ def _threads_for(dim: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def analyse_heads(backbone: "Backbone", batches: Iterable[torch.Tensor], *, layers: Iterable[int] | None = None,
-                  last_k: int | None = 4, rank: int = 80, num_texts: int = 20, pool: Sequence[str] | None = None,
-                  pool_embeddings: torch.Tensor | None = None, cache: bool = True,
-                  info: dict[str, Any] | None = None) -> TextSpanAnalysis:
+def analyse_heads(
+    backbone: Backbone,
+    batches: Iterable[torch.Tensor],
+    *,
+    layers: Iterable[int] | None = None,
+    last_k: int | None = 4,
+    rank: int = 80,
+    num_texts: int = 20,
+    pool: Sequence[str] | None = None,
+    pool_embeddings: torch.Tensor | None = None,
+    cache: bool = True,
+    info: dict[str, Any] | None = None,
+) -> TextSpanAnalysis:
     """Run TextSpan on every head of ``layers`` (default the last ``last_k`` blocks, or all if fewer) over ``batches``.
 
     Args:
@@ -171,15 +203,19 @@ def analyse_heads(backbone: "Backbone", batches: Iterable[torch.Tensor], *, laye
     embeddings = pool_embeddings if pool_embeddings is not None else embed_pool(backbone, texts, cache=cache)
     outputs = head_contributions(backbone, batches, chosen)  # (n, L', H, D)
     with _threads_for(embeddings.shape[-1]):
-        results = {(layer, h): textspan(outputs[:, i, h], embeddings, rank=rank, num_texts=num_texts)
-                   for i, layer in enumerate(chosen) for h in range(outputs.shape[2])}
+        results = {
+            (layer, h): textspan(outputs[:, i, h], embeddings, rank=rank, num_texts=num_texts)
+            for i, layer in enumerate(chosen)
+            for h in range(outputs.shape[2])
+        }
     return TextSpanAnalysis(results, texts, chosen, rank, num_texts, outputs.shape[0], dict(info or {}))
 
 
 # ---- the explainer --------------------------------------------------------------------------------------
 #: fitted analyses per backbone, keyed by the fit settings (a fit is deterministic, so explainers can share it)
-_FITS: "weakref.WeakKeyDictionary[Backbone, dict[tuple, tuple[TextSpanAnalysis, dict[str, Any] | None]]]" = \
+_FITS: weakref.WeakKeyDictionary[Backbone, dict[tuple, tuple[TextSpanAnalysis, dict[str, Any] | None]]] = (
     weakref.WeakKeyDictionary()
+)
 
 
 class TextSpanExplainer(DecompositionExplainer):
@@ -215,12 +251,28 @@ class TextSpanExplainer(DecompositionExplainer):
         top_texts: descriptions per head in ``extras["head_texts"]`` (5).
     """
 
-    def __init__(self, backbone: "Backbone", *, heads: Sequence[str] | None = None,
-                 layers: Iterable[int] | None = None, last_k: int | None = None, rank: int = 80,
-                 num_texts: int = 20, pool: str | Sequence[str] | None = None, dataset: str | None = None,
-                 limit: int = 100, batch_size: int = 16, cache: bool = True, top_texts: int = 5,
-                 map_heads: int = 4, ablate: Sequence[str] | str | None = None, ablate_property: str | None = None,
-                 ablate_count: int = 2, mode: str = "contribution", templates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        heads: Sequence[str] | None = None,
+        layers: Iterable[int] | None = None,
+        last_k: int | None = None,
+        rank: int = 80,
+        num_texts: int = 20,
+        pool: str | Sequence[str] | None = None,
+        dataset: str | None = None,
+        limit: int = 100,
+        batch_size: int = 16,
+        cache: bool = True,
+        top_texts: int = 5,
+        map_heads: int = 4,
+        ablate: Sequence[str] | str | None = None,
+        ablate_property: str | None = None,
+        ablate_count: int = 2,
+        mode: str = "contribution",
+        templates: Sequence[str] | None = None,
+    ) -> None:
         if layers is None and last_k is None:
             last_k = min(4, backbone.num_layers)
         super().__init__(backbone, layers=layers, last_k=last_k, heads=heads, mode=mode, templates=templates)
@@ -228,19 +280,23 @@ class TextSpanExplainer(DecompositionExplainer):
         if heads:  # analyse the layers of the chosen heads too
             self.analysed_layers = tuple(sorted(set(self.analysed_layers) | set(self.heads)))
         if min(rank, num_texts, limit, batch_size) < 1 or min(top_texts, map_heads, ablate_count) < 0:
-            raise InputError("rank, num_texts, limit and batch_size must be >= 1; top_texts, map_heads and "
-                             "ablate_count >= 0")
+            raise InputError(
+                "rank, num_texts, limit and batch_size must be >= 1; top_texts, map_heads and ablate_count >= 0"
+            )
         self.rank, self.num_texts, self.limit, self.batch_size = int(rank), int(num_texts), int(limit), int(batch_size)
         self.top_texts, self.cache = int(top_texts), bool(cache)
         self.dataset = dataset if dataset is not None else getattr(backbone, "reference_images", None)
         self.map_heads, self.ablate_count = int(map_heads), int(ablate_count)
         self.ablate_property = ablate_property
         self.ablated_named = parse_heads(backbone, [ablate] if isinstance(ablate, str) else ablate) if ablate else {}
-        missing = [f"{layer}.{h}" for layer, hs in self.ablated_named.items() for h in hs
-                   if layer not in self.analysed_layers]
+        missing = [
+            f"{layer}.{h}" for layer, hs in self.ablated_named.items() for h in hs if layer not in self.analysed_layers
+        ]
         if missing:
-            raise InputError(f"ablate names heads {missing} outside the analysed layers {list(self.analysed_layers)}: "
-                             "add their layers with the layers option")
+            raise InputError(
+                f"ablate names heads {missing} outside the analysed layers {list(self.analysed_layers)}: "
+                "add their layers with the layers option"
+            )
         self._pool_arg = pool
         self._pool: list[str] | None = None
         self.analysis: TextSpanAnalysis | None = None
@@ -274,7 +330,7 @@ class TextSpanExplainer(DecompositionExplainer):
     def _batches(self, images: Sequence[Any] | torch.Tensor) -> Iterator[torch.Tensor]:
         """(b, 3, S, S) batches of ``images``."""
         for start in range(0, len(images), self.batch_size):
-            chunk = images[start:start + self.batch_size]
+            chunk = images[start : start + self.batch_size]
             yield chunk if isinstance(chunk, torch.Tensor) else self.backbone.preprocess(chunk)
 
     def fit(self, source: Any = None, *, info: dict[str, Any] | None = None) -> TextSpanAnalysis:
@@ -285,8 +341,11 @@ class TextSpanExplainer(DecompositionExplainer):
         source = self.dataset if source is None else source
         if source is None:
             raise InputError("TextSpan needs images: pass a dataset or images to fit(), or the dataset option")
-        key = (source, self.analysed_layers, self.rank, self.num_texts, self.limit, tuple(self.pool)) \
-            if isinstance(source, str) else None
+        key = (
+            (source, self.analysed_layers, self.rank, self.num_texts, self.limit, tuple(self.pool))
+            if isinstance(source, str)
+            else None
+        )
         fits = _FITS.setdefault(self.backbone, {})
         if key is not None and key in fits:
             self.analysis, dataset = fits[key]
@@ -296,9 +355,16 @@ class TextSpanExplainer(DecompositionExplainer):
             if isinstance(source, str):
                 meta.setdefault("source", source)
             images, dataset = self._images(source)
-            self.analysis = analyse_heads(self.backbone, self._batches(images), layers=self.analysed_layers,
-                                          rank=self.rank, num_texts=self.num_texts, pool=self.pool,
-                                          pool_embeddings=embeddings, info=meta)
+            self.analysis = analyse_heads(
+                self.backbone,
+                self._batches(images),
+                layers=self.analysed_layers,
+                rank=self.rank,
+                num_texts=self.num_texts,
+                pool=self.pool,
+                pool_embeddings=embeddings,
+                info=meta,
+            )
             if key is not None:
                 fits[key] = (self.analysis, dataset)
         self.ablation = self._measure_ablation(dataset)
@@ -339,8 +405,7 @@ class TextSpanExplainer(DecompositionExplainer):
         if len(data.labels) == 0:
             return None
         spec = AblationSpec(heads=ablated)
-        result = evaluate_ablation(self.backbone, data, [spec], templates=self.templates,
-                                   batch_size=self.batch_size)[0]
+        result = evaluate_ablation(self.backbone, data, [spec], templates=self.templates, batch_size=self.batch_size)[0]
         return {**result.to_dict(), "dataset": getattr(dataset, "spec", None)}
 
     def report(self) -> dict[str, Any]:
@@ -348,8 +413,11 @@ class TextSpanExplainer(DecompositionExplainer):
         if self.analysis is None and self.dataset is not None:
             self.fit()
         ablated = [f"{layer}.{h}" for layer, hs in self.ablated_heads().items() for h in hs]
-        return {"fit": self.analysis.info.get("source") if self.analysis else None, "ablated_heads": ablated,
-                "ablation": self.ablation}
+        return {
+            "fit": self.analysis.info.get("source") if self.analysis else None,
+            "ablated_heads": ablated,
+            "ablation": self.ablation,
+        }
 
     # ---- maps ---------------------------------------------------------------------------------------------
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
@@ -367,23 +435,35 @@ class TextSpanExplainer(DecompositionExplainer):
             patches = scores[:, P:].transpose(1, 2).reshape(pixels.shape[0], -1, h, w)
             if self.mode == "segmentation":
                 patches = segmentation_scores(patches)
-            names = [f"{self.analysed_layers[i // self.backbone.num_heads]}.{i % self.backbone.num_heads}"
-                     for i in range(allowed.numel())]
-            result = PatchScores(patches.float(), extras={
-                "head_selection": "TextSpan span score |U_h t|^2, top " + str(chosen.shape[0]),
-                "map_heads": [[names[i] for i in chosen[:, t].tolist()] for t in range(chosen.shape[1])]})
+            names = [
+                f"{self.analysed_layers[i // self.backbone.num_heads]}.{i % self.backbone.num_heads}"
+                for i in range(allowed.numel())
+            ]
+            result = PatchScores(
+                patches.float(),
+                extras={
+                    "head_selection": "TextSpan span score |U_h t|^2, top " + str(chosen.shape[0]),
+                    "map_heads": [[names[i] for i in chosen[:, t].tolist()] for t in range(chosen.shape[1])],
+                },
+            )
         if self.analysis is not None and self.top_texts:
             result.extras["head_texts"] = {
                 f"{layer}.{head}": self.analysis.texts(layer, head, self.top_texts)
-                for layer, hs in self.heads.items() for head in hs if (layer, head) in self.analysis.results}
+                for layer, hs in self.heads.items()
+                for head in hs
+                if (layer, head) in self.analysis.results
+            }
         if self.ablation is not None:
             result.extras["ablation"] = self.ablation
         return result
 
     def _all_heads_map(self, pixels: torch.Tensor, text_features: torch.Tensor, allowed: torch.Tensor) -> PatchScores:
         """The decomposition map of every candidate head (no fit, or ``map_heads=0``)."""
-        kept = {layer: tuple(int(h) for h in allowed[row].nonzero().flatten())
-                for row, layer in enumerate(self.analysed_layers) if allowed[row].any()}
+        kept = {
+            layer: tuple(int(h) for h in allowed[row].nonzero().flatten())
+            for row, layer in enumerate(self.analysed_layers)
+            if allowed[row].any()
+        }
         if not kept:
             raise InputError("every candidate head is ablated: ablate fewer heads")
         full, self.heads = self.heads, kept
@@ -392,6 +472,9 @@ class TextSpanExplainer(DecompositionExplainer):
         finally:
             self.heads = full
         if self.analysis is None:
-            result.extras["head_selection"] = ("every head of layers " + ", ".join(map(str, self.analysed_layers))
-                                               + ": no TextSpan fit (pass dataset=SPEC to fit on images)")
+            result.extras["head_selection"] = (
+                "every head of layers "
+                + ", ".join(map(str, self.analysed_layers))
+                + ": no TextSpan fit (pass dataset=SPEC to fit on images)"
+            )
         return result

@@ -38,8 +38,8 @@ chosen texts. The result is deterministic for given inputs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -102,9 +102,7 @@ class TextSpanResult:
         return [pool[i] for i in self.indices]
 
 
-def _check_inputs(
-    head_outputs: Tensor, text_embeddings: Tensor, rank: int, num_texts: int
-) -> None:
+def _check_inputs(head_outputs: Tensor, text_embeddings: Tensor, rank: int, num_texts: int) -> None:
     if not isinstance(head_outputs, Tensor) or head_outputs.ndim != 2:
         raise InputError("head_outputs must be a 2-D tensor (n_images, D)")
     if not isinstance(text_embeddings, Tensor) or text_embeddings.ndim != 2:

@@ -19,7 +19,8 @@ Shapes: B images, T texts, L' analysed layers, H heads, N+P tokens (P prefix tok
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -32,8 +33,12 @@ if TYPE_CHECKING:
 __all__ = ["span_scores", "top_heads", "head_token_scores", "selected_head_scores"]
 
 
-def span_scores(results: Mapping[tuple[int, int], "TextSpanResult"], layers: Sequence[int], num_heads: int,
-                text_features: torch.Tensor) -> torch.Tensor:
+def span_scores(
+    results: Mapping[tuple[int, int], TextSpanResult],
+    layers: Sequence[int],
+    num_heads: int,
+    text_features: torch.Tensor,
+) -> torch.Tensor:
     """(L', H, T) float64 ``|U_h t|²`` of each head's TextSpan basis for each (T, D) text (normalised here).
 
     A head without a result (not analysed) scores -inf, so it is never chosen.
@@ -60,8 +65,9 @@ def top_heads(scores: torch.Tensor, k: int, allowed: torch.Tensor | None = None)
     return flat.topk(max(1, min(k, usable)), dim=0).indices
 
 
-def head_token_scores(backbone: "Backbone", pixels: torch.Tensor, text_features: torch.Tensor,
-                      layers: Sequence[int]) -> torch.Tensor:
+def head_token_scores(
+    backbone: Backbone, pixels: torch.Tensor, text_features: torch.Tensor, layers: Sequence[int]
+) -> torch.Tensor:
     """(B, L', H, N+P, T) direct contribution of every head and source token of ``layers`` to every text.
 
     Summed over ``layers``, heads and tokens it gives the layers' share of

@@ -7,7 +7,8 @@ README.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 from cliplens.errors import InputError
 from cliplens.explainers.textspan_algorithm import TextSpanResult

@@ -40,8 +40,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from cliplens.errors import InputError
 
@@ -181,7 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the lexical explainer's vocabulary.")
     parser.add_argument("--min-len", type=int, default=3, help="shortest word kept (default 3)")
     parser.add_argument(
-        "--dictionary", action="append", default=None, metavar="FILE",
+        "--dictionary",
+        action="append",
+        default=None,
+        metavar="FILE",
         help="English word list to intersect with (repeatable; union of all files)",
     )
     args = parser.parse_args(argv)

@@ -8,12 +8,12 @@ are *sums*, so results from several processes combine by summing their states
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar, Iterator, Protocol, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import ClassVar, Protocol
 
 import torch
 
 from ..options import Option
-
 
 #: largest number of map pixels (classes x H x W) a metric makes at once from a map source: at
 #: ordinary image sizes every class of an image fits in one chunk; a 6000 x 6000 image goes one class at a time
@@ -48,11 +48,18 @@ class MetricInput:
             ``num_maps`` then says how many classes there are.
     """
 
-    def __init__(self, maps: torch.Tensor | None = None, patch_scores: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None, ignore_index: int | None = None,
-                 pixels: torch.Tensor | None = None,
-                 score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None, *,
-                 map_fn: MapFn | None = None, num_maps: int | None = None) -> None:
+    def __init__(
+        self,
+        maps: torch.Tensor | None = None,
+        patch_scores: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        ignore_index: int | None = None,
+        pixels: torch.Tensor | None = None,
+        score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        *,
+        map_fn: MapFn | None = None,
+        num_maps: int | None = None,
+    ) -> None:
         if mask is None:
             raise TypeError("MetricInput needs mask=")
         if (maps is None) == (map_fn is None):
@@ -96,8 +103,9 @@ class MetricInput:
         assert self.map_fn is not None
         return self.map_fn(list(classes))
 
-    def chunks(self, classes: Sequence[int],
-               max_elements: int | None = None) -> Iterator[tuple[list[int], torch.Tensor]]:
+    def chunks(
+        self, classes: Sequence[int], max_elements: int | None = None
+    ) -> Iterator[tuple[list[int], torch.Tensor]]:
         """``(chunk of classes, (k, H, W) maps)`` over ``classes`` in order, at most ``max_elements``
         (default :data:`MAP_CHUNK_ELEMENTS`) map pixels per chunk (always at least one class)."""
         classes = list(classes)
@@ -118,8 +126,9 @@ class MetricInput:
         index = torch.tensor(classes, dtype=self._index_dtype(classes), device=self.mask.device)
         return (self.mask.unsqueeze(0) == index.view(-1, 1, 1)) & self.valid()
 
-    def present_chunks(self, present: Sequence[int] | None = None, max_elements: int | None = None
-                       ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    def present_chunks(
+        self, present: Sequence[int] | None = None, max_elements: int | None = None
+    ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
         """:meth:`present_stack` a chunk of classes at a time: ``(classes, (k, H, W) bool truth, (k, H, W) maps)``
         over ``present`` (default :meth:`present_classes`)."""
         classes = self.present_classes() if present is None else list(present)

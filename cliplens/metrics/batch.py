@@ -14,8 +14,8 @@ The images of a batch have one mask size; a *pair* is an (image, present class).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
-from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -36,8 +36,13 @@ class MaskBatch:
         device: where the masks (and so every fact) are held: the device of the maps.
     """
 
-    def __init__(self, masks: Sequence[torch.Tensor], num_classes: int, ignore_index: int | None,
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        masks: Sequence[torch.Tensor],
+        num_classes: int,
+        ignore_index: int | None,
+        device: torch.device | str | None = None,
+    ) -> None:
         if not masks or any(tuple(m.shape) != tuple(masks[0].shape) or m.ndim != 2 for m in masks):
             raise ValueError("MaskBatch needs one or more (H, W) masks of one shape")
         self.masks = [m.to(device) if device is not None else m for m in masks]
@@ -58,8 +63,9 @@ class MaskBatch:
     def item(self, row: int) -> MetricInput:
         """A mask-only :class:`MetricInput` of image ``row`` (its ``present_classes``/``valid``/``truth``)."""
         if row not in self._items:
-            self._items[row] = MetricInput(mask=self.masks[row], ignore_index=self.ignore_index,
-                                           map_fn=_no_maps, num_maps=self.num_classes)
+            self._items[row] = MetricInput(
+                mask=self.masks[row], ignore_index=self.ignore_index, map_fn=_no_maps, num_maps=self.num_classes
+            )
         return self._items[row]
 
     @cached_property
@@ -70,8 +76,9 @@ class MaskBatch:
     @cached_property
     def pair_images(self) -> torch.Tensor:
         """``(P,)`` int64 image (row) of each pair, pairs ordered by image, then class."""
-        return torch.tensor([row for row, classes in enumerate(self.present) for _ in classes], dtype=torch.long,
-                            device=self.device)
+        return torch.tensor(
+            [row for row, classes in enumerate(self.present) for _ in classes], dtype=torch.long, device=self.device
+        )
 
     @cached_property
     def pair_classes(self) -> torch.Tensor:
@@ -132,8 +139,9 @@ class MaskBatch:
         (:func:`patch_ground_truth`)."""
         grid = (int(grid[0]), int(grid[1]))
         if grid not in self._patch_truth:
-            self._patch_truth[grid] = torch.stack([patch_ground_truth(mask, grid, self.num_classes, self.ignore_index)
-                                                   for mask in self.masks])
+            self._patch_truth[grid] = torch.stack(
+                [patch_ground_truth(mask, grid, self.num_classes, self.ignore_index) for mask in self.masks]
+            )
         return self._patch_truth[grid]
 
 
@@ -192,8 +200,13 @@ class BatchInput:
         item_fn: ``item_fn(row) -> MetricInput`` of image ``row`` (what :meth:`Metric.update` takes).
     """
 
-    def __init__(self, facts: MaskBatch, patch_scores: torch.Tensor, item_fn: Callable[[int], MetricInput],
-                 maps: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        facts: MaskBatch,
+        patch_scores: torch.Tensor,
+        item_fn: Callable[[int], MetricInput],
+        maps: torch.Tensor | None = None,
+    ) -> None:
         self.facts = facts
         self.patch_scores = patch_scores
         self.maps = maps
@@ -216,5 +229,7 @@ class BatchInput:
         expected = (len(self.facts), num_classes, *self.facts.size)
         if self.maps is None or tuple(self.maps.shape) != expected:
             shape = None if self.maps is None else tuple(self.maps.shape)
-            raise InputError(f"{owner}: batch maps have shape {shape}, expected {expected} — one map per dataset "
-                             "class at mask resolution")
+            raise InputError(
+                f"{owner}: batch maps have shape {shape}, expected {expected} — one map per dataset "
+                "class at mask resolution"
+            )

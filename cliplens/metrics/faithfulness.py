@@ -121,15 +121,21 @@ class _PerturbationCurve(Metric):
             return
         baseline = self._baseline(pixels)
         for chunk, full in item.chunks(present):
-            maps = F.interpolate(full.unsqueeze(1).float(), size=tuple(pixels.shape[1:]), mode="bilinear",
-                                 align_corners=False).squeeze(1).to(pixels.device)  # (k, S, S)
+            maps = (
+                F.interpolate(
+                    full.unsqueeze(1).float(), size=tuple(pixels.shape[1:]), mode="bilinear", align_corners=False
+                )
+                .squeeze(1)
+                .to(pixels.device)
+            )  # (k, S, S)
             del full
             for row, cls in enumerate(chunk):
                 self._update_pair(item, pixels, baseline, maps[row], cls)
             del maps
 
-    def _update_pair(self, item: MetricInput, pixels: torch.Tensor, baseline: torch.Tensor, class_map: torch.Tensor,
-                     cls: int) -> None:
+    def _update_pair(
+        self, item: MetricInput, pixels: torch.Tensor, baseline: torch.Tensor, class_map: torch.Tensor, cls: int
+    ) -> None:
         """One (image, class) curve from ``class_map`` (S, S) at the model input's resolution."""
         assert item.score_fn is not None
         switched = saliency_steps(class_map, self.steps)  # (K, 1, S, S)

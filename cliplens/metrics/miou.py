@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -61,8 +62,15 @@ class MeanIoU(Metric):
     name = "miou"
     higher_is_better = True
     option_schema = (
-        Option("thresholds", list[float], [0.5], "map thresholds; the first is the headline, all are reported",
-               min=0.0, max=1.0, example="0.3,0.5"),
+        Option(
+            "thresholds",
+            list[float],
+            [0.5],
+            "map thresholds; the first is the headline, all are reported",
+            min=0.0,
+            max=1.0,
+            example="0.3,0.5",
+        ),
         Option("at_threshold", str, "background", "side of a pixel exactly at the threshold", choices=AT_THRESHOLD),
     )
 
@@ -78,8 +86,10 @@ class MeanIoU(Metric):
         super().__init__(num_classes, class_names)
         reject_unknown(self.name, options, ("thresholds", "at_threshold"))
         if at_threshold not in AT_THRESHOLD:
-            raise InputError(f"miou at_threshold={at_threshold!r} is not one of {', '.join(AT_THRESHOLD)}: "
-                             "say which side a pixel exactly at the threshold falls")
+            raise InputError(
+                f"miou at_threshold={at_threshold!r} is not one of {', '.join(AT_THRESHOLD)}: "
+                "say which side a pixel exactly at the threshold falls"
+            )
         self.at_threshold = at_threshold
         self.thresholds = to_float_list(self.name, "thresholds", thresholds)
         if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
@@ -112,8 +122,9 @@ class MeanIoU(Metric):
         self.image_iou_sum += (inter / union).mean(dim=1)
         self.images += 1
 
-    def _count_pixels(self, maps: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, inter: torch.Tensor,
-                      union: torch.Tensor) -> None:
+    def _count_pixels(
+        self, maps: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, inter: torch.Tensor, union: torch.Tensor
+    ) -> None:
         """Fill ``inter`` / ``union`` ``(T, k)`` with the pixel counts of ``maps`` (k, H, W) binarised at each threshold
         against ``truth`` (k, H, W) bool, over the ``valid`` pixels (broadcastable to (k, H, W))."""
         for row, threshold in enumerate(self.thresholds):
@@ -122,7 +133,7 @@ class MeanIoU(Metric):
             union[row] = count_true(predicted | truth).double().cpu()
             del predicted
 
-    def update_batch(self, batch: "BatchInput") -> None:
+    def update_batch(self, batch: BatchInput) -> None:
         """All (image, present class) pairs of a batch at once; the same pixel counts as :meth:`update`."""
         if batch.maps is None:
             return super().update_batch(batch)

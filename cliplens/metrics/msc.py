@@ -69,10 +69,12 @@ class MeanScoreContrast(Metric):
             outside = ~inside & valid
             n_in = count_true(inside).double()
             n_out = count_true(outside).double()
-            self._add_contrasts(torch.tensor(chunk, dtype=torch.long), *_region_sums(maps, inside, outside), n_in, n_out)
+            self._add_contrasts(
+                torch.tensor(chunk, dtype=torch.long), *_region_sums(maps, inside, outside), n_in, n_out
+            )
             del inside, outside, maps  # free them before the next chunk is made
 
-    def update_batch(self, batch: "BatchInput") -> None:
+    def update_batch(self, batch: BatchInput) -> None:
         """All (image, present class) pairs of a batch at once, region counts shared with the other explainers."""
         if batch.maps is None or batch.pair_maps.numel() > MAP_CHUNK_ELEMENTS:
             return super().update_batch(batch)
@@ -81,8 +83,14 @@ class MeanScoreContrast(Metric):
         sums = _region_sums(batch.pair_maps, facts.truth_weights, facts.outside_weights)  # the same products
         self._add_contrasts(facts.pair_classes.cpu(), *sums, facts.inside_count, facts.outside_count)
 
-    def _add_contrasts(self, classes: torch.Tensor, sum_in: torch.Tensor, sum_out: torch.Tensor, n_in: torch.Tensor,
-                       n_out: torch.Tensor) -> None:
+    def _add_contrasts(
+        self,
+        classes: torch.Tensor,
+        sum_in: torch.Tensor,
+        sum_out: torch.Tensor,
+        n_in: torch.Tensor,
+        n_out: torch.Tensor,
+    ) -> None:
         """Add each pair's contrast (mean inside - mean outside) to its class; ``classes`` (k,) int64 on the CPU,
         the rest (k,) float64 region sums and pixel counts. A pair with no outside pixel is skipped."""
         mean_in = sum_in / n_in.clamp(min=1)

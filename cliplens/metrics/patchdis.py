@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
 from ..options import reject_unknown
 from ._common import check_patch_scores, class_keys, per_class, ratio
-from ..errors import InputError
 from .base import Metric, MetricInput
 from .batch import BatchInput, patch_ground_truth
 
@@ -49,8 +49,10 @@ class PatchDis(Metric):
         """Every patch of a batch at once; the patch ground truth is shared with the other explainers."""
         scores = batch.patch_scores
         if scores.ndim != 4 or scores.shape[:2] != (len(batch.facts), self.num_classes):
-            raise InputError(f"{self.name}: batch patch_scores have shape {tuple(scores.shape)}, expected "
-                             f"({len(batch.facts)}, {self.num_classes}, h, w)")
+            raise InputError(
+                f"{self.name}: batch patch_scores have shape {tuple(scores.shape)}, expected "
+                f"({len(batch.facts)}, {self.num_classes}, h, w)"
+            )
         truth = batch.facts.patch_truth((scores.shape[2], scores.shape[3]))  # (B, h * w)
         self._add_votes(truth, scores.argmax(dim=1).flatten(1).to(truth.device))
 

@@ -47,8 +47,7 @@ class PointingGame(Metric):
 
     name = "pointing_game"
     higher_is_better = True
-    option_schema = (Option("tolerance", int, 15, "pixels around the map's maximum that still count as a hit",
-                            min=0),)
+    option_schema = (Option("tolerance", int, 15, "pixels around the map's maximum that still count as a hit", min=0),)
 
     def __init__(
         self, num_classes: int, class_names: list[str] | None = None, *, tolerance: int | str = 15, **options: Any
@@ -72,7 +71,7 @@ class PointingGame(Metric):
                 del target
             del maps  # free it before the next chunk is made
 
-    def update_batch(self, batch: "BatchInput") -> None:
+    def update_batch(self, batch: BatchInput) -> None:
         """All (image, present class) pairs of a batch at once: each peak's squared distance to every pixel of its
         class, a few pairs at a time (:data:`~cliplens.metrics.base.MAP_CHUNK_ELEMENTS`); hits as :func:`pointing_hit`."""
         if batch.maps is None:

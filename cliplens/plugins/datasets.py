@@ -13,8 +13,12 @@ from ..registry.hookspecs import Register, hookimpl
 @hookimpl
 def register_datasets(register: Register) -> None:
     """Register ``voc``, ``index-masks``, ``coco-polygons``, ``imagenet-seg`` and ``ovss``."""
-    register("voc", voc_factory, description="PASCAL VOC segmentation folder (21 classes, ignore 255); ?split=val",
-             options=VOC_OPTIONS)
+    register(
+        "voc",
+        voc_factory,
+        description="PASCAL VOC segmentation folder (21 classes, ignore 255); ?split=val",
+        options=VOC_OPTIONS,
+    )
     register(
         "index-masks",
         index_masks_factory,
@@ -37,6 +41,6 @@ def register_datasets(register: Register) -> None:
         "ovss",
         ovss_factory,
         description="open-vocabulary segmentation benchmarks in their mmseg layouts; ?name=voc21|voc20|context60|"
-                    "context59|coco_object|coco_stuff|cityscapes|ade20k",
+        "context59|coco_object|coco_stuff|cityscapes|ade20k",
         options=OVSS_OPTIONS,
     )

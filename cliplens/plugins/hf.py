@@ -9,8 +9,11 @@ from ..registry.hookspecs import Register, hookimpl
 def register_backbones(register: Register) -> None:
     from ..backbones.hf import HFBackbone
 
-    register("hf", HFBackbone.from_spec,
-             "Hugging Face CLIP or SigLIP: hf:/path/to/save_pretrained_dir or hf:org/name (needs cliplens[hf])")
+    register(
+        "hf",
+        HFBackbone.from_spec,
+        "Hugging Face CLIP or SigLIP: hf:/path/to/save_pretrained_dir or hf:org/name (needs cliplens[hf])",
+    )
 
 
 @hookimpl

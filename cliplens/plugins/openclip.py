@@ -26,13 +26,15 @@ def register_backbones(register: Register) -> None:
         register(arch, _factory(arch), options=BACKBONE_OPTIONS)
 
 
-
 @hookimpl
 def register_backbone_families(register: Register) -> None:
     from ..backbones import tiny
 
     register("open_clip-vit", tiny.tiny_open_clip_vit, "open_clip VisionTransformer (class token)")
     register("open_clip-quickgelu", tiny.tiny_open_clip_quickgelu, "open_clip ViT with QuickGELU (OpenAI weights)")
-    register("open_clip-siglip", tiny.tiny_open_clip_timm,
-             "open_clip SigLIP / SigLIP 2: timm ViT, attention pooling, no class token")
+    register(
+        "open_clip-siglip",
+        tiny.tiny_open_clip_timm,
+        "open_clip SigLIP / SigLIP 2: timm ViT, attention pooling, no class token",
+    )
     register("open_clip-resnet", tiny.tiny_open_clip_resnet, "open_clip ModifiedResNet (non-ViT tower)")

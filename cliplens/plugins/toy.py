@@ -12,14 +12,20 @@ from ..toy.factories import SHAPES_OPTIONS, TOY_OPTIONS, shapes_factory, toy_fac
 @hookimpl
 def register_datasets(register: Register) -> None:
     """Register ``shapes``: procedural coloured-shape scenes with exact masks (37 classes)."""
-    register("shapes", shapes_factory,
-             description="toy world: seeded coloured-shape scenes with exact masks; shapes:test?size=200&seed=0",
-             options=SHAPES_OPTIONS)
+    register(
+        "shapes",
+        shapes_factory,
+        description="toy world: seeded coloured-shape scenes with exact masks; shapes:test?size=200&seed=0",
+        options=SHAPES_OPTIONS,
+    )
 
 
 @hookimpl
 def register_backbones(register: Register) -> None:
     """Register ``toy``: the tiny CLIP trained on the toy world (ships with cliplens, no download)."""
-    register("toy", toy_factory,
-             description="tiny open_clip ViT (64 px, 8x8 patches) trained on shapes; toy:PATH for a retrained one",
-             options=TOY_OPTIONS)
+    register(
+        "toy",
+        toy_factory,
+        description="tiny open_clip ViT (64 px, 8x8 patches) trained on shapes; toy:PATH for a retrained one",
+        options=TOY_OPTIONS,
+    )

@@ -8,7 +8,8 @@ installed distribution with an entry point in group ``cliplens``.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ExplainerError, InputError
 from ..options import TEMPLATES_OPTION, Option, check_options, guess_value, signature_options
@@ -21,21 +22,43 @@ from .probe import looks_like_path, path_spec_message
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
     from ..datasets.base import SegmentationDataset
-    from ..metrics.base import Metric
     from ..explainers.base import Explainer
+    from ..metrics.base import Metric
 
 __all__ = [
-    "Catalog", "Entry", "Provider", "PluginInfo", "PluginLoadWarning", "Registry",
-    "ENTRY_POINT_GROUP", "hookimpl", "hookspec",
-    "get_registry", "reset_registry", "list_plugins",
-    "list_backbones", "list_explainers", "list_datasets", "list_metrics",
-    "create_backbone", "create_explainer", "create_dataset", "create_metric", "get_explainer_class",
-    "option_schema", "validate_options", "signature_options",
+    "Catalog",
+    "Entry",
+    "Provider",
+    "PluginInfo",
+    "PluginLoadWarning",
+    "Registry",
+    "ENTRY_POINT_GROUP",
+    "hookimpl",
+    "hookspec",
+    "get_registry",
+    "reset_registry",
+    "list_plugins",
+    "list_backbones",
+    "list_explainers",
+    "list_datasets",
+    "list_metrics",
+    "create_backbone",
+    "create_explainer",
+    "create_dataset",
+    "create_metric",
+    "get_explainer_class",
+    "option_schema",
+    "validate_options",
+    "signature_options",
 ]
 
 #: parameters of each kind's constructor / factory that are not options
-_NOT_OPTIONS = {"backbone": ("arg",), "dataset": ("arg",), "explainer": ("backbone",),
-                "metric": ("num_classes", "class_names")}
+_NOT_OPTIONS = {
+    "backbone": ("arg",),
+    "dataset": ("arg",),
+    "explainer": ("backbone",),
+    "metric": ("num_classes", "class_names"),
+}
 
 _lock = threading.Lock()
 _registry: Registry | None = None
@@ -131,7 +154,7 @@ def refuse_bare_path(name: str, options: dict[str, Any]) -> None:
         raise InputError(path_spec_message(catalog, str(Spec(name, None, text)), name, text))
 
 
-def create_backbone(spec: str, **options: Any) -> "Backbone":
+def create_backbone(spec: str, **options: Any) -> Backbone:
     """Build a backbone from ``NAME[:TAG|:PATH]``, e.g. ``"ViT-B-16"``, ``"ViT-B-16:openai"``, ``"toy"``.
 
     ``options`` (``device``, ``dtype``, ...) go to the backbone factory.
@@ -144,12 +167,12 @@ def create_backbone(spec: str, **options: Any) -> "Backbone":
     return backbone
 
 
-def get_explainer_class(name: str) -> type["Explainer"]:
+def get_explainer_class(name: str) -> type[Explainer]:
     """The explainer class registered under ``name``."""
     return get_registry().catalog("explainer").get(name).obj
 
 
-def create_explainer(name: str, backbone: "Backbone | str", **options: Any) -> "Explainer":
+def create_explainer(name: str, backbone: Backbone | str, **options: Any) -> Explainer:
     """Instantiate explainer ``name`` on ``backbone`` (an object or a spec string).
 
     ``options`` are checked against the explainer's schema first (:func:`validate_options`).
@@ -168,7 +191,7 @@ def create_explainer(name: str, backbone: "Backbone | str", **options: Any) -> "
     return explainer
 
 
-def create_dataset(spec: str, **options: Any) -> "SegmentationDataset":
+def create_dataset(spec: str, **options: Any) -> SegmentationDataset:
     """Build a dataset from ``NAME[:ARG][?K=V&...]``, e.g. ``"index-masks:/data/camvid?ignore=11"``.
 
     A bare path (``"/data/camvid"``) raises :class:`InputError` naming the formats that can read it.
@@ -183,7 +206,7 @@ def create_dataset(spec: str, **options: Any) -> "SegmentationDataset":
     return dataset
 
 
-def create_metric(name: str, num_classes: int, class_names: list[str] | None = None, **options: Any) -> "Metric":
+def create_metric(name: str, num_classes: int, class_names: list[str] | None = None, **options: Any) -> Metric:
     """Instantiate metric ``name`` for a dataset with ``num_classes`` classes."""
     cls = get_registry().catalog("metric").get(name).obj
     return cls(num_classes, class_names, **validate_options("metric", name, options))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, Iterable, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..errors import PluginError, UnknownNameError
 
@@ -51,8 +52,9 @@ class Catalog(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._conflicts: dict[str, str] = {}
 
-    def add(self, name: str, obj: T, provider: Provider, description: str = "",
-            options: Iterable[Any] | None = None) -> None:
+    def add(
+        self, name: str, obj: T, provider: Provider, description: str = "", options: Iterable[Any] | None = None
+    ) -> None:
         """Register ``name``; a second registration of the same name is recorded (see :attr:`conflicts`) and
         raises :class:`NameConflictError` (the loader turns it into a warning)."""
         if not isinstance(name, str) or not name or any(c.isspace() for c in name) or ":" in name:
@@ -62,19 +64,24 @@ class Catalog(Generic[T]):
             )
         previous = self._entries.get(name)
         if previous is not None:
-            message = (f"{self.kind} {name!r} is registered by both {previous.provider} and {provider}; "
-                       f"disable one with CLIPLENS_DISABLE_PLUGINS={provider.plugin}")
+            message = (
+                f"{self.kind} {name!r} is registered by both {previous.provider} and {provider}; "
+                f"disable one with CLIPLENS_DISABLE_PLUGINS={provider.plugin}"
+            )
             self._conflicts[name] = message
             raise NameConflictError(message)
-        self._entries[name] = Entry(self.kind, name, obj, provider, description,
-                                    None if options is None else tuple(options))
+        self._entries[name] = Entry(
+            self.kind, name, obj, provider, description, None if options is None else tuple(options)
+        )
 
     @property
     def conflicts(self) -> dict[str, str]:
         """``{name: message}`` of names registered by two plugins; :meth:`get` refuses them."""
         return dict(self._conflicts)
 
-    def names(self, pattern: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[str]:
+    def names(
+        self, pattern: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None
+    ) -> list[str]:
         """Sorted names matching any of the fnmatch ``pattern``\\ s and none of ``exclude``."""
         include = [pattern] if isinstance(pattern, str) else list(pattern or ["*"])
         excluded = [exclude] if isinstance(exclude, str) else list(exclude or [])

@@ -16,7 +16,8 @@ Built-in plugins (``cliplens/plugins/``) use these very hooks.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -15,8 +15,9 @@ import importlib
 import importlib.metadata as metadata
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -141,7 +142,9 @@ def load_registry(
 
     for module_name in builtin_modules if builtin_modules is not None else builtin_plugin_modules():
         short = module_name.rsplit(".", 1)[-1]
-        candidates.append((short, lambda m=module_name: importlib.import_module(m), "cliplens", _builtin_version(), True))
+        candidates.append(
+            (short, lambda m=module_name: importlib.import_module(m), "cliplens", _builtin_version(), True)
+        )
     if entry_points:
         for ep in metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist is not None else None
@@ -156,8 +159,11 @@ def load_registry(
         info = PluginInfo(name=name, distribution=dist, version=version, builtin=builtin)
         provider = Provider(name, dist, version)
         if name in registry.plugins:
-            _fail(f"two plugins are both named {name!r} ({registry.plugins[name].distribution} and {dist}); "
-                  f"the second was skipped", strict)
+            _fail(
+                f"two plugins are both named {name!r} ({registry.plugins[name].distribution} and {dist}); "
+                f"the second was skipped",
+                strict,
+            )
             continue
         try:
             plugin = load()
@@ -189,8 +195,9 @@ def _run_hooks(registry: Registry, plugin: object, info: PluginInfo, provider: P
 
         def register(name: str, obj: Any, description: str | None = None, options: Any = None) -> None:
             try:
-                catalog.add(name, obj, provider, description if description is not None else hookspecs._describe(obj),
-                            options)
+                catalog.add(
+                    name, obj, provider, description if description is not None else hookspecs._describe(obj), options
+                )
             except NameConflictError as exc:  # the name is unusable (Catalog.get refuses it), the rest works
                 info.conflicts.append(str(exc))
                 _fail(f"{exc}; commands that use this name stop with this error, the others run", strict)
@@ -206,4 +213,3 @@ def _run_hooks(registry: Registry, plugin: object, info: PluginInfo, provider: P
             except Exception as exc:  # noqa: BLE001
                 info.error = f"{type(exc).__name__}: {exc}"
                 _fail(f"cliplens {provider} raised in {hook_name} and was partly skipped: {info.error}", strict)
-

@@ -50,14 +50,20 @@ def path_spec_message(catalog: Any, spec: str, name: str, options: dict[str, str
     formats = ", ".join(entry.name for entry in catalog.entries())
     folder = Path(name).expanduser()
     if not folder.exists():
-        return (f"dataset {spec!r} is neither a dataset format nor an existing path: write FORMAT:PATH with "
-                f"FORMAT one of {formats} (see `cliplens list datasets`)")
+        return (
+            f"dataset {spec!r} is neither a dataset format nor an existing path: write FORMAT:PATH with "
+            f"FORMAT one of {formats} (see `cliplens list datasets`)"
+        )
     readers, refusals = probe_formats(catalog, name, options)
     if readers:
         suggestions = " or ".join(f"-d {str(Spec(r, name, dict(options)))!r}" for r in readers)
         which = readers[0] if len(readers) == 1 else ", ".join(readers)
-        return (f"dataset {spec!r} is a path without a format: {which} can read it, so pass {suggestions} "
-                f"(formats: {formats})")
+        return (
+            f"dataset {spec!r} is a path without a format: {which} can read it, so pass {suggestions} "
+            f"(formats: {formats})"
+        )
     reasons = "; ".join(f"{n}: {_short(r)}" for n, r in list(refusals.items())[:_SHOWN_REASONS])
-    return (f"dataset {spec!r} is a path without a format, and none of the formats ({formats}) can read it "
-            f"as it is ({reasons}); write FORMAT:PATH with the format of that folder (see `cliplens list datasets`)")
+    return (
+        f"dataset {spec!r} is a path without a format, and none of the formats ({formats}) can read it "
+        f"as it is ({reasons}); write FORMAT:PATH with the format of that folder (see `cliplens list datasets`)"
+    )

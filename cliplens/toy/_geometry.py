@@ -10,7 +10,7 @@ exactly ``coverage >= 0.5`` of the topmost object.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -67,8 +67,10 @@ def _star() -> np.ndarray:
 
 def _cross() -> np.ndarray:
     a, b = 0.34, 1.0
-    return np.array([[-a, -b], [a, -b], [a, -a], [b, -a], [b, a], [a, a], [a, b], [-a, b],
-                     [-a, a], [-b, a], [-b, -a], [-a, -a]], dtype=float)
+    return np.array(
+        [[-a, -b], [a, -b], [a, -a], [b, -a], [b, a], [a, a], [a, b], [-a, b], [-a, a], [-b, a], [-b, -a], [-a, -a]],
+        dtype=float,
+    )
 
 
 def _heart() -> np.ndarray:
@@ -80,8 +82,12 @@ def _heart() -> np.ndarray:
 
 
 _OUTLINES: dict[str, Callable[[], np.ndarray]] = {
-    "circle": _circle, "square": _square, "triangle": _triangle,
-    "star": _star, "cross": _cross, "heart": _heart,
+    "circle": _circle,
+    "square": _square,
+    "triangle": _triangle,
+    "star": _star,
+    "cross": _cross,
+    "heart": _heart,
 }
 
 
@@ -130,8 +136,7 @@ def polygon_rim_coverage(points: Points, size: int, rim: float, supersample: int
     scaled = [((x - x0) * supersample, (y - y0) * supersample) for x, y in points]
     fill, line = Image.new("L", shape, 0), Image.new("L", shape, 0)
     ImageDraw.Draw(fill).polygon(scaled, fill=255)
-    ImageDraw.Draw(line).line(scaled + [scaled[0]], fill=255, width=max(1, round(2 * rim * supersample)),
-                              joint="curve")
+    ImageDraw.Draw(line).line(scaled + [scaled[0]], fill=255, width=max(1, round(2 * rim * supersample)), joint="curve")
     band = np.minimum(np.asarray(fill, dtype=np.uint16), np.asarray(line, dtype=np.uint16)).astype(np.uint8)
     out[y0:y1, x0:x1] = np.asarray(Image.fromarray(band, "L").reduce(supersample), dtype=np.float32) / 255.0
     return out

@@ -11,7 +11,7 @@ whose key agrees as a positive (see :func:`image_keys`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,9 +22,19 @@ Key = tuple[str, tuple[str, ...]]
 
 #: ``{}`` receives a listing such as "a red circle and a blue square"
 TEMPLATES: tuple[str, ...] = (
-    "{}", "{}.", "a photo of {}.", "an image of {}.", "a picture of {}.", "a drawing of {}.",
-    "a rendering of {}.", "a good photo of {}.", "a bad photo of {}.", "a cropped photo of {}.",
-    "{} on a textured background.", "a scene with {}.", "there is {}.",
+    "{}",
+    "{}.",
+    "a photo of {}.",
+    "an image of {}.",
+    "a picture of {}.",
+    "a drawing of {}.",
+    "a rendering of {}.",
+    "a good photo of {}.",
+    "a bad photo of {}.",
+    "a cropped photo of {}.",
+    "{} on a textured background.",
+    "a scene with {}.",
+    "there is {}.",
 )
 #: the zero-shot prompt used by the evaluation
 ZERO_SHOT_TEMPLATE = "a photo of {}."
@@ -64,8 +74,11 @@ def text_key(items: Sequence[Item]) -> Key:
 def image_keys(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """The keys of a scene holding classes ``names``: a text matches it when ``keys[kind] == text_key[1]``."""
     pairs = [n.split() for n in names]
-    return {"full": tuple(sorted(names)), "shape": tuple(sorted(s for _, s in pairs)),
-            "colour": tuple(sorted(c for c, _ in pairs))}
+    return {
+        "full": tuple(sorted(names)),
+        "shape": tuple(sorted(s for _, s in pairs)),
+        "colour": tuple(sorted(c for c, _ in pairs)),
+    }
 
 
 def corrupt(rng: np.random.Generator, items: Sequence[Item]) -> list[Item]:
@@ -108,8 +121,9 @@ def corrupt(rng: np.random.Generator, items: Sequence[Item]) -> list[Item]:
     return items  # unreachable in practice
 
 
-def training_texts(rng: np.random.Generator, names: Sequence[str],
-                   kind_probs: Sequence[float] = KIND_PROBS) -> tuple[str, Key, str, Key]:
+def training_texts(
+    rng: np.random.Generator, names: Sequence[str], kind_probs: Sequence[float] = KIND_PROBS
+) -> tuple[str, Key, str, Key]:
     """``(positive text, its key, hard-negative text, its key)`` for a scene holding ``names``;
     ``kind_probs`` weighs full / shape-only / colour-only descriptions."""
     template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
@@ -127,8 +141,12 @@ def training_texts(rng: np.random.Generator, names: Sequence[str],
     else:
         items = [(c, s) for c, s in pairs]
     negative = corrupt(rng, items)
-    return (template.format(listing(items, article)), text_key(items),
-            template.format(listing(negative, article)), text_key(negative))
+    return (
+        template.format(listing(items, article)),
+        text_key(items),
+        template.format(listing(negative, article)),
+        text_key(negative),
+    )
 
 
 def match_matrix(scene_keys: Sequence[dict[str, tuple[str, ...]]], text_keys: Sequence[Key]) -> np.ndarray:

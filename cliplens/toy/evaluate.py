@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,13 +43,14 @@ class ToyQuality:
 
 
 @torch.no_grad()
-def _encode_images(model: torch.nn.Module, images: Sequence[np.ndarray], config: dict[str, Any],
-                   batch_size: int = 256) -> torch.Tensor:
+def _encode_images(
+    model: torch.nn.Module, images: Sequence[np.ndarray], config: dict[str, Any], batch_size: int = 256
+) -> torch.Tensor:
     """``N`` x ``(H, W, 3)`` uint8 -> ``(N, D)`` normalised features."""
     out = []
     mean, std = tuple(config["image_mean"]), tuple(config["image_std"])
     for i in range(0, len(images), batch_size):
-        x = images_to_tensor(np.stack(images[i:i + batch_size]), mean, std)
+        x = images_to_tensor(np.stack(images[i : i + batch_size]), mean, std)
         out.append(F.normalize(model.encode_image(x).float(), dim=-1))
     return torch.cat(out)
 
@@ -56,13 +58,22 @@ def _encode_images(model: torch.nn.Module, images: Sequence[np.ndarray], config:
 @torch.no_grad()
 def _encode_texts(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], batch_size: int = 512) -> torch.Tensor:
     """``N`` texts -> ``(N, D)`` normalised features."""
-    out = [F.normalize(model.encode_text(tokenizer(list(texts[i:i + batch_size]))).float(), dim=-1)
-           for i in range(0, len(texts), batch_size)]
+    out = [
+        F.normalize(model.encode_text(tokenizer(list(texts[i : i + batch_size]))).float(), dim=-1)
+        for i in range(0, len(texts), batch_size)
+    ]
     return torch.cat(out)
 
 
-def zero_shot_accuracy(model: torch.nn.Module, tokenizer: Any, config: dict[str, Any], *, split: str = "test",
-                       per_class: int = 10, seed: int = 0) -> tuple[float, int]:
+def zero_shot_accuracy(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    config: dict[str, Any],
+    *,
+    split: str = "test",
+    per_class: int = 10,
+    seed: int = 0,
+) -> tuple[float, int]:
     """Top-1 accuracy over the 36 object classes; returns ``(accuracy, number of images)``."""
     scenes = list(single_object_scenes(split, per_class, seed))
     labels = torch.tensor([label for _, label in scenes]) - 1
@@ -73,8 +84,16 @@ def zero_shot_accuracy(model: torch.nn.Module, tokenizer: Any, config: dict[str,
     return float((pred == labels).float().mean()), len(scenes)
 
 
-def retrieval_recall_at_1(model: torch.nn.Module, tokenizer: Any, config: dict[str, Any], *, split: str = "test",
-                          groups: int = 5, group_size: int = 100, seed: int = 0) -> tuple[float, int]:
+def retrieval_recall_at_1(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    config: dict[str, Any],
+    *,
+    split: str = "test",
+    groups: int = 5,
+    group_size: int = 100,
+    seed: int = 0,
+) -> tuple[float, int]:
     """Image -> caption R@1 within groups of ``group_size`` multi-object scenes; returns ``(R@1, images)``."""
     hits, total = 0, 0
     for g in range(groups):
@@ -89,8 +108,16 @@ def retrieval_recall_at_1(model: torch.nn.Module, tokenizer: Any, config: dict[s
     return hits / total, total
 
 
-def evaluate_toy_model(model: torch.nn.Module, tokenizer: Any, config: dict[str, Any], *, split: str = "test",
-                       per_class: int = 10, groups: int = 5, seed: int = 0) -> ToyQuality:
+def evaluate_toy_model(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    config: dict[str, Any],
+    *,
+    split: str = "test",
+    per_class: int = 10,
+    groups: int = 5,
+    seed: int = 0,
+) -> ToyQuality:
     """Both measures on ``split`` (default: the never-trained-on test split)."""
     model.eval()
     zs, n_zs = zero_shot_accuracy(model, tokenizer, config, split=split, per_class=per_class, seed=seed)

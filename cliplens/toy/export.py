@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from .scenes import CLASS_NAMES, COLOURS, SHAPES, _COLOUR_HSV, generate_scene
+from .scenes import _COLOUR_HSV, CLASS_NAMES, COLOURS, SHAPES, generate_scene
 
 
 def class_palette() -> np.ndarray:
@@ -33,8 +33,14 @@ def mask_to_png(mask: np.ndarray) -> Image.Image:
     return image
 
 
-def write_samples(out: str | Path, count: int, split: str = "test", seed: int = 0, scale: int = 4,
-                  num_objects: tuple[int, int] = (1, 4)) -> list[Path]:
+def write_samples(
+    out: str | Path,
+    count: int,
+    split: str = "test",
+    seed: int = 0,
+    scale: int = 4,
+    num_objects: tuple[int, int] = (1, 4),
+) -> list[Path]:
     """Write ``count`` scenes of ``split`` to ``out``; returns the scene PNG paths.
 
     Per sample ``NAME.png`` (the scene), ``NAME_mask.png`` (palette PNG whose values are
@@ -58,6 +64,7 @@ def write_samples(out: str | Path, count: int, split: str = "test", seed: int = 
         (root / f"{stem}.txt").write_text(scene.caption + "\n")
         written.append(root / f"{stem}.png")
     palette = class_palette()
-    (root / "classes.txt").write_text("".join(f"{i}\t{name}\t{tuple(int(c) for c in palette[i])}\n"
-                                              for i, name in enumerate(CLASS_NAMES)))
+    (root / "classes.txt").write_text(
+        "".join(f"{i}\t{name}\t{tuple(int(c) for c in palette[i])}\n" for i, name in enumerate(CLASS_NAMES))
+    )
     return written

@@ -39,8 +39,10 @@ def shapes_factory(arg: str | None, **options: Any):
         split=arg or "test",
         size=to_int("shapes", "size", options.get("size", 200)),
         seed=to_int("shapes", "seed", options.get("seed", 0)),
-        num_objects=(to_positive_int("shapes", "min_objects", options.get("min_objects", 1)),
-                     to_positive_int("shapes", "max_objects", options.get("max_objects", 4))),
+        num_objects=(
+            to_positive_int("shapes", "min_objects", options.get("min_objects", 1)),
+            to_positive_int("shapes", "max_objects", options.get("max_objects", 4)),
+        ),
         image_size=to_positive_int("shapes", "image_size", options.get("image_size", 64)),
     )
     dataset.spec = str(Spec("shapes", arg, {k: str(v) for k, v in options.items()}))
@@ -53,9 +55,15 @@ def toy_factory(arg: str | None, **options: Any):
     from .model import load_toy_model
 
     model, tokenizer, config = load_toy_model(arg)
-    backbone = OpenCLIPBackbone(model, tokenizer, name="toy" if arg is None else f"toy:{arg}",
-                                image_mean=tuple(config["image_mean"]), image_std=tuple(config["image_std"]),
-                                device=options.get("device"), dtype=options.get("dtype"),
-                                autocast=options.get("autocast"))
+    backbone = OpenCLIPBackbone(
+        model,
+        tokenizer,
+        name="toy" if arg is None else f"toy:{arg}",
+        image_mean=tuple(config["image_mean"]),
+        image_std=tuple(config["image_std"]),
+        device=options.get("device"),
+        dtype=options.get("dtype"),
+        autocast=options.get("autocast"),
+    )
     backbone.reference_images = "shapes:train"  # the scenes it was trained on (TextSpan fits on them)
     return backbone

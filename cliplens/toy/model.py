@@ -29,10 +29,16 @@ TOY_STD = (0.193, 0.197, 0.213)
 
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32,
-                   "mlp_ratio": 2.0, "pos_embed_type": "sin_cos_2d"},
-    "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2,
-                 "mlp_ratio": 4.0},
+    "vision_cfg": {
+        "image_size": 64,
+        "patch_size": 8,
+        "width": 128,
+        "layers": 4,
+        "head_width": 32,
+        "mlp_ratio": 2.0,
+        "pos_embed_type": "sin_cos_2d",
+    },
+    "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2, "mlp_ratio": 4.0},
 }
 
 
@@ -74,9 +80,16 @@ def config_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save_toy_model(model: torch.nn.Module, path: str | Path, *, model_cfg: dict[str, Any],
-                   image_mean: tuple[float, ...] = TOY_MEAN, image_std: tuple[float, ...] = TOY_STD,
-                   training: dict[str, Any] | None = None, dtype: torch.dtype = torch.float16) -> Path:
+def save_toy_model(
+    model: torch.nn.Module,
+    path: str | Path,
+    *,
+    model_cfg: dict[str, Any],
+    image_mean: tuple[float, ...] = TOY_MEAN,
+    image_std: tuple[float, ...] = TOY_STD,
+    training: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
     """Write ``path`` (weights in ``dtype``) and its JSON config; returns the weights path."""
     from safetensors.torch import save_file
 
@@ -84,11 +97,18 @@ def save_toy_model(model: torch.nn.Module, path: str | Path, *, model_cfg: dict[
     if path.suffix != ".safetensors":
         raise InputError(f"toy checkpoint path must end in .safetensors, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in model.state_dict().items()
+    }
     save_file(state, str(path), metadata={"format": FORMAT})
-    meta = {"format": FORMAT, "model_cfg": model_cfg, "image_mean": list(image_mean),
-            "image_std": list(image_std), "training": training or {}}
+    meta = {
+        "format": FORMAT,
+        "model_cfg": model_cfg,
+        "image_mean": list(image_mean),
+        "image_std": list(image_std),
+        "training": training or {},
+    }
     config_path(path).write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
@@ -120,11 +140,17 @@ def load_toy_model(path: str | Path | None = None) -> tuple[torch.nn.Module, Any
         state = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - one sentence for any reader error
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        raise BackboneError(f"could not read toy checkpoint {str(path)!r} ({reason}): is it a .safetensors file "
-                            "written by 'cliplens toy train'?") from None
-    mismatch = key_mismatch_message(str(path), "toy", model.state_dict(), state,
-                                    hint=f"does {meta_path.name} describe these weights? (both come from "
-                                         "'cliplens toy train')")
+        raise BackboneError(
+            f"could not read toy checkpoint {str(path)!r} ({reason}): is it a .safetensors file "
+            "written by 'cliplens toy train'?"
+        ) from None
+    mismatch = key_mismatch_message(
+        str(path),
+        "toy",
+        model.state_dict(),
+        state,
+        hint=f"does {meta_path.name} describe these weights? (both come from 'cliplens toy train')",
+    )
     if mismatch is not None:
         raise BackboneError(mismatch)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import colorsys
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -130,6 +130,7 @@ def sample_rng(seed: int, split: str, index: int, kind: int = _KIND_SCENE) -> np
 
 # ---- rendering ------------------------------------------------------------------------------------------
 
+
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
 
@@ -183,8 +184,9 @@ def _draw_clutter(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Thin muted lines, arcs and dots drawn (anti-aliased) over a ``(S, S, 3)`` background."""
     size = img.shape[0]
     ss = SUPERSAMPLE
-    big = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8), "RGB").resize((size * ss, size * ss),
-                                                                                    Image.NEAREST)
+    big = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8), "RGB").resize(
+        (size * ss, size * ss), Image.NEAREST
+    )
     draw = ImageDraw.Draw(big)
 
     def colour() -> tuple[int, int, int]:
@@ -197,8 +199,13 @@ def _draw_clutter(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         c = rng.uniform(0, size * ss, size=2)
         rad = rng.uniform(3, 12) * ss
         start = rng.uniform(0, 360)
-        draw.arc([c[0] - rad, c[1] - rad, c[0] + rad, c[1] + rad], start, start + rng.uniform(60, 200),
-                 fill=colour(), width=int(rng.integers(ss // 2, ss + 1)))
+        draw.arc(
+            [c[0] - rad, c[1] - rad, c[0] + rad, c[1] + rad],
+            start,
+            start + rng.uniform(60, 200),
+            fill=colour(),
+            width=int(rng.integers(ss // 2, ss + 1)),
+        )
     for _ in range(int(rng.integers(0, 12))):
         c = rng.uniform(0, size * ss, size=2)
         rad = rng.uniform(0.6, 1.6) * ss
@@ -214,8 +221,9 @@ def _object_texture(rng: np.random.Generator, rgb: np.ndarray, size: int) -> np.
     return rgb[None, None, :] * shade[..., None]
 
 
-def _random_object(rng: np.random.Generator, colour: str, shape: str, size: int,
-                   radius_range: tuple[float, float]) -> ShapeObject:
+def _random_object(
+    rng: np.random.Generator, colour: str, shape: str, size: int, radius_range: tuple[float, float]
+) -> ShapeObject:
     scale = size / IMAGE_SIZE
     r = rng.uniform(*radius_range) * scale
     margin = 0.75 * r
@@ -223,13 +231,18 @@ def _random_object(rng: np.random.Generator, colour: str, shape: str, size: int,
     rot = MAX_ROTATION[shape]
     angle = rng.uniform(-rot, rot) if rot else 0.0
     rgb = _object_rgb(rng, colour)
-    return ShapeObject(colour, shape, (float(cx), float(cy)), float(r), float(angle),
-                       tuple(int(round(c * 255)) for c in rgb))  # type: ignore[arg-type]
+    return ShapeObject(
+        colour, shape, (float(cx), float(cy)), float(r), float(angle), tuple(int(round(c * 255)) for c in rgb)
+    )  # type: ignore[arg-type]
 
 
-def _place_objects(rng: np.random.Generator, classes: Sequence[tuple[str, str]], size: int,
-                   radius_range: tuple[float, float], tries: int = 30
-                   ) -> tuple[list[ShapeObject], list[np.ndarray], np.ndarray]:
+def _place_objects(
+    rng: np.random.Generator,
+    classes: Sequence[tuple[str, str]],
+    size: int,
+    radius_range: tuple[float, float],
+    tries: int = 30,
+) -> tuple[list[ShapeObject], list[np.ndarray], np.ndarray]:
     """Place objects back to front so each keeps enough visible pixels.
 
     Returns the placed objects, their ``(S, S)`` coverages and the ``(S, S)`` mask.
@@ -259,8 +272,12 @@ def _place_objects(rng: np.random.Generator, classes: Sequence[tuple[str, str]],
     return placed, coverages, mask
 
 
-def render_scene(rng: np.random.Generator, classes: Sequence[tuple[str, str]], size: int = IMAGE_SIZE,
-                 radius_range: tuple[float, float] = (8.0, 15.0)) -> Scene:
+def render_scene(
+    rng: np.random.Generator,
+    classes: Sequence[tuple[str, str]],
+    size: int = IMAGE_SIZE,
+    radius_range: tuple[float, float] = (8.0, 15.0),
+) -> Scene:
     """Draw ``classes`` (``(colour, shape)`` pairs, back to front) on a fresh background.
 
     ``radius_range`` is in pixels of a 64-pixel image and scales with ``size``.
@@ -270,8 +287,12 @@ def render_scene(rng: np.random.Generator, classes: Sequence[tuple[str, str]], s
     for obj, cov in zip(objects, coverages):
         tex = _object_texture(rng, np.asarray(obj.rgb, dtype=np.float32) / 255.0, size)
         if OUTLINE_RIM > 0:  # a dark inner rim: the same luminance edge for every colour
-            rim = polygon_rim_coverage(shape_polygon(obj.shape, *obj.center, obj.radius, obj.angle), size,
-                                       OUTLINE_RIM * size / IMAGE_SIZE, SUPERSAMPLE)
+            rim = polygon_rim_coverage(
+                shape_polygon(obj.shape, *obj.center, obj.radius, obj.angle),
+                size,
+                OUTLINE_RIM * size / IMAGE_SIZE,
+                SUPERSAMPLE,
+            )
             tex = tex * (1.0 - (1.0 - OUTLINE_SHADE) * rim[..., None])
         img = img * (1.0 - cov[..., None]) + tex * cov[..., None]
     img += rng.uniform(0.015, 0.045) * rng.standard_normal(img.shape, dtype=np.float32)
@@ -298,8 +319,9 @@ def check_num_objects(num_objects: Sequence[int]) -> tuple[int, int]:
     return lo, hi
 
 
-def generate_scene(seed: int, split: str, index: int, num_objects: tuple[int, int] = (1, 4),
-                   size: int = IMAGE_SIZE) -> Scene:
+def generate_scene(
+    seed: int, split: str, index: int, num_objects: tuple[int, int] = (1, 4), size: int = IMAGE_SIZE
+) -> Scene:
     """Scene ``index`` of ``split``: ``num_objects`` (inclusive range) distinct random classes."""
     lo, hi = check_num_objects(num_objects)
     rng = sample_rng(seed, split, index, _KIND_SCENE)
@@ -320,8 +342,9 @@ def generate_single_object_scene(seed: int, split: str, index: int, size: int = 
     return render_scene(rng, [(colour, shape)], size, (10.0, 17.0))
 
 
-def single_object_scenes(split: str = "test", per_class: int = 10, seed: int = 0,
-                         size: int = IMAGE_SIZE) -> Iterator[tuple[Scene, int]]:
+def single_object_scenes(
+    split: str = "test", per_class: int = 10, seed: int = 0, size: int = IMAGE_SIZE
+) -> Iterator[tuple[Scene, int]]:
     """``per_class`` one-object scenes of every class as ``(scene, class_index)``."""
     for i in range(per_class * (NUM_CLASSES - 1)):
         scene = generate_single_object_scene(seed, split, i, size)
@@ -349,8 +372,14 @@ class ShapesDataset(SegmentationDataset):
     class_names = list(CLASS_NAMES)
     ignore_index = None
 
-    def __init__(self, split: str = "test", size: int = 200, seed: int = 0,
-                 num_objects: tuple[int, int] = (1, 4), image_size: int = IMAGE_SIZE) -> None:
+    def __init__(
+        self,
+        split: str = "test",
+        size: int = 200,
+        seed: int = 0,
+        num_objects: tuple[int, int] = (1, 4),
+        image_size: int = IMAGE_SIZE,
+    ) -> None:
         if split not in SPLITS:
             raise InputError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
         if size < 0 or seed < 0:
@@ -380,5 +409,9 @@ class ShapesDataset(SegmentationDataset):
     def __getitem__(self, index: int) -> SegmentationSample:
         index = self._resolve(index)
         scene = self.scene(index)
-        return SegmentationSample(image=scene.to_pil(), mask=scene.mask,
-                                  sample_id=f"{self.split}-{self.seed}-{index:06d}", caption=scene.caption)
+        return SegmentationSample(
+            image=scene.to_pil(),
+            mask=scene.mask,
+            sample_id=f"{self.split}-{self.seed}-{index:06d}",
+            caption=scene.caption,
+        )

@@ -35,9 +35,10 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,8 +83,9 @@ class TrainConfig:
     max_minutes: float | None = 14.0
 
 
-def images_to_tensor(images: np.ndarray, mean: tuple[float, ...] = TOY_MEAN,
-                     std: tuple[float, ...] = TOY_STD) -> torch.Tensor:
+def images_to_tensor(
+    images: np.ndarray, mean: tuple[float, ...] = TOY_MEAN, std: tuple[float, ...] = TOY_STD
+) -> torch.Tensor:
     """``(B, H, W, 3)`` uint8 -> normalised ``(B, 3, H, W)`` float32."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
@@ -105,8 +107,7 @@ class _PoolScenes(torch.utils.data.Dataset):
         elif j < cfg.pool_empty + cfg.pool_single:
             scene = generate_single_object_scene(cfg.seed, "train", j - cfg.pool_empty, size)
         else:
-            scene = generate_scene(cfg.seed, "train", j - cfg.pool_empty - cfg.pool_single,
-                                   (2, cfg.max_objects), size)
+            scene = generate_scene(cfg.seed, "train", j - cfg.pool_empty - cfg.pool_single, (2, cfg.max_objects), size)
         return scene.image, [o.class_name for o in scene.objects]
 
 
@@ -123,13 +124,14 @@ class ScenePool:
     single: int
 
     @classmethod
-    def render(cls, cfg: TrainConfig, image_size: int, progress: bool = False) -> "ScenePool":
+    def render(cls, cfg: TrainConfig, image_size: int, progress: bool = False) -> ScenePool:
         """Render the pool of ``cfg`` with ``cfg.render_workers`` processes (0: in this process)."""
         from tqdm.auto import tqdm
 
         scenes = _PoolScenes(cfg, image_size)
-        loader = torch.utils.data.DataLoader(scenes, batch_size=500, shuffle=False,
-                                             num_workers=cfg.render_workers, collate_fn=list)
+        loader = torch.utils.data.DataLoader(
+            scenes, batch_size=500, shuffle=False, num_workers=cfg.render_workers, collate_fn=list
+        )
         images = np.empty((len(scenes), image_size, image_size, 3), dtype=np.uint8)
         names: list[list[str]] = []
         with tqdm(total=len(scenes), desc="rendering scenes", unit="scene", disable=not progress) as bar:
@@ -160,11 +162,17 @@ class ToyBatches:
         n_multi = cfg.batch_size - n_empty - n_single
         multi = len(pool) - pool.empty - pool.single
         if n_multi > 0 and multi == 0:
-            raise InputError("the scene pool holds no multi-object scenes but the batches ask for some: "
-                             "raise pool_multi, or make single_fraction + empty_fraction 1")
-        return np.concatenate([rng.integers(0, pool.empty, n_empty),
-                               pool.empty + rng.integers(0, pool.single, n_single),
-                               pool.empty + pool.single + rng.integers(0, max(multi, 1), n_multi)])
+            raise InputError(
+                "the scene pool holds no multi-object scenes but the batches ask for some: "
+                "raise pool_multi, or make single_fraction + empty_fraction 1"
+            )
+        return np.concatenate(
+            [
+                rng.integers(0, pool.empty, n_empty),
+                pool.empty + rng.integers(0, pool.single, n_single),
+                pool.empty + pool.single + rng.integers(0, max(multi, 1), n_multi),
+            ]
+        )
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, int(step)]))
@@ -179,8 +187,9 @@ class ToyBatches:
         return images_to_tensor(images), tokens, torch.from_numpy(match)
 
 
-def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, match: torch.Tensor,
-                     logit_scale: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, match: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
     """Symmetric InfoNCE with several positives and extra image->text negatives.
 
     Args:
@@ -209,8 +218,10 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
         tower = "image" if name.startswith("visual.") or name == "logit_scale" else "text"
         decay = not (p.ndim < 2 or "ln" in name or "bias" in name or "logit_scale" in name or "embedding" in name)
         groups.setdefault((tower, decay), []).append(p)
-    return [{"params": params, "tower": tower, "weight_decay": weight_decay if decay else 0.0}
-            for (tower, decay), params in sorted(groups.items())]
+    return [
+        {"params": params, "tower": tower, "weight_decay": weight_decay if decay else 0.0}
+        for (tower, decay), params in sorted(groups.items())
+    ]
 
 
 def _lr_at(step: int, cfg: TrainConfig, tower: str = "image") -> float:
@@ -226,10 +237,13 @@ def _lr_at(step: int, cfg: TrainConfig, tower: str = "image") -> float:
     return lr
 
 
-def train_toy_clip(cfg: TrainConfig | None = None, model_cfg: dict[str, Any] | None = None,
-                   progress: bool = True, log: Callable[[str], None] | None = None,
-                   callback: Callable[[int, torch.nn.Module], None] | None = None
-                   ) -> tuple[torch.nn.Module, dict[str, Any]]:
+def train_toy_clip(
+    cfg: TrainConfig | None = None,
+    model_cfg: dict[str, Any] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    callback: Callable[[int, torch.nn.Module], None] | None = None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train a toy CLIP; returns ``(model, training_metadata)``.
 
     ``log`` receives a progress line every 100 steps; ``callback(step, model)``
@@ -274,12 +288,17 @@ def train_toy_clip(cfg: TrainConfig | None = None, model_cfg: dict[str, Any] | N
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             if log is not None and (step + 1) % 100 == 0:
-                log(f"step {step + 1}/{cfg.steps}  loss {np.mean(losses[-100:]):.4f}  "
-                    f"scale {model.logit_scale.exp().item():.1f}  {time.perf_counter() - start:.0f}s")
+                log(
+                    f"step {step + 1}/{cfg.steps}  loss {np.mean(losses[-100:]):.4f}  "
+                    f"scale {model.logit_scale.exp().item():.1f}  {time.perf_counter() - start:.0f}s"
+                )
             if callback is not None:
                 callback(step + 1, model)
-            if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes \
-                    and step + 1 < cfg.steps:
+            if (
+                cfg.max_minutes is not None
+                and time.perf_counter() - start > 60 * cfg.max_minutes
+                and step + 1 < cfg.steps
+            ):
                 completed = False
                 if log is not None:
                     log(f"stopped after {step + 1} of {cfg.steps} steps: the {cfg.max_minutes} minute budget ran out")
@@ -290,15 +309,24 @@ def train_toy_clip(cfg: TrainConfig | None = None, model_cfg: dict[str, Any] | N
         torch.set_num_threads(previous_threads)
     import open_clip
 
-    meta = {"config": asdict(cfg), "steps_done": len(losses), "completed": completed,
-            "wall_time_s": round(wall, 1), "render_time_s": round(render_s, 1), "final_loss": round(float(np.mean(losses[-50:])), 4),
-            "torch": torch.__version__, "open_clip": open_clip.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count()}
+    meta = {
+        "config": asdict(cfg),
+        "steps_done": len(losses),
+        "completed": completed,
+        "wall_time_s": round(wall, 1),
+        "render_time_s": round(render_s, 1),
+        "final_loss": round(float(np.mean(losses[-50:])), 4),
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
     return model.eval(), meta
 
 
-def train_and_save(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True,
-                   log: Callable[[str], None] | None = print) -> tuple[torch.nn.Module, dict[str, Any]]:
+def train_and_save(
+    out: str | Path, cfg: TrainConfig | None = None, progress: bool = True, log: Callable[[str], None] | None = print
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train with ``cfg`` and write ``out`` (``.safetensors``) plus its JSON; returns ``(model, metadata)``."""
     out = Path(out)
     if out.suffix != ".safetensors":

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from cliplens.backbones.attention_graph import run_attention_graph, text_gradients
-from tests.explainers._attention_reference import (hand_forward, random_pixels, state_dict64, tiny_backbone,
-                                                   tiny_model)
+from tests.explainers._attention_reference import hand_forward, random_pixels, state_dict64, tiny_backbone, tiny_model
 
 
 @pytest.mark.parametrize("grad", [True, False])
@@ -34,8 +33,10 @@ def test_attention_grads_and_text_chunks():
     for local in (False, True):
         graph = run_attention_graph(backbone, pixels, start=0, local=local)
         scores = torch.nn.functional.normalize(graph.embedding, dim=-1) @ texts.T  # (B, T)
-        direct = [torch.autograd.grad(scores[:, t].sum(), graph.probs[0], retain_graph=True, allow_unused=True)[0]
-                  for t in range(5)]
+        direct = [
+            torch.autograd.grad(scores[:, t].sum(), graph.probs[0], retain_graph=True, allow_unused=True)[0]
+            for t in range(5)
+        ]
         for chunk_size in (1, 2, 5):
             for chunk, (grads,) in text_gradients(scores, [graph.heads[0]], chunk_size):
                 via_heads = graph.attention_grads(0, grads)

@@ -13,8 +13,14 @@ from cliplens.backbones.base import Backbone
 from tests.conftest import make_tiny_clip
 
 # different token lengths, one over the 16-token context (truncated, end-of-text in the last slot), an empty prompt
-PROMPTS = ["red", "a photo of a blue square.", "hello there general kenobi", "x", "",
-           "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"]
+PROMPTS = [
+    "red",
+    "a photo of a blue square.",
+    "hello there general kenobi",
+    "x",
+    "",
+    "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen",
+]
 TEMPLATES = ["a photo of a {}.", "{}", "a drawing of the {}"]
 
 
@@ -42,8 +48,9 @@ def _one_by_one(backbone: OpenCLIPBackbone, prompts: list[str]) -> torch.Tensor:
 def test_trimmed_path_matches_the_full_context_forward(backbone, monkeypatch):
     full_calls = []
     original = backbone.model.encode_text
-    monkeypatch.setattr(backbone.model, "encode_text", lambda tokens, **kw: full_calls.append(len(tokens))
-                        or original(tokens, **kw))
+    monkeypatch.setattr(
+        backbone.model, "encode_text", lambda tokens, **kw: full_calls.append(len(tokens)) or original(tokens, **kw)
+    )
     out = backbone.encode_text_batched(PROMPTS, progress=False)
     assert full_calls == [2]  # only the two-prompt agreement check ran at full context
     assert out.dtype == torch.float32 and out.shape == (len(PROMPTS), backbone.embed_dim)
@@ -53,8 +60,12 @@ def test_trimmed_path_matches_the_full_context_forward(backbone, monkeypatch):
 
 def test_small_token_budget_many_batches(backbone, monkeypatch):
     monkeypatch.setattr(backbone, "TEXT_TOKEN_BUDGET", 4)  # one prompt per forward for anything over 2 tokens
-    torch.testing.assert_close(backbone.encode_text_batched(PROMPTS * 3, progress=False),
-                               _one_by_one(backbone, PROMPTS * 3), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        backbone.encode_text_batched(PROMPTS * 3, progress=False),
+        _one_by_one(backbone, PROMPTS * 3),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_templates_are_ensembled_like_encode_text(backbone):
@@ -69,8 +80,11 @@ def test_generic_path_is_chunked_encode_text(backbone, monkeypatch):
     monkeypatch.setattr(Backbone, "TEXT_BATCH_SIZE", 4)
     chunks = []
     original = backbone.encode_text
-    monkeypatch.setattr(backbone, "encode_text", lambda texts, templates=None: chunks.append(len(texts))
-                        or original(texts, templates=templates))
+    monkeypatch.setattr(
+        backbone,
+        "encode_text",
+        lambda texts, templates=None: chunks.append(len(texts)) or original(texts, templates=templates),
+    )
     out = Backbone.encode_text_batched(backbone, PROMPTS, progress=False)
     assert chunks == [4, 2]
     monkeypatch.undo()

@@ -70,8 +70,9 @@ def test_trace_matches_hidden_states_and_attentions(saved):
     for layer in range(2):
         torch.testing.assert_close(trace.block_inputs[layer], out.hidden_states[layer], atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(trace.attention_probs(layer), out.attentions[layer], atol=1e-6, rtol=1e-6)
-        torch.testing.assert_close(trace.head_outputs(layer).sum(2) + trace.blocks[layer].out_bias,
-                                   trace.attn_out[layer])
+        torch.testing.assert_close(
+            trace.head_outputs(layer).sum(2) + trace.blocks[layer].out_bias, trace.attn_out[layer]
+        )
     torch.testing.assert_close(trace.final, out.hidden_states[-1], atol=1e-6, rtol=1e-6)
     assert trace.final.shape[1] == 16 + backbone.num_prefix_tokens
     expected = ("class_token", 1) if family == "clip" else ("attention_pool", 0)
@@ -93,8 +94,11 @@ def test_project_tokens_by_hand(saved):
         W, b = sd[f"{h}.attention.in_proj_weight"][64:], sd[f"{h}.attention.in_proj_bias"][64:]
         o = F.linear(F.linear(y, W, b), sd[f"{h}.attention.out_proj.weight"], sd[f"{h}.attention.out_proj.bias"])
         n = F.layer_norm(o, (32,), sd[f"{h}.layernorm.weight"], sd[f"{h}.layernorm.bias"], 1e-6)
-        m = F.linear(F.gelu(F.linear(n, sd[f"{h}.mlp.fc1.weight"], sd[f"{h}.mlp.fc1.bias"]), approximate="tanh"),
-                     sd[f"{h}.mlp.fc2.weight"], sd[f"{h}.mlp.fc2.bias"])
+        m = F.linear(
+            F.gelu(F.linear(n, sd[f"{h}.mlp.fc1.weight"], sd[f"{h}.mlp.fc1.bias"]), approximate="tanh"),
+            sd[f"{h}.mlp.fc2.weight"],
+            sd[f"{h}.mlp.fc2.bias"],
+        )
         expected = o + m
     with torch.no_grad():
         torch.testing.assert_close(backbone.project_tokens(tokens), expected)
@@ -108,15 +112,20 @@ def test_explainers_run_or_refuse(saved):
             with pytest.raises(ExplainerError, match="attention-pooling head"):
                 create_explainer(name, backbone)
             continue
-        result = create_explainer(name, backbone).explain(pixels=backbone.preprocess(torch.rand(1, 3, 32, 32)),
-                                                          texts=TEXTS[:2])
+        result = create_explainer(name, backbone).explain(
+            pixels=backbone.preprocess(torch.rand(1, 3, 32, 32)), texts=TEXTS[:2]
+        )
         assert result.maps.shape == (1, 2, 32, 32) and torch.isfinite(result.maps).all()
 
 
 def test_bad_specs_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for spec, words in [("hf", "hf needs a model"), (f"hf:{tmp_path / 'nope'}", "not found"),
-                        (f"hf:{tmp_path}", "config.json"), ("hf:someone/some-clip", "HF_HUB_OFFLINE is set")]:
+    for spec, words in [
+        ("hf", "hf needs a model"),
+        (f"hf:{tmp_path / 'nope'}", "not found"),
+        (f"hf:{tmp_path}", "config.json"),
+        ("hf:someone/some-clip", "HF_HUB_OFFLINE is set"),
+    ]:
         with pytest.raises(BackboneError) as exc:
             create_backbone(spec)
         assert words in str(exc.value) and "\n" not in str(exc.value), spec

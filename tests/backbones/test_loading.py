@@ -76,10 +76,14 @@ def test_key_mismatch_message_counts_names_and_shapes():
 
     model = {"a": torch.zeros(2), "b": torch.zeros(3, 4), "c": torch.zeros(1)}
     assert key_mismatch_message("w.pt", "ViT-X", model, dict(model)) is None
-    message = key_mismatch_message("w.pt", "ViT-X", model, {"a": torch.zeros(5), "b": torch.zeros(3, 4), "z": torch.zeros(1)})
-    assert message == ("checkpoint 'w.pt' does not fit architecture 'ViT-X': 1 missing (c), 1 unexpected (z), "
-                       "1 of another shape (a: file [5] vs model [2]) keys — is ViT-X right? (the name before ':'; "
-                       "see `cliplens list backbones`)")
+    message = key_mismatch_message(
+        "w.pt", "ViT-X", model, {"a": torch.zeros(5), "b": torch.zeros(3, 4), "z": torch.zeros(1)}
+    )
+    assert message == (
+        "checkpoint 'w.pt' does not fit architecture 'ViT-X': 1 missing (c), 1 unexpected (z), "
+        "1 of another shape (a: file [5] vs model [2]) keys — is ViT-X right? (the name before ':'; "
+        "see `cliplens list backbones`)"
+    )
 
 
 def test_wrong_keys_are_counted_and_the_first_few_named(saved_model, tmp_path):

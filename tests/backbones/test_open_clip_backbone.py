@@ -106,7 +106,7 @@ def test_gradients_flow_through_captured_tensors(tiny_backbone):
     with torch.enable_grad():
         trace = tiny_backbone.trace(pixels, layers=[-1], capture=("block_inputs",))
         activation = trace.block_inputs[2]
-        grad, = torch.autograd.grad(trace.embedding.sum(), activation)
+        (grad,) = torch.autograd.grad(trace.embedding.sum(), activation)
     assert grad.shape == activation.shape and grad.abs().sum() > 0
 
 
@@ -114,8 +114,11 @@ def test_non_vit_tower_loads_and_explainers_refuse_it_clearly():
     import open_clip
 
     torch.manual_seed(0)
-    model = open_clip.CLIP(embed_dim=32, vision_cfg={"layers": (1, 1, 1, 1), "width": 16, "image_size": 64},
-                           text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1})
+    model = open_clip.CLIP(
+        embed_dim=32,
+        vision_cfg={"layers": (1, 1, 1, 1), "width": 16, "image_size": 64},
+        text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    )
     backbone = OpenCLIPBackbone(model, open_clip.get_tokenizer("RN50", context_length=16), name="tiny-resnet")
     assert not backbone.is_vit
     image = Image.fromarray((np.random.rand(64, 64, 3) * 255).astype(np.uint8))
@@ -144,8 +147,9 @@ def test_to_model_moves_only_when_needed_and_pinned_memory_goes_non_blocking():
     calls = []
 
     def fake(pinned: bool):
-        return SimpleNamespace(device=torch.device("cpu"), is_pinned=lambda: pinned,
-                               to=lambda **kwargs: calls.append(kwargs))
+        return SimpleNamespace(
+            device=torch.device("cpu"), is_pinned=lambda: pinned, to=lambda **kwargs: calls.append(kwargs)
+        )
 
     to_model(fake(True), torch.device("cuda"), torch.float16)  # the CUDA path, without a GPU: only the flags
     to_model(fake(False), torch.device("cuda"), torch.float16)

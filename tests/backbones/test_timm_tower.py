@@ -34,8 +34,11 @@ def heads(x):
 
 
 def mlp(x, sd, prefix):
-    return F.linear(F.gelu(F.linear(x, sd[prefix + ".fc1.weight"], sd[prefix + ".fc1.bias"])),
-                    sd[prefix + ".fc2.weight"], sd[prefix + ".fc2.bias"])
+    return F.linear(
+        F.gelu(F.linear(x, sd[prefix + ".fc1.weight"], sd[prefix + ".fc1.bias"])),
+        sd[prefix + ".fc2.weight"],
+        sd[prefix + ".fc2.bias"],
+    )
 
 
 def hand_forward(sd, pixels, prefix_tokens: int, layer_scale: bool):
@@ -54,8 +57,10 @@ def hand_forward(sd, pixels, prefix_tokens: int, layer_scale: bool):
         p = f"{t}.blocks.{l}"
         inputs.append(x)
         h = ln(x, sd, p + ".norm1")
-        q, k, v = (heads(F.linear(h, W, b)) for W, b in zip(sd[p + ".attn.qkv.weight"].chunk(3),
-                                                             sd[p + ".attn.qkv.bias"].chunk(3)))
+        q, k, v = (
+            heads(F.linear(h, W, b))
+            for W, b in zip(sd[p + ".attn.qkv.weight"].chunk(3), sd[p + ".attn.qkv.bias"].chunk(3))
+        )
         if p + ".attn.q_norm.weight" in sd:
             q, k = ln(q, sd, p + ".attn.q_norm"), ln(k, sd, p + ".attn.k_norm")
         a = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(-1)

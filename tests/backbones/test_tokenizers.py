@@ -24,9 +24,18 @@ CONFIG = {
     "embed_dim": 32,
     "custom_text": True,
     "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 32, "hf_tokenizer_name": "timm/ViT-B-16-SigLIP",
-                 "tokenizer_kwargs": {"clean": "canonicalize"}, "width": 32, "heads": 2, "layers": 1,
-                 "no_causal_mask": True, "proj_bias": True, "pool_type": "last"},
+    "text_cfg": {
+        "context_length": 16,
+        "vocab_size": 32,
+        "hf_tokenizer_name": "timm/ViT-B-16-SigLIP",
+        "tokenizer_kwargs": {"clean": "canonicalize"},
+        "width": 32,
+        "heads": 2,
+        "layers": 1,
+        "no_causal_mask": True,
+        "proj_bias": True,
+        "pool_type": "last",
+    },
 }
 TEXTS = ["a red circle", "the dog"]
 
@@ -42,9 +51,11 @@ def _open_clip_hf_tokenizer_works() -> bool:
     return not old_call or hasattr(transformers.PreTrainedTokenizerFast, "batch_encode_plus")
 
 
-needs_hf_tokenizer = pytest.mark.skipif(not _open_clip_hf_tokenizer_works(),
-                                        reason="this open_clip's HFTokenizer calls batch_encode_plus, which this "
-                                               "transformers removed: SigLIP text needs a newer open_clip")
+needs_hf_tokenizer = pytest.mark.skipif(
+    not _open_clip_hf_tokenizer_works(),
+    reason="this open_clip's HFTokenizer calls batch_encode_plus, which this "
+    "transformers removed: SigLIP text needs a newer open_clip",
+)
 
 
 @pytest.fixture
@@ -78,8 +89,9 @@ def test_hf_tokenizer_from_a_local_folder_gives_the_libraries_ids(tmp_path):
 
     folder = save_tiny_hf_tokenizer(tmp_path / "tok")
     tokens = open_clip_tokenizer("ViT-B-16-SigLIP", str(folder))(TEXTS)
-    reference = PreTrainedTokenizerFast.from_pretrained(str(folder))(TEXTS, padding="max_length", max_length=64,
-                                                                     truncation=True)["input_ids"]
+    reference = PreTrainedTokenizerFast.from_pretrained(str(folder))(
+        TEXTS, padding="max_length", max_length=64, truncation=True
+    )["input_ids"]
     assert tokens.shape == (2, 64)
     assert tokens.tolist() == reference
     assert tokens[0, :5].tolist() == [3, 8, 11, 1, 0]  # a, red, circle, </s>, <pad>
@@ -124,7 +136,8 @@ def test_local_weights_load_offline_without_the_tokenizer_and_encode_text_with_o
     assert isinstance(backbone, OpenCLIPBackbone)
     from transformers import PreTrainedTokenizerFast
 
-    ids = PreTrainedTokenizerFast.from_pretrained(str(folder))(TEXTS, padding="max_length", max_length=16,
-                                                              truncation=True, return_tensors="pt")["input_ids"]
+    ids = PreTrainedTokenizerFast.from_pretrained(str(folder))(
+        TEXTS, padding="max_length", max_length=16, truncation=True, return_tensors="pt"
+    )["input_ids"]
     expected = torch.nn.functional.normalize(model.encode_text(ids), dim=-1)
     assert torch.allclose(backbone.encode_text(TEXTS), expected, atol=1e-6)

@@ -36,7 +36,8 @@ def openai_style_archive(tmp_path_factory):
     pixels = torch.rand(2, 3, 224, 224, generator=gen)
     tokens = source.tokenizer(TEXTS)
     traced = torch.jit.trace_module(
-        scripted, {"forward": (pixels, tokens), "encode_image": (pixels,), "encode_text": (tokens,)},
+        scripted,
+        {"forward": (pixels, tokens), "encode_image": (pixels,), "encode_text": (tokens,)},
         check_trace=False,
     )
     path = tmp_path_factory.mktemp("openai") / "ViT-S-32.pt"

@@ -40,8 +40,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def backbone(model):
-    return OpenCLIPBackbone(model, open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-random",
-                            dtype=torch.float64)
+    return OpenCLIPBackbone(
+        model, open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-random", dtype=torch.float64
+    )
 
 
 def ln(x, sd, prefix, eps=1e-5):
@@ -58,7 +59,7 @@ def reference_qkv(x, sd, l):
     d = x.shape[-1]
     out = []
     for i in range(3):
-        y = h @ W[i * d:(i + 1) * d].T + b[i * d:(i + 1) * d]
+        y = h @ W[i * d : (i + 1) * d].T + b[i * d : (i + 1) * d]
         out.append(y.view(x.shape[0], x.shape[1], H, d // H).permute(0, 2, 1, 3))
     return out
 
@@ -67,8 +68,9 @@ def reference_out_proj(heads, sd, l):
     """(B, H, N, dh) per-head values -> (B, N, d) through block l's out projection (with its bias), by hand."""
     p = f"visual.transformer.resblocks.{l}"
     B, _, N, _ = heads.shape
-    return heads.permute(0, 2, 1, 3).reshape(B, N, -1) @ sd[p + ".attn.out_proj.weight"].T \
-        + sd[p + ".attn.out_proj.bias"]
+    return (
+        heads.permute(0, 2, 1, 3).reshape(B, N, -1) @ sd[p + ".attn.out_proj.weight"].T + sd[p + ".attn.out_proj.bias"]
+    )
 
 
 def reference_mlp(y, sd, l):
@@ -148,6 +150,7 @@ def _self(a_name, b_name):
         t = {"q": q, "k": k, "v": v}
         a, b = t[a_name], t[b_name]
         return torch.softmax(a @ b.transpose(-1, -2) / math.sqrt(q.shape[-1]), -1)
+
     return probs
 
 
@@ -238,4 +241,4 @@ def test_bad_specs_and_grids():
         AttentionSpec(("identity", "qq"))
     with pytest.raises(InputError, match="patch grid"):
         tokens_to_grid(torch.zeros(1, 15, 2), (4, 4))
-    assert tokens_to_grid(torch.arange(16.).view(1, 16, 1), (4, 4))[0, 0, 1, 0] == 4
+    assert tokens_to_grid(torch.arange(16.0).view(1, 16, 1), (4, 4))[0, 0, 1, 0] == 4

@@ -5,8 +5,26 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-WORDS = ["a", "an", "the", "photo", "of", "red", "blue", "green", "circle", "square", "star", "cat", "dog", "tree",
-         "car", "sky", "road", "grass"]
+WORDS = [
+    "a",
+    "an",
+    "the",
+    "photo",
+    "of",
+    "red",
+    "blue",
+    "green",
+    "circle",
+    "square",
+    "star",
+    "cat",
+    "dog",
+    "tree",
+    "car",
+    "sky",
+    "road",
+    "grass",
+]
 
 
 def save_tiny_hf_tokenizer(folder: Path, *, style: str = "siglip") -> Path:
@@ -30,11 +48,16 @@ def save_tiny_hf_tokenizer(folder: Path, *, style: str = "siglip") -> Path:
         tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
         fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     else:
-        tok.post_processor = processors.TemplateProcessing(single="<|startoftext|> $A <|endoftext|>",
-                                                           special_tokens=[("<|startoftext|>", 0),
-                                                                           ("<|endoftext|>", 1)])
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-                                       pad_token="<|endoftext|>", unk_token="<unk>")
+        tok.post_processor = processors.TemplateProcessing(
+            single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)]
+        )
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<|startoftext|>",
+            eos_token="<|endoftext|>",
+            pad_token="<|endoftext|>",
+            unk_token="<unk>",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(folder))
     return folder

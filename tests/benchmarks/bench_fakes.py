@@ -40,8 +40,9 @@ def tiny_backbone_factory(arg=None, **options):
         vision_cfg={"image_size": 32, "patch_size": 8, "width": 64, "layers": 3, "head_width": 16, "mlp_ratio": 2.0},
         text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
     )
-    return OpenCLIPBackbone(model, open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-fake",
-                            device=options.get("device"))
+    return OpenCLIPBackbone(
+        model, open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-fake", device=options.get("device")
+    )
 
 
 def _indices(text: str | None) -> set[int]:
@@ -81,9 +82,14 @@ class FakeSeg(SegmentationDataset):
 
 
 def fakeseg_factory(arg=None, **options):
-    return FakeSeg(arg or "test", int(options.get("size", 12)), _indices(options.get("bad")),
-                   _indices(options.get("mismatch")), _indices(options.get("outside")),
-                   varsize=options.get("varsize", "0") == "1")
+    return FakeSeg(
+        arg or "test",
+        int(options.get("size", 12)),
+        _indices(options.get("bad")),
+        _indices(options.get("mismatch")),
+        _indices(options.get("outside")),
+        varsize=options.get("varsize", "0") == "1",
+    )
 
 
 class FakeColour(Explainer):

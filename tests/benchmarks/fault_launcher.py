@@ -22,7 +22,7 @@ import time
 
 def main() -> int:
     window, k = sys.argv[1], int(sys.argv[2])
-    args = sys.argv[sys.argv.index("--") + 1:]
+    args = sys.argv[sys.argv.index("--") + 1 :]
     from cliplens.benchmarks import examples, results
     from cliplens.cli.main import main as cliplens_main
 
@@ -37,6 +37,7 @@ def main() -> int:
         kind = "npz" if str(path).endswith(".npz") else "json"
         counts[kind] += 1
         if window == kind and counts[kind] == k:
+
             def half_then_stall(handle):
                 buffer = io.BytesIO()
                 write(buffer)
@@ -44,7 +45,8 @@ def main() -> int:
                 handle.write(data[: len(data) // 2])
                 handle.flush()
                 pause()
-                handle.write(data[len(data) // 2:])
+                handle.write(data[len(data) // 2 :])
+
             return original(path, half_then_stall)
         done = original(path, write)
         if window == "between" and kind == "json" and counts["json"] == k:

@@ -18,9 +18,28 @@ from cliplens.errors import CliplensError
 ROOT = Path(__file__).resolve().parents[2]
 FAKES = Path(__file__).with_name("bench_fakes.py")
 DATASET = "fakeseg:test?size=9&bad=4"
-ARGS = ["bench", "--no-progress", "-b", "tiny-fake", "-e", "raw_similarity", "fake_colour", "fake_rank_boom",
-        "-d", DATASET, "--batch-size", "2", "--thresholds", "0.2:0.8:0.2", "-m", "miou", "msc", "patchdis",
-        "pointing_game", "deletion?steps=2"]
+ARGS = [
+    "bench",
+    "--no-progress",
+    "-b",
+    "tiny-fake",
+    "-e",
+    "raw_similarity",
+    "fake_colour",
+    "fake_rank_boom",
+    "-d",
+    DATASET,
+    "--batch-size",
+    "2",
+    "--thresholds",
+    "0.2:0.8:0.2",
+    "-m",
+    "miou",
+    "msc",
+    "patchdis",
+    "pointing_game",
+    "deletion?steps=2",
+]
 
 LAUNCHER = """
 import importlib.util, sys
@@ -68,13 +87,31 @@ def _run_in_process(out: Path) -> int:
 def test_two_processes_match_one(tmp_path):
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER.format(fakes=str(FAKES)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
     two = tmp_path / "two"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(launcher),
-         *ARGS, "-o", str(two)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(launcher),
+            *ARGS,
+            "-o",
+            str(two),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode != 0, "fake_rank_boom fails on rank 1, so the run must report a failed pair"
     one = tmp_path / "one"

@@ -32,8 +32,20 @@ import pytest
 
 LAUNCHER = Path(__file__).with_name("fault_launcher.py")
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["bench", "--no-progress", "-b", "toy", "-e", "raw_similarity", "clip_surgery", "decomposition",
-        "-d", "shapes:test?size=6", "--examples", "2"]
+ARGS = [
+    "bench",
+    "--no-progress",
+    "-b",
+    "toy",
+    "-e",
+    "raw_similarity",
+    "clip_surgery",
+    "decomposition",
+    "-d",
+    "shapes:test?size=6",
+    "--examples",
+    "2",
+]
 VOLATILE = ("timing", "memory", "started_at", "finished_at")
 
 
@@ -45,13 +57,23 @@ def _env() -> dict[str, str]:
 
 
 def _start(out: Path, window: str = "none", k: int = 0, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(LAUNCHER), window, str(k), "--", *ARGS, "-o", str(out), *extra],
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(LAUNCHER), window, str(k), "--", *ARGS, "-o", str(out), *extra],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(out: Path, *extra: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "cliplens", *ARGS, "-o", str(out), *extra], env=_env(),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "cliplens", *ARGS, "-o", str(out), *extra],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -91,8 +113,9 @@ def _snapshot(out: Path) -> dict[str, object]:
         files[path.name] = _stable(path)
     for path in sorted((out / "examples").glob("*.npz")):
         with np.load(path, allow_pickle=False) as data:
-            files[f"examples/{path.name}"] = {key: (data[key].dtype.str, data[key].shape, data[key].tobytes())
-                                               for key in sorted(data.files)}
+            files[f"examples/{path.name}"] = {
+                key: (data[key].dtype.str, data[key].shape, data[key].tobytes()) for key in sorted(data.files)
+            }
     return files
 
 
@@ -110,8 +133,12 @@ def test_ten_kills_then_skip_existing_give_the_uninterrupted_results(tmp_path):
     assert len([k for k in expected if k.endswith(".npz")]) == 3
 
     rng = random.Random(15)
-    plans = [("random", 0)] * 4 + [("json", rng.randint(1, 3)) for _ in range(2)] \
-        + [("npz", rng.randint(1, 3)) for _ in range(2)] + [("between", rng.randint(1, 2)) for _ in range(2)]
+    plans = (
+        [("random", 0)] * 4
+        + [("json", rng.randint(1, 3)) for _ in range(2)]
+        + [("npz", rng.randint(1, 3)) for _ in range(2)]
+        + [("between", rng.randint(1, 2)) for _ in range(2)]
+    )
     killed = 0
     for run, (window, k) in enumerate(plans):
         out = tmp_path / f"run{run}"

@@ -16,8 +16,15 @@ from cliplens.cli.main import main
 #: .ci/run sets this: there the browser must be present and the test may not skip
 REQUIRED = os.environ.get("CLIPLENS_BROWSER_TESTS") == "required"
 CHROMIUM = os.environ.get("CLIPLENS_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def _unavailable(reason: str):
@@ -29,15 +36,30 @@ def _unavailable(reason: str):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run")
-    assert main(["bench", "-e", "raw_similarity", "clip_surgery", "lexical", "--limit", "6", "-o", str(run),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "-e",
+                "raw_similarity",
+                "clip_surgery",
+                "lexical",
+                "--limit",
+                "6",
+                "-o",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["report", str(run)]) == 0
     return run
 
 
 def test_index_is_self_contained(report):
     text = (report / "index.html").read_text(encoding="utf-8")
-    assert "http://" not in text and "https://" not in text and "<link" not in text and " src=\"http" not in text
+    assert "http://" not in text and "https://" not in text and "<link" not in text and ' src="http' not in text
     assert "data:image/png;base64," in text
 
 
@@ -77,19 +99,23 @@ def test_the_page_in_a_real_browser(report, tmp_path):
         assert page.locator("#per-class-metric-0 option").count() >= 1
         assert page.locator(".per-class tr").count() > 2
 
-        shot = lambda: page.evaluate("() => [...document.querySelectorAll('#browser-0 canvas')].map(c => c.toDataURL())")  # noqa: E731,E501
+        shot = lambda: page.evaluate(
+            "() => [...document.querySelectorAll('#browser-0 canvas')].map(c => c.toDataURL())"
+        )  # noqa: E731,E501
         before = shot()
         assert page.locator("#class-0 option").count() >= 2
         rendered = page.get_attribute("#browser-0", "data-rendered")
         page.select_option("#class-0", index=1)
-        page.wait_for_function("(old) => document.querySelector('#browser-0').dataset.rendered !== old",
-                               arg=rendered)  # a function, not a string: the page's CSP forbids eval
+        page.wait_for_function(
+            "(old) => document.querySelector('#browser-0').dataset.rendered !== old", arg=rendered
+        )  # a function, not a string: the page's CSP forbids eval
         after = shot()
         assert after[1] != before[1]  # the ground truth of the other class
         rendered = page.get_attribute("#browser-0", "data-rendered")
         page.eval_on_selector("#threshold-0", "e => { e.value = '0.9'; e.dispatchEvent(new Event('input')); }")
-        page.wait_for_function("(old) => document.querySelector('#browser-0').dataset.rendered !== old",
-                               arg=rendered)  # a function, not a string: the page's CSP forbids eval
+        page.wait_for_function(
+            "(old) => document.querySelector('#browser-0').dataset.rendered !== old", arg=rendered
+        )  # a function, not a string: the page's CSP forbids eval
         thresholded = shot()
         assert thresholded[0] == after[0] and thresholded[3] != after[3]  # image same, binarised mask changed
         target = tmp_path / "index.png"

@@ -48,8 +48,9 @@ def test_every_tick_runs_and_every_cross_refuses_with_its_reason(matrix, tmp_pat
             verdict = matrix.cells[name][family]
             if verdict is True:
                 explainer = create_explainer(name, backbone, **options_for(name, tmp_path))
-                pixels = backbone.preprocess(torch.rand(1, 3, *backbone.image_size,
-                                                        generator=torch.Generator().manual_seed(0)))
+                pixels = backbone.preprocess(
+                    torch.rand(1, 3, *backbone.image_size, generator=torch.Generator().manual_seed(0))
+                )
                 result = explainer.explain(pixels=pixels, texts=["a red circle", "the sky"])
                 assert result.maps.shape[:2] == (1, 2) and torch.isfinite(result.maps).all(), (name, family)
             else:
@@ -85,8 +86,13 @@ def _wrap(model):
 
 
 def test_third_party_explainers_and_families_appear():
-    reset_registry(load_registry(builtin_modules=("cliplens.plugins.raw_similarity",), entry_points=False,
-                                 extra_plugins={"acme": _ThirdParty()}))
+    reset_registry(
+        load_registry(
+            builtin_modules=("cliplens.plugins.raw_similarity",),
+            entry_points=False,
+            extra_plugins={"acme": _ThirdParty()},
+        )
+    )
     try:
         matrix = compatibility_matrix()
     finally:

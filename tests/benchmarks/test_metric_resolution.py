@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from cliplens.benchmarks.protocol_card import card_markers
 from cliplens.benchmarks.metric_feed import metric_size
+from cliplens.benchmarks.protocol_card import card_markers
 from cliplens.benchmarks.resolution import check_metric_resolution, current_metric_resolution, metric_resolution
 from cliplens.benchmarks.sample_reader import read_samples
 from cliplens.cli.main import main
@@ -21,8 +21,26 @@ DATASET = "shapes:test?size=3"
 
 
 def _bench(out: Path, *extra: str) -> int:
-    return main(["bench", "-b", "toy", "-e", "raw_similarity", "clip_surgery", "-d", DATASET, "-o", str(out),
-                 "-m", "miou", "msc", "pointing_game", "--no-progress", *extra])
+    return main(
+        [
+            "bench",
+            "-b",
+            "toy",
+            "-e",
+            "raw_similarity",
+            "clip_surgery",
+            "-d",
+            DATASET,
+            "-o",
+            str(out),
+            "-m",
+            "miou",
+            "msc",
+            "pointing_game",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def _results(out: Path) -> dict[str, dict]:
@@ -46,8 +64,10 @@ def test_a_bound_at_or_above_the_mask_size_gives_the_native_scores(tmp_path, nat
         assert result["scores"] == native[name]["scores"], name
         assert result["identity"]["metric_resolution"] == int(resolution)
         assert result["protocol"]["metric_resolution"] == int(resolution)
-    assert all(r["identity"]["metric_resolution"] is None and r["protocol"]["metric_resolution"] is None
-               for r in native.values())
+    assert all(
+        r["identity"]["metric_resolution"] is None and r["protocol"]["metric_resolution"] is None
+        for r in native.values()
+    )
 
 
 def test_a_smaller_bound_changes_identity_and_skip_existing_reruns_it(tmp_path, native, capsys):
@@ -77,8 +97,9 @@ def test_a_smaller_bound_changes_identity_and_skip_existing_reruns_it(tmp_path, 
 @pytest.mark.parametrize("value", ["0", "-3", "1.5", "abc", ""])
 def test_bad_values_are_one_line_errors_before_any_work(tmp_path, capsys, value):
     out = tmp_path / "out"
-    code = main(["bench", "-b", "toy", "-e", "raw_similarity", "-d", DATASET, "-o", str(out),
-                 f"--metric-resolution={value}"])
+    code = main(
+        ["bench", "-b", "toy", "-e", "raw_similarity", "-d", DATASET, "-o", str(out), f"--metric-resolution={value}"]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith(f"cliplens: error: --metric-resolution {value!r} is not accepted: give the longer side")
@@ -156,8 +177,16 @@ def test_the_python_api_takes_the_bound_in_its_config(tmp_path):
     from cliplens.errors import InputError
 
     def config(out, resolution):
-        return BenchConfig(backbones=["toy"], explainers=["raw_similarity"], dataset="shapes:test?size=4",
-                           metrics=["miou"], out=out, progress=False, examples=0, metric_resolution=resolution)
+        return BenchConfig(
+            backbones=["toy"],
+            explainers=["raw_similarity"],
+            dataset="shapes:test?size=4",
+            metrics=["miou"],
+            out=out,
+            progress=False,
+            examples=0,
+            metric_resolution=resolution,
+        )
 
     run = run_benchmark(config(tmp_path / "bounded", 24))
     (result,) = run.results

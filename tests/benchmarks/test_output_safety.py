@@ -3,7 +3,6 @@ any pair runs, temporaries of a killed run removed, report refuses tables mixing
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cliplens.benchmarks.lock import LOCK_NAME, OutputLock
-from cliplens.benchmarks.results import pair_id, read_result, write_json_atomic
+from cliplens.benchmarks.results import pair_id, read_result
 from cliplens.cli.main import main
 
 FAKES = Path(__file__).with_name("bench_fakes.py")
@@ -28,7 +27,6 @@ DATASET = "fakeseg:test?size=4"
 @pytest.fixture(scope="module")
 def fakes():
     import cliplens.registry as registry
-
     from tests.benchmarks import bench_fakes
 
     previous = registry._registry
@@ -41,8 +39,23 @@ def fakes():
 
 
 def bench(out, *args: str) -> int:
-    return main(["bench", "--no-progress", "-b", "tiny-fake", "-e", "fake_colour", "-d", DATASET, "-m", "miou",
-                 "-o", str(out), *args])
+    return main(
+        [
+            "bench",
+            "--no-progress",
+            "-b",
+            "tiny-fake",
+            "-e",
+            "fake_colour",
+            "-d",
+            DATASET,
+            "-m",
+            "miou",
+            "-o",
+            str(out),
+            *args,
+        ]
+    )
 
 
 def _last_error(capsys) -> str:
@@ -62,10 +75,20 @@ def test_a_second_run_into_a_locked_folder_stops_with_one_line(fakes, tmp_path, 
 
 
 def test_a_lock_left_by_a_killed_run_is_taken_over(fakes, tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from cliplens.benchmarks.lock import OutputLock; "
-        "OutputLock(sys.argv[2]).acquire(); print('locked', flush=True); time.sleep(60)"), str(ROOT), str(tmp_path)],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; sys.path.insert(0, sys.argv[1]); from cliplens.benchmarks.lock import OutputLock; "
+                "OutputLock(sys.argv[2]).acquire(); print('locked', flush=True); time.sleep(60)"
+            ),
+            str(ROOT),
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     holder.kill()  # kill -9: the lock file stays behind, naming a dead pid
     holder.wait()
@@ -136,8 +159,27 @@ def test_unwritable_report_folder_is_one_line(fakes, tmp_path, capsys):
 
 def test_report_refuses_a_table_mixing_configurations(fakes, tmp_path, capsys):
     assert bench(tmp_path, "--limit", "2") == 0
-    assert main(["bench", "--no-progress", "-b", "tiny-fake", "-e", "raw_similarity", "-d", DATASET, "-m", "miou",
-                 "-o", str(tmp_path), "--limit", "3"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--no-progress",
+                "-b",
+                "tiny-fake",
+                "-e",
+                "raw_similarity",
+                "-d",
+                DATASET,
+                "-m",
+                "miou",
+                "-o",
+                str(tmp_path),
+                "--limit",
+                "3",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["report", str(tmp_path), "--no-figures"]) == 2
     line = _last_error(capsys)
@@ -160,10 +202,30 @@ def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER.format(root=str(ROOT), fakes=str(FAKES)))
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(launcher), "bench", "--no-progress", "-b", "tiny-fake",
-                             "-e", "fake_colour", "raw_similarity", "-d", "fakeseg:test?size=4000", "-m", "miou",
-                             "-o", str(out), "--batch-size", "2"], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(launcher),
+            "bench",
+            "--no-progress",
+            "-b",
+            "tiny-fake",
+            "-e",
+            "fake_colour",
+            "raw_similarity",
+            "-d",
+            "fakeseg:test?size=4000",
+            "-m",
+            "miou",
+            "-o",
+            str(out),
+            "--batch-size",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.time() + 120
     while not (out / LOCK_NAME).exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -179,8 +241,20 @@ def test_a_replaced_weights_file_reruns_the_pair_and_says_why(fakes, tmp_path, c
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"first weights")
     out = tmp_path / "run"
-    args = ["bench", "--no-progress", "-b", f"tiny-fake:{weights}", "-e", "fake_colour", "-d", DATASET,
-            "-m", "miou", "-o", str(out)]
+    args = [
+        "bench",
+        "--no-progress",
+        "-b",
+        f"tiny-fake:{weights}",
+        "-e",
+        "fake_colour",
+        "-d",
+        DATASET,
+        "-m",
+        "miou",
+        "-o",
+        str(out),
+    ]
     assert main(args) == 0
     path = out / f"{pair_id(f'tiny-fake:{weights}', 'fake_colour', DATASET)}.json"
     first = read_result(path)

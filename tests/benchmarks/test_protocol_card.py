@@ -19,9 +19,30 @@ def _sha256(path: Path) -> str:
 
 def test_bench_json_carries_the_card_and_the_table_says_what_differs(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["bench", "--no-progress", "-b", "toy", "-e", "raw_similarity", "clip_surgery", "-d",
-                 "shapes:test?size=4", "-m", "miou", "msc", "-o", str(out), "--examples", "0",
-                 "--thresholds", "0.3:0.7:0.2", "--threshold-dataset", "shapes:val?size=3"])
+    code = main(
+        [
+            "bench",
+            "--no-progress",
+            "-b",
+            "toy",
+            "-e",
+            "raw_similarity",
+            "clip_surgery",
+            "-d",
+            "shapes:test?size=4",
+            "-m",
+            "miou",
+            "msc",
+            "-o",
+            str(out),
+            "--examples",
+            "0",
+            "--thresholds",
+            "0.3:0.7:0.2",
+            "--threshold-dataset",
+            "shapes:val?size=3",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     cards = {}
@@ -40,21 +61,43 @@ def test_bench_json_carries_the_card_and_the_table_says_what_differs(tmp_path, c
     assert cards["clip_surgery"]["map_order"] == "normalize_then_upsample"
     assert cards["raw_similarity"]["map_order"] == "upsample_then_normalize"
     # two rows, two map orders: one of them is marked and the footnote names the difference
-    marked = [line for line in printed.splitlines() if line.startswith("| clip_surgery†") or
-              line.startswith("| raw_similarity†")]
+    marked = [
+        line
+        for line in printed.splitlines()
+        if line.startswith("| clip_surgery†") or line.startswith("| raw_similarity†")
+    ]
     assert len(marked) == 1
-    assert any(line.startswith("- † scored under another protocol") and "map_order" in line
-               for line in printed.splitlines())
+    assert any(
+        line.startswith("- † scored under another protocol") and "map_order" in line for line in printed.splitlines()
+    )
 
 
 def _result(name: str, **card) -> dict:
-    base = {"task": "ovss", "templates": ["a {}."], "thresholds": None, "map_normalisation": "none",
-            "map_order": "none", "prob_thd": 0.1, "input_size": [224, 224], "crop": 224, "stride": 112,
-            "refinement": None, "weights": {"spec": "ViT-B-16:/w.pt", "files": {"/w.pt": "ab"}}}
+    base = {
+        "task": "ovss",
+        "templates": ["a {}."],
+        "thresholds": None,
+        "map_normalisation": "none",
+        "map_order": "none",
+        "prob_thd": 0.1,
+        "input_size": [224, 224],
+        "crop": 224,
+        "stride": 112,
+        "refinement": None,
+        "weights": {"spec": "ViT-B-16:/w.pt", "files": {"/w.pt": "ab"}},
+    }
     base.update(card)
-    return {"status": "ok", "explainer": {"name": name}, "backbone": {"spec": "b"}, "dataset": {"spec": "d"},
-            "metrics": {"miou": {"higher_is_better": True}}, "scores": {"miou": 1.0}, "protocol": base,
-            "images": {"evaluated": 1, "skipped": 0}, "config": {}}
+    return {
+        "status": "ok",
+        "explainer": {"name": name},
+        "backbone": {"spec": "b"},
+        "dataset": {"spec": "d"},
+        "metrics": {"miou": {"higher_is_better": True}},
+        "scores": {"miou": 1.0},
+        "protocol": base,
+        "images": {"evaluated": 1, "skipped": 0},
+        "config": {},
+    }
 
 
 def test_same_protocol_no_marker_other_prob_thd_marked():

@@ -29,8 +29,28 @@ def run_dir(tmp_path_factory):
     module.install(module)
     out = tmp_path_factory.mktemp("bench")
     try:
-        code = main(["bench", "--no-progress", "-b", "tiny-fake", "-e", "raw_similarity", "fake_colour", "fake_boom",
-                     "-d", DATASET, "-o", str(out), "-m", "miou", "msc", "deletion?steps=4", "--batch-size", "3"])
+        code = main(
+            [
+                "bench",
+                "--no-progress",
+                "-b",
+                "tiny-fake",
+                "-e",
+                "raw_similarity",
+                "fake_colour",
+                "fake_boom",
+                "-d",
+                DATASET,
+                "-o",
+                str(out),
+                "-m",
+                "miou",
+                "msc",
+                "deletion?steps=4",
+                "--batch-size",
+                "3",
+            ]
+        )
     finally:
         registry.reset_registry(previous)
     assert code == 1  # fake_boom failed
@@ -39,21 +59,33 @@ def run_dir(tmp_path_factory):
 
 def _result(name: str, status: str = "ok", **scores: float) -> dict:
     return {
-        "schema": "cliplens-bench/1", "pair": f"b__{name}__d", "status": status,
+        "schema": "cliplens-bench/1",
+        "pair": f"b__{name}__d",
+        "status": status,
         "error": None if status == "ok" else "broken",
-        "backbone": {"spec": "b"}, "explainer": {"name": name}, "dataset": {"spec": "d", "evaluated_range": [0, 4]},
-        "metrics": {"miou": {"higher_is_better": True, "options": {}},
-                    "deletion": {"higher_is_better": False, "options": {}}},
-        "scores": scores if status == "ok" else {}, "images": {"evaluated": 4, "skipped": 0},
-        "timing": {"explain_ms_per_image": 2.0, "explain_to_forward_ratio": 4.0, "data_s": 1.0, "metric_s": 1.0,
-                   "total_s": 10.0},
-        "config": {"device": "cpu", "world_size": 1}, "threshold_selection": None,
+        "backbone": {"spec": "b"},
+        "explainer": {"name": name},
+        "dataset": {"spec": "d", "evaluated_range": [0, 4]},
+        "metrics": {
+            "miou": {"higher_is_better": True, "options": {}},
+            "deletion": {"higher_is_better": False, "options": {}},
+        },
+        "scores": scores if status == "ok" else {},
+        "images": {"evaluated": 4, "skipped": 0},
+        "timing": {
+            "explain_ms_per_image": 2.0,
+            "explain_to_forward_ratio": 4.0,
+            "data_s": 1.0,
+            "metric_s": 1.0,
+            "total_s": 10.0,
+        },
+        "config": {"device": "cpu", "world_size": 1},
+        "threshold_selection": None,
     }
 
 
 def test_leaderboard_orders_rows_and_bolds_the_best_per_column():
-    results = [_result("a", miou=10.0, deletion=0.30), _result("b", miou=30.0, deletion=0.40),
-               _result("c", "failed")]
+    results = [_result("a", miou=10.0, deletion=0.30), _result("b", miou=30.0, deletion=0.40), _result("c", "failed")]
     text = leaderboard_markdown(results)
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert lines[0] == "| explainer | mIoU ↑ | Deletion ↓ | ms/img | × fwd |"
@@ -67,8 +99,14 @@ def test_leaderboard_orders_rows_and_bolds_the_best_per_column():
 def test_report_writes_markdown_csv_and_figures(run_dir, tmp_path):
     report = write_report(run_dir, tmp_path)
     names = {p.name for p in report["files"]}
-    assert {"leaderboard.md", "results.csv", "per_class.csv", "bar_miou.png", "bar_msc.png",
-            "bar_deletion.png"} <= names
+    assert {
+        "leaderboard.md",
+        "results.csv",
+        "per_class.csv",
+        "bar_miou.png",
+        "bar_msc.png",
+        "bar_deletion.png",
+    } <= names
     grid = [p for p in report["files"] if p.name.startswith("examples_")]
     assert len(grid) == 1
     for path in report["files"]:
@@ -88,8 +126,9 @@ def test_report_writes_markdown_csv_and_figures(run_dir, tmp_path):
     assert rows["fake_boom"]["status"] == "failed" and "boom" in rows["fake_boom"]["error"]
     with open(tmp_path / "per_class.csv", newline="") as handle:
         per_class = list(csv.DictReader(handle))
-    red = [r for r in per_class
-           if r["explainer"] == "fake_colour" and r["metric"] == "miou" and r["class"] == "red square"]
+    red = [
+        r for r in per_class if r["explainer"] == "fake_colour" and r["metric"] == "miou" and r["class"] == "red square"
+    ]
     assert float(red[0]["value"]) == pytest.approx(results["fake_colour"]["scores"]["miou/class/red square"])
 
 

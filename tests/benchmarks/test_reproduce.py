@@ -36,8 +36,11 @@ def data_root(tmp_path_factory) -> Path:
         stored = COUNTS[data.key] + (1 if layout.reduce_zero_label else 0)
         _write_voc_like(root / data.folder, layout, ["a", "b", "c"], rng, stored)
     scenes = cliplens.create_dataset("shapes:test?min_objects=1&max_objects=1&size=3")
-    _write_matlab_like(root / "gtsegs_ijcv.mat", [np.asarray(s.image) for s in scenes],
-                       [(np.asarray(s.mask) != 0).astype(np.uint8) for s in scenes])
+    _write_matlab_like(
+        root / "gtsegs_ijcv.mat",
+        [np.asarray(s.image) for s in scenes],
+        [(np.asarray(s.mask) != 0).astype(np.uint8) for s in scenes],
+    )
     return root
 
 
@@ -53,8 +56,22 @@ def test_every_preset_runs_on_toy(name, data_root, template_file, tmp_path, caps
     out = tmp_path / "out"
     # OVSS: three of its eight layouts (with background, reduce_zero_label, nested folders), one image each
     only = ["--only", "voc21,voc20,cityscapes", "--limit", "1"] if name == "ovss-vit-b16" else ["--limit", "2"]
-    code = main(["reproduce", name, "--data-root", str(data_root), "--backbone", "toy", *only,
-                 "--prompt-templates", str(template_file), "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "reproduce",
+            name,
+            "--data-root",
+            str(data_root),
+            "--backbone",
+            "toy",
+            *only,
+            "--prompt-templates",
+            str(template_file),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     preset, reference = get_preset(name), published(get_preset(name))
@@ -81,9 +98,12 @@ def test_every_preset_runs_on_toy(name, data_root, template_file, tmp_path, caps
 
 
 def test_comparison_prints_the_difference_and_the_sources():
-    run = ReproduceRun(get_preset("ovss-vit-b16"), "ViT-B-16-quickgelu:/w.pt",
-                       measured={"clip": {"voc21": 20.0, "ade20k": 3.0}, "clearclip": {"voc21": 50.0},
-                                 "gem": {"voc21": 40.0}}, unavailable=["sclip"])
+    run = ReproduceRun(
+        get_preset("ovss-vit-b16"),
+        "ViT-B-16-quickgelu:/w.pt",
+        measured={"clip": {"voc21": 20.0, "ade20k": 3.0}, "clearclip": {"voc21": 50.0}, "gem": {"voc21": 40.0}},
+        unavailable=["sclip"],
+    )
     text = comparison_markdown(run)
     assert "| clip | 20.0 / 16.4 (+3.6) | 3.0 / 2.9 (+0.1) |" in text
     assert "| clearclip | 50.0 / 51.8* (-1.8) | – |" in text and "448" in text and "2407.12442" in text
@@ -93,8 +113,10 @@ def test_comparison_prints_the_difference_and_the_sources():
 def test_missing_pieces_fail_at_once_with_one_line(data_root, tmp_path, capsys):
     cases = [
         (["reproduce", "ovss-vit-b16", "--data-root", str(data_root)], "needs OpenAI CLIP ViT-B/16 weights"),
-        (["reproduce", "ovss-vit-b16", "--data-root", str(data_root), "--weights", "/no/such/ViT-B-16.pt"],
-         "no such file"),
+        (
+            ["reproduce", "ovss-vit-b16", "--data-root", str(data_root), "--weights", "/no/such/ViT-B-16.pt"],
+            "no such file",
+        ),
         (["reproduce", "ovss-vit-b16", "--weights", "x.pt"], "--data-root DIR"),
         (["reproduce", "ovss-vit-b16", "--data-root", str(tmp_path)], "no voc21 data at"),
         (["reproduce", "nope"], "no preset 'nope'"),

@@ -54,8 +54,8 @@ def result_for(out: Path, explainer: str, dataset: str = DATASET) -> dict:
 def reference_scores(explainer_name: str, dataset_spec: str, metric: str, indices, **metric_options) -> dict:
     """Independent per-image loop: one image at a time, maps straight from explain(output_size=mask.shape)."""
     from cliplens import create_backbone, create_dataset, create_explainer, create_metric
-    from cliplens.metrics.base import MetricInput
     from cliplens.benchmarks.prompts import DEFAULT_TEMPLATES
+    from cliplens.metrics.base import MetricInput
 
     backbone = create_backbone("tiny-fake")
     dataset = create_dataset(dataset_spec)
@@ -64,17 +64,22 @@ def reference_scores(explainer_name: str, dataset_spec: str, metric: str, indice
     for i in indices:
         sample = dataset[i]
         mask = torch.from_numpy(sample.mask)
-        result = explainer.explain(sample.image, dataset.class_names, output_size=tuple(mask.shape),
-                                   fit="stretch")  # the harness's geometry (docs/benchmark.md)
-        m.update(MetricInput(maps=result.maps[0], patch_scores=result.patch_scores[0], mask=mask,
-                             ignore_index=dataset.ignore_index))
+        result = explainer.explain(
+            sample.image, dataset.class_names, output_size=tuple(mask.shape), fit="stretch"
+        )  # the harness's geometry (docs/benchmark.md)
+        m.update(
+            MetricInput(
+                maps=result.maps[0], patch_scores=result.patch_scores[0], mask=mask, ignore_index=dataset.ignore_index
+            )
+        )
     return m.compute()
 
 
 def test_one_json_per_pair_with_config_versions_scores_timings(fakes, tmp_path):
     out = tmp_path / "run"
-    code = bench("-e", "raw_similarity", "fake_colour", "-d", DATASET, "-o", str(out), "--batch-size", "4",
-                 "--seed", "3")
+    code = bench(
+        "-e", "raw_similarity", "fake_colour", "-d", DATASET, "-o", str(out), "--batch-size", "4", "--seed", "3"
+    )
     assert code == 0
     results = load_results(out)
     assert [r["explainer"]["name"] for r in results] == ["fake_colour", "raw_similarity"]
@@ -103,8 +108,7 @@ def test_one_json_per_pair_with_config_versions_scores_timings(fakes, tmp_path):
 @pytest.mark.parametrize("dataset", [DATASET, "fakeseg:test?size=7&varsize=1"])
 def test_scores_equal_an_independent_per_image_loop(fakes, tmp_path, dataset):
     """Batching (and grouping images of different sizes) must not change any number."""
-    assert bench("-e", "fake_colour", "-d", dataset, "-o", str(tmp_path), "--batch-size", "4", "-m", "miou",
-                 "msc") == 0
+    assert bench("-e", "fake_colour", "-d", dataset, "-o", str(tmp_path), "--batch-size", "4", "-m", "miou", "msc") == 0
     scores = result_for(tmp_path, "fake_colour", dataset)["scores"]
     size = int(dataset.split("size=")[1].split("&")[0])
     for metric in ("miou", "msc"):
@@ -114,8 +118,22 @@ def test_scores_equal_an_independent_per_image_loop(fakes, tmp_path, dataset):
 
 
 def test_limit_and_needs_model_metric_gets_score_fn(fakes, tmp_path):
-    assert bench("-e", "fake_colour", "-d", DATASET, "-o", str(tmp_path), "--limit", "3",
-                 "-m", "deletion?steps=4", "insertion?steps=4") == 0
+    assert (
+        bench(
+            "-e",
+            "fake_colour",
+            "-d",
+            DATASET,
+            "-o",
+            str(tmp_path),
+            "--limit",
+            "3",
+            "-m",
+            "deletion?steps=4",
+            "insertion?steps=4",
+        )
+        == 0
+    )
     r = result_for(tmp_path, "fake_colour")
     assert r["images"]["evaluated"] == 3 and r["config"]["limit"] == 3
     assert r["metrics"]["deletion"]["options"] == {"steps": "4"}
@@ -192,8 +210,22 @@ def test_workers_read_the_same_samples_in_the_same_order(fakes, tmp_path):
     runs = {}
     for workers in (0, 2):
         out = tmp_path / f"w{workers}"
-        assert bench("-e", "fake_colour", "raw_similarity", "-d", dataset, "-o", str(out), "--batch-size", "3",
-                     "--workers", str(workers)) == 0
+        assert (
+            bench(
+                "-e",
+                "fake_colour",
+                "raw_similarity",
+                "-d",
+                dataset,
+                "-o",
+                str(out),
+                "--batch-size",
+                "3",
+                "--workers",
+                str(workers),
+            )
+            == 0
+        )
         runs[workers] = [result_for(out, name, dataset) for name in ("fake_colour", "raw_similarity")]
     for alone, ahead in zip(runs[0], runs[2]):
         assert alone["scores"] == ahead["scores"] and alone["skipped"] == ahead["skipped"]
@@ -215,8 +247,9 @@ def test_one_shared_pass_scores_exactly_as_separate_passes(fakes, tmp_path):
     """Interleaving explainers batch by batch (shared data, shared traces, own random streams) changes no score."""
     explainers = ("-e", "fake_colour", "raw_similarity", "clip_surgery", "gem", "decomposition", "gradcam")
     assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path / "one"), "--batch-size", "2") == 0
-    assert bench(*explainers, "-d", DATASET, "-o", str(tmp_path / "many"), "--batch-size", "2",
-                 "--separate-passes") == 0
+    assert (
+        bench(*explainers, "-d", DATASET, "-o", str(tmp_path / "many"), "--batch-size", "2", "--separate-passes") == 0
+    )
     for name in explainers[1:]:
         shared, alone = result_for(tmp_path / "one", name), result_for(tmp_path / "many", name)
         assert shared["scores"] == alone["scores"], name
@@ -235,8 +268,12 @@ def test_failed_pairs_are_recomputed_on_resume(fakes, tmp_path):
 
 
 def test_thresholds_chosen_on_first_half_reported_on_second(fakes, tmp_path):
-    assert bench("-e", "fake_colour", "-d", DATASET, "-o", str(tmp_path), "--thresholds", "0.1:0.9:0.2",
-                 "-m", "miou", "msc") == 0
+    assert (
+        bench(
+            "-e", "fake_colour", "-d", DATASET, "-o", str(tmp_path), "--thresholds", "0.1:0.9:0.2", "-m", "miou", "msc"
+        )
+        == 0
+    )
     r = result_for(tmp_path, "fake_colour")
     sel = r["threshold_selection"]
     assert sel["protocol"] == "halves" and sel["range"] == [0, 5] and r["dataset"]["evaluated_range"] == [5, 10]
@@ -249,8 +286,23 @@ def test_thresholds_chosen_on_first_half_reported_on_second(fakes, tmp_path):
 
 
 def test_thresholds_on_a_separate_dataset(fakes, tmp_path):
-    assert bench("-e", "fake_colour", "-d", DATASET, "-o", str(tmp_path), "--thresholds", "0.2,0.6",
-                 "--threshold-dataset", "fakeseg:val?size=6", "-m", "miou") == 0
+    assert (
+        bench(
+            "-e",
+            "fake_colour",
+            "-d",
+            DATASET,
+            "-o",
+            str(tmp_path),
+            "--thresholds",
+            "0.2,0.6",
+            "--threshold-dataset",
+            "fakeseg:val?size=6",
+            "-m",
+            "miou",
+        )
+        == 0
+    )
     r = result_for(tmp_path, "fake_colour")
     assert r["threshold_selection"]["protocol"] == "separate"
     assert r["threshold_selection"]["dataset"] == "fakeseg:val?size=6" and r["threshold_selection"]["images"] == 6
@@ -266,14 +318,22 @@ def test_parse_thresholds():
             parse_thresholds(bad)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-d", DATASET], "--out DIR is required"),
-    (["-d", DATASET, "-o", "x", "-e", "nope"], "unknown explainer 'nope'"),
-    (["-d", DATASET, "-o", "x", "-e", "fake_colour", "--explainer-option", "fake_colour.bogus=1"],
-     "has no option 'bogus'"),
-    (["-d", DATASET, "-o", "x", "-e", "fake_colour", "--thresholds", "0.3:0.5:0.1", "-m", "msc"], "add --metric miou"),
-    (["-d", DATASET, "-o", "x", "-e", "fake_colour", "--workers", "-1"], "--workers -1 must be 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-d", DATASET], "--out DIR is required"),
+        (["-d", DATASET, "-o", "x", "-e", "nope"], "unknown explainer 'nope'"),
+        (
+            ["-d", DATASET, "-o", "x", "-e", "fake_colour", "--explainer-option", "fake_colour.bogus=1"],
+            "has no option 'bogus'",
+        ),
+        (
+            ["-d", DATASET, "-o", "x", "-e", "fake_colour", "--thresholds", "0.3:0.5:0.1", "-m", "msc"],
+            "add --metric miou",
+        ),
+        (["-d", DATASET, "-o", "x", "-e", "fake_colour", "--workers", "-1"], "--workers -1 must be 0"),
+    ],
+)
 def test_user_errors_are_one_line(fakes, tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     assert bench(*args) == 2
@@ -309,8 +369,17 @@ def test_a_type_error_inside_a_constructor_is_not_an_option_error(fakes, tmp_pat
 
 
 def test_an_unknown_option_of_a_schemaless_explainer_stops_before_the_first_pair(fakes, tmp_path, capsys):
-    code = bench("-e", "fake_colour", "fake_ctor_typeerror", "--explainer-option", "fake_ctor_typeerror.scal=2",
-                 "-d", DATASET, "-o", str(tmp_path))
+    code = bench(
+        "-e",
+        "fake_colour",
+        "fake_ctor_typeerror",
+        "--explainer-option",
+        "fake_ctor_typeerror.scal=2",
+        "-d",
+        DATASET,
+        "-o",
+        str(tmp_path),
+    )
     err = capsys.readouterr().err
     assert code == 2 and "has no option 'scal'" in err and "did you mean scale" in err
     assert not list(tmp_path.glob("*.json"))  # checked against the constructor's signature, before any pair

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from cliplens.benchmarks.results import load_results
@@ -33,8 +32,9 @@ def _street(root: Path, unlabelled: dict[str, bool]) -> Path:
 
 
 def _bench(dataset: str, out: Path) -> int:
-    return main(["bench", "--no-progress", "-b", "toy", "-e", "raw_similarity", "-m", "miou", "-d", dataset,
-                 "-o", str(out)])
+    return main(
+        ["bench", "--no-progress", "-b", "toy", "-e", "raw_similarity", "-m", "miou", "-d", dataset, "-o", str(out)]
+    )
 
 
 def test_nothing_scored_names_the_reason_and_the_fixed_spec(tmp_path, capsys):
@@ -42,8 +42,10 @@ def test_nothing_scored_names_the_reason_and_the_fixed_spec(tmp_path, capsys):
     assert _bench(f"index-masks:{root}", tmp_path / "out") == 1
     err = capsys.readouterr().err
     line = next(line for line in err.splitlines() if "FAILED" in line)
-    assert "no sample could be scored (3 skipped: 3 x mask values 3 are neither classes 0..2 nor the ignore " \
-           "value 255" in line
+    assert (
+        "no sample could be scored (3 skipped: 3 x mask values 3 are neither classes 0..2 nor the ignore "
+        "value 255" in line
+    )
     fixed = f"index-masks:{root}?ignore=3"
     assert f"make it the ignore value: -d '{fixed}'" in line
     # the suggested spec does what it says
@@ -62,11 +64,15 @@ def test_some_skipped_the_ok_line_says_how_many_and_why(tmp_path, capsys):
 
 def test_summary_groups_reasons_without_the_sample_ids():
     skipped = [{"index": i, "sample_id": None, "reason": f"sample s{i}: mask values 11 are bad"} for i in range(4)]
-    skipped += [{"index": 9, "sample_id": "0001TP_9", "reason": "image /data/0001TP_9.png is unreadable: replace it"},
-                {"index": 10, "sample_id": "0001TP_10", "reason": "image /data/0001TP_10.png is unreadable: replace it"},
-                {"index": 11, "sample_id": "y", "reason": "something else"}]
-    assert skip_summary(skipped) == ("4 x mask values 11 are bad; 2 x image /data/<sample>.png is unreadable: "
-                                     "replace it; 1 with other reasons (see 'skipped' in the JSON)")
+    skipped += [
+        {"index": 9, "sample_id": "0001TP_9", "reason": "image /data/0001TP_9.png is unreadable: replace it"},
+        {"index": 10, "sample_id": "0001TP_10", "reason": "image /data/0001TP_10.png is unreadable: replace it"},
+        {"index": 11, "sample_id": "y", "reason": "something else"},
+    ]
+    assert skip_summary(skipped) == (
+        "4 x mask values 11 are bad; 2 x image /data/<sample>.png is unreadable: "
+        "replace it; 1 with other reasons (see 'skipped' in the JSON)"
+    )
 
 
 def test_no_hint_without_one_common_value_or_when_it_does_not_help():
@@ -75,8 +81,9 @@ def test_no_hint_without_one_common_value_or_when_it_does_not_help():
 
     two = [{"index": 0, "reason": "r", "mask_values": [11]}, {"index": 1, "reason": "r", "mask_values": [12]}]
     assert ignore_hint("index-masks:/d", two, never) is None
-    mostly_unreadable = [{"index": 0, "reason": "r", "mask_values": [11]}] + [{"index": i, "reason": "u"}
-                                                                            for i in (1, 2, 3)]
+    mostly_unreadable = [{"index": 0, "reason": "r", "mask_values": [11]}] + [
+        {"index": i, "reason": "u"} for i in (1, 2, 3)
+    ]
     assert ignore_hint("index-masks:/d", mostly_unreadable, never) is None
     already = [{"index": 0, "reason": "r", "mask_values": [11]}]
     assert ignore_hint("index-masks:/d?ignore=11", already, never) is None

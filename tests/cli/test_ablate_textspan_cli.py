@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from cliplens import OpenCLIPBackbone, hookimpl
-from cliplens.datasets.base import SegmentationDataset, SegmentationSample
 from cliplens.cli.main import main
+from cliplens.datasets.base import SegmentationDataset, SegmentationSample
 from cliplens.registry import reset_registry
 from cliplens.registry.loader import load_registry
 
@@ -36,8 +36,8 @@ class TinySquares(SegmentationDataset):
         if index != 5:
             cls = 1 + index % 3
             y, x = 4 + (index * 5) % 12, 4 + (index * 7) % 12
-            image[y:y + 14, x:x + 14] = RGB[cls]
-            mask[y:y + 14, x:x + 14] = cls
+            image[y : y + 14, x : x + 14] = RGB[cls]
+            mask[y : y + 14, x : x + 14] = cls
         return SegmentationSample(Image.fromarray(image), mask, f"s{index}")
 
 
@@ -51,8 +51,12 @@ def registered():
     class Plugin:
         @hookimpl
         def register_backbones(self, register):
-            register("tiny-cli", lambda arg, **kw: OpenCLIPBackbone(
-                make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-cli", **kw))
+            register(
+                "tiny-cli",
+                lambda arg, **kw: OpenCLIPBackbone(
+                    make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-cli", **kw
+                ),
+            )
 
         @hookimpl
         def register_datasets(self, register):
@@ -75,28 +79,56 @@ def cache(tmp_path, monkeypatch):
 
 def test_ablate_prints_before_and_after(registered, tmp_path, capsys):
     out = tmp_path / "ablate.json"
-    code = main(["ablate", "--backbone", "tiny-cli", "--dataset", "tinysquares", "--mlps", "--heads", "2.1", "-1.0",
-                 "--layers", "0", "--each", "--template", "a photo of a {}.", "--json", str(out), "--batch-size", "3"])
+    code = main(
+        [
+            "ablate",
+            "--backbone",
+            "tiny-cli",
+            "--dataset",
+            "tinysquares",
+            "--mlps",
+            "--heads",
+            "2.1",
+            "-1.0",
+            "--layers",
+            "0",
+            "--each",
+            "--template",
+            "a photo of a {}.",
+            "--json",
+            str(out),
+            "--batch-size",
+            "3",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0, text
     assert "7 images, 3 classes (1 skipped" in text and "before:" in text
     assert "after mean-ablating all MLPs; attention layers 0; heads 2.0, 2.1:" in text
     results = json.loads(out.read_text())["results"]
-    assert [r["ablated"] for r in results] == ["all MLPs; attention layers 0; heads 2.0, 2.1", "all MLPs",
-                                               "attention layers 0", "heads 2.1", "heads 2.0"]
+    assert [r["ablated"] for r in results] == [
+        "all MLPs; attention layers 0; heads 2.0, 2.1",
+        "all MLPs",
+        "attention layers 0",
+        "heads 2.1",
+        "heads 2.0",
+    ]
     assert len({r["accuracy_before"] for r in results}) == 1 and results[0]["sum_error"] < 1e-5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["ablate", "--dataset", "tinysquares"], "nothing to ablate"),
-    (["ablate", "--dataset", "tinysquares", "--heads", "9.0"], "out of range"),
-    (["ablate", "--dataset", "tinysquares", "--heads", "x"], "write LAYER.HEAD"),
-    (["ablate", "--dataset", "tinysquares", "--mlps", "--limit", "0"], "--limit must be at least 1"),
-    (["ablate", "--dataset", "tinysquares", "--mlps", "--template", "no slot"], "exactly one {}"),
-    (["textspan", "--images", "{missing}", "--out", "{out}"], "is not a folder"),
-    (["textspan", "--images", "{tmp}", "--out", "{out}", "--ablate-heads", "1.1"], "needs --dataset"),
-    (["textspan", "--dataset", "tinysquares", "--out", "{out}", "--pool", "{missing}"], "cannot read text pool"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ablate", "--dataset", "tinysquares"], "nothing to ablate"),
+        (["ablate", "--dataset", "tinysquares", "--heads", "9.0"], "out of range"),
+        (["ablate", "--dataset", "tinysquares", "--heads", "x"], "write LAYER.HEAD"),
+        (["ablate", "--dataset", "tinysquares", "--mlps", "--limit", "0"], "--limit must be at least 1"),
+        (["ablate", "--dataset", "tinysquares", "--mlps", "--template", "no slot"], "exactly one {}"),
+        (["textspan", "--images", "{missing}", "--out", "{out}"], "is not a folder"),
+        (["textspan", "--images", "{tmp}", "--out", "{out}", "--ablate-heads", "1.1"], "needs --dataset"),
+        (["textspan", "--dataset", "tinysquares", "--out", "{out}", "--pool", "{missing}"], "cannot read text pool"),
+    ],
+)
 def test_user_errors_are_one_line(registered, tmp_path, capsys, args, message):
     paths = {"missing": str(tmp_path / "missing"), "out": str(tmp_path / "o"), "tmp": str(tmp_path)}
     argv = [a.format(**paths) for a in args] + ["--backbone", "tiny-cli"]
@@ -109,9 +141,28 @@ def test_textspan_writes_reports_and_ablates(registered, tmp_path, capsys):
     pool = tmp_path / "pool.txt"
     pool.write_text("\n".join(["red", "blue", "green", "a square", "a circle", "grey", "stripes", "a dog"]) + "\n")
     out = tmp_path / "report"
-    code = main(["textspan", "--backbone", "tiny-cli", "--dataset", "tinysquares", "--out", str(out),
-                 "--layers", "1", "2", "--rank", "4", "--num-texts", "3", "--pool", str(pool),
-                 "--ablate-heads", "2.1"])
+    code = main(
+        [
+            "textspan",
+            "--backbone",
+            "tiny-cli",
+            "--dataset",
+            "tinysquares",
+            "--out",
+            str(out),
+            "--layers",
+            "1",
+            "2",
+            "--rank",
+            "4",
+            "--num-texts",
+            "3",
+            "--pool",
+            str(pool),
+            "--ablate-heads",
+            "2.1",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0, text
     report = json.loads((out / "textspan.json").read_text())
@@ -131,7 +182,23 @@ def test_textspan_on_an_image_folder(registered, tmp_path, capsys):
         TinySquares()[i].image.save(folder / f"img{i}.png")
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "report"
-    assert main(["textspan", "--backbone", "tiny-cli", "--images", str(folder), "--out", str(out),
-                 "--num-texts", "2", "--rank", "3"]) == 0
+    assert (
+        main(
+            [
+                "textspan",
+                "--backbone",
+                "tiny-cli",
+                "--images",
+                str(folder),
+                "--out",
+                str(out),
+                "--num-texts",
+                "2",
+                "--rank",
+                "3",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "textspan.json").read_text())
     assert report["num_images"] == 3 and report["layers"] == [0, 1, 2] and report["pool_size"] >= 1000

@@ -34,11 +34,14 @@ def _bench(capsys, dataset: str, out: Path) -> str:
     return err
 
 
-@pytest.mark.parametrize("build, fmt, spec_suffix", [
-    (_index_masks, "index-masks", "?ignore=11"),
-    (_coco_polygons, "coco-polygons", ""),
-    (_voc, "voc", ""),
-])
+@pytest.mark.parametrize(
+    "build, fmt, spec_suffix",
+    [
+        (_index_masks, "index-masks", "?ignore=11"),
+        (_coco_polygons, "coco-polygons", ""),
+        (_voc, "voc", ""),
+    ],
+)
 def test_bench_with_a_bare_folder_names_the_format_that_reads_it(tmp_path, capsys, build, fmt, spec_suffix):
     root = build(tmp_path / "data")
     err = _bench(capsys, f"{root}{spec_suffix}", tmp_path / "out")
@@ -63,8 +66,24 @@ def test_bench_with_a_missing_path(tmp_path, capsys):
 
 def test_threshold_dataset_path_is_checked_too(tmp_path, capsys):
     root = _index_masks(tmp_path / "val")
-    code = main(["bench", "-b", "toy", "-e", "raw_similarity", "-d", "shapes:test?size=4", "--threshold-dataset",
-                 str(root), "--thresholds", "0.1:0.9:0.4", "-o", str(tmp_path / "out"), "--no-progress"])
+    code = main(
+        [
+            "bench",
+            "-b",
+            "toy",
+            "-e",
+            "raw_similarity",
+            "-d",
+            "shapes:test?size=4",
+            "--threshold-dataset",
+            str(root),
+            "--thresholds",
+            "0.1:0.9:0.4",
+            "-o",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert f"index-masks can read it, so pass -d 'index-masks:{root}'" in err

@@ -10,8 +10,22 @@ from cliplens.cli.main import main
 
 
 def _bench(out) -> int:
-    return main(["bench", "--no-progress", "-b", "toy", "-e", "raw_similarity", "-d", "shapes:test?size=2",
-                 "-m", "miou", "-o", str(out)])
+    return main(
+        [
+            "bench",
+            "--no-progress",
+            "-b",
+            "toy",
+            "-e",
+            "raw_similarity",
+            "-d",
+            "shapes:test?size=2",
+            "-m",
+            "miou",
+            "-o",
+            str(out),
+        ]
+    )
 
 
 def test_a_locked_out_is_the_only_line(tmp_path, capsys):
@@ -41,16 +55,48 @@ def test_a_dataset_that_does_not_open_is_the_only_line(tmp_path, capsys):
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     (root / "classes.txt").write_text("sky\n")
-    for spec, message in [(f"index-masks:{tmp_path / 'nowhere'}", "not found"),
-                          (f"index-masks:{root}", "no images found in"),
-                          ]:
-        code = main(["bench", "--no-progress", "-b", "toy", "-e", "raw_similarity", "-d", spec, "-m", "miou",
-                     "-o", str(tmp_path / "out")])
+    for spec, message in [
+        (f"index-masks:{tmp_path / 'nowhere'}", "not found"),
+        (f"index-masks:{root}", "no images found in"),
+    ]:
+        code = main(
+            [
+                "bench",
+                "--no-progress",
+                "-b",
+                "toy",
+                "-e",
+                "raw_similarity",
+                "-d",
+                spec,
+                "-m",
+                "miou",
+                "-o",
+                str(tmp_path / "out"),
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and message in err, err
-    code = main(["bench", "--no-progress", "-b", "toy", "-e", "raw_similarity", "-d", "shapes:test?size=2",
-                 "--threshold-dataset", f"index-masks:{root}", "--thresholds", "0.1:0.9:0.4", "-m", "miou",
-                 "-o", str(tmp_path / "out")])
+    code = main(
+        [
+            "bench",
+            "--no-progress",
+            "-b",
+            "toy",
+            "-e",
+            "raw_similarity",
+            "-d",
+            "shapes:test?size=2",
+            "--threshold-dataset",
+            f"index-masks:{root}",
+            "--thresholds",
+            "0.1:0.9:0.4",
+            "-m",
+            "miou",
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "no images found in" in err, err
     assert not (tmp_path / "out").exists()

@@ -31,8 +31,12 @@ def tiny_vit_registered():
     class TinyPlugin:
         @hookimpl
         def register_backbones(self, register):
-            register("tiny-vit", lambda arg, **kw: OpenCLIPBackbone(
-                make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-vit", **kw))
+            register(
+                "tiny-vit",
+                lambda arg, **kw: OpenCLIPBackbone(
+                    make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-vit", **kw
+                ),
+            )
 
     reset_registry(load_registry(entry_points=False, extra_plugins={"tiny": TinyPlugin()}))
     yield "tiny-vit"
@@ -57,22 +61,42 @@ def test_list_explainers_and_backbones(capsys):
 @pytest.mark.parametrize("backbone", ["tiny-vit", "ViT-B-16"])
 def test_explain_writes_pngs(tiny_vit_registered, image_file, tmp_path, backbone, capsys):
     out = tmp_path / "out"
-    code = main(["explain", str(image_file), "--text", "a cat", "red", "--explainer", "raw_similarity",
-                 "--backbone", backbone, "--out", str(out), "--size", "64"])
+    code = main(
+        [
+            "explain",
+            str(image_file),
+            "--text",
+            "a cat",
+            "red",
+            "--explainer",
+            "raw_similarity",
+            "--backbone",
+            backbone,
+            "--out",
+            str(out),
+            "--size",
+            "64",
+        ]
+    )
     assert code == 0
     per_image = Image.open(out / "scene_raw_similarity.png")
     grid = Image.open(out / "grid.png")
     assert per_image.width > 3 * 64 and grid.height > 2 * 64  # image + 2 texts; 2 grid rows
 
 
-@pytest.mark.parametrize("args, message", [
-    (["explain", "{missing}", "--text", "x", "--backbone", "tiny-vit"], "does not exist"),
-    (["explain", "{corrupt}", "--text", "x", "--backbone", "tiny-vit"], "cannot read image"),
-    (["explain", "{image}", "--text", " ", "--backbone", "tiny-vit"], "empty --text"),
-    (["explain", "{image}", "--text", "x", "--explainer", "raw_similarty", "--backbone", "tiny-vit"],
-     "did you mean 'raw_similarity'"),
-    (["explain", "{image}", "--text", "x", "--backbone", "tiny-vti"], "unknown backbone 'tiny-vti'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["explain", "{missing}", "--text", "x", "--backbone", "tiny-vit"], "does not exist"),
+        (["explain", "{corrupt}", "--text", "x", "--backbone", "tiny-vit"], "cannot read image"),
+        (["explain", "{image}", "--text", " ", "--backbone", "tiny-vit"], "empty --text"),
+        (
+            ["explain", "{image}", "--text", "x", "--explainer", "raw_similarty", "--backbone", "tiny-vit"],
+            "did you mean 'raw_similarity'",
+        ),
+        (["explain", "{image}", "--text", "x", "--backbone", "tiny-vti"], "unknown backbone 'tiny-vti'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tiny_vit_registered, image_file, tmp_path, capsys, args, message):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"not a png")

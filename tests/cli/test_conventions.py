@@ -18,10 +18,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _imports_torch(argv: list[str]) -> bool:
-    code = ("import sys\nfrom cliplens.cli.main import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules, 'open_clip' in sys.modules)" % argv)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}, check=True)
+    code = (
+        "import sys\nfrom cliplens.cli.main import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'open_clip' in sys.modules)" % argv
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1] != "False False"
 
 
@@ -54,8 +62,11 @@ def test_bench_help_lists_the_registered_formats_and_metrics(capsys):
     from cliplens.benchmarks.defaults import BUILTIN_DATASETS, BUILTIN_METRICS
     from cliplens.registry import get_registry
 
-    builtin = lambda kind: sorted(n for n in get_registry().catalog(kind).names("*")  # noqa: E731
-                                  if get_registry().catalog(kind).get(n).provider.distribution == "cliplens")
+    builtin = lambda kind: sorted(
+        n
+        for n in get_registry().catalog(kind).names("*")  # noqa: E731
+        if get_registry().catalog(kind).get(n).provider.distribution == "cliplens"
+    )
     assert list(BUILTIN_DATASETS) == builtin("dataset") and set(BUILTIN_DATASETS) <= set(list_datasets())
     assert list(BUILTIN_METRICS) == builtin("metric") and set(BUILTIN_METRICS) <= set(list_metrics())
     with pytest.raises(SystemExit):
@@ -66,8 +77,14 @@ def test_bench_help_lists_the_registered_formats_and_metrics(capsys):
 
 
 def test_python_dash_m_cliplens():
-    out = subprocess.run([sys.executable, "-m", "cliplens", "--version"], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "cliplens", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
     assert out.stdout.startswith("cliplens ")
 
 
@@ -88,8 +105,12 @@ def test_options_before_or_after_the_images_and_a_progress_bar(photos, tmp_path,
     assert (out / "photo0_raw_similarity.png").is_file()
     capsys.readouterr()
     out = tmp_path / "b"
-    assert main(["explain", photos[0], "-o", str(out), photos[1], "--text", "a star", photos[2], photos[3],
-                 "--size", "64"]) == 0
+    assert (
+        main(
+            ["explain", photos[0], "-o", str(out), photos[1], "--text", "a star", photos[2], photos[3], "--size", "64"]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert sorted(p.name for p in out.glob("photo*.png")) == [f"photo{i}_raw_similarity.png" for i in range(4)]
     assert "explain" in captured.err and "4/4" in captured.err  # the tqdm bar, on stderr

@@ -20,12 +20,18 @@ def image_file(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["explain", "IMG", "--text", "a dog", "--dtype", "int8"], "unknown compute dtype 'int8'"),
-    (["bench", "--dtype", "float64", "-o", "OUT"], "unknown compute dtype 'float64'"),
-    (["bench", "-b", "toy?autocast=float16", "--dtype", "bfloat16", "-o", "OUT"], "sets autocast=float16 but --dtype"),
-    (["speed", "-b", "toy", "-e", "raw_similarity", "--dtype", "half"], "unknown compute dtype 'half'"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["explain", "IMG", "--text", "a dog", "--dtype", "int8"], "unknown compute dtype 'int8'"),
+        (["bench", "--dtype", "float64", "-o", "OUT"], "unknown compute dtype 'float64'"),
+        (
+            ["bench", "-b", "toy?autocast=float16", "--dtype", "bfloat16", "-o", "OUT"],
+            "sets autocast=float16 but --dtype",
+        ),
+        (["speed", "-b", "toy", "-e", "raw_similarity", "--dtype", "half"], "unknown compute dtype 'half'"),
+    ],
+)
 def test_bad_dtype_is_one_line(argv, fragment, image_file, tmp_path, capsys):
     argv = [str(image_file) if a == "IMG" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
     assert main(argv) == 2
@@ -45,8 +51,22 @@ def test_with_option():
 
 def test_explain_in_bfloat16_says_which_explainers_run_in_float32(image_file, tmp_path, capsys):
     with pytest.warns(UserWarning) as said:  # the CLI prints warnings as "cliplens: warning: ..." lines
-        code = main(["explain", str(image_file), "--text", "a red circle", "-e", "raw_similarity", "decomposition",
-                     "--dtype", "bfloat16", "-o", str(tmp_path / "maps"), "--no-progress"])
+        code = main(
+            [
+                "explain",
+                str(image_file),
+                "--text",
+                "a red circle",
+                "-e",
+                "raw_similarity",
+                "decomposition",
+                "--dtype",
+                "bfloat16",
+                "-o",
+                str(tmp_path / "maps"),
+                "--no-progress",
+            ]
+        )
     assert code == 0
     messages = [str(w.message) for w in said]
     assert any("'decomposition' runs in float32, not bfloat16" in m for m in messages)
@@ -57,8 +77,26 @@ def test_explain_in_bfloat16_says_which_explainers_run_in_float32(image_file, tm
 
 def test_bench_passes_dtype_as_a_backbone_option(tmp_path, capsys):
     out = tmp_path / "bench"
-    code = main(["bench", "-b", "toy", "-e", "raw_similarity", "-d", "shapes:test?size=2", "--dtype", "bf16",
-                 "-m", "miou", "-o", str(out), "--no-progress", "--examples", "0"])
+    code = main(
+        [
+            "bench",
+            "-b",
+            "toy",
+            "-e",
+            "raw_similarity",
+            "-d",
+            "shapes:test?size=2",
+            "--dtype",
+            "bf16",
+            "-m",
+            "miou",
+            "-o",
+            str(out),
+            "--no-progress",
+            "--examples",
+            "0",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     results = [json.loads(p.read_text()) for p in out.rglob("*.json")]
     assert any("autocast=bfloat16" in json.dumps(r) for r in results)
@@ -66,8 +104,24 @@ def test_bench_passes_dtype_as_a_backbone_option(tmp_path, capsys):
 
 def test_speed_records_the_compute_dtype_of_every_explainer(tmp_path, capsys):
     out = tmp_path / "speed.json"
-    code = main(["speed", "-b", "toy", "-e", "raw_similarity", "decomposition", "--dtype", "bfloat16",
-                 "--batch-size", "1", "--batches", "1", "--json", str(out)])
+    code = main(
+        [
+            "speed",
+            "-b",
+            "toy",
+            "-e",
+            "raw_similarity",
+            "decomposition",
+            "--dtype",
+            "bfloat16",
+            "--batch-size",
+            "1",
+            "--batches",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     assert "autocast bfloat16 except decomposition (float32" in table

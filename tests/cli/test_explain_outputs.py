@@ -39,8 +39,10 @@ def registered():
         def register_backbones(self, register):
             def build(arg, **kw):
                 BUILT.append(arg)
-                return OpenCLIPBackbone(make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                        name="tiny-vit", **kw)
+                return OpenCLIPBackbone(
+                    make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-vit", **kw
+                )
+
             register("tiny-vit", build)
 
         @hookimpl
@@ -81,8 +83,23 @@ def test_unique_names():
 def test_a_failing_explainer_costs_one_line_and_the_others_are_written(registered, tmp_path, capsys):
     image = _image(tmp_path / "scene.png", 0)
     out = tmp_path / "out"
-    code = main(["explain", str(image), "-t", "red", "-e", "raises", "raw_similarity", "-b", "tiny-vit",
-                 "-o", str(out), "--size", "32"])
+    code = main(
+        [
+            "explain",
+            str(image),
+            "-t",
+            "red",
+            "-e",
+            "raises",
+            "raw_similarity",
+            "-b",
+            "tiny-vit",
+            "-o",
+            str(out),
+            "--size",
+            "32",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "'raises'" in line]

@@ -31,8 +31,11 @@ class _ClashingPlugin:
 @pytest.fixture
 def clash(monkeypatch):
     """The process registry is built lazily, inside the command, with the clashing plugin installed."""
-    monkeypatch.setattr(registry_module, "load_registry",
-                        functools.partial(load_registry, entry_points=False, extra_plugins={"clash": _ClashingPlugin()}))
+    monkeypatch.setattr(
+        registry_module,
+        "load_registry",
+        functools.partial(load_registry, entry_points=False, extra_plugins={"clash": _ClashingPlugin()}),
+    )
     registry_module.reset_registry()
     yield
     registry_module.reset_registry()
@@ -62,15 +65,35 @@ def test_plugins_and_list_run_with_a_warning(clash, capsys):
 
 
 def test_a_command_using_the_name_stops_with_one_line(clash, image_file, tmp_path, capsys):
-    code, _, err, _ = _run(["explain", str(image_file), "-t", "red", "-e", "raw_similarity", "-b", "ViT-S-32",
-                            "-o", str(tmp_path / "o")], capsys)
+    code, _, err, _ = _run(
+        ["explain", str(image_file), "-t", "red", "-e", "raw_similarity", "-b", "ViT-S-32", "-o", str(tmp_path / "o")],
+        capsys,
+    )
     assert code == 2
-    assert err.strip().splitlines()[-1].startswith("cliplens: error: explainer 'raw_similarity' is registered by "
-                                                   "both plugin 'raw_similarity'")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("cliplens: error: explainer 'raw_similarity' is registered by both plugin 'raw_similarity'")
+    )
     assert "plugin 'clash'" in err and "Traceback" not in err
 
 
 def test_a_command_using_other_names_runs(clash, image_file, tmp_path, capsys):
-    code, out, _, _ = _run(["explain", str(image_file), "-t", "red", "-e", "impostor_only", "-b", "ViT-S-32",
-                            "-o", str(tmp_path / "o"), "--size", "32"], capsys)
+    code, out, _, _ = _run(
+        [
+            "explain",
+            str(image_file),
+            "-t",
+            "red",
+            "-e",
+            "impostor_only",
+            "-b",
+            "ViT-S-32",
+            "-o",
+            str(tmp_path / "o"),
+            "--size",
+            "32",
+        ],
+        capsys,
+    )
     assert code == 0 and (tmp_path / "o" / "scene_impostor_only.png").is_file()

@@ -24,8 +24,12 @@ def tiny_speed_backbone(tmp_path, monkeypatch):
     class TinyPlugin:
         @hookimpl
         def register_backbones(self, register):
-            register("tiny-speed", lambda arg, **kw: OpenCLIPBackbone(
-                make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-speed", **kw))
+            register(
+                "tiny-speed",
+                lambda arg, **kw: OpenCLIPBackbone(
+                    make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-speed", **kw
+                ),
+            )
 
     reset_registry(load_registry(entry_points=False, extra_plugins={"tiny": TinyPlugin()}))
     yield "tiny-speed"
@@ -36,10 +40,31 @@ def test_speed_prints_a_table_and_saves_json(tiny_speed_backbone, tmp_path, caps
     vocabulary = tmp_path / "words.txt"
     vocabulary.write_text("red\ncircle\nblue\nsquare\ndog\n", encoding="utf-8")
     out = tmp_path / "speed" / "result.json"
-    code = main(["speed", "--backbone", "tiny-speed", "--explainer", "raw_similarity", "clip_surgery",
-                 "--explainer", "gradcam", "lexical", "--batch-size", "2", "--batches", "2", "--texts", "2",
-                 "--option", f"lexical.vocabulary={vocabulary}", "--option", "clip_surgery.depth=2",
-                 "--json", str(out)])
+    code = main(
+        [
+            "speed",
+            "--backbone",
+            "tiny-speed",
+            "--explainer",
+            "raw_similarity",
+            "clip_surgery",
+            "--explainer",
+            "gradcam",
+            "lexical",
+            "--batch-size",
+            "2",
+            "--batches",
+            "2",
+            "--texts",
+            "2",
+            "--option",
+            f"lexical.vocabulary={vocabulary}",
+            "--option",
+            "clip_surgery.depth=2",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     assert "| explainer | ms / image | x encode_image | peak memory (MiB) |" in table
@@ -58,12 +83,15 @@ def test_speed_prints_a_table_and_saves_json(tiny_speed_backbone, tmp_path, caps
     assert "torch" in config["versions"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--explainer", "raw_similarty"], "did you mean 'raw_similarity'"),
-    (["--explainer", "raw_similarity", "--batches", "0"], "at least 1"),
-    (["--explainer", "raw_similarity", "--option", "gradcam.layer=1"], "not among the explainers"),
-    (["--explainer", "gradcam", "--option", "gradcam.layer=9"], "out of range"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--explainer", "raw_similarty"], "did you mean 'raw_similarity'"),
+        (["--explainer", "raw_similarity", "--batches", "0"], "at least 1"),
+        (["--explainer", "raw_similarity", "--option", "gradcam.layer=1"], "not among the explainers"),
+        (["--explainer", "gradcam", "--option", "gradcam.layer=9"], "out of range"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tiny_speed_backbone, capsys, args, message):
     assert main(["speed", "--backbone", "tiny-speed", *args]) == 2
     err = capsys.readouterr().err.strip()
@@ -95,16 +123,32 @@ def test_peak_memory_sees_a_large_allocation():
 
 def test_several_text_counts_add_a_t_scaling_table(tiny_speed_backbone, tmp_path, capsys):
     out = tmp_path / "scaling.json"
-    code = main(["speed", "--backbone", "tiny-speed", "--explainer", "gradcam", "decomposition", "--batch-size", "2",
-                 "--batches", "1", "--texts", "1", "3", "--json", str(out)])
+    code = main(
+        [
+            "speed",
+            "--backbone",
+            "tiny-speed",
+            "--explainer",
+            "gradcam",
+            "decomposition",
+            "--batch-size",
+            "2",
+            "--batches",
+            "1",
+            "--texts",
+            "1",
+            "3",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| explainer | x fwd T=1 | x fwd T=3 | MiB T=1 | MiB T=3 |" in printed
     assert printed.count("| gradcam |") == 3  # one row per count's table, one in the scaling table
     reports = json.loads(out.read_text())["reports"]
     assert [len(r["config"]["texts"]) for r in reports] == [1, 3]
-    assert all({row["name"] for row in r["results"]} == {"encode_image", "gradcam", "decomposition"}
-               for r in reports)
+    assert all({row["name"] for row in r["results"]} == {"encode_image", "gradcam", "decomposition"} for r in reports)
 
 
 def test_cpu_peak_memory_is_the_peak_of_tensor_allocations():

@@ -7,14 +7,21 @@ import pytest
 from cliplens.cli.main import main
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["bench", "--limit", "abc"], "cliplens bench: error: argument --limit: invalid int value: 'abc' "
-                                  "(see `cliplens bench --help`)"),
-    (["explain", "x.png"], "cliplens explain: error: the following arguments are required: --text/-t "
-                           "(see `cliplens explain --help`)"),
-    (["benc"], "cliplens: error: argument COMMAND: invalid choice: 'benc'"),
-    (["bench", "--batch-size", "1.5"], "argument --batch-size: invalid int value: '1.5'"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (
+            ["bench", "--limit", "abc"],
+            "cliplens bench: error: argument --limit: invalid int value: 'abc' (see `cliplens bench --help`)",
+        ),
+        (
+            ["explain", "x.png"],
+            "cliplens explain: error: the following arguments are required: --text/-t (see `cliplens explain --help`)",
+        ),
+        (["benc"], "cliplens: error: argument COMMAND: invalid choice: 'benc'"),
+        (["bench", "--batch-size", "1.5"], "argument --batch-size: invalid int value: '1.5'"),
+    ],
+)
 def test_usage_errors_are_one_line_with_exit_2(argv, fragment, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)

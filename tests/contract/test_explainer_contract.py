@@ -42,14 +42,18 @@ def contract_explainers() -> list[str]:
 
 
 def _tiny_vit() -> OpenCLIPBackbone:
-    return OpenCLIPBackbone(randomize_(make_tiny_clip(seed=5)), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                            name="tiny-vit")
+    return OpenCLIPBackbone(
+        randomize_(make_tiny_clip(seed=5)), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-vit"
+    )
 
 
 def _tiny_resnet() -> OpenCLIPBackbone:
     torch.manual_seed(0)
-    model = open_clip.CLIP(embed_dim=32, vision_cfg={"image_size": 64, "layers": (1, 1, 1, 1), "width": 8},
-                           text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1})
+    model = open_clip.CLIP(
+        embed_dim=32,
+        vision_cfg={"image_size": 64, "layers": (1, 1, 1, 1), "width": 8},
+        text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    )
     return OpenCLIPBackbone(model, open_clip.get_tokenizer("RN50", context_length=16), name="tiny-resnet")
 
 
@@ -106,8 +110,9 @@ def images(backbone, n: int = 2) -> torch.Tensor:
 
 
 def model_hooks(backbone) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               for m in backbone.model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in backbone.model.modules()
+    )
 
 
 PAIRS = [pytest.param(e, b, id=f"{e}-{b}") for e in contract_explainers() for b in BACKBONES]
@@ -119,8 +124,9 @@ def test_contract(explainer_name, backbone_name, vocabulary, monkeypatch, tmp_pa
     backbone = backbone_for(backbone_name)
     cls = cliplens.get_explainer_class(explainer_name)
     support = cls.check_support(backbone)
-    assert support is True or (isinstance(support, str) and support.strip()), \
+    assert support is True or (isinstance(support, str) and support.strip()), (
         f"supports() must return True or a reason, got {support!r}"
+    )
     if support is not True:
         with pytest.raises(ExplainerError, match="cannot run"):
             create_explainer(explainer_name, backbone, **options_for(explainer_name, vocabulary))
@@ -151,9 +157,10 @@ def test_contract(explainer_name, backbone_name, vocabulary, monkeypatch, tmp_pa
     # batch invariance: one image at a time equals the batch
     scale = result.patch_scores.abs().max().clamp_min(1e-12)
     for b in range(2):
-        single = explainer.explain(pixels=pixels[b:b + 1], texts=TEXTS)
-        assert torch.allclose(single.patch_scores[0] / scale, result.patch_scores[b] / scale, atol=1e-5), \
+        single = explainer.explain(pixels=pixels[b : b + 1], texts=TEXTS)
+        assert torch.allclose(single.patch_scores[0] / scale, result.patch_scores[b] / scale, atol=1e-5), (
             f"image {b} scored alone differs from the batch"
+        )
 
     # text-order invariance: permuting the texts permutes the maps
     order = [2, 0, 1]

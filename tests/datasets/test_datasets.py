@@ -378,8 +378,9 @@ def test_shared_coco128(shared_datasets: Path) -> None:
     assert empty == 2
 
 
-@pytest.mark.parametrize("mode, dtype", [("L", np.uint8), ("P", np.uint8), ("I;16", np.uint16), ("I", np.int32),
-                                         ("1", np.uint8)])
+@pytest.mark.parametrize(
+    "mode, dtype", [("L", np.uint8), ("P", np.uint8), ("I;16", np.uint16), ("I", np.int32), ("1", np.uint8)]
+)
 def test_masks_keep_their_stored_integer_dtype(tmp_path: Path, mode: str, dtype) -> None:
     """Dataset masks are held compactly (a 6000 x 6000 8-bit mask: 36 MB, not 288 MB as int64)."""
     values = np.array([[0, 1, 1], [1, 0, 1]]) if mode == "1" else np.array([[0, 1, 15], [200, 20, 0]])

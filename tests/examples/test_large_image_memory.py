@@ -18,8 +18,14 @@ def test_a_cliplens_package_in_the_cwd_does_not_shadow_pythonpath(tmp_path: Path
     (decoy / "__init__.py").write_text("raise ImportError('decoy cliplens from the cwd was imported')\n")
     (decoy / "__main__.py").write_text("raise SystemExit('decoy cliplens from the cwd was run')\n")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, str(SCRIPT), "--side", "64", "--pythonpath", str(ROOT)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--side", "64", "--pythonpath", str(ROOT)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "decoy" not in done.stdout + done.stderr
     assert "exit status 0; peak RSS" in done.stdout and '"miou": ' in done.stdout

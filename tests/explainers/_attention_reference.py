@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
-
 import open_clip
+import pytest
 import torch
 
 from cliplens import OpenCLIPBackbone
@@ -29,8 +28,9 @@ def tiny_model(seed: int = 3) -> torch.nn.Module:
 
 
 def tiny_backbone(model: torch.nn.Module) -> OpenCLIPBackbone:
-    return OpenCLIPBackbone(model, open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-random",
-                            dtype=torch.float64)
+    return OpenCLIPBackbone(
+        model, open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-random", dtype=torch.float64
+    )
 
 
 @pytest.fixture(scope="module")

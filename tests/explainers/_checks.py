@@ -14,8 +14,8 @@ import contextlib
 import importlib
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pytest
 import torch
@@ -24,14 +24,15 @@ from cliplens import create_explainer, get_explainer_class
 from cliplens.errors import InputError
 
 
-def assert_batch_equals_one_by_one(explainer, pixels: torch.Tensor, texts: torch.Tensor,
-                                   text_indices: Sequence[int], atol: float = 1e-12) -> None:
+def assert_batch_equals_one_by_one(
+    explainer, pixels: torch.Tensor, texts: torch.Tensor, text_indices: Sequence[int], atol: float = 1e-12
+) -> None:
     """Every image of ``pixels`` and each of ``text_indices`` explained alone equals its entry of the batched call."""
     with torch.set_grad_enabled(explainer.needs_grad):
         batch = explainer.explain_patches(pixels, texts).scores
         for b in range(pixels.shape[0]):
             for t in text_indices:
-                one = explainer.explain_patches(pixels[b:b + 1], texts[t:t + 1]).scores
+                one = explainer.explain_patches(pixels[b : b + 1], texts[t : t + 1]).scores
                 assert torch.allclose(one[0, 0], batch[b, t], atol=atol), (b, t)
 
 
@@ -64,9 +65,26 @@ def installed_without_dependencies(target: Path, requirements: Sequence[str], mo
     Skips the test with pip's last line when the install fails (offline, no such version) and with the
     exception when the import fails; afterwards ``target`` leaves ``sys.path`` and the package ``sys.modules``.
     """
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--retries", "0",
-                              "--timeout", "10", "--target", str(target), *requirements],
-                             capture_output=True, text=True, timeout=180)
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--quiet",
+            "--retries",
+            "0",
+            "--timeout",
+            "10",
+            "--target",
+            str(target),
+            *requirements,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if install.returncode != 0:
         pytest.skip(f"{requirements[0]} could not be installed: {install.stderr.strip().splitlines()[-1:]}")
     top = module.split(".")[0]

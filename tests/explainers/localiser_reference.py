@@ -13,8 +13,14 @@ import math
 import pytest
 import torch
 
-from tests.backbones.test_vit import (ln, reference_block, reference_embed, reference_mlp, reference_out_proj,
-                                      reference_qkv)
+from tests.backbones.test_vit import (
+    ln,
+    reference_block,
+    reference_embed,
+    reference_mlp,
+    reference_out_proj,
+    reference_qkv,
+)
 from tests.explainers._attention_reference import state_dict64, tiny_backbone, tiny_model
 
 HEADS = 4

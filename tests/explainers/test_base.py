@@ -30,7 +30,9 @@ def test_maps_are_upsampled_and_normalised_per_map(tiny_backbone):
     result = _explain(tiny_backbone, lambda b, t: PatchScores(scores))
     assert result.maps.shape == (2, 2, 32, 32) and result.patch_scores.shape == (2, 2, 4, 4)
     flat = result.maps.flatten(2)
-    assert torch.allclose(flat.min(-1).values, torch.zeros(2, 2)) and torch.allclose(flat.max(-1).values, torch.ones(2, 2))
+    assert torch.allclose(flat.min(-1).values, torch.zeros(2, 2)) and torch.allclose(
+        flat.max(-1).values, torch.ones(2, 2)
+    )
     assert result.explainer == "fake_plugin" and result.texts == ["a", "b"]
 
 
@@ -39,12 +41,15 @@ def test_constant_map_becomes_zeros():
     assert torch.equal(maps, torch.zeros(1, 1, 3, 3))
 
 
-@pytest.mark.parametrize("produce, match", [
-    (lambda b, t: PatchScores(torch.full((b, t, 4, 4), float("nan"))), "fake_plugin.*NaN"),
-    (lambda b, t: PatchScores(torch.zeros(b, t + 1, 4, 4)), r"fake_plugin.*shape \(2, 3, 4, 4\).*T=2"),
-    (lambda b, t: PatchScores(torch.zeros(b, t, 16)), "fake_plugin.*shape"),
-    (lambda b, t: torch.zeros(b, t, 4, 4), "fake_plugin.*must return PatchScores"),
-])
+@pytest.mark.parametrize(
+    "produce, match",
+    [
+        (lambda b, t: PatchScores(torch.full((b, t, 4, 4), float("nan"))), "fake_plugin.*NaN"),
+        (lambda b, t: PatchScores(torch.zeros(b, t + 1, 4, 4)), r"fake_plugin.*shape \(2, 3, 4, 4\).*T=2"),
+        (lambda b, t: PatchScores(torch.zeros(b, t, 16)), "fake_plugin.*shape"),
+        (lambda b, t: torch.zeros(b, t, 4, 4), "fake_plugin.*must return PatchScores"),
+    ],
+)
 def test_invalid_plugin_output_is_a_clear_error(tiny_backbone, produce, match):
     with pytest.raises(ExplainerError, match=match):
         _explain(tiny_backbone, produce)
@@ -96,10 +101,14 @@ def test_each_map_order_follows_its_pipeline(tiny_backbone):
     upsampled = torch.nn.functional.interpolate(scores, size, mode="bilinear", align_corners=False)
     lo = upsampled.amin(dim=(2, 3), keepdim=True)
     hi = upsampled.amax(dim=(2, 3), keepdim=True)
-    assert torch.allclose(scores_to_maps(scores, size, UPSAMPLE_THEN_NORMALIZE), (upsampled - lo) / (hi - lo), atol=1e-6)
+    assert torch.allclose(
+        scores_to_maps(scores, size, UPSAMPLE_THEN_NORMALIZE), (upsampled - lo) / (hi - lo), atol=1e-6
+    )
     assert (grid_first - scores_to_maps(scores, size, UPSAMPLE_THEN_NORMALIZE)).abs().max() > 1e-3  # orders differ
-    assert torch.equal(scores_to_maps(scores.sigmoid(), size, NO_NORMALIZATION),
-                       torch.nn.functional.interpolate(scores.sigmoid(), size, mode="bilinear", align_corners=False))
+    assert torch.equal(
+        scores_to_maps(scores.sigmoid(), size, NO_NORMALIZATION),
+        torch.nn.functional.interpolate(scores.sigmoid(), size, mode="bilinear", align_corners=False),
+    )
     with pytest.raises(ExplainerError, match="needs them in \\[0, 1\\]"):
         scores_to_maps(scores, size, NO_NORMALIZATION)
 
@@ -115,8 +124,9 @@ def test_explain_uses_the_declared_order_and_keeps_raw_scores(tiny_backbone):
     result = _GridFirst(tiny_backbone, lambda b, t: PatchScores(scores)).explain(torch.rand(2, 3, 32, 32), ["a", "b"])
     assert torch.allclose(result.maps, _reference_normalise_then_upsample(scores, (32, 32)), atol=1e-6)
     assert torch.equal(result.patch_scores, scores)  # unnormalised
-    assert torch.allclose(result.upsampled_scores,
-                          torch.nn.functional.interpolate(scores, (32, 32), mode="bilinear", align_corners=False))
+    assert torch.allclose(
+        result.upsampled_scores, torch.nn.functional.interpolate(scores, (32, 32), mode="bilinear", align_corners=False)
+    )
 
 
 def test_every_registered_explainer_declares_a_known_map_order():

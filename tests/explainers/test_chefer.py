@@ -12,17 +12,31 @@ import torch
 
 from cliplens import create_explainer
 from tests.explainers._attention_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, embed, hand_forward, model, object_contrasts, random_pixels, random_texts, state_dict64,
-    toy_maps, toy_objects)
-from tests.explainers._checks import (assert_bad_options_are_one_line, assert_batch_equals_one_by_one,
-                                      assert_close_relative, assert_needs_a_vit)
+    LAYERS,
+    backbone,
+    embed,
+    hand_forward,
+    model,
+    object_contrasts,
+    random_pixels,
+    random_texts,
+    state_dict64,
+    toy_maps,
+    toy_objects,
+)
+from tests.explainers._checks import (
+    assert_bad_options_are_one_line,
+    assert_batch_equals_one_by_one,
+    assert_close_relative,
+    assert_needs_a_vit,
+)
 
 
 def reference_chefer(pixels, texts, sd, start, scale):
     B, T = pixels.shape[0], texts.shape[0]
     out = torch.zeros(B, T, 4, 4, dtype=torch.float64)
     for b in range(B):
-        probs, outputs = hand_forward(pixels[b:b + 1], sd)
+        probs, outputs = hand_forward(pixels[b : b + 1], sd)
         image = embed(outputs[-1][:, 0], sd)[0]
         for t in range(T):
             score = scale * image @ texts[t]
@@ -40,8 +54,9 @@ def reference_chefer(pixels, texts, sd, start, scale):
 def test_chefer_matches_the_rule(model, backbone, options):
     pixels, texts = random_pixels(2), random_texts(3)
     got = create_explainer("chefer", backbone, **options).explain_patches(pixels, texts).scores
-    want = reference_chefer(pixels, texts, state_dict64(model), options.get("start_layer", -1) % LAYERS,
-                            options.get("logit_scale", 100.0))
+    want = reference_chefer(
+        pixels, texts, state_dict64(model), options.get("start_layer", -1) % LAYERS, options.get("logit_scale", 100.0)
+    )
     assert_close_relative(got, want)
 
 
@@ -52,8 +67,14 @@ def test_many_texts_and_images_equal_one_by_one(backbone, per_pass):
     assert_batch_equals_one_by_one(explainer, pixels, texts, (0, 4, 6))
 
 
-@pytest.mark.parametrize("options,match", [({"max_texts_per_pass": 0}, "max_texts_per_pass"),
-                                           ({"start_layer": "x"}, "start_layer"), ({"logit_scale": "big"}, "logit_scale")])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"max_texts_per_pass": 0}, "max_texts_per_pass"),
+        ({"start_layer": "x"}, "start_layer"),
+        ({"logit_scale": "big"}, "logit_scale"),
+    ],
+)
 def test_bad_options_are_one_line(backbone, options, match):
     assert_bad_options_are_one_line("chefer", backbone, options, match)
 

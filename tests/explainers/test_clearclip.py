@@ -8,8 +8,18 @@ import torch
 import cliplens
 from cliplens.errors import InputError
 from tests.explainers.localiser_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, finish_block, model, out_proj, pixels, qkv_heads, sd, softmax_logits, stream_entering,
-    texts)
+    LAYERS,
+    backbone,
+    finish_block,
+    model,
+    out_proj,
+    pixels,
+    qkv_heads,
+    sd,
+    softmax_logits,
+    stream_entering,
+    texts,
+)
 
 
 def reference_clearclip(pixels, sd, texts, attention="qq", residual=False, mlp_on=False):
@@ -22,8 +32,9 @@ def reference_clearclip(pixels, sd, texts, attention="qq", residual=False, mlp_o
     return finish_block(x, attended, sd, last, texts, residual, mlp_on)
 
 
-@pytest.mark.parametrize("attention,residual,mlp_on", [("qq", False, False), ("kk", False, False),
-                                                       ("qq", True, True), ("qk", True, True)])
+@pytest.mark.parametrize(
+    "attention,residual,mlp_on", [("qq", False, False), ("kk", False, False), ("qq", True, True), ("qk", True, True)]
+)
 def test_clearclip_matches_hand_computation(backbone, sd, pixels, texts, attention, residual, mlp_on):
     explainer = cliplens.create_explainer("clearclip", backbone, attention=attention, residual=residual, mlp=mlp_on)
     with torch.no_grad():
@@ -36,8 +47,9 @@ def test_qk_with_residual_and_mlp_is_raw_similarity(backbone, pixels, texts):
     with torch.no_grad():
         undone = cliplens.create_explainer("clearclip", backbone, attention="qk", residual=True, mlp=True)
         raw = cliplens.create_explainer("raw_similarity", backbone)
-        assert torch.allclose(undone.explain_patches(pixels, texts).scores, raw.explain_patches(pixels, texts).scores,
-                              atol=1e-10)
+        assert torch.allclose(
+            undone.explain_patches(pixels, texts).scores, raw.explain_patches(pixels, texts).scores, atol=1e-10
+        )
 
 
 def test_bad_attention_is_one_line(backbone):

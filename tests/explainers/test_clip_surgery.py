@@ -13,13 +13,13 @@ import torch.nn.functional as F
 import cliplens
 from cliplens.errors import CliplensError, InputError
 from cliplens.explainers import clip_surgery
-from cliplens.explainers.maps import NORMALIZE_THEN_UPSAMPLE, UPSAMPLE_THEN_NORMALIZE, scores_to_maps
 from cliplens.explainers.clip_surgery import (
     empty_prompt_surgery,
     feature_surgery,
     surgery_similarity,
     surgery_weights,
 )
+from cliplens.explainers.maps import NORMALIZE_THEN_UPSAMPLE, UPSAMPLE_THEN_NORMALIZE, scores_to_maps
 from tests.explainers._checks import embed_tokens
 
 
@@ -76,8 +76,9 @@ def test_both_surgeries_off_equals_raw_similarity(tiny_backbone):
     pixels = tiny_backbone.preprocess(torch.rand(2, 3, 32, 32))
     texts = ["a red circle", "a blue square", "grass"]
     raw = cliplens.create_explainer("raw_similarity", tiny_backbone).explain(pixels=pixels, texts=texts)
-    off = cliplens.create_explainer("clip_surgery", tiny_backbone, arch_surgery="false",
-                                    feature_surgery=False).explain(pixels=pixels, texts=texts)
+    off = cliplens.create_explainer("clip_surgery", tiny_backbone, arch_surgery="false", feature_surgery=False).explain(
+        pixels=pixels, texts=texts
+    )
     assert torch.equal(off.patch_scores, raw.patch_scores)
     # the same scores, made into maps in each method's own order
     assert torch.equal(raw.maps, scores_to_maps(raw.patch_scores, (32, 32), UPSAMPLE_THEN_NORMALIZE))
@@ -110,8 +111,9 @@ def test_maps_match_the_reference_pipeline_end_to_end(tiny_backbone):
     pixels = tiny_backbone.preprocess(torch.rand(2, 3, 32, 32))
     texts = ["a red circle", "a blue square", "grass"]
     size = (48, 48)
-    result = cliplens.create_explainer("clip_surgery", tiny_backbone).explain(pixels=pixels, texts=texts,
-                                                                              output_size=size)
+    result = cliplens.create_explainer("clip_surgery", tiny_backbone).explain(
+        pixels=pixels, texts=texts, output_size=size
+    )
     reference = _reference_surgery_maps(tiny_backbone, pixels, texts, size)
     assert (result.maps - reference).abs().max() < 1e-4
     before = scores_to_maps(result.patch_scores, size, UPSAMPLE_THEN_NORMALIZE)
@@ -170,8 +172,9 @@ def test_options(tiny_backbone):
 def test_half_precision_backbone_runs_on_its_device(dtype):
     from tests.conftest import make_tiny_clip
 
-    backbone = cliplens.OpenCLIPBackbone(make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                         name="tiny-half", dtype=dtype)
+    backbone = cliplens.OpenCLIPBackbone(
+        make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-half", dtype=dtype
+    )
     for texts in (["a dog"], ["a dog", "a cat"]):
         result = cliplens.create_explainer("clip_surgery", backbone).explain(torch.rand(1, 3, 32, 32), texts)
         assert result.patch_scores.device == backbone.device

@@ -8,8 +8,15 @@ import torch
 
 from cliplens import create_explainer
 from cliplens.errors import CliplensError
-from cliplens.explainers.ablation import (AblationSpec, LabelledImages, background_classes, classification_label,
-                                          collect_terms, evaluate_ablation, mean_ablate)
+from cliplens.explainers.ablation import (
+    AblationSpec,
+    LabelledImages,
+    background_classes,
+    classification_label,
+    collect_terms,
+    evaluate_ablation,
+    mean_ablate,
+)
 from cliplens.explainers.decomposition import decompose, token_scores
 from cliplens.explainers.layer_selection import parse_heads, resolve_layers
 
@@ -59,8 +66,9 @@ def test_contracted_equals_full_terms_dotted_with_text(tiny_backbone, num_texts)
     contracted = decompose(tiny_backbone, px, tf)
     assert contracted.contracted and full.contracted
     for name in ("embed_term", "attn", "mlp", "heads", "tokens"):
-        torch.testing.assert_close(getattr(contracted, name).double(), getattr(full, name).double(),
-                                   rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(
+            getattr(contracted, name).double(), getattr(full, name).double(), rtol=1e-4, atol=1e-6, msg=name
+        )
     assert contracted.sum_error() < 1e-5 and full.sum_error() < 1e-5
     # the map fast path agrees with the decomposition
     scores, per_head = token_scores(tiny_backbone, px, tf, return_heads=True)
@@ -75,10 +83,19 @@ def test_layer_scale_and_quickgelu_tower():
     from cliplens import OpenCLIPBackbone
 
     torch.manual_seed(1)
-    model = open_clip.CLIP(embed_dim=16, quick_gelu=True,
-                           vision_cfg={"image_size": 32, "patch_size": 16, "width": 32, "layers": 2, "head_width": 8,
-                                       "ls_init_value": 0.5},
-                           text_cfg={"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1})
+    model = open_clip.CLIP(
+        embed_dim=16,
+        quick_gelu=True,
+        vision_cfg={
+            "image_size": 32,
+            "patch_size": 16,
+            "width": 32,
+            "layers": 2,
+            "head_width": 8,
+            "ls_init_value": 0.5,
+        },
+        text_cfg={"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+    )
     backbone = OpenCLIPBackbone(model, open_clip.get_tokenizer("ViT-B-16", context_length=8), name="ls")
     px = _pixels(backbone, batch=2)
     d = decompose(backbone, px, TEXTS)
@@ -130,7 +147,7 @@ def _explicit(model, px: torch.Tensor, text: torch.Tensor):
         y = ln(x, f"{pre}.ln_1")
         W, b = p[f"{pre}.attn.in_proj_weight"], p[f"{pre}.attn.in_proj_bias"]
         Wo, bo = p[f"{pre}.attn.out_proj.weight"], p[f"{pre}.attn.out_proj.bias"]
-        q, k, val = (y @ W[i * d:(i + 1) * d].T + b[i * d:(i + 1) * d] for i in range(3))
+        q, k, val = (y @ W[i * d : (i + 1) * d].T + b[i * d : (i + 1) * d] for i in range(3))
         out = torch.zeros_like(x)
         per_head = []
         for h in range(H):
@@ -150,7 +167,7 @@ def _explicit(model, px: torch.Tensor, text: torch.Tensor):
     mu = final.mean()
     sigma = torch.sqrt(((final - mu) ** 2).mean() + 1e-5)
     gamma, beta, proj = p["ln_post.weight"], p["ln_post.bias"], p["proj"]
-    embedding = (ln(final, "ln_post") @ proj)
+    embedding = ln(final, "ln_post") @ proj
     K = 2 * len(attn_terms) + 1
     t = text.double()
 
@@ -158,12 +175,22 @@ def _explicit(model, px: torch.Tensor, text: torch.Tensor):
         return float(((gamma * (term - share * mu) / sigma + share * beta) @ proj) @ t)
 
     N1 = x.shape[0]
-    tokens = torch.tensor([[[mapped(c + bo_l / (H * N1), 1 / (K * H * N1)) for c in head] for head in layer]
-                           for layer, bo_l in zip(token_terms, [p[f"transformer.resblocks.{l}.attn.out_proj.bias"]
-                                                                for l in range(len(token_terms))])])
+    tokens = torch.tensor(
+        [
+            [[mapped(c + bo_l / (H * N1), 1 / (K * H * N1)) for c in head] for head in layer]
+            for layer, bo_l in zip(
+                token_terms, [p[f"transformer.resblocks.{l}.attn.out_proj.bias"] for l in range(len(token_terms))]
+            )
+        ]
+    )
     tokens = tokens.double()
-    return {"embedding": embedding, "embed": mapped(embed, 1 / K), "attn": [mapped(a, 1 / K) for a in attn_terms],
-            "mlp": [mapped(m, 1 / K) for m in mlp_terms], "tokens": tokens}
+    return {
+        "embedding": embedding,
+        "embed": mapped(embed, 1 / K),
+        "attn": [mapped(a, 1 / K) for a in attn_terms],
+        "mlp": [mapped(m, 1 / K) for m in mlp_terms],
+        "tokens": tokens,
+    }
 
 
 def test_matches_explicit_step_by_step_computation(tiny_backbone):
@@ -185,8 +212,9 @@ def test_matches_explicit_step_by_step_computation(tiny_backbone):
     H, N1 = c.shape[:2]
     share = 1 / (7 * H * N1)
     bias = (w.out_proj_bias * w.layer_scale).double() / (H * N1)
-    mapped = (gamma.double() * (c + bias - share * d.mu[0]) / d.sigma[0] + share * beta.double()) \
-        @ tiny_backbone.projection.double()
+    mapped = (
+        gamma.double() * (c + bias - share * d.mu[0]) / d.sigma[0] + share * beta.double()
+    ) @ tiny_backbone.projection.double()
     torch.testing.assert_close(full.tokens[0, 0].double(), mapped, rtol=1e-4, atol=1e-6)
 
 
@@ -202,8 +230,11 @@ def test_mean_ablation(tiny_backbone):
     expected = terms.embed + terms.heads.mean(0).sum((0, 1)) + terms.mlp.mean(0).sum(0)
     torch.testing.assert_close(mean_ablate(terms, everything), expected, rtol=1e-4, atol=1e-5)
     heads = AblationSpec.parse(tiny_backbone, heads=["1.2", "2.0"])
-    manual = terms.embedding - (terms.heads[:, 1, 2] - terms.heads[:, 1, 2].mean(0)) \
+    manual = (
+        terms.embedding
+        - (terms.heads[:, 1, 2] - terms.heads[:, 1, 2].mean(0))
         - (terms.heads[:, 2, 0] - terms.heads[:, 2, 0].mean(0))
+    )
     torch.testing.assert_close(mean_ablate(terms, heads), manual)
     assert heads.describe() == "heads 1.2, 2.0"
 
@@ -251,12 +282,10 @@ def test_explainer_maps(tiny_backbone):
     last = create_explainer("decomposition", tiny_backbone, last_k=1).explain(pixels=px, texts=TEXTS)
     torch.testing.assert_close(last.patch_scores, d.patch_map(layers=[2]).float(), rtol=1e-4, atol=1e-6)
     one_head = create_explainer("decomposition", tiny_backbone, heads=["2.1"]).explain(pixels=px, texts=TEXTS)
-    torch.testing.assert_close(one_head.patch_scores, d.patch_map(layers=[2], heads=[1]).float(), rtol=1e-4,
-                               atol=1e-6)
+    torch.testing.assert_close(one_head.patch_scores, d.patch_map(layers=[2], heads=[1]).float(), rtol=1e-4, atol=1e-6)
     seg = create_explainer("decomposition", tiny_backbone, mode="segmentation").explain(pixels=px, texts=TEXTS)
     raw = d.patch_map().float()
-    torch.testing.assert_close(seg.patch_scores, (raw - raw.mean(1, keepdim=True)).clamp_min(0), rtol=1e-4,
-                               atol=1e-6)
+    torch.testing.assert_close(seg.patch_scores, (raw - raw.mean(1, keepdim=True)).clamp_min(0), rtol=1e-4, atol=1e-6)
     with pytest.raises(CliplensError, match="mode=.nope. is not accepted"):
         create_explainer("decomposition", tiny_backbone, mode="nope")
 
@@ -275,8 +304,9 @@ def test_memory_grows_with_texts_only_through_the_outputs():
     if not speed._profiler_sees_allocations():
         pytest.skip("this torch's profiler reports no CPU allocation events")
     L, B, T = 8, 2, 512
-    backbone = cliplens.OpenCLIPBackbone(make_tiny_clip(layers=L), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                         name="tiny-8")
+    backbone = cliplens.OpenCLIPBackbone(
+        make_tiny_clip(layers=L), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-8"
+    )
     px = torch.rand(B, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     N1, H = backbone.num_patches + 1, backbone.num_heads
     one_layer = B * N1 * H * T * 4  # float32 bytes of one layer's token values
@@ -285,6 +315,7 @@ def test_memory_grows_with_texts_only_through_the_outputs():
         def peak(count: int) -> int:
             tf = F.normalize(torch.randn(count, backbone.embed_dim, generator=torch.Generator().manual_seed(1)), dim=-1)
             return speed.measure_peak_memory(lambda: fn(tf), torch.device("cpu"))
+
         return peak(T) - peak(1)
 
     assert growth(lambda tf: token_scores(backbone, px, tf, return_heads=True)) < 6 * one_layer

@@ -11,7 +11,18 @@ import cliplens
 from cliplens.errors import InputError
 from tests.backbones.test_vit import ln, reference_block
 from tests.explainers.localiser_reference import (  # noqa: F401  (fixtures)
-    HEADS, LAYERS, backbone, cosine_scores, model, out_proj, pixels, qkv_heads, sd, stream_entering, texts)
+    HEADS,
+    LAYERS,
+    backbone,
+    cosine_scores,
+    model,
+    out_proj,
+    pixels,
+    qkv_heads,
+    sd,
+    stream_entering,
+    texts,
+)
 
 
 def unit(z):

@@ -54,22 +54,26 @@ NAMES = ["cat", "red circle", "dog", "sky"]
 TOKENIZER = open_clip.get_tokenizer("ViT-B-16", context_length=16)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_vit(layer_scale: bool = False) -> torch.nn.Module:
     """(Shared: only copies are wrapped or cast.) A tiny random open_clip CLIP (3 blocks, 4 heads, 4x4 patches), random biases, LayerNorms (and layer scales)."""
     torch.manual_seed(7)
     vision = {"image_size": 32, "patch_size": 8, "width": 64, "layers": LAYERS, "head_width": 16, "mlp_ratio": 2.0}
     if layer_scale:
         vision["ls_init_value"] = 0.5
-    model = open_clip.CLIP(embed_dim=32, vision_cfg=vision,
-                           text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1})
+    model = open_clip.CLIP(
+        embed_dim=32,
+        vision_cfg=vision,
+        text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    )
     return randomize_(model).eval()
 
 
 @pytest.fixture(scope="module")
 def gem_wrapper(tmp_path_factory):
-    with installed_without_dependencies(tmp_path_factory.mktemp("gem-torch"), ["gem-torch==1.0.1", "einops"],
-                                        "gem.gem_wrapper") as module:
+    with installed_without_dependencies(
+        tmp_path_factory.mktemp("gem-torch"), ["gem-torch==1.0.1", "einops"], "gem.gem_wrapper"
+    ) as module:
         yield module.GEMWrapper
 
 
@@ -80,8 +84,9 @@ def pixels():
 
 def authors_gem(gem_wrapper, model, depth, iterations=1, temperature=None):
     """gem-torch around a float64 copy of ``model``, GEM over our ``depth`` last blocks (their depth counts one more)."""
-    wrapper = gem_wrapper(copy.deepcopy(model).double(), TOKENIZER, depth=depth + 1, ss_attn_iter=iterations,
-                          ss_attn_temp=temperature)
+    wrapper = gem_wrapper(
+        copy.deepcopy(model).double(), TOKENIZER, depth=depth + 1, ss_attn_iter=iterations, ss_attn_temp=temperature
+    )
     for block in wrapper.model.visual.transformer.resblocks:
         if isinstance(getattr(block, "attn", None), torch.nn.MultiheadAttention):  # a block GEM did not wrap
             block.attn.batch_first = False  # the sequence-first layout gem-torch hands every block
@@ -90,8 +95,9 @@ def authors_gem(gem_wrapper, model, depth, iterations=1, temperature=None):
 
 def ours(model, depth, iterations=1, temperature=None, templates=None):
     backbone = OpenCLIPBackbone(copy.deepcopy(model), TOKENIZER, name="tiny-random", dtype=torch.float64)
-    return create_explainer("gem", backbone, depth=depth, iterations=iterations, temperature=temperature,
-                            templates=templates)
+    return create_explainer(
+        "gem", backbone, depth=depth, iterations=iterations, temperature=temperature, templates=templates
+    )
 
 
 @pytest.mark.parametrize("layer_scale", [False, True])
@@ -131,9 +137,14 @@ def test_explain_end_to_end_equals_the_authors_forward(gem_wrapper, pixels):
     assert (got - want).abs().max() < 1e-6
 
 
-@pytest.mark.parametrize("mine,authors", [({"depth": 2}, {"depth": 3}), ({"depth": 3, "iterations": 1},
-                                                                          {"depth": 3, "iterations": 2}),
-                                          ({"depth": 3}, {"depth": 3, "temperature": 4.0})])
+@pytest.mark.parametrize(
+    "mine,authors",
+    [
+        ({"depth": 2}, {"depth": 3}),
+        ({"depth": 3, "iterations": 1}, {"depth": 3, "iterations": 2}),
+        ({"depth": 3}, {"depth": 3, "temperature": 4.0}),
+    ],
+)
 def test_the_comparison_sees_a_changed_option(gem_wrapper, pixels, mine, authors):
     """The equality above is not automatic: one option apart, the maps differ by far more than its tolerance."""
     model = random_vit()

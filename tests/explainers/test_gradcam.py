@@ -121,8 +121,9 @@ def test_half_precision_backbone_runs_on_its_device(dtype):
 
     from tests.conftest import make_tiny_clip
 
-    backbone = cliplens.OpenCLIPBackbone(make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                         name="tiny-half", dtype=dtype)
+    backbone = cliplens.OpenCLIPBackbone(
+        make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-half", dtype=dtype
+    )
     result = cliplens.create_explainer("gradcam", backbone).explain(torch.rand(1, 3, 32, 32), ["a dog"])
     assert result.patch_scores.device == backbone.device
     assert torch.isfinite(result.maps).all()
@@ -136,8 +137,9 @@ def _random_float64_backbone():
     from tests.conftest import make_tiny_clip
 
     model = randomize_(make_tiny_clip(seed=5)).eval()
-    return cliplens.OpenCLIPBackbone(model, open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                     name="tiny-random64", dtype=torch.float64)
+    return cliplens.OpenCLIPBackbone(
+        model, open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-random64", dtype=torch.float64
+    )
 
 
 def independent_gradcam(backbone, pixels: torch.Tensor, texts: torch.Tensor, layer: int, activation: str):
@@ -151,8 +153,11 @@ def independent_gradcam(backbone, pixels: torch.Tensor, texts: torch.Tensor, lay
     def keep_ln(_module, _inputs, output):
         store["x"] = output
 
-    handle = (blocks[layer].register_forward_pre_hook(keep) if activation == "block_input"
-              else blocks[layer].ln_1.register_forward_hook(keep_ln))
+    handle = (
+        blocks[layer].register_forward_pre_hook(keep)
+        if activation == "block_input"
+        else blocks[layer].ln_1.register_forward_hook(keep_ln)
+    )
     try:
         embedding = backbone.visual(pixels.clone().requires_grad_(True))
     finally:
@@ -174,8 +179,9 @@ def test_batched_backward_matches_one_by_one_and_an_independent_gradcam(layer, a
     pixels = backbone.preprocess(torch.rand(3, 3, 32, 32))
     texts = ["a dog", "a red circle", "a cat", "grass", "a blue square"]
     features = backbone.encode_text(texts)
-    batched = cliplens.create_explainer("gradcam", backbone, layer=layer, activation=activation,
-                                        max_texts_per_pass=2)  # 3 chunks: 2 + 2 + 1
+    batched = cliplens.create_explainer(
+        "gradcam", backbone, layer=layer, activation=activation, max_texts_per_pass=2
+    )  # 3 chunks: 2 + 2 + 1
     single = cliplens.create_explainer("gradcam", backbone, layer=layer, activation=activation, batched=False)
     got = batched.explain_patches(pixels, features)
     assert got.extras["graph"] == "class_query"

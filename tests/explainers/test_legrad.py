@@ -16,17 +16,33 @@ import torch
 from cliplens import create_explainer
 from cliplens.explainers.maps import scores_to_maps
 from tests.explainers._attention_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, embed, hand_forward, model, object_contrasts, random_pixels, random_texts, state_dict64,
-    tiny_backbone, toy_maps, toy_objects)
-from tests.explainers._checks import (assert_bad_options_are_one_line, assert_batch_equals_one_by_one,
-                                      assert_close_relative, assert_needs_a_vit, installed_without_dependencies)
+    LAYERS,
+    backbone,
+    embed,
+    hand_forward,
+    model,
+    object_contrasts,
+    random_pixels,
+    random_texts,
+    state_dict64,
+    tiny_backbone,
+    toy_maps,
+    toy_objects,
+)
+from tests.explainers._checks import (
+    assert_bad_options_are_one_line,
+    assert_batch_equals_one_by_one,
+    assert_close_relative,
+    assert_needs_a_vit,
+    installed_without_dependencies,
+)
 
 
 def reference_legrad(pixels, texts, sd, start, pooling="mean", rows="all"):
     B, T = pixels.shape[0], texts.shape[0]
     out = torch.zeros(B, T, 4, 4, dtype=torch.float64)
     for b in range(B):
-        probs, outputs = hand_forward(pixels[b:b + 1], sd)
+        probs, outputs = hand_forward(pixels[b : b + 1], sd)
         for t in range(T):
             total = torch.zeros(16, dtype=torch.float64)
             for layer in range(start, LAYERS):
@@ -41,13 +57,27 @@ def reference_legrad(pixels, texts, sd, start, pooling="mean", rows="all"):
     return out
 
 
-@pytest.mark.parametrize("options", [{}, {"start_layer": 0}, {"start_layer": 0, "pooling": "cls"},
-                                     {"start_layer": 1, "rows": "cls"}, {"start_layer": -1, "pooling": "cls"}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"start_layer": 0},
+        {"start_layer": 0, "pooling": "cls"},
+        {"start_layer": 1, "rows": "cls"},
+        {"start_layer": -1, "pooling": "cls"},
+    ],
+)
 def test_legrad_matches_the_procedure(model, backbone, options):
     pixels, texts = random_pixels(2), random_texts(3)
     got = create_explainer("legrad", backbone, **options).explain_patches(pixels, texts).scores
-    want = reference_legrad(pixels, texts, state_dict64(model), options.get("start_layer", -2) % LAYERS,
-                            options.get("pooling", "mean"), options.get("rows", "all"))
+    want = reference_legrad(
+        pixels,
+        texts,
+        state_dict64(model),
+        options.get("start_layer", -2) % LAYERS,
+        options.get("pooling", "mean"),
+        options.get("rows", "all"),
+    )
     assert_close_relative(got, want)
 
 
@@ -58,9 +88,15 @@ def test_many_texts_and_images_equal_one_by_one(backbone, per_pass):
     assert_batch_equals_one_by_one(explainer, pixels, texts, (0, 3, 6))
 
 
-@pytest.mark.parametrize("options,match", [({"max_texts_per_pass": -1}, "max_texts_per_pass"),
-                                           ({"pooling": "max"}, "pooling"), ({"rows": "some"}, "rows"),
-                                           ({"start_layer": -9}, "out of range")])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"max_texts_per_pass": -1}, "max_texts_per_pass"),
+        ({"pooling": "max"}, "pooling"),
+        ({"rows": "some"}, "rows"),
+        ({"start_layer": -9}, "out of range"),
+    ],
+)
 def test_bad_options_are_one_line(backbone, options, match):
     assert_bad_options_are_one_line("legrad", backbone, options, match)
 
@@ -103,12 +139,12 @@ def test_against_the_authors_package(tmp_path, model, layer_index):
     with installed_without_dependencies(tmp_path / "site", ["legrad-torch==1.1", "einops"], "legrad") as legrad:
         theirs = copy.deepcopy(model).double()
         wrapped = legrad.LeWrapper(theirs, layer_index=layer_index)
-        for block in theirs.visual.transformer.resblocks[:wrapped.starting_depth]:  # the blocks it leaves as they are
+        for block in theirs.visual.transformer.resblocks[: wrapped.starting_depth]:  # the blocks it leaves as they are
             block.attn.batch_first = False
         texts = random_texts(3)
         explainer = create_explainer("legrad", tiny_backbone(copy.deepcopy(model)), start_layer=layer_index)
         for b in range(2):  # compute_legrad takes one image (repeated once per prompt)
-            pixels = random_pixels(2)[b:b + 1]
+            pixels = random_pixels(2)[b : b + 1]
             with torch.no_grad():
                 drift = (wrapped.encode_image(pixels) - copy.deepcopy(model).double().encode_image(pixels)).abs()
             assert float(drift.max()) < 1e-10  # with the layout restored, its forward is the model's

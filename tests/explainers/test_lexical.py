@@ -13,13 +13,33 @@ from PIL import Image
 import cliplens
 from cliplens import cache as text_cache
 from cliplens.errors import CliplensError, InputError
-from cliplens.explainers.lexical_drawing import draw_top_words
 from cliplens.explainers import clip_surgery
 from cliplens.explainers.lexical import lexical_overlap, lexical_scores, lexical_threshold, top_words
+from cliplens.explainers.lexical_drawing import draw_top_words
 from tests.conftest import make_tiny_clip
 
-WORDS = ["red", "orange", "yellow", "green", "blue", "purple", "circle", "square", "triangle", "star", "cross",
-         "heart", "dog", "cat", "tree", "house", "car", "grass", "sky", "water"]
+WORDS = [
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "heart",
+    "dog",
+    "cat",
+    "tree",
+    "house",
+    "car",
+    "grass",
+    "sky",
+    "water",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -42,8 +62,9 @@ def test_scores_are_overlaps_of_lexical_vectors_of_vv_features(tiny_backbone, vo
     torch.manual_seed(0)
     pixels = tiny_backbone.preprocess(torch.rand(2, 3, 32, 32))
     texts = ["red circle", "a dog"]
-    explainer = cliplens.create_explainer("lexical", tiny_backbone, vocabulary=str(vocabulary_file), depth=2,
-                                          temperature=0.05)
+    explainer = cliplens.create_explainer(
+        "lexical", tiny_backbone, vocabulary=str(vocabulary_file), depth=2, temperature=0.05
+    )
     result = explainer.explain(pixels=pixels, texts=texts)
 
     with torch.no_grad():
@@ -70,15 +91,18 @@ def test_scores_are_overlaps_of_lexical_vectors_of_vv_features(tiny_backbone, vo
 
 def test_original_tokens_when_arch_surgery_is_off(tiny_backbone, vocabulary_file):
     pixels = tiny_backbone.preprocess(torch.rand(1, 3, 32, 32))
-    explainer = cliplens.create_explainer("lexical", tiny_backbone, vocabulary=str(vocabulary_file),
-                                          arch_surgery="false", mode="topk", k=3, top_words=2)
+    explainer = cliplens.create_explainer(
+        "lexical", tiny_backbone, vocabulary=str(vocabulary_file), arch_surgery="false", mode="topk", k=3, top_words=2
+    )
     result = explainer.explain(pixels=pixels, texts=["blue square"])
     with torch.no_grad():
         trace = tiny_backbone.trace(pixels, layers=(), capture=())
         patches = tiny_backbone.project_tokens(trace.final[:, 1:])
     words = tiny_backbone.encode_text(WORDS)
-    expected = lexical_overlap(lexical_scores(patches, words, mode="topk", k=3),
-                               lexical_scores(tiny_backbone.encode_text(["blue square"]), words, mode="topk", k=3))
+    expected = lexical_overlap(
+        lexical_scores(patches, words, mode="topk", k=3),
+        lexical_scores(tiny_backbone.encode_text(["blue square"]), words, mode="topk", k=3),
+    )
     torch.testing.assert_close(result.patch_scores.flatten(), expected.flatten(), rtol=1e-4, atol=1e-6)
     assert all(len(cell) == 2 for row in result.extras["top_words"][0] for cell in row)
 
@@ -104,15 +128,18 @@ def test_default_vocabulary_is_large_and_cached_on_disk(tiny_backbone, isolated_
 
 
 def test_cache_key_follows_weights_vocabulary_and_template(tiny_backbone, vocabulary_file, isolated_cache):
-    other = cliplens.OpenCLIPBackbone(make_tiny_clip(seed=1), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                      name="tiny")
-    same = cliplens.OpenCLIPBackbone(make_tiny_clip(seed=0), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                     name="tiny")
+    other = cliplens.OpenCLIPBackbone(
+        make_tiny_clip(seed=1), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny"
+    )
+    same = cliplens.OpenCLIPBackbone(
+        make_tiny_clip(seed=0), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny"
+    )
     fingerprint = text_cache.backbone_fingerprint
     assert fingerprint(same) == fingerprint(tiny_backbone) != fingerprint(other)
     for backbone, template in ((tiny_backbone, "{}"), (other, "{}"), (tiny_backbone, "a photo of a {}.")):
-        cliplens.create_explainer("lexical", backbone, vocabulary=str(vocabulary_file),
-                                  word_template=template).word_embeddings()
+        cliplens.create_explainer(
+            "lexical", backbone, vocabulary=str(vocabulary_file), word_template=template
+        ).word_embeddings()
     assert len(list(isolated_cache.glob("*.pt"))) == 3
 
 
@@ -121,8 +148,9 @@ def test_unwritable_cache_only_warns(tiny_backbone, vocabulary_file, tmp_path, m
     blocker.write_text("not a folder")
     monkeypatch.setenv("CLIPLENS_CACHE", str(blocker))
     with pytest.warns(UserWarning, match="could not write the text-embedding cache"):
-        embeddings = cliplens.create_explainer("lexical", tiny_backbone,
-                                               vocabulary=str(vocabulary_file)).word_embeddings()
+        embeddings = cliplens.create_explainer(
+            "lexical", tiny_backbone, vocabulary=str(vocabulary_file)
+        ).word_embeddings()
     assert embeddings.shape == (len(WORDS), tiny_backbone.embed_dim)
 
 
@@ -136,10 +164,12 @@ def test_option_errors(tiny_backbone, tmp_path):
 
 
 def test_half_precision_backbone_runs_on_its_device(vocabulary_file):
-    backbone = cliplens.OpenCLIPBackbone(make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                         name="tiny-half", dtype="bfloat16")
+    backbone = cliplens.OpenCLIPBackbone(
+        make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny-half", dtype="bfloat16"
+    )
     result = cliplens.create_explainer("lexical", backbone, vocabulary=str(vocabulary_file)).explain(
-        torch.rand(1, 3, 32, 32), ["a dog"])
+        torch.rand(1, 3, 32, 32), ["a dog"]
+    )
     assert result.patch_scores.device == backbone.device
     assert torch.isfinite(result.maps).all()
 
@@ -147,7 +177,8 @@ def test_half_precision_backbone_runs_on_its_device(vocabulary_file):
 def test_draw_top_words(tiny_backbone, vocabulary_file):
     image = Image.new("RGB", (40, 30), (90, 140, 200))
     result = cliplens.create_explainer("lexical", tiny_backbone, vocabulary=str(vocabulary_file)).explain(
-        image, ["a dog"])
+        image, ["a dog"]
+    )
     drawn = draw_top_words(image, result.extras["top_words"][0])  # lists of (word, score) are accepted
     assert drawn.mode == "RGB" and drawn.width >= 4 * 40 and drawn.width / drawn.height == pytest.approx(40 / 30, 0.02)
     big = Image.new("RGB", (800, 600), (90, 140, 200))
@@ -193,8 +224,10 @@ def toy_word_rates(backbone, dataset, explainer, limit: int = 40) -> tuple[float
             if cls == 0 or cls >= len(dataset.class_names):
                 continue
             colour, shape = dataset.class_names[cls].split()
-            wrong = {COLOURS[(COLOURS.index(colour) + 1) % len(COLOURS)],
-                     SHAPES[(SHAPES.index(shape) + 1) % len(SHAPES)]}
+            wrong = {
+                COLOURS[(COLOURS.index(colour) + 1) % len(COLOURS)],
+                SHAPES[(SHAPES.index(shape) + 1) % len(SHAPES)],
+            }
             inside = [(i, j) for i in range(h) for j in range(w) if (cells[i, j] == cls).mean() >= 0.5]
             if not inside:
                 continue
@@ -315,8 +348,9 @@ def test_a_constant_map_says_why():
     import cliplens
 
     backbone = cliplens.create_backbone("toy")
-    result = cliplens.create_explainer("lexical", backbone).explain(Image.new("RGB", (80, 60), "gray"),
-                                                                   ["a red circle", "Straße"])
+    result = cliplens.create_explainer("lexical", backbone).explain(
+        Image.new("RGB", (80, 60), "gray"), ["a red circle", "Straße"]
+    )
     reasons = result.extras["constant_reasons"]
     for t, reason in reasons.items():
         assert float(result.patch_scores[0, t].abs().max()) == 0.0
@@ -331,8 +365,9 @@ def test_top_words_and_scores_equal_a_dense_transcription(tiny_backbone, vocabul
     torch.manual_seed(4)
     pixels = tiny_backbone.preprocess(torch.rand(2, 3, 32, 32))
     texts = ["red circle", "a dog", "green grass"]
-    explainer = cliplens.create_explainer("lexical", tiny_backbone, vocabulary=str(vocabulary_file), depth=2,
-                                          temperature=0.05, **options)
+    explainer = cliplens.create_explainer(
+        "lexical", tiny_backbone, vocabulary=str(vocabulary_file), depth=2, temperature=0.05, **options
+    )
     result = explainer.explain(pixels=pixels, texts=texts)
     with torch.no_grad():
         patches, _ = clip_surgery.surgery_patch_features(tiny_backbone, pixels, 2)

@@ -44,15 +44,23 @@ def test_beats_raw_on_the_toy(toy_objects, raw, name, margin):  # noqa: F811
     assert contrast(backbone, pixels, masks, name) > raw + margin
 
 
-@pytest.mark.parametrize("name,options", [("maskclip", {}), ("maskclip", {"residual": False, "mlp": False}),
-                                          ("sclip", {}), ("naclip", {})])
+@pytest.mark.parametrize(
+    "name,options", [("maskclip", {}), ("maskclip", {"residual": False, "mlp": False}), ("sclip", {}), ("naclip", {})]
+)
 def test_does_not_beat_raw_on_the_toy(toy_objects, raw, name, options):  # noqa: F811
     backbone, pixels, masks = toy_objects
     assert contrast(backbone, pixels, masks, name, **options) < raw
 
 
-@pytest.mark.parametrize("name,options", [("maskclip", {"mlp": False}), ("sclip", {"mlp": False}),
-                                          ("clearclip", {"residual": True}), ("naclip", {"mlp": True})])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("maskclip", {"mlp": False}),
+        ("sclip", {"mlp": False}),
+        ("clearclip", {"residual": True}),
+        ("naclip", {"mlp": True}),
+    ],
+)
 def test_keeping_one_of_residual_and_mlp_beats_raw_on_the_toy(toy_objects, raw, name, options):  # noqa: F811
     backbone, pixels, masks = toy_objects
     assert contrast(backbone, pixels, masks, name, **options) > raw + 0.15

@@ -10,7 +10,17 @@ import torch
 import cliplens
 from cliplens.errors import InputError
 from tests.explainers.localiser_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, finish_block, model, out_proj, pixels, qkv_heads, sd, stream_entering, texts)
+    LAYERS,
+    backbone,
+    finish_block,
+    model,
+    out_proj,
+    pixels,
+    qkv_heads,
+    sd,
+    stream_entering,
+    texts,
+)
 
 
 def neighbourhood(std, grid=4):

@@ -16,8 +16,9 @@ from tests.conftest import make_tiny_clip
 
 
 def _tiny(autocast=None):
-    return cliplens.OpenCLIPBackbone(make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16),
-                                     name="tiny", autocast=autocast)
+    return cliplens.OpenCLIPBackbone(
+        make_tiny_clip(), open_clip.get_tokenizer("ViT-B-16", context_length=16), name="tiny", autocast=autocast
+    )
 
 
 def _pixels():

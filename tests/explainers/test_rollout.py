@@ -19,10 +19,18 @@ import torch
 
 from cliplens import create_explainer
 from tests.explainers._attention_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, hand_forward, model, object_contrasts, random_pixels, random_texts, state_dict64, toy_maps,
-    toy_objects)
-from tests.explainers._checks import (assert_bad_options_are_one_line, assert_batch_equals_one_by_one,
-                                      assert_needs_a_vit)
+    LAYERS,
+    backbone,
+    hand_forward,
+    model,
+    object_contrasts,
+    random_pixels,
+    random_texts,
+    state_dict64,
+    toy_maps,
+    toy_objects,
+)
+from tests.explainers._checks import assert_bad_options_are_one_line, assert_batch_equals_one_by_one, assert_needs_a_vit
 
 
 def reference_rollout(pixels, sd, start=0, fusion="mean", discard=0.0):
@@ -36,7 +44,7 @@ def reference_rollout(pixels, sd, start=0, fusion="mean", discard=0.0):
         if discard > 0:
             for b in range(B):
                 flat = F[b].flatten()
-                order = np.argsort(flat.numpy(), kind="stable")[:int(N * N * discard)]
+                order = np.argsort(flat.numpy(), kind="stable")[: int(N * N * discard)]
                 for index in order:
                     if index != 0:
                         flat[index] = 0.0
@@ -47,9 +55,17 @@ def reference_rollout(pixels, sd, start=0, fusion="mean", discard=0.0):
     return R[:, 0, 1:].reshape(B, 4, 4)
 
 
-@pytest.mark.parametrize("options", [{}, {"start_layer": 1}, {"start_layer": -1, "head_fusion": "max"},
-                                     {"head_fusion": "min"}, {"head_fusion": "max", "discard_ratio": 0.9},
-                                     {"discard_ratio": 0.5, "start_layer": 1}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"start_layer": 1},
+        {"start_layer": -1, "head_fusion": "max"},
+        {"head_fusion": "min"},
+        {"head_fusion": "max", "discard_ratio": 0.9},
+        {"discard_ratio": 0.5, "start_layer": 1},
+    ],
+)
 def test_rollout_matches_the_formula(model, backbone, options):
     sd = state_dict64(model)
     pixels, texts = random_pixels(3), random_texts(2)
@@ -71,9 +87,14 @@ def test_batched_equals_one_by_one(backbone):
     assert_batch_equals_one_by_one(explainer, pixels, texts, (1,))
 
 
-@pytest.mark.parametrize("options,match", [({"head_fusion": "median"}, "head_fusion"),
-                                           ({"discard_ratio": 1.5}, "discard_ratio"),
-                                           ({"start_layer": 7}, "out of range")])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"head_fusion": "median"}, "head_fusion"),
+        ({"discard_ratio": 1.5}, "discard_ratio"),
+        ({"start_layer": 7}, "out of range"),
+    ],
+)
 def test_bad_options_are_one_line(backbone, options, match):
     assert_bad_options_are_one_line("rollout", backbone, options, match)
 

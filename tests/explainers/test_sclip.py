@@ -7,8 +7,18 @@ import torch
 
 import cliplens
 from tests.explainers.localiser_reference import (  # noqa: F401  (fixtures)
-    LAYERS, backbone, finish_block, model, out_proj, pixels, qkv_heads, sd, softmax_logits, stream_entering,
-    texts)
+    LAYERS,
+    backbone,
+    finish_block,
+    model,
+    out_proj,
+    pixels,
+    qkv_heads,
+    sd,
+    softmax_logits,
+    stream_entering,
+    texts,
+)
 
 
 def reference_sclip(pixels, sd, texts, residual=True, mlp_on=True):

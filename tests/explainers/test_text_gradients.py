@@ -22,10 +22,13 @@ def test_batched_equals_analytic_and_loop(chunk):
     w = torch.randn(6, 5, generator=gen, dtype=torch.float64)
     texts = torch.randn(7, 5, generator=gen, dtype=torch.float64)
     scores = _scores(x, w, texts)
-    got = torch.cat([g[0] for _, _, g in per_text_gradients(scores, [x], max_texts_per_pass=chunk,
-                                                            retain_graph=True)])
-    loop = torch.cat([g[0] for _, _, g in per_text_gradients(scores, [x], max_texts_per_pass=chunk, batched=False,
-                                                             retain_graph=True)])
+    got = torch.cat([g[0] for _, _, g in per_text_gradients(scores, [x], max_texts_per_pass=chunk, retain_graph=True)])
+    loop = torch.cat(
+        [
+            g[0]
+            for _, _, g in per_text_gradients(scores, [x], max_texts_per_pass=chunk, batched=False, retain_graph=True)
+        ]
+    )
     # independent: the gradient of sum_b y[b, j] for each j via the Jacobian computed row by row
     jac = torch.autograd.functional.jacobian(lambda inp: _scores(inp, w, texts), x.detach())  # (B, T, B, K)
     expected = torch.einsum("btbk->tbk", jac)
@@ -37,7 +40,7 @@ def test_unused_input_gets_zeros_and_bad_scores_fail():
     x = torch.randn(2, 3, requires_grad=True)
     unused = torch.randn(2, 3, requires_grad=True)
     scores = x.sum(-1, keepdim=True).expand(2, 4) * torch.arange(1.0, 5.0)
-    (start, stop, (gx, gu)), = list(per_text_gradients(scores, [x, unused]))
+    ((start, stop, (gx, gu)),) = list(per_text_gradients(scores, [x, unused]))
     assert (start, stop) == (0, 4) and gx.shape == (4, 2, 3) and not gu.any()
     torch.testing.assert_close(gx[:, 0, 0], torch.arange(1.0, 5.0))
     with pytest.raises(CliplensError, match=r"\(B, T\)"):

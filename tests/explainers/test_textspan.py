@@ -66,8 +66,9 @@ def test_pool_embedding_cache_hit_avoids_reencoding(tiny_backbone, cache, monkey
     assert calls[-1] == 5
     templated = ts.embed_pool(tiny_backbone, pool, templates=["a photo of {}.", "{}"])  # templates are in the key
     assert calls[-1] == 4 and len(calls) == 3
-    torch.testing.assert_close(templated, tiny_backbone.encode_text(pool, templates=["a photo of {}.", "{}"]).float(),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        templated, tiny_backbone.encode_text(pool, templates=["a photo of {}.", "{}"]).float(), rtol=1e-4, atol=1e-5
+    )
     text_cache.clear_memory_cache()
     ts.embed_pool(tiny_backbone, pool, cache=False)  # disk skipped
     assert calls[-1] == 4 and len(calls) == 4
@@ -75,8 +76,9 @@ def test_pool_embedding_cache_hit_avoids_reencoding(tiny_backbone, cache, monkey
 
 def test_analysis_on_tiny(tiny_backbone, cache):
     pool = [f"description {i}" for i in range(40)]
-    analysis = ts.analyse_heads(tiny_backbone, [_pixels(tiny_backbone, 6), _pixels(tiny_backbone, 6, seed=1)],
-                                rank=8, num_texts=5, pool=pool)
+    analysis = ts.analyse_heads(
+        tiny_backbone, [_pixels(tiny_backbone, 6), _pixels(tiny_backbone, 6, seed=1)], rank=8, num_texts=5, pool=pool
+    )
     assert analysis.layers == (0, 1, 2)  # the last 4 blocks of a 3-block tower
     assert len(analysis.results) == 12 and analysis.num_images == 12
     for result in analysis.results.values():
@@ -106,19 +108,69 @@ def test_explainer_on_tiny(tiny_backbone, cache):
     only = decompose(tiny_backbone, px, ["red", "a circle"])
     manual = only.tokens[:, 2, 1] + only.tokens[:, 1, 0]
     h, w = tiny_backbone.grid_size
-    torch.testing.assert_close(after.patch_scores, manual[:, 1:].transpose(1, 2).reshape(2, 2, h, w).float(),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        after.patch_scores, manual[:, 1:].transpose(1, 2).reshape(2, 2, h, w).float(), rtol=1e-4, atol=1e-6
+    )
     torch.testing.assert_close(default.patch_scores, only.patch_map().float(), rtol=1e-4, atol=1e-6)
     with pytest.raises(CliplensError, match="needs images"):
         create_explainer("textspan", tiny_backbone, pool=pool).fit()
 
 
 # ---- the toy world ------------------------------------------------------------------------------------------------
-COLOUR_WORDS = {"red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray", "grey",
-                "cyan", "magenta", "teal", "turquoise", "violet", "beige", "gold", "silver", "navy", "maroon", "lime",
-                "olive", "colour", "color", "colours", "colors", "colourful", "colorful"}
-SHAPE_WORDS = {"circle", "square", "triangle", "star", "cross", "heart", "semicircle", "rectangle", "oval", "diamond",
-               "hexagon", "pentagon", "octagon", "crescent", "ring", "polygon", "ellipse", "arrow", "spiral", "round"}
+COLOUR_WORDS = {
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "gray",
+    "grey",
+    "cyan",
+    "magenta",
+    "teal",
+    "turquoise",
+    "violet",
+    "beige",
+    "gold",
+    "silver",
+    "navy",
+    "maroon",
+    "lime",
+    "olive",
+    "colour",
+    "color",
+    "colours",
+    "colors",
+    "colourful",
+    "colorful",
+}
+SHAPE_WORDS = {
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "heart",
+    "semicircle",
+    "rectangle",
+    "oval",
+    "diamond",
+    "hexagon",
+    "pentagon",
+    "octagon",
+    "crescent",
+    "ring",
+    "polygon",
+    "ellipse",
+    "arrow",
+    "spiral",
+    "round",
+}
 
 
 def text_kind(text: str) -> str:
@@ -182,10 +234,26 @@ def toy_vocabulary_pool() -> list[str]:
     """48 colour-only and 48 shape-only descriptions in the words the toy's text tower was trained on."""
     from cliplens.toy import COLOURS, SHAPES
 
-    colour = ["{}", "something {}", "a {} object", "a {} thing", "the colour {}", "a lot of {}", "{} paint",
-              "a {} area"]
-    shape = ["a {}", "{}", "a {} shape", "something shaped like a {}", "the outline of a {}", "a big {}",
-             "a small {}", "several {}s"]
+    colour = [
+        "{}",
+        "something {}",
+        "a {} object",
+        "a {} thing",
+        "the colour {}",
+        "a lot of {}",
+        "{} paint",
+        "a {} area",
+    ]
+    shape = [
+        "a {}",
+        "{}",
+        "a {} shape",
+        "something shaped like a {}",
+        "the outline of a {}",
+        "a big {}",
+        "a small {}",
+        "several {}s",
+    ]
     return [t.format(c) for c in COLOURS for t in colour] + [t.format(s) for s in SHAPES for t in shape]
 
 
@@ -247,8 +315,10 @@ def test_colour_query_uses_the_head_built_to_span_colours(tiny_backbone, cache):
         n = basis.shape[0]
         return TextSpanResult(list(range(n)), torch.ones(n), torch.ones(n), torch.ones(n).cumsum(0), basis, 1.0, 1.0, n)
 
-    results = {key: TextSpanResult([], torch.zeros(0), torch.zeros(0), torch.zeros(0), empty, 1.0, 0.0, 0)
-               for key in explainer.analysis.results}
+    results = {
+        key: TextSpanResult([], torch.zeros(0), torch.zeros(0), torch.zeros(0), empty, 1.0, 0.0, 0)
+        for key in explainer.analysis.results
+    }
     results[(1, 0)], results[(2, 1)] = spanning(features[:3]), spanning(features[3:])
     explainer.analysis.results = results
     out = explainer.explain(pixels=_pixels(tiny_backbone, 1), texts=["red", "green", "a square"])
@@ -274,6 +344,7 @@ def test_toy_textspan_differs_from_decomposition_and_reports_its_ablation(cache)
     assert report["ablated_heads"] == ["3.1"] and report["fit"] == "shapes:train"
     ablation = report["ablation"]
     assert ablation["num_images"] > 0 and ablation["change"] == pytest.approx(
-        ablation["accuracy_after"] - ablation["accuracy_before"])
+        ablation["accuracy_after"] - ablation["accuracy_before"]
+    )
     with pytest.raises(CliplensError, match="outside the analysed layers"):
         create_explainer("textspan", backbone, ablate=["0.1"], last_k=2)

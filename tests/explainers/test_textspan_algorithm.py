@@ -33,9 +33,10 @@ def _synthetic_head(n: int = 400, dim: int = 32, distractors: int = 60, seed: in
     outputs = outputs + 3.0  # an offset that centring must remove
     others = torch.randn(distractors, dim, generator=g, dtype=torch.float64)
     # half the distractors half-overlap a true direction but mostly point elsewhere
-    others[: distractors // 2] = torch.nn.functional.normalize(others[: distractors // 2], dim=1) + 0.6 * true[
-        torch.arange(distractors // 2) % len(SIGMAS)
-    ]
+    others[: distractors // 2] = (
+        torch.nn.functional.normalize(others[: distractors // 2], dim=1)
+        + 0.6 * true[torch.arange(distractors // 2) % len(SIGMAS)]
+    )
     pool = torch.cat([true * 2.5, others])  # unnormalised on purpose: textspan normalises
     order = torch.randperm(pool.shape[0], generator=g)
     pool = pool[order]
@@ -280,6 +281,22 @@ def test_shipped_description_pool() -> None:
     assert all(line == line.strip() and line for line in lines)
     assert len({line.lower() for line in lines}) == len(lines)  # distinct
     text = "\n".join(lines)
-    for word in ["red", "green", "blue", "yellow", "purple", "orange", "circle", "square", "triangle",
-                 "star", "cross", "heart", "left side", "night", "three objects", "striped"]:
+    for word in [
+        "red",
+        "green",
+        "blue",
+        "yellow",
+        "purple",
+        "orange",
+        "circle",
+        "square",
+        "triangle",
+        "star",
+        "cross",
+        "heart",
+        "left side",
+        "night",
+        "three objects",
+        "striped",
+    ]:
         assert word in text

@@ -17,7 +17,6 @@ from cliplens.toy._texts import ZERO_SHOT_TEMPLATE
 from cliplens.toy.scenes import CLASS_NAMES, with_article
 
 
-
 @pytest.fixture(scope="module")
 def toy_objects():
     """The toy backbone, 40 preprocessed test scenes and their masks."""
@@ -28,9 +27,15 @@ def toy_objects():
 
 def contrast(backbone, pixels: torch.Tensor, masks: list[np.ndarray], explainer: str, **options: object) -> float:
     prompts = [ZERO_SHOT_TEMPLATE.format(with_article(name)) for name in CLASS_NAMES[1:]]
-    maps = create_explainer(explainer, backbone, **options).explain(pixels=pixels, texts=prompts).maps.numpy()  # (B, 36, H, W)
-    diffs = [maps[b, c - 1][mask == c].mean() - maps[b, c - 1][mask != c].mean()
-             for b, mask in enumerate(masks) for c in np.unique(mask) if c != 0]
+    maps = (
+        create_explainer(explainer, backbone, **options).explain(pixels=pixels, texts=prompts).maps.numpy()
+    )  # (B, 36, H, W)
+    diffs = [
+        maps[b, c - 1][mask == c].mean() - maps[b, c - 1][mask != c].mean()
+        for b, mask in enumerate(masks)
+        for c in np.unique(mask)
+        if c != 0
+    ]
     return float(np.mean(diffs))
 
 

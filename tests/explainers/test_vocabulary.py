@@ -46,8 +46,25 @@ def test_shipped_vocabulary(tokenizer) -> None:
     # every word is one whole-word token of CLIP's tokenizer
     assert all(tokenizer.encode(w) == [tokenizer.encoder[w + "</w>"]] for w in words)
     # words an explainer of colours, shapes and street scenes needs are there
-    for word in ["red", "green", "blue", "yellow", "purple", "circle", "square", "triangle", "star",
-                 "heart", "dog", "car", "road", "sky", "building", "tree", "bicycle"]:
+    for word in [
+        "red",
+        "green",
+        "blue",
+        "yellow",
+        "purple",
+        "circle",
+        "square",
+        "triangle",
+        "star",
+        "heart",
+        "dog",
+        "car",
+        "road",
+        "sky",
+        "building",
+        "tree",
+        "bicycle",
+    ]:
         assert word in words
     # word pieces and junk are not
     for junk in ["the", "with", "tification", "orship", "hmm", "lmaoooo"]:

@@ -78,7 +78,9 @@ def _reference(masks, maps, scores, thresholds, tolerance):
                 cols = (torch.arange(SIZE[1]) * GRID[1] // SIZE[1]) == q
                 labels = mask[rows[:, None] & cols[None, :] & valid]
                 if labels.numel():
-                    confusion[int(torch.bincount(labels, minlength=CLASSES).argmax()), int(image_scores[:, r, q].argmax())] += 1
+                    confusion[
+                        int(torch.bincount(labels, minlength=CLASSES).argmax()), int(image_scores[:, r, q].argmax())
+                    ] += 1
     out = {}
     for t in thresholds:
         ious = [inter[t, c] / union[t, c] for c in range(CLASSES) if union[t, c]]
@@ -93,8 +95,12 @@ def _reference(masks, maps, scores, thresholds, tolerance):
 
 
 def _metrics(thresholds, tolerance) -> list[Metric]:
-    return [MeanIoU(CLASSES, thresholds=thresholds), MeanScoreContrast(CLASSES), PointingGame(CLASSES, tolerance=tolerance),
-            PatchDis(CLASSES)]
+    return [
+        MeanIoU(CLASSES, thresholds=thresholds),
+        MeanScoreContrast(CLASSES),
+        PointingGame(CLASSES, tolerance=tolerance),
+        PatchDis(CLASSES),
+    ]
 
 
 def _batched(masks, maps, scores, metrics, batch_size):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import jaccard_score
 
+from cliplens.errors import InputError
 from cliplens.metrics import (
     Deletion,
     Insertion,
@@ -20,7 +21,6 @@ from cliplens.metrics import (
     PointingGame,
 )
 from cliplens.metrics.patchdis import patch_ground_truth
-from cliplens.errors import InputError
 from cliplens.registry.loader import load_registry
 
 NAMES = ["sky", "road", "car", "person"]
@@ -160,7 +160,9 @@ def test_miou_options_are_checked() -> None:
         MeanIoU(C, NAMES, thresholds=[1.5])
     with pytest.raises(InputError, match="maps have shape"):
         MeanIoU(C, NAMES).update(
-            MetricInput(maps=torch.zeros(2, 4, 4), patch_scores=torch.zeros(C, 1, 1), mask=torch.zeros(4, 4, dtype=torch.int64))
+            MetricInput(
+                maps=torch.zeros(2, 4, 4), patch_scores=torch.zeros(C, 1, 1), mask=torch.zeros(4, 4, dtype=torch.int64)
+            )
         )
 
 

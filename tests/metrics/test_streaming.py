@@ -18,8 +18,8 @@ from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import cliplens.metrics.base as metric_base
-import cliplens.metrics.msc as msc_module
 import cliplens.metrics.batch as batch_module
+import cliplens.metrics.msc as msc_module
 from cliplens.benchmarks.metric_feed import BatchMaps, compact_mask, metric_input, metric_size, resize_mask
 from cliplens.explainers.base import ScoredBatch
 from cliplens.explainers.maps import MAP_ORDERS, NO_NORMALIZATION, normalize_maps, scores_to_maps
@@ -85,12 +85,17 @@ def _ref_scores(maps: torch.Tensor, mask: torch.Tensor, patch_scores: torch.Tens
 
 
 def _streamed_scores(scores: torch.Tensor, mask: torch.Tensor, order: str, thresholds, tolerance: int):
-    scored = ScoredBatch(patch_scores=scores, texts=[str(c) for c in range(scores.shape[1])], explainer="x",
-                         map_order=order)
+    scored = ScoredBatch(
+        patch_scores=scores, texts=[str(c) for c in range(scores.shape[1])], explainer="x", map_order=order
+    )
     batch = BatchMaps(patch_scores=scores, size=tuple(mask.shape), num_texts=scores.shape[1], scored=scored)
     classes = scores.shape[1]
-    metrics = [MeanIoU(classes, thresholds=thresholds), MeanScoreContrast(classes), PointingGame(classes, tolerance=tolerance),
-               PatchDis(classes)]
+    metrics = [
+        MeanIoU(classes, thresholds=thresholds),
+        MeanScoreContrast(classes),
+        PointingGame(classes, tolerance=tolerance),
+        PatchDis(classes),
+    ]
     item = metric_input(batch, 0, compact_mask(mask.numpy(), classes, IGNORE), IGNORE)
     for metric in metrics:
         metric.update(item)
@@ -183,8 +188,9 @@ def test_compact_mask_dtypes_and_metric_resolution_helpers():
 def test_a_uint8_mask_never_wraps_the_ignore_value():
     """torch compares uint8 with -1 as 255: a class 255 next to ignore -1 must still count."""
     mask = torch.tensor([[0, 1], [1, 0]], dtype=torch.uint8)
-    item = metric_base.MetricInput(maps=torch.rand(2, 2, 2), patch_scores=torch.rand(2, 1, 1), mask=mask,
-                                   ignore_index=-1)
+    item = metric_base.MetricInput(
+        maps=torch.rand(2, 2, 2), patch_scores=torch.rand(2, 1, 1), mask=mask, ignore_index=-1
+    )
     assert item.valid().all() and item.present_classes() == [0, 1]
 
 
@@ -254,8 +260,9 @@ def test_a_large_image_is_scored_without_any_multi_class_map():
     del full
     lane = Lane(explainer=explainer, metrics=metrics, example_indices={0})
     with _LargestTensor() as probe:
-        evaluate([lane], dataset, [0], dataset.class_names, batch_size=1, strict=True, progress=False,
-                 forward_batches=0)
+        evaluate(
+            [lane], dataset, [0], dataset.class_names, batch_size=1, strict=True, progress=False, forward_batches=0
+        )
     outcome = lane.outcome
     assert outcome.error is None and outcome.images == 1, outcome.error
     # a chunk of maps is at most MAP_CHUNK_ELEMENTS pixels (msc sums it in float64): bounded by the budget, not by C
@@ -273,8 +280,8 @@ def test_default_bench_scores_on_shapes_are_unchanged(explainer_name):
     ``explain(output_size=mask.shape)`` fed as (C, H, W) tensors with int64 masks (the earlier harness)."""
     from cliplens import create_backbone, create_dataset, create_explainer, create_metric
     from cliplens.benchmarks._evaluate import evaluate
-    from cliplens.benchmarks.lanes import Lane
     from cliplens.benchmarks.defaults import DEFAULT_DATASET, DEFAULT_METRICS
+    from cliplens.benchmarks.lanes import Lane
     from cliplens.benchmarks.prompts import DEFAULT_TEMPLATES
 
     backbone = create_backbone("toy")
@@ -293,8 +300,12 @@ def test_default_bench_scores_on_shapes_are_unchanged(explainer_name):
         mask = torch.from_numpy(np.asarray(dataset[i].mask, dtype=np.int64))
         first = row - row % 2  # the same batches of two as the pass (batched matmuls round differently)
         full = explainer.explain(texts=names, pixels=pixels[first : first + 2], output_size=tuple(mask.shape))
-        item = metric_base.MetricInput(maps=full.maps[row - first], patch_scores=full.patch_scores[row - first],
-                                       mask=mask, ignore_index=dataset.ignore_index)
+        item = metric_base.MetricInput(
+            maps=full.maps[row - first],
+            patch_scores=full.patch_scores[row - first],
+            mask=mask,
+            ignore_index=dataset.ignore_index,
+        )
         for metric in reference:
             metric.update(item)
     for new, old in zip(streamed, reference):

@@ -32,8 +32,12 @@ def _registration_statements(body: list[ast.stmt]) -> list[str]:
             continue  # docstring
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
             continue
-        if (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Name)
-                and stmt.value.func.id == "register"):
+        if (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Name)
+            and stmt.value.func.id == "register"
+        ):
             continue
         if isinstance(stmt, ast.For):
             bad += _registration_statements(stmt.body)

@@ -20,9 +20,21 @@ def example_site(tmp_path_factory) -> Path:
     """The example plugin pip-installed into a temporary site directory."""
     target = tmp_path_factory.mktemp("site")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(EXAMPLE)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         pytest.fail(f"pip could not install the example plugin: {result.stderr[-2000:]}")
@@ -33,6 +45,7 @@ def example_site(tmp_path_factory) -> Path:
 def on_path(monkeypatch):
     def add(path: Path) -> None:
         monkeypatch.syspath_prepend(str(path))
+
     return add
 
 
@@ -43,20 +56,31 @@ def test_installed_plugin_is_discovered_and_usable(example_site, on_path, tiny_b
     assert info.distribution == "cliplens-example-plugin" and info.version == "0.1.0" and not info.builtin
     assert info.registered == {"explainer": ["cls_attention"]}
     explainer = registry.catalog("explainer").get("cls_attention").obj(tiny_backbone)
-    result = explainer.explain(pixels=tiny_backbone.preprocess(__import__("torch").rand(1, 3, 32, 32)),
-                               texts=["a", "b"])
+    result = explainer.explain(
+        pixels=tiny_backbone.preprocess(__import__("torch").rand(1, 3, 32, 32)), texts=["a", "b"]
+    )
     assert result.maps.shape == (1, 2, 32, 32)
     assert __import__("torch").equal(result.maps[0, 0], result.maps[0, 1])  # text-independent by design
 
 
 def test_cli_shows_installed_plugin(example_site, tmp_path):
     env = {**__import__("os").environ, "PYTHONPATH": str(example_site), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "cliplens.cli.main", "plugins", "--json"],
-                         capture_output=True, text=True, env=env, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "cliplens.cli.main", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     plugins = {p["name"]: p for p in json.loads(out)}
     assert plugins["example"]["distribution"] == "cliplens-example-plugin"
-    listed = subprocess.run([sys.executable, "-m", "cliplens.cli.main", "list", "explainers"],
-                            capture_output=True, text=True, env=env, check=True).stdout.split()
+    listed = subprocess.run(
+        [sys.executable, "-m", "cliplens.cli.main", "list", "explainers"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split()
     assert "cls_attention" in listed and "raw_similarity" in listed
 
 
@@ -69,8 +93,9 @@ def _fake_distribution(root: Path, dist: str, module: str, body: str, entry: str
 
 
 def test_broken_entry_point_warns_with_distribution_and_rest_loads(tmp_path, on_path):
-    _fake_distribution(tmp_path, "cliplens-broken", "cliplens_broken", "raise ImportError('needs a missing lib')\n",
-                       entry="broken")
+    _fake_distribution(
+        tmp_path, "cliplens-broken", "cliplens_broken", "raise ImportError('needs a missing lib')\n", entry="broken"
+    )
     on_path(tmp_path)
     with pytest.warns(PluginLoadWarning) as caught:
         registry = load_registry()

@@ -60,9 +60,11 @@ def test_list_patterns_use_fnmatch():
 
 def test_name_collision_names_both_plugins_and_only_that_name_is_refused():
     with pytest.warns(PluginLoadWarning, match="registered by both"):
-        registry = load_registry(builtin_modules=(), entry_points=False,
-                                 extra_plugins={"first": _GoodPlugin(), "second": _SameNamePlugin(),
-                                                "raiser": _RaisingPlugin()})
+        registry = load_registry(
+            builtin_modules=(),
+            entry_points=False,
+            extra_plugins={"first": _GoodPlugin(), "second": _SameNamePlugin(), "raiser": _RaisingPlugin()},
+        )
     with pytest.raises(PluginError) as info:
         registry.catalog("explainer").get("constant")
     message = str(info.value)
@@ -75,8 +77,9 @@ def test_name_collision_names_both_plugins_and_only_that_name_is_refused():
 def test_name_collision_is_fatal_in_strict_mode(monkeypatch):
     monkeypatch.setenv("CLIPLENS_STRICT_PLUGINS", "1")
     with pytest.raises(PluginError, match="registered by both"):
-        load_registry(builtin_modules=(), entry_points=False,
-                      extra_plugins={"first": _GoodPlugin(), "second": _SameNamePlugin()})
+        load_registry(
+            builtin_modules=(), entry_points=False, extra_plugins={"first": _GoodPlugin(), "second": _SameNamePlugin()}
+        )
 
 
 def test_hook_that_raises_warns_and_others_still_load():
@@ -95,16 +98,20 @@ def test_strict_mode_turns_plugin_failures_into_errors(monkeypatch):
 
 def test_misspelt_hook_is_reported_not_silently_ignored():
     with pytest.warns(PluginLoadWarning, match="misspelt.*register_explainer"):
-        registry = load_registry(builtin_modules=(), entry_points=False,
-                                 extra_plugins={"misspelt": _MisspeltHookPlugin(), "good": _GoodPlugin()})
+        registry = load_registry(
+            builtin_modules=(),
+            entry_points=False,
+            extra_plugins={"misspelt": _MisspeltHookPlugin(), "good": _GoodPlugin()},
+        )
     assert "constant" in registry.catalog("explainer")
     assert "never" not in registry.catalog("explainer")
 
 
 def test_broken_builtin_module_is_isolated():
     with pytest.warns(PluginLoadWarning, match="no_such_module"):
-        registry = load_registry(builtin_modules=("cliplens.plugins.no_such_module", "cliplens.plugins.raw_similarity"),
-                                 entry_points=False)
+        registry = load_registry(
+            builtin_modules=("cliplens.plugins.no_such_module", "cliplens.plugins.raw_similarity"), entry_points=False
+        )
     assert registry.catalog("explainer").names() == ["raw_similarity"]
 
 

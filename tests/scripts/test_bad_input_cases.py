@@ -25,22 +25,31 @@ def _case(**kw) -> Case:
     return Case("x", "expected", lambda ctx: Result(0, "", ""), **kw)
 
 
-@pytest.mark.parametrize("result, case, finding", [
-    (Result(1, "", "cliplens: error: bad\n"), _case(code=2), "exit 1, expected 2"),
-    (Result(2, "", "Traceback (most recent call last):\n  x\nValueError: y\n"), _case(), "a traceback"),
-    (Result(2, "", "cliplens bench: head\ncliplens: error: bad\n"), _case(), "2 stderr lines"),
-    (Result(2, "", "cliplens: error: bad\n"), _case(says=("good",)), "no stderr line says 'good'"),
-    (Result(2, "", "cliplens: warning: numpy noise\ncliplens: error: bad\n"), _case(), "unexpected warning"),
-    (Result(2, "", "cliplens: error: bad\n"), _case(check=lambda ctx, r: ["work lost"]), "work lost"),
-])
+@pytest.mark.parametrize(
+    "result, case, finding",
+    [
+        (Result(1, "", "cliplens: error: bad\n"), _case(code=2), "exit 1, expected 2"),
+        (Result(2, "", "Traceback (most recent call last):\n  x\nValueError: y\n"), _case(), "a traceback"),
+        (Result(2, "", "cliplens bench: head\ncliplens: error: bad\n"), _case(), "2 stderr lines"),
+        (Result(2, "", "cliplens: error: bad\n"), _case(says=("good",)), "no stderr line says 'good'"),
+        (Result(2, "", "cliplens: warning: numpy noise\ncliplens: error: bad\n"), _case(), "unexpected warning"),
+        (Result(2, "", "cliplens: error: bad\n"), _case(check=lambda ctx, r: ["work lost"]), "work lost"),
+    ],
+)
 def test_the_judge_finds_what_is_not_clean(tmp_path, result, case, finding):
     assert any(finding in why for why in judge(case, Context(tmp_path), result))
 
 
 def test_a_clean_outcome(tmp_path):
     assert judge(_case(says=("bad",)), Context(tmp_path), Result(2, "", "cliplens: error: bad\n")) == []
-    assert judge(_case(says=("bad",), warns=True), Context(tmp_path),
-                 Result(2, "", "cliplens: warning: w\ncliplens: error: bad\nhint: do this\n")) == []
+    assert (
+        judge(
+            _case(says=("bad",), warns=True),
+            Context(tmp_path),
+            Result(2, "", "cliplens: warning: w\ncliplens: error: bad\nhint: do this\n"),
+        )
+        == []
+    )
 
 
 def test_one_real_case_runs_and_is_tabled():

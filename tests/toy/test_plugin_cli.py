@@ -47,8 +47,9 @@ def test_palette_gives_every_class_its_own_colour():
 
 
 def test_cli_sample_writes_scene_mask_caption(tmp_path, capsys):
-    assert main(["toy", "sample", "--out", str(tmp_path), "-n", "3", "--split", "val", "--seed", "2",
-                 "--scale", "1"]) == 0
+    assert (
+        main(["toy", "sample", "--out", str(tmp_path), "-n", "3", "--split", "val", "--seed", "2", "--scale", "1"]) == 0
+    )
     scene = generate_scene(2, "val", 1)
     image = Image.open(tmp_path / "val_2_00001.png")
     mask = Image.open(tmp_path / "val_2_00001_mask.png")

@@ -13,7 +13,6 @@ from cliplens.toy.evaluate import MIN_RETRIEVAL_R1, MIN_ZERO_SHOT, evaluate_toy_
 from cliplens.toy.model import DEFAULT_CHECKPOINT, config_path, load_toy_model
 
 
-
 @pytest.fixture(scope="module")
 def toy():
     return load_toy_model()
@@ -59,8 +58,9 @@ def test_a_random_model_fails_the_bar(toy):
     from cliplens.toy.model import build_toy_model
 
     _, tokenizer, config = toy
-    quality = evaluate_toy_model(build_toy_model(config["model_cfg"], seed=1).eval(), tokenizer, config,
-                                 per_class=2, groups=1)
+    quality = evaluate_toy_model(
+        build_toy_model(config["model_cfg"], seed=1).eval(), tokenizer, config, per_class=2, groups=1
+    )
     assert not quality.passes() and quality.zero_shot_top1 < 0.2
 
 

@@ -17,8 +17,10 @@ from cliplens.toy.train import TrainConfig, train_and_save
 def test_retraining_from_the_seed_passes_the_bar(tmp_path):
     out = tmp_path / "toy_clip.safetensors"
     _, meta = train_and_save(out, TrainConfig(seed=0, max_minutes=None), progress=False, log=None)
-    print(f"toy retrain: {meta['steps_done']} steps in {meta['wall_time_s']} s "
-          f"(rendering {meta['render_time_s']} s), torch {meta['torch']}")
+    print(
+        f"toy retrain: {meta['steps_done']} steps in {meta['wall_time_s']} s "
+        f"(rendering {meta['render_time_s']} s), torch {meta['torch']}"
+    )
     assert meta["completed"] and meta["steps_done"] == meta["config"]["steps"], meta
     model, tokenizer, config = load_toy_model(out)
     quality = evaluate_toy_model(model, tokenizer, config)  # the full evaluation, as for the shipped checkpoint

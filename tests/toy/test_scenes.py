@@ -13,9 +13,21 @@ from cliplens.datasets.base import SegmentationDataset, SegmentationSample
 from cliplens.errors import InputError
 from cliplens.toy._geometry import polygon_coverage, shape_polygon
 from cliplens.toy.model import DEFAULT_MODEL_CONFIG
-from cliplens.toy.scenes import (CLASS_NAMES, COLOURS, IMAGE_SIZE, SHAPES, SUPERSAMPLE, ShapesDataset, _COLOUR_HSV,
-                                 class_index, generate_scene, generate_single_object_scene, make_caption,
-                                 parse_caption, single_object_scenes)
+from cliplens.toy.scenes import (
+    _COLOUR_HSV,
+    CLASS_NAMES,
+    COLOURS,
+    IMAGE_SIZE,
+    SHAPES,
+    SUPERSAMPLE,
+    ShapesDataset,
+    class_index,
+    generate_scene,
+    generate_single_object_scene,
+    make_caption,
+    parse_caption,
+    single_object_scenes,
+)
 
 
 def _digest(array: np.ndarray) -> str:
@@ -56,8 +68,9 @@ def test_sample_depends_only_on_seed_split_index():
 
 
 def test_splits_are_disjoint():
-    digests = {split: {_digest(generate_scene(0, split, i).image) for i in range(40)}
-               for split in ("train", "val", "test")}
+    digests = {
+        split: {_digest(generate_scene(0, split, i).image) for i in range(40)} for split in ("train", "val", "test")
+    }
     assert all(len(d) == 40 for d in digests.values())
     assert not digests["train"] & digests["test"]
     assert not digests["train"] & digests["val"]
@@ -69,8 +82,10 @@ def test_splits_are_disjoint():
 @pytest.mark.parametrize("index", range(12))
 def test_mask_is_the_visible_part_of_the_drawn_objects(index):
     scene = generate_scene(0, "test", index)
-    coverages = [polygon_coverage(shape_polygon(o.shape, *o.center, o.radius, o.angle), IMAGE_SIZE, SUPERSAMPLE)
-                 for o in scene.objects]
+    coverages = [
+        polygon_coverage(shape_polygon(o.shape, *o.center, o.radius, o.angle), IMAGE_SIZE, SUPERSAMPLE)
+        for o in scene.objects
+    ]
     expected = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.int64)
     for obj, cov in zip(scene.objects, coverages):  # painter's order: later objects on top
         expected[cov >= 0.5] = obj.class_index
@@ -170,8 +185,17 @@ def test_dataset_interface():
     assert big.image.size == (128, 128) and big.mask.shape == (128, 128)
 
 
-@pytest.mark.parametrize("kwargs", [dict(split="holdout"), dict(size=-1), dict(num_objects=(0, 2)),
-                                    dict(num_objects=(3, 2)), dict(seed=-5), dict(image_size=8)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(split="holdout"),
+        dict(size=-1),
+        dict(num_objects=(0, 2)),
+        dict(num_objects=(3, 2)),
+        dict(seed=-5),
+        dict(image_size=8),
+    ],
+)
 def test_bad_arguments_are_one_line_input_errors(kwargs):
     with pytest.raises(InputError) as info:
         ShapesDataset(**kwargs)

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cliplens.toy._texts import (corrupt, image_keys, listing, match_matrix, text_key, training_texts)
-from cliplens.toy.scenes import CLASS_NAMES, sample_rng
+from cliplens.toy._texts import corrupt, image_keys, listing, match_matrix, text_key, training_texts
 from cliplens.toy.model import build_toy_model, toy_model_config
-from cliplens.toy.train import ScenePool, TrainConfig, ToyBatches, _lr_at, contrastive_loss, train_toy_clip
+from cliplens.toy.scenes import CLASS_NAMES, sample_rng
+from cliplens.toy.train import ScenePool, ToyBatches, TrainConfig, _lr_at, contrastive_loss, train_toy_clip
 
 
 def _scene_names(rng: np.random.Generator) -> list[str]:
@@ -38,15 +38,20 @@ def test_positive_matches_its_scene_and_negative_does_not(seed):
 
 
 def test_partial_keys_match_every_scene_they_describe():
-    red_circle, blue_circle, red_star = image_keys(["red circle"]), image_keys(["blue circle"]), image_keys(["red star"])
+    red_circle, blue_circle, red_star = (
+        image_keys(["red circle"]),
+        image_keys(["blue circle"]),
+        image_keys(["red star"]),
+    )
     circle = text_key([(None, "circle")])
     red = text_key([("red", None)])
     m = match_matrix([red_circle, blue_circle, red_star], [circle, red, text_key([("red", "circle")])])
     assert m.tolist() == [[True, True, True], [True, False, False], [False, True, False]]
     # the order of objects never matters, the count always does
     two = image_keys(["blue star", "red circle"])
-    assert match_matrix([two], [text_key([("red", "circle"), ("blue", "star")]), text_key([("red", "circle")])]
-                        ).tolist() == [[True, False]]
+    assert match_matrix(
+        [two], [text_key([("red", "circle"), ("blue", "star")]), text_key([("red", "circle")])]
+    ).tolist() == [[True, False]]
 
 
 def test_corrupt_changes_what_is_asserted():
@@ -72,8 +77,17 @@ def test_contrastive_loss_matches_plain_infonce_for_one_positive():
 
 
 def _small_cfg(**overrides) -> TrainConfig:
-    base = dict(batch_size=8, steps=4, warmup_steps=1, pool_single=12, pool_multi=12, pool_empty=2,
-                render_workers=0, threads=1, max_minutes=None)
+    base = dict(
+        batch_size=8,
+        steps=4,
+        warmup_steps=1,
+        pool_single=12,
+        pool_multi=12,
+        pool_empty=2,
+        render_workers=0,
+        threads=1,
+        max_minutes=None,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -106,14 +120,18 @@ def test_text_tower_is_held_then_ramped_up_to_the_image_rate():
 
 
 def test_frozen_phase_leaves_the_text_tower_at_its_initial_weights():
-    tiny = toy_model_config(vision_cfg={"width": 32, "head_width": 16, "layers": 1},
-                            text_cfg={"width": 32, "heads": 2, "layers": 1})
+    tiny = toy_model_config(
+        vision_cfg={"width": 32, "head_width": 16, "layers": 1}, text_cfg={"width": 32, "heads": 2, "layers": 1}
+    )
     before = {k: v.clone() for k, v in build_toy_model(tiny, seed=0).state_dict().items()}
     model, meta = train_toy_clip(_small_cfg(text_frozen_fraction=1.0), tiny, progress=False)
     after = model.state_dict()
     text = [k for k in after if not k.startswith("visual.") and k != "logit_scale"]
-    visual = [k for k in after if k.startswith("visual.") and after[k].dtype.is_floating_point
-              and k != "visual.positional_embedding"]
+    visual = [
+        k
+        for k in after
+        if k.startswith("visual.") and after[k].dtype.is_floating_point and k != "visual.positional_embedding"
+    ]
     assert text and all(torch.equal(before[k], after[k]) for k in text)
     assert any(not torch.equal(before[k], after[k]) for k in visual)
     assert meta["steps_done"] == 4 and meta["completed"]

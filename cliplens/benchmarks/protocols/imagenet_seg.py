@@ -25,9 +25,10 @@ All numbers x100.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -103,15 +104,27 @@ class ImageNetSegScores:
     def compute(self) -> dict[str, float]:
         iou = self.intersection / np.maximum(self.union, 1)
         aps = [a for a in self.ap if a == a]
-        return {"pixel_accuracy": 100.0 * self.correct / max(1, self.labelled), "miou": 100.0 * float(iou.mean()),
-                "miou/background": 100.0 * float(iou[0]), "miou/foreground": 100.0 * float(iou[1]),
-                "map": 100.0 * float(np.mean(aps)) if aps else float("nan"), "images": float(len(self.ap))}
+        return {
+            "pixel_accuracy": 100.0 * self.correct / max(1, self.labelled),
+            "miou": 100.0 * float(iou.mean()),
+            "miou/background": 100.0 * float(iou[0]),
+            "miou/foreground": 100.0 * float(iou[1]),
+            "map": 100.0 * float(np.mean(aps)) if aps else float("nan"),
+            "images": float(len(self.ap)),
+        }
 
 
-def run_imagenet_seg(explainer: "Explainer", dataset: "SegmentationDataset", indices: Sequence[int] | None = None, *,
-                     classnames: Sequence[str] | None = None, templates: Sequence[str] | None = None,
-                     subtract_class_mean: bool | None = None, batch_size: int = 8,
-                     progress: bool = False) -> dict[str, Any]:
+def run_imagenet_seg(
+    explainer: Explainer,
+    dataset: SegmentationDataset,
+    indices: Sequence[int] | None = None,
+    *,
+    classnames: Sequence[str] | None = None,
+    templates: Sequence[str] | None = None,
+    subtract_class_mean: bool | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Run the protocol (module docstring) and return ``{"scores": {...}, "protocol": {...}, "predicted": [...]}``.
 
     Args:
@@ -141,7 +154,7 @@ def run_imagenet_seg(explainer: "Explainer", dataset: "SegmentationDataset", ind
     chosen = list(range(len(dataset))) if indices is None else list(indices)
     bar = tqdm(total=len(chosen), unit="img", disable=not progress, file=sys.stderr, desc="imagenet-seg")
     for start in range(0, len(chosen), batch_size):
-        samples = [dataset[i] for i in chosen[start:start + batch_size]]
+        samples = [dataset[i] for i in chosen[start : start + batch_size]]
         pixels = backbone.preprocess([s.image for s in samples], fit="stretch")  # Chefer et al.: squared
         with torch.no_grad():
             image = backbone.encode_image(pixels).float()
@@ -152,8 +165,9 @@ def run_imagenet_seg(explainer: "Explainer", dataset: "SegmentationDataset", ind
             if subtract_class_mean:
                 text = text - mean_feature
             with torch.set_grad_enabled(explainer.needs_grad):
-                result = explainer.explain_patches(pixels[row:row + 1], text.to(device=pixels.device,
-                                                                               dtype=backbone.dtype))
+                result = explainer.explain_patches(
+                    pixels[row : row + 1], text.to(device=pixels.device, dtype=backbone.dtype)
+                )
             patch = explainer._validated(result, batch=1, num_texts=1)
             heat = scores_to_maps(patch, size, explainer.map_order)[0, 0].cpu()
             mask = torch.from_numpy(np.asarray(sample.mask) != 0)[None, None].float()
@@ -163,11 +177,23 @@ def run_imagenet_seg(explainer: "Explainer", dataset: "SegmentationDataset", ind
     bar.close()
     from ..protocol_card import protocol_card
 
-    card = {**protocol_card("imagenet-seg", backbone, templates=prompts, map_order=explainer.map_order,
-                            thresholds={"binarise_at": "the mean of each map", "candidates": None, "chosen_on": None}),
-            "name": "imagenet-seg", "source": "Chefer et al. 2021 evaluation; TextSpan (Gandelsman et al., ICLR 2024)",
-            "explained_class": "zero-shot prediction", "classes": len(names),
-            "subtract_class_mean": bool(subtract_class_mean), "eval_size": list(size),
-            "mask_resize": "nearest", "binarisation": "map > mean(map)", "map_order": explainer.map_order,
-            "ap": "mean over images of average precision of (1-map, map) vs one-hot mask"}
+    card = {
+        **protocol_card(
+            "imagenet-seg",
+            backbone,
+            templates=prompts,
+            map_order=explainer.map_order,
+            thresholds={"binarise_at": "the mean of each map", "candidates": None, "chosen_on": None},
+        ),
+        "name": "imagenet-seg",
+        "source": "Chefer et al. 2021 evaluation; TextSpan (Gandelsman et al., ICLR 2024)",
+        "explained_class": "zero-shot prediction",
+        "classes": len(names),
+        "subtract_class_mean": bool(subtract_class_mean),
+        "eval_size": list(size),
+        "mask_resize": "nearest",
+        "binarisation": "map > mean(map)",
+        "map_order": explainer.map_order,
+        "ap": "mean over images of average precision of (1-map, map) vs one-hot mask",
+    }
     return {"scores": scores.compute(), "protocol": card, "predicted": predicted}

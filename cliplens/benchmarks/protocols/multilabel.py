@@ -21,7 +21,8 @@ one positive image (classes without one are reported as skipped).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ EXCLUDED_NAMES = ("background",)
 VARIANTS = ("plain", "feature_surgery")
 
 
-def image_labels(dataset: "SegmentationDataset", index: int, mask: np.ndarray) -> set[int]:
+def image_labels(dataset: SegmentationDataset, index: int, mask: np.ndarray) -> set[int]:
     """The classes image ``index`` contains: the dataset's ``image_labels(index)`` if it has one, else its mask's."""
     getter = getattr(dataset, "image_labels", None)
     if callable(getter):
@@ -71,9 +72,15 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> tuple[flo
     return (float(valid.mean()) if valid.size else float("nan")), aps
 
 
-def run_multilabel(backbone: "Backbone", dataset: "SegmentationDataset", indices: Sequence[int] | None = None, *,
-                   templates: Sequence[str] | None = None, batch_size: int = 16,
-                   progress: bool = False) -> dict[str, Any]:
+def run_multilabel(
+    backbone: Backbone,
+    dataset: SegmentationDataset,
+    indices: Sequence[int] | None = None,
+    *,
+    templates: Sequence[str] | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Score every image against every class (module docstring); ``{"scores", "per_class", "protocol"}``.
 
     ``templates`` default to OpenAI's 80 ImageNet templates (the class names are put in each).
@@ -85,8 +92,10 @@ def run_multilabel(backbone: "Backbone", dataset: "SegmentationDataset", indices
 
     classes = [c for c, name in enumerate(dataset.class_names) if name.strip().lower() not in EXCLUDED_NAMES]
     if len(classes) < 2:
-        raise InputError(f"dataset {dataset.spec or type(dataset).__name__} has {len(classes)} classes besides "
-                         f"background: multi-label recognition needs at least two")
+        raise InputError(
+            f"dataset {dataset.spec or type(dataset).__name__} has {len(classes)} classes besides "
+            f"background: multi-label recognition needs at least two"
+        )
     names = [dataset.class_names[c] for c in classes]
     prompts = list(templates) if templates is not None else imagenet_templates()
     if not prompts or any("{}" not in t for t in prompts):
@@ -98,7 +107,7 @@ def run_multilabel(backbone: "Backbone", dataset: "SegmentationDataset", indices
     targets = np.zeros((len(chosen), len(classes)), dtype=bool)
     bar = tqdm(total=len(chosen), unit="img", disable=not progress, file=sys.stderr, desc="multi-label")
     for start in range(0, len(chosen), batch_size):
-        batch = chosen[start:start + batch_size]
+        batch = chosen[start : start + batch_size]
         samples = [dataset[i] for i in batch]
         for row, (index, sample) in enumerate(zip(batch, samples)):
             for c in image_labels(dataset, index, sample.mask):
@@ -121,12 +130,18 @@ def run_multilabel(backbone: "Backbone", dataset: "SegmentationDataset", indices
     scores["classes_scored"] = float((positives > 0).sum())
     from ..protocol_card import protocol_card
 
-    card = {**protocol_card("multilabel", backbone, templates=prompts, map_order=None),
-            "name": "multilabel", "source": "CLIP Surgery (Li et al. 2023; Pattern Recognition 2025), multi-label "
-                                            "recognition", "classes": len(classes), "class_names": names,
-            "excluded_classes": [n for n in dataset.class_names if n.strip().lower() in EXCLUDED_NAMES],
-            "labels": "label file classes" if callable(getattr(dataset, "image_labels", None)) else "mask classes",
-            "variants": {"plain": "cos(image embedding, class text)",
-                         "feature_surgery": "w_j cos_j - sum_k p_k cos_k, p = softmax(2 cos), w = p / mean(p)"},
-            "map": "mean over classes with a positive image of scikit-learn average precision over images"}
+    card = {
+        **protocol_card("multilabel", backbone, templates=prompts, map_order=None),
+        "name": "multilabel",
+        "source": "CLIP Surgery (Li et al. 2023; Pattern Recognition 2025), multi-label recognition",
+        "classes": len(classes),
+        "class_names": names,
+        "excluded_classes": [n for n in dataset.class_names if n.strip().lower() in EXCLUDED_NAMES],
+        "labels": "label file classes" if callable(getattr(dataset, "image_labels", None)) else "mask classes",
+        "variants": {
+            "plain": "cos(image embedding, class text)",
+            "feature_surgery": "w_j cos_j - sum_k p_k cos_k, p = softmax(2 cos), w = p / mean(p)",
+        },
+        "map": "mean over classes with a positive image of scikit-learn average precision over images",
+    }
     return {"scores": scores, "per_class": per_class, "protocol": card}

@@ -27,8 +27,9 @@ An explainer's ``explain_patches`` supplies the window scores, so every localise
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -57,19 +58,25 @@ class OVSSSettings:
     pamr_dilations: tuple[int, ...] = (8, 16)
     long_side_max: int = 2048
 
-    def check(self) -> "OVSSSettings":
+    def check(self) -> OVSSSettings:
         if min(self.short_side, self.crop, self.stride) < 1:
-            raise InputError(f"OVSS short_side, crop and stride must be positive, got {self.short_side}, "
-                             f"{self.crop}, {self.stride}")
+            raise InputError(
+                f"OVSS short_side, crop and stride must be positive, got {self.short_side}, {self.crop}, {self.stride}"
+            )
         if not 0.0 <= self.prob_thd <= 1.0:
             raise InputError(f"OVSS prob_thd={self.prob_thd} must lie in [0, 1]")
         return self
 
-    def scaled_to(self, model_size: int, reference: int = 224) -> "OVSSSettings":
+    def scaled_to(self, model_size: int, reference: int = 224) -> OVSSSettings:
         """The same protocol for a model with another input size (windows and short side scale with it)."""
         f = model_size / reference
-        return replace(self, short_side=round(self.short_side * f), crop=model_size,
-                       stride=max(1, round(self.stride * f)), long_side_max=round(self.long_side_max * f))
+        return replace(
+            self,
+            short_side=round(self.short_side * f),
+            crop=model_size,
+            stride=max(1, round(self.stride * f)),
+            long_side_max=round(self.long_side_max * f),
+        )
 
 
 #: per benchmark, SCLIP's configs (Resize scale, logit_scale, prob_thd, area_thd); windows 224 / 112 throughout
@@ -99,40 +106,53 @@ def window_starts(length: int, crop: int, stride: int) -> list[int]:
     return [max(min(i * stride + crop, length) - crop, 0) for i in range(count)]
 
 
-def sliding_scores(explainer: "Explainer", image: torch.Tensor, text_features: torch.Tensor,
-                   settings: OVSSSettings) -> torch.Tensor:
+def sliding_scores(
+    explainer: Explainer, image: torch.Tensor, text_features: torch.Tensor, settings: OVSSSettings
+) -> torch.Tensor:
     """Raw class-name scores of one image by sliding windows: (3, H, W) in [0, 1], (Q, D) -> (Q, H, W)."""
     backbone = explainer.backbone
     resized = resize_short_side(image, settings.short_side, settings.long_side_max)
     H, W = resized.shape[-2:]
     total = torch.zeros(text_features.shape[0], H, W)
     count = torch.zeros(1, H, W)
-    boxes = [(y, x) for y in window_starts(H, settings.crop, settings.stride)
-             for x in window_starts(W, settings.crop, settings.stride)]
-    crops = [resized[:, y:y + settings.crop, x:x + settings.crop] for y, x in boxes]
+    boxes = [
+        (y, x)
+        for y in window_starts(H, settings.crop, settings.stride)
+        for x in window_starts(W, settings.crop, settings.stride)
+    ]
+    crops = [resized[:, y : y + settings.crop, x : x + settings.crop] for y, x in boxes]
     for (y, x), crop in zip(boxes, crops):
         pixels = backbone.preprocess(crop, fit="stretch")  # resized to the model input when the window is smaller
         with torch.set_grad_enabled(explainer.needs_grad):
             result = explainer.explain_patches(pixels, text_features.to(device=pixels.device, dtype=backbone.dtype))
         scores = explainer._validated(result, batch=1, num_texts=text_features.shape[0])
         h, w = crop.shape[-2:]
-        total[:, y:y + h, x:x + w] += F.interpolate(scores, size=(h, w), mode="bilinear",
-                                                    align_corners=False)[0].cpu()
-        count[:, y:y + h, x:x + w] += 1
+        total[:, y : y + h, x : x + w] += F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=False)[
+            0
+        ].cpu()
+        count[:, y : y + h, x : x + w] += 1
     averaged = total / count
     return F.interpolate(averaged[None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0]
 
 
-def predict(scores: torch.Tensor, query_class: torch.Tensor, num_classes: int, settings: OVSSSettings,
-            image: torch.Tensor | None = None) -> torch.Tensor:
+def predict(
+    scores: torch.Tensor,
+    query_class: torch.Tensor,
+    num_classes: int,
+    settings: OVSSSettings,
+    image: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(Q, H, W) raw scores, (Q,) class of each name -> (H, W) int64 predicted classes (step 3–4 of the protocol)."""
     if settings.pamr_steps > 0 and image is not None:
         scores = pamr(image[None], scores[None], settings.pamr_steps, settings.pamr_dilations)[0]
     probs = (scores * settings.logit_scale).softmax(0)  # over every name
     flat = probs.flatten(1)
     index = query_class.view(-1, 1).expand_as(flat)
-    per_class = torch.zeros(num_classes, flat.shape[1], dtype=probs.dtype).scatter_reduce(
-        0, index, flat, "amax", include_self=False).view(num_classes, *probs.shape[1:])
+    per_class = (
+        torch.zeros(num_classes, flat.shape[1], dtype=probs.dtype)
+        .scatter_reduce(0, index, flat, "amax", include_self=False)
+        .view(num_classes, *probs.shape[1:])
+    )
     if settings.area_thd is not None:
         winners = per_class.argmax(0)
         area = torch.bincount(winners.flatten(), minlength=num_classes).to(probs.dtype)
@@ -153,7 +173,9 @@ class ConfusionMatrix:
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
     def update(self, prediction: torch.Tensor, truth: torch.Tensor) -> None:
-        valid = truth != self.ignore_index if self.ignore_index is not None else torch.ones_like(truth, dtype=torch.bool)
+        valid = (
+            truth != self.ignore_index if self.ignore_index is not None else torch.ones_like(truth, dtype=torch.bool)
+        )
         index = truth[valid] * self.num_classes + prediction[valid]
         self.matrix += torch.bincount(index, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
 
@@ -162,17 +184,26 @@ class ConfusionMatrix:
         tp = m.diag()
         union = m.sum(0) + m.sum(1) - tp
         iou = torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, float("nan")))
-        out = {"miou": 100.0 * float(np.nanmean(iou.numpy())) if (union > 0).any() else float("nan"),
-               "aacc": 100.0 * float(tp.sum() / m.sum().clamp_min(1))}
+        out = {
+            "miou": 100.0 * float(np.nanmean(iou.numpy())) if (union > 0).any() else float("nan"),
+            "aacc": 100.0 * float(tp.sum() / m.sum().clamp_min(1)),
+        }
         for c, name in enumerate(class_names or []):
             if union[c] > 0:
                 out[f"miou/class/{name}"] = 100.0 * float(iou[c])
         return out
 
 
-def run_ovss(explainer: "Explainer", dataset: "SegmentationDataset", indices: Sequence[int] | None = None, *,
-             settings: OVSSSettings | None = None, class_synonyms: Sequence[Sequence[str]] | None = None,
-             templates: Sequence[str] | None = None, progress: bool = False) -> dict[str, Any]:
+def run_ovss(
+    explainer: Explainer,
+    dataset: SegmentationDataset,
+    indices: Sequence[int] | None = None,
+    *,
+    settings: OVSSSettings | None = None,
+    class_synonyms: Sequence[Sequence[str]] | None = None,
+    templates: Sequence[str] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Run the protocol (module docstring); returns ``{"scores": {...}, "protocol": {...}}``.
 
     ``class_synonyms`` defaults to the dataset's own (``ovss:`` datasets carry them), else one name per class.
@@ -183,8 +214,10 @@ def run_ovss(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
 
     backbone = explainer.backbone
     settings = (settings or BENCHMARK_SETTINGS.get(getattr(dataset, "name", ""), OVSSSettings())).check()
-    synonyms = [list(s) for s in (class_synonyms or getattr(dataset, "class_synonyms", None)
-                                  or [[n] for n in dataset.class_names])]
+    synonyms = [
+        list(s)
+        for s in (class_synonyms or getattr(dataset, "class_synonyms", None) or [[n] for n in dataset.class_names])
+    ]
     if len(synonyms) != dataset.num_classes:
         raise InputError(f"{len(synonyms)} class-name lines for a dataset of {dataset.num_classes} classes")
     names = [n for group in synonyms for n in group]
@@ -201,15 +234,34 @@ def run_ovss(explainer: "Explainer", dataset: "SegmentationDataset", indices: Se
         confusion.update(label, torch.from_numpy(np.asarray(sample.mask, dtype=np.int64)))
     from ..protocol_card import protocol_card
 
-    refinement = (f"PAMR, {settings.pamr_steps} steps, dilations {list(settings.pamr_dilations)}"
-                  if settings.pamr_steps > 0 else None)
-    card = {**protocol_card("ovss", backbone, templates=prompts, map_order="none", prob_thd=settings.prob_thd,
-                            crop=settings.crop, stride=settings.stride, refinement=refinement,
-                            thresholds={"prob_thd": settings.prob_thd, "area_thd": settings.area_thd,
-                                        "chosen_on": "fixed by the papers' configs"}),
-            "name": "ovss", "source": "mmsegmentation configs of SCLIP (Wang et al., ECCV 2024)",
-            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
-            "class_names": len(names), "classes": dataset.num_classes,
-            "scores": "raw patch-text scores (no per-map normalisation)", "map_order": "none",
-            "miou": "one confusion matrix over all pixels, nan-mean over classes seen"}
+    refinement = (
+        f"PAMR, {settings.pamr_steps} steps, dilations {list(settings.pamr_dilations)}"
+        if settings.pamr_steps > 0
+        else None
+    )
+    card = {
+        **protocol_card(
+            "ovss",
+            backbone,
+            templates=prompts,
+            map_order="none",
+            prob_thd=settings.prob_thd,
+            crop=settings.crop,
+            stride=settings.stride,
+            refinement=refinement,
+            thresholds={
+                "prob_thd": settings.prob_thd,
+                "area_thd": settings.area_thd,
+                "chosen_on": "fixed by the papers' configs",
+            },
+        ),
+        "name": "ovss",
+        "source": "mmsegmentation configs of SCLIP (Wang et al., ECCV 2024)",
+        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+        "class_names": len(names),
+        "classes": dataset.num_classes,
+        "scores": "raw patch-text scores (no per-map normalisation)",
+        "map_order": "none",
+        "miou": "one confusion matrix over all pixels, nan-mean over classes seen",
+    }
     return {"scores": {**confusion.compute(dataset.class_names), "images": float(len(chosen))}, "protocol": card}

@@ -10,7 +10,7 @@ all dilations. Then ``y_i <- sum_j a_ij y_j``, repeated ``steps`` times.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,12 +26,13 @@ def _neighbours(x: torch.Tensor, dilations: Sequence[int]) -> torch.Tensor:
             for dx in (-d, 0, d):
                 if dy == 0 and dx == 0:
                     continue
-                out.append(padded[..., d + dy:d + dy + H, d + dx:d + dx + W])
+                out.append(padded[..., d + dy : d + dy + H, d + dx : d + dx + W])
     return torch.stack(out, dim=2)
 
 
-def pamr(image: torch.Tensor, scores: torch.Tensor, steps: int = 10, dilations: Sequence[int] = (8, 16),
-         eps: float = 1e-8) -> torch.Tensor:
+def pamr(
+    image: torch.Tensor, scores: torch.Tensor, steps: int = 10, dilations: Sequence[int] = (8, 16), eps: float = 1e-8
+) -> torch.Tensor:
     """Refine ``scores`` (B, Q, H, W) with the affinities of ``image`` (B, 3, H, W); returns (B, Q, H, W)."""
     if steps <= 0:
         return scores

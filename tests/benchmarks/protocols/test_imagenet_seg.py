@@ -10,9 +10,14 @@ import torch
 from sklearn.metrics import average_precision_score, confusion_matrix
 
 import cliplens
+from cliplens.benchmarks.protocols.imagenet_seg import (
+    ImageNetSegScores,
+    average_precision,
+    imagenet_classnames,
+    imagenet_templates,
+    run_imagenet_seg,
+)
 from cliplens.datasets.imagenet_seg import imagenet_seg_factory
-from cliplens.benchmarks.protocols.imagenet_seg import (ImageNetSegScores, average_precision, imagenet_classnames,
-                                                        imagenet_templates, run_imagenet_seg)
 from cliplens.toy.scenes import CLASS_NAMES
 from tests.datasets.test_datasets import _write_matlab_like
 
@@ -66,8 +71,12 @@ def toy_matfile(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("explainer", ["decomposition", "raw_similarity", "clip_surgery"])
 def test_end_to_end_on_toy(toy_matfile, explainer):
     backbone = cliplens.create_backbone("toy")
-    result = run_imagenet_seg(cliplens.create_explainer(explainer, backbone), imagenet_seg_factory(str(toy_matfile)),
-                              classnames=CLASS_NAMES[1:], templates=["a photo of a {}."])
+    result = run_imagenet_seg(
+        cliplens.create_explainer(explainer, backbone),
+        imagenet_seg_factory(str(toy_matfile)),
+        classnames=CLASS_NAMES[1:],
+        templates=["a photo of a {}."],
+    )
     scores, card = result["scores"], result["protocol"]
     assert scores["images"] == 6 and 0 <= scores["pixel_accuracy"] <= 100 and 0 <= scores["map"] <= 100
     assert card["subtract_class_mean"] is (explainer == "decomposition")
@@ -99,6 +108,11 @@ def test_class_prompts_go_through_the_text_embedding_cache(toy_matfile, monkeypa
 
     monkeypatch.setattr(cache, "text_embeddings", spy)
     backbone = cliplens.create_backbone("toy")
-    run_imagenet_seg(cliplens.create_explainer("raw_similarity", backbone), imagenet_seg_factory(str(toy_matfile)),
-                     [0], classnames=CLASS_NAMES[1:], templates=["a photo of a {}."])
+    run_imagenet_seg(
+        cliplens.create_explainer("raw_similarity", backbone),
+        imagenet_seg_factory(str(toy_matfile)),
+        [0],
+        classnames=CLASS_NAMES[1:],
+        templates=["a photo of a {}."],
+    )
     assert calls == [(36, "prompts", ["a photo of a {}."])]

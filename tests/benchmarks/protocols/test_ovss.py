@@ -11,13 +11,27 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix
 
 import cliplens
+from cliplens.benchmarks.protocols.ovss import (
+    BENCHMARK_SETTINGS,
+    ConfusionMatrix,
+    OVSSSettings,
+    predict,
+    run_ovss,
+    window_starts,
+)
 from cliplens.datasets.ovss_folders import LAYOUTS, ovss_class_synonyms, ovss_factory
-from cliplens.benchmarks.protocols.ovss import (BENCHMARK_SETTINGS, ConfusionMatrix, OVSSSettings, predict, run_ovss,
-                                                window_starts)
 from cliplens.errors import InputError
 
-COUNTS = {"voc21": 21, "voc20": 20, "context60": 60, "context59": 59, "coco_object": 81, "coco_stuff": 171,
-          "cityscapes": 19, "ade20k": 150}
+COUNTS = {
+    "voc21": 21,
+    "voc20": 20,
+    "context60": 60,
+    "context59": 59,
+    "coco_object": 81,
+    "coco_stuff": 171,
+    "cityscapes": 19,
+    "ade20k": 150,
+}
 
 
 def test_class_name_files():
@@ -75,9 +89,12 @@ def _write_voc_like(root: Path, layout, stems, rng, num_classes, label_values=No
         (image_dir / sub).mkdir(parents=True, exist_ok=True)
         (label_dir / sub).mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(
-            image_dir / sub / f"{stem}{layout.image_suffix}", format="PNG")
+            image_dir / sub / f"{stem}{layout.image_suffix}", format="PNG"
+        )
         values = label_values if label_values is not None else list(range(num_classes)) + [255]
-        Image.fromarray(rng.choice(values, (12, 16)).astype(np.uint8)).save(label_dir / sub / f"{stem}{layout.label_suffix}")
+        Image.fromarray(rng.choice(values, (12, 16)).astype(np.uint8)).save(
+            label_dir / sub / f"{stem}{layout.label_suffix}"
+        )
     if layout.split:
         (root / layout.split).parent.mkdir(parents=True, exist_ok=True)
         (root / layout.split).write_text("\n".join(stems[:-1]) + "\n")  # the split leaves one image out
@@ -115,10 +132,12 @@ def test_end_to_end_on_toy(explainer):
     """The pipeline on toy scenes with the toy's own class names (background + 36 objects)."""
     backbone = cliplens.create_backbone("toy")
     dataset = cliplens.create_dataset("shapes:test?size=4")
-    settings = OVSSSettings(short_side=96, crop=64, stride=32, logit_scale=50, prob_thd=0.1, pamr_steps=2,
-                            pamr_dilations=(1, 2))
-    result = run_ovss(cliplens.create_explainer(explainer, backbone), dataset, settings=settings,
-                      templates=["a photo of a {}."])
+    settings = OVSSSettings(
+        short_side=96, crop=64, stride=32, logit_scale=50, prob_thd=0.1, pamr_steps=2, pamr_dilations=(1, 2)
+    )
+    result = run_ovss(
+        cliplens.create_explainer(explainer, backbone), dataset, settings=settings, templates=["a photo of a {}."]
+    )
     scores, card = result["scores"], result["protocol"]
     assert 0 <= scores["miou"] <= 100 and scores["images"] == 4
     assert card["crop"] == 64 and card["prob_thd"] == 0.1 and card["pamr_steps"] == 2
