@@ -42,7 +42,8 @@ _EXPORTS = {
         "errors",
     ),
     **dict.fromkeys(
-        ["Decomposition", "Explainer", "Explanation", "PatchScores", "decompose", "normalize_maps"], "explainers"
+        ["Decomposition", "Explainer", "Explanation", "Needs", "PatchScores", "Support", "decompose", "normalize_maps"],
+        "explainers",
     ),
     **dict.fromkeys(
         [
@@ -103,6 +104,8 @@ __all__ = [
     "Explainer",
     "Explanation",
     "PatchScores",
+    "Needs",
+    "Support",
     "normalize_maps",
     "decompose",
     "Decomposition",

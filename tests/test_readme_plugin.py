@@ -1,5 +1,6 @@
 """The README's plugin example builds as it is copied: its my_plugin.py and pyproject.toml make a wheel
-with the ``cliplens`` entry point (built offline, without build isolation)."""
+with the ``cliplens`` entry point (built offline, without build isolation); its ``Center`` explainer,
+which reads the patch grid and no token, runs on SigLIP towers and is refused on ResNets."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def _plugin_fragment() -> str:
+    section = README.read_text(encoding="utf-8").split("## Writing a plugin", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
 def test_the_plugin_fragment_builds_a_wheel_with_its_entry_point(tmp_path):
     section = README.read_text(encoding="utf-8").split("## Writing a plugin", 1)[1]
-    (tmp_path / "my_plugin.py").write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    (tmp_path / "my_plugin.py").write_text(_plugin_fragment())
     (tmp_path / "pyproject.toml").write_text(re.search(r"```toml\n(.*?)```", section, re.S).group(1))
     subprocess.run(
         [
@@ -39,3 +45,18 @@ def test_the_plugin_fragment_builds_a_wheel_with_its_entry_point(tmp_path):
         entry = next(n for n in names if n.endswith("entry_points.txt"))
         assert "my_plugin.py" in names
         assert archive.read(entry).decode().split() == ["[cliplens]", "my_plugin", "=", "my_plugin"]
+
+
+def test_the_center_plugin_runs_on_siglip_and_is_refused_on_resnet():
+    import torch
+
+    from tests.contract.test_explainer_contract import _tiny_resnet, _tiny_siglip
+
+    namespace: dict = {}
+    exec(compile(_plugin_fragment(), "my_plugin.py", "exec"), namespace)
+    center, siglip, resnet = namespace["Center"], _tiny_siglip(), _tiny_resnet()
+    assert center.support(siglip), center.support(siglip).reason
+    scores = center(siglip).explain(pixels=siglip.preprocess(torch.rand(1, 3, 32, 32)), texts=["a dog"]).patch_scores
+    assert scores.shape == (1, 1, 4, 4) and int(scores[0, 0].argmax()) in {5, 6, 9, 10}  # the middle of 4 x 4
+    refused = center.support(resnet)
+    assert not refused and "ViT" in refused.reason

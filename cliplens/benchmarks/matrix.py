@@ -1,7 +1,7 @@
 """The compatibility matrix: every registered explainer x every registered backbone family.
 
 Each family (hook ``register_backbone_families``) builds a tiny random backbone; each
-explainer's :meth:`~cliplens.Explainer.check_support` answers ✓ or ✗ with its reason. A
+explainer's :meth:`~cliplens.Explainer.support` answers ✓ or ✗ with its reason. A
 family that cannot be built here (an extra not installed) is a column of "—" with the reason.
 Third-party explainers and families appear as soon as their plugin registers them.
 """
@@ -9,9 +9,12 @@ Third-party explainers and families appear as soon as their plugin registers the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..registry import get_registry
+
+if TYPE_CHECKING:
+    from ..explainers.support import Support
 
 __all__ = ["Matrix", "compatibility_matrix"]
 
@@ -21,7 +24,8 @@ _ORDER = ["open_clip-vit", "open_clip-quickgelu", "open_clip-siglip", "hf-clip",
 
 @dataclass
 class Matrix:
-    """``cells[explainer][family]``: True, or the reason (str) the explainer refuses that family.
+    """``cells[explainer][family]``: the explainer's :class:`~cliplens.explainers.support.Support` of that family
+    (truthy: ✓; falsy: ✗ and its ``reason``).
 
     Attributes:
         explainers / families: names in table order; descriptions: family -> its description.
@@ -32,7 +36,7 @@ class Matrix:
     explainers: list[str]
     families: list[str]
     descriptions: dict[str, str]
-    cells: dict[str, dict[str, bool | str]] = field(default_factory=dict)
+    cells: dict[str, dict[str, Support]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     backbones: dict[str, Any] = field(default_factory=dict)
 
@@ -45,8 +49,8 @@ class Matrix:
                 if family in self.unavailable:
                     row.append("—")
                 else:
-                    verdict = self.cells[name][family]
-                    row.append("✓" if verdict is True else f"✗ {verdict}")
+                    support = self.cells[name][family]
+                    row.append("✓" if support else f"✗ {support.reason}")
             lines.append(f"| {name} | " + " | ".join(row) + " |")
         lines.append("")
         for family in self.families:
@@ -73,5 +77,5 @@ def compatibility_matrix(explainers: list[str] | None = None, families: list[str
             matrix.unavailable[family] = f"{type(exc).__name__}: {first}"
     for name in names:
         cls = explainer_catalog.get(name).obj
-        matrix.cells[name] = {f: cls.check_support(b) for f, b in matrix.backbones.items()}
+        matrix.cells[name] = {f: cls.support(b) for f, b in matrix.backbones.items()}
     return matrix

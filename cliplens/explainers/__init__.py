@@ -15,12 +15,15 @@ from .ablation import AblationSpec, evaluate_ablation, mean_ablate
 from .base import Explainer, Explanation, PatchScores
 from .decomposition import Decomposition, decompose
 from .maps import normalize_maps, upsample
+from .support import Needs, Support
 from .textspan_algorithm import TextSpanResult
 
 __all__ = [
     "Explainer",
     "Explanation",
     "PatchScores",
+    "Needs",
+    "Support",
     "normalize_maps",
     "upsample",
     "Decomposition",

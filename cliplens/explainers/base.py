@@ -23,12 +23,17 @@ import torch
 from ..errors import ExplainerError, InputError
 from ..options import TEMPLATES_OPTION, Option  # noqa: F401  (TEMPLATES_OPTION re-exported)
 from .maps import UPSAMPLE_THEN_NORMALIZE, resample, scores_to_maps
+from .support import Needs, Support
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from ..backbones.base import Backbone
     from ..geometry import InputGeometry
+
+
+#: class attributes of the old support API, now read by nothing (a subclass defining one is warned)
+_LEGACY_SUPPORT = ("supports", "check_support", "poolings", "pooling_refusals")
 
 
 @dataclass
@@ -141,6 +146,23 @@ class Explainer(ABC):
     reduced_precision: ClassVar[bool] = True
     #: why a ``reduced_precision = False`` method needs float32 (one clause, for the fallback message)
     float32_reason: ClassVar[str] = ""
+    #: what the method needs from a backbone (:class:`Needs`); :meth:`support` derives its answer from it.
+    #: Nothing declared: it runs on every backbone
+    needs: ClassVar[Needs] = Needs()
+    #: whether the patch scores are linear in the text feature (scores of ``t1 - t2`` = scores of ``t1`` minus
+    #: those of ``t2``); protocols may then explain a difference of features once (ImageNet-seg's class mean)
+    scores_linear_in_text: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = [name for name in _LEGACY_SUPPORT if name in vars(cls)]
+        if legacy:
+            warnings.warn(
+                f"explainer class {cls.__qualname__} defines {', '.join(legacy)}, which cliplens no longer reads: "
+                "declare what it needs as `needs = cliplens.Needs(...)` (or override support(), returning a "
+                "cliplens.Support)",
+                stacklevel=2,
+            )
 
     def __init__(self, backbone: Backbone, *, templates: Sequence[str] | None = None) -> None:
         self.backbone = backbone
@@ -148,34 +170,15 @@ class Explainer(ABC):
         if not self.name:
             self.name = type(self).__name__
 
-    #: the :attr:`Backbone.pooling` kinds this explainer is written for (default: class-token towers only);
-    #: :meth:`check_support` refuses the others, so a method that reads the class token is never run on SigLIP
-    poolings: ClassVar[tuple[str, ...]] = ("class_token",)
-    #: pooling -> why this explainer refuses it (a generic reason otherwise)
-    pooling_refusals: ClassVar[dict[str, str]] = {}
-
     @classmethod
-    def supports(cls, backbone: Backbone) -> bool | str:
-        """True if this explainer can run on ``backbone``, else a reason (str).
+    def support(cls, backbone: Backbone) -> Support:
+        """Whether this explainer runs on ``backbone``: a :class:`~cliplens.explainers.support.Support`, truthy
+        when it does, falsy with ``.reason`` when it does not (:func:`~cliplens.create_explainer` refuses then).
 
-        The default requires a ViT image tower that can be traced. The pooling check of
-        :meth:`check_support` comes on top of it, whatever a subclass returns here.
+        Derived from :attr:`needs` and the backbone's facts. Override only for a fact :class:`Needs` cannot
+        express, starting from ``super().support(backbone)``.
         """
-        return True if backbone.is_vit else "it needs a ViT image tower (open_clip VisionTransformer)"
-
-    @classmethod
-    def check_support(cls, backbone: Backbone) -> bool | str:
-        """:meth:`supports`, then the pooling check: True, or the reason this explainer refuses ``backbone``."""
-        verdict = cls.supports(backbone)
-        if verdict is not True:
-            return verdict
-        pooling = getattr(backbone, "pooling", "class_token")
-        if backbone.is_vit and pooling not in cls.poolings:
-            return cls.pooling_refusals.get(pooling) or (
-                f"it reads the class token, and this image tower pools with {pooling.replace('_', ' ')} "
-                "(no class token to read)"
-            )
-        return True
+        return cls.needs.check(backbone)
 
     @abstractmethod
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:

@@ -35,6 +35,7 @@ from ..backbones.attention_graph import run_attention_graph, text_gradients
 from ..backbones.base import Backbone
 from ..options import Option, to_float, to_int, to_positive_int
 from .base import Explainer, PatchScores
+from .support import Needs
 
 
 class CheferRelevance(Explainer):
@@ -55,6 +56,12 @@ class CheferRelevance(Explainer):
 
     needs_grad = True
 
+    needs = Needs(
+        attention=True,
+        class_token=True,
+        reasons={"vit": "Chefer relevance needs every block's softmax attention and its gradient: a ViT image tower"},
+    )
+
     def __init__(
         self,
         backbone: Backbone,
@@ -69,12 +76,6 @@ class CheferRelevance(Explainer):
         self.start_layer = backbone.layer_index(to_int(owner, "start_layer", start_layer))
         self.logit_scale = to_float(owner, "logit_scale", logit_scale)
         self.max_texts_per_pass = to_positive_int(owner, "max_texts_per_pass", max_texts_per_pass)
-
-    @classmethod
-    def supports(cls, backbone: Backbone) -> bool | str:
-        if not backbone.is_vit:
-            return "Chefer relevance needs every block's softmax attention and its gradient: a ViT image tower"
-        return True
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> (B, T, h, w) the class token's relevance row over the patch tokens."""

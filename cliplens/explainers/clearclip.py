@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
 from ..options import to_bool, to_choice
-from .last_block import LastBlockExplainer
+from .last_block import LastBlockExplainer, last_block_needs
 
 ATTENTIONS = {"qq": ("qq",), "kk": ("kk",), "vv": ("vv",), "qk": ("qk",), "qq+kk": ("qq", "kk")}
 
@@ -36,7 +36,7 @@ class ClearCLIP(LastBlockExplainer):
         mlp: add the last block's MLP (default False).
     """
 
-    method = "ClearCLIP"
+    needs = last_block_needs("ClearCLIP")
 
     def __init__(
         self,

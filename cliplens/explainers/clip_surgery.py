@@ -69,12 +69,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..backbones.base import POOLINGS, Backbone
+from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec, dual_path, tokens_to_grid
 from ..errors import ExplainerError, InputError
 from ..options import Option, to_bool, to_int
 from .base import Explainer, PatchScores
 from .maps import NORMALIZE_THEN_UPSAMPLE
+from .support import Needs
 
 DEFAULT_DEPTH = 6
 #: the attention of the architecture-surgery path: softmax(scale · v vᵀ) v with the block's own scale
@@ -271,7 +272,7 @@ class CLIPSurgery(Explainer):
     #: on attention-pooled towers (SigLIP) the class feature is the pooled embedding (the pooling
     #: query's output) and the v–v path's patch tokens go through ``project_tokens`` (each token as
     #: the pooling head would map it alone); no class-token row is read anywhere
-    poolings = POOLINGS
+    needs = Needs(vit=True)
     option_schema: ClassVar[tuple[Option, ...]] = (
         Option("arch_surgery", bool, True, "use the v-v path's patch features"),
         Option("feature_surgery", bool, True, "remove the class-shared (redundant) similarity across texts"),

@@ -45,6 +45,7 @@ from ._decomposition_terms import JointMap, layer_attention, work_dtype
 from .base import Explainer, PatchScores
 from .decomposition_result import Decomposition
 from .layer_selection import parse_heads, resolve_layers
+from .support import Needs
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
@@ -294,22 +295,19 @@ class DecompositionExplainer(Explainer):
     reduced_precision = False
     float32_reason = "its terms must sum to the embedding exactly (the sum check), which half precision breaks"
 
-    pooling_refusals = {
-        "attention_pool": "the residual decomposition follows the class token through ln_post and proj; through an "
-        "attention-pooling head direct effects are exact only up to the head's MLP, which it does not split",
-        "mean": "the residual decomposition follows the class token through ln_post and proj; this tower mean-pools",
-    }
-
-    @classmethod
-    def supports(cls, backbone: Backbone) -> bool | str:
-        verdict = super().supports(backbone)
-        if verdict is True and backbone.pooling == "class_token":
-            block = backbone.block(-1)
-            if block.q_norm is not None or block.k_norm is not None:
-                return (
-                    "its per-token terms fold the key projection into the class token's query, which a q/k norm breaks"
-                )
-        return verdict
+    needs = Needs(
+        class_token=True,
+        plain_qk=True,
+        reasons={
+            "attention_pool": "the residual decomposition follows the class token through ln_post and proj; through "
+            "an attention-pooling head direct effects are exact only up to the head's MLP, which it does not split",
+            "mean": "the residual decomposition follows the class token through ln_post and proj; this tower "
+            "mean-pools",
+            "qk_norm": "its per-token terms fold the key projection into the class token's query, which a q/k norm "
+            "breaks",
+        },
+    )
+    scores_linear_in_text = True
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ from ..options import to_float, to_int
 from .base import Explainer, PatchScores
 from .last_block import patch_text_scores
 from .maps import UPSAMPLE_THEN_NORMALIZE
+from .support import Needs
 
 DEFAULT_DEPTH = 6
 
@@ -74,11 +75,16 @@ class GEM(Explainer):
     """
 
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
-    pooling_refusals: ClassVar[dict[str, str]] = {
-        "attention_pool": "GEM scores each patch token of its path through ln_post and proj as in CLIP ViTs; this "
-        "tower has an attention-pooling head, which GEM's code does not apply to single patches",
-        "mean": "GEM is written for class-token CLIP ViTs (ln_post and proj per patch); this tower mean-pools",
-    }
+    needs = Needs(
+        patch_projection=True,
+        reasons={
+            "vit": "GEM adds a self-self attention path over the last blocks of a ViT image tower; it needs an "
+            "open_clip VisionTransformer with class-token pooling",
+            "attention_pool": "GEM scores each patch token of its path through ln_post and proj as in CLIP ViTs; "
+            "this tower has an attention-pooling head, which GEM's code does not apply to single patches",
+            "mean": "GEM is written for class-token CLIP ViTs (ln_post and proj per patch); this tower mean-pools",
+        },
+    )
 
     def __init__(
         self,
@@ -99,15 +105,6 @@ class GEM(Explainer):
         self.depth = min(depth, backbone.num_layers)
         none = temperature is None or (isinstance(temperature, str) and temperature.strip().lower() in ("", "none"))
         self.temperature = None if none else to_float(owner, "temperature", temperature)
-
-    @classmethod
-    def supports(cls, backbone: Backbone) -> bool | str:
-        if backbone.is_vit:
-            return True
-        return (
-            "GEM adds a self-self attention path over the last blocks of a ViT image tower; it needs an "
-            "open_clip VisionTransformer with class-token pooling"
-        )
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> raw cosines (B, T, h, w) of the GEM path's patch tokens."""

@@ -42,10 +42,11 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..backbones.base import POOLINGS, Backbone
+from ..backbones.base import Backbone
 from ..backbones.vit import ViTBlock, run_block
 from ..options import Option, to_bool, to_choice, to_int, to_positive_int
 from .base import Explainer, PatchScores
+from .support import Needs
 from .text_gradients import DEFAULT_MAX_TEXTS_PER_PASS, per_text_gradients
 
 ACTIVATIONS = ("block_input", "ln_1")
@@ -84,7 +85,7 @@ class GradCAM(Explainer):
 
     needs_grad: ClassVar[bool] = True
     #: the target is the pooled embedding's cosine, whatever the pooling; the map covers the patch tokens
-    poolings = POOLINGS
+    needs = Needs(vit=True)
     option_schema: ClassVar[tuple[Option, ...]] = (
         Option("layer", int, -1, "block index (negative counts from the end)"),
         Option(

@@ -33,6 +33,7 @@ from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec, run_block, tokens_to_grid
 from .base import Explainer, PatchScores
 from .maps import UPSAMPLE_THEN_NORMALIZE
+from .support import Needs
 
 __all__ = ["last_block_tokens", "patch_text_scores", "LastBlockExplainer"]
 
@@ -64,6 +65,22 @@ def patch_text_scores(backbone: Backbone, tokens: torch.Tensor, text_features: t
     return tokens_to_grid(patches @ texts.T, backbone.grid_size)
 
 
+def last_block_needs(method: str) -> Needs:
+    """What the last-block localiser ``method`` (its name in messages) needs: a ViT image tower whose patch
+    tokens go through ln_post and proj on their own, as in the class-token CLIP ViTs it is written and tested for."""
+    return Needs(
+        patch_projection=True,
+        reasons={
+            "vit": f"{method} re-runs the last block of a ViT image tower with another attention; it needs an "
+            "open_clip VisionTransformer with class-token pooling",
+            "attention_pool": "the last-block localisers score each patch token through ln_post and proj as in CLIP "
+            "ViTs; this tower has an attention-pooling head, which the papers do not apply to single patches",
+            "mean": "the last-block localisers are written for class-token CLIP ViTs (ln_post and proj per patch); "
+            "this tower mean-pools",
+        },
+    )
+
+
 class LastBlockExplainer(Explainer):
     """Base of the last-block localisers: subclasses set ``self.spec``, ``self.residual`` and ``self.mlp``.
 
@@ -71,15 +88,7 @@ class LastBlockExplainer(Explainer):
     """
 
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
-    #: what the method is called in messages
-    method: ClassVar[str] = "this localiser"
-    #: written for (and tested on) CLIP ViTs whose patch tokens go through ln_post and proj on their own
-    pooling_refusals: ClassVar[dict[str, str]] = {
-        "attention_pool": "the last-block localisers score each patch token through ln_post and proj as in CLIP ViTs; "
-        "this tower has an attention-pooling head, which the papers do not apply to single patches",
-        "mean": "the last-block localisers are written for class-token CLIP ViTs (ln_post and proj per patch); "
-        "this tower mean-pools",
-    }
+    needs = last_block_needs("this localiser")
 
     def __init__(
         self,
@@ -92,15 +101,6 @@ class LastBlockExplainer(Explainer):
     ) -> None:
         super().__init__(backbone, templates=templates)
         self.spec, self.residual, self.mlp = spec, residual, mlp
-
-    @classmethod
-    def supports(cls, backbone: Backbone) -> bool | str:
-        if backbone.is_vit:
-            return True
-        return (
-            f"{cls.method} re-runs the last block of a ViT image tower with another attention; it needs an "
-            "open_clip VisionTransformer with class-token pooling"
-        )
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> raw cosines (B, T, h, w)."""

@@ -36,6 +36,7 @@ from ..backbones.attention_graph import run_attention_graph, text_gradients
 from ..backbones.base import Backbone
 from ..options import Option, to_choice, to_int, to_positive_int
 from .base import Explainer, PatchScores
+from .support import Needs
 
 POOLINGS = ("mean", "cls")
 ROWS = ("all", "cls")
@@ -62,6 +63,14 @@ class LeGrad(Explainer):
 
     needs_grad = True
 
+    needs = Needs(
+        attention=True,
+        class_token=True,
+        reasons={
+            "vit": "LeGrad needs every block's softmax attention and tokens: a ViT image tower with a class token"
+        },
+    )
+
     def __init__(
         self,
         backbone: Backbone,
@@ -78,12 +87,6 @@ class LeGrad(Explainer):
         self.pooling = to_choice(owner, "pooling", pooling, POOLINGS)
         self.rows = to_choice(owner, "rows", rows, ROWS)
         self.max_texts_per_pass = to_positive_int(owner, "max_texts_per_pass", max_texts_per_pass)
-
-    @classmethod
-    def supports(cls, backbone: Backbone) -> bool | str:
-        if not backbone.is_vit:
-            return "LeGrad needs every block's softmax attention and tokens: a ViT image tower with a class token"
-        return True
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> (B, T, h, w) LeGrad's summed per-layer attention-gradient maps."""

@@ -58,13 +58,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..backbones.base import POOLINGS, Backbone
+from ..backbones.base import Backbone
 from ..cache import text_embeddings
 from ..errors import ExplainerError, InputError
 from ..options import Option, to_bool, to_choice, to_float, to_positive_int
 from ._lexical_ops import _sparsified, _top_entries  # noqa: F401  (_top_entries: tests)
 from .base import Explainer, PatchScores
 from .clip_surgery import DEFAULT_DEPTH, surgery_depth, surgery_patch_features
+from .support import Needs
 from .vocabulary import load_vocabulary
 
 __all__ = ["Lexical", "lexical_overlap", "lexical_scores", "lexical_threshold", "top_words"]
@@ -233,7 +234,7 @@ class Lexical(Explainer):
     """
 
     #: patch features as CLIP Surgery's (``project_tokens``: on SigLIP each token through the pooling head alone)
-    poolings = POOLINGS
+    needs = Needs(vit=True)
     option_schema: ClassVar[tuple[Option, ...]] = (
         Option(
             "vocabulary", str, None, "word list file, one word per line (default the shipped ~17k words)", optional=True

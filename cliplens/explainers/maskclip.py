@@ -25,7 +25,7 @@ from typing import ClassVar
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
 from ..options import Option, to_bool
-from .last_block import LastBlockExplainer
+from .last_block import LastBlockExplainer, last_block_needs
 
 #: each token attends only to itself: the output is the value embedding
 IDENTITY_ATTENTION = AttentionSpec(("identity",))
@@ -44,7 +44,7 @@ class MaskCLIP(LastBlockExplainer):
         Option("mlp", bool, True, "keep the last block's MLP"),
     )
 
-    method = "MaskCLIP"
+    needs = last_block_needs("MaskCLIP")
 
     def __init__(
         self,

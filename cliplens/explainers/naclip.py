@@ -27,7 +27,7 @@ from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec, gaussian_window_bias
 from ..errors import InputError
 from ..options import to_bool, to_float
-from .last_block import LastBlockExplainer
+from .last_block import LastBlockExplainer, last_block_needs
 
 DEFAULT_STD = 5.0
 
@@ -41,7 +41,7 @@ class NACLIP(LastBlockExplainer):
         mlp: add the last block's MLP (default False).
     """
 
-    method = "NACLIP"
+    needs = last_block_needs("NACLIP")
 
     def __init__(
         self,

@@ -7,9 +7,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..backbones.base import POOLINGS
 from ..options import Option
 from .base import Explainer, PatchScores
+from .support import Needs
 
 
 class RawSimilarity(Explainer):
@@ -21,7 +21,7 @@ class RawSimilarity(Explainer):
     Precision: tolerates float16 / bfloat16 autocast (``--dtype``): one forward and cosines.
     """
 
-    poolings = POOLINGS
+    needs = Needs(vit=True)
 
     option_schema: ClassVar[tuple[Option, ...]] = ()
 

@@ -39,6 +39,7 @@ from ..backbones.base import Backbone
 from ..errors import InputError
 from ..options import Option, to_choice, to_float, to_int
 from .base import Explainer, PatchScores
+from .support import Needs
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -82,6 +83,14 @@ class AttentionRollout(Explainer):
         Option("discard_ratio", float, 0.0, "fraction of the weakest attentions dropped", min=0.0, max=1.0),
     )
 
+    needs = Needs(
+        attention=True,
+        class_token=True,
+        reasons={
+            "vit": "attention rollout needs every block's softmax attention: a ViT image tower with a class token"
+        },
+    )
+
     def __init__(
         self,
         backbone: Backbone,
@@ -98,12 +107,6 @@ class AttentionRollout(Explainer):
         self.discard_ratio = to_float(owner, "discard_ratio", discard_ratio)
         if not 0.0 <= self.discard_ratio < 1.0:
             raise InputError(f"{owner}: discard_ratio must lie in [0, 1), got {self.discard_ratio}")
-
-    @classmethod
-    def supports(cls, backbone: Backbone) -> bool | str:
-        if not backbone.is_vit:
-            return "attention rollout needs every block's softmax attention: a ViT image tower with a class token"
-        return True
 
     def class_row(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, N+1) the class token's row of the rollout product."""

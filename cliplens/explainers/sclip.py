@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
 from ..options import to_bool
-from .last_block import LastBlockExplainer
+from .last_block import LastBlockExplainer, last_block_needs
 
 #: SCLIP's correlative self-attention: the sum of the q–q and k–k softmaxes
 CORRELATIVE_ATTENTION = AttentionSpec(("qq", "kk"))
@@ -35,7 +35,7 @@ class SCLIP(LastBlockExplainer):
         mlp: add the last block's MLP (default True, the authors' code).
     """
 
-    method = "SCLIP"
+    needs = last_block_needs("SCLIP")
 
     def __init__(
         self,

@@ -176,16 +176,15 @@ def create_explainer(name: str, backbone: Backbone | str, **options: Any) -> Exp
     """Instantiate explainer ``name`` on ``backbone`` (an object or a spec string).
 
     ``options`` are checked against the explainer's schema first (:func:`validate_options`).
-    Raises :class:`ExplainerError` when the explainer cannot handle this backbone.
+    Raises :class:`ExplainerError` (one line, with the reason) when ``Explainer.support(backbone)`` refuses it.
     """
     if isinstance(backbone, str):
         backbone = create_backbone(backbone)
     cls = get_explainer_class(name)
     options = validate_options("explainer", name, options)  # before anything runs: one line naming the option
-    support = cls.check_support(backbone) if hasattr(cls, "check_support") else cls.supports(backbone)
-    if support is not True:
-        reason = support if isinstance(support, str) else "it is not supported"
-        raise ExplainerError(f"explainer {name!r} cannot run on backbone {backbone.name!r}: {reason}")
+    support = cls.support(backbone)
+    if not support:
+        raise ExplainerError(f"explainer {name!r} cannot run on backbone {backbone.name!r}: {support.reason}")
     explainer = cls(backbone, **options)
     explainer.name = name
     return explainer

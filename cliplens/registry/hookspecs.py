@@ -81,7 +81,7 @@ def register_backbone_families(register: Register) -> None:
 
     Call ``register(name, make_tiny, description)``; ``make_tiny() -> Backbone`` builds a
     small randomly initialised backbone of the family, offline and in seconds, on which
-    every explainer's ``check_support`` is asked (and, in the tests, run).
+    every explainer's ``support`` is asked (and, in the tests, run).
     """
 
 

@@ -10,7 +10,7 @@ Hugging Face CLIP and SigLIP models when transformers is installed.
 Checked: output shapes and types, maps in [0, 1] and finite, batch invariance (one
 image at a time equals the batch), text-order invariance, determinism, the
 backbone's device / dtype / frozen weights / hooks left as they were, and
-``supports()`` honest (True means it runs; a reason means ``create_explainer``
+``support()`` honest (truthy means it runs; falsy, with a reason, means ``create_explainer``
 refuses with that reason).
 """
 
@@ -123,11 +123,11 @@ def test_contract(explainer_name, backbone_name, vocabulary, monkeypatch, tmp_pa
     monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path / "cache"))
     backbone = backbone_for(backbone_name)
     cls = cliplens.get_explainer_class(explainer_name)
-    support = cls.check_support(backbone)
-    assert support is True or (isinstance(support, str) and support.strip()), (
-        f"supports() must return True or a reason, got {support!r}"
+    support = cls.support(backbone)
+    assert isinstance(support, cliplens.Support) and (support or support.reason.strip()), (
+        f"support() must return a Support (falsy ones with a reason), got {support!r}"
     )
-    if support is not True:
+    if not support:
         with pytest.raises(ExplainerError, match="cannot run"):
             create_explainer(explainer_name, backbone, **options_for(explainer_name, vocabulary))
         return

@@ -43,11 +43,11 @@ def assert_bad_options_are_one_line(name: str, backbone, options: dict, match: s
 
 
 def assert_needs_a_vit(name: str) -> None:
-    """``supports()`` refuses a ResNet tower with a reason that names the ViT it needs."""
+    """``support()`` refuses a ResNet tower (a falsy answer) with a reason that names the ViT it needs."""
     from tests.contract.test_explainer_contract import _tiny_resnet
 
-    reason = get_explainer_class(name).supports(_tiny_resnet())
-    assert isinstance(reason, str) and "ViT" in reason
+    support = get_explainer_class(name).support(_tiny_resnet())
+    assert not support and "ViT" in support.reason
 
 
 def embed_tokens(visual: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from cliplens import Explainer, PatchScores, hookimpl
+from cliplens import Explainer, Needs, PatchScores, hookimpl
 
 
 class ClassTokenAttention(Explainer):
     """Last-block class-token attention to patches, mean over heads (text-independent control)."""
+
+    #: a ViT's attention probabilities and its class token's row: refused (with the reason) elsewhere
+    needs = Needs(attention=True, class_token=True)
 
     def __init__(self, backbone, *, layer: int = -1, templates=None) -> None:
         super().__init__(backbone, templates=templates)
