@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from ..devices import parse_device, resolve_autocast, resolve_dtype  # noqa: F401  (re-exported)
+from ..errors import InputError
 from ..geometry import DEFAULT_FIT
 from ._preprocess import preprocess_images as _fit_images
 from .base import Backbone
@@ -45,10 +47,11 @@ def preprocess_images(
 
 
 class ModelBackbone(Backbone):
-    """What every backbone holding one torch ``model`` shares: its device and dtype, moving it, preprocessing.
+    """What every backbone holding one torch ``model`` shares: its device and dtype, moving it, preprocessing,
+    and text embeddings with template ensembles, cached (:meth:`encode_text`).
 
     Subclasses set ``model``, ``_device``, ``_dtype``, ``_text_cache`` (a dict), ``image_size``,
-    ``image_mean`` and ``image_std``.
+    ``image_mean`` and ``image_std``, and implement :meth:`_encode_plain` (the model's own text tower).
     """
 
     @property
@@ -86,3 +89,29 @@ class ModelBackbone(Backbone):
         return preprocess_images(
             images, self.image_size, self.image_mean, self.image_std, self._device, self._dtype, fit=fit
         )
+
+    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
+        """(T,) texts -> (T, D) unit-norm embeddings in :attr:`dtype`, each computed once per templates and cached.
+
+        With ``templates`` (format strings with one ``{}``) each text's embedding is the renormalised
+        float32 mean of its normalised template embeddings.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise InputError("no texts given: pass at least one text")
+        key = tuple(templates) if templates else None
+        missing = [t for t in dict.fromkeys(texts) if (t, key) not in self._text_cache]
+        if missing:
+            if key is None:
+                embeddings = self._encode_plain(missing)
+            else:
+                per_prompt = self._encode_plain([tpl.format(t) for t in missing for tpl in key])  # (n * K, D)
+                mean = per_prompt.float().view(len(missing), len(key), -1).mean(dim=1)
+                embeddings = F.normalize(mean, dim=-1).to(self._dtype)
+            for text, embedding in zip(missing, embeddings, strict=True):
+                self._text_cache[(text, key)] = embedding
+        return torch.stack([self._text_cache[(t, key)] for t in texts])
+
+    def _encode_plain(self, texts: Sequence[str]) -> torch.Tensor:
+        """(n,) prompts -> (n, D) unit-norm embeddings in :attr:`dtype` from the model's text tower, no cache."""
+        raise NotImplementedError(f"backbone {self.name!r} has no text tower")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -35,6 +35,9 @@ class Backbone(ABC):
     spec: str = ""
     #: a dataset spec of images from the model's own domain, for methods fitted on images (TextSpan); None: unknown
     reference_images: str | None = None
+    #: the :class:`~cliplens.backbones.trace_sharing.TraceShare` that :meth:`trace` consults, or None (set by
+    #: ``TraceShare.installed`` while a benchmark shares one traced forward between explainers)
+    trace_share: Any = None
 
     # ---- geometry -------------------------------------------------------------------
     @property
@@ -121,10 +124,8 @@ class Backbone(ABC):
         """(B, 3, S_h, S_w) -> (B, D) image embeddings."""
 
     @abstractmethod
-    def encode_text(
-        self, texts: Sequence[str], templates: Sequence[str] | None = None, normalize: bool = True
-    ) -> torch.Tensor:
-        """(T,) texts -> (T, D) embeddings.
+    def encode_text(self, texts: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
+        """(T,) texts -> (T, D) L2-normalised embeddings.
 
         With ``templates`` (format strings with one ``{}``) each text's embedding is
         the renormalised mean of its normalised template embeddings.

@@ -237,24 +237,6 @@ class HFBackbone(ModelBackbone):
         with torch.no_grad():
             return F.normalize(_features(self.model.get_text_features(**tokens)).float(), dim=-1).to(self._dtype)
 
-    def encode_text(
-        self, texts: Sequence[str], templates: Sequence[str] | None = None, normalize: bool = True
-    ) -> torch.Tensor:
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts:
-            raise InputError("no texts given: pass at least one text")
-        key = tuple(templates) if templates else None
-        missing = [t for t in dict.fromkeys(texts) if (t, key) not in self._text_cache]
-        if missing:
-            if key is None:
-                embeddings = self._encode_plain(missing)
-            else:
-                per_prompt = self._encode_plain([tpl.format(t) for t in missing for tpl in key])
-                embeddings = F.normalize(per_prompt.float().view(len(missing), len(key), -1).mean(1), dim=-1)
-            for text, emb in zip(missing, embeddings.to(self._dtype)):
-                self._text_cache[(text, key)] = emb
-        return torch.stack([self._text_cache[(t, key)] for t in texts])
-
     # ---- internals ------------------------------------------------------------------
     def block(self, layer: int) -> ViTBlock:
         layer_module = self.vision.encoder.layers[self.layer_index(layer)]

@@ -155,26 +155,6 @@ class OpenCLIPBackbone(ModelBackbone):
         with torch.no_grad():
             return F.normalize(self.model.encode_text(self.tokenize(texts)).float(), dim=-1).to(self._dtype)
 
-    def encode_text(
-        self, texts: Sequence[str], templates: Sequence[str] | None = None, normalize: bool = True
-    ) -> torch.Tensor:
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts:
-            raise InputError("no texts given: pass at least one text")
-        key_templates = tuple(templates) if templates else None
-        missing = [t for t in dict.fromkeys(texts) if (t, key_templates) not in self._text_cache]
-        if missing:
-            if key_templates is None:
-                embeddings = self._encode_plain(missing)
-            else:
-                prompts = [tpl.format(t) for t in missing for tpl in key_templates]
-                per_prompt = self._encode_plain(prompts).view(len(missing), len(key_templates), -1)
-                embeddings = F.normalize(per_prompt.float().mean(dim=1), dim=-1).to(self._dtype)
-            for text, emb in zip(missing, embeddings):
-                self._text_cache[(text, key_templates)] = emb
-        out = torch.stack([self._text_cache[(t, key_templates)] for t in texts])
-        return out if normalize else out  # embeddings are always unit norm; kept for interface symmetry
-
     # ---- internals ------------------------------------------------------------------
     @property
     def batch_first(self) -> bool:

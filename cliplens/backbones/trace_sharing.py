@@ -41,26 +41,10 @@ __all__ = ["TraceShare", "shareable_trace"]
 TraceMethod = TypeVar("TraceMethod", bound=Callable[..., TowerTrace])
 
 
-def _restricted(trace: TowerTrace, layers: frozenset[int], capture: frozenset[str]) -> TowerTrace:
-    """``trace`` as a trace of just ``layers`` and ``capture`` would be (same tensors, new dicts).
-
-    The q/k/v cache (``_projections``) is shared, so a block's projections are computed once per batch.
-    """
-    parts = {
-        name: ({layer: t for layer, t in getattr(trace, name).items() if layer in layers} if name in capture else {})
-        for name in CAPTURABLE
-    }
-    return TowerTrace(
-        embedding=trace.embedding,
-        final=trace.final,
-        blocks={layer: block for layer, block in trace.blocks.items() if layer in layers},
-        _projections=trace._projections,
-        **parts,
-    )
-
-
-def _tensors(trace: TowerTrace) -> list[torch.Tensor]:
-    return [trace.embedding, trace.final] + [t for name in CAPTURABLE for t in getattr(trace, name).values()]
+def _versions(trace: TowerTrace) -> list[int]:
+    """The version counter of every tensor of ``trace`` (torch moves a tensor's on each in-place write)."""
+    tensors = [trace.embedding, trace.final] + [t for name in CAPTURABLE for t in getattr(trace, name).values()]
+    return [t._version for t in tensors]  # noqa: SLF001 - torch's version counter has no public accessor
 
 
 class TraceShare:
@@ -86,12 +70,12 @@ class TraceShare:
     @contextmanager
     def installed(self, backbone: Backbone) -> Iterator[TraceShare]:
         """Make ``backbone.trace`` consult this share (record, and serve inside :meth:`serving`)."""
-        previous = getattr(backbone, "_trace_share", None)
-        backbone._trace_share = self  # type: ignore[attr-defined]
+        previous = backbone.trace_share
+        backbone.trace_share = self
         try:
             yield self
         finally:
-            backbone._trace_share = previous  # type: ignore[attr-defined]
+            backbone.trace_share = previous
 
     @contextmanager
     def serving(self, backbone: Backbone, pixels: torch.Tensor) -> Iterator[None]:
@@ -111,7 +95,7 @@ class TraceShare:
             torch.cuda.synchronize(pixels.device)
         self.traced_s += time.perf_counter() - t0
         self._pixels, self._trace, self._layers, self._capture = pixels, trace, layers, capture
-        self._versions = [t._version for t in _tensors(trace)]
+        self._versions = _versions(trace)
         try:
             yield
         finally:
@@ -131,11 +115,11 @@ class TraceShare:
             return None
         if pixels is not self._pixels or not (layers <= self._layers and capture <= self._capture):
             return None
-        if [t._version for t in _tensors(self._trace)] != self._versions:  # someone wrote into a served tensor
+        if _versions(self._trace) != self._versions:  # someone wrote into a served tensor
             self._trace = None
             return None
         self.served += 1
-        return _restricted(self._trace, layers, capture)
+        return self._trace.restricted(layers, capture)
 
 
 def shareable_trace(trace: TraceMethod) -> TraceMethod:
@@ -152,7 +136,7 @@ def shareable_trace(trace: TraceMethod) -> TraceMethod:
         capture: Iterable[str] = CAPTURABLE,
         _unshared: bool = False,
     ) -> TowerTrace:
-        share: TraceShare | None = getattr(self, "_trace_share", None)
+        share: TraceShare | None = getattr(self, "trace_share", None)
         if share is None or _unshared:
             return trace(self, pixels, layers, capture)
         layers = list(range(self.num_layers)) if layers is None else list(layers)

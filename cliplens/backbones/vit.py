@@ -32,7 +32,7 @@ logits before its softmax.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -273,6 +273,22 @@ class TowerTrace:
     mlp_out: dict[int, torch.Tensor] = field(default_factory=dict)
     blocks: dict[int, ViTBlock] = field(default_factory=dict)
     _projections: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    def restricted(self, layers: Iterable[int], capture: Iterable[str]) -> TowerTrace:
+        """This trace as a trace of just ``layers`` (0-based) and the ``capture`` parts would be: the same tensors
+        in new dicts, sharing the q/k/v cache, so a block's projections are computed once for all views."""
+        layers, capture = set(layers), set(capture)
+        parts = {
+            name: ({layer: t for layer, t in getattr(self, name).items() if layer in layers} if name in capture else {})
+            for name in CAPTURABLE
+        }
+        return TowerTrace(
+            embedding=self.embedding,
+            final=self.final,
+            blocks={layer: block for layer, block in self.blocks.items() if layer in layers},
+            _projections=self._projections,
+            **parts,
+        )
 
     def attention_input(self, layer: int) -> torch.Tensor:
         """(B, N+P, d) block ``layer``'s ``ln_1`` output (from ``ln_1`` or recomputed from ``block_inputs``)."""

@@ -74,7 +74,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             or default is False
             or default is argparse.SUPPRESS
             or "default" in text
-            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
             or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
         ):
             return text

@@ -6,12 +6,14 @@ every explainer: input checks, text encoding, output validation (shape, NaN),
 and the step from scores to maps — bilinear upsampling and per-map min–max
 normalisation, in the order the explainer's reference pipeline uses, which each
 explainer declares as :attr:`Explainer.map_order` (see :func:`scores_to_maps`).
+:meth:`Explainer.explain_features` takes given text embeddings the same way (protocols
+with their own prompt ensembles); :meth:`Explainer.support` says which backbones a
+method runs on, from what it declares it needs (:mod:`.support`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import operator
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ import torch
 
 from ..errors import ExplainerError, InputError
 from ..options import TEMPLATES_OPTION, Option  # noqa: F401  (TEMPLATES_OPTION re-exported)
+from .checks import check_features, check_geometry, check_pixels, checked_size, checked_texts
 from .maps import UPSAMPLE_THEN_NORMALIZE, resample, scores_to_maps
 from .support import Needs, Support
 
@@ -122,8 +125,9 @@ class Explainer(ABC):
     """Base class of all explainers: construct once on a backbone, call :meth:`explain` many times.
 
     Subclasses implement :meth:`explain_patches`; set ``needs_grad = True`` when
-    they need autograd (everything else runs under ``torch.no_grad``), and
-    ``map_order`` to the order of their reference pipeline (:func:`scores_to_maps`).
+    they need autograd (everything else runs under ``torch.no_grad``),
+    ``map_order`` to the order of their reference pipeline (:func:`scores_to_maps`),
+    and ``needs`` to what they need from a backbone (:class:`Needs`; nothing: any backbone).
     Options are keyword arguments of ``__init__``; ``templates`` (prompt
     templates with one ``{}``) is common to all explainers. Declare them in
     :attr:`option_schema` (:class:`~cliplens.options.Option` s; ``templates`` is
@@ -252,17 +256,16 @@ class Explainer(ABC):
         Returns:
             :class:`Explanation` with maps (B, T, H, W).
         """
-        texts = self._checked_texts(texts)
-        size = self._checked_size(output_size)
+        texts = checked_texts(texts)
+        size = checked_size(output_size, self.backbone.image_size)
         if pixels is None:
             if images is None:
                 raise InputError("no images given: pass images or pixels")
             pixels = self.backbone.preprocess(images, fit=fit)
             geometry = self.backbone.input_geometry(images, fit=fit)
         else:
-            self._check_pixels(pixels)
-        if geometry is not None and len(geometry) != pixels.shape[0]:
-            raise InputError(f"{len(geometry)} geometries for {pixels.shape[0]} images: pass one per image")
+            check_pixels(pixels, self.backbone.image_size)
+        check_geometry(geometry, pixels)
         if output_size is None and geometry is not None:
             sources = sorted({tuple(g.source) for g in geometry})
             if len(sources) > 1:
@@ -272,7 +275,7 @@ class Explainer(ABC):
                     "explain call per size, or pass output_size=(H, W)"
                 )
             output_size = sources[0]
-        scored = self._scored(texts, pixels, geometry)
+        scored = self._score(pixels, self.encode_texts(texts), texts, geometry)
         size = tuple(output_size) if output_size is not None else self.backbone.image_size
         maps = scored.maps(size)
         return Explanation(
@@ -292,14 +295,51 @@ class Explainer(ABC):
         ``ScoredBatch.maps(size, images=..., texts=...)`` then gives any part of the maps
         ``explain(texts, pixels=pixels, output_size=size, geometry=geometry)`` returns.
         """
-        texts = self._checked_texts(texts)
-        self._check_pixels(pixels)
-        if geometry is not None and len(geometry) != pixels.shape[0]:
-            raise InputError(f"{len(geometry)} geometries for {pixels.shape[0]} images: pass one per image")
-        return self._scored(texts, pixels, geometry)
+        texts = checked_texts(texts)
+        check_pixels(pixels, self.backbone.image_size)
+        check_geometry(geometry, pixels)
+        return self._score(pixels, self.encode_texts(texts), texts, geometry)
 
-    def _scored(self, texts: list[str], pixels: torch.Tensor, geometry: Sequence[InputGeometry] | None) -> ScoredBatch:
-        text_features = self.encode_texts(texts)
+    def explain_features(
+        self,
+        pixels: torch.Tensor,
+        text_features: torch.Tensor,
+        *,
+        texts: Sequence[str] | None = None,
+        geometry: Sequence[InputGeometry] | None = None,
+    ) -> ScoredBatch:
+        """:meth:`explain_scores` for text embeddings given as they are (prompt ensembles, differences of them).
+
+        The path of every explain call — autograd as the method needs, the precision context (``torch.autocast``
+        with ``--dtype float16|bfloat16``), the output checks — with ``text_features`` instead of encoded texts.
+
+        Args:
+            pixels: (B, 3, S_h, S_w) preprocessed images.
+            text_features: (T, D) text embeddings, D = the backbone's ``embed_dim``; moved to the pixels' device
+                and the backbone's dtype, used as they are (not renormalised).
+            texts: T names of the features for the result (default ``"text feature 0"``, ...).
+            geometry: one :class:`~cliplens.geometry.InputGeometry` per image, as in :meth:`explain_scores`.
+        Returns:
+            :class:`ScoredBatch` with ``patch_scores`` (B, T, h, w) float32, checked.
+        """
+        check_pixels(pixels, self.backbone.image_size)
+        check_features(text_features, self.backbone.embed_dim)
+        check_geometry(geometry, pixels)
+        count = text_features.shape[0]
+        names = [f"text feature {i}" for i in range(count)] if texts is None else checked_texts(texts)
+        if len(names) != count:
+            raise InputError(f"{len(names)} texts name {count} text features: pass one name per row, or none")
+        features = text_features.to(device=pixels.device, dtype=self.backbone.dtype)
+        return self._score(pixels, features, names, geometry)
+
+    def _score(
+        self,
+        pixels: torch.Tensor,
+        text_features: torch.Tensor,
+        texts: list[str],
+        geometry: Sequence[InputGeometry] | None,
+    ) -> ScoredBatch:
+        """(B, 3, S_h, S_w) pixels, (T, D) features -> checked scores, under the method's grad mode and precision."""
         with torch.set_grad_enabled(self.needs_grad), self._precision_context():
             result = self.explain_patches(pixels, text_features)
         scores = self._validated(result, batch=pixels.shape[0], num_texts=len(texts))
@@ -311,55 +351,6 @@ class Explainer(ABC):
             extras=result.extras,
             geometry=list(geometry) if geometry is not None else None,
         )
-
-    @staticmethod
-    def _checked_texts(texts: object) -> list[str]:
-        """``texts`` as a list of non-empty strings, or one line naming the first bad one (before any work)."""
-        if isinstance(texts, str):
-            return [texts]
-        try:
-            items = list(texts)  # type: ignore[call-overload]
-        except TypeError:
-            raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}") from None
-        if not items:
-            raise InputError("no texts given: pass at least one text to explain")
-        for number, text in enumerate(items, start=1):
-            if not isinstance(text, str):
-                raise InputError(f"text {number} is {type(text).__name__} {text!r}, not a string: pass texts as str")
-            if not text.strip():
-                raise InputError(f"text {number} is empty ({text!r}): every text must contain words")
-        return items
-
-    def _checked_size(self, output_size: object) -> tuple[int, int]:
-        """``output_size`` as ``(H, W)`` of positive integers (default the model input size)."""
-        if output_size is None:
-            return tuple(self.backbone.image_size)  # type: ignore[return-value]
-        try:
-            height, width = (operator.index(v) for v in output_size if not isinstance(v, bool))  # type: ignore
-        except (TypeError, ValueError):
-            height = width = 0
-        if height < 1 or width < 1:
-            raise InputError(f"output_size={output_size!r} must be (H, W) with two positive integers, e.g. (224, 224)")
-        return height, width
-
-    def _check_pixels(self, pixels: object) -> None:
-        """``pixels`` must be a preprocessed (B, 3, S_h, S_w) float tensor at the model's input size."""
-        expected = tuple(self.backbone.image_size)
-        if not isinstance(pixels, torch.Tensor):
-            raise InputError(
-                f"pixels must be a torch tensor (B, 3, {expected[0]}, {expected[1]}), "
-                f"got {type(pixels).__name__}; pass images= for PIL images"
-            )
-        if pixels.dim() != 4 or pixels.shape[1] != 3 or tuple(pixels.shape[-2:]) != expected or pixels.shape[0] < 1:
-            raise InputError(
-                f"pixels have shape {tuple(pixels.shape)} but this backbone takes (B, 3, {expected[0]}, "
-                f"{expected[1]}): pass images= to resize and normalise, or backbone.preprocess(...)"
-            )
-        if not pixels.is_floating_point():
-            raise InputError(
-                f"pixels have dtype {pixels.dtype}: preprocessed pixels are float (pass uint8 images as "
-                "images=, which scales 0-255)"
-            )
 
     def _validated(self, result: object, batch: int, num_texts: int) -> torch.Tensor:
         """Check a plugin's output once, for every explainer; return float32 scores detached."""

@@ -85,7 +85,7 @@ def register_backbone_families(register: Register) -> None:
     """
 
 
-def _describe(obj: Any) -> str:
+def describe(obj: Any) -> str:
     """First line of an object's docstring, used when no description is given."""
     doc = getattr(obj, "__doc__", None) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""

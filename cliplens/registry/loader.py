@@ -196,7 +196,7 @@ def _run_hooks(registry: Registry, plugin: object, info: PluginInfo, provider: P
         def register(name: str, obj: Any, description: str | None = None, options: Any = None) -> None:
             try:
                 catalog.add(
-                    name, obj, provider, description if description is not None else hookspecs._describe(obj), options
+                    name, obj, provider, description if description is not None else hookspecs.describe(obj), options
                 )
             except NameConflictError as exc:  # the name is unusable (Catalog.get refuses it), the rest works
                 info.conflicts.append(str(exc))

@@ -104,6 +104,20 @@ def test_project_tokens_by_hand(saved):
         torch.testing.assert_close(backbone.project_tokens(tokens), expected)
 
 
+def test_prompt_template_ensemble_is_the_renormalised_mean_of_the_prompts(saved):
+    """The one template ensemble of every model backbone (``ModelBackbone.encode_text``), on Hugging Face models."""
+    from cliplens import OpenCLIPBackbone
+
+    assert HFBackbone.encode_text is OpenCLIPBackbone.encode_text  # written once, shared
+    backbone = create_backbone(f"hf:{saved[1]}")
+    templates = ["a photo of a {}.", "a drawing of the {}."]
+    ensembled = backbone.encode_text(["cat", "dog"], templates=templates)
+    for row, word in enumerate(["cat", "dog"]):
+        prompts = backbone.encode_text([t.format(word) for t in templates])  # (2, D) each unit norm
+        torch.testing.assert_close(ensembled[row], F.normalize(prompts.mean(0), dim=0), atol=1e-6, rtol=0)
+    assert torch.equal(backbone.encode_text(["dog"], templates=templates)[0], ensembled[1])  # cached per templates
+
+
 def test_explainers_run_or_refuse(saved):
     family, folder = saved
     backbone = create_backbone(f"hf:{folder}")

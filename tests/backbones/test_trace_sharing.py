@@ -61,4 +61,4 @@ def test_gradients_other_pixels_uncovered_requests_and_written_tensors_get_their
             first.embedding.add_(1.0)  # an explainer writing into what it was served
             again = backbone.trace(pixels, layers=(-1,), capture=("block_inputs",))
             assert share.served == 1 and not torch.equal(again.embedding, first.embedding)
-    assert getattr(backbone, "_trace_share", None) is None
+    assert backbone.trace_share is None

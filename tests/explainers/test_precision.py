@@ -116,3 +116,56 @@ def test_autocast_option_is_checked():
     assert autocast_option("bf16") == "bfloat16" and autocast_option(None) is None and autocast_option("fp32") is None
     with pytest.raises(InputError, match="float16, bfloat16 or float32"):
         resolve_autocast("float64")
+
+
+def test_explain_features_runs_under_autocast_and_equals_explain_scores():
+    """Given text embeddings take the path of every explain call: autocast, then the same checked scores."""
+    backbone = _tiny("bfloat16")
+    texts = ["a dog", "a cat"]
+    _Spy.seen = []
+    spy = _Spy(backbone)
+    given = spy.explain_features(backbone.preprocess(_pixels()), backbone.encode_text(texts), texts=texts)
+    assert _Spy.seen == [(True, torch.bfloat16)]
+    encoded = spy.explain_scores(texts, pixels=backbone.preprocess(_pixels()))
+    assert given.patch_scores.dtype == torch.float32 and given.patch_scores.shape == (2, 2, 4, 4)
+    assert torch.equal(given.patch_scores, encoded.patch_scores) and given.texts == texts
+    unnamed = spy.explain_features(backbone.preprocess(_pixels()), backbone.encode_text(texts)[:1])
+    assert unnamed.texts == ["text feature 0"]
+
+
+@pytest.mark.parametrize(
+    "features,match",
+    [
+        (torch.zeros(2, 7), r"shape \(2, 7\) but this backbone's texts are \(T, 32\)"),
+        (torch.zeros(0, 32), r"shape \(0, 32\)"),
+        (torch.zeros(2, 32, dtype=torch.long), "float tensor"),
+        (torch.full((1, 32), float("nan")), "NaN"),
+        ([[0.0] * 32], "float tensor .* got list"),
+    ],
+)
+def test_explain_features_refuses_bad_features_in_one_line(features, match):
+    explainer = RawSimilarity(_tiny())
+    with pytest.raises(InputError, match=match) as info:
+        explainer.explain_features(explainer.backbone.preprocess(_pixels()), features)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match="2 texts name 1 text features"):
+        explainer.explain_features(explainer.backbone.preprocess(_pixels()), torch.ones(1, 32), texts=["a", "b"])
+
+
+def test_the_ovss_protocol_runs_each_window_under_the_backbones_autocast():
+    """``--dtype`` reaches the OVSS protocol: every sliding window is explained under autocast."""
+    from cliplens.benchmarks.protocols.ovss import OVSSSettings, sliding_scores, window_starts
+
+    backbone = _tiny("bfloat16")
+    settings = OVSSSettings().scaled_to(32)
+    image = torch.rand(3, 40, 60, generator=torch.Generator().manual_seed(1))
+    _Spy.seen = []
+    scores = sliding_scores(_Spy(backbone), image, backbone.encode_text(["a dog", "a cat", "sky"]), settings)
+    windows = len(window_starts(48, settings.crop, settings.stride)) * len(
+        window_starts(72, settings.crop, settings.stride)
+    )
+    assert scores.shape == (3, 40, 60) and torch.isfinite(scores).all()
+    assert windows > 1 and _Spy.seen == [(True, torch.bfloat16)] * windows
+    _Spy.seen = []
+    sliding_scores(_Spy(_tiny()), image, backbone.encode_text(["a dog"]), settings)  # no autocast option
+    assert [on for on, _ in _Spy.seen] == [False] * windows

@@ -6,7 +6,7 @@ foreground mask):
 1. the image is classified zero-shot over the 1,000 ImageNet classes (OpenAI's
    class names and 80 templates, ``cliplens/resources/imagenet_*.txt``, as
    distributed with open_clip), and the **predicted** class is explained;
-2. for linear-in-text explainers (``decomposition``, ``textspan``) the mean map over
+2. for linear-in-text explainers (``scores_linear_in_text``: ``decomposition``, ``textspan``) the mean map over
    all classes is subtracted first, as TextSpan's segmentation code does; the
    map is linear in the text direction, so this equals explaining the text
    direction ``t_pred - mean_c t_c`` (computed that way: one map, not 1,000);
@@ -39,9 +39,6 @@ from ...errors import InputError
 if TYPE_CHECKING:
     from ...explainers.base import Explainer
     from ..datasets.base import SegmentationDataset
-
-#: explainers whose patch scores are linear in the text direction (mean-map subtraction is exact)
-LINEAR_IN_TEXT = ("decomposition", "textspan")
 
 
 def imagenet_classnames() -> list[str]:
@@ -132,12 +129,12 @@ def run_imagenet_seg(
         dataset: a binary-mask dataset (``imagenet-seg:...``; class 1 = foreground).
         indices: images to score (default all).
         classnames / templates: zero-shot vocabulary (default ImageNet's 1,000 and OpenAI's 80).
-        subtract_class_mean: subtract the mean map over classes (default: for :data:`LINEAR_IN_TEXT`).
+        subtract_class_mean: subtract the mean map over classes (default: when the explainer declares
+            ``scores_linear_in_text``, as ``decomposition`` and ``textspan`` do).
     """
     from tqdm import tqdm
 
     from ...cache import text_embeddings
-    from ...explainers.maps import scores_to_maps
 
     backbone = explainer.backbone
     names = list(classnames) if classnames is not None else imagenet_classnames()
@@ -145,7 +142,7 @@ def run_imagenet_seg(
     if not names or any("{}" not in t for t in prompts):
         raise InputError("the ImageNet-seg protocol needs class names and templates with one {} each")
     if subtract_class_mean is None:
-        subtract_class_mean = explainer.name in LINEAR_IN_TEXT
+        subtract_class_mean = explainer.scores_linear_in_text
     class_features = text_embeddings(backbone, names, kind="prompts", templates=prompts)  # (K, D) unit norm, cached
     mean_feature = class_features.mean(0, keepdim=True)
     size = tuple(backbone.image_size)
@@ -164,12 +161,7 @@ def run_imagenet_seg(
             text = class_features[labels[row]][None]
             if subtract_class_mean:
                 text = text - mean_feature
-            with torch.set_grad_enabled(explainer.needs_grad):
-                result = explainer.explain_patches(
-                    pixels[row : row + 1], text.to(device=pixels.device, dtype=backbone.dtype)
-                )
-            patch = explainer._validated(result, batch=1, num_texts=1)
-            heat = scores_to_maps(patch, size, explainer.map_order)[0, 0].cpu()
+            heat = explainer.explain_features(pixels[row : row + 1], text).maps(size)[0, 0].cpu()
             mask = torch.from_numpy(np.asarray(sample.mask) != 0)[None, None].float()
             mask = F.interpolate(mask, size=size, mode="nearest")[0, 0].bool()
             scores.update(heat, mask)

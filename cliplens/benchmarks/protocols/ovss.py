@@ -20,8 +20,9 @@ SCLIP's public configs, Wang et al., ECCV 2024, which the later papers reuse):
    nor ground truth are left out of the mean; ignore pixels (255) never count.
 
 Text features: every class name in OpenAI's 80 ImageNet templates, averaged.
-An explainer's ``explain_patches`` supplies the window scores, so every localiser
-(raw similarity = plain CLIP, MaskCLIP, SCLIP, ...) runs under the same protocol.
+An explainer's ``explain_features`` supplies the window scores (its own grad mode and precision,
+checked), so every localiser (raw similarity = plain CLIP, MaskCLIP, SCLIP, ...) runs under the
+same protocol.
 """
 
 from __future__ import annotations
@@ -123,9 +124,7 @@ def sliding_scores(
     crops = [resized[:, y : y + settings.crop, x : x + settings.crop] for y, x in boxes]
     for (y, x), crop in zip(boxes, crops):
         pixels = backbone.preprocess(crop, fit="stretch")  # resized to the model input when the window is smaller
-        with torch.set_grad_enabled(explainer.needs_grad):
-            result = explainer.explain_patches(pixels, text_features.to(device=pixels.device, dtype=backbone.dtype))
-        scores = explainer._validated(result, batch=1, num_texts=text_features.shape[0])
+        scores = explainer.explain_features(pixels, text_features).patch_scores  # (1, Q, h, w), --dtype applies
         h, w = crop.shape[-2:]
         total[:, y : y + h, x : x + w] += F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=False)[
             0
