@@ -9,6 +9,7 @@ in :data:`EXAMPLES`; tests/cli/test_conventions.py checks that each is there and
 from __future__ import annotations
 
 import argparse
+import re
 from typing import NoReturn
 
 #: command -> one-line summary, in the order ``cliplens --help`` lists them. Only the command that
@@ -74,7 +75,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             or default is False
             or default is argparse.SUPPRESS
             or "default" in text
-            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))  # noqa: SLF001 - no public name
             or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
         ):
             return text
@@ -90,8 +91,17 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def format_help(self) -> str:
+        """The help text; docstring-style ````code```` (e.g. in a description taken from ``__doc__``) as `code`."""
+        return plain(super().format_help())
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def plain(docstring: str) -> str:
+    """A docstring's reStructuredText literals shown as the CLI's messages write them: ````code```` -> `code`."""
+    return re.sub(r"``(.+?)``", r"`\1`", docstring)
 
 
 def examples_epilog(command: str) -> str | None:
