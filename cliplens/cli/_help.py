@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "textspan": "describe attention heads with texts (TextSpan) and ablate heads",
     "ablate": "mean-ablate MLPs, attention layers or heads; report zero-shot accuracy",
     "speed": "time explainers against a plain image forward",
+    "demo": "an interactive page: pick an image, type texts, see the explainers' maps",
 }
 
 #: command -> example command lines shown at the end of its --help
@@ -47,6 +48,7 @@ EXAMPLES: dict[str, list[str]] = {
         "cliplens reproduce --list",
         "cliplens reproduce ovss-vit-b16 --data-root /data --weights /ckpt/ViT-B-16.pt",
     ],
+    "demo": ["cliplens demo", "cliplens demo --backbone ViT-B-16:openai --port 8000"],
     "toy": ["cliplens toy sample --out scenes -n 8", "cliplens toy eval", "cliplens toy train --out toy.safetensors"],
     "textspan": [
         "cliplens textspan -d shapes:test -o runs/textspan",
