@@ -95,10 +95,12 @@ def theme() -> gr.themes.Base:
 
 
 def launch(
-    host: str = "127.0.0.1", port: int | None = None, *, backbone: str = "toy", block: bool = True
+    host: str | None = "127.0.0.1", port: int | None = None, *, backbone: str = "toy", block: bool = True
 ) -> tuple[gr.Blocks, str]:
-    """Serve the page on ``host:port`` (a free port from 7860 on when None); ``(app, local URL)``.
-    With ``block`` it serves until interrupted; without, it returns at once (tests: ``app.close()``)."""
+    """Serve the page on ``host:port``; ``(app, local URL)``. ``host`` None: Gradio's choice
+    (``$GRADIO_SERVER_NAME``, which a Hugging Face Space sets to 0.0.0.0, else 127.0.0.1); ``port`` None:
+    ``$GRADIO_SERVER_PORT``, else the first free one from 7860. With ``block`` it serves until
+    interrupted; without, it returns at once (tests: ``app.close()``)."""
     app = build_app(backbone=backbone)
     options: dict[str, Any] = {
         "server_name": host,

@@ -91,3 +91,47 @@ def test_the_demo_page_in_a_real_browser(tmp_path):
         target.mkdir(parents=True, exist_ok=True)
         (target / "demo.png").write_bytes((tmp_path / "demo.png").read_bytes())
         (target / "demo-timings.json").write_text(json.dumps(timings, indent=2))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_space_app_serves_the_page(tmp_path):
+    """docs/space/app.py as a Space runs it (``python app.py``, host and port from GRADIO_SERVER_*)."""
+    import importlib.util
+    import subprocess
+    import sys
+    import urllib.request
+
+    if importlib.util.find_spec("gradio") is None:
+        _unavailable("Gradio (pip install 'cliplens[demo]') is not installed")
+    root = Path(__file__).resolve().parents[2]
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(root), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    server = subprocess.Popen(
+        [sys.executable, str(root / "docs" / "space" / "app.py")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        page = None
+        while page is None and time.time() < deadline and server.poll() is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None, server.stdout.read() if server.poll() is not None else "no answer in 120 s"
+        assert "<title>cliplens demo</title>" in page or "cliplens demo" in page
+    finally:
+        server.kill()
+        server.wait(timeout=30)
