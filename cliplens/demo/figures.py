@@ -167,7 +167,7 @@ def example_scenes(folder: Path, count: int = 4, scale: int = 4) -> list[tuple[P
         path = folder / f"toy-scene-{index}.png"
         picture = sample.image if isinstance(sample.image, Image.Image) else Image.fromarray(np.asarray(sample.image))
         if not path.is_file():
-            picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
+            picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST).save(path)
         present = [names[int(v)] for v in np.unique(np.asarray(sample.mask)) if 0 < int(v) < len(names)]
         scenes.append((path, "\n".join(present)))
     return scenes
