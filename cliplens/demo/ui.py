@@ -105,10 +105,10 @@ def launch(
     options: dict[str, Any] = {
         "server_name": host,
         "server_port": port,
-        "prevent_thread_lock": not block,
+        "prevent_thread_lock": True,  # serving goes on in Gradio's thread; `block` waits below
         "inbrowser": False,
         "share": False,
-        "quiet": not block,
+        "quiet": True,  # its banner suggests share=True, which this command does not offer
         "ssr_mode": False,
         "mcp_server": False,
         "footer_links": [],
@@ -116,4 +116,7 @@ def launch(
         "theme": theme(),
     }
     _, url, _ = app.launch(**options)
+    if block:
+        print(f"cliplens demo: open {url} in a browser (Ctrl-C to stop)", flush=True)
+        app.block_thread()
     return app, url
