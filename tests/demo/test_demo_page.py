@@ -18,8 +18,8 @@ from cliplens.demo.figures import DEFAULT_EXPLAINERS, example_scenes
 REQUIRED = os.environ.get("CLIPLENS_BROWSER_TESTS") == "required"
 CHROMIUM = os.environ.get("CLIPLENS_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-#: where the screenshot and timings go (CI keeps this folder as the test's artefacts when set)
-ARTEFACTS = os.environ.get("CLIPLENS_TEST_ARTEFACTS")
+#: where the screenshot and timings are copied when set (as tests/benchmarks/test_html_report.py does)
+ARTEFACTS = os.environ.get("CLIPLENS_SCREENSHOT_DIR")
 
 
 def _unavailable(reason: str):
