@@ -16,7 +16,9 @@ import logging
 import os
 import pickle
 import re
-import socket
+import threading
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -119,11 +121,32 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _host_reachable(host: str, timeout: float = 3.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    """True when ``https://host/`` (or ``host`` itself when it is a URL such as ``http://mirror:8080``)
+    answers an HTTP request, with any status, within ``timeout`` seconds in all.
+
+    All of it counts against the one deadline: name lookup (which a socket timeout does not bound; an
+    unreachable resolver alone can take tens of seconds), connecting, the TLS handshake and the answer,
+    through the ``HTTPS_PROXY`` the downloads would use. A port that accepts connections but never answers
+    (a firewall, a captive proxy) is unreachable too: open_clip's download would otherwise retry it for
+    over a minute before failing.
+    """
+    answered: list[bool] = []
+
+    def probe() -> None:
+        url = host if "://" in host else f"https://{host}/"
+        request = urllib.request.Request(url, method="HEAD")
+        try:
+            urllib.request.urlopen(request, timeout=timeout).close()
+            answered.append(True)
+        except urllib.error.HTTPError:  # an HTTP status is an answer
+            answered.append(True)
+        except (OSError, ValueError):
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, name=f"cliplens-probe-{host}", daemon=True)
+    thread.start()
+    thread.join(timeout)  # a lookup still hanging is left behind in its daemon thread
+    return bool(answered) and answered[0]
 
 
 def _cached_hf_file(repo_id: str) -> str | None:
@@ -153,11 +176,13 @@ def _resolve_pretrained(arch: str, tag: str) -> tuple[str, dict[str, Any]]:
         if cached:  # keep what the tag implies (OpenAI weights use QuickGELU) when loading the file
             extra = {"force_quick_gelu": True} if cfg.get("quick_gelu") else {}
             return cached, extra
-        host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+        endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     else:
-        host = urlparse(cfg.get("url", "")).hostname or ""
+        endpoint = urlparse(cfg.get("url", ""))
+    host = endpoint.hostname or ""
+    probe = f"{endpoint.scheme or 'https'}://{endpoint.netloc}/"
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-    if offline or not host or not _host_reachable(host):
+    if offline or not host or not _host_reachable(probe):
         why = "HF_HUB_OFFLINE is set" if offline else f"{host or 'the weights host'} cannot be reached"
         raise BackboneError(
             f"could not fetch pretrained weights {arch}:{tag} ({why} and they are not cached); "

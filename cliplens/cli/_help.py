@@ -9,6 +9,7 @@ in :data:`EXAMPLES`; tests/cli/test_conventions.py checks that each is there and
 from __future__ import annotations
 
 import argparse
+import re
 from typing import NoReturn
 
 #: command -> one-line summary, in the order ``cliplens --help`` lists them. Only the command that
@@ -24,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "textspan": "describe attention heads with texts (TextSpan) and ablate heads",
     "ablate": "mean-ablate MLPs, attention layers or heads; report zero-shot accuracy",
     "speed": "time explainers against a plain image forward",
+    "demo": "an interactive page: pick an image, type texts, see the explainers' maps",
 }
 
 #: command -> example command lines shown at the end of its --help
@@ -46,6 +48,7 @@ EXAMPLES: dict[str, list[str]] = {
         "cliplens reproduce --list",
         "cliplens reproduce ovss-vit-b16 --data-root /data --weights /ckpt/ViT-B-16.pt",
     ],
+    "demo": ["cliplens demo", "cliplens demo --backbone ViT-B-16:openai --port 8000"],
     "toy": ["cliplens toy sample --out scenes -n 8", "cliplens toy eval", "cliplens toy train --out toy.safetensors"],
     "textspan": [
         "cliplens textspan -d shapes:test -o runs/textspan",
@@ -89,8 +92,17 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def format_help(self) -> str:
+        """The help text; docstring-style ````code```` (e.g. in a description taken from ``__doc__``) as `code`."""
+        return plain(super().format_help())
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def plain(docstring: str) -> str:
+    """A docstring's reStructuredText literals shown as the CLI's messages write them: ````code```` -> `code`."""
+    return re.sub(r"``(.+?)``", r"`\1`", docstring)
 
 
 def examples_epilog(command: str) -> str | None:

@@ -44,9 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-t",
         nargs="+",
         action="extend",
-        required=True,
         metavar="TEXT",
-        help="texts to locate in the images (repeatable)",
+        help="texts to locate in the images (required; repeatable)",
     )
     p.add_argument(
         "--explainer",
@@ -95,6 +94,18 @@ def split_images(texts: Sequence[str], images: Sequence[str]) -> tuple[list[str]
     return [t for t in texts if not is_image(t)], [*images, *(t for t in texts if is_image(t))]
 
 
+def missing_text_message(images: Sequence[str]) -> str:
+    """The error for an ``explain`` without ``--text``; positional words that name no image file
+    (``explain photo.jpg "a car"``) were probably meant as the texts, and the line says so."""
+    from ..images import IMAGE_SUFFIXES
+
+    words = [w for w in images if Path(w).suffix.lower() not in IMAGE_SUFFIXES and not Path(w).expanduser().exists()]
+    if words:
+        quoted = " ".join(f'"{w}"' for w in words)
+        return f"the following arguments are required: --text/-t — did you mean --text {quoted}?"
+    return 'the following arguments are required: --text/-t, e.g. cliplens explain photo.jpg --text "a dog"'
+
+
 def unique_names(paths: Sequence[str]) -> dict[str, str]:
     """A distinct file-name stem for each image path.
 
@@ -126,6 +137,8 @@ def unique_names(paths: Sequence[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.text:  # checked here, not by argparse, to say which loose word was meant as the text
+        raise InputError(missing_text_message(args.images))
     from ..devices import autocast_option, parse_device
     from ..images import load_rgb
     from ..registry import create_backbone, create_explainer, get_registry
@@ -189,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
             failed.append(name)
             continue
         for path, picture in drawn.items():
-            for text, tile in zip(texts, picture["overlays"]):
+            for text, tile in zip(texts, picture["overlays"], strict=True):
                 grid_rows.setdefault((path, text), [_label(picture["image"], f"{names[path]} | {text}")])
                 grid_rows[(path, text)].append(tile)
             for target in _write_sheets(picture["sheets"], out / f"{names[path]}_{name}"):
@@ -236,7 +249,7 @@ def _write_sheets(sheets: list[list[list[Any]]], stem: Path) -> list[Path]:
     from ..visualize import grid, sheet_paths, with_colorbar
 
     targets = sheet_paths(stem, len(sheets))
-    for rows, target in zip(sheets, targets):
+    for rows, target in zip(sheets, targets, strict=True):
         with_colorbar(grid(rows)).save(target)
     return targets
 

@@ -30,5 +30,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  hooks: {', '.join(info.hooks) or '-'}")
         for kind, names in info.registered.items():
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-            print(f"  {kind}s: {shown}")
+            print(f"  {plural(kind)}: {shown}")
     return 0
+
+
+def plural(kind: str) -> str:
+    """English plural of a registered kind: ``"backbone"`` -> ``"backbones"``, ``"family"`` -> ``"families"``."""
+    if kind.endswith("y") and kind[-2:-1] not in tuple("aeiou"):
+        return kind[:-1] + "ies"
+    return kind + "s"

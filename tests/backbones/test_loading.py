@@ -129,6 +129,73 @@ def test_unreachable_host_fails_at_once_without_offline_flag(monkeypatch):
         create_backbone("ViT-B-16:openai")
 
 
+def _hanging_name_lookup(*args, **kwargs):
+    time.sleep(6)  # an unreachable resolver: glibc retries for tens of seconds; sockets' timeouts do not bound it
+    raise OSError("name lookup timed out")
+
+
+def test_reachability_probe_is_bounded_when_name_lookup_hangs(monkeypatch):
+    import socket
+
+    from cliplens.backbones import loading
+
+    monkeypatch.setattr(socket, "getaddrinfo", _hanging_name_lookup)
+    start = time.perf_counter()
+    assert loading._host_reachable("huggingface.co", timeout=0.5) is False
+    assert time.perf_counter() - start < 2
+
+
+def test_reachability_probe_wants_an_answer_not_only_a_connection(monkeypatch):
+    """A port that accepts connections and never answers (a firewall, a captive proxy) is unreachable:
+    open_clip's download would retry it for over a minute; a server that answers is reachable."""
+    import http.server
+    import socket
+    import threading
+
+    from cliplens.backbones import loading
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)  # the kernel completes the handshake; nobody ever reads or writes
+        port = silent.getsockname()[1]
+        start = time.perf_counter()
+        assert loading._host_reachable(f"127.0.0.1:{port}", timeout=0.5) is False
+        assert loading._host_reachable(f"http://127.0.0.1:{port}/", timeout=0.5) is False
+        assert time.perf_counter() - start < 3
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802 - http.server's naming
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert loading._host_reachable(f"http://127.0.0.1:{server.server_port}/", timeout=3) is True
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_pretrained_tag_fails_at_once_when_name_lookup_hangs(monkeypatch):
+    import socket
+
+    from cliplens.backbones import loading
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(loading, "_cached_hf_file", lambda repo: None)
+    monkeypatch.setattr(socket, "getaddrinfo", _hanging_name_lookup)
+    start = time.perf_counter()
+    with pytest.raises(BackboneError, match="huggingface.co cannot be reached"):
+        create_backbone("ViT-B-16:openai")
+    assert time.perf_counter() - start < 5  # the probe's 3 s, not the resolver's or open_clip's retries
+
+
 def test_unknown_pretrained_tag_lists_known_tags():
     with pytest.raises(BackboneError, match="known tags: openai"):
         create_backbone("ViT-B-16:not-a-tag")

@@ -198,43 +198,51 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@contextmanager
+def _sigint_ignored():
+    """This process ignores SIGINT meanwhile, as pytest does when a shell or CI starts it in the background
+    (children inherit an ignored signal across exec, and Python then installs no KeyboardInterrupt handler)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, as a shell gives a command run in the foreground."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER.format(root=str(ROOT), fakes=str(FAKES)))
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(launcher),
-            "bench",
-            "--no-progress",
-            "-b",
-            "tiny-fake",
-            "-e",
-            "fake_colour",
-            "raw_similarity",
-            "-d",
-            "fakeseg:test?size=4000",
-            "-m",
-            "miou",
-            "-o",
-            str(out),
-            "--batch-size",
-            "2",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    deadline = time.time() + 120
-    while not (out / LOCK_NAME).exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # inside the first pair
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "cliplens: interrupted — rerun with --skip-existing to resume"
-    assert "Traceback" not in err and not (out / LOCK_NAME).exists()
+    command = [sys.executable, str(launcher), "bench", "--no-progress", "-b", "tiny-fake", "-e", "fake_colour"]
+    command += ["raw_similarity", "-d", "fakeseg:test?size=4000", "-m", "miou", "-o", str(out), "--batch-size", "2"]
+    with _sigint_ignored():  # the test must not depend on how pytest itself was started
+        proc = subprocess.Popen(
+            command,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            preexec_fn=_default_sigint,  # only signal.signal: safe between fork and exec
+        )
+    try:
+        deadline = time.time() + 120
+        while not (out / LOCK_NAME).exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, f"the bench ended before it was interrupted: {proc.stderr.read()}"
+        time.sleep(1.0)  # inside the first pair
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines()[-1] == "cliplens: interrupted — rerun with --skip-existing to resume"
+        assert "Traceback" not in err and not (out / LOCK_NAME).exists()
+    finally:  # never leave the child bench running when an assertion above failed
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def test_a_replaced_weights_file_reruns_the_pair_and_says_why(fakes, tmp_path, capsys):

@@ -50,6 +50,26 @@ def test_plugins_json(capsys):
     assert sorted(plugins["openclip"]["hooks"]) == ["register_backbone_families", "register_backbones"]
 
 
+def test_plugins_table_names_each_kind_in_the_plural(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "  families: open_clip-vit" in out and "  backbones: " in out and "  explainers: raw_similarity" in out
+    assert "familys" not in out
+
+
+def test_no_help_shows_restructuredtext_double_backticks(capsys):
+    from cliplens.cli._help import COMMANDS
+
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "``" not in out, command
+    with pytest.raises(SystemExit):
+        main(["toy", "--help"])
+    assert "- `toy train --out PATH [--seed N] [--minutes M]` retrains" in capsys.readouterr().out
+
+
 def test_list_explainers_and_backbones(capsys):
     assert main(["list", "explainers"]) == 0
     assert "raw_similarity" in capsys.readouterr().out.split()
