@@ -99,7 +99,7 @@ class CheferRelevance(Explainer):
                     row = row + torch.einsum("kbi,kbij->kbj", row, cam)
                 rows.append(row)
         prefix = backbone.num_prefix_tokens
-        h, w = backbone.grid_size
+        h, w = backbone.grid_for(pixels)
         relevance = torch.cat(rows, dim=0)[..., prefix:]  # (T, B, N)
         scores_out = relevance.permute(1, 0, 2).reshape(pixels.shape[0], -1, h, w)
         return PatchScores(scores_out, extras={"start_layer": self.start_layer, "logit_scale": self.logit_scale})
