@@ -74,6 +74,14 @@ class ModelBackbone(Backbone):
         return self
 
     @property
+    def logit_scale(self) -> float | None:
+        """``exp`` of the model's ``logit_scale`` parameter (open_clip and transformers store its log), or None."""
+        stored = getattr(self.model, "logit_scale", None)
+        if not isinstance(stored, torch.Tensor) or stored.numel() != 1:
+            return None
+        return float(stored.detach().float().exp())
+
+    @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) of the model input: :meth:`set_input_size`'s, else :attr:`native_image_size`."""
         return self.__dict__.get("_input_size") or self.native_image_size

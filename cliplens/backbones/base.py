@@ -70,6 +70,11 @@ class Backbone(ABC):
         return h * w
 
     @property
+    def logit_scale(self) -> float | None:
+        """The model's own image–text logit scale (CLIP's ``logit_scale.exp()``), or None when it has none."""
+        return None
+
+    @property
     def native_image_size(self) -> tuple[int, int]:
         """(height, width) the model was built for (its position embeddings' grid); :attr:`image_size` by default."""
         return self.image_size
