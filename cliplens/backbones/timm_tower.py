@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +133,7 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
     def interpolates_positions(self) -> bool:
         return self.is_vit and self.trunk.pos_embed is not None
 
-    def _positions_for(self, pixels: torch.Tensor) -> AbstractContextManager[None]:
+    def _positions_for(self, pixels: torch.Tensor) -> AbstractContextManager[Any]:
         """Lend the trunk the position table (1, P' + h*w, d) of ``pixels``' grid for one forward.
 
         P' is the prefix tokens the table covers (0 when timm adds positions before the class
