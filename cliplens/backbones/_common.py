@@ -73,6 +73,43 @@ class ModelBackbone(Backbone):
         self._autocast = resolve_autocast(dtype)
         return self
 
+    @property
+    def logit_scale(self) -> float | None:
+        """``exp`` of the model's ``logit_scale`` parameter (open_clip and transformers store its log), or None."""
+        stored = getattr(self.model, "logit_scale", None)
+        if not isinstance(stored, torch.Tensor) or stored.numel() != 1:
+            return None
+        return float(stored.detach().float().exp())
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the model input: :meth:`set_input_size`'s, else :attr:`native_image_size`."""
+        return self.__dict__.get("_input_size") or self.native_image_size
+
+    def set_input_size(self, size: int | str | Sequence[int] | None) -> ModelBackbone:
+        """Run inputs of ``size`` (N, "HxW" or (H, W); None: the native size) and return self.
+
+        :meth:`preprocess` then makes (B, 3, H, W) inputs and the image tower interpolates its
+        position embeddings to that grid. Sides must be multiples of the patch size, and the
+        backbone must interpolate positions (:attr:`interpolates_positions`); one line otherwise.
+        """
+        from ..errors import InputError
+        from ._inputs import parse_input_size
+
+        if size is None:
+            self._input_size = None
+            return self
+        wanted = parse_input_size(size)
+        if wanted != tuple(self.native_image_size) and not self.interpolates_positions:
+            raise InputError(
+                f"backbone {self.name!r} runs its native {self.native_image_size[0]}x{self.native_image_size[1]} "
+                f"input only (its image tower cannot interpolate position embeddings): drop the input size"
+            )
+        if self.interpolates_positions:
+            self.grid_for(wanted)  # multiples of the patch size, or one line
+        self._input_size = wanted
+        return self
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> ModelBackbone:
         """Move the model (in place) and return self."""
         if device is not None:

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["image_tensor_to_unit", "warn_truncated", "TruncatedTextWarning"]
+__all__ = ["image_tensor_to_unit", "warn_truncated", "TruncatedTextWarning", "parse_input_size"]
 
 
 class TruncatedTextWarning(UserWarning):
@@ -52,6 +52,29 @@ def image_tensor_to_unit(images: torch.Tensor) -> torch.Tensor:
                 "(or pass a uint8 tensor in 0-255)"
             )
     return batch
+
+
+def parse_input_size(size: object) -> tuple[int, int]:
+    """``448``, ``"448"``, ``"336x448"`` (HxW) or ``(336, 448)`` -> (height, width); one line for anything else."""
+    if isinstance(size, str):
+        parts = size.lower().replace("×", "x").split("x")
+        values: list[object] = [p.strip() for p in parts]
+    elif isinstance(size, int) and not isinstance(size, bool):
+        values = [size]
+    else:
+        try:
+            values = list(size)  # type: ignore[call-overload]
+        except TypeError:
+            values = []
+    if len(values) == 1:
+        values = values * 2
+    try:
+        height, width = (int(v) for v in values if not isinstance(v, bool))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        height = width = 0
+    if height < 1 or width < 1:
+        raise InputError(f"input size {size!r} not understood: use N (square) or HxW with positive integers, e.g. 448")
+    return height, width
 
 
 def _token_count(tokenizer: Any, text: str) -> int | None:

@@ -70,6 +70,42 @@ class Backbone(ABC):
         return h * w
 
     @property
+    def logit_scale(self) -> float | None:
+        """The model's own image–text logit scale (CLIP's ``logit_scale.exp()``), or None when it has none."""
+        return None
+
+    @property
+    def native_image_size(self) -> tuple[int, int]:
+        """(height, width) the model was built for (its position embeddings' grid); :attr:`image_size` by default."""
+        return self.image_size
+
+    @property
+    def interpolates_positions(self) -> bool:
+        """True when the image tower runs any input whose sides are multiples of the patch size,
+        interpolating its position embeddings (:mod:`cliplens.backbones.position_embeddings`)."""
+        return False
+
+    def grid_for(self, pixels: torch.Tensor | Sequence[int]) -> tuple[int, int]:
+        """(h, w) patch grid of an input: a (B, 3, S_h, S_w) tensor or its (S_h, S_w) size.
+
+        Explainers read the grid here, from the actual input. Backbones that do not
+        interpolate positions run their native size only: :attr:`grid_size`.
+        """
+        if not self.interpolates_positions:
+            return self.grid_size
+        from ..errors import InputError
+
+        height, width = (int(v) for v in (pixels.shape[-2:] if isinstance(pixels, torch.Tensor) else pixels))
+        ph, pw = self.patch_size
+        if height < ph or width < pw or height % ph or width % pw:
+            raise InputError(
+                f"input {height}x{width} (HxW) is not a multiple of backbone {self.name!r}'s "
+                f"{ph}x{pw} patches: use sides that are multiples of the patch size, e.g. "
+                f"{max(ph, round(height / ph) * ph)}x{max(pw, round(width / pw) * pw)}"
+            )
+        return height // ph, width // pw
+
+    @property
     def num_layers(self) -> int:
         raise NotImplementedError
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from ..errors import BackboneError, InputError
 from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
+from .position_embeddings import PositionTableCache, lent_attribute
 from .tokenizers import LazyTokenizer, hf_tokenizer
 from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
@@ -185,8 +186,34 @@ class HFBackbone(ModelBackbone):
         return 1 if self.family == "clip" else 0
 
     @property
-    def image_size(self) -> tuple[int, int]:
+    def native_image_size(self) -> tuple[int, int]:
         return (int(self._vcfg.image_size),) * 2  # type: ignore[return-value]
+
+    @property
+    def interpolates_positions(self) -> bool:
+        return True
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S_h, S_w) -> (B, D) unnormalised; other grids than the native one get interpolated positions.
+
+        transformers' own ``interpolate_pos_encoding`` resamples to the output size; the
+        embeddings module's method is shadowed for the forward by the authors' resampling
+        (:func:`~cliplens.backbones.position_embeddings.interpolated_positions`), cached per grid.
+        """
+        pixels = pixels.to(device=self._device, dtype=self._dtype)
+        grid = self.grid_for(pixels)
+        native = self.grid_for(self.native_image_size)
+        if grid == native:
+            return _features(self.model.get_image_features(pixel_values=pixels))
+        embeddings = self.vision.embeddings
+        cache = self.__dict__.setdefault("_position_tables", PositionTableCache())
+        table = cache.get(embeddings.position_embedding.weight, native, grid, prefix_tokens=self.num_prefix_tokens)
+
+        def positions(_embeddings: torch.Tensor, _height: int, _width: int) -> torch.Tensor:
+            return table.unsqueeze(0)
+
+        with lent_attribute(embeddings, "interpolate_pos_encoding", positions):
+            return _features(self.model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=True))
 
     @property
     def embed_dim(self) -> int:
@@ -225,9 +252,7 @@ class HFBackbone(ModelBackbone):
         return self._tokens(texts)["input_ids"]
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        features = _features(
-            self.model.get_image_features(pixel_values=pixels.to(device=self._device, dtype=self._dtype))
-        )
+        features = self._image_features(pixels)
         return F.normalize(features, dim=-1) if normalize else features
 
     def _encode_plain(self, texts: Sequence[str]) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,7 @@ from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, res
 from ._inputs import warn_truncated
 from ._tracing import BlockModules, check_capture, trace_blocks
 from .loading import build_open_clip_model
+from .position_embeddings import PositionTableCache, swapped_parameter
 from .tokenizers import open_clip_tokenizer
 from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
@@ -104,7 +106,7 @@ class OpenCLIPBackbone(ModelBackbone):
             )
 
     @property
-    def image_size(self) -> tuple[int, int]:
+    def native_image_size(self) -> tuple[int, int]:
         size = getattr(self.visual, "image_size", None) or 224
         return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
@@ -123,8 +125,30 @@ class OpenCLIPBackbone(ModelBackbone):
 
     @property
     def grid_size(self) -> tuple[int, int]:
+        """(h, w) patch grid of :attr:`image_size` (the native grid unless :meth:`set_input_size` changed it)."""
         self._require_vit()
-        return tuple(self.visual.grid_size)  # type: ignore[return-value]
+        if self.image_size == self.native_image_size:
+            return tuple(self.visual.grid_size)  # type: ignore[return-value]
+        return self.grid_for(self.image_size)
+
+    @property
+    def interpolates_positions(self) -> bool:
+        return self.is_vit
+
+    def _positions_for(self, pixels: torch.Tensor) -> AbstractContextManager[None]:
+        """Lend the tower the position table of ``pixels``' grid (B, 3, S_h, S_w) for one forward.
+
+        Nothing changes at the native grid (or for towers that are not ViTs).
+        """
+        if not self.interpolates_positions:
+            return nullcontext()
+        grid = self.grid_for(pixels)
+        native = tuple(self.visual.grid_size)
+        if grid == native:
+            return nullcontext()
+        cache = self.__dict__.setdefault("_position_tables", PositionTableCache())
+        table = cache.get(self.visual.positional_embedding, native, grid, prefix_tokens=1)
+        return swapped_parameter(self.visual, "positional_embedding", table)
 
     @property
     def num_layers(self) -> int:
@@ -148,7 +172,8 @@ class OpenCLIPBackbone(ModelBackbone):
 
     # ---- towers ---------------------------------------------------------------------
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        features = self.model.encode_image(to_model(pixels, self._device, self._dtype))
+        with self._positions_for(pixels):
+            features = self.model.encode_image(to_model(pixels, self._device, self._dtype))
         return F.normalize(features, dim=-1) if normalize else features
 
     def _encode_plain(self, texts: Sequence[str]) -> torch.Tensor:
@@ -199,13 +224,14 @@ class OpenCLIPBackbone(ModelBackbone):
             BlockModules(block=b, ln_1=b.ln_1, attn_out=b.ls_1, mlp_out=b.ls_2)
             for b in self.visual.transformer.resblocks
         ]
-        embedding, final, stores = trace_blocks(
-            lambda: self.visual(to_model(pixels, self._device, self._dtype)),
-            parts,
-            chosen,
-            capture,
-            batch_first=self.batch_first,
-        )
+        with self._positions_for(pixels):
+            embedding, final, stores = trace_blocks(
+                lambda: self.visual(to_model(pixels, self._device, self._dtype)),
+                parts,
+                chosen,
+                capture,
+                batch_first=self.batch_first,
+            )
         if isinstance(embedding, tuple):
             embedding = embedding[0]
         if final.shape[0] != pixels.shape[0]:

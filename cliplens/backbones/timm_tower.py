@@ -21,6 +21,8 @@ is the embedding exactly when the pooling attention is one-hot.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from ..errors import BackboneError
 from ._tracing import BlockModules, check_capture, trace_blocks
 from .open_clip_backbone import OpenCLIPBackbone
+from .position_embeddings import PositionTableCache, lent_attribute, swapped_parameter
 from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
@@ -104,7 +107,7 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
         return int(self.trunk.num_prefix_tokens)
 
     @property
-    def image_size(self) -> tuple[int, int]:
+    def native_image_size(self) -> tuple[int, int]:
         size = self.trunk.patch_embed.img_size
         return (int(size[0]), int(size[1]))
 
@@ -120,8 +123,37 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
 
     @property
     def grid_size(self) -> tuple[int, int]:
+        """(h, w) patch grid of :attr:`image_size` (the native grid unless :meth:`set_input_size` changed it)."""
         self._require_vit()
-        return tuple(int(g) for g in self.trunk.patch_embed.grid_size)  # type: ignore[return-value]
+        if self.image_size == self.native_image_size:
+            return tuple(int(g) for g in self.trunk.patch_embed.grid_size)  # type: ignore[return-value]
+        return self.grid_for(self.image_size)
+
+    @property
+    def interpolates_positions(self) -> bool:
+        return self.is_vit and self.trunk.pos_embed is not None
+
+    def _positions_for(self, pixels: torch.Tensor) -> AbstractContextManager[Any]:
+        """Lend the trunk the position table (1, P' + h*w, d) of ``pixels``' grid for one forward.
+
+        P' is the prefix tokens the table covers (0 when timm adds positions before the class
+        token, ``no_embed_class``); the patch embedding's size check is relaxed meanwhile. A trunk
+        built with ``dynamic_img_size`` resamples its table itself and is left alone.
+        """
+        if not self.interpolates_positions:
+            return nullcontext()
+        trunk = self.trunk
+        grid = self.grid_for(pixels)
+        native = tuple(int(g) for g in trunk.patch_embed.grid_size)
+        if grid == native or trunk.dynamic_img_size:
+            return nullcontext()
+        prefix = 0 if trunk.no_embed_class else int(trunk.num_prefix_tokens)
+        cache = self.__dict__.setdefault("_position_tables", PositionTableCache())
+        table = cache.get(trunk.pos_embed[0], native, grid, prefix_tokens=prefix)
+        stack = ExitStack()
+        stack.enter_context(swapped_parameter(trunk, "pos_embed", table.unsqueeze(0)))
+        stack.enter_context(lent_attribute(trunk.patch_embed, "strict_img_size", False))
+        return stack
 
     @property
     def num_layers(self) -> int:
@@ -172,9 +204,10 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
         capture = check_capture(capture)
         chosen = sorted({self.layer_index(i) for i in (range(self.num_layers) if layers is None else layers)})
         parts = [BlockModules(block=b, ln_1=b.norm1, attn_out=b.ls1, mlp_out=b.ls2) for b in self.trunk.blocks]
-        embedding, final, stores = trace_blocks(
-            lambda: self.visual(pixels.to(device=self.device, dtype=self.dtype)), parts, chosen, capture
-        )
+        with self._positions_for(pixels):
+            embedding, final, stores = trace_blocks(
+                lambda: self.visual(pixels.to(device=self.device, dtype=self.dtype)), parts, chosen, capture
+            )
         return TowerTrace(
             embedding=embedding, final=final, blocks={layer: self.block(layer) for layer in chosen}, **stores
         )

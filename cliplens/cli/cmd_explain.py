@@ -71,6 +71,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="compute dtype: float32 (default), or float16 / bfloat16 autocast for the explainers that "
         "tolerate it (the others run in float32 and say so)",
     )
+    p.add_argument(
+        "--input-size",
+        default=None,
+        metavar="N|HxW",
+        help="model input size (default the model's own): any multiple of the patch size for ViTs, whose "
+        "position embeddings are interpolated as SCLIP/ClearCLIP/NACLIP do, e.g. 448 or 336x448",
+    )
     p.add_argument("--templates", metavar="FILE", help="prompt templates, one per line with {} for the text")
     p.add_argument("--option", action="append", metavar="EXPLAINER.KEY=VALUE", help="explainer option (repeatable)")
     p.add_argument("--top-words", action="store_true", help="lexical: also draw the top word on each patch")
@@ -139,6 +146,7 @@ def unique_names(paths: Sequence[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     if not args.text:  # checked here, not by argparse, to say which loose word was meant as the text
         raise InputError(missing_text_message(args.images))
+    from ..backbones._inputs import parse_input_size
     from ..devices import autocast_option, parse_device
     from ..images import load_rgb
     from ..registry import create_backbone, create_explainer, get_registry
@@ -164,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     options = typed_scoped_options("explainer", parse_scoped_options(args.option), args.explainer)
     device = parse_device(args.device, what="--device") if args.device else None
     autocast = autocast_option(args.dtype)
+    input_size = parse_input_size(args.input_size) if args.input_size is not None else None
     templates = read_lines(args.templates) if args.templates else None
     images = {path: load_rgb(path) for path in image_paths}  # missing / corrupt files fail here, one line
     names = unique_names(list(images))
@@ -179,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     backbone = create_backbone(
         args.backbone, **({"device": str(device)} if device else {}), **({"autocast": autocast} if autocast else {})
     )
+    if input_size is not None:
+        _set_input_size(backbone, input_size)
     grid_rows: dict[tuple[str, str], list] = {}
     failed: list[str] = []
     bar = _progress(len(images) * len(args.explainer), args.no_progress or len(images) < PROGRESS_FROM)
@@ -230,6 +241,17 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _set_input_size(backbone: Any, size: tuple[int, int]) -> None:
+    """Run ``backbone`` at ``size`` (H, W), or one line saying why it cannot."""
+    setter = getattr(backbone, "set_input_size", None)
+    if setter is None:
+        raise InputError(
+            f"--input-size: backbone {backbone.name!r} ({type(backbone).__name__}) has no way to change its input "
+            "size: drop --input-size"
+        )
+    setter(size)
 
 
 def _progress(total: int, disable: bool):  # noqa: ANN202 - a tqdm bar

@@ -264,7 +264,7 @@ class Explainer(ABC):
             pixels = self.backbone.preprocess(images, fit=fit)
             geometry = self.backbone.input_geometry(images, fit=fit)
         else:
-            check_pixels(pixels, self.backbone.image_size)
+            self._check_pixels(pixels)
         check_geometry(geometry, pixels)
         if output_size is None and geometry is not None:
             sources = sorted({tuple(g.source) for g in geometry})
@@ -276,7 +276,7 @@ class Explainer(ABC):
                 )
             output_size = sources[0]
         scored = self._score(pixels, self.encode_texts(texts), texts, geometry)
-        size = tuple(output_size) if output_size is not None else self.backbone.image_size
+        size = tuple(output_size) if output_size is not None else tuple(pixels.shape[-2:])
         maps = scored.maps(size)
         return Explanation(
             maps=maps,
@@ -296,7 +296,7 @@ class Explainer(ABC):
         ``explain(texts, pixels=pixels, output_size=size, geometry=geometry)`` returns.
         """
         texts = checked_texts(texts)
-        check_pixels(pixels, self.backbone.image_size)
+        self._check_pixels(pixels)
         check_geometry(geometry, pixels)
         return self._score(pixels, self.encode_texts(texts), texts, geometry)
 
@@ -322,7 +322,7 @@ class Explainer(ABC):
         Returns:
             :class:`ScoredBatch` with ``patch_scores`` (B, T, h, w) float32, checked.
         """
-        check_pixels(pixels, self.backbone.image_size)
+        self._check_pixels(pixels)
         check_features(text_features, self.backbone.embed_dim)
         check_geometry(geometry, pixels)
         count = text_features.shape[0]
@@ -351,6 +351,12 @@ class Explainer(ABC):
             extras=result.extras,
             geometry=list(geometry) if geometry is not None else None,
         )
+
+    def _check_pixels(self, pixels: object) -> None:
+        """``pixels`` must be a preprocessed (B, 3, S_h, S_w) float tensor at the model's input size, or at any
+        multiple of the patch size for backbones that interpolate position embeddings."""
+        backbone = self.backbone
+        check_pixels(pixels, backbone.image_size, backbone.grid_for if backbone.interpolates_positions else None)
 
     def _validated(self, result: object, batch: int, num_texts: int) -> torch.Tensor:
         """Check a plugin's output once, for every explainer; return float32 scores detached."""

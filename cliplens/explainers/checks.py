@@ -7,7 +7,7 @@ Texts, the maps' output size, preprocessed pixels, one geometry per image, and g
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -51,15 +51,29 @@ def checked_size(output_size: object, default: tuple[int, int]) -> tuple[int, in
     return height, width
 
 
-def check_pixels(pixels: object, image_size: tuple[int, int]) -> None:
-    """``pixels`` must be a preprocessed (B, 3, S_h, S_w) float tensor at the model's input size ``image_size``."""
+def check_pixels(
+    pixels: object, image_size: tuple[int, int], grid_for: Callable[[torch.Tensor], object] | None = None
+) -> None:
+    """``pixels`` must be a preprocessed (B, 3, S_h, S_w) float tensor at the model's input size ``image_size``.
+
+    ``grid_for``: a backbone that interpolates position embeddings runs any size its ``grid_for``
+    accepts (multiples of the patch size; it raises a one-line :class:`InputError` otherwise).
+    """
     expected = tuple(image_size)
     if not isinstance(pixels, torch.Tensor):
         raise InputError(
             f"pixels must be a torch tensor (B, 3, {expected[0]}, {expected[1]}), "
             f"got {type(pixels).__name__}; pass images= for PIL images"
         )
-    if pixels.dim() != 4 or pixels.shape[1] != 3 or tuple(pixels.shape[-2:]) != expected or pixels.shape[0] < 1:
+    any_size = grid_for is not None and pixels.dim() == 4
+    if any_size:
+        grid_for(pixels)  # sides that are multiples of the patch size, or one line
+    if (
+        pixels.dim() != 4
+        or pixels.shape[1] != 3
+        or (tuple(pixels.shape[-2:]) != expected and not any_size)
+        or pixels.shape[0] < 1
+    ):
         raise InputError(
             f"pixels have shape {tuple(pixels.shape)} but this backbone takes (B, 3, {expected[0]}, "
             f"{expected[1]}): pass images= to resize and normalise, or backbone.preprocess(...)"

@@ -14,7 +14,8 @@ The authors' CLIP notebook uses the last block only (``start_layer = 11`` of ViT
 later ``-1`` meaning the last): that is the default here (``start_layer=-1``); ``start_layer=0``
 is the all-blocks rule of their ViT paper. With one block the map is ``Ā_{L-1}[:, 0, 1:]`` and
 ``logit_scale`` only scales it; with more, products of Ā's scale with its powers, so it
-matters (default 100, CLIP's trained ``exp(logit_scale)``).
+matters (default: the backbone's own ``logit_scale.exp()``, as the notebook's ``logits_per_image``;
+100, CLIP's trained value, for a backbone that has none).
 
 Batched: all images and a chunk of up to ``max_texts_per_pass`` texts per backward
 (:func:`~cliplens.backbones.attention_graph.text_gradients`); ``∂s/∂A_l`` comes from
@@ -37,6 +38,9 @@ from ..options import Option, to_float, to_int, to_positive_int
 from .base import Explainer, PatchScores
 from .support import Needs
 
+#: the logit scale of a backbone that has none of its own (CLIP's trained ``exp(logit_scale)``)
+FALLBACK_LOGIT_SCALE = 100.0
+
 
 class CheferRelevance(Explainer):
     """Chefer et al.'s gradient-weighted attention relevance for the image–text score.
@@ -44,13 +48,19 @@ class CheferRelevance(Explainer):
     Options:
         start_layer: first block of the relevance recursion (negative counts from the end;
             default -1, the last block only, as in the authors' CLIP notebook; 0: every block).
-        logit_scale: the score is ``logit_scale · cosine`` (default 100).
+        logit_scale: the score is ``logit_scale · cosine`` (default None: the backbone's own scale, 100 without one).
         max_texts_per_pass: texts per backward (default 16; memory grows with it).
     """
 
     option_schema: ClassVar[tuple[Option, ...]] = (
         Option("start_layer", int, -1, "first block whose relevance is propagated (negatives count from the end)"),
-        Option("logit_scale", float, 100.0, "scale of the image-text logit the gradients are taken of"),
+        Option(
+            "logit_scale",
+            float,
+            None,
+            "scale of the image-text logit the gradients are taken of (default: the model's own)",
+            optional=True,
+        ),
         Option("max_texts_per_pass", int, 16, "texts per backward pass (memory)", min=1),
     )
 
@@ -67,14 +77,15 @@ class CheferRelevance(Explainer):
         backbone: Backbone,
         *,
         start_layer: int | str = -1,
-        logit_scale: float | str = 100.0,
+        logit_scale: float | str | None = None,
         max_texts_per_pass: int | str = 16,
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer chefer"
         self.start_layer = backbone.layer_index(to_int(owner, "start_layer", start_layer))
-        self.logit_scale = to_float(owner, "logit_scale", logit_scale)
+        unset = logit_scale is None or (isinstance(logit_scale, str) and logit_scale.strip().lower() in ("", "none"))
+        self.logit_scale = None if unset else to_float(owner, "logit_scale", logit_scale)
         self.max_texts_per_pass = to_positive_int(owner, "max_texts_per_pass", max_texts_per_pass)
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
@@ -83,7 +94,11 @@ class CheferRelevance(Explainer):
         with torch.enable_grad():
             graph = run_attention_graph(backbone, pixels, self.start_layer, grad=True)
             image = F.normalize(graph.embedding, dim=-1)
-            scores = self.logit_scale * image @ text_features.to(device=image.device, dtype=image.dtype).T  # (B, T)
+            own = backbone.logit_scale
+            scale = (
+                self.logit_scale if self.logit_scale is not None else own if own is not None else FALLBACK_LOGIT_SCALE
+            )
+            scores = scale * image @ text_features.to(device=image.device, dtype=image.dtype).T  # (B, T)
             layers = graph.layers
             rows = []
             for chunk, grads in text_gradients(scores, [graph.heads[l] for l in layers], self.max_texts_per_pass):
@@ -99,7 +114,7 @@ class CheferRelevance(Explainer):
                     row = row + torch.einsum("kbi,kbij->kbj", row, cam)
                 rows.append(row)
         prefix = backbone.num_prefix_tokens
-        h, w = backbone.grid_size
+        h, w = backbone.grid_for(pixels)
         relevance = torch.cat(rows, dim=0)[..., prefix:]  # (T, B, N)
         scores_out = relevance.permute(1, 0, 2).reshape(pixels.shape[0], -1, h, w)
-        return PatchScores(scores_out, extras={"start_layer": self.start_layer, "logit_scale": self.logit_scale})
+        return PatchScores(scores_out, extras={"start_layer": self.start_layer, "logit_scale": scale})

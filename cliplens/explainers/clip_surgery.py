@@ -311,4 +311,4 @@ class CLIPSurgery(Explainer):
             scores = surgery_similarity(patches, cls, texts, empty, weight_products=self.weight_products)
         else:
             scores = F.normalize(patches, dim=-1) @ texts.T  # (B, N, T)
-        return PatchScores(tokens_to_grid(scores, self.backbone.grid_size))
+        return PatchScores(tokens_to_grid(scores, self.backbone.grid_for(pixels)))

@@ -147,7 +147,7 @@ def decompose(
         sigma=sigma,
         text_features=text_features,
         texts=names if text_features is not None else None,
-        grid_size=tuple(backbone.grid_size),
+        grid_size=backbone.grid_for(pixels),
     )
 
 
@@ -352,7 +352,7 @@ class DecompositionExplainer(Explainer):
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         scores, per_head = self.token_scores(pixels, text_features)
-        h, w = self.backbone.grid_size
+        h, w = self.backbone.grid_for(pixels)
         patches = scores[:, self.backbone.num_prefix_tokens :].transpose(1, 2).reshape(pixels.shape[0], -1, h, w)
         if self.mode == "segmentation":
             patches = segmentation_scores(patches)

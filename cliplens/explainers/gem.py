@@ -120,6 +120,6 @@ class GEM(Explainer):
                 inverse_temperature=self.temperature,
             )
         return PatchScores(
-            patch_text_scores(self.backbone, x, text_features),
+            patch_text_scores(self.backbone, x, text_features, self.backbone.grid_for(pixels)),
             extras={"depth": self.depth, "iterations": self.iterations, "temperature": self.temperature},
         )

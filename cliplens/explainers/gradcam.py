@@ -138,7 +138,7 @@ class GradCAM(Explainer):
                     cosines, [activations], max_texts_per_pass=self.max_texts_per_pass, batched=self.batched
                 )
             ]
-        h, w = backbone.grid_size
+        h, w = backbone.grid_for(pixels)
         scores = torch.cat(maps, dim=1)  # (B, T, N)
         return PatchScores(
             scores.reshape(scores.shape[0], scores.shape[1], h, w),

@@ -58,11 +58,16 @@ def last_block_tokens(
     )
 
 
-def patch_text_scores(backbone: Backbone, tokens: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-    """(B, N+P, d) tokens, (T, D) texts -> (B, T, h, w) cosines of the projected patch tokens with the texts."""
+def patch_text_scores(
+    backbone: Backbone, tokens: torch.Tensor, text_features: torch.Tensor, grid: tuple[int, int]
+) -> torch.Tensor:
+    """(B, N+P, d) tokens, (T, D) texts -> (B, T, h, w) cosines of the projected patch tokens with the texts.
+
+    ``grid``: (h, w) patch grid of the input the tokens came from (``backbone.grid_for(pixels)``).
+    """
     patches = F.normalize(backbone.project_tokens(tokens[:, backbone.num_prefix_tokens :]), dim=-1)  # (B, N, D)
     texts = F.normalize(text_features.to(device=patches.device, dtype=patches.dtype), dim=-1)
-    return tokens_to_grid(patches @ texts.T, backbone.grid_size)
+    return tokens_to_grid(patches @ texts.T, grid)
 
 
 def last_block_needs(method: str) -> Needs:
@@ -102,10 +107,17 @@ class LastBlockExplainer(Explainer):
         super().__init__(backbone, templates=templates)
         self.spec, self.residual, self.mlp = spec, residual, mlp
 
+    def attention_spec(self, grid: tuple[int, int]) -> AttentionSpec:
+        """The re-run block's attention for an input of patch ``grid`` (h, w): ``self.spec`` unless it depends
+        on the grid (NACLIP's window)."""
+        return self.spec
+
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
-        """(B, 3, S, S), (T, D) -> raw cosines (B, T, h, w)."""
-        tokens = last_block_tokens(self.backbone, pixels, self.spec, residual=self.residual, mlp=self.mlp)
+        """(B, 3, S_h, S_w), (T, D) -> raw cosines (B, T, h, w)."""
+        grid = self.backbone.grid_for(pixels)
+        spec = self.attention_spec(grid)
+        tokens = last_block_tokens(self.backbone, pixels, spec, residual=self.residual, mlp=self.mlp)
         return PatchScores(
-            patch_text_scores(self.backbone, tokens, text_features),
+            patch_text_scores(self.backbone, tokens, text_features, grid),
             extras={"attention": list(self.spec.terms), "residual": self.residual, "mlp": self.mlp},
         )

@@ -111,6 +111,6 @@ class LeGrad(Explainer):
                     per_key = heads_mean.mean(dim=2) if self.rows == "all" else heads_mean[:, :, 0]
                     summed = summed + per_key[..., prefix:]  # (k, B, N)
                 chunks.append(summed)
-        h, w = backbone.grid_size
+        h, w = backbone.grid_for(pixels)
         maps = torch.cat(chunks, dim=0).permute(1, 0, 2).reshape(pixels.shape[0], -1, h, w)
         return PatchScores(maps, extras={"start_layer": self.start_layer, "pooling": self.pooling, "rows": self.rows})

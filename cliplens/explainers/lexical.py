@@ -319,9 +319,10 @@ class Lexical(Explainer):
         """
         patches, _ = surgery_patch_features(self.backbone, pixels, self.depth, self.arch_surgery)
         with torch.autocast(device_type=patches.device.type, enabled=False):  # the vocabulary part: float32
-            return self._lexical_maps(patches, text_features)
+            return self._lexical_maps(patches, text_features, self.backbone.grid_for(pixels))
 
-    def _lexical_maps(self, patches: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
+    def _lexical_maps(self, patches: torch.Tensor, text_features: torch.Tensor, grid: tuple[int, int]) -> PatchScores:
+        """(B, N, D) patch features on an (h, w) ``grid``, (T, D) texts -> overlaps (B, T, h, w) and top words."""
         words = self.normalized_words()
         query_lex = self.lexical(text_features)  # (T, V) dense
         B, N, _ = patches.shape
@@ -347,7 +348,7 @@ class Lexical(Explainer):
             top_index.append(index)
         patch_words = _as_words(torch.cat(top_values), torch.cat(top_index), self.vocabulary)
         query_words = _as_words(*_top_entries(query_lex.float(), self.top_words), self.vocabulary)
-        h, w = self.backbone.grid_size
+        h, w = grid
         extras: dict[str, Any] = {
             "top_words": [_chunks(patch_words[b * N : (b + 1) * N], w) for b in range(B)],
             "query_words": query_words,

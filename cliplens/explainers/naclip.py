@@ -22,6 +22,7 @@ OVSS protocol (``pamr_steps``), not to the explainer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec, gaussian_window_bias
@@ -64,3 +65,12 @@ class NACLIP(LastBlockExplainer):
             mlp=to_bool(owner, "mlp", mlp),
             templates=templates,
         )
+
+    def attention_spec(self, grid: tuple[int, int]) -> AttentionSpec:
+        """k–k attention with the Gaussian window over patch ``grid`` (h, w), one bias per grid size."""
+        specs: dict[tuple[int, int], AttentionSpec] = self.__dict__.setdefault("_specs_by_grid", {})
+        if grid not in specs:
+            backbone = self.backbone
+            bias = gaussian_window_bias(grid, self.std, backbone.num_prefix_tokens, dtype=backbone.dtype)
+            specs[grid] = replace(self.spec, bias=bias)
+        return specs[grid]

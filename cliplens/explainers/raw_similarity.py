@@ -31,5 +31,5 @@ class RawSimilarity(Explainer):
             self.backbone.project_tokens(trace.final[:, self.backbone.num_prefix_tokens :]), dim=-1
         )  # (B, N, D)
         scores = patches @ text_features.to(patches.dtype).T  # (B, N, T)
-        h, w = self.backbone.grid_size
+        h, w = self.backbone.grid_for(pixels)
         return PatchScores(scores.transpose(1, 2).reshape(pixels.shape[0], -1, h, w))

@@ -125,7 +125,7 @@ class AttentionRollout(Explainer):
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> (B, T, h, w) the rollout map, the same for every text."""
         prefix = self.backbone.num_prefix_tokens
-        h, w = self.backbone.grid_size
+        h, w = self.backbone.grid_for(pixels)
         row = self.class_row(pixels)[:, prefix:].reshape(pixels.shape[0], 1, h, w)
         scores = row.expand(-1, text_features.shape[0], -1, -1).contiguous()
         return PatchScores(

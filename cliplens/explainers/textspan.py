@@ -430,7 +430,7 @@ class TextSpanExplainer(DecompositionExplainer):
             chosen = top_heads(self._span_scores(text_features), self.map_heads, allowed)  # (k, T)
             per_head = head_token_scores(self.backbone, pixels, text_features, self.analysed_layers)
             scores = selected_head_scores(per_head, chosen)  # (B, N+P, T)
-            h, w = self.backbone.grid_size
+            h, w = self.backbone.grid_for(pixels)
             P = self.backbone.num_prefix_tokens
             patches = scores[:, P:].transpose(1, 2).reshape(pixels.shape[0], -1, h, w)
             if self.mode == "segmentation":

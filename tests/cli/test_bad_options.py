@@ -218,9 +218,9 @@ PY_CASES = [
     ),
     (
         "pixels-size",
-        lambda toy, raw: raw.explain(pixels=torch.zeros(1, 3, 32, 32), texts=["a"]),
+        lambda toy, raw: raw.explain(pixels=torch.zeros(1, 3, 30, 38), texts=["a"]),  # any multiple of 8 runs
         InputError,
-        r"pixels have shape \(1, 3, 32, 32\) but this backbone takes \(B, 3, 64, 64\)",
+        r"input 30x38 \(HxW\) is not a multiple of backbone 'toy''s 8x8 patches: .* e.g. 32x40",
     ),
     (
         "pixels-channels",

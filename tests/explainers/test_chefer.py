@@ -54,10 +54,29 @@ def reference_chefer(pixels, texts, sd, start, scale):
 def test_chefer_matches_the_rule(model, backbone, options):
     pixels, texts = random_pixels(2), random_texts(3)
     got = create_explainer("chefer", backbone, **options).explain_patches(pixels, texts).scores
+    own_scale = float(model.logit_scale.exp())  # the default: the model's own scale, as the authors' notebook
     want = reference_chefer(
-        pixels, texts, state_dict64(model), options.get("start_layer", -1) % LAYERS, options.get("logit_scale", 100.0)
+        pixels,
+        texts,
+        state_dict64(model),
+        options.get("start_layer", -1) % LAYERS,
+        options.get("logit_scale", own_scale),
     )
     assert_close_relative(got, want)
+
+
+def test_default_scale_is_the_models_own_not_100(model, backbone):
+    """On a model whose scale is not 100 (random init: 1/0.07), the default follows the model; 100 is an override."""
+    own_scale = float(model.logit_scale.exp())
+    assert abs(own_scale - 100.0) > 50 and backbone.logit_scale == pytest.approx(own_scale)
+    pixels, texts = random_pixels(2, seed=3), random_texts(2, seed=4)
+    default = create_explainer("chefer", backbone, start_layer=0).explain_patches(pixels, texts)
+    fixed = create_explainer("chefer", backbone, start_layer=0, logit_scale=100.0).explain_patches(pixels, texts)
+    assert default.extras["logit_scale"] == pytest.approx(own_scale) and fixed.extras["logit_scale"] == 100.0
+    sd = state_dict64(model)
+    assert_close_relative(default.scores, reference_chefer(pixels, texts, sd, 0, own_scale))
+    assert_close_relative(fixed.scores, reference_chefer(pixels, texts, sd, 0, 100.0))
+    assert not torch.allclose(default.scores.double(), fixed.scores.double(), rtol=1e-3, atol=0)
 
 
 @pytest.mark.parametrize("per_pass", [1, 2, 7])

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ...errors import InputError
 from .imagenet_seg import imagenet_templates
-from .pamr import pamr
+from .pamr import network_input_guide, pamr
 
 if TYPE_CHECKING:
     from ...explainers.base import Explainer
@@ -143,7 +143,10 @@ def predict(
 ) -> torch.Tensor:
     """(Q, H, W) raw scores, (Q,) class of each name -> (H, W) int64 predicted classes (step 3–4 of the protocol)."""
     if settings.pamr_steps > 0 and image is not None:
-        scores = pamr(image[None], scores[None], settings.pamr_steps, settings.pamr_dilations)[0]
+        guide = network_input_guide(
+            resize_short_side(image, settings.short_side, settings.long_side_max), image.shape[-2:]
+        )
+        scores = pamr(guide[None], scores[None], settings.pamr_steps, settings.pamr_dilations)[0]
     probs = (scores * settings.logit_scale).softmax(0)  # over every name
     flat = probs.flatten(1)
     index = query_class.view(-1, 1).expand_as(flat)

@@ -3,9 +3,13 @@
 Each step replaces every pixel's class scores by an affinity-weighted average of its
 neighbours' scores. Affinities come from the image: for neighbours ``j`` of pixel
 ``i`` on 3x3 rings at each dilation, ``k_ij = -|I_i - I_j| / (0.1 sigma_i + eps)``
-averaged over colour channels, where ``sigma_i`` is the standard deviation of the
-image over ``i``'s neighbourhood (centre and all rings); ``a_ij = softmax_j(k_ij)`` over all neighbours of
-all dilations. Then ``y_i <- sum_j a_ij y_j``, repeated ``steps`` times.
+averaged over colour channels, where ``sigma_i`` is the (unbiased) standard deviation of the
+image over ``i``'s 3x3 neighbourhood at every dilation, centre included once per dilation (9 taps
+per dilation: 18 values for two dilations, as the authors' ``LocalStDev``); ``a_ij = softmax_j(k_ij)``
+over all neighbours of all dilations. Then ``y_i <- sum_j a_ij y_j``, repeated ``steps`` times.
+
+The guide image is the network input brought back to the image size (:func:`network_input_guide`),
+as SCLIP's and NACLIP's ``predict`` run it, not the original image.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ def _neighbours(x: torch.Tensor, dilations: Sequence[int]) -> torch.Tensor:
     return torch.stack(out, dim=2)
 
 
+def network_input_guide(network_input: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """(3, h, w) resized network input -> (3, H, W) bilinear (``align_corners=False``) at the image ``size``:
+    the image PAMR takes its affinities from in the authors' code."""
+    return F.interpolate(network_input[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+
+
 def pamr(
     image: torch.Tensor, scores: torch.Tensor, steps: int = 10, dilations: Sequence[int] = (8, 16), eps: float = 1e-8
 ) -> torch.Tensor:
@@ -38,7 +48,8 @@ def pamr(
         return scores
     image = image.to(scores.dtype)
     near = _neighbours(image, dilations)  # (B, 3, K, H, W)
-    sigma = torch.cat([near, image.unsqueeze(2)], dim=2).std(dim=2, keepdim=True)
+    centre = image.unsqueeze(2).expand(-1, -1, len(dilations), -1, -1)  # the centre tap of every dilation
+    sigma = torch.cat([near, centre], dim=2).std(dim=2, keepdim=True)
     kernel = -((near - image.unsqueeze(2)).abs() / (0.1 * sigma + eps)).mean(dim=1)  # (B, K, H, W)
     affinity = kernel.softmax(dim=1).unsqueeze(1)  # (B, 1, K, H, W)
     for _ in range(steps):
