@@ -1,6 +1,9 @@
 """What a pair's scores depend on beyond its command-line config: its *identity*.
 
-``--skip-existing`` keeps an earlier result only when the identity is the same:
+A pair's identity has two parts. ``settings``: the score-relevant keys of its
+command-line config (:data:`SCORE_KEYS`: backbone, explainer, options, dataset,
+metrics, templates, images, seed, thresholds). ``resolved``: what those settings
+stand for on this machine:
 
 * ``weights``: SHA-256 of the checkpoint file behind ``ARCH:PATH`` (and of the
   toy's shipped ``toy_clip.safetensors`` + JSON for ``toy``), so replacing
@@ -13,7 +16,11 @@
 * ``metric_resolution``: the bound of ``--metric-resolution`` (None: the masks' own resolution);
 * ``templates`` and the ``cliplens`` version.
 
-The identity and its hash go into the pair's JSON (``identity``, ``identity_hash``).
+The identity and its SHA-256 go into the pair's JSON (``identity``, ``identity_hash``).
+``--skip-existing`` keeps an earlier result only when the identity is the same
+(:func:`identity_change` says what differs): a finished result of other settings is
+refused (the folder holds another run), one whose resolved part changed is recomputed.
+Results written before the settings were part of the identity read theirs from ``config``.
 """
 
 from __future__ import annotations
@@ -22,13 +29,41 @@ import hashlib
 import inspect
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..specs import parse_spec
 
-__all__ = ["pair_identity", "identity_hash", "identity_change"]
+#: config keys that change the numbers (not timings, not the output folder): a result's settings
+SCORE_KEYS = (
+    "backbone",
+    "explainer",
+    "explainer_options",
+    "dataset",
+    "metrics",
+    "templates",
+    "limit",
+    "images",
+    "seed",
+    "thresholds",
+    "threshold_dataset",
+    "threshold_protocol",
+)
+#: the resolved parts of an identity, each with what its change means
+_RESOLVED_LABELS = {
+    "weights": "the weights file changed",
+    "dataset": "the dataset's files changed",
+    "threshold_dataset": "the threshold dataset's files changed",
+    "explainer_options": "the explainer's resolved options changed",
+    "metrics": "the metric options changed",
+    "templates": "the prompt templates changed",
+    "metric_resolution": None,  # worded with both values
+    "cliplens": None,
+}
+
+__all__ = ["SCORE_KEYS", "IdentityChange", "PairIdentity", "identity_change", "pair_identity"]
 
 
 @lru_cache(maxsize=64)
@@ -99,60 +134,109 @@ def resolved_options(cls: type, given: dict[str, Any], skip: tuple[str, ...] = (
     return json.loads(json.dumps({**defaults, **given}, sort_keys=True, default=repr))
 
 
+@dataclass(frozen=True)
+class PairIdentity:
+    """Everything a pair's numbers depend on: its ``settings`` (:data:`SCORE_KEYS` of its config) and what they
+    ``resolved`` to (weights and dataset file hashes, options after defaults, metric resolution, versions)."""
+
+    settings: dict[str, Any]
+    resolved: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``identity`` field of a result JSON (the resolved parts, with the settings under ``settings``)."""
+        return {**(self.resolved or {}), "settings": self.settings}
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the identity's canonical JSON (the result's ``identity_hash``)."""
+        return hashlib.sha256(_canonical(self.to_json()).encode()).hexdigest()
+
+    @classmethod
+    def of_result(cls, data: dict[str, Any]) -> PairIdentity:
+        """The identity a result JSON records; an older file's settings come from its ``config``."""
+        stored = data.get("identity")
+        resolved = {k: v for k, v in stored.items() if k != "settings"} if isinstance(stored, dict) else None
+        settings = stored.get("settings") if isinstance(stored, dict) else None
+        if settings is None:
+            config = data.get("config") or {}
+            settings = {key: config.get(key) for key in SCORE_KEYS}
+        return cls(settings=settings, resolved=resolved)
+
+
+def settings_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The score-relevant keys of a pair's config (:data:`SCORE_KEYS`)."""
+    return {key: config.get(key) for key in SCORE_KEYS}
+
+
 def pair_identity(
-    backbone_spec: str,
-    explainer: str,
-    explainer_options: dict[str, Any],
+    pair_config: dict[str, Any],
     metric_specs: list[tuple[str, dict[str, Any]]],
-    dataset: str,
-    threshold_dataset: str | None,
-    templates: list[str],
-) -> dict[str, Any]:
-    """Everything a pair's numbers depend on that its spec strings do not show (see the module docstring)."""
+    metric_resolution: int | None,
+) -> PairIdentity:
+    """The identity of the pair whose config (:meth:`~.runner_plan.RunPlan.pair_config`) is ``pair_config``."""
     from .. import __version__
     from ..registry import get_registry
-    from .resolution import current_metric_resolution
 
     registry = get_registry()
-    explainer_cls = registry.catalog("explainer").get(explainer).obj
+    explainer_cls = registry.catalog("explainer").get(pair_config["explainer"]).obj
     metrics = {
         name: resolved_options(registry.catalog("metric").get(name).obj, options, skip=("num_classes", "class_names"))
         for name, options in metric_specs
     }
-    return {
-        "weights": weights_identity(backbone_spec),
-        "dataset": dataset_identity(dataset),
-        "threshold_dataset": dataset_identity(threshold_dataset),
-        "explainer_options": resolved_options(explainer_cls, explainer_options, skip=("backbone", "templates")),
+    resolved = {
+        "weights": weights_identity(pair_config["backbone"]),
+        "dataset": dataset_identity(pair_config["dataset"]),
+        "threshold_dataset": dataset_identity(pair_config["threshold_dataset"]),
+        "explainer_options": resolved_options(
+            explainer_cls, pair_config["explainer_options"], skip=("backbone", "templates")
+        ),
         "metrics": metrics,
-        "metric_resolution": current_metric_resolution(),
-        "templates": list(templates),
+        "metric_resolution": metric_resolution,
+        "templates": list(pair_config["templates"]),
         "cliplens": __version__,
     }
+    return PairIdentity(settings=json.loads(_canonical(settings_of(pair_config))), resolved=resolved)
 
 
-def identity_hash(identity: dict[str, Any]) -> str:
-    """SHA-256 of the identity's canonical JSON."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+@dataclass(frozen=True)
+class IdentityChange:
+    """What differs between an earlier result's identity and the new one."""
+
+    #: the :data:`SCORE_KEYS` whose values differ: the earlier result is of another configuration
+    settings: list[str]
+    #: why the resolved part differs, in a few words each
+    resolved: list[str]
+
+    def describe(self) -> str:
+        """One line: ``"limit, images differ"`` for other settings, else ``"the weights file changed; ..."``."""
+        if self.settings:
+            return f"{', '.join(self.settings)} differ{'s' if len(self.settings) == 1 else ''}"
+        return "; ".join(self.resolved)
 
 
-def identity_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
-    """Why ``old`` (an earlier result's identity) differs from ``new``, in a few words; None when equal."""
-    if old is None:
-        return "the earlier result has no identity (written by an older cliplens)"
-    why = []
-    labels = {
-        "weights": "the weights file changed",
-        "dataset": "the dataset's files changed",
-        "threshold_dataset": "the threshold dataset's files changed",
-        "explainer_options": "the explainer's resolved options changed",
-        "metrics": "the metric options changed",
-        "templates": "the prompt templates changed",
-        "metric_resolution": f"--metric-resolution {old.get('metric_resolution') or 'native'} -> "
-        f"{new.get('metric_resolution') or 'native'}",
-        "cliplens": f"cliplens {old.get('cliplens')} -> {new.get('cliplens')}",
-    }
-    for key, label in labels.items():
-        if old.get(key) != new.get(key):
-            why.append(label)
-    return "; ".join(why) if why else None
+def identity_change(old: PairIdentity, new: PairIdentity) -> IdentityChange | None:
+    """What differs from ``old`` (an earlier result's identity) to ``new``; None when they are the same."""
+    settings = [key for key in SCORE_KEYS if _canonical(old.settings.get(key)) != _canonical(new.settings.get(key))]
+    if old.resolved is None:
+        resolved = ["the earlier result has no identity (written by an older cliplens)"]
+    else:
+        before, after = old.resolved, new.resolved or {}
+        resolved = [
+            _resolved_label(key, before, after)
+            for key in _RESOLVED_LABELS
+            if _canonical(before.get(key)) != _canonical(after.get(key))
+        ]
+    return IdentityChange(settings, resolved) if settings or resolved else None
+
+
+def _resolved_label(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    if key == "metric_resolution":
+        return f"--metric-resolution {old.get(key) or 'native'} -> {new.get(key) or 'native'}"
+    if key == "cliplens":
+        return f"cliplens {old.get(key)} -> {new.get(key)}"
+    return str(_RESOLVED_LABELS[key])
+
+
+def _canonical(value: Any) -> str:
+    """``value`` as canonical JSON (a list read back from JSON equals a tuple)."""
+    return json.dumps(value, sort_keys=True, default=str)

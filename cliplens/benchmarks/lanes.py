@@ -10,6 +10,7 @@ torch, numpy and ``random`` are swapped in and out around each lane's work.
 from __future__ import annotations
 
 import random
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..errors import CliplensError
 from .examples import Example
 
 if TYPE_CHECKING:
     from ..explainers.base import Explainer
     from ..metrics.base import Metric
 
-__all__ = ["PassOutcome", "RandomState", "Lane"]
+__all__ = ["PassOutcome", "RandomState", "Lane", "share_out"]
 
 
 @dataclass
@@ -101,6 +103,14 @@ class Lane:
         """False once the lane's explainer or a metric failed: it gets no more batches."""
         return self.outcome is not None and self.outcome.error is None
 
+    def fail(self, stage: str, exc: BaseException) -> None:
+        """Record the exception that ends this lane's pass at ``stage`` (the other lanes go on)."""
+        if isinstance(exc, CliplensError):
+            self.outcome.error = str(exc)
+        else:
+            self.outcome.error = f"{stage} raised {type(exc).__name__}: {exc}"
+            self.outcome.traceback = traceback.format_exc()
+
     @contextmanager
     def turn(self) -> Iterator[None]:
         """Run a block under this lane's random state (saved again afterwards)."""
@@ -114,3 +124,17 @@ class Lane:
         finally:
             self.random_state = RandomState.capture()
             outside.restore()
+
+
+def share_out(lanes: Sequence[Lane], shared: PassOutcome, wall_s: float) -> None:
+    """Give every lane the pass's common parts: images, skips, strict error and an equal share of data and overhead."""
+    own = sum(lane.outcome.explain_s + lane.outcome.metric_s for lane in lanes)
+    common_s = max(0.0, wall_s - own)  # data + loop overhead, the reference forwards excluded
+    for lane in lanes:
+        out = lane.outcome
+        out.images = shared.images
+        out.skipped = list(shared.skipped)
+        out.strict_error = shared.strict_error
+        out.data_s = shared.data_s / len(lanes)
+        out.data_shared_by = len(lanes)
+        out.total_s = out.explain_s + out.metric_s + common_s / len(lanes)

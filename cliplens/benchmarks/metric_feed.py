@@ -49,7 +49,20 @@ if TYPE_CHECKING:
 #: beyond it (a large image's classes) maps are made per chunk of classes on demand
 FULL_MAPS_ELEMENTS = 1 << 24
 
-__all__ = ["BatchMaps", "batch_input", "compact_mask", "explain_batch", "metric_input", "metric_size", "resize_mask"]
+#: largest maps tensor (B * C * H * W floats) one explain call may return; larger batches are split
+MAX_MAP_ELEMENTS = 1 << 25
+
+__all__ = [
+    "BatchMaps",
+    "group_by_mask_size",
+    "make_score_fn",
+    "batch_input",
+    "compact_mask",
+    "explain_batch",
+    "metric_input",
+    "metric_size",
+    "resize_mask",
+]
 
 
 def compact_mask(mask: np.ndarray, num_classes: int, ignore_index: int | None) -> torch.Tensor:
@@ -168,3 +181,27 @@ def batch_input(
         )
 
     return BatchInput(facts, batch.patch_scores, item_fn, maps=batch.maps)
+
+
+def group_by_mask_size(masks: Sequence[torch.Tensor], num_classes: int) -> list[list[int]]:
+    """Batch positions grouped by mask shape, each group small enough for :data:`MAX_MAP_ELEMENTS`."""
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for pos, mask in enumerate(masks):
+        by_shape.setdefault(tuple(mask.shape), []).append(pos)
+    groups = []
+    for (h, w), positions in by_shape.items():
+        per_chunk = max(1, MAX_MAP_ELEMENTS // max(1, num_classes * h * w))
+        groups += [positions[i : i + per_chunk] for i in range(0, len(positions), per_chunk)]
+    return groups
+
+
+def make_score_fn(explainer: Explainer, text_features: torch.Tensor) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """``score_fn(pixels (K, 3, S, S), class_index) -> (K,)``: cosine of the image embedding with the class prompt."""
+    backbone = explainer.backbone
+
+    def score_fn(pixels: torch.Tensor, class_index: int) -> torch.Tensor:
+        with torch.no_grad():
+            image = backbone.encode_image(pixels.to(device=backbone.device, dtype=backbone.dtype)).float()
+            return image @ text_features[class_index].float().to(image.device)
+
+    return score_fn

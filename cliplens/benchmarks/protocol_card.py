@@ -92,13 +92,12 @@ def bench_card(
     templates: Sequence[str],
     metric_specs: Sequence[tuple],
     threshold_selection: dict[str, Any] | None,
+    metric_resolution: int | None = None,
 ) -> dict[str, Any]:
     """The card of one ``cliplens bench`` pair (explainability maps binarised for mIoU).
 
     ``metric_resolution``: the longer side the metrics ran at (``--metric-resolution``), None for the masks' own.
     """
-    from .resolution import current_metric_resolution
-
     miou = next((opts for name, opts in metric_specs if name == "miou"), None)
     if threshold_selection is not None:
         thresholds = {
@@ -120,7 +119,7 @@ def bench_card(
         templates=templates,
         map_order=getattr(explainer, "map_order", None),
         thresholds=thresholds,
-        metric_resolution=current_metric_resolution(),
+        metric_resolution=metric_resolution,
     )
 
 

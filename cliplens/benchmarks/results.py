@@ -3,8 +3,8 @@
 A file is written atomically (temporary file in the same folder, then
 ``os.replace``), so a reader or an interrupted run never sees half a file.
 ``--skip-existing`` keeps a file whose ``status`` is ``"ok"`` and whose
-``fingerprint`` (a hash of everything that changes the scores) matches the
-new run; a failed pair is always recomputed.
+identity (:mod:`.identity`) matches the new run; a failed pair is always recomputed.
+A result is a :class:`~.pair_result.PairResult`, written by its ``to_json``.
 """
 
 from __future__ import annotations
@@ -24,21 +24,6 @@ from typing import IO, Any
 SCHEMA = "cliplens-bench/1"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
-#: config keys that change the numbers (not timings, not the output folder)
-SCORE_KEYS = (
-    "backbone",
-    "explainer",
-    "explainer_options",
-    "dataset",
-    "metrics",
-    "templates",
-    "limit",
-    "images",
-    "seed",
-    "thresholds",
-    "threshold_dataset",
-    "threshold_protocol",
-)
 
 
 def slug(text: str) -> str:
@@ -70,11 +55,6 @@ def _short_spec(text: str) -> str:
     readable += [value for _, _, value in (item.partition("=") for item in query.split("&") if item)]
     short = slug("-".join(part for part in readable if part))[:24].rstrip("-.")
     return f"{short or 'x'}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
-
-
-def fingerprint(config: dict[str, Any]) -> str:
-    """SHA-1 of the score-relevant part of a pair's config (see :data:`SCORE_KEYS`)."""
-    return hashlib.sha1(_canonical({key: config.get(key) for key in SCORE_KEYS}).encode()).hexdigest()
 
 
 def _version(distribution: str) -> str | None:
@@ -190,27 +170,3 @@ def load_results(folder: str | Path) -> list[dict[str, Any]]:
     """Every result JSON directly in ``folder``, sorted by pair id (other JSON files are ignored)."""
     results = [r for p in sorted(Path(folder).glob("*.json")) if (r := read_result(p)) is not None]
     return sorted(results, key=lambda r: r.get("pair", ""))
-
-
-def finished(path: str | Path, expected_config: dict[str, Any]) -> tuple[bool, str | None]:
-    """Whether ``path`` holds a finished (status ok) result of the same configuration as ``expected_config``.
-
-    Returns ``(True, None)`` to skip the pair, ``(False, None)`` to compute it,
-    and ``(False, reason)`` when an ok result of a *different* configuration is
-    there (the caller refuses to overwrite it silently); the reason names the
-    score-relevant keys (:data:`SCORE_KEYS`) that differ.
-    """
-    data = read_result(path)
-    if data is None or data.get("status") != STATUS_OK:
-        return False, None
-    if data.get("fingerprint") != fingerprint(expected_config):
-        stored = data.get("config") or {}
-        differing = [key for key in SCORE_KEYS if _canonical(stored.get(key)) != _canonical(expected_config.get(key))]
-        which = f" ({', '.join(differing)} differ{'s' if len(differing) == 1 else ''})" if differing else ""
-        return False, f"{path} holds a finished result of a different configuration{which}"
-    return True, None
-
-
-def _canonical(value: Any) -> str:
-    """``value`` serialised as :func:`fingerprint` hashes it (a list read back from JSON equals a tuple)."""
-    return json.dumps(value, sort_keys=True, default=str)

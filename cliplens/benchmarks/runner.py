@@ -26,30 +26,23 @@ from typing import Any
 import torch
 
 from ..writable import ensure_writable_folder
+from .bench_config import BenchConfig, parse_metric_spec
+from .defaults import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT
 from .distributed import DistContext
-from .identity import identity_hash
 from .lock import OutputLock
+from .pair_result import PairResult
 from .prompts import DEFAULT_TEMPLATES
-from .resolution import metric_resolution
-from .results import STATUS_OK, pair_id, read_result, remove_stale_temporaries, write_json_atomic
-from .runner_pair import run_pairs, skip_explanation
-from .runner_plan import (
-    DEFAULT_BACKBONE,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_DATASET,
-    DEFAULT_LIMIT,
-    DEFAULT_METRICS,
-    DEFAULT_OUT,
-    BenchConfig,
-    RunPlan,
-    parse_metric_spec,
-    plan_pairs,
-)
+from .results import STATUS_OK, read_result, remove_stale_temporaries, write_json_atomic
+from .runner_pair import run_pairs
+from .runner_plan import RunPlan, plan_pairs
+from .skips import explain_skips
 from .thresholds import parse_thresholds
 
 __all__ = [
     "BenchConfig",
     "BenchRun",
+    "BenchSession",
+    "RunPlan",
     "run_benchmark",
     "parse_metric_spec",
     "builtin_explainers",
@@ -105,90 +98,112 @@ def _default_log(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
+class BenchSession:
+    r"""A checked run that holds its output folder: built before anything is printed, then :meth:`execute`\ d once.
+
+    Building it checks the whole config and opens the datasets (:class:`RunPlan`), then, on the main
+    process, checks that ``--out`` (and its ``examples/``) takes files and locks it for this run: bad
+    input is one line before any work. The lock is released by :meth:`close` (or leaving ``with``).
+    """
+
+    def __init__(self, plan: RunPlan, ctx: DistContext | None = None, log: Callable[[str], None] | None = None) -> None:
+        self.start = time.perf_counter()
+        self.plan = plan
+        self.plan.ctx = ctx or plan.ctx
+        self.say = (log or _default_log) if self.plan.ctx.is_main else (lambda _message: None)
+        self.out = Path(plan.config.out)
+        self._lock: OutputLock | None = None
+        if self.plan.ctx.is_main:  # before any work: the folder must take files and be ours alone
+            ensure_writable_folder(self.out)
+            if (self.out / "examples").exists():
+                ensure_writable_folder(self.out / "examples", "--out's examples folder")
+            self._lock = OutputLock(self.out).acquire()
+
+    def __enter__(self) -> BenchSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the output folder (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def execute(self) -> BenchRun:
+        """Every pair of the run (see :func:`run_benchmark`); releases the folder when done."""
+        try:
+            if self.plan.ctx.is_main and (stale := remove_stale_temporaries(self.out)):
+                self.say(f"removed {len(stale)} unfinished temporary file(s) left in {self.out} by an interrupted run")
+            return self._run_pairs()
+        finally:
+            self.close()
+
+    def _run_pairs(self) -> BenchRun:
+        run, say = self.plan, self.say
+        config, ctx = run.config, run.ctx
+        planned = plan_pairs(run, self.out)
+        reuse = ctx.broadcast({(p.backbone, p.explainer) for p in planned if p.reuse})
+        results: list[dict[str, Any]] = []
+        for backbone_spec in config.backbones:
+            mine = [p for p in planned if p.backbone == backbone_spec]
+            todo = [p for p in mine if (p.backbone, p.explainer) not in reuse]
+            backbone = _load_backbone(backbone_spec, config, ctx) if todo else None
+            passes = [[p] for p in todo] if config.separate_passes else [todo] if todo else []
+            computed = (result for group in passes for result in run_pairs(run, backbone, group))
+            for pair in mine:
+                number = f"[{len(results) + 1}/{len(planned)}]"
+                if (pair.backbone, pair.explainer) in reuse:
+                    say(f"{number} {pair.label}: finished earlier, kept {pair.path}")
+                    results.append(read_result(pair.path) or {})
+                    continue
+                if pair.rerun_reason is not None:
+                    say(f"{number} {pair.label}: recomputing the earlier result, {pair.rerun_reason}")
+                result = next(computed)
+                data = result.to_json()
+                if ctx.is_main:
+                    write_json_atomic(pair.path, data)
+                say(f"{number} {pair.label}: {_status_line(run, result)} -> {pair.path}")
+                results.append(data)
+        ctx.barrier()
+        return BenchRun(
+            results=results,
+            reused=[p.path.stem for p in planned if (p.backbone, p.explainer) in reuse],
+            wall_s=time.perf_counter() - self.start,
+            out=self.out,
+        )
+
+
+def _load_backbone(spec: str, config: BenchConfig, ctx: DistContext) -> Any:
+    """The backbone of ``spec`` on the run's device, warmed up."""
+    from ..registry import create_backbone
+
+    options = {"device": str(ctx.device) if ctx.enabled and config.device else config.device} if config.device else {}
+    backbone = create_backbone(spec, **options)
+    _warm_up(backbone, config.batch_size)
+    return backbone
+
+
+def _status_line(run: RunPlan, result: PairResult) -> str:
+    """``ok``, ``ok (2 of 10 samples skipped: ...)`` or ``FAILED: <error>``."""
+    if not result.ok:
+        return f"FAILED: {result.error}"
+    if not result.skipped:
+        return "ok"
+    total = len(result.skipped) + result.images["evaluated"]
+    return f"ok ({len(result.skipped)} of {total} samples skipped: {explain_skips(run.config.dataset, result.skipped)})"
+
+
 def run_benchmark(
     config: BenchConfig, ctx: DistContext | None = None, log: Callable[[str], None] | None = None
 ) -> BenchRun:
     """Run every (backbone, explainer) pair of ``config`` on its dataset; rank 0 writes one JSON per pair.
 
     Returns the results of all pairs (those reused by ``skip_existing`` read
-    back from disk). Raises :class:`CliplensError` for bad input and, with
-    ``strict``, for the first bad sample; a failing explainer only fails its pair.
+    back from disk). Raises :class:`CliplensError` for bad input (before the
+    folder is touched) and, with ``strict``, for the first bad sample; a failing
+    explainer only fails its pair.
     """
-    ctx = ctx or DistContext()
-    say = (log or _default_log) if ctx.is_main else (lambda _message: None)
-    start = time.perf_counter()
-    run = RunPlan(config, ctx, say)  # bad options fail here, before the folder is touched
-    out = Path(config.out)
-    lock = None
-    if ctx.is_main:  # before any work: the folder must take files and be ours alone
-        ensure_writable_folder(out)
-        if (out / "examples").exists():
-            ensure_writable_folder(out / "examples", "--out's examples folder")
-        lock = OutputLock(out).acquire()
-    try:
-        if ctx.is_main and (stale := remove_stale_temporaries(out)):
-            say(f"removed {len(stale)} unfinished temporary file(s) left in {out} by an interrupted run")
-        with metric_resolution(config.metric_resolution):  # read by the sample reader, identities and cards
-            return _run_locked(run, say, out, start)
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _run_locked(run: RunPlan, say: Callable[[str], None], out: Path, start: float) -> BenchRun:
-    """The pairs of ``run``, once ``out`` is checked and locked (see :func:`run_benchmark`)."""
-    config, ctx = run.config, run.ctx
-    planned = plan_pairs(run, out)
-    pairs = planned.pairs
-    reuse = ctx.broadcast(planned.reuse)
-
-    results: list[dict[str, Any]] = []
-    for backbone_spec in config.backbones:
-        todo = [e for e in config.explainers if (backbone_spec, e) not in reuse]
-        backbone = None
-        if todo:
-            from ..registry import create_backbone
-
-            options = (
-                {"device": str(ctx.device) if ctx.enabled and config.device else config.device} if config.device else {}
-            )
-            backbone = create_backbone(backbone_spec, **options)
-            _warm_up(backbone, config.batch_size)
-        passes = [[e] for e in todo] if config.separate_passes else [todo] if todo else []
-        computed = (
-            result
-            for names in passes
-            for result in run_pairs(run, backbone, names, {e: planned.configs[(backbone_spec, e)] for e in names})
-        )
-        for explainer in config.explainers:
-            path = out / f"{pair_id(backbone_spec, explainer, config.dataset)}.json"
-            number = f"[{len(results) + 1}/{len(pairs)}]"
-            if (backbone_spec, explainer) in reuse:
-                say(f"{number} {backbone_spec} · {explainer}: finished earlier, kept {path}")
-                results.append(read_result(path) or {})
-                continue
-            if (backbone_spec, explainer) in planned.rerun_reasons:
-                say(
-                    f"{number} {backbone_spec} · {explainer}: recomputing the earlier result, "
-                    f"{planned.rerun_reasons[(backbone_spec, explainer)]}"
-                )
-            result = next(computed)
-            result["identity"] = planned.identities[(backbone_spec, explainer)]
-            result["identity_hash"] = identity_hash(result["identity"])
-            if ctx.is_main:
-                write_json_atomic(path, result)
-            status = "ok" if result["status"] == STATUS_OK else f"FAILED: {result['error']}"
-            if result["status"] == STATUS_OK and result.get("skipped"):
-                status += (
-                    f" ({len(result['skipped'])} of {len(result['skipped']) + result['images']['evaluated']} "
-                    f"samples skipped: {skip_explanation(run, result['skipped'])})"
-                )
-            say(f"{number} {backbone_spec} · {explainer}: {status} -> {path}")
-            results.append(result)
-    ctx.barrier()
-    return BenchRun(
-        results=results,
-        reused=[pair_id(b, e, config.dataset) for b, e in pairs if (b, e) in reuse],
-        wall_s=time.perf_counter() - start,
-        out=out,
-    )
+    with BenchSession(RunPlan(config, ctx or DistContext()), log=log) as session:
+        return session.execute()

@@ -1,125 +1,27 @@
 """What a benchmark run will do: its config checked, datasets opened, images chosen, each pair's identity.
 
-:class:`RunPlan` validates a :class:`BenchConfig` before any model is built
-(unknown names, bad sizes, conflicting threshold options), opens the dataset
+:class:`RunPlan` checks a :class:`~.bench_config.BenchConfig` before any model is built
+(:func:`~.bench_config.check_config`: unknown names, bad sizes, conflicting threshold options), opens the dataset
 (and the threshold-selection dataset), fixes the evaluated image indices and
-builds each pair's config, whose :func:`~cliplens.benchmarks.results.fingerprint`
-decides whether ``--skip-existing`` may keep an earlier result
-(:func:`plan_pairs`).
+builds each pair's config and identity (:mod:`.identity`), which decides whether
+``--skip-existing`` may keep an earlier result (:func:`plan_pairs`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CliplensError, InputError
-from ..specs import parse_spec
-from .defaults import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_LIMIT, DEFAULT_METRICS, DEFAULT_OUT  # noqa: F401
+from .bench_config import BenchConfig, check_config
 from .distributed import DistContext
-from .identity import identity_change, pair_identity
-from .prompts import DEFAULT_TEMPLATES, class_prompts
-from .results import finished, library_versions, pair_id, read_result
+from .identity import PairIdentity, identity_change, pair_identity
+from .prompts import class_prompts
+from .results import STATUS_OK, library_versions, pair_id, read_result
 from .thresholds import ThresholdPlan, default_selection_spec, plan_thresholds
 
-__all__ = ["BenchConfig", "RunPlan", "check_config", "PairPlan", "plan_pairs", "parse_metric_spec"]
-
-
-@dataclass
-class BenchConfig:
-    """Everything ``cliplens bench`` was asked to do.
-
-    ``metrics`` are specs ``NAME[?key=value&...]`` (e.g. ``miou?thresholds=0.3,0.5``);
-    ``explainer_options`` maps an explainer name to its keyword options.
-    """
-
-    backbones: list[str]
-    explainers: list[str]
-    dataset: str
-    metrics: list[str]
-    out: Path
-    batch_size: int = DEFAULT_BATCH_SIZE
-    device: str | None = None
-    limit: int | None = None
-    seed: int = 0
-    templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
-    thresholds: list[float] | None = None
-    threshold_dataset: str | None = None
-    skip_existing: bool = False
-    strict: bool = False
-    #: one pass over the data per explainer instead of one per backbone shared by all its explainers
-    separate_passes: bool = False
-    #: DataLoader processes reading samples ahead (0: the main process reads)
-    workers: int = 0
-    #: the longer side (pixels) masks, maps and metrics are bounded to; None: each mask's own resolution
-    metric_resolution: int | None = None
-    explainer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    examples: int = 3
-    progress: bool = True
-    argv: list[str] | None = None
-
-
-def parse_metric_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``"miou?thresholds=0.3,0.5"`` -> ``("miou", {"thresholds": "0.3,0.5"})``."""
-    parsed = parse_spec(spec)
-    if parsed.arg is not None:
-        raise InputError(f"metric {spec!r}: write options as NAME?key=value, not NAME:ARG")
-    return parsed.name, dict(parsed.options)
-
-
-def check_config(config: BenchConfig) -> list[tuple[str, dict[str, str]]]:
-    """Every name and option of ``config`` checked (explainer options typed in place) before anything is built.
-
-    Returns the parsed metric specs. Raises a one-line :class:`InputError` / :class:`OptionError` for the first
-    unknown name, unknown option, wrong type or value out of range, for a bad ``--device`` and bad sizes.
-    """
-    from ..devices import parse_device
-    from ..registry import get_registry, validate_options
-    from .resolution import check_metric_resolution
-
-    registry = get_registry()
-    for name in config.explainers:
-        registry.catalog("explainer").get(name)  # unknown names fail before any model is built
-    for name in config.explainer_options:
-        if name not in config.explainers:
-            raise InputError(
-                f"--explainer-option for {name!r}, which is not benchmarked "
-                f"(explainers: {', '.join(config.explainers)})"
-            )
-    # every option of every component checked (and typed) here, before the first pair: one line each
-    config.explainer_options = {
-        name: validate_options("explainer", name, options) for name, options in config.explainer_options.items()
-    }
-    metric_specs = [parse_metric_spec(m) for m in config.metrics]
-    if not metric_specs:
-        raise InputError("no metric given: pass --metric NAME (e.g. miou)")
-    for name, options in metric_specs:
-        validate_options("metric", name, options)
-    for spec in config.backbones:
-        parsed = parse_spec(spec)
-        validate_options("backbone", parsed.name, dict(parsed.options))
-    for spec in (config.dataset, config.threshold_dataset):
-        if spec:
-            parsed = parse_spec(spec)
-            validate_options("dataset", parsed.name, dict(parsed.options))
-    if config.device is not None:
-        parse_device(config.device, what="--device")
-    if config.batch_size < 1:
-        raise InputError(f"--batch-size {config.batch_size} must be at least 1")
-    if config.workers < 0:
-        raise InputError(f"--workers {config.workers} must be 0 (read in the main process) or more")
-    config.metric_resolution = check_metric_resolution(config.metric_resolution)
-    if config.limit is not None and config.limit < 1:
-        raise InputError(f"--limit {config.limit} must be at least 1")
-    if config.thresholds is not None:
-        miou = [opts for name, opts in metric_specs if name == "miou"]
-        if not miou:
-            raise InputError("--thresholds chooses the miou threshold: add --metric miou")
-        if any("thresholds" in opts for opts in miou):
-            raise InputError("give the miou thresholds either with --thresholds or as miou?thresholds=, not both")
-    return metric_specs
+__all__ = ["RunPlan", "PlannedPair", "plan_pairs"]
 
 
 class RunPlan:
@@ -128,10 +30,12 @@ class RunPlan:
     Building it checks the whole config first, so bad input fails before any model loads.
     """
 
-    def __init__(self, config: BenchConfig, ctx: DistContext, log: Callable[[str], None]) -> None:
+    def __init__(self, config: BenchConfig, ctx: DistContext | None = None) -> None:
         from ..registry import create_dataset, list_plugins
 
-        self.config, self.ctx, self.log = config, ctx, log
+        self.config = config
+        #: the processes of the run; a plan built before torchrun's group is joined gets it from its session
+        self.ctx = ctx or DistContext()
         self.metric_specs = check_config(config)
         self.dataset = create_dataset(config.dataset)
         self.texts = class_prompts(self.dataset.class_names)
@@ -154,7 +58,7 @@ class RunPlan:
         self.versions = library_versions(list_plugins())
 
     def pair_config(self, backbone: str, explainer: str) -> dict[str, Any]:
-        """The config recorded in one pair's JSON (its score-relevant keys make the fingerprint)."""
+        """The config recorded in one pair's JSON (its score-relevant keys are the identity's settings)."""
         c = self.config
         return {
             "backbone": backbone,
@@ -192,51 +96,61 @@ class RunPlan:
 
 
 @dataclass
-class PairPlan:
-    """Every pair of the run in order, its config, and the pairs an earlier run already finished."""
+class PlannedPair:
+    """One (backbone, explainer) pair of the run: its config, identity, file, and what ``--skip-existing`` decided."""
 
-    pairs: list[tuple[str, str]]
-    configs: dict[tuple[str, str], dict[str, Any]]
-    reuse: set[tuple[str, str]]
-    #: each pair's identity (:mod:`.identity`), written into its JSON
-    identities: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    #: why a finished result of the same config is recomputed (its identity changed)
-    rerun_reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    backbone: str
+    explainer: str
+    #: the config recorded in its JSON (:meth:`RunPlan.pair_config`)
+    config: dict[str, Any]
+    identity: PairIdentity
+    path: Path
+    #: True: an earlier result of the same identity is kept
+    reuse: bool = False
+    #: why a finished result of the same settings is recomputed (what of its identity changed)
+    rerun_reason: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``"toy · gradcam"``: the pair in progress lines."""
+        return f"{self.backbone} · {self.explainer}"
 
 
-def plan_pairs(run: RunPlan, out: Path) -> PairPlan:
-    """Each (backbone, explainer) pair's config; with ``skip_existing``, which finished results in ``out`` to keep.
+def plan_pairs(run: RunPlan, out: Path) -> list[PlannedPair]:
+    """Each (backbone, explainer) pair in run order; with ``skip_existing``, which finished results in ``out`` to keep.
 
-    Raises :class:`CliplensError` when a file in ``out`` belongs to another run.
+    Raises :class:`CliplensError` when a finished result in ``out`` has other settings (it belongs to another run).
     """
     config = run.config
-    pairs = [(b, e) for b in config.backbones for e in config.explainers]
-    configs: dict[tuple[str, str], dict[str, Any]] = {}
-    reuse: set[tuple[str, str]] = set()
-    identities: dict[tuple[str, str], dict[str, Any]] = {}
-    reasons: dict[tuple[str, str], str] = {}
-    for backbone, explainer in pairs:
-        pair_cfg = run.pair_config(backbone, explainer)
-        configs[(backbone, explainer)] = pair_cfg
-        identities[(backbone, explainer)] = identity = pair_identity(
-            backbone,
-            explainer,
-            pair_cfg["explainer_options"],
-            run.metric_specs,
-            config.dataset,
-            run.plan.selection_dataset if run.plan else None,
-            config.templates,
+    planned = []
+    for backbone in config.backbones:
+        for explainer in config.explainers:
+            pair_cfg = run.pair_config(backbone, explainer)
+            pair = PlannedPair(
+                backbone,
+                explainer,
+                pair_cfg,
+                pair_identity(pair_cfg, run.metric_specs, config.metric_resolution),
+                out / f"{pair_id(backbone, explainer, config.dataset)}.json",
+            )
+            if config.skip_existing:
+                _decide_reuse(pair)
+            planned.append(pair)
+    return planned
+
+
+def _decide_reuse(pair: PlannedPair) -> None:
+    """Keep an earlier finished result of the same identity; refuse one of other settings; else recompute."""
+    earlier = read_result(pair.path)
+    if earlier is None or earlier.get("status") != STATUS_OK:
+        return
+    change = identity_change(PairIdentity.of_result(earlier), pair.identity)
+    if change is None:
+        pair.reuse = True
+    elif change.settings:
+        raise CliplensError(
+            f"{pair.path} holds a finished result of a different configuration ({change.describe()}): "
+            "use another --out, rerun without --skip-existing, or delete it"
         )
-        if config.skip_existing:
-            path = out / f"{pair_id(backbone, explainer, config.dataset)}.json"
-            done, conflict = finished(path, pair_cfg)
-            if conflict:
-                raise CliplensError(f"{conflict}: use another --out, rerun without --skip-existing, or delete it")
-            if done:
-                earlier = (read_result(path) or {}).get("identity")
-                change = identity_change(earlier, identity)
-                if change is None:
-                    reuse.add((backbone, explainer))
-                else:
-                    reasons[(backbone, explainer)] = change
-    return PairPlan(pairs=pairs, configs=configs, reuse=reuse, identities=identities, rerun_reasons=reasons)
+    else:
+        pair.rerun_reason = change.describe()

@@ -101,22 +101,28 @@ def _one(item: ReadSample) -> ReadSample:
     return item
 
 
-def _bounded(item: ReadSample) -> ReadSample:
-    """``item`` with its mask bounded to the active ``--metric-resolution`` (unchanged without one)."""
+def _bounded(item: ReadSample, metric_resolution: int | None) -> ReadSample:
+    """``item`` with its mask bounded to ``metric_resolution`` pixels on its longer side (unchanged for None)."""
     if item.mask is not None:
-        item.mask = bound_mask(item.mask)
+        item.mask = bound_mask(item.mask, metric_resolution)
     return item
 
 
 def read_samples(
-    dataset: SegmentationDataset, indices: Sequence[int], num_classes: int, ignore_index: int | None, workers: int = 0
+    dataset: SegmentationDataset,
+    indices: Sequence[int],
+    num_classes: int,
+    ignore_index: int | None,
+    workers: int = 0,
+    metric_resolution: int | None = None,
 ) -> Iterator[ReadSample]:
-    """Every ``indices`` sample in order; ``workers`` > 0 reads ahead in that many DataLoader processes."""
+    """Every ``indices`` sample in order; ``workers`` > 0 reads ahead in that many DataLoader processes;
+    ``metric_resolution``: the bound of the masks' longer side (``--metric-resolution``; None: their own)."""
     reader = _Reader(dataset, indices, num_classes, ignore_index)
     if workers <= 0:
         for position in range(len(reader)):
             t0 = time.perf_counter()
-            item = _bounded(reader[position])
+            item = _bounded(reader[position], metric_resolution)
             item.seconds = time.perf_counter() - t0
             yield item
         return
@@ -133,7 +139,7 @@ def read_samples(
     while True:
         t0 = time.perf_counter()
         try:
-            item = _bounded(next(iterator))
+            item = _bounded(next(iterator), metric_resolution)
         except StopIteration:
             return
         item.seconds = time.perf_counter() - t0

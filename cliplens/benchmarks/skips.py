@@ -75,3 +75,18 @@ def ignore_hint(
         f"every one of these masks holds value {value}; if it marks unlabelled pixels, "
         f"make it the ignore value: -d {new_spec!r}"
     )
+
+
+def explain_skips(dataset_spec: str, skipped: list[dict[str, Any]]) -> str:
+    """The most common skip reasons, plus the dataset spec to pass when one mask value should be ignored."""
+    from ..registry import create_dataset
+    from .sample_reader import check_sample
+
+    def loads(spec: str, index: int) -> bool:
+        dataset = create_dataset(spec)
+        check_sample(dataset[index], dataset.num_classes, dataset.ignore_index)
+        return True
+
+    text = skip_summary(skipped)
+    hint = ignore_hint(dataset_spec, skipped, loads)
+    return f"{text} — {hint}" if hint else text

@@ -44,7 +44,6 @@ import platform
 import resource
 import statistics
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -54,6 +53,7 @@ import torch
 from ..backbones.base import Backbone
 from ..errors import InputError
 from ..explainers.base import Explainer
+from .clock import time_ms
 
 #: name of the plain-forward row of the table
 FORWARD = "encode_image"
@@ -75,20 +75,6 @@ def make_batches(backbone: Backbone, batch_size: int, batches: int, seed: int = 
     generator = torch.Generator().manual_seed(seed)
     H, W = backbone.image_size
     return [backbone.preprocess(torch.rand(batch_size, 3, H, W, generator=generator)) for _ in range(batches)]
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn: Callable[[], Any], device: torch.device) -> float:
-    """Wall-clock milliseconds of one call of ``fn`` (CUDA work included)."""
-    _synchronize(device)
-    start = time.perf_counter()
-    fn()
-    _synchronize(device)
-    return (time.perf_counter() - start) * 1000.0
 
 
 def forward_context(backbone: Backbone) -> contextlib.AbstractContextManager[Any]:

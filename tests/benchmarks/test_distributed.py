@@ -123,7 +123,7 @@ def test_two_processes_match_one(tmp_path):
         assert a is not None and b is not None, proc.stderr[-3000:]
         assert a["status"] == b["status"] == "ok"
         assert b["config"]["world_size"] == 2 and a["config"]["world_size"] == 1
-        assert a["fingerprint"] == b["fingerprint"]
+        assert a["identity"] == b["identity"] and a["identity_hash"] == b["identity_hash"]
         assert a["images"] == b["images"] == {"evaluated": 4, "skipped": 1}
         assert a["skipped"] == b["skipped"]
         assert a["threshold_selection"]["best_threshold"] == b["threshold_selection"]["best_threshold"]

@@ -11,7 +11,7 @@ import torch
 
 from cliplens.benchmarks.metric_feed import metric_size
 from cliplens.benchmarks.protocol_card import card_markers
-from cliplens.benchmarks.resolution import check_metric_resolution, current_metric_resolution, metric_resolution
+from cliplens.benchmarks.resolution import bound_mask, check_metric_resolution
 from cliplens.benchmarks.sample_reader import read_samples
 from cliplens.cli.main import main
 from cliplens.errors import InputError
@@ -106,18 +106,14 @@ def test_bad_values_are_one_line_errors_before_any_work(tmp_path, capsys, value)
     assert "\n" not in err and not out.exists()
 
 
-def test_check_and_context():
+def test_check_and_bound():
     assert check_metric_resolution(None) is None and check_metric_resolution("1024") == 1024
     for bad in (0, -1, 2.5, True, "1e3"):
         with pytest.raises(InputError, match="whole number >= 1"):
             check_metric_resolution(bad)
-    assert current_metric_resolution() is None
-    with metric_resolution(100) as bound:
-        assert bound == current_metric_resolution() == 100
-        with metric_resolution(None):
-            assert current_metric_resolution() is None
-        assert current_metric_resolution() == 100
-    assert current_metric_resolution() is None
+    mask = torch.zeros(300, 200, dtype=torch.uint8)
+    assert bound_mask(mask, None) is mask and bound_mask(mask, 300) is mask
+    assert tuple(bound_mask(mask, 100).shape) == (100, 67) and bound_mask(mask, 100).dtype == torch.uint8
     assert metric_size((300, 200), 100) == (100, 67) and metric_size((50, 40), 100) == (50, 40)
 
 
@@ -146,12 +142,10 @@ def test_read_samples_bounds_the_mask_nearest_in_the_main_process():
     mask[:, :2] = 255
     dataset = _masked_dataset(mask)
     for workers in (0, 1):  # with workers too: the bound is applied where the pass receives the sample
-        with metric_resolution(4):
-            (read,) = list(read_samples(dataset, [0], 2, 255, workers=workers))
+        (read,) = list(read_samples(dataset, [0], 2, 255, workers=workers, metric_resolution=4))
         assert read.mask.dtype == torch.uint8 and tuple(read.mask.shape) == (4, 3)
         assert read.mask.tolist() == [[255, 0, 0], [255, 0, 0], [255, 1, 1], [255, 1, 1]]
-    with metric_resolution(8):  # fits: the very tensor, no copy
-        (read,) = list(read_samples(dataset, [0], 2, 255))
+    (read,) = list(read_samples(dataset, [0], 2, 255, metric_resolution=8))  # fits: the very tensor, no copy
     assert tuple(read.mask.shape) == (8, 6) and read.mask.tolist() == mask.tolist()
     (read,) = list(read_samples(dataset, [0], 2, 255))  # no bound
     assert tuple(read.mask.shape) == (8, 6)
@@ -191,7 +185,6 @@ def test_the_python_api_takes_the_bound_in_its_config(tmp_path):
     run = run_benchmark(config(tmp_path / "bounded", 24))
     (result,) = run.results
     assert result["identity"]["metric_resolution"] == 24 and result["protocol"]["metric_resolution"] == 24
-    assert current_metric_resolution() is None  # the bound ends with the run
     with pytest.raises(InputError, match="metric-resolution"):
         run_benchmark(config(tmp_path / "bad", 0))
     assert not (tmp_path / "bad").exists()

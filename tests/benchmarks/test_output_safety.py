@@ -278,7 +278,7 @@ def test_a_replaced_weights_file_reruns_the_pair_and_says_why(fakes, tmp_path, c
 def test_identity_resolves_defaults_and_hashes_dataset_files(fakes, tmp_path):
     import time as _time
 
-    from cliplens.benchmarks.identity import dataset_identity, identity_change, resolved_options
+    from cliplens.benchmarks.identity import PairIdentity, dataset_identity, identity_change, resolved_options
 
     class Method:
         def __init__(self, backbone, templates=None, depth=3, alpha=0.5):
@@ -293,4 +293,31 @@ def test_identity_resolves_defaults_and_hashes_dataset_files(fakes, tmp_path):
     (tmp_path / "images" / "a.png").write_bytes(b"22")
     after = dataset_identity(f"index-masks:{tmp_path}?ignore=11")
     assert after["content"] != before["content"]
-    assert identity_change({"dataset": before}, {"dataset": after}) == "the dataset's files changed"
+    settings = {"backbone": "toy", "limit": 2}
+    change = identity_change(PairIdentity(settings, {"dataset": before}), PairIdentity(settings, {"dataset": after}))
+    assert change is not None and change.settings == [] and change.describe() == "the dataset's files changed"
+    assert identity_change(PairIdentity(settings, {"dataset": before}), PairIdentity(settings, {"dataset": before})) is None
+    other = identity_change(PairIdentity(settings, {}), PairIdentity({**settings, "limit": 3, "images": [0, 3]}, {}))
+    assert other is not None and other.describe() == "limit, images differ"
+
+
+def test_a_result_of_an_older_cliplens_is_still_reused_or_refused(fakes, tmp_path, capsys):
+    """A result written before the settings joined the identity (settings only in ``config``, a SHA-1
+    ``fingerprint``) is kept when the rest of its identity matches and refused when its config differs."""
+    import json
+
+    out = tmp_path / "run"
+    assert bench(out, "--limit", "3") == 0
+    (path,) = out.glob("*.json")
+    data = json.loads(path.read_text())
+    assert "fingerprint" not in data and data["identity"]["settings"]["limit"] == 3
+    del data["identity"]["settings"]
+    data["fingerprint"] = "0" * 40
+    path.write_text(json.dumps(data))
+    stamp = path.stat().st_mtime_ns
+    capsys.readouterr()
+    assert bench(out, "--limit", "3", "--skip-existing") == 0
+    assert path.stat().st_mtime_ns == stamp and "finished earlier, kept" in capsys.readouterr().err
+    assert bench(out, "--limit", "2", "--skip-existing") == 2
+    line = _last_error(capsys)
+    assert "holds a finished result of a different configuration (limit, images differ)" in line, line
