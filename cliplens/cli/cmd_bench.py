@@ -1,7 +1,7 @@
 """``cliplens bench``: score explainer–backbone pairs on a segmentation dataset (one JSON per pair).
 
 With no arguments it runs the embedded default — the toy backbone on
-``shapes:test`` (:data:`~cliplens.benchmarks.runner.DEFAULT_LIMIT` images),
+``shapes:test`` (:data:`~cliplens.benchmarks.run.runner.DEFAULT_LIMIT` images),
 every built-in explainer, metrics miou msc patchdis pointing_game — into
 ``runs/bench-default`` and prints the leaderboard. Under
 ``torchrun --nproc_per_node N`` the same command shards the images.
@@ -141,10 +141,10 @@ def _head(config: Any, ctx: Any, notes: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks.distributed import init_distributed
     from ..benchmarks.prompts import load_templates
-    from ..benchmarks.report import leaderboard_markdown
-    from ..benchmarks.runner import (
+    from ..benchmarks.report.leaderboard import leaderboard_markdown
+    from ..benchmarks.run.distributed import init_distributed
+    from ..benchmarks.run.runner import (
         DEFAULT_BACKBONE,
         DEFAULT_DATASET,
         DEFAULT_LIMIT,
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         RunPlan,
         builtin_explainers,
     )
-    from ..benchmarks.thresholds import parse_thresholds
+    from ..benchmarks.run.threshold_plan import parse_thresholds
     from ..devices import autocast_option
     from ..errors import InputError
     from ._options import parse_scoped_options, typed_scoped_options
