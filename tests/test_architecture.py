@@ -124,7 +124,7 @@ def test_benchmarks_is_split_by_job_into_small_modules():
 
 
 def test_no_test_imports_a_private_benchmarks_module():
-    """Tests reach the harness through public module names (no ``cliplens.benchmarks._x``)."""
+    """Tests reach the harness through public module names (none whose name starts with an underscore)."""
     import re
 
     private = re.compile(r"cliplens\.benchmarks(\.\w+)*\._\w+")
