@@ -79,9 +79,7 @@ def run_preset(
 ) -> ReproduceRun:
     """Run every available method of ``preset`` on its datasets; ``backbone`` overrides the preset's weights
     (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset."""
-    from ...registry import create_backbone, create_explainer
     from ...writable import ensure_writable_folder
-    from ..results.files import json_safe, library_versions, write_json_atomic
 
     available = available_methods(preset)
     methods = [m for m in preset.methods if available[m.label]]
@@ -99,38 +97,52 @@ def run_preset(
         unavailable=[m.label for m in preset.methods if not available[m.label]],
         override=backbone is not None,
     )
-    reference = published(preset)
     if preset.task == "explainability":
         _explainability(run, methods, datasets, limit, templates, out, device, progress)
     else:
-        model = create_backbone(spec, **({"device": device} if device else {}))
-        for method in methods:
-            explainer = create_explainer(method.explainer, model, **dict(method.options))
-            for data, dataset in datasets:
-                indices = list(range(min(limit, len(dataset)) if limit else len(dataset)))
-                result = _protocol(preset, explainer, data.key, dataset, indices, templates, progress)
-                run.measured.setdefault(method.label, {}).update(result.pop("_columns"))
-                path = out / f"{method.label}__{data.key}.json"
-                write_json_atomic(
-                    path,
-                    json_safe(
-                        {
-                            "schema": SCHEMA,
-                            "preset": preset.name,
-                            "method": method.label,
-                            "explainer": method.explainer,
-                            "backbone": spec,
-                            "backbone_override": run.override,
-                            "dataset": getattr(dataset, "spec", ""),
-                            "images": len(indices),
-                            **result,
-                            "versions": library_versions(),
-                            "published": reference["by_method"].get(method.label),
-                        }
-                    ),
-                )
-                run.files.append(path)
+        _protocols(run, methods, datasets, limit, templates, out, device, progress)
     return run
+
+
+def _protocols(
+    run: ReproduceRun,
+    methods: list,
+    datasets: list,
+    limit: int | None,
+    templates: Sequence[str] | None,
+    out: Path,
+    device: str | None,
+    progress: bool,
+) -> None:
+    """Each method on each dataset under the preset's own protocol; one JSON per (method, dataset)."""
+    from ...registry import create_backbone, create_explainer
+    from ..results.files import json_safe, library_versions, write_json_atomic
+
+    preset, spec = run.preset, run.backbone
+    reference = published(preset)
+    model = create_backbone(spec, **({"device": device} if device else {}))
+    for method in methods:
+        explainer = create_explainer(method.explainer, model, **dict(method.options))
+        for data, dataset in datasets:
+            indices = list(range(min(limit, len(dataset)) if limit else len(dataset)))
+            result = _protocol(preset, explainer, data.key, dataset, indices, templates, progress)
+            run.measured.setdefault(method.label, {}).update(result.pop("_columns"))
+            path = out / f"{method.label}__{data.key}.json"
+            record = {
+                "schema": SCHEMA,
+                "preset": preset.name,
+                "method": method.label,
+                "explainer": method.explainer,
+                "backbone": spec,
+                "backbone_override": run.override,
+                "dataset": getattr(dataset, "spec", ""),
+                "images": len(indices),
+                **result,
+                "versions": library_versions(),
+                "published": reference["by_method"].get(method.label),
+            }
+            write_json_atomic(path, json_safe(record))
+            run.files.append(path)
 
 
 def _protocol(

@@ -49,6 +49,24 @@ def short_label(spec: str, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _label_bars(ax: Any, bars: Any, values: list, explainers: list[str], by_name: dict[str, Any]) -> None:
+    """Write each bar's value above it (below a negative one); ``failed`` in red, ``n/a`` for no score."""
+    for bar, value, e in zip(bars, values, explainers):
+        failed = e in by_name and by_name[e].get("status") != STATUS_OK
+        text = "failed" if failed else ("n/a" if value is None else f"{value:.3g}")
+        va = "bottom" if (value or 0) >= 0 else "top"
+        ax.annotate(
+            text,
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va=va,
+            fontsize=8,
+            xytext=(0, 2 if va == "bottom" else -2),
+            textcoords="offset points",
+            color="crimson" if failed else "black",
+        )
+
+
 def bar_charts(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     """``bar_<metric>.png`` per metric: explainers on x, one bar per (backbone, dataset) group."""
     plt = _pyplot()
@@ -73,20 +91,7 @@ def bar_charts(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
                 color=colours(g % 10),
                 label=f"{short_label(backbone)} · {short_label(dataset)}",
             )
-            for bar, value, e in zip(bars, values, explainers):
-                failed = e in by_name and by_name[e].get("status") != STATUS_OK
-                text = "failed" if failed else ("n/a" if value is None else f"{value:.3g}")
-                va = "bottom" if (value or 0) >= 0 else "top"
-                ax.annotate(
-                    text,
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center",
-                    va=va,
-                    fontsize=8,
-                    xytext=(0, 2 if va == "bottom" else -2),
-                    textcoords="offset points",
-                    color="crimson" if failed else "black",
-                )
+            _label_bars(ax, bars, values, explainers, by_name)
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xticks(x, explainers, rotation=20, ha="right")
         ax.set_xlabel("explainer")

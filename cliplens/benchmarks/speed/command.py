@@ -82,8 +82,6 @@ def run_speed(
     """Time ``explainers`` against a plain ``encode_image`` on the same batches (module docstring)."""
     from tqdm.auto import tqdm
 
-    from ... import __version__
-
     text_list = synthetic_texts(texts) if isinstance(texts, int) else list(texts)
     data = make_batches(backbone, batch_size, batches, seed)
     device = backbone.device
@@ -115,22 +113,30 @@ def run_speed(
         rows.append(
             SpeedRow(name, statistics.median(times[name]), statistics.median(ratios[name]), peak / mib, times[name])
         )
-    config = {
+    return SpeedReport(_config(backbone, explainers, batch_size, batches, text_list, seed), rows)
+
+
+def _config(
+    backbone: Backbone, explainers: dict[str, Explainer], batch_size: int, batches: int, texts: list[str], seed: int
+) -> dict[str, Any]:
+    """What a speed report was measured with: model, device, dtypes, inputs, threads, memory method, versions."""
+    from ... import __version__
+
+    return {
         "backbone": backbone.spec or backbone.name,
-        "device": str(device),
+        "device": str(backbone.device),
         "dtype": str(backbone.dtype).replace("torch.", ""),
         "autocast": _dtype_name(getattr(backbone, "autocast_dtype", None)),
         "compute_dtype": {name: _dtype_name(e.compute_dtype()) for name, e in explainers.items()},
         "batch_size": batch_size,
         "batches": batches,
-        "texts": text_list,
+        "texts": texts,
         "seed": seed,
         "threads": torch.get_num_threads(),
-        "memory": memory_method(device),
+        "memory": memory_method(backbone.device),
         "explainer_options": {name: _options_of(e) for name, e in explainers.items()},
         "versions": _versions(__version__),
     }
-    return SpeedReport(config, rows)
 
 
 def _dtype_name(dtype: torch.dtype | None) -> str | None:
