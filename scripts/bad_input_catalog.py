@@ -134,7 +134,8 @@ def case_2b(ctx: Context) -> Result:
             sys.executable,
             "-c",
             (
-                "import sys, time; sys.path.insert(0, sys.argv[1]); from cliplens.benchmarks.lock import OutputLock; "
+                "import sys, time; sys.path.insert(0, sys.argv[1]); "
+                "from cliplens.benchmarks.results.output_lock import OutputLock; "
                 "OutputLock(sys.argv[2]).acquire(); print('locked', flush=True); time.sleep(60)"
             ),
             str(BASE),

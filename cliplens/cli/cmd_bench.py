@@ -1,7 +1,7 @@
 """``cliplens bench``: score explainer–backbone pairs on a segmentation dataset (one JSON per pair).
 
 With no arguments it runs the embedded default — the toy backbone on
-``shapes:test`` (:data:`~cliplens.benchmarks.runner.DEFAULT_LIMIT` images),
+``shapes:test`` (:data:`~cliplens.benchmarks.run.runner.DEFAULT_LIMIT` images),
 every built-in explainer, metrics miou msc patchdis pointing_game — into
 ``runs/bench-default`` and prints the leaderboard. Under
 ``torchrun --nproc_per_node N`` the same command shards the images.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -129,39 +130,32 @@ def with_option(spec: str, key: str, value: str | None) -> str:
     return f"{spec}{'&' if '?' in spec else '?'}{key}={value}"
 
 
-def check_before_head(datasets: list[str | None], out: Path) -> None:
-    """One line (a :class:`~cliplens.errors.CliplensError`) before the run's first line of output when a dataset
-    does not open (a missing folder or class list, no images) or ``out`` cannot be written or is held by another
-    run. Opening a dataset reads its listing and class list, not its images; the runner opens it again and takes
-    the lock for the run itself."""
-    from ..benchmarks.lock import OutputLock
-    from ..registry import create_dataset
-    from ..writable import ensure_writable_folder
-
-    for spec in datasets:
-        if spec:
-            create_dataset(spec)
-    ensure_writable_folder(out)
-    with OutputLock(out):
-        pass
+def _head(config: Any, ctx: Any, notes: list[str]) -> str:
+    """The run's first line: what is scored, on how many processes, at which metric resolution."""
+    head = f"cliplens bench: {', '.join(config.backbones)} x {len(config.explainers)} explainers on {config.dataset}"
+    if ctx.enabled:
+        head += f" ({ctx.world_size} processes, {ctx.backend})"
+    if config.metric_resolution is not None:
+        head += f"; metrics at most {config.metric_resolution} px on the longer side"
+    return head + (f"; {'; '.join(notes)}" if notes else "")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks.distributed import init_distributed
     from ..benchmarks.prompts import load_templates
-    from ..benchmarks.report import leaderboard_markdown
-    from ..benchmarks.runner import (
+    from ..benchmarks.report.leaderboard import leaderboard_markdown
+    from ..benchmarks.run.distributed import init_distributed
+    from ..benchmarks.run.runner import (
         DEFAULT_BACKBONE,
         DEFAULT_DATASET,
         DEFAULT_LIMIT,
         DEFAULT_METRICS,
         DEFAULT_OUT,
         BenchConfig,
+        BenchSession,
+        RunPlan,
         builtin_explainers,
-        run_benchmark,
     )
-    from ..benchmarks.runner_plan import check_config
-    from ..benchmarks.thresholds import parse_thresholds
+    from ..benchmarks.run.threshold_plan import parse_thresholds
     from ..devices import autocast_option
     from ..errors import InputError
     from ._options import parse_scoped_options, typed_scoped_options
@@ -208,18 +202,13 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         argv=list(sys.argv[1:]),
     )
-    check_config(config)  # every name and option, before the first line of output and any model
+    plan = RunPlan(config)  # every name and option checked, the datasets opened: before any output or model
     ctx = init_distributed(args.device)
     try:
-        if ctx.is_main:
-            check_before_head([config.dataset, config.threshold_dataset], config.out)  # its line is the only one
-            head = f"cliplens bench: {', '.join(config.backbones)} x {len(config.explainers)} explainers on {dataset}"
-            if ctx.enabled:
-                head += f" ({ctx.world_size} processes, {ctx.backend})"
-            if config.metric_resolution is not None:
-                head += f"; metrics at most {config.metric_resolution} px on the longer side"
-            print(head + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
-        result = run_benchmark(config, ctx)
+        with BenchSession(plan, ctx) as session:  # --out writable and locked: a failure is the only line
+            if ctx.is_main:
+                print(_head(config, ctx, notes), file=sys.stderr)
+            result = session.execute()
     finally:
         ctx.close()
     if not ctx.is_main:

@@ -25,7 +25,7 @@ COMPARABLE_KEYS = ("limit", "images", "seed", "templates", "thresholds", "thresh
 
 def check_comparable(results: list[dict]) -> None:
     """Raise :class:`InputError` when two results of one (backbone, dataset) table were scored differently."""
-    from ..benchmarks.report import grouped
+    from ..benchmarks.report.scores import grouped
     from ..errors import InputError
 
     for (backbone, dataset), members in grouped(results).items():
@@ -48,8 +48,8 @@ def check_comparable(results: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..benchmarks.report import write_report
-    from ..benchmarks.results import load_results
+    from ..benchmarks.report.leaderboard import write_report
+    from ..benchmarks.results.files import load_results
     from ..writable import ensure_writable_folder
 
     if args.out is not None:

@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def list_presets() -> str:
     """The presets, what each needs and which methods are available."""
-    from ..benchmarks.presets import PRESETS, available_methods, published
+    from ..benchmarks.protocols.presets import PRESETS, available_methods, published
 
     lines = []
     for preset in PRESETS.values():
@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise InputError("name a preset (cliplens reproduce NAME --data-root DIR --weights PATH) or pass --list")
-    from ..benchmarks.presets import get_preset
     from ..benchmarks.prompts import load_templates
-    from ..benchmarks.reproduce import comparison_markdown, run_preset
+    from ..benchmarks.protocols.presets import get_preset
+    from ..benchmarks.protocols.reproduce import comparison_markdown, run_preset
 
     preset = get_preset(args.name)
     templates = load_templates(args.prompt_templates) if args.prompt_templates else None

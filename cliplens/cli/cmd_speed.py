@@ -2,7 +2,7 @@
 
 Prints a Markdown table: for each explainer the median milliseconds per image
 and the ratio to a plain ``encode_image`` on the same batches in the same run,
-plus peak memory (see :mod:`cliplens.benchmarks.speed` for the protocol).
+plus peak memory (see :mod:`cliplens.benchmarks.speed.command` for the protocol).
 Several ``--texts`` counts run the protocol once per count and add a T-scaling
 table (ratio and peak memory per explainer and T); ``--json`` then holds
 ``{"reports": [...]}``, one report per count.
@@ -57,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..benchmarks.speed import explainer_names, format_scaling, format_table, run_speed
+    from ..benchmarks.speed.command import run_speed
+    from ..benchmarks.speed.tables import explainer_names, format_scaling, format_table
     from ..devices import autocast_option
     from ..registry import create_backbone, create_explainer, get_registry
     from ._options import parse_scoped_options, typed_scoped_options

@@ -1,7 +1,7 @@
 """Run ``cliplens bench`` with its atomic writes opened up as kill windows (test helper, never shipped).
 
 ``python fault_launcher.py WINDOW K -- BENCH ARGS...`` runs the bench command
-in this process with :func:`cliplens.benchmarks.results.write_atomic` (the JSON
+in this process with :func:`cliplens.benchmarks.results.files.write_atomic` (the JSON
 writer) and the examples' npz writer wrapped: the K-th (1-based) write of kind
 WINDOW prints ``FAULT-WINDOW`` on stderr and then sleeps, so the test kills
 the process with SIGKILL at that moment:
@@ -23,10 +23,10 @@ import time
 def main() -> int:
     window, k = sys.argv[1], int(sys.argv[2])
     args = sys.argv[sys.argv.index("--") + 1 :]
-    from cliplens.benchmarks import examples, results
+    from cliplens.benchmarks.results import examples, files
     from cliplens.cli.main import main as cliplens_main
 
-    original = results.write_atomic
+    original = files.write_atomic
     counts = {"json": 0, "npz": 0}
 
     def pause() -> None:
@@ -53,7 +53,7 @@ def main() -> int:
             pause()
         return done
 
-    results.write_atomic = wrapped
+    files.write_atomic = wrapped
     examples.write_atomic = wrapped
     return cliplens_main(args)
 

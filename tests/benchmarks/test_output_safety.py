@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cliplens.benchmarks.lock import LOCK_NAME, OutputLock
-from cliplens.benchmarks.results import pair_id, read_result
+from cliplens.benchmarks.results.files import pair_id, read_result
+from cliplens.benchmarks.results.output_lock import LOCK_NAME, OutputLock
 from cliplens.cli.main import main
 
 FAKES = Path(__file__).with_name("bench_fakes.py")
@@ -80,7 +80,8 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(fakes, tmp_path):
             sys.executable,
             "-c",
             (
-                "import sys, time; sys.path.insert(0, sys.argv[1]); from cliplens.benchmarks.lock import OutputLock; "
+                "import sys, time; sys.path.insert(0, sys.argv[1]); "
+                "from cliplens.benchmarks.results.output_lock import OutputLock; "
                 "OutputLock(sys.argv[2]).acquire(); print('locked', flush=True); time.sleep(60)"
             ),
             str(ROOT),
@@ -123,7 +124,7 @@ def _as_nobody():
 
 @pytest.mark.parametrize("kind", ["file", "read-only folder"])
 def test_unwritable_out_stops_bench_before_the_first_pair(fakes, tmp_path, capsys, kind, monkeypatch):
-    import cliplens.benchmarks.runner as runner
+    import cliplens.benchmarks.run.runner as runner
 
     ran = []
     monkeypatch.setattr(runner, "run_pairs", lambda *a, **k: ran.append(a) or iter(()))
@@ -286,7 +287,7 @@ def test_a_replaced_weights_file_reruns_the_pair_and_says_why(fakes, tmp_path, c
 def test_identity_resolves_defaults_and_hashes_dataset_files(fakes, tmp_path):
     import time as _time
 
-    from cliplens.benchmarks.identity import dataset_identity, identity_change, resolved_options
+    from cliplens.benchmarks.results.identity import PairIdentity, dataset_identity, identity_change, resolved_options
 
     class Method:
         def __init__(self, backbone, templates=None, depth=3, alpha=0.5):
@@ -301,4 +302,34 @@ def test_identity_resolves_defaults_and_hashes_dataset_files(fakes, tmp_path):
     (tmp_path / "images" / "a.png").write_bytes(b"22")
     after = dataset_identity(f"index-masks:{tmp_path}?ignore=11")
     assert after["content"] != before["content"]
-    assert identity_change({"dataset": before}, {"dataset": after}) == "the dataset's files changed"
+    settings = {"backbone": "toy", "limit": 2}
+    change = identity_change(PairIdentity(settings, {"dataset": before}), PairIdentity(settings, {"dataset": after}))
+    assert change is not None and change.settings == [] and change.describe() == "the dataset's files changed"
+    assert (
+        identity_change(PairIdentity(settings, {"dataset": before}), PairIdentity(settings, {"dataset": before}))
+        is None
+    )
+    other = identity_change(PairIdentity(settings, {}), PairIdentity({**settings, "limit": 3, "images": [0, 3]}, {}))
+    assert other is not None and other.describe() == "limit, images differ"
+
+
+def test_a_result_of_an_older_cliplens_is_still_reused_or_refused(fakes, tmp_path, capsys):
+    """A result written before the settings joined the identity (settings only in ``config``, a SHA-1
+    ``fingerprint``) is kept when the rest of its identity matches and refused when its config differs."""
+    import json
+
+    out = tmp_path / "run"
+    assert bench(out, "--limit", "3") == 0
+    (path,) = out.glob("*.json")
+    data = json.loads(path.read_text())
+    assert "fingerprint" not in data and data["identity"]["settings"]["limit"] == 3
+    del data["identity"]["settings"]
+    data["fingerprint"] = "0" * 40
+    path.write_text(json.dumps(data))
+    stamp = path.stat().st_mtime_ns
+    capsys.readouterr()
+    assert bench(out, "--limit", "3", "--skip-existing") == 0
+    assert path.stat().st_mtime_ns == stamp and "finished earlier, kept" in capsys.readouterr().err
+    assert bench(out, "--limit", "2", "--skip-existing") == 2
+    line = _last_error(capsys)
+    assert "holds a finished result of a different configuration (limit, images differ)" in line, line

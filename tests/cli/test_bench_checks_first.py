@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from cliplens.benchmarks.lock import OutputLock
+from cliplens.benchmarks.results.output_lock import OutputLock
 from cliplens.cli.main import main
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cliplens import OpenCLIPBackbone, hookimpl
-from cliplens.benchmarks import speed
+from cliplens.benchmarks.speed import command, measure, memory, tables
 from cliplens.cli.main import main
 from cliplens.registry import reset_registry
 from cliplens.registry.loader import load_registry
@@ -99,16 +99,16 @@ def test_bad_input_is_one_line_and_exit_2(tiny_speed_backbone, capsys, args, mes
 
 
 def test_measuring_functions_are_reusable(tiny_backbone):
-    pixels = speed.make_batches(tiny_backbone, batch_size=2, batches=1)[0]
+    pixels = measure.make_batches(tiny_backbone, batch_size=2, batches=1)[0]
     assert pixels.shape == (2, 3, 32, 32)
-    assert speed.measure_forward_ms(tiny_backbone, pixels) > 0
+    assert measure.measure_forward_ms(tiny_backbone, pixels) > 0
     import cliplens
 
     explainer = cliplens.create_explainer("raw_similarity", tiny_backbone)
-    assert speed.measure_explainer_ms(explainer, pixels, ["a dog"]) > 0
-    report = speed.run_speed(tiny_backbone, {"raw_similarity": explainer}, batch_size=1, batches=1, progress=False)
+    assert measure.measure_explainer_ms(explainer, pixels, ["a dog"]) > 0
+    report = command.run_speed(tiny_backbone, {"raw_similarity": explainer}, batch_size=1, batches=1, progress=False)
     assert [row.name for row in report.rows] == ["encode_image", "raw_similarity"]
-    assert speed.format_table(report).count("\n| ") == 3  # header + 2 rows
+    assert tables.format_table(report).count("\n| ") == 3  # header + 2 rows
 
 
 def test_peak_memory_sees_a_large_allocation():
@@ -116,9 +116,9 @@ def test_peak_memory_sees_a_large_allocation():
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB of float32, touched
         assert float(block[-1]) == 1.0
 
-    peak = speed.measure_peak_memory(allocate, torch.device("cpu"))
+    peak = memory.measure_peak_memory(allocate, torch.device("cpu"))
     assert peak >= 48 * 2**20
-    assert speed.memory_method(torch.device("cpu"))
+    assert memory.memory_method(torch.device("cpu"))
 
 
 def test_several_text_counts_add_a_t_scaling_table(tiny_speed_backbone, tmp_path, capsys):
@@ -153,7 +153,7 @@ def test_several_text_counts_add_a_t_scaling_table(tiny_speed_backbone, tmp_path
 
 def test_cpu_peak_memory_is_the_peak_of_tensor_allocations():
     """Against the sizes allocated by hand: 4 MiB + 8 MiB held at once, then 2 MiB after freeing the 4."""
-    if not speed._profiler_sees_allocations():
+    if not memory.profiler_sees_allocations():
         pytest.skip("this torch's profiler reports no CPU allocation events (the RSS fallback is used)")
     held_before = torch.ones(32 * 2**20 // 4)  # allocated before the call: never counted
 
@@ -164,7 +164,7 @@ def test_cpu_peak_memory_is_the_peak_of_tensor_allocations():
         torch.ones(2 * 2**20 // 4)
         del second
 
-    peak = speed.measure_peak_memory(allocate_and_free_all, torch.device("cpu"))
+    peak = memory.measure_peak_memory(allocate_and_free_all, torch.device("cpu"))
     assert peak == 12 * 2**20
-    assert "profiler" in speed.memory_method(torch.device("cpu"))
+    assert "profiler" in memory.memory_method(torch.device("cpu"))
     assert float(held_before[0]) == 1.0

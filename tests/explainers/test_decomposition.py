@@ -298,10 +298,10 @@ def test_memory_grows_with_texts_only_through_the_outputs():
     import torch.nn.functional as F
 
     import cliplens
-    from cliplens.benchmarks import speed
+    from cliplens.benchmarks.speed import memory
     from tests.conftest import make_tiny_clip
 
-    if not speed._profiler_sees_allocations():
+    if not memory.profiler_sees_allocations():
         pytest.skip("this torch's profiler reports no CPU allocation events")
     L, B, T = 8, 2, 512
     backbone = cliplens.OpenCLIPBackbone(
@@ -314,7 +314,7 @@ def test_memory_grows_with_texts_only_through_the_outputs():
     def growth(fn) -> int:
         def peak(count: int) -> int:
             tf = F.normalize(torch.randn(count, backbone.embed_dim, generator=torch.Generator().manual_seed(1)), dim=-1)
-            return speed.measure_peak_memory(lambda: fn(tf), torch.device("cpu"))
+            return memory.measure_peak_memory(lambda: fn(tf), torch.device("cpu"))
 
         return peak(T) - peak(1)
 

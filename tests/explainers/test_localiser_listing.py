@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cliplens.benchmarks.presets import available_methods, get_preset
+from cliplens.benchmarks.protocols.presets import available_methods, get_preset
 
 LOCALISERS = ("legrad", "chefer", "rollout", "maskclip", "sclip", "clearclip", "naclip", "gem")
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import cliplens.metrics.base as metric_base
-from cliplens.benchmarks.metric_feed import BatchMaps, batch_input
+from cliplens.benchmarks.evaluation.metric_inputs import BatchMaps, batch_input
 from cliplens.metrics import MeanIoU, MeanScoreContrast, Metric, MetricInput, PatchDis, PointingGame
 from cliplens.metrics.batch import MaskBatch
 

@@ -1,4 +1,4 @@
-"""Metrics fed a chunk of classes at a time (benchmarks/metric_feed.py) score exactly as full maps did.
+"""Metrics fed a chunk of classes at a time (benchmarks/evaluation/metric_inputs.py) score exactly as full maps did.
 
 References here are written out independently of the metric code: full ``(C, H, W)``
 maps from :func:`scores_to_maps` on every class at once (what ``explain(output_size=...)``
@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import cliplens.metrics.base as metric_base
 import cliplens.metrics.batch as batch_module
 import cliplens.metrics.msc as msc_module
-from cliplens.benchmarks.metric_feed import BatchMaps, compact_mask, metric_input, metric_size, resize_mask
+from cliplens.benchmarks.evaluation.metric_inputs import BatchMaps, compact_mask, metric_input, metric_size, resize_mask
 from cliplens.explainers.base import ScoredBatch
 from cliplens.explainers.maps import MAP_ORDERS, NO_NORMALIZATION, normalize_maps, scores_to_maps
 from cliplens.metrics import MeanIoU, MeanScoreContrast, PatchDis, PointingGame
@@ -245,8 +245,8 @@ class _OneLargeImage:
 
 def test_a_large_image_is_scored_without_any_multi_class_map():
     from cliplens import create_backbone, create_explainer, create_metric
-    from cliplens.benchmarks._evaluate import evaluate
-    from cliplens.benchmarks.lanes import Lane
+    from cliplens.benchmarks.evaluation.data_pass import evaluate
+    from cliplens.benchmarks.evaluation.lanes import Lane
 
     side = 2000
     dataset = _OneLargeImage(side)
@@ -279,9 +279,9 @@ def test_default_bench_scores_on_shapes_are_unchanged(explainer_name):
     """The bench's pass (streamed maps, uint8 masks) gives exactly the scores of full maps from
     ``explain(output_size=mask.shape)`` fed as (C, H, W) tensors with int64 masks (the earlier harness)."""
     from cliplens import create_backbone, create_dataset, create_explainer, create_metric
-    from cliplens.benchmarks._evaluate import evaluate
     from cliplens.benchmarks.defaults import DEFAULT_DATASET, DEFAULT_METRICS
-    from cliplens.benchmarks.lanes import Lane
+    from cliplens.benchmarks.evaluation.data_pass import evaluate
+    from cliplens.benchmarks.evaluation.lanes import Lane
     from cliplens.benchmarks.prompts import DEFAULT_TEMPLATES
 
     backbone = create_backbone("toy")

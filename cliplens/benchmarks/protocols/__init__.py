@@ -3,6 +3,8 @@
 - :mod:`.imagenet_seg` — ImageNet-segmentation (Chefer et al., CVPR 2021 / ICCV 2021; TextSpan, ICLR 2024).
 - :mod:`.ovss` — open-vocabulary semantic segmentation (MaskCLIP, SCLIP, ClearCLIP, NACLIP; mmseg configs).
 - :mod:`.multilabel` — multi-label recognition with and without feature surgery (CLIP Surgery).
+- :mod:`.presets` — the published tables ``cliplens reproduce`` re-runs; :mod:`.reproduce` runs one
+  (its explainability presets through :mod:`cliplens.benchmarks.run`) and sets the numbers beside the paper's.
 
 Each protocol returns a result dict with the protocol's numbers and a ``protocol`` card
 (every setting that decides the numbers), written beside the ``bench`` results.

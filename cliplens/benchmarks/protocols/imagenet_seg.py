@@ -167,7 +167,7 @@ def run_imagenet_seg(
             scores.update(heat, mask)
         bar.update(len(samples))
     bar.close()
-    from ..protocol_card import protocol_card
+    from ..results.protocol_card import protocol_card
 
     card = {
         **protocol_card(

@@ -128,7 +128,7 @@ def run_multilabel(
         per_class[variant] = {name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(names, aps)}
     positives = targets.sum(0)
     scores["classes_scored"] = float((positives > 0).sum())
-    from ..protocol_card import protocol_card
+    from ..results.protocol_card import protocol_card
 
     card = {
         **protocol_card("multilabel", backbone, templates=prompts, map_order=None),

@@ -234,7 +234,7 @@ def run_ovss(
         scores = sliding_scores(explainer, image, text, settings)
         label = predict(scores, query_class, dataset.num_classes, settings, image)
         confusion.update(label, torch.from_numpy(np.asarray(sample.mask, dtype=np.int64)))
-    from ..protocol_card import protocol_card
+    from ..results.protocol_card import protocol_card
 
     refinement = (
         f"PAMR, {settings.pamr_steps} steps, dilations {list(settings.pamr_dilations)}"

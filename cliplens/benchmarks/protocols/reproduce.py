@@ -1,0 +1,256 @@
+"""Run a preset (:mod:`.presets`) and set the measured numbers beside the published ones.
+
+Everything that can be checked without a model is checked first — the methods available,
+each dataset's folder under ``--data-root``, the weights — so a missing piece costs one
+line at once. Each (method, dataset) result is written as ``<out>/<method>__<dataset>.json``
+with its protocol card (the ``explainability`` task also leaves the bench JSONs in
+``<out>/bench/``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import CliplensError, InputError
+from .presets import Preset, available_methods, published
+
+__all__ = ["ReproduceRun", "run_preset", "comparison_markdown"]
+SCHEMA = "cliplens-reproduce/1"
+
+
+@dataclass
+class ReproduceRun:
+    """The measured figures ``measured[method][column]`` of one preset run and where they were written."""
+
+    preset: Preset
+    backbone: str
+    measured: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    unavailable: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    override: bool = False
+
+
+def _datasets(preset: Preset, data_root: Path | None, only: Sequence[str] | None) -> list[tuple[Any, Any]]:
+    from ...registry import create_dataset
+
+    keys = [d.key for d in preset.datasets]
+    chosen = list(only) if only else keys
+    unknown = [k for k in chosen if k not in keys]
+    if unknown:
+        raise InputError(f"--only {','.join(unknown)}: preset {preset.name} has datasets {', '.join(keys)}")
+    if data_root is None:
+        raise InputError(
+            f"preset {preset.name} needs data: pass --data-root DIR holding "
+            + "; ".join(f"{d.folder or '.'}/ ({d.layout})" for d in preset.datasets if d.key in chosen)
+        )
+    out = []
+    for data in preset.datasets:
+        if data.key not in chosen:
+            continue
+        where = data.path(data_root)
+        if not where.exists():
+            raise InputError(
+                f"preset {preset.name}: no {data.key} data at {where} (expected {data.layout}): pass "
+                f"--data-root DIR holding {data.folder}"
+                + (", or --only KEY,... to run the others" if len(chosen) > 1 else "")
+            )
+        try:
+            out.append((data, create_dataset(data.spec(data_root))))
+        except CliplensError as exc:
+            raise InputError(f"preset {preset.name}: {data.key} data at {where} unusable: {exc}") from None
+    return out
+
+
+def run_preset(
+    preset: Preset,
+    data_root: str | Path | None,
+    *,
+    weights: str | None = None,
+    backbone: str | None = None,
+    only: Sequence[str] | None = None,
+    limit: int | None = None,
+    templates: Sequence[str] | None = None,
+    out: str | Path = "runs/reproduce",
+    device: str | None = None,
+    progress: bool = False,
+) -> ReproduceRun:
+    """Run every available method of ``preset`` on its datasets; ``backbone`` overrides the preset's weights
+    (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset."""
+    from ...writable import ensure_writable_folder
+
+    available = available_methods(preset)
+    methods = [m for m in preset.methods if available[m.label]]
+    if not methods:
+        raise InputError(f"preset {preset.name}: none of its methods ({', '.join(available)}) is registered here")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit {limit} must be at least 1")
+    datasets = _datasets(preset, Path(data_root).expanduser() if data_root is not None else None, only)
+    spec = backbone or preset.weights_spec(weights)
+    out = Path(out)
+    ensure_writable_folder(out)
+    run = ReproduceRun(
+        preset,
+        spec,
+        unavailable=[m.label for m in preset.methods if not available[m.label]],
+        override=backbone is not None,
+    )
+    if preset.task == "explainability":
+        _explainability(run, methods, datasets, limit, templates, out, device, progress)
+    else:
+        _protocols(run, methods, datasets, limit, templates, out, device, progress)
+    return run
+
+
+def _protocols(
+    run: ReproduceRun,
+    methods: list,
+    datasets: list,
+    limit: int | None,
+    templates: Sequence[str] | None,
+    out: Path,
+    device: str | None,
+    progress: bool,
+) -> None:
+    """Each method on each dataset under the preset's own protocol; one JSON per (method, dataset)."""
+    from ...registry import create_backbone, create_explainer
+    from ..results.files import json_safe, library_versions, write_json_atomic
+
+    preset, spec = run.preset, run.backbone
+    reference = published(preset)
+    model = create_backbone(spec, **({"device": device} if device else {}))
+    for method in methods:
+        explainer = create_explainer(method.explainer, model, **dict(method.options))
+        for data, dataset in datasets:
+            indices = list(range(min(limit, len(dataset)) if limit else len(dataset)))
+            result = _protocol(preset, explainer, data.key, dataset, indices, templates, progress)
+            run.measured.setdefault(method.label, {}).update(result.pop("_columns"))
+            path = out / f"{method.label}__{data.key}.json"
+            record = {
+                "schema": SCHEMA,
+                "preset": preset.name,
+                "method": method.label,
+                "explainer": method.explainer,
+                "backbone": spec,
+                "backbone_override": run.override,
+                "dataset": getattr(dataset, "spec", ""),
+                "images": len(indices),
+                **result,
+                "versions": library_versions(),
+                "published": reference["by_method"].get(method.label),
+            }
+            write_json_atomic(path, json_safe(record))
+            run.files.append(path)
+
+
+def _protocol(
+    preset: Preset,
+    explainer: Any,
+    key: str,
+    dataset: Any,
+    indices: list[int],
+    templates: Sequence[str] | None,
+    progress: bool,
+) -> dict[str, Any]:
+    if preset.task == "imagenet-seg":
+        from .imagenet_seg import run_imagenet_seg
+
+        result = run_imagenet_seg(explainer, dataset, indices, templates=templates, progress=progress)
+        result["_columns"] = {c: result["scores"].get(c) for c in ("pixel_accuracy", "miou", "map")}
+        return result
+    from .ovss import BENCHMARK_SETTINGS, OVSSSettings, run_ovss
+
+    settings = BENCHMARK_SETTINGS.get(key, OVSSSettings())
+    size = explainer.backbone.image_size[0]
+    if size != settings.crop:  # a model of another input size (e.g. toy): windows and short side scale with it
+        settings = settings.scaled_to(size)
+    result = run_ovss(explainer, dataset, indices, settings=settings, templates=templates, progress=progress)
+    result["_columns"] = {key: result["scores"].get("miou")}
+    return result
+
+
+def _explainability(
+    run: ReproduceRun,
+    methods: list,
+    datasets: list,
+    limit: int | None,
+    templates: Sequence[str] | None,
+    out: Path,
+    device: str | None,
+    progress: bool,
+) -> None:
+    from ..prompts import DEFAULT_TEMPLATES
+    from ..run.runner import BenchConfig, run_benchmark
+
+    for data, dataset in datasets:
+        config = BenchConfig(
+            backbones=[run.backbone],
+            explainers=[m.explainer for m in methods],
+            dataset=dataset.spec,
+            metrics=list(run.preset.metrics),
+            out=out / "bench",
+            limit=limit,
+            templates=list(templates or DEFAULT_TEMPLATES),
+            examples=0,
+            progress=progress,
+            device=device,
+        )
+        bench = run_benchmark(config, log=lambda _message: None)
+        by_explainer = {r.get("explainer", {}).get("name"): r for r in bench.results}
+        for method in methods:
+            result = by_explainer.get(method.explainer, {})
+            if result.get("status") != "ok":
+                raise CliplensError(f"preset {run.preset.name}: {method.label} failed: {result.get('error')}")
+            run.measured.setdefault(method.label, {}).update(
+                {metric: result["scores"].get(metric) for metric in run.preset.metrics}
+            )
+        run.files += sorted((out / "bench").glob("*.json"))
+
+
+def _cell(measured: float | None, published_value: float | None, mark: str) -> str:
+    if measured is None:
+        return "–"
+    if published_value is None:
+        return f"{measured:.1f} / –"
+    return f"{measured:.1f} / {published_value:.1f}{mark} ({measured - published_value:+.1f})"
+
+
+def comparison_markdown(run: ReproduceRun) -> str:
+    """Measured / published (difference) per method and column, with the sources and notes below."""
+    reference = published(run.preset)
+    columns = [c for c in reference["columns"] if any(c in row for row in run.measured.values())]
+    lines = [
+        f"## {run.preset.title}",
+        "",
+        f"backbone: {run.backbone}"
+        + (" (override: not the published model; the comparison checks the pipeline only)" if run.override else ""),
+        "",
+        "| method | " + " | ".join(columns) + " |",
+        "| --- |" + " ---: |" * len(columns),
+    ]
+    notes = []
+    for method, values in run.measured.items():
+        row = reference["by_method"].get(method, {})
+        mark = "*" if row.get("protocol_note") else ""
+        if mark:
+            notes.append(f"\\* {method}: published under another protocol: {row['protocol_note']}.")
+        cells = [_cell(values.get(c), reference["figures"].get(method, {}).get(c), mark) for c in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"- cells: measured / published (measured − published); {reference['metric']}, x100.",
+        f"- published: {reference['paper']}, {reference['table']} (arXiv {reference['arxiv']}); "
+        f"model {reference['model']}.",
+    ]
+    for method in run.measured:
+        row = reference["by_method"].get(method, {})
+        if row.get("source"):
+            notes.append(f"{method} figures from {row['source']['paper']} (arXiv {row['source']['arxiv']}).")
+        if row.get("note"):
+            notes.append(f"{method}: {row['note']}.")
+    lines += [f"- {note}" for note in notes]
+    if run.unavailable:
+        lines.append(f"- not run (explainer not registered in this install): {', '.join(run.unavailable)}.")
+    return "\n".join(lines) + "\n"

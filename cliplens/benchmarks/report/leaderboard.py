@@ -1,0 +1,244 @@
+"""Merging benchmark result JSONs into a Markdown leaderboard and CSV tables.
+
+One table per (backbone, dataset): explainer rows x metric columns (the
+headline value of each metric), best value per column in bold, plus the
+explainer's time per image and its ratio to a plain image forward. Figures are
+drawn by :mod:`cliplens.benchmarks.report.figures`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..results.files import STATUS_OK
+from ..results.protocol_card import card_markers
+from .scores import METRIC_TITLES, group_key, grouped, higher_is_better, metric_names, metric_title, score  # noqa: F401
+
+
+def _decimals(values: Sequence[float | None]) -> int:
+    finite = [abs(v) for v in values if v is not None]
+    return 3 if finite and max(finite) <= 1.0 else 1
+
+
+def _fmt(value: float | None, decimals: int) -> str:
+    return "–" if value is None else f"{value:.{decimals}f}"
+
+
+def _sort_key(result: dict[str, Any], first: str | None, higher: bool) -> tuple[int, float, str]:
+    value = score(result, first) if first else None
+    if value is None:
+        return (1, 0.0, result.get("explainer", {}).get("name", ""))
+    return (0, -value if higher else value, result.get("explainer", {}).get("name", ""))
+
+
+def group_table(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, rows and footnotes of one (backbone, dataset) leaderboard table."""
+    names = metric_names(results)
+    higher = {n: higher_is_better(results, n) for n in names}
+    first = names[0] if names else None
+    ordered = sorted(results, key=lambda r: _sort_key(r, first, higher.get(first, True) if first else True))
+    arrows = [f"{metric_title(n)} {'↑' if higher[n] else '↓'}" for n in names]
+    header = ["explainer", *arrows, "ms/img", "× fwd"]
+    columns = {n: [score(r, n) for r in ordered] for n in names}
+    best = {}
+    for n, values in columns.items():
+        finite = [v for v in values if v is not None]
+        if len(finite) > 1:
+            best[n] = max(finite) if higher[n] else min(finite)
+    marks, card_notes = card_markers(ordered)
+    rows = []
+    for i, result in enumerate(ordered):
+        row = [str(result.get("explainer", {}).get("name", "?")) + marks[i]]
+        if result.get("status") != STATUS_OK:
+            rows.append(row + ["failed"] + [""] * (len(header) - 2))
+            continue
+        for n in names:
+            value = columns[n][i]
+            text = _fmt(value, _decimals(columns[n]))
+            if n == "miou" and score(result, "miou/threshold") is not None:
+                text += f" (t={result['scores']['miou/threshold']:g})"
+            row.append(f"**{text}**" if value is not None and value == best.get(n) else text)
+        timing = result.get("timing", {})
+        ms, ratio = timing.get("explain_ms_per_image"), timing.get("explain_to_forward_ratio")
+        row.append(_fmt(ms, 1 if ms is None or ms >= 1 else 3))
+        row.append("–" if ratio is None else f"{ratio:.{1 if ratio >= 0.1 else 3}f}×")
+        rows.append(row)
+    return header, rows, footnotes(results) + card_notes
+
+
+def footnotes(results: Sequence[dict[str, Any]]) -> list[str]:
+    """Notes under a table: images, thresholds, timing definition, overhead, failures."""
+    notes = []
+    ok = [r for r in results if r.get("status") == STATUS_OK]
+    if ok:
+        images = sorted({r["images"]["evaluated"] for r in ok})
+        skipped = sorted({r["images"]["skipped"] for r in ok})
+        rng = ok[0].get("dataset", {}).get("evaluated_range")
+        where = f" (dataset indices [{rng[0]}, {rng[1]}))" if rng else ""
+        text = f"{'/'.join(map(str, images))} images scored{where}"
+        if any(skipped):
+            text += f", {'/'.join(map(str, skipped))} skipped as unusable (reasons in the JSON files)"
+        notes.append(text + ".")
+    selections = [r.get("threshold_selection") for r in ok if r.get("threshold_selection")]
+    if selections:
+        notes.append(
+            f"{selections[0]['note']}; t = the threshold chosen per explainer from "
+            f"{len(selections[0]['thresholds'])} candidates."
+        )
+    elif any("miou" in r.get("metrics", {}) for r in ok):
+        thresholds = {
+            str(r["metrics"]["miou"].get("options", {}).get("thresholds", "0.5"))
+            for r in ok
+            if "miou" in r.get("metrics", {})
+        }
+        notes.append(f"mIoU binarises each map at {' / '.join(sorted(thresholds))} (no threshold tuning).")
+    if ok:
+        device = ok[0].get("config", {}).get("device", "cpu")
+        world = ok[0].get("config", {}).get("world_size", 1)
+        notes.append(
+            f"ms/img: explainer time per image (all class prompts at once) on {device}"
+            f"{f' x {world} processes' if world > 1 else ''}; × fwd: that time over a plain "
+            f"encode_image forward per image measured in the same run."
+        )
+        totals = [r["timing"] for r in ok if r.get("timing", {}).get("total_s")]
+        if totals:
+            total = sum(t["total_s"] for t in totals)
+            overhead = sum(t["data_s"] + t["metric_s"] for t in totals) / total
+            notes.append(f"Harness overhead (data loading + metrics) {100 * overhead:.1f}% of {total:.1f} s.")
+    for r in results:
+        if r.get("status") != STATUS_OK:
+            notes.append(f"{r.get('explainer', {}).get('name', '?')} failed: {r.get('error')}")
+    return notes
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    aligns = ["---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
+    lines += ["| " + " | ".join(row + [""] * (len(header) - len(row))) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def leaderboard_markdown(results: Sequence[dict[str, Any]], title: str | None = "cliplens benchmark") -> str:
+    """The leaderboard: one Markdown table (with notes) per (backbone, dataset)."""
+    parts = [f"# {title}\n"] if title else []
+    if not results:
+        return "\n".join(parts + ["No results."]) + "\n"
+    for (backbone, dataset), members in grouped(results).items():
+        header, rows, notes = group_table(members)
+        parts.append(f"## {backbone} on {dataset}\n")
+        parts.append(_markdown_table(header, rows) + "\n")
+        parts.extend(f"- {note}" for note in notes)
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def write_csv(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """One row per pair: ids, status, every non-per-class score, timings; written to ``path``."""
+    score_keys: dict[str, None] = {}
+    for r in results:
+        for key in r.get("scores", {}):
+            if "/class/" not in key:
+                score_keys.setdefault(key, None)
+    timing_keys = [
+        "explain_ms_per_image",
+        "forward_ms_per_image",
+        "explain_to_forward_ratio",
+        "data_s",
+        "explain_s",
+        "metric_s",
+        "total_s",
+        "harness_overhead",
+    ]
+    fields = (
+        ["backbone", "explainer", "dataset", "status", "images", "skipped"]
+        + list(score_keys)
+        + timing_keys
+        + ["peak_rss_mb", "error"]
+    )
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for r in results:
+            row: dict[str, Any] = {
+                "backbone": r.get("backbone", {}).get("spec"),
+                "explainer": r.get("explainer", {}).get("name"),
+                "dataset": r.get("dataset", {}).get("spec"),
+                "status": r.get("status"),
+                "images": r.get("images", {}).get("evaluated"),
+                "skipped": r.get("images", {}).get("skipped"),
+                "peak_rss_mb": r.get("memory", {}).get("peak_rss_mb"),
+                "error": r.get("error") or "",
+            }
+            row.update({k: r.get("scores", {}).get(k) for k in score_keys})
+            row.update({k: r.get("timing", {}).get(k) for k in timing_keys})
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return path
+
+
+def write_per_class_csv(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Long table of per-class scores: backbone, explainer, dataset, metric, class, value."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["backbone", "explainer", "dataset", "metric", "class", "value"])
+        for r in results:
+            for key, value in r.get("scores", {}).items():
+                metric, sep, cls = key.partition("/class/")
+                if sep and value is not None:
+                    writer.writerow(
+                        [
+                            r["backbone"].get("spec"),
+                            r["explainer"].get("name"),
+                            r["dataset"].get("spec"),
+                            metric,
+                            cls,
+                            value,
+                        ]
+                    )
+    return path
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figures: bool = True) -> dict[str, Any]:
+    """Write ``leaderboard.md``, ``results.csv``, ``per_class.csv``, ``index.html`` and the PNG figures for the JSONs in ``run_dir``.
+
+    Returns ``{"markdown": text, "files": [paths]}``. Raises :class:`InputError`
+    when ``run_dir`` holds no result.
+    """
+    from ...errors import InputError
+    from ..results.files import load_results
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir} is not a folder: pass the --out folder of a `cliplens bench` run")
+    results = load_results(run_dir)
+    if not results:
+        raise InputError(
+            f"{run_dir} holds no cliplens benchmark result (*.json): run `cliplens bench --out {run_dir}` first"
+        )
+    out = Path(out_dir) if out_dir is not None else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = leaderboard_markdown(results)
+    files = []
+    figure_files: list[Path] = []
+    if figures:
+        from .figures import bar_charts, example_grids
+
+        figure_files = bar_charts(results, out) + example_grids(results, run_dir, out)
+        rel = [p.relative_to(out) if p.is_relative_to(out) else p for p in figure_files]
+        if rel:
+            markdown += "\n## Figures\n\n" + "\n".join(f"![{p.stem}]({p.as_posix()})" for p in rel) + "\n"
+        files += figure_files
+    (out / "leaderboard.md").write_text(markdown, encoding="utf-8")
+    from .html_page import write_index
+
+    files = [
+        out / "leaderboard.md",
+        write_csv(results, out / "results.csv"),
+        write_per_class_csv(results, out / "per_class.csv"),
+        write_index(results, run_dir, out, [f for f in files if Path(f).stem.startswith("bar_")]),
+    ] + files
+    return {"markdown": markdown, "files": files}
