@@ -19,7 +19,6 @@ The identity and its hash go into the pair's JSON (``identity``, ``identity_hash
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from functools import lru_cache
@@ -87,16 +86,15 @@ def dataset_identity(spec: str | None) -> dict[str, Any] | None:
     return entry
 
 
-def resolved_options(cls: type, given: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``given`` on top of the keyword defaults of ``cls.__init__`` (``skip``: parameters that are not options)."""
-    try:
-        parameters = inspect.signature(cls.__init__).parameters.values()
-    except (TypeError, ValueError):
-        parameters = []
-    defaults = {
-        p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty and p.name not in skip
-    }
-    return json.loads(json.dumps({**defaults, **given}, sort_keys=True, default=repr))
+def resolved_options(kind: str, name: str, given: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``given`` on top of the declared defaults of ``name`` of ``kind``, as JSON values (``skip``: left out).
+
+    The declaration is the one ``create_*`` checks and ``cliplens list --options`` shows
+    (:func:`cliplens.registry.resolved_options`).
+    """
+    from ..registry import resolved_options as declared_values
+
+    return json.loads(json.dumps(declared_values(kind, name, given, skip), sort_keys=True, default=repr))
 
 
 def pair_identity(
@@ -110,20 +108,14 @@ def pair_identity(
 ) -> dict[str, Any]:
     """Everything a pair's numbers depend on that its spec strings do not show (see the module docstring)."""
     from .. import __version__
-    from ..registry import get_registry
     from .resolution import current_metric_resolution
 
-    registry = get_registry()
-    explainer_cls = registry.catalog("explainer").get(explainer).obj
-    metrics = {
-        name: resolved_options(registry.catalog("metric").get(name).obj, options, skip=("num_classes", "class_names"))
-        for name, options in metric_specs
-    }
+    metrics = {name: resolved_options("metric", name, options) for name, options in metric_specs}
     return {
         "weights": weights_identity(backbone_spec),
         "dataset": dataset_identity(dataset),
         "threshold_dataset": dataset_identity(threshold_dataset),
-        "explainer_options": resolved_options(explainer_cls, explainer_options, skip=("backbone", "templates")),
+        "explainer_options": resolved_options("explainer", explainer, explainer_options, skip=("templates",)),
         "metrics": metrics,
         "metric_resolution": current_metric_resolution(),
         "templates": list(templates),

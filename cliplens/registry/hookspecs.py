@@ -28,9 +28,10 @@ ENTRY_POINT_GROUP = "cliplens"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-#: ``register(name, obj, description=None, options=None)``; ``options``: a sequence of
-#: :class:`cliplens.Option` (the schema :func:`cliplens.create_explainer` & co. check), overriding the object's
-#: own ``option_schema``; without either, option names are checked against the signature and passed through.
+#: ``register(name, obj, description=None)``. The options of ``obj`` are the keyword parameters of its
+#: signature (its ``__init__``, or the factory's), with types, defaults and ``Annotated[..., cliplens.Opt(...)]``
+#: help / range / choices; :func:`cliplens.create_explainer` & co. convert and check them before calling ``obj``
+#: (:mod:`cliplens.options.declared`).
 Register = Callable[..., None]
 
 
