@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 __all__ = ["resolve_layers", "parse_heads", "HeadName", "Layers", "LastK", "Heads"]
 
 
-class HeadName:
+class HeadName(str):
     """Option item type of a head: ``"11.3"`` or ``(11, 3)`` -> ``"11.3"`` (layer may be negative; range is
-    checked against the backbone when the explainer is built)."""
+    checked against the backbone when the explainer is built). A ``str`` subclass only so that ``list[HeadName]``
+    annotates a list of ``"L.H"`` strings; the values are plain strings."""
 
     option_type = "head"
     option_words = "a head LAYER.HEAD"

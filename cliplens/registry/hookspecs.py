@@ -40,9 +40,10 @@ def register_backbones(register: Register) -> None:
     """Register backbone factories.
 
     Call ``register(name, factory, description=None)`` once per backbone name.
-    ``factory(arg: str | None, **options) -> Backbone`` receives what follows
-    the first ``:`` of a spec (``ViT-B-16:openai`` -> ``arg="openai"``; ``None``
-    when absent) plus keyword options such as ``device`` and ``dtype``.
+    ``factory(arg: str | None, *, device=None, ...) -> Backbone`` receives what
+    follows the first ``:`` of a spec (``ViT-B-16:openai`` -> ``arg="openai"``;
+    ``None`` when absent) plus its keyword options (``device``, ``dtype``, ...),
+    declared by its signature and converted before the call.
     """
 
 
