@@ -64,7 +64,7 @@ _EXPORTS = {
     ),
     "hookimpl": "registry.hookspecs",
     **dict.fromkeys(["Spec", "parse_spec"], "specs"),
-    **dict.fromkeys(["Option", "OptionError"], "options"),
+    **dict.fromkeys(["Opt", "Option", "OptionError"], "options"),
     **dict.fromkeys(["InputGeometry", "fit_geometry", "map_back"], "geometry"),
 }
 
@@ -130,6 +130,7 @@ __all__ = [
     "ExplainerError",
     "InputError",
     "SampleError",
+    "Opt",
     "Option",
     "OptionError",
     "InputGeometry",

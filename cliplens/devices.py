@@ -8,10 +8,10 @@ with the same config incomparable.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from .errors import InputError
-from .options import Option
+from .options import Opt
 
 if TYPE_CHECKING:
     import torch
@@ -23,7 +23,10 @@ __all__ = [
     "autocast_option",
     "DTYPE_NAMES",
     "AUTOCAST_NAMES",
-    "BACKBONE_OPTIONS",
+    "Device",
+    "Dtype",
+    "Seed",
+    "Autocast",
     "DeviceName",
 ]
 
@@ -193,17 +196,15 @@ class AutocastName(_CheckedName):
     check = staticmethod(resolve_autocast)
 
 
-#: the options of every built-in backbone factory (``toy`` takes no seed)
-BACKBONE_OPTIONS = (
-    Option("device", DeviceName, "cpu", "where the model runs: cpu, cuda, cuda:N, mps"),
-    Option("dtype", DtypeName, "float32", "weights' dtype: " + ", ".join(DTYPE_NAMES)),
-    Option("seed", int, 0, "seed of the random initialisation (ARCH without weights)", min=0),
-    Option(
-        "autocast",
-        AutocastName,
-        None,
+# the options the built-in backbone factories share, as the annotations of their ``device`` / ``dtype`` / ``seed``
+# / ``autocast`` parameters (``device: Device = None``); the factory's signature is the declaration
+Device = Annotated[DeviceName | None, Opt("where the model runs: cpu, cuda, cuda:N, mps (default cpu)")]
+Dtype = Annotated[DtypeName | None, Opt("weights' dtype: " + ", ".join(DTYPE_NAMES) + " (default float32)")]
+Seed = Annotated[int, Opt("seed of the random initialisation (ARCH without weights)", min=0)]
+Autocast = Annotated[
+    AutocastName | None,
+    Opt(
         "run explainers that tolerate it under torch.autocast in this dtype "
-        "(float16, bfloat16), float32 weights kept; the others run in float32",
-        optional=True,
+        "(float16, bfloat16), float32 weights kept; the others run in float32"
     ),
-)
+]

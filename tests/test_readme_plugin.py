@@ -60,3 +60,30 @@ def test_the_center_plugin_runs_on_siglip_and_is_refused_on_resnet():
     assert scores.shape == (1, 1, 4, 4) and int(scores[0, 0].argmax()) in {5, 6, 9, 10}  # the middle of 4 x 4
     refused = center.support(resnet)
     assert not refused and "ViT" in refused.reason
+
+
+def test_the_options_example_declares_typed_options_create_explainer_converts():
+    """The README's "Options" example runs as written, and its signature is what create_explainer checks."""
+    import pytest
+
+    import cliplens
+    from cliplens.options import OptionError
+    from cliplens.registry import load_registry, reset_registry
+
+    section = README.read_text(encoding="utf-8").split("### Options", 1)[1]
+    namespace: dict = {}
+    exec(re.search(r"```python\n(.*?)```", section, re.S).group(1), namespace)  # noqa: S102 - our own README
+
+    class Plugin:
+        @cliplens.hookimpl
+        def register_explainers(self, register):
+            register("scaled", namespace["Scaled"])
+
+    reset_registry(load_registry(extra_plugins={"readme_options": Plugin()}, entry_points=False))
+    try:
+        explainer = cliplens.create_explainer("scaled", "toy", scale="2", fusion="MAX", heads="3,4")
+        assert (explainer.layer, explainer.scale, explainer.fusion, explainer.heads) == (-1, 2.0, "max", [3, 4])
+        with pytest.raises(OptionError, match="scale='-1' is not accepted: scale takes a number >= 0"):
+            cliplens.create_explainer("scaled", "toy", scale="-1")
+    finally:
+        reset_registry()

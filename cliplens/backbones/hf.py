@@ -25,12 +25,14 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 
+from ..devices import Device, Dtype
 from ..errors import BackboneError, InputError
+from ..options import Opt
 from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
 from .position_embeddings import PositionTableCache, lent_attribute
@@ -139,9 +141,9 @@ class HFBackbone(ModelBackbone):
         cls,
         arg: str | None,
         *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | str | None = None,
-        tokenizer: str | None = None,
+        device: Device = None,
+        dtype: Dtype = None,
+        tokenizer: Annotated[str | None, Opt("tokenizer folder (default: the model's own)")] = None,
     ) -> HFBackbone:
         """``hf:/path/to/dir`` or ``hf:org/name``; the tokenizer loads on first text (``tokenizer``: a folder)."""
         if not arg:

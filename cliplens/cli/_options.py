@@ -1,8 +1,8 @@
 """Parsing ``NAME.key=value`` command-line options into per-name keyword arguments.
 
-Values stay text here: the component's option schema converts them (``depth=4`` -> 4, ``heads=11.3,10.0`` ->
-``["11.3", "10.0"]``), exactly as it converts the ``?key=value`` options of a spec string; for a component
-without a schema they are guessed as JSON, as the CLI always did (:func:`typed_scoped_options`).
+Values stay text here: the component's declared options (its signature) convert them (``depth=4`` -> 4,
+``heads=11.3,10.0`` -> ``["11.3", "10.0"]``), exactly as they convert the ``?key=value`` options of a spec
+string; a value whose type is not declared is guessed as JSON, as the CLI always did (:func:`typed_scoped_options`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def parse_scoped_options(items: Iterable[str] | None) -> dict[str, dict[str, str
 def typed_scoped_options(
     kind: str, options: dict[str, dict[str, str]], chosen: Iterable[str], flag: str = "--option"
 ) -> dict[str, dict[str, Any]]:
-    """Each name's text options checked and converted by its schema, before any model is built.
+    """Each name's text options checked and converted by its declared options, before any model is built.
 
     Raises :class:`InputError` for a name outside ``chosen`` and :class:`~cliplens.options.OptionError` for an
     unknown option, a value of the wrong type or out of range (one line each).

@@ -49,15 +49,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_options(kind: str, name: str) -> None:
-    """The option lines of one component, indented under its name."""
-    from ..registry import _NOT_OPTIONS, get_registry, option_schema, signature_options
+    """The option lines of one component, indented under its name: its declared options
+    (:func:`cliplens.registry.option_declaration`, the same declaration ``create_*`` checks)."""
+    from ..registry import option_declaration
 
-    schema = option_schema(kind, name)
-    if schema is None:
-        names = signature_options(get_registry().catalog(kind).get(name).obj, skip=_NOT_OPTIONS.get(kind, ()))
-        listed = "any (it takes **options)" if names is None else ", ".join(names) or "none"
-        print(f"    (no option schema: it takes {listed}; names are checked, values passed as given)")
-    elif not schema:
+    declaration = option_declaration(kind, name)
+    if not declaration.options:
         print("    (no options)")
-    for option in schema or ():
+    for option in declaration.options:
         print(f"    {option.describe()}")
+    if declaration.open:
+        print("    (and any other name: it takes **options, passed as given)")

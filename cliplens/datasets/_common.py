@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ..errors import InputError, MaskValueError, SampleError
+from ..options import declared_options
+from ..specs import Spec
 from ._image_io import IMAGE_SUFFIXES
+
+
+def spec_string(name: str, arg: str | None, values: dict[str, Any], factory: Callable[..., Any]) -> str:
+    """The spec of a dataset ``factory`` built: ``NAME:ARG`` and the options that differ from its declared defaults."""
+    defaults = {option.name: option.default for option in declared_options(factory, positional=1).options}
+    changed = {k: "none" if v is None else str(v) for k, v in values.items() if v != defaults.get(k)}
+    return str(Spec(name, arg, changed))
 
 
 def require_folder(path: str | Path | None, spec_name: str, example: str) -> Path:

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import InputError, SampleError
-from ..options import Option, reject_unknown
-from ..specs import Spec
-from ._common import check_sample, read_class_names, require_folder
+from ..options import Opt
+from ._common import check_sample, read_class_names, require_folder, spec_string
 from ._image_io import IMAGE_SUFFIXES, load_rgb
 from .base import SegmentationDataset, SegmentationSample
 
@@ -151,15 +151,12 @@ class CocoPolygonDataset(SegmentationDataset):
         return SegmentationSample(image=image, mask=mask, sample_id=stem)
 
 
-#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
-COCO_POLYGONS_OPTIONS = (
-    Option("split", str, None, "sub-folder of images/ and labels/, e.g. train2017", optional=True),
-)
-
-
-def coco_polygons_factory(arg: str | None, **options: str) -> CocoPolygonDataset:
+def coco_polygons_factory(
+    arg: str | None,
+    *,
+    split: Annotated[str | None, Opt("sub-folder of images/ and labels/, e.g. train2017")] = None,
+) -> CocoPolygonDataset:
     """``coco-polygons:/path/to/folder[?split=train2017]``."""
-    reject_unknown("coco-polygons", options, ("split",))
-    dataset = CocoPolygonDataset(arg, split=options.get("split") or None)
-    dataset.spec = str(Spec("coco-polygons", arg, dict(options)))
+    dataset = CocoPolygonDataset(arg, split=split or None)
+    dataset.spec = spec_string("coco-polygons", arg, {"split": split}, coco_polygons_factory)
     return dataset

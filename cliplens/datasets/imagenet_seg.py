@@ -23,15 +23,14 @@ non-zero mask value counts as foreground; there is no ignore value.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from PIL import Image
 
 from ..errors import InputError, SampleError
-from ..options import Option, reject_unknown
-from ..specs import Spec
-from ._common import check_sample
+from ..options import Opt
+from ._common import check_sample, spec_string
 from .base import SegmentationDataset, SegmentationSample
 
 FILE_NAME = "gtsegs_ijcv.mat"
@@ -143,13 +142,10 @@ class ImageNetSegmentation(SegmentationDataset):
         return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
 
 
-#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
-IMAGENET_SEG_OPTIONS = (Option("foreground_name", str, "object", "class name of the foreground"),)
-
-
-def imagenet_seg_factory(arg: str | None, **options: str) -> ImageNetSegmentation:
+def imagenet_seg_factory(
+    arg: str | None, *, foreground_name: Annotated[str, Opt("class name of the foreground")] = "object"
+) -> ImageNetSegmentation:
     """``imagenet-seg:/path/to/gtsegs_ijcv.mat[?foreground_name=object]``."""
-    reject_unknown("imagenet-seg", options, ("foreground_name",))
-    dataset = ImageNetSegmentation(arg, foreground_name=str(options.get("foreground_name") or "object"))
-    dataset.spec = str(Spec("imagenet-seg", arg, dict(options)))
+    dataset = ImageNetSegmentation(arg, foreground_name=foreground_name or "object")
+    dataset.spec = spec_string("imagenet-seg", arg, {"foreground_name": foreground_name}, imagenet_seg_factory)
     return dataset

@@ -22,11 +22,11 @@ Class names are used exactly as written in the class list.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from ..errors import InputError, SampleError
-from ..options import Option, reject_unknown, to_optional_int
-from ..specs import Spec
-from ._common import check_sample, read_class_names, read_stem_list, require_folder
+from ..options import Opt
+from ._common import check_sample, read_class_names, read_stem_list, require_folder, spec_string
 from ._image_io import IMAGE_SUFFIXES, load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
 
@@ -102,26 +102,22 @@ class IndexMaskDataset(SegmentationDataset):
         return SegmentationSample(image=image, mask=mask, sample_id=stem)
 
 
-#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
-INDEX_MASKS_OPTIONS = (
-    Option("ignore", int, 255, "mask value that is never scored (none: every value is a class)", min=0, optional=True),
-    Option("split", str, None, "a split list file splits/NAME.txt (default every image)", optional=True),
-    Option("images", str, "images", "image sub-folder"),
-    Option("masks", str, "masks", "mask sub-folder"),
-    Option("classes", str, "classes.txt", "class-name file, one per line"),
-)
+def index_masks_factory(
+    arg: str | None,
+    *,
+    ignore: Annotated[int | None, Opt("mask value that is never scored (none: every value is a class)", min=0)] = 255,
+    split: Annotated[str | None, Opt("a split list file splits/NAME.txt (default every image)")] = None,
+    images: Annotated[str, Opt("image sub-folder")] = "images",
+    masks: Annotated[str, Opt("mask sub-folder")] = "masks",
+    classes: Annotated[str, Opt("class-name file, one per line")] = "classes.txt",
+) -> IndexMaskDataset:
+    """``index-masks:/path/to/folder[?ignore=255&split=NAME&images=images&masks=masks&classes=classes.txt]``.
 
-
-def index_masks_factory(arg: str | None, **options: str) -> IndexMaskDataset:
-    """``index-masks:/path/to/folder[?ignore=255&split=NAME&images=images&masks=masks&classes=classes.txt]``."""
-    reject_unknown("index-masks", options, ("ignore", "split", "images", "masks", "classes"))
+    The options arrive converted (:func:`cliplens.create_dataset`).
+    """
     dataset = IndexMaskDataset(
-        arg,
-        split=options.get("split") or None,
-        ignore_index=to_optional_int("index-masks", "ignore", options.get("ignore", 255)),
-        images=str(options.get("images", "images")),
-        masks=str(options.get("masks", "masks")),
-        classes=str(options.get("classes", "classes.txt")),
+        arg, split=split or None, ignore_index=ignore, images=images, masks=masks, classes=classes
     )
-    dataset.spec = str(Spec("index-masks", arg, dict(options)))
+    given = {"ignore": ignore, "split": split, "images": images, "masks": masks, "classes": classes}
+    dataset.spec = spec_string("index-masks", arg, given, index_masks_factory)
     return dataset

@@ -27,13 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from ..errors import InputError
-from ..options import Option, reject_unknown
-from ..specs import Spec
-from ._common import check_sample, read_stem_list, require_folder
+from ..options import Opt
+from ._common import check_sample, read_stem_list, require_folder, spec_string
 from ._image_io import load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
 
@@ -139,16 +139,14 @@ class OVSSDataset(SegmentationDataset):
         return SegmentationSample(image=image, mask=mask, sample_id=stem)
 
 
-#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
-OVSS_OPTIONS = (Option("name", str, None, "which benchmark layout (required)", choices=tuple(LAYOUTS)),)
-
-
-def ovss_factory(arg: str | None, **options: str) -> OVSSDataset:
+def ovss_factory(
+    arg: str | None,
+    *,
+    name: Annotated[str | None, Opt("which benchmark layout (required)", choices=tuple(LAYOUTS))] = None,
+) -> OVSSDataset:
     """``ovss:/path/to/data_root?name=voc21``."""
-    reject_unknown("ovss", options, ("name",))
-    name = str(options.get("name") or "").strip()
     if not name:
         raise InputError(f"ovss needs ?name=: one of {', '.join(LAYOUTS)} (e.g. ovss:/data/VOC2012?name=voc21)")
     dataset = OVSSDataset(arg, name)
-    dataset.spec = str(Spec("ovss", arg, dict(options)))
+    dataset.spec = spec_string("ovss", arg, {"name": name}, ovss_factory)
     return dataset

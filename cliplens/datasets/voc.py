@@ -13,11 +13,11 @@ Layout under the given folder (``VOCdevkit`` or ``VOCdevkit/VOC2012`` both work)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from ..errors import InputError
-from ..options import Option, reject_unknown
-from ..specs import Spec
-from ._common import check_sample, read_stem_list, require_folder
+from ..options import Opt
+from ._common import check_sample, read_stem_list, require_folder, spec_string
 from ._image_io import load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
 
@@ -71,13 +71,12 @@ class VOCSegmentation(SegmentationDataset):
         return SegmentationSample(image=image, mask=mask, sample_id=sample_id)
 
 
-#: the options of the spec (``?key=value``), checked by :func:`cliplens.create_dataset`
-VOC_OPTIONS = (Option("split", str, "val", "split list under ImageSets/Segmentation (train, val, ...)"),)
-
-
-def voc_factory(arg: str | None, **options: str) -> VOCSegmentation:
+def voc_factory(
+    arg: str | None,
+    *,
+    split: Annotated[str, Opt("split list under ImageSets/Segmentation (train, val, ...)")] = "val",
+) -> VOCSegmentation:
     """``voc:/path/to/VOC2012[?split=val]``."""
-    reject_unknown("voc", options, ("split",))
-    dataset = VOCSegmentation(arg, split=str(options.get("split") or "val"))
-    dataset.spec = str(Spec("voc", arg, dict(options)))
+    dataset = VOCSegmentation(arg, split=split or "val")
+    dataset.spec = spec_string("voc", arg, {"split": split}, voc_factory)
     return dataset

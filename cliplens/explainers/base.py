@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ..errors import ExplainerError, InputError
-from ..options import TEMPLATES_OPTION, Option  # noqa: F401  (TEMPLATES_OPTION re-exported)
+from ..options import TEMPLATES_OPTION  # noqa: F401  (re-exported)
 from .checks import check_features, check_geometry, check_pixels, checked_size, checked_texts
 from .maps import UPSAMPLE_THEN_NORMALIZE, resample, scores_to_maps
 from .support import Needs, Support
@@ -128,12 +128,11 @@ class Explainer(ABC):
     they need autograd (everything else runs under ``torch.no_grad``),
     ``map_order`` to the order of their reference pipeline (:func:`scores_to_maps`),
     and ``needs`` to what they need from a backbone (:class:`Needs`; nothing: any backbone).
-    Options are keyword arguments of ``__init__``; ``templates`` (prompt
-    templates with one ``{}``) is common to all explainers. Declare them in
-    :attr:`option_schema` (:class:`~cliplens.options.Option` s; ``templates`` is
-    added) and :func:`~cliplens.create_explainer` checks every option centrally
-    before the constructor runs; without a schema the options are checked
-    against the names ``__init__`` accepts and passed through unconverted.
+    Options are the keyword parameters of ``__init__`` after ``backbone``, declared
+    once there: type, default, and ``Annotated[..., Opt(help, min=, max=, choices=)]``
+    (:mod:`cliplens.options.declared`); ``templates`` (prompt templates with one
+    ``{}``) is common to all explainers. :func:`~cliplens.create_explainer` converts
+    and checks every option before the constructor runs, which receives typed values.
     """
 
     #: registered name; set by :func:`cliplens.create_explainer`
@@ -141,8 +140,6 @@ class Explainer(ABC):
     needs_grad: ClassVar[bool] = False
     #: how :meth:`explain` turns scores into maps: one of :data:`MAP_ORDERS`
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
-    #: the options of ``__init__`` besides ``templates``, or None (no schema: names from the signature)
-    option_schema: ClassVar[tuple[Option, ...] | None] = None
     #: whether the method tolerates reduced precision. True: on a backbone with an ``autocast`` dtype
     #: (``--dtype float16|bfloat16``) :meth:`explain` runs :meth:`explain_patches` under ``torch.autocast``
     #: in that dtype. False: the method's exactness needs float32 (say why in :attr:`float32_reason` and

@@ -27,14 +27,14 @@ is needed, so it is formed from the left, ``r ← r + r Ā_l`` for ``l = L-1 .. 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
 from ..backbones.attention_graph import run_attention_graph, text_gradients
 from ..backbones.base import Backbone
-from ..options import Option, to_float, to_int, to_positive_int
+from ..options import Opt
 from .base import Explainer, PatchScores
 from .support import Needs
 
@@ -52,18 +52,6 @@ class CheferRelevance(Explainer):
         max_texts_per_pass: texts per backward (default 16; memory grows with it).
     """
 
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        Option("start_layer", int, -1, "first block whose relevance is propagated (negatives count from the end)"),
-        Option(
-            "logit_scale",
-            float,
-            None,
-            "scale of the image-text logit the gradients are taken of (default: the model's own)",
-            optional=True,
-        ),
-        Option("max_texts_per_pass", int, 16, "texts per backward pass (memory)", min=1),
-    )
-
     needs_grad = True
 
     needs = Needs(
@@ -76,17 +64,19 @@ class CheferRelevance(Explainer):
         self,
         backbone: Backbone,
         *,
-        start_layer: int | str = -1,
-        logit_scale: float | str | None = None,
-        max_texts_per_pass: int | str = 16,
+        start_layer: Annotated[
+            int, Opt("first block whose relevance is propagated (negatives count from the end)")
+        ] = -1,
+        logit_scale: Annotated[
+            float | None, Opt("scale of the image-text logit the gradients are taken of (default: the model's own)")
+        ] = None,
+        max_texts_per_pass: Annotated[int, Opt("texts per backward pass (memory)", min=1)] = 16,
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
-        owner = "explainer chefer"
-        self.start_layer = backbone.layer_index(to_int(owner, "start_layer", start_layer))
-        unset = logit_scale is None or (isinstance(logit_scale, str) and logit_scale.strip().lower() in ("", "none"))
-        self.logit_scale = None if unset else to_float(owner, "logit_scale", logit_scale)
-        self.max_texts_per_pass = to_positive_int(owner, "max_texts_per_pass", max_texts_per_pass)
+        self.start_layer = backbone.layer_index(start_layer)
+        self.logit_scale = logit_scale
+        self.max_texts_per_pass = max_texts_per_pass
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> (B, T, h, w) the class token's relevance row over the patch tokens."""

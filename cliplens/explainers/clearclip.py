@@ -18,10 +18,11 @@ self-attention (``qq`` default; ``kk``, ``vv``, ``qk`` the original, ``qq+kk`` S
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
-from ..options import to_bool, to_choice
+from ..options import Opt
 from .last_block import LastBlockExplainer, last_block_needs
 
 ATTENTIONS = {"qq": ("qq",), "kk": ("kk",), "vv": ("vv",), "qk": ("qk",), "qq+kk": ("qq", "kk")}
@@ -42,17 +43,15 @@ class ClearCLIP(LastBlockExplainer):
         self,
         backbone: Backbone,
         *,
-        attention: str = "qq",
-        residual: bool | str = False,
-        mlp: bool | str = False,
+        attention: Annotated[str, Opt("self-attention of the last block", choices=tuple(ATTENTIONS))] = "qq",
+        residual: Annotated[bool, Opt("keep the last block's residual")] = False,
+        mlp: Annotated[bool, Opt("keep the last block's MLP")] = False,
         templates: Sequence[str] | None = None,
     ) -> None:
-        owner = "explainer clearclip"
-        terms = ATTENTIONS[to_choice(owner, "attention", attention, tuple(ATTENTIONS))]
         super().__init__(
             backbone,
-            spec=AttentionSpec(terms),
-            residual=to_bool(owner, "residual", residual),
-            mlp=to_bool(owner, "mlp", mlp),
+            spec=AttentionSpec(ATTENTIONS[attention]),
+            residual=residual,
+            mlp=mlp,
             templates=templates,
         )

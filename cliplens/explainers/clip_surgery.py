@@ -63,7 +63,7 @@ Both readings share the redundant term; they differ only in whether class
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +72,7 @@ from torch import Tensor
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec, dual_path, tokens_to_grid
 from ..errors import ExplainerError, InputError
-from ..options import Option, to_bool, to_int
+from ..options import Opt
 from .base import Explainer, PatchScores
 from .maps import NORMALIZE_THEN_UPSAMPLE
 from .support import Needs
@@ -273,34 +273,24 @@ class CLIPSurgery(Explainer):
     #: query's output) and the v–v path's patch tokens go through ``project_tokens`` (each token as
     #: the pooling head would map it alone); no class-token row is read anywhere
     needs = Needs(vit=True)
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        Option("arch_surgery", bool, True, "use the v-v path's patch features"),
-        Option("feature_surgery", bool, True, "remove the class-shared (redundant) similarity across texts"),
-        Option("depth", int, DEFAULT_DEPTH, "last blocks on the v-v path (capped at the tower's depth)", min=1),
-        Option(
-            "weight_products",
-            bool,
-            True,
-            "weight each class's products by w_j before the class mean (the authors' code)",
-        ),
-    )
 
     def __init__(
         self,
         backbone: Backbone,
         *,
-        arch_surgery: bool | str = True,
-        feature_surgery: bool | str = True,
-        depth: int | str = DEFAULT_DEPTH,
-        weight_products: bool | str = True,
+        arch_surgery: Annotated[bool, Opt("use the v-v path's patch features")] = True,
+        feature_surgery: Annotated[bool, Opt("remove the class-shared (redundant) similarity across texts")] = True,
+        depth: Annotated[int, Opt("last blocks on the v-v path (capped at the tower's depth)", min=1)] = DEFAULT_DEPTH,
+        weight_products: Annotated[
+            bool, Opt("weight each class's products by w_j before the class mean (the authors' code)")
+        ] = True,
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
-        owner = "explainer clip_surgery"
-        self.arch_surgery = to_bool(owner, "arch_surgery", arch_surgery)
-        self.feature_surgery = to_bool(owner, "feature_surgery", feature_surgery)
-        self.weight_products = to_bool(owner, "weight_products", weight_products)
-        self.depth = surgery_depth(backbone, to_int(owner, "depth", depth))
+        self.arch_surgery = arch_surgery
+        self.feature_surgery = feature_surgery
+        self.weight_products = weight_products
+        self.depth = surgery_depth(backbone, depth)
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> scores (B, T, h, w)."""

@@ -36,15 +36,16 @@ is in :mod:`cliplens.explainers._decomposition_terms`, the result type in
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 
-from ..errors import ExplainerError, InputError
+from ..errors import InputError
+from ..options import Opt
 from ._decomposition_terms import JointMap, layer_attention, work_dtype
 from .base import Explainer, PatchScores
 from .decomposition_result import Decomposition
-from .layer_selection import parse_heads, resolve_layers
+from .layer_selection import Heads, LastK, Layers, parse_heads, resolve_layers
 from .support import Needs
 
 if TYPE_CHECKING:
@@ -254,6 +255,8 @@ def token_scores(
 
 # ---- the explainer --------------------------------------------------------------------------------------
 MODES = ("contribution", "segmentation")
+#: the ``mode`` option of decomposition and textspan
+Mode = Annotated[str, Opt("contribution, or segmentation (minus the mean over texts, clipped at 0)", choices=MODES)]
 
 
 def segmentation_scores(scores: torch.Tensor) -> torch.Tensor:
@@ -313,15 +316,13 @@ class DecompositionExplainer(Explainer):
         self,
         backbone,
         *,
-        layers: Iterable[int] | None = None,
-        last_k: int | None = None,
-        heads: Sequence[str] | None = None,
-        mode: str = "contribution",
+        layers: Layers = None,
+        last_k: LastK = None,
+        heads: Heads = None,
+        mode: Mode = "contribution",
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
-        if mode not in MODES:
-            raise ExplainerError(f"unknown mode {mode!r} for explainer decomposition: use {' or '.join(MODES)}")
         self.mode = mode
         if isinstance(heads, str):
             heads = [heads]

@@ -23,15 +23,14 @@ upsampled, then min–max (their ``min_max`` after ``F.interpolate``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..backbones.base import Backbone
 from ..backbones.vit import ViTBlock
-from ..errors import InputError
-from ..options import to_float, to_int
+from ..options import Opt
 from .base import Explainer, PatchScores
 from .last_block import patch_text_scores
 from .maps import UPSAMPLE_THEN_NORMALIZE
@@ -90,21 +89,17 @@ class GEM(Explainer):
         self,
         backbone: Backbone,
         *,
-        depth: int | str = DEFAULT_DEPTH,
-        iterations: int | str = 1,
-        temperature: float | str | None = None,
+        depth: Annotated[int, Opt("blocks on the GEM path (capped at the tower's depth)", min=1)] = (DEFAULT_DEPTH),
+        iterations: Annotated[int, Opt("self-self iterations before the step onto v", min=0)] = 1,
+        temperature: Annotated[
+            float | None, Opt("a fixed inverse temperature of the self-self softmaxes (none: the adaptive one)")
+        ] = None,
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
-        owner = "explainer gem"
-        depth, self.iterations = to_int(owner, "depth", depth), to_int(owner, "iterations", iterations)
-        if depth < 1 or self.iterations < 0:
-            raise InputError(
-                f"{owner} needs depth >= 1 and iterations >= 0, got depth={depth}, iterations={self.iterations}"
-            )
+        self.iterations = iterations
         self.depth = min(depth, backbone.num_layers)
-        none = temperature is None or (isinstance(temperature, str) and temperature.strip().lower() in ("", "none"))
-        self.temperature = None if none else to_float(owner, "temperature", temperature)
+        self.temperature = temperature
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> raw cosines (B, T, h, w) of the GEM path's patch tokens."""

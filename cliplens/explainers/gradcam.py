@@ -37,14 +37,14 @@ then agree with float32 to about 1e-2), the map itself in float32.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..backbones.base import Backbone
 from ..backbones.vit import ViTBlock, run_block
-from ..options import Option, to_bool, to_choice, to_int, to_positive_int
+from ..options import Opt
 from .base import Explainer, PatchScores
 from .support import Needs
 from .text_gradients import DEFAULT_MAX_TEXTS_PER_PASS, per_text_gradients
@@ -86,31 +86,24 @@ class GradCAM(Explainer):
     needs_grad: ClassVar[bool] = True
     #: the target is the pooled embedding's cosine, whatever the pooling; the map covers the patch tokens
     needs = Needs(vit=True)
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        Option("layer", int, -1, "block index (negative counts from the end)"),
-        Option(
-            "activation", str, "block_input", "block_input (residual entering the block) or ln_1", choices=ACTIVATIONS
-        ),
-        Option("max_texts_per_pass", int, DEFAULT_MAX_TEXTS_PER_PASS, "texts per backward pass (memory)", min=1),
-        Option("batched", bool, True, "one backward for a chunk of texts (false: one backward per text)"),
-    )
 
     def __init__(
         self,
         backbone: Backbone,
         *,
-        layer: int | str = -1,
-        activation: str = "block_input",
-        max_texts_per_pass: int | str = DEFAULT_MAX_TEXTS_PER_PASS,
-        batched: bool | str = True,
+        layer: Annotated[int, Opt("block index (negative counts from the end)")] = -1,
+        activation: Annotated[
+            str, Opt("block_input (residual entering the block) or ln_1", choices=ACTIVATIONS)
+        ] = "block_input",
+        max_texts_per_pass: Annotated[int, Opt("texts per backward pass (memory)", min=1)] = DEFAULT_MAX_TEXTS_PER_PASS,
+        batched: Annotated[bool, Opt("one backward for a chunk of texts (false: one backward per text)")] = True,
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
-        owner = "explainer gradcam"
-        self.layer = backbone.layer_index(to_int(owner, "layer", layer))
-        self.activation = to_choice(owner, "activation", activation, ACTIVATIONS)
-        self.max_texts_per_pass = to_positive_int(owner, "max_texts_per_pass", max_texts_per_pass)
-        self.batched = to_bool(owner, "batched", batched)
+        self.layer = backbone.layer_index(layer)
+        self.activation = activation
+        self.max_texts_per_pass = max_texts_per_pass
+        self.batched = batched
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> scores (B, T, h, w), ReLU'd Grad-CAM maps on the patch grid."""

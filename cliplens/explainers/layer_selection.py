@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from ..errors import InputError
-from ..options import Option
+from ..options import Opt
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
 
-__all__ = ["resolve_layers", "parse_heads", "HeadName", "LAYER_OPTIONS"]
+__all__ = ["resolve_layers", "parse_heads", "HeadName", "Layers", "LastK", "Heads"]
 
 
-class HeadName:
+class HeadName(str):
     """Option item type of a head: ``"11.3"`` or ``(11, 3)`` -> ``"11.3"`` (layer may be negative; range is
-    checked against the backbone when the explainer is built)."""
+    checked against the backbone when the explainer is built). A ``str`` subclass only so that ``list[HeadName]``
+    annotates a list of ``"L.H"`` strings; the values are plain strings."""
 
     option_type = "head"
     option_words = "a head LAYER.HEAD"
@@ -42,26 +43,15 @@ class HeadName:
         return f"{layer}.{head}"
 
 
-#: the layer-choice options shared by decomposition-like explainers (``layers`` / ``last_k`` / ``heads``)
-LAYER_OPTIONS = (
-    Option(
-        "layers",
-        list[int],
-        None,
-        "blocks to sum over, e.g. 10,11 (negatives count from the end; default all)",
-        optional=True,
-        example="10,11",
-    ),
-    Option("last_k", int, None, "instead of layers, the last k blocks", min=1, optional=True),
-    Option(
-        "heads",
-        list[HeadName],
-        None,
-        "only these heads, e.g. 11.3,10.0 (overrides layers / last_k)",
-        optional=True,
-        example="11.3,10.0",
-    ),
-)
+# the layer-choice options of decomposition-like explainers, as the annotations of their ``layers`` / ``last_k``
+# / ``heads`` parameters (the one declaration of each; the defaults stay in each signature)
+Layers = Annotated[
+    list[int] | None, Opt("blocks to sum over, e.g. 10,11 (negatives count from the end; default all)", example="10,11")
+]
+LastK = Annotated[int | None, Opt("instead of layers, the last k blocks", min=1)]
+Heads = Annotated[
+    list[HeadName] | None, Opt("only these heads, e.g. 11.3,10.0 (overrides layers / last_k)", example="11.3,10.0")
+]
 
 
 def resolve_layers(

@@ -27,14 +27,14 @@ package repeats the image once per prompt); ``∂s/∂A_l`` comes from ``∂s/�
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
 from ..backbones.attention_graph import run_attention_graph, text_gradients
 from ..backbones.base import Backbone
-from ..options import Option, to_choice, to_int, to_positive_int
+from ..options import Opt
 from .base import Explainer, PatchScores
 from .support import Needs
 
@@ -54,13 +54,6 @@ class LeGrad(Explainer):
         max_texts_per_pass: texts per backward (default 16; memory grows with it).
     """
 
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        Option("start_layer", int, -2, "first block whose attention gradients are summed (negatives from the end)"),
-        Option("pooling", str, "mean", "how a block's token is pooled", choices=POOLINGS),
-        Option("rows", str, "all", "attention rows whose gradients count", choices=ROWS),
-        Option("max_texts_per_pass", int, 16, "texts per backward pass (memory)", min=1),
-    )
-
     needs_grad = True
 
     needs = Needs(
@@ -75,18 +68,19 @@ class LeGrad(Explainer):
         self,
         backbone: Backbone,
         *,
-        start_layer: int | str = -2,
-        pooling: str = "mean",
-        rows: str = "all",
-        max_texts_per_pass: int | str = 16,
+        start_layer: Annotated[
+            int, Opt("first block whose attention gradients are summed (negatives from the end)")
+        ] = -2,
+        pooling: Annotated[str, Opt("how a block's token is pooled", choices=POOLINGS)] = "mean",
+        rows: Annotated[str, Opt("attention rows whose gradients count", choices=ROWS)] = "all",
+        max_texts_per_pass: Annotated[int, Opt("texts per backward pass (memory)", min=1)] = 16,
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
-        owner = "explainer legrad"
-        self.start_layer = backbone.layer_index(to_int(owner, "start_layer", start_layer))
-        self.pooling = to_choice(owner, "pooling", pooling, POOLINGS)
-        self.rows = to_choice(owner, "rows", rows, ROWS)
-        self.max_texts_per_pass = to_positive_int(owner, "max_texts_per_pass", max_texts_per_pass)
+        self.start_layer = backbone.layer_index(start_layer)
+        self.pooling = pooling
+        self.rows = rows
+        self.max_texts_per_pass = max_texts_per_pass
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> (B, T, h, w) LeGrad's summed per-layer attention-gradient maps."""

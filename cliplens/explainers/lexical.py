@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,7 @@ from torch import Tensor
 from ..backbones.base import Backbone
 from ..cache import text_embeddings
 from ..errors import ExplainerError, InputError
-from ..options import Option, to_bool, to_choice, to_float, to_positive_int
+from ..options import Opt
 from ._lexical_ops import _sparsified, _top_entries  # noqa: F401  (_top_entries: tests)
 from .base import Explainer, PatchScores
 from .clip_surgery import DEFAULT_DEPTH, surgery_depth, surgery_patch_features
@@ -235,50 +235,41 @@ class Lexical(Explainer):
 
     #: patch features as CLIP Surgery's (``project_tokens``: on SigLIP each token through the pooling head alone)
     needs = Needs(vit=True)
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        Option(
-            "vocabulary", str, None, "word list file, one word per line (default the shipped ~17k words)", optional=True
-        ),
-        Option("mode", str, "threshold", "threshold (words >= 1/sqrt(V)) or topk", choices=("threshold", "topk")),
-        Option("k", int, 64, "words kept per feature in topk mode", min=1),
-        Option("temperature", float, 0.01, "softmax temperature over the vocabulary (> 0)"),
-        Option("top_words", int, 5, "(word, score) pairs per patch in extras['top_words']", min=1),
-        Option("arch_surgery", bool, True, "patch features from CLIP Surgery's v-v path"),
-        Option("depth", int, DEFAULT_DEPTH, "blocks on the v-v path (capped at the tower's depth)", min=1),
-        Option("word_template", str, "{}", "how each word is embedded, exactly one {}"),
-        Option("cache", bool, True, "keep the vocabulary embeddings on disk"),
-    )
 
     def __init__(
         self,
         backbone: Backbone,
         *,
-        vocabulary: str | Path | None = None,
-        mode: str = "threshold",
-        k: int | str = 64,
-        temperature: float | str = 0.01,
-        top_words: int | str = 5,
-        arch_surgery: bool | str = True,
-        depth: int | str = DEFAULT_DEPTH,
-        word_template: str = "{}",
-        cache: bool | str = True,
+        vocabulary: Annotated[
+            Path | None, Opt("word list file, one word per line (default the shipped ~17k words)")
+        ] = None,
+        mode: Annotated[
+            str, Opt("threshold (words >= 1/sqrt(V)) or topk", choices=("threshold", "topk"))
+        ] = "threshold",
+        k: Annotated[int, Opt("words kept per feature in topk mode", min=1)] = 64,
+        temperature: Annotated[float, Opt("softmax temperature over the vocabulary (> 0)")] = 0.01,
+        top_words: Annotated[int, Opt("(word, score) pairs per patch in extras['top_words']", min=1)] = 5,
+        arch_surgery: Annotated[bool, Opt("patch features from CLIP Surgery's v-v path")] = True,
+        depth: Annotated[int, Opt("blocks on the v-v path (capped at the tower's depth)", min=1)] = DEFAULT_DEPTH,
+        word_template: Annotated[str, Opt("how each word is embedded, exactly one {}")] = "{}",
+        cache: Annotated[bool, Opt("keep the vocabulary embeddings on disk")] = True,
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer lexical"
         self.vocabulary = load_vocabulary(vocabulary)
-        self.mode = to_choice(owner, "mode", mode, ("threshold", "topk"))
-        self.k = to_positive_int(owner, "k", k)
-        self.temperature = to_float(owner, "temperature", temperature)
+        self.mode = mode
+        self.k = k
+        self.temperature = temperature
         if not self.temperature > 0:
             raise ExplainerError(f"{owner} option temperature={temperature!r} must be a positive number")
-        self.top_words = to_positive_int(owner, "top_words", top_words)
-        self.arch_surgery = to_bool(owner, "arch_surgery", arch_surgery)
-        self.depth = surgery_depth(backbone, to_positive_int(owner, "depth", depth))
+        self.top_words = top_words
+        self.arch_surgery = arch_surgery
+        self.depth = surgery_depth(backbone, depth)
         if word_template.count("{}") != 1:
             raise ExplainerError(f"{owner} option word_template={word_template!r} must contain exactly one {{}}")
         self.word_template = word_template
-        self.cache = to_bool(owner, "cache", cache)
+        self.cache = cache
         self._embeddings: tuple[tuple[str, torch.dtype], torch.Tensor] | None = None
         self._normalized: tuple[torch.Tensor, torch.Tensor] | None = None
 

@@ -20,11 +20,11 @@ pseudo-label training are not part of this explainer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
-from ..options import Option, to_bool
+from ..options import Opt
 from .last_block import LastBlockExplainer, last_block_needs
 
 #: each token attends only to itself: the output is the value embedding
@@ -39,26 +39,20 @@ class MaskCLIP(LastBlockExplainer):
         mlp: add the last block's MLP on top (default True, the authors' code).
     """
 
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        Option("residual", bool, True, "keep the last block's residual"),
-        Option("mlp", bool, True, "keep the last block's MLP"),
-    )
-
     needs = last_block_needs("MaskCLIP")
 
     def __init__(
         self,
         backbone: Backbone,
         *,
-        residual: bool | str = True,
-        mlp: bool | str = True,
+        residual: Annotated[bool, Opt("keep the last block's residual")] = True,
+        mlp: Annotated[bool, Opt("keep the last block's MLP")] = True,
         templates: Sequence[str] | None = None,
     ) -> None:
-        owner = "explainer maskclip"
         super().__init__(
             backbone,
             spec=IDENTITY_ATTENTION,
-            residual=to_bool(owner, "residual", residual),
-            mlp=to_bool(owner, "mlp", mlp),
+            residual=residual,
+            mlp=mlp,
             templates=templates,
         )

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Annotated
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec, gaussian_window_bias
 from ..errors import InputError
-from ..options import to_bool, to_float
+from ..options import Opt
 from .last_block import LastBlockExplainer, last_block_needs
 
 DEFAULT_STD = 5.0
@@ -48,21 +49,20 @@ class NACLIP(LastBlockExplainer):
         self,
         backbone: Backbone,
         *,
-        std: float | str = DEFAULT_STD,
-        residual: bool | str = False,
-        mlp: bool | str = False,
+        std: Annotated[float, Opt("standard deviation of the Gaussian window, in patches (> 0)")] = DEFAULT_STD,
+        residual: Annotated[bool, Opt("keep the last block's residual")] = False,
+        mlp: Annotated[bool, Opt("keep the last block's MLP")] = False,
         templates: Sequence[str] | None = None,
     ) -> None:
-        owner = "explainer naclip"
-        self.std = to_float(owner, "std", std)
+        self.std = std
         if not self.std > 0:
-            raise InputError(f"{owner} option std={std!r} must be a positive number of patches, e.g. std=5")
+            raise InputError(f"explainer naclip option std={std!r} must be a positive number of patches, e.g. std=5")
         bias = gaussian_window_bias(backbone.grid_size, self.std, backbone.num_prefix_tokens, dtype=backbone.dtype)
         super().__init__(
             backbone,
             spec=AttentionSpec(("kk",), bias=bias),
-            residual=to_bool(owner, "residual", residual),
-            mlp=to_bool(owner, "mlp", mlp),
+            residual=residual,
+            mlp=mlp,
             templates=templates,
         )
 

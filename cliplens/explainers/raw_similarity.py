@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 
-from ..options import Option
 from .base import Explainer, PatchScores
 from .support import Needs
 
@@ -22,8 +19,6 @@ class RawSimilarity(Explainer):
     """
 
     needs = Needs(vit=True)
-
-    option_schema: ClassVar[tuple[Option, ...]] = ()
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         trace = self.backbone.trace(pixels, layers=(), capture=())

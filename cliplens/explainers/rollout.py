@@ -30,14 +30,14 @@ products; the test computes the full product as written above).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated
 
 import torch
 
 from ..backbones.attention_graph import run_attention_graph
 from ..backbones.base import Backbone
 from ..errors import InputError
-from ..options import Option, to_choice, to_float, to_int
+from ..options import Opt
 from .base import Explainer, PatchScores
 from .support import Needs
 
@@ -77,12 +77,6 @@ class AttentionRollout(Explainer):
             the paper; jacobgil/vit-explain uses 0.9 with ``max``).
     """
 
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        Option("start_layer", int, 0, "first block of the rollout (negatives count from the end)"),
-        Option("head_fusion", str, "mean", "how heads are fused", choices=HEAD_FUSIONS),
-        Option("discard_ratio", float, 0.0, "fraction of the weakest attentions dropped", min=0.0, max=1.0),
-    )
-
     needs = Needs(
         attention=True,
         class_token=True,
@@ -95,18 +89,19 @@ class AttentionRollout(Explainer):
         self,
         backbone: Backbone,
         *,
-        start_layer: int | str = 0,
-        head_fusion: str = "mean",
-        discard_ratio: float | str = 0.0,
+        start_layer: Annotated[int, Opt("first block of the rollout (negatives count from the end)")] = 0,
+        head_fusion: Annotated[str, Opt("how heads are fused", choices=HEAD_FUSIONS)] = "mean",
+        discard_ratio: Annotated[
+            float, Opt("fraction of the weakest attentions dropped, below 1", min=0.0, max=1.0)
+        ] = 0.0,
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
-        owner = "explainer rollout"
-        self.start_layer = backbone.layer_index(to_int(owner, "start_layer", start_layer))
-        self.head_fusion = to_choice(owner, "head_fusion", head_fusion, HEAD_FUSIONS)
-        self.discard_ratio = to_float(owner, "discard_ratio", discard_ratio)
-        if not 0.0 <= self.discard_ratio < 1.0:
-            raise InputError(f"{owner}: discard_ratio must lie in [0, 1), got {self.discard_ratio}")
+        self.start_layer = backbone.layer_index(start_layer)
+        self.head_fusion = head_fusion
+        self.discard_ratio = discard_ratio
+        if not self.discard_ratio < 1.0:  # the range check of create_explainer lets 1 through; nothing would remain
+            raise InputError(f"explainer rollout: discard_ratio must lie in [0, 1), got {self.discard_ratio}")
 
     def class_row(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, N+1) the class token's row of the rollout product."""

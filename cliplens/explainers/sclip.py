@@ -17,10 +17,11 @@ Residual and MLP are kept as in the authors' public code (its last block runs
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from ..backbones.base import Backbone
 from ..backbones.vit import AttentionSpec
-from ..options import to_bool
+from ..options import Opt
 from .last_block import LastBlockExplainer, last_block_needs
 
 #: SCLIP's correlative self-attention: the sum of the q–q and k–k softmaxes
@@ -41,15 +42,14 @@ class SCLIP(LastBlockExplainer):
         self,
         backbone: Backbone,
         *,
-        residual: bool | str = True,
-        mlp: bool | str = True,
+        residual: Annotated[bool, Opt("keep the last block's residual")] = True,
+        mlp: Annotated[bool, Opt("keep the last block's MLP")] = True,
         templates: Sequence[str] | None = None,
     ) -> None:
-        owner = "explainer sclip"
         super().__init__(
             backbone,
             spec=CORRELATIVE_ATTENTION,
-            residual=to_bool(owner, "residual", residual),
-            mlp=to_bool(owner, "mlp", mlp),
+            residual=residual,
+            mlp=mlp,
             templates=templates,
         )

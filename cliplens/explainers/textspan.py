@@ -26,15 +26,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 
 from ..cache import text_embeddings
 from ..errors import InputError
+from ..options import Opt
 from .base import PatchScores
-from .decomposition import DecompositionExplainer, decompose, segmentation_scores
-from .layer_selection import parse_heads, resolve_layers
+from .decomposition import DecompositionExplainer, Mode, decompose, segmentation_scores
+from .layer_selection import HeadName, Heads, LastK, Layers, parse_heads, resolve_layers
 from .textspan_algorithm import TextSpanResult, textspan
 from .textspan_maps import head_token_scores, selected_head_scores, span_scores, top_heads
 from .textspan_report import textspan_markdown, textspan_report
@@ -255,22 +256,31 @@ class TextSpanExplainer(DecompositionExplainer):
         self,
         backbone: Backbone,
         *,
-        heads: Sequence[str] | None = None,
-        layers: Iterable[int] | None = None,
-        last_k: int | None = None,
-        rank: int = 80,
-        num_texts: int = 20,
-        pool: str | Sequence[str] | None = None,
-        dataset: str | None = None,
-        limit: int = 100,
-        batch_size: int = 16,
-        cache: bool = True,
-        top_texts: int = 5,
-        map_heads: int = 4,
-        ablate: Sequence[str] | str | None = None,
-        ablate_property: str | None = None,
-        ablate_count: int = 2,
-        mode: str = "contribution",
+        heads: Heads = None,
+        layers: Layers = None,
+        last_k: LastK = None,
+        rank: Annotated[int, Opt("k, principal directions per head", min=1)] = 80,
+        num_texts: Annotated[int, Opt("m, texts chosen per head", min=1)] = 20,
+        pool: Annotated[
+            str | list[str] | None,
+            Opt("text file with one description per line, or (Python) the descriptions; default the shipped pool"),
+        ] = None,
+        dataset: Annotated[
+            str | None, Opt("dataset spec whose images fit() analyses on the first explain, e.g. shapes:test")
+        ] = None,
+        limit: Annotated[int, Opt("at most this many images of dataset", min=1)] = 100,
+        batch_size: Annotated[int, Opt("images per forward while fitting", min=1)] = 16,
+        cache: Annotated[bool, Opt("keep pool embeddings on disk ($CLIPLENS_CACHE)")] = True,
+        top_texts: Annotated[int, Opt("descriptions per head in extras['head_texts']", min=0)] = 5,
+        map_heads: Annotated[int, Opt("heads per text in a map (0: every candidate head)", min=0)] = 4,
+        ablate: Annotated[
+            list[HeadName] | None, Opt("heads to mean-ablate, e.g. 11.3,10.0", example="11.3,10.0")
+        ] = None,
+        ablate_property: Annotated[
+            str | None, Opt("a property text (e.g. colour) whose best-spanning heads are ablated")
+        ] = None,
+        ablate_count: Annotated[int, Opt("property heads removed with ablate_property", min=0)] = 2,
+        mode: Mode = "contribution",
         templates: Sequence[str] | None = None,
     ) -> None:
         if layers is None and last_k is None:
@@ -279,14 +289,10 @@ class TextSpanExplainer(DecompositionExplainer):
         self.analysed_layers = resolve_layers(backbone, layers, last_k)
         if heads:  # analyse the layers of the chosen heads too
             self.analysed_layers = tuple(sorted(set(self.analysed_layers) | set(self.heads)))
-        if min(rank, num_texts, limit, batch_size) < 1 or min(top_texts, map_heads, ablate_count) < 0:
-            raise InputError(
-                "rank, num_texts, limit and batch_size must be >= 1; top_texts, map_heads and ablate_count >= 0"
-            )
-        self.rank, self.num_texts, self.limit, self.batch_size = int(rank), int(num_texts), int(limit), int(batch_size)
-        self.top_texts, self.cache = int(top_texts), bool(cache)
+        self.rank, self.num_texts, self.limit, self.batch_size = rank, num_texts, limit, batch_size
+        self.top_texts, self.cache = top_texts, cache
         self.dataset = dataset if dataset is not None else getattr(backbone, "reference_images", None)
-        self.map_heads, self.ablate_count = int(map_heads), int(ablate_count)
+        self.map_heads, self.ablate_count = map_heads, ablate_count
         self.ablate_property = ablate_property
         self.ablated_named = parse_heads(backbone, [ablate] if isinstance(ablate, str) else ablate) if ablate else {}
         missing = [

@@ -13,8 +13,6 @@ from typing import ClassVar, Protocol
 
 import torch
 
-from ..options import Option
-
 #: largest number of map pixels (classes x H x W) a metric makes at once from a map source: at
 #: ordinary image sizes every class of an image fits in one chunk; a 6000 x 6000 image goes one class at a time
 MAP_CHUNK_ELEMENTS = 1 << 23
@@ -211,17 +209,16 @@ class Metric(ABC):
     A value is ``nan`` when nothing was scored (e.g. ``compute`` before any
     ``update``); write it as ``null`` in JSON.
 
-    Options arrive from specs as strings (``miou?thresholds=0.3,0.5``) or from
-    code as Python values; unknown options raise
-    :class:`~cliplens.errors.InputError`.
+    Options are the keyword parameters of ``__init__`` after ``num_classes, class_names``, typed and with
+    defaults (``Annotated[..., Opt(...)]`` for help, range, choices; :mod:`cliplens.options.declared`).
+    :func:`cliplens.create_metric` converts spec text (``miou?thresholds=0.3,0.5``) or Python values to those
+    types and refuses unknown names and bad values in one line before ``__init__`` runs.
     """
 
     name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     #: True when update() uses MetricInput.pixels / score_fn (slower: extra forwards)
     needs_model: ClassVar[bool] = False
-    #: the options of ``__init__`` (checked by :func:`cliplens.create_metric`); None: names from the signature
-    option_schema: ClassVar[tuple[Option, ...] | None] = None
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
         self.num_classes = num_classes

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..options import Option, reject_unknown, to_choice, to_float, to_positive_int
+from ..options import Opt
 from ._common import check_maps, class_keys, per_class, ratio
 from .base import Metric, MetricInput
 
@@ -75,11 +75,6 @@ class _PerturbationCurve(Metric):
     """
 
     needs_model = True
-    option_schema: ClassVar[tuple[Option, ...]] = (
-        Option("steps", int, 16, "perturbation steps of the curve", min=1),
-        Option("baseline", str, "mean", "what removed pixels become", choices=BASELINES),
-        Option("blur_sigma", float, 5.0, "Gaussian sigma of the blur baseline, pixels (> 0)"),
-    )
     #: True: start from the baseline and restore pixels; False: start intact and delete
     inserts: ClassVar[bool] = False
 
@@ -88,16 +83,14 @@ class _PerturbationCurve(Metric):
         num_classes: int,
         class_names: list[str] | None = None,
         *,
-        steps: int | str = 16,
-        baseline: str = "mean",
-        blur_sigma: float | str = 5.0,
-        **options: Any,
+        steps: Annotated[int, Opt("perturbation steps of the curve", min=1)] = 16,
+        baseline: Annotated[str, Opt("what removed pixels become", choices=BASELINES)] = "mean",
+        blur_sigma: Annotated[float, Opt("Gaussian sigma of the blur baseline, pixels (> 0)")] = 5.0,
     ) -> None:
         super().__init__(num_classes, class_names)
-        reject_unknown(self.name, options, ("steps", "baseline", "blur_sigma"))
-        self.steps = to_positive_int(self.name, "steps", steps)
-        self.baseline = to_choice(self.name, "baseline", baseline, BASELINES)
-        self.blur_sigma = to_float(self.name, "blur_sigma", blur_sigma)
+        self.steps = steps
+        self.baseline = baseline
+        self.blur_sigma = blur_sigma
         if self.blur_sigma <= 0:
             raise InputError(f"{self.name} blur_sigma={self.blur_sigma} must be positive")
         for state in ("auc_sum", "start_sum", "end_sum", "pairs"):

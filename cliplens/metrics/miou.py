@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 
-from ..errors import InputError
-from ..options import Option, reject_unknown, to_float_list
+from ..options import Opt
 from ._common import check_maps, class_keys, count_true, per_class, ratio, tag
 from .base import Metric, MetricInput
 
@@ -61,39 +60,23 @@ class MeanIoU(Metric):
 
     name = "miou"
     higher_is_better = True
-    option_schema = (
-        Option(
-            "thresholds",
-            list[float],
-            [0.5],
-            "map thresholds; the first is the headline, all are reported",
-            min=0.0,
-            max=1.0,
-            example="0.3,0.5",
-        ),
-        Option("at_threshold", str, "background", "side of a pixel exactly at the threshold", choices=AT_THRESHOLD),
-    )
 
     def __init__(
         self,
         num_classes: int,
         class_names: list[str] | None = None,
         *,
-        thresholds: Sequence[float] | str | float = (0.5,),
-        at_threshold: str = "background",
-        **options: Any,
+        thresholds: Annotated[
+            Sequence[float],
+            Opt("map thresholds; the first is the headline, all are reported", min=0.0, max=1.0, example="0.3,0.5"),
+        ] = (0.5,),
+        at_threshold: Annotated[
+            str, Opt("side of a pixel exactly at the threshold", choices=AT_THRESHOLD)
+        ] = "background",
     ) -> None:
         super().__init__(num_classes, class_names)
-        reject_unknown(self.name, options, ("thresholds", "at_threshold"))
-        if at_threshold not in AT_THRESHOLD:
-            raise InputError(
-                f"miou at_threshold={at_threshold!r} is not one of {', '.join(AT_THRESHOLD)}: "
-                "say which side a pixel exactly at the threshold falls"
-            )
         self.at_threshold = at_threshold
-        self.thresholds = to_float_list(self.name, "thresholds", thresholds)
-        if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
-            raise InputError(f"miou thresholds {self.thresholds} must lie in [0, 1], the range of the maps")
+        self.thresholds = list(thresholds)
         t = len(self.thresholds)
         self.add_state("intersection", torch.zeros(t, num_classes, dtype=torch.float64))
         self.add_state("union", torch.zeros(t, num_classes, dtype=torch.float64))

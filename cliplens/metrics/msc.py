@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..options import reject_unknown
 from ._common import check_maps, class_keys, count_true, per_class, ratio
 from .base import MAP_CHUNK_ELEMENTS, Metric, MetricInput
 
@@ -53,12 +52,10 @@ class MeanScoreContrast(Metric):
     """
 
     name = "msc"
-    option_schema = ()
     higher_is_better = True
 
-    def __init__(self, num_classes: int, class_names: list[str] | None = None, **options: Any) -> None:
+    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
         super().__init__(num_classes, class_names)
-        reject_unknown(self.name, options, ())
         self.add_state("contrast_sum", torch.zeros(num_classes, dtype=torch.float64))
         self.add_state("pairs", torch.zeros(num_classes, dtype=torch.float64))
 

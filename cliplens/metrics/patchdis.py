@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ..errors import InputError
-from ..options import reject_unknown
 from ._common import check_patch_scores, class_keys, per_class, ratio
 from .base import Metric, MetricInput
 from .batch import BatchInput, patch_ground_truth
@@ -31,12 +28,10 @@ class PatchDis(Metric):
     """
 
     name = "patchdis"
-    option_schema = ()
     higher_is_better = True
 
-    def __init__(self, num_classes: int, class_names: list[str] | None = None, **options: Any) -> None:
+    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
         super().__init__(num_classes, class_names)
-        reject_unknown(self.name, options, ())
         self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.float64))
 
     def update(self, item: MetricInput) -> None:

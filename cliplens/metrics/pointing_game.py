@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 
-from ..errors import InputError
-from ..options import Option, reject_unknown, to_int
+from ..options import Opt
 from ._common import check_maps, class_keys, per_class, ratio
 from .base import MAP_CHUNK_ELEMENTS, Metric, MetricInput
 
@@ -47,16 +46,16 @@ class PointingGame(Metric):
 
     name = "pointing_game"
     higher_is_better = True
-    option_schema = (Option("tolerance", int, 15, "pixels around the map's maximum that still count as a hit", min=0),)
 
     def __init__(
-        self, num_classes: int, class_names: list[str] | None = None, *, tolerance: int | str = 15, **options: Any
+        self,
+        num_classes: int,
+        class_names: list[str] | None = None,
+        *,
+        tolerance: Annotated[int, Opt("pixels around the map's maximum that still count as a hit", min=0)] = 15,
     ) -> None:
         super().__init__(num_classes, class_names)
-        reject_unknown(self.name, options, ("tolerance",))
-        self.tolerance = to_int(self.name, "tolerance", tolerance)
-        if self.tolerance < 0:
-            raise InputError(f"pointing_game tolerance {self.tolerance} must be 0 or more pixels")
+        self.tolerance = tolerance
         self.add_state("hits", torch.zeros(num_classes, dtype=torch.float64))
         self.add_state("pairs", torch.zeros(num_classes, dtype=torch.float64))
 

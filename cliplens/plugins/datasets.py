@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..datasets.coco_polygons import COCO_POLYGONS_OPTIONS, coco_polygons_factory
-from ..datasets.imagenet_seg import IMAGENET_SEG_OPTIONS, imagenet_seg_factory
-from ..datasets.index_masks import INDEX_MASKS_OPTIONS, index_masks_factory
-from ..datasets.ovss_folders import OVSS_OPTIONS, ovss_factory
-from ..datasets.voc import VOC_OPTIONS, voc_factory
+from ..datasets.coco_polygons import coco_polygons_factory
+from ..datasets.imagenet_seg import imagenet_seg_factory
+from ..datasets.index_masks import index_masks_factory
+from ..datasets.ovss_folders import ovss_factory
+from ..datasets.voc import voc_factory
 from ..registry.hookspecs import Register, hookimpl
 
 
@@ -17,30 +17,25 @@ def register_datasets(register: Register) -> None:
         "voc",
         voc_factory,
         description="PASCAL VOC segmentation folder (21 classes, ignore 255); ?split=val",
-        options=VOC_OPTIONS,
     )
     register(
         "index-masks",
         index_masks_factory,
         description="images/ + same-named index PNG masks/ + classes.txt; ?ignore=255&split=NAME",
-        options=INDEX_MASKS_OPTIONS,
     )
     register(
         "coco-polygons",
         coco_polygons_factory,
         description="YOLO segmentation polygons (images/, labels/, classes.txt); class 0 = background",
-        options=COCO_POLYGONS_OPTIONS,
     )
     register(
         "imagenet-seg",
         imagenet_seg_factory,
         description="ImageNet-segmentation gtsegs_ijcv.mat (background / foreground); ?foreground_name=object",
-        options=IMAGENET_SEG_OPTIONS,
     )
     register(
         "ovss",
         ovss_factory,
         description="open-vocabulary segmentation benchmarks in their mmseg layouts; ?name=voc21|voc20|context60|"
         "context59|coco_object|coco_stuff|cityscapes|ade20k",
-        options=OVSS_OPTIONS,
     )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from ..explainers.decomposition import DecompositionExplainer
-from ..explainers.textspan_options import DECOMPOSITION_OPTIONS
 from ..registry.hookspecs import Register, hookimpl
 
 
 @hookimpl
 def register_explainers(register: Register) -> None:
-    register("decomposition", DecompositionExplainer, options=DECOMPOSITION_OPTIONS)
+    register("decomposition", DecompositionExplainer)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..devices import BACKBONE_OPTIONS
+from ..devices import Autocast, Device, Dtype, Seed
 from ..registry.hookspecs import Register, hookimpl
 
 
 def _factory(arch: str):
-    def create(arg: str | None, **options: Any):
+    def create(
+        arg: str | None, *, device: Device = None, dtype: Dtype = None, seed: Seed = 0, autocast: Autocast = None
+    ):
         from ..backbones.open_clip_factory import open_clip_backbone
 
-        return open_clip_backbone(arch, arg, **options)
+        return open_clip_backbone(arch, arg, device=device, dtype=dtype, seed=seed, autocast=autocast)
 
     create.__doc__ = f"open_clip {arch}: random init, ARCH:TAG pretrained, or ARCH:PATH local checkpoint"
     return create
@@ -23,7 +23,7 @@ def register_backbones(register: Register) -> None:
     from ..backbones.loading import open_clip_architectures  # open_clip's list without importing open_clip
 
     for arch in open_clip_architectures():
-        register(arch, _factory(arch), options=BACKBONE_OPTIONS)
+        register(arch, _factory(arch))
 
 
 @hookimpl

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from ..explainers.textspan import TextSpanExplainer
-from ..explainers.textspan_options import TEXTSPAN_OPTIONS
 from ..registry.hookspecs import Register, hookimpl
 
 
 @hookimpl
 def register_explainers(register: Register) -> None:
-    register("textspan", TextSpanExplainer, options=TEXTSPAN_OPTIONS)
+    register("textspan", TextSpanExplainer)

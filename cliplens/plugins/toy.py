@@ -6,7 +6,7 @@ The factories are :mod:`cliplens.toy.factories`.
 from __future__ import annotations
 
 from ..registry.hookspecs import Register, hookimpl
-from ..toy.factories import SHAPES_OPTIONS, TOY_OPTIONS, shapes_factory, toy_factory
+from ..toy.factories import shapes_factory, toy_factory
 
 
 @hookimpl
@@ -16,7 +16,6 @@ def register_datasets(register: Register) -> None:
         "shapes",
         shapes_factory,
         description="toy world: seeded coloured-shape scenes with exact masks; shapes:test?size=200&seed=0",
-        options=SHAPES_OPTIONS,
     )
 
 
@@ -27,5 +26,4 @@ def register_backbones(register: Register) -> None:
         "toy",
         toy_factory,
         description="tiny open_clip ViT (64 px, 8x8 patches) trained on shapes; toy:PATH for a retrained one",
-        options=TOY_OPTIONS,
     )

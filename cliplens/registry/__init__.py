@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExplainerError, InputError
-from ..options import TEMPLATES_OPTION, Option, check_options, guess_value, signature_options
+from ..options import TEMPLATES_OPTION, Declaration, Option, check_options, declared_options, guess_value
 from ..specs import Spec, parse_spec
 from .catalog import Catalog, Entry, Provider
 from .hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
@@ -47,18 +47,15 @@ __all__ = [
     "create_dataset",
     "create_metric",
     "get_explainer_class",
+    "option_declaration",
     "option_schema",
     "validate_options",
-    "signature_options",
+    "resolved_options",
 ]
 
-#: parameters of each kind's constructor / factory that are not options
-_NOT_OPTIONS = {
-    "backbone": ("arg",),
-    "dataset": ("arg",),
-    "explainer": ("backbone",),
-    "metric": ("num_classes", "class_names"),
-}
+#: leading parameters of each kind's constructor / factory that are not options: the spec's ``arg``
+#: (backbones, datasets), the explainer's ``backbone``, the metric's ``num_classes, class_names``
+POSITIONAL_PARAMETERS = {"backbone": 1, "dataset": 1, "explainer": 1, "metric": 2}
 
 _lock = threading.Lock()
 _registry: Registry | None = None
@@ -107,40 +104,52 @@ def list_metrics(pattern: Pattern = None, exclude: Pattern = None) -> list[str]:
     return get_registry().catalog("metric").names(pattern, exclude)
 
 
-def option_schema(kind: str, name: str) -> tuple[Option, ...] | None:
-    """The options ``name`` of ``kind`` declares (``register(..., options=)`` or the class's ``option_schema``),
-    with ``templates`` added for explainers; None when it declares none."""
-    entry = get_registry().catalog(kind).get(name)
-    schema = entry.options if entry.options is not None else getattr(entry.obj, "option_schema", None)
-    if schema is None:
-        return None
-    schema = tuple(schema)
-    if kind == "explainer" and all(o.name != TEMPLATES_OPTION.name for o in schema):
-        schema += (TEMPLATES_OPTION,)
-    return schema
+def option_declaration(kind: str, name: str) -> Declaration:
+    """The options ``name`` of ``kind`` takes: the keyword parameters of its class's ``__init__`` or its factory
+    (:func:`~cliplens.options.declared_options`); an explainer's ``templates`` is :data:`TEMPLATES_OPTION`."""
+    obj = get_registry().catalog(kind).get(name).obj
+    shared = (TEMPLATES_OPTION,) if kind == "explainer" else ()
+    return declared_options(obj, POSITIONAL_PARAMETERS.get(kind, 0), shared)
+
+
+def option_schema(kind: str, name: str) -> tuple[Option, ...]:
+    """The declared options of ``name`` of ``kind``, in signature order (:func:`option_declaration`)."""
+    return option_declaration(kind, name).options
 
 
 def validate_options(kind: str, name: str, options: dict[str, Any], *, text: bool = False) -> dict[str, Any]:
-    """``options`` of ``name`` checked and converted before anything is built (one-line :class:`OptionError`).
+    """``options`` of ``name`` checked and converted to their declared types before anything is built.
 
-    With a schema every value is converted to its declared type (text or Python values). Without one the
-    names are checked against the constructor's / factory's keyword parameters (unless it takes ``**kwargs``)
-    and the values pass through as they are; ``text=True`` (values typed on the command line) turns them into
-    numbers, booleans or lists the way the CLI always did (:func:`~cliplens.options.guess_value`).
+    Text (a spec's ``?key=value``, ``--option``) and Python values are both accepted; an unknown name, a value
+    of the wrong type, out of range or outside the choices raises a one-line :class:`OptionError`. Names
+    beyond the declared ones pass only to a component that takes ``**kwargs``, as given; so do values of
+    an option whose type cannot be read, except that ``text=True`` (values typed on the command line)
+    turns them into numbers, booleans or lists the way the CLI always did
+    (:func:`~cliplens.options.guess_value`). Only the given options are returned (the signature's defaults
+    apply to the rest).
     """
     if kind == "dataset":
         refuse_bare_path(name, options)
-    owner = f"{kind} {name!r}"
-    listing = f"cliplens list {kind}s --options"
-    schema = option_schema(kind, name)
-    if schema is not None:
-        return check_options(owner, schema, options, listing=listing)
-    obj = get_registry().catalog(kind).get(name).obj
-    names = signature_options(obj, skip=_NOT_OPTIONS.get(kind, ()))
-    unknown = {k: v for k, v in options.items() if names is not None and k not in names}
-    if unknown:  # raises, naming the first unknown option and the accepted names
-        check_options(owner, [Option(n, object) for n in names or ()], unknown, listing=listing)
-    return {k: guess_value(v) if text and isinstance(v, str) else v for k, v in options.items()}
+    declaration = option_declaration(kind, name)
+    declared = {option.name: option for option in declaration.options}
+    extra = {k: v for k, v in options.items() if k not in declared}
+    owner, listing = f"{kind} {name!r}", f"cliplens list {kind}s --options"
+    if extra and not declaration.open:  # raises, naming the first unknown option and the accepted names
+        check_options(owner, declaration.options, extra, listing=listing)
+    checked = check_options(owner, declaration.options, {k: v for k, v in options.items() if k in declared})
+    out = {**checked, **extra}
+    passed_as_given = {k for k in out if k not in declared or declared[k].type is object}
+    return {k: guess_value(v) if text and k in passed_as_given and isinstance(v, str) else v for k, v in out.items()}
+
+
+def resolved_options(kind: str, name: str, given: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every declared option of ``name`` of ``kind`` with its value: ``given`` (converted) over the defaults.
+
+    The values a result's numbers depend on (the benchmark's result identity); ``skip``: names left out.
+    """
+    defaults = {o.name: o.default for o in option_schema(kind, name) if o.name not in skip}
+    given = {k: v for k, v in validate_options(kind, name, given).items() if k not in skip}
+    return {**defaults, **given}
 
 
 def refuse_bare_path(name: str, options: dict[str, Any]) -> None:

@@ -40,8 +40,6 @@ class Entry(Generic[T]):
     obj: T
     provider: Provider
     description: str = ""
-    #: the option schema given to ``register(..., options=...)`` (None: the object's ``option_schema``, if any)
-    options: tuple[Any, ...] | None = None
 
 
 class Catalog(Generic[T]):
@@ -52,9 +50,7 @@ class Catalog(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._conflicts: dict[str, str] = {}
 
-    def add(
-        self, name: str, obj: T, provider: Provider, description: str = "", options: Iterable[Any] | None = None
-    ) -> None:
+    def add(self, name: str, obj: T, provider: Provider, description: str = "") -> None:
         """Register ``name``; a second registration of the same name is recorded (see :attr:`conflicts`) and
         raises :class:`NameConflictError` (the loader turns it into a warning)."""
         if not isinstance(name, str) or not name or any(c.isspace() for c in name) or ":" in name:
@@ -70,9 +66,7 @@ class Catalog(Generic[T]):
             )
             self._conflicts[name] = message
             raise NameConflictError(message)
-        self._entries[name] = Entry(
-            self.kind, name, obj, provider, description, None if options is None else tuple(options)
-        )
+        self._entries[name] = Entry(self.kind, name, obj, provider, description)
 
     @property
     def conflicts(self) -> dict[str, str]:

@@ -28,9 +28,10 @@ ENTRY_POINT_GROUP = "cliplens"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-#: ``register(name, obj, description=None, options=None)``; ``options``: a sequence of
-#: :class:`cliplens.Option` (the schema :func:`cliplens.create_explainer` & co. check), overriding the object's
-#: own ``option_schema``; without either, option names are checked against the signature and passed through.
+#: ``register(name, obj, description=None)``. The options of ``obj`` are the keyword parameters of its
+#: signature (its ``__init__``, or the factory's), with types, defaults and ``Annotated[..., cliplens.Opt(...)]``
+#: help / range / choices; :func:`cliplens.create_explainer` & co. convert and check them before calling ``obj``
+#: (:mod:`cliplens.options.declared`).
 Register = Callable[..., None]
 
 
@@ -39,9 +40,10 @@ def register_backbones(register: Register) -> None:
     """Register backbone factories.
 
     Call ``register(name, factory, description=None)`` once per backbone name.
-    ``factory(arg: str | None, **options) -> Backbone`` receives what follows
-    the first ``:`` of a spec (``ViT-B-16:openai`` -> ``arg="openai"``; ``None``
-    when absent) plus keyword options such as ``device`` and ``dtype``.
+    ``factory(arg: str | None, *, device=None, ...) -> Backbone`` receives what
+    follows the first ``:`` of a spec (``ViT-B-16:openai`` -> ``arg="openai"``;
+    ``None`` when absent) plus its keyword options (``device``, ``dtype``, ...),
+    declared by its signature and converted before the call.
     """
 
 

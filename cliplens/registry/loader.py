@@ -193,11 +193,14 @@ def _run_hooks(registry: Registry, plugin: object, info: PluginInfo, provider: P
         info.hooks.append(hook_name)
         catalog = registry.catalog(kind)
 
-        def register(name: str, obj: Any, description: str | None = None, options: Any = None) -> None:
-            try:
-                catalog.add(
-                    name, obj, provider, description if description is not None else hookspecs.describe(obj), options
+        def register(name: str, obj: Any, description: str | None = None, **unexpected: Any) -> None:
+            if unexpected:  # e.g. the options= of older versions: options are declared in obj's signature only
+                raise PluginError(
+                    f"{provider} passed {', '.join(sorted(unexpected))} to register({name!r}, ...): register takes "
+                    "name, obj and description; options are the keyword parameters of obj's signature"
                 )
+            try:
+                catalog.add(name, obj, provider, description if description is not None else hookspecs.describe(obj))
             except NameConflictError as exc:  # the name is unusable (Catalog.get refuses it), the rest works
                 info.conflicts.append(str(exc))
                 _fail(f"{exc}; commands that use this name stop with this error, the others run", strict)

@@ -289,11 +289,12 @@ def test_identity_resolves_defaults_and_hashes_dataset_files(fakes, tmp_path):
 
     from cliplens.benchmarks.results.identity import PairIdentity, dataset_identity, identity_change, resolved_options
 
-    class Method:
-        def __init__(self, backbone, templates=None, depth=3, alpha=0.5):
-            pass
-
-    assert resolved_options(Method, {"depth": 4}, skip=("backbone", "templates")) == {"alpha": 0.5, "depth": 4}
+    # the declared defaults under the given values, converted as create_explainer converts them
+    assert resolved_options("explainer", "rollout", {"discard_ratio": "0.25"}, skip=("templates",)) == {
+        "start_layer": 0,
+        "head_fusion": "mean",
+        "discard_ratio": 0.25,
+    }
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(b"1")
     before = dataset_identity(f"index-masks:{tmp_path}?ignore=11")

@@ -22,6 +22,7 @@ from cliplens.datasets.imagenet_seg import imagenet_seg_factory
 from cliplens.datasets.index_masks import index_masks_factory
 from cliplens.datasets.voc import VOC_CLASS_NAMES, voc_factory
 from cliplens.errors import InputError, SampleError
+from cliplens.registry import create_dataset
 from cliplens.registry.loader import load_registry
 
 RNG = np.random.default_rng(0)
@@ -169,8 +170,8 @@ def test_voc_bad_paths(tmp_path: Path, voc_root: Path) -> None:
         voc_factory(str(tmp_path / "empty"))
     with pytest.raises(InputError, match="split=.*train, val"):
         voc_factory(str(voc_root), split="test")
-    with pytest.raises(InputError, match="unknown option"):
-        voc_factory(str(voc_root), splt="val")
+    with pytest.raises(InputError, match="has no option 'splt'"):
+        create_dataset(f"voc:{voc_root}?splt=val")
 
 
 # ----------------------------------------------------------------- index masks
@@ -194,11 +195,11 @@ def index_root(tmp_path: Path) -> Path:
 
 
 def test_index_masks_with_ignore_and_split(index_root: Path) -> None:
-    dataset = index_masks_factory(str(index_root), ignore="9", split="val")
+    dataset = create_dataset(f"index-masks:{index_root}?ignore=9&split=val")
     assert dataset.class_names == ["sky", "road", "car"] and dataset.ignore_index == 9
     assert [dataset[i].sample_id for i in range(len(dataset))] == ["a", "b"]
     assert dataset[0].mask.shape == (6, 10) and dataset[0].mask[-1, 0] == 9
-    everything = index_masks_factory(str(index_root), ignore="9")
+    everything = index_masks_factory(str(index_root), ignore=9)
     assert len(everything) == 3
     with pytest.raises(SampleError, match="c.png"):
         everything[2]
@@ -213,8 +214,8 @@ def test_index_masks_bad_specs(tmp_path: Path, index_root: Path) -> None:
         index_masks_factory(None)
     with pytest.raises(InputError, match="one of val"):
         index_masks_factory(str(index_root), split="train")
-    with pytest.raises(InputError, match="not an integer"):
-        index_masks_factory(str(index_root), ignore="eleven")
+    with pytest.raises(InputError, match="ignore='eleven' is not accepted: ignore takes an integer >= 0"):
+        create_dataset(f"index-masks:{index_root}?ignore=eleven")
     (index_root / "classes.txt").unlink()
     with pytest.raises(InputError, match="classes.txt"):
         index_masks_factory(str(index_root))

@@ -21,6 +21,7 @@ from cliplens.metrics import (
     PointingGame,
 )
 from cliplens.metrics.patchdis import patch_ground_truth
+from cliplens.registry import create_metric
 from cliplens.registry.loader import load_registry
 
 NAMES = ["sky", "road", "car", "person"]
@@ -73,7 +74,7 @@ def _region_score(regions: torch.Tensor):
 def test_miou_matches_sklearn_jaccard_per_class() -> None:
     thresholds = [0.3, 0.5, 0.7]
     items = _random_items(6, seed=1)
-    metric = MeanIoU(C, NAMES, thresholds="0.3,0.5,0.7")
+    metric = create_metric("miou", C, NAMES, thresholds="0.3,0.5,0.7")  # spec text, converted
     for item in items:
         metric.update(item)
     result = metric.compute()
@@ -130,7 +131,8 @@ def test_miou_pixel_exactly_at_threshold_is_background_unless_asked() -> None:
     maps = torch.zeros(C, 8, 8)
     maps[1] = level
     item = MetricInput(maps=maps, patch_scores=maps[:, ::4, ::4], mask=mask)
-    strict, inclusive = MeanIoU(C, NAMES, thresholds=0.5), MeanIoU(C, NAMES, thresholds=0.5, at_threshold="foreground")
+    strict = create_metric("miou", C, NAMES, thresholds=0.5)
+    inclusive = create_metric("miou", C, NAMES, thresholds=0.5, at_threshold="foreground")
     strict.update(item)
     inclusive.update(item)
     # strict: columns 5-7 predicted (24 px), all inside the 32-px mask -> 24 / 32
@@ -138,7 +140,7 @@ def test_miou_pixel_exactly_at_threshold_is_background_unless_asked() -> None:
     # inclusive: columns 4-7 (32 px) == the mask -> 100
     assert inclusive.compute()["miou@0.5/class/road"] == pytest.approx(100.0)
     with pytest.raises(InputError, match="at_threshold"):
-        MeanIoU(C, NAMES, at_threshold="above")
+        create_metric("miou", C, NAMES, at_threshold="above")
 
 
 def test_miou_ignores_ignore_pixels_and_ignore_only_classes() -> None:
@@ -154,10 +156,10 @@ def test_miou_ignores_ignore_pixels_and_ignore_only_classes() -> None:
 
 
 def test_miou_options_are_checked() -> None:
-    with pytest.raises(InputError, match="unknown option"):
-        MeanIoU(C, NAMES, threshold=0.5)
+    with pytest.raises(InputError, match="has no option 'threshold'"):
+        create_metric("miou", C, NAMES, threshold=0.5)
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        MeanIoU(C, NAMES, thresholds=[1.5])
+        create_metric("miou", C, NAMES, thresholds=[1.5])
     with pytest.raises(InputError, match="maps have shape"):
         MeanIoU(C, NAMES).update(
             MetricInput(
@@ -253,7 +255,7 @@ def test_pointing_game_tolerance() -> None:
     maps[1, 9 + 10, 9] = 1.0  # road peak 10 px below the road square
     item = MetricInput(maps=maps, patch_scores=torch.zeros(C, 1, 1), mask=mask)
     for tolerance, expected in ((15, 100.0), (10, 100.0), (9, 50.0), (0, 50.0)):
-        metric = PointingGame(C, NAMES, tolerance=str(tolerance))
+        metric = create_metric("pointing_game", C, NAMES, tolerance=str(tolerance))
         metric.update(item)
         assert metric.compute()["pointing_game"] == expected, tolerance
     perfect, inverted = _perfect(_quadrant_mask(64, 64)), _perfect(_quadrant_mask(64, 64))
@@ -288,7 +290,7 @@ def test_deletion_and_insertion_known_curves() -> None:
     for inverted in (False, True):
         item = _faithfulness_item(inverted)
         for cls in (Deletion, Insertion):
-            metric = cls(C, NAMES, steps="4")
+            metric = create_metric(cls.name, C, NAMES, steps="4")  # spec text, converted
             metric.update(item)
             results[(cls.name, inverted)] = metric.compute()
     # true map, steps of 16 px: deletion removes the 16 road pixels first -> scores 1, 0, 0, 0, 0
@@ -318,14 +320,14 @@ def test_deletion_batches_one_call_per_class_and_blur_baseline() -> None:
         return inner(pixels, class_index)
 
     item.score_fn = counting
-    metric = Deletion(C, NAMES, steps=16, baseline="blur", blur_sigma="1.5")
+    metric = create_metric("deletion", C, NAMES, steps=16, baseline="blur", blur_sigma="1.5")
     metric.update(item)
     assert calls == [((17, 3, 8, 8), 0), ((17, 3, 8, 8), 1)]
     assert metric.compute()["deletion/end"] == pytest.approx(1.0)  # blurring a constant image changes nothing
     with pytest.raises(InputError, match="needs the model"):
         Deletion(C, NAMES).update(MetricInput(maps=item.maps, patch_scores=item.patch_scores, mask=item.mask))
     with pytest.raises(InputError, match="baseline"):
-        Insertion(C, NAMES, baseline="noise")
+        create_metric("insertion", C, NAMES, baseline="noise")
 
 
 # ----------------------------------------------------------------- all metrics
@@ -372,5 +374,5 @@ def test_plugin_registers_the_six_metrics() -> None:
     registry = load_registry(("cliplens.plugins.metrics",), entry_points=False, strict=True)
     catalog = registry.catalog("metric")
     assert catalog.names() == sorted(_metric_factories())
-    metric = catalog.get("miou").obj(C, NAMES, thresholds="0.25")
+    metric = create_metric("miou", C, NAMES, thresholds="0.25")  # spec text, converted by the registry
     assert metric.thresholds == [0.25]

@@ -26,7 +26,6 @@ Results written before the settings were part of the identity read theirs from `
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -122,16 +121,15 @@ def dataset_identity(spec: str | None) -> dict[str, Any] | None:
     return entry
 
 
-def resolved_options(cls: type, given: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``given`` on top of the keyword defaults of ``cls.__init__`` (``skip``: parameters that are not options)."""
-    try:
-        parameters = inspect.signature(cls.__init__).parameters.values()
-    except (TypeError, ValueError):
-        parameters = []
-    defaults = {
-        p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty and p.name not in skip
-    }
-    return json.loads(json.dumps({**defaults, **given}, sort_keys=True, default=repr))
+def resolved_options(kind: str, name: str, given: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``given`` on top of the declared defaults of ``name`` of ``kind``, as JSON values (``skip``: left out).
+
+    The declaration is the one ``create_*`` checks and ``cliplens list --options`` shows
+    (:func:`cliplens.registry.resolved_options`).
+    """
+    from ...registry import resolved_options as declared_values
+
+    return json.loads(json.dumps(declared_values(kind, name, given, skip), sort_keys=True, default=repr))
 
 
 @dataclass(frozen=True)
@@ -175,20 +173,14 @@ def pair_identity(
 ) -> PairIdentity:
     """The identity of the pair whose config (:meth:`cliplens.benchmarks.run.plan.RunPlan.pair_config`) is ``pair_config``."""
     from ... import __version__
-    from ...registry import get_registry
 
-    registry = get_registry()
-    explainer_cls = registry.catalog("explainer").get(pair_config["explainer"]).obj
-    metrics = {
-        name: resolved_options(registry.catalog("metric").get(name).obj, options, skip=("num_classes", "class_names"))
-        for name, options in metric_specs
-    }
+    metrics = {name: resolved_options("metric", name, options) for name, options in metric_specs}
     resolved = {
         "weights": weights_identity(pair_config["backbone"]),
         "dataset": dataset_identity(pair_config["dataset"]),
         "threshold_dataset": dataset_identity(pair_config["threshold_dataset"]),
         "explainer_options": resolved_options(
-            explainer_cls, pair_config["explainer_options"], skip=("backbone", "templates")
+            "explainer", pair_config["explainer"], pair_config["explainer_options"], skip=("templates",)
         ),
         "metrics": metrics,
         "metric_resolution": metric_resolution,

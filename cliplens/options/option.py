@@ -1,103 +1,27 @@
-"""Conversion of option values (spec strings, CLI strings or Python values) into typed arguments.
+"""One option (:class:`Option`): its type, default, range or choices and help, and the conversion of a value.
 
-Dataset factories and metric classes receive their options as strings when they
-come from a spec (``index-masks:/data/camvid?ignore=11``) and as Python values
-when called from code; these helpers accept both and raise a one-line
-:class:`~cliplens.errors.InputError` naming the option and the expected form.
+A value arrives as text from a spec (``index-masks:/data/camvid?ignore=11``) or the command line
+(``--option gradcam.layer=3``), or as a Python value from code; :meth:`Option.convert` accepts both and
+raises a one-line :class:`OptionError` naming the option, the value and what is accepted. The options
+themselves are read from a component's signature (:mod:`cliplens.options.declared`).
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
 import json
 import math
 import os
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 _NONE_WORDS = {"", "none", "null", "no", "off"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-def reject_unknown(owner: str, options: dict[str, Any], allowed: Iterable[str]) -> None:
-    """Raise InputError when ``options`` holds a key outside ``allowed``."""
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        known = ", ".join(sorted(allowed)) or "none"
-        raise InputError(f"{owner} got unknown option(s) {', '.join(unknown)}: the options it takes are {known}")
-
-
-def to_int(owner: str, key: str, value: Any) -> int:
-    """``"11"`` / ``11`` -> 11."""
-    if isinstance(value, bool):
-        raise InputError(f"{owner} option {key}={value!r} is not an integer: write e.g. {key}=11")
-    try:
-        return int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise InputError(f"{owner} option {key}={value!r} is not an integer: write e.g. {key}=11") from None
-
-
-def to_optional_int(owner: str, key: str, value: Any) -> int | None:
-    """Like :func:`to_int`, but ``None`` / ``"none"`` -> None."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
-        return None
-    return to_int(owner, key, value)
-
-
-def to_positive_int(owner: str, key: str, value: Any) -> int:
-    """An integer >= 1."""
-    number = to_int(owner, key, value)
-    if number < 1:
-        raise InputError(f"{owner} option {key}={value!r} must be a positive integer")
-    return number
-
-
-def to_float(owner: str, key: str, value: Any) -> float:
-    """``"0.5"`` / ``0.5`` -> 0.5."""
-    try:
-        return float(str(value).strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{owner} option {key}={value!r} is not a number: write e.g. {key}=0.5") from None
-
-
-def to_float_list(owner: str, key: str, value: Any) -> list[float]:
-    """``"0.3,0.5"`` / ``[0.3, 0.5]`` / ``0.5`` -> ``[0.3, 0.5]`` (order kept, never empty)."""
-    if isinstance(value, str):
-        parts: Sequence[Any] = [p for p in value.replace(";", ",").split(",") if p.strip()]
-    elif isinstance(value, (int, float)):
-        parts = [value]
-    else:
-        parts = list(value)
-    numbers = [to_float(owner, key, p) for p in parts]
-    if not numbers:
-        raise InputError(f"{owner} option {key} is empty: write e.g. {key}=0.3,0.4,0.5")
-    return numbers
-
-
-def to_choice(owner: str, key: str, value: Any, choices: Sequence[str]) -> str:
-    """A string that must be one of ``choices`` (compared case-insensitively)."""
-    text = str(value).strip().lower()
-    if text not in choices:
-        raise InputError(f"{owner} option {key}={value!r} is not one of {', '.join(choices)}")
-    return text
-
-
-def to_bool(owner: str, key: str, value: Any) -> bool:
-    """``True`` / ``"true"`` / ``"1"`` / ``"yes"`` -> True (and the opposites -> False)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InputError(f"{owner} option {key}={value!r} is not a boolean: write {key}=true or {key}=false")
 
 
 # ---- typed option schemas ----------------------------------------------------------------------------------------
@@ -112,6 +36,8 @@ def _type_name(tp: Any) -> str:
         return f"list[{_type_name(inner)}]"
     if isinstance(tp, tuple):
         return " | ".join(_type_name(t) for t in tp)
+    if tp is object:
+        return "any"
     return getattr(tp, "option_type", getattr(tp, "__name__", str(tp)))
 
 
@@ -129,12 +55,14 @@ class _Refused(ValueError):
 
 @dataclass(frozen=True)
 class Option:
-    """One option of an explainer, backbone, dataset or metric: what :func:`check_options` checks centrally.
+    """One option of an explainer, backbone, dataset or metric, as read from its signature
+    (:func:`~cliplens.options.declared_options`): what :func:`check_options` checks centrally.
 
     Attributes:
         name: the keyword (``depth`` in ``clip_surgery.depth=4`` or ``shapes:test?size=50``).
-        type: ``int``, ``float``, ``bool``, ``str``, ``list[int]``, ``list[float]``, ``list[str]``, or a tuple of
-            these tried in order (``(str, list[str])``: a file name, or the texts themselves from Python).
+        type: ``int``, ``float``, ``bool``, ``str``, ``list[int]``, ``list[float]``, ``list[str]``, ``object``
+            (any value, passed as given), or a tuple of these tried in order (``(str, list[str])``: a file
+            name, or the texts themselves from Python).
             Text (CLI ``--option``, spec ``?key=value``) is parsed by the type: ``"4"`` -> 4, ``"true"`` -> True,
             ``"3,4"`` / ``"[3, 4]"`` / ``"3"`` -> ``[3, 4]`` / ``[3]``.
         default: the value used when the option is not given (``None``: decided by the component, see help).
@@ -177,9 +105,13 @@ class Option:
             return f"a list of {noun}{self._range_words() if inner in (int, float) else ''}, e.g. {example}"
         if self.choices and tp is str:
             return f"one of {', '.join(self.choices)}"
-        word = {int: "an integer", float: "a number", bool: "a boolean (true or false)", str: "a string"}.get(
-            tp, getattr(tp, "option_words", _type_name(tp))
-        )
+        word = {
+            int: "an integer",
+            float: "a number",
+            bool: "a boolean (true or false)",
+            str: "a string",
+            object: "any value",
+        }.get(tp, getattr(tp, "option_words", _type_name(tp)))
         return word + self._range_words() if tp in (int, float) else word
 
     def _range_words(self) -> str:
@@ -266,6 +198,8 @@ class Option:
                     raise _Refused
                 return text
             return value
+        if tp is object:  # undeclared type (no annotation, or one cliplens cannot read): passed as given
+            return value
         parser = getattr(tp, "parse_option", None)
         if parser is None:
             raise TypeError(f"option {self.name!r} has an unsupported type {tp!r}")  # a bug in the schema
@@ -306,23 +240,6 @@ def check_options(
             raise OptionError(f"{owner} has no option {key!r} ({key}={value!r}): {hint}its options are {known}{where}")
         out[key] = option.convert(value, owner)
     return out
-
-
-def signature_options(factory: Any, skip: Iterable[str] = ()) -> tuple[str, ...] | None:
-    """Keyword names a schema-less class or factory accepts (``None``: it takes ``**kwargs``, anything goes)."""
-    target = factory.__init__ if isinstance(factory, type) else factory
-    try:
-        parameters = list(inspect.signature(target).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    skipped = set(skip) | {"self"}
-    return tuple(
-        p.name
-        for p in parameters
-        if p.name not in skipped and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    )
 
 
 def guess_value(text: str) -> Any:
