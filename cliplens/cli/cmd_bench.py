@@ -129,6 +129,15 @@ def with_option(spec: str, key: str, value: str | None) -> str:
     return f"{spec}{'&' if '?' in spec else '?'}{key}={value}"
 
 
+def unique(values: list[str], flag: str, notices: list[str]) -> list[str]:
+    """``values`` with repeats dropped (the first kept, order kept); a notice in ``notices`` for each repeated one."""
+    kept = list(dict.fromkeys(values))
+    for value in kept:
+        if (count := values.count(value)) > 1:
+            notices.append(f"cliplens: note: {flag} {value} given {count} times: it runs once")
+    return kept
+
+
 def check_before_head(datasets: list[str | None], out: Path) -> None:
     """One line (a :class:`~cliplens.errors.CliplensError`) before the run's first line of output when a dataset
     does not open (a missing folder or class list, no images) or ``out`` cannot be written or is held by another
@@ -167,6 +176,14 @@ def run(args: argparse.Namespace) -> int:
     from ._options import parse_scoped_options, typed_scoped_options
 
     autocast = autocast_option(args.dtype)  # one line for a bad --dtype, before anything else
+    if args.examples < 0:
+        raise InputError(f"--examples {args.examples} must be 0 (no example maps) or more")
+    if args.threshold_dataset and not args.thresholds:
+        raise InputError(
+            "--threshold-dataset is where a --thresholds sweep chooses its threshold: add --thresholds A:B:STEP "
+            "(e.g. 0.05:0.95:0.05) or drop --threshold-dataset"
+        )
+    notices: list[str] = []  # repeated names, said once the run's checks have passed
     default_world = args.backbone is None and args.dataset is None
     dataset = args.dataset or DEFAULT_DATASET
     out = args.out
@@ -186,10 +203,12 @@ def run(args: argparse.Namespace) -> int:
         "explainer", parse_scoped_options(args.explainer_option), explainers, flag="--explainer-option"
     )
     config = BenchConfig(
-        backbones=[with_option(spec, "autocast", autocast) for spec in args.backbone or [DEFAULT_BACKBONE]],
-        explainers=list(dict.fromkeys(explainers)),
+        backbones=unique(
+            [with_option(spec, "autocast", autocast) for spec in args.backbone or [DEFAULT_BACKBONE]], "-b", notices
+        ),
+        explainers=unique(list(explainers), "-e", notices),
         dataset=dataset,
-        metrics=list(args.metric or DEFAULT_METRICS),
+        metrics=unique(list(args.metric or DEFAULT_METRICS), "-m", notices),
         out=Path(out),
         batch_size=args.batch_size,
         device=args.device,
@@ -204,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         metric_resolution=args.metric_resolution,
         explainer_options=explainer_options,
-        examples=max(0, args.examples),
+        examples=args.examples,
         progress=not args.no_progress,
         argv=list(sys.argv[1:]),
     )
@@ -213,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if ctx.is_main:
             check_before_head([config.dataset, config.threshold_dataset], config.out)  # its line is the only one
+            for notice in notices:
+                print(notice, file=sys.stderr)
             head = f"cliplens bench: {', '.join(config.backbones)} x {len(config.explainers)} explainers on {dataset}"
             if ctx.enabled:
                 head += f" ({ctx.world_size} processes, {ctx.backend})"
