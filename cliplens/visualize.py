@@ -141,6 +141,11 @@ def _longest_fitting(count: int, fits: Callable[[int], bool]) -> int:
     return low
 
 
+def _prefix_fits(text: str, width: float, size: int, suffix: str = "") -> Callable[[int], bool]:
+    """``k -> text[:k] + suffix`` is at most ``width`` pixels wide."""
+    return lambda k: text_width(text[:k] + suffix, size) <= width
+
+
 def fit_text(text: str, width: float, size: int = FONT_SIZE) -> str:
     """``text``, cut with ``…`` until it is at most ``width`` pixels wide.
 
@@ -149,7 +154,7 @@ def fit_text(text: str, width: float, size: int = FONT_SIZE) -> str:
     """
     if text_width(text, size) <= width:
         return text
-    keep = _longest_fitting(len(text), lambda k: text_width(text[:k] + "…", size) <= width)
+    keep = _longest_fitting(len(text), _prefix_fits(text, width, size, "…"))
     return text[:keep] + "…" if keep else ""
 
 
@@ -166,7 +171,7 @@ def wrap_text(text: str, width: float, size: int = FONT_SIZE, lines: int = 2) ->
         if len(out) == lines - 1 or text_width(rest, size) <= width:
             out.append(fit_text(rest, width, size))
             break
-        cut = max(1, _longest_fitting(len(rest), lambda k, rest=rest: text_width(rest[:k], size) <= width))
+        cut = max(1, _longest_fitting(len(rest), _prefix_fits(rest, width, size)))
         space = rest.rfind(" ", 0, cut + 1)
         cut = space if space > 0 else cut
         out.append(rest[:cut].rstrip())

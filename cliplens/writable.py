@@ -49,7 +49,7 @@ _REASONS = {
 
 
 def _reason(exc: OSError) -> str:
-    return _REASONS.get(exc.errno, exc.strerror or type(exc).__name__)
+    return _REASONS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
 
 
 def ensure_writable_folder(path: str | Path, flag: str = "--out") -> Path:
@@ -129,7 +129,7 @@ def _discard(partial: str | None) -> None:
 
 
 def write_atomically(
-    path: str | Path, write: Callable[[BinaryIO], None], *, needed: int | None = None, advice: str = MAKE_ROOM
+    path: str | Path, write: Callable[[BinaryIO], object], *, needed: int | None = None, advice: str = MAKE_ROOM
 ) -> Path:
     """Write ``path`` all at once: ``write(handle)`` fills a temporary file beside it, renamed onto it when done.
 
