@@ -9,13 +9,15 @@ default. Embeddings are also kept in memory for the rest of the process
 Key: :func:`backbone_fingerprint` (what makes the embeddings: spec, dtype, embedding size,
 the tokenizer's output for a probe text and the text tower's weights), the kind, the texts
 in order and the templates. Writes are atomic (a temporary file renamed into place), so
-concurrent runs never read half a file; a corrupt or mis-shaped file is re-made; an
-unwritable folder only costs a warning.
+concurrent runs never read half a file; a corrupt or mis-shaped file is re-made. The disk cache is
+best-effort: an unwritable folder, a full disk or a failing ``torch.save`` costs one warning (once
+per cache folder and process), leaves no partial file, and the run goes on with the embeddings in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 import weakref
@@ -25,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, OutputError
+from .writable import write_bytes_atomically
 
 if TYPE_CHECKING:
     from .backbones.base import Backbone
@@ -39,6 +42,8 @@ _PROBE = "cliplens text-embedding fingerprint"
 _SAMPLES = 4096
 
 _memory: dict[tuple[str, str, str, str], torch.Tensor] = {}
+#: cache folders whose failed write was already warned about (one warning each per process)
+_warned: set[str] = set()
 _fingerprints: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], str]] = weakref.WeakKeyDictionary()
 
 
@@ -160,15 +165,27 @@ def _load(path: Path, shape: tuple[int, int]) -> torch.Tensor | None:
 
 
 def _save(path: Path, embeddings: torch.Tensor) -> None:
+    """Store ``embeddings`` (M, D) at ``path``, best-effort: any failure is one warning per cache folder.
+
+    The tensor is serialised in memory first, then written atomically (:func:`~cliplens.writable.write_atomically`),
+    so a full disk, a read-only folder or a failing ``torch.save`` (it raises :class:`RuntimeError`) never leaves
+    a partial file behind and never stops the run: the embeddings stay in memory.
+    """
     try:
+        buffer = io.BytesIO()
+        torch.save({"embeddings": embeddings.detach().float().cpu()}, buffer)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"embeddings": embeddings.detach().float().cpu()}, partial)
-        os.replace(partial, path)
-    except OSError as exc:
+        write_bytes_atomically(path, buffer.getvalue())
+    except (OSError, RuntimeError, OutputError) as exc:
+        folder = str(path.parent.parent.parent)
+        if folder in _warned:
+            return
+        _warned.add(folder)
+        reason = exc.reason if isinstance(exc, OutputError) else (getattr(exc, "strerror", None) or str(exc))
+        reason = (reason.strip().splitlines() or [type(exc).__name__])[0][:200]
         warnings.warn(
-            f"could not write the text-embedding cache {path} ({exc.strerror or exc}); it stays in "
-            f"memory only: set {CACHE_ENV} to a writable folder, or {CACHE_ENV}=off",
+            f"could not write the text-embedding cache {path} ({reason}); it stays in memory only: set "
+            f"{CACHE_ENV} to a writable folder with free space, or {CACHE_ENV}=off",
             stacklevel=3,
         )
 

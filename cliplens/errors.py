@@ -2,14 +2,20 @@
 
 Every error meant for a user derives from :class:`CliplensError`; its message is
 one sentence that says what was wrong and what to do. The CLI prints it on one
-line and exits with status 2 instead of showing a traceback.
+line and exits with its ``exit_status`` (2 for bad input, 1 for an :class:`OutputError`)
+instead of showing a traceback.
 """
 
 from __future__ import annotations
 
 
 class CliplensError(Exception):
-    """Base class for errors caused by user input or environment, not by bugs."""
+    """Base class for errors caused by user input or environment, not by bugs.
+
+    ``exit_status`` is the CLI's exit status for it: 2 (bad input) unless a subclass says otherwise.
+    """
+
+    exit_status: int = 2
 
 
 class UnknownNameError(CliplensError, KeyError):
@@ -33,6 +39,18 @@ class ExplainerError(CliplensError):
 
 class InputError(CliplensError):
     """Images, texts, masks or other inputs are missing, empty or malformed."""
+
+
+class OutputError(CliplensError):
+    """An output file could not be written because a resource ran out: the disk is full, the quota is
+    exceeded or the file system is read-only (:func:`cliplens.writable.write_atomically`). The CLI
+    exits with status 1: the input was fine, the run failed."""
+
+    exit_status = 1
+
+    def __init__(self, message: str, *, path: object = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.path, self.reason = path, reason  # the file, and why it was not written ("the disk is full ...")
 
 
 class SampleError(CliplensError):

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import InputError
+from .userfiles import NotARegularFileError, open_regular
 
 #: file endings treated as images when a loader scans a folder
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -44,19 +45,29 @@ class ImageFileError(InputError):
 
 def _open(path: Path, what: str) -> Image.Image:
     """Open and fully decode ``path`` with EXIF orientation applied."""
-    if path.is_dir():
-        raise ImageFileError(path, f"{what} {path} is a folder", f"pass the {what} file itself")
-    if not path.is_file():
+    try:
+        handle = open_regular(path)  # never blocks: a FIFO or device is named, not waited on
+    except NotARegularFileError as exc:
+        if exc.kind == "a folder":
+            raise ImageFileError(path, f"{what} {path} is a folder", f"pass the {what} file itself") from None
+        raise ImageFileError(
+            path, f"{what} {path} is {exc.kind}, not an image file", f"save the {what} as a file and pass that"
+        ) from None
+    except FileNotFoundError:
         raise ImageFileError(
             path,
             f"{what} {path} does not exist",
             "check the path (relative paths start in the current folder)",
             missing=True,
-        )
+        ) from None
+    except OSError as error:
+        raise ImageFileError(
+            path, f"cannot read {what} {path} ({error.strerror or type(error).__name__})", "make it readable"
+        ) from error
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), handle:
             warnings.simplefilter("ignore")  # e.g. "palette images with transparency"
-            with Image.open(path) as opened:
+            with Image.open(handle) as opened:
                 opened.load()
                 image = ImageOps.exif_transpose(opened)
                 if image is opened:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,16 +76,16 @@ def _runs(text: str, size: int) -> list[tuple[str, ImageFont.ImageFont]]:
     files = font_files()
     if not files:
         return [(text, _font(None, size))]
-    runs: list[tuple[str, str]] = []
+    runs: list[tuple[list[str], str]] = []  # characters collected in lists: linear in the text's length
     for char in text:
         path = next((f for f in files if ord(char) in _coverage(f)), None)
         if path is None:
             char, path = MISSING, files[0]
         if runs and runs[-1][1] == path:
-            runs[-1] = (runs[-1][0] + char, path)
+            runs[-1][0].append(char)
         else:
-            runs.append((char, path))
-    return [(chunk, _font(path, size)) for chunk, path in runs]
+            runs.append(([char], path))
+    return [("".join(chars), _font(path, size)) for chars, path in runs]
 
 
 def uncovered(text: str) -> list[str]:
@@ -115,27 +116,62 @@ def draw_text(
         x += draw.textlength(chunk, font=font)
 
 
+def _longest_fitting(count: int, fits: Callable[[int], bool]) -> int:
+    """The largest ``k`` in ``0..count`` with ``fits(k)``, for a ``fits`` that is true up to some ``k`` and false
+    after it (0 when ``fits(1)`` is false).
+
+    Gallops (1, 2, 4, ... ``count``) to the first ``k`` that does not fit, then bisects below it: about
+    ``2 log2(k)`` calls, never more than ``2 log2(count) + 2``, instead of one call per character.
+    """
+    low, high, probe = 0, count + 1, 1  # fits(low) is known (or low == 0); fits(high) is false (or high == count + 1)
+    while probe < high:
+        if not fits(probe):
+            high = probe
+            break
+        low = probe
+        if probe == count:
+            break
+        probe = min(2 * probe, count)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _prefix_fits(text: str, width: float, size: int, suffix: str = "") -> Callable[[int], bool]:
+    """``k -> text[:k] + suffix`` is at most ``width`` pixels wide."""
+    return lambda k: text_width(text[:k] + suffix, size) <= width
+
+
 def fit_text(text: str, width: float, size: int = FONT_SIZE) -> str:
-    """``text``, cut with ``…`` until it is at most ``width`` pixels wide."""
+    """``text``, cut with ``…`` until it is at most ``width`` pixels wide.
+
+    The cut point is searched (:func:`_longest_fitting`): the whole text is measured once, then only
+    ``O(log n)`` prefixes near the cut, so a 10,000-character text costs about as much as a short one.
+    """
     if text_width(text, size) <= width:
         return text
-    while text and text_width(text + "…", size) > width:
-        text = text[:-1]
-    return text + "…" if text else ""
+    keep = _longest_fitting(len(text), _prefix_fits(text, width, size, "…"))
+    return text[:keep] + "…" if keep else ""
 
 
 def wrap_text(text: str, width: float, size: int = FONT_SIZE, lines: int = 2) -> list[str]:
     """``text`` broken at spaces (or anywhere, for long words / CJK) into at most ``lines`` lines of
-    ``width`` pixels; the last line ends in ``…`` when text is left over."""
+    ``width`` pixels; the last line ends in ``…`` when text is left over.
+
+    Each line's cut point is searched (:func:`_longest_fitting`), not found by dropping one character at
+    a time and measuring again, so the cost grows linearly with the text's length, not with its square.
+    """
     out: list[str] = []
     rest = text.strip()
     while rest and len(out) < lines:
         if len(out) == lines - 1 or text_width(rest, size) <= width:
             out.append(fit_text(rest, width, size))
             break
-        cut = len(rest)
-        while cut > 1 and text_width(rest[:cut], size) > width:
-            cut -= 1
+        cut = max(1, _longest_fitting(len(rest), _prefix_fits(rest, width, size)))
         space = rest.rfind(" ", 0, cut + 1)
         cut = space if space > 0 else cut
         out.append(rest[:cut].rstrip())
@@ -230,6 +266,13 @@ def grid(rows: Sequence[Sequence[Image.Image]], pad: int = 4) -> Image.Image:
 def pages(items: Sequence, per_page: int = MAPS_PER_SHEET) -> list[list]:
     """``items`` in pages of at most ``per_page``."""
     return [list(items[i : i + per_page]) for i in range(0, len(items), per_page)] or [[]]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as PNG in memory (so that the writer knows its size before it touches the disk)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def sheet_paths(stem: Path, count: int) -> list[Path]:

@@ -1183,3 +1183,8 @@ CASES: list[Case] = [
         True,
     ),
 ]
+
+# issue 27 (text files, FIFOs, full disks, options that were silently accepted, a long text): their own module
+from bad_input_catalog_27 import CASES_27  # noqa: E402
+
+CASES += CASES_27

@@ -149,3 +149,44 @@ def test_unwritable_folder_only_warns(tiny_backbone, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="could not write the text-embedding cache"):
         out = cache.text_embeddings(tiny_backbone, ["a dog"], kind="prompts")
     assert out.shape == (1, tiny_backbone.embed_dim) and not Path(blocker).is_dir()
+
+
+def _no_temporaries(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != ".filler")
+
+
+@pytest.mark.parametrize("failure", ["enospc-mid-write", "torch.save raises RuntimeError"])
+def test_a_failed_cache_write_is_one_warning_and_the_run_goes_on(tiny_backbone, tmp_path, monkeypatch, failure):
+    """The cache is best-effort: no error, one warning for several failed writes, no partial file left behind."""
+    from tests.full_disk import enospc_after
+
+    monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path))
+    if failure == "enospc-mid-write":
+        enospc_after(monkeypatch, room=64)
+        reason = "the disk is full"
+    else:
+
+        def broken_save(obj, f, *args, **kwargs):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file")
+
+        monkeypatch.setattr(cache.torch, "save", broken_save)
+        reason = "PytorchStreamWriter failed"
+    with pytest.warns(UserWarning) as caught:
+        first = cache.text_embeddings(tiny_backbone, ["a dog"], kind="prompts")
+        second = cache.text_embeddings(tiny_backbone, ["a cat", "a car"], kind="vocabulary")
+    messages = [str(w.message) for w in caught if "text-embedding cache" in str(w.message)]
+    assert len(messages) == 1 and reason in messages[0] and "stays in memory only" in messages[0]
+    assert first.shape == (1, tiny_backbone.embed_dim) and second.shape == (2, tiny_backbone.embed_dim)
+    assert _no_temporaries(tmp_path) == []  # neither a .pt nor a partial .tmp
+    torch.testing.assert_close(cache.text_embeddings(tiny_backbone, ["a dog"], kind="prompts"), first)  # kept in memory
+
+
+def test_a_full_cache_disk_is_a_warning(tiny_backbone, tmp_path, monkeypatch):
+    from tests.full_disk import full_tmpfs
+
+    with full_tmpfs(tmp_path / "disk", free=0) as disk:
+        monkeypatch.setenv("CLIPLENS_CACHE", str(disk))
+        with pytest.warns(UserWarning, match=r"could not write the text-embedding cache .*the disk is full"):
+            out = cache.text_embeddings(tiny_backbone, ["a dog", "a cat"], kind="prompts")
+        assert out.shape == (2, tiny_backbone.embed_dim)
+        assert not any(p.suffix in (".tmp", ".pt") for p in disk.rglob("*"))

@@ -72,3 +72,60 @@ def test_pages_and_sheet_names():
 def test_fit_tile_keeps_the_aspect_ratio():
     assert vis.fit_tile(Image.new("RGB", (960, 720)), 224).size == (224, 168)
     assert vis.fit_tile(Image.new("RGB", (30, 60)), 224).size == (112, 224)
+
+
+def _fit_one_character_at_a_time(text: str, width: float, size: int = vis.FONT_SIZE) -> str:
+    """The label fitting before issue 27 (quadratic in the text's length): the reference for the search."""
+    if vis.text_width(text, size) <= width:
+        return text
+    while text and vis.text_width(text + "…", size) > width:
+        text = text[:-1]
+    return text + "…" if text else ""
+
+
+def _wrap_one_character_at_a_time(text: str, width: float, size: int = vis.FONT_SIZE, lines: int = 2) -> list[str]:
+    out: list[str] = []
+    rest = text.strip()
+    while rest and len(out) < lines:
+        if len(out) == lines - 1 or vis.text_width(rest, size) <= width:
+            out.append(_fit_one_character_at_a_time(rest, width, size))
+            break
+        cut = len(rest)
+        while cut > 1 and vis.text_width(rest[:cut], size) > width:
+            cut -= 1
+        space = rest.rfind(" ", 0, cut + 1)
+        cut = space if space > 0 else cut
+        out.append(rest[:cut].rstrip())
+        rest = rest[cut:].strip()
+    return out or [""]
+
+
+def test_searched_cut_points_equal_the_character_by_character_ones():
+    rng = np.random.default_rng(0)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz     WMi.,;AVTo") + list("日本語の写真犬éжΩ🚗")
+    for _ in range(60):
+        text = "".join(rng.choice(alphabet, size=int(rng.integers(0, 60))))
+        width = float(rng.choice([4, 20, 60, 150, 220]))
+        assert vis.fit_text(text, width) == _fit_one_character_at_a_time(text, width), (text, width)
+        for lines in (1, 2, 4):
+            assert vis.wrap_text(text, width, lines=lines) == _wrap_one_character_at_a_time(text, width, lines=lines)
+
+
+def test_label_fitting_measures_a_few_prefixes_not_one_per_character(monkeypatch):
+    """A 10,000-character title costs a handful of measurements (the whole text once per line, then a search), not
+    thousands: `cliplens explain` with such a text took 196 s before, most of it here."""
+    measured: list[int] = []
+    real = vis.text_width
+
+    def counting(text: str, size: int = vis.FONT_SIZE) -> float:
+        measured.append(len(text))
+        return real(text, size)
+
+    monkeypatch.setattr(vis, "text_width", counting)
+    text = "a photo of a red dog next to a car " * 300  # 10,500 characters
+    lines = vis.wrap_text(text, 220, lines=2)
+    assert len(lines) == 2 and lines[1].endswith("…")
+    assert len(measured) <= 40, len(measured)
+    assert sum(measured) <= 3 * len(text) + 2000  # linear: the whole text a few times, short prefixes otherwise
+    measured.clear()
+    assert vis.fit_text(text, 150).endswith("…") and len(measured) <= 20

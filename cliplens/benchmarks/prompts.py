@@ -44,7 +44,7 @@ def load_templates(path: str | None) -> list[str]:
     """Templates from ``path`` (one per line), or :data:`DEFAULT_TEMPLATES` when ``path`` is None."""
     if path is None:
         return list(DEFAULT_TEMPLATES)
-    return check_templates(read_lines(path), source=path)
+    return check_templates(read_lines(path, "--prompt-templates file"), source=path)
 
 
 def class_prompts(class_names: Sequence[str]) -> list[str]:

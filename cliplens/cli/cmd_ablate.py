@@ -54,7 +54,7 @@ def templates_from(args: argparse.Namespace) -> list[str] | None:
 
     templates = list(args.template or [])
     if args.templates:
-        templates += read_lines(args.templates)
+        templates += read_lines(args.templates, "--templates file")
     for tpl in templates:
         if tpl.count("{}") != 1:
             raise InputError(f"template {tpl!r} must contain exactly one {{}} for the class name")

@@ -140,6 +140,15 @@ def _head(config: Any, ctx: Any, notes: list[str]) -> str:
     return head + (f"; {'; '.join(notes)}" if notes else "")
 
 
+def unique(values: list[str], flag: str, notices: list[str]) -> list[str]:
+    """``values`` with repeats dropped (the first kept, order kept); a notice in ``notices`` for each repeated one."""
+    kept = list(dict.fromkeys(values))
+    for value in kept:
+        if (count := values.count(value)) > 1:
+            notices.append(f"cliplens: note: {flag} {value} given {count} times: it runs once")
+    return kept
+
+
 def run(args: argparse.Namespace) -> int:
     from ..benchmarks.prompts import load_templates
     from ..benchmarks.report.leaderboard import leaderboard_markdown
@@ -161,6 +170,14 @@ def run(args: argparse.Namespace) -> int:
     from ._options import parse_scoped_options, typed_scoped_options
 
     autocast = autocast_option(args.dtype)  # one line for a bad --dtype, before anything else
+    if args.examples < 0:
+        raise InputError(f"--examples {args.examples} must be 0 (no example maps) or more")
+    if args.threshold_dataset and not args.thresholds:
+        raise InputError(
+            "--threshold-dataset is where a --thresholds sweep chooses its threshold: add --thresholds A:B:STEP "
+            "(e.g. 0.05:0.95:0.05) or drop --threshold-dataset"
+        )
+    notices: list[str] = []  # repeated names, said once the run's checks have passed
     default_world = args.backbone is None and args.dataset is None
     dataset = args.dataset or DEFAULT_DATASET
     out = args.out
@@ -180,10 +197,12 @@ def run(args: argparse.Namespace) -> int:
         "explainer", parse_scoped_options(args.explainer_option), explainers, flag="--explainer-option"
     )
     config = BenchConfig(
-        backbones=[with_option(spec, "autocast", autocast) for spec in args.backbone or [DEFAULT_BACKBONE]],
-        explainers=list(dict.fromkeys(explainers)),
+        backbones=unique(
+            [with_option(spec, "autocast", autocast) for spec in args.backbone or [DEFAULT_BACKBONE]], "-b", notices
+        ),
+        explainers=unique(list(explainers), "-e", notices),
         dataset=dataset,
-        metrics=list(args.metric or DEFAULT_METRICS),
+        metrics=unique(list(args.metric or DEFAULT_METRICS), "-m", notices),
         out=Path(out),
         batch_size=args.batch_size,
         device=args.device,
@@ -198,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         metric_resolution=args.metric_resolution,
         explainer_options=explainer_options,
-        examples=max(0, args.examples),
+        examples=args.examples,
         progress=not args.no_progress,
         argv=list(sys.argv[1:]),
     )
@@ -207,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with BenchSession(plan, ctx) as session:  # --out writable and locked: a failure is the only line
             if ctx.is_main:
+                for notice in notices:
+                    print(notice, file=sys.stderr)
                 print(_head(config, ctx, notes), file=sys.stderr)
             result = session.execute()
     finally:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -25,6 +25,8 @@ from ..errors import InputError
 PROGRESS_FROM = 4
 #: columns of tiles on one image's sheet (the image, then its maps)
 SHEET_COLUMNS = 6
+#: what a full disk's message advises
+OUT_OF_SPACE = "free some space or pass another --out"
 
 DESCRIPTION = """Draw where each text matches each image, for one or more explainers.
 
@@ -96,7 +98,7 @@ def split_images(texts: Sequence[str], images: Sequence[str]) -> tuple[list[str]
 
     def is_image(value: str) -> bool:
         path = Path(value).expanduser()
-        return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        return path.suffix.lower() in IMAGE_SUFFIXES and path.exists() and not path.is_dir()  # a FIFO is named later
 
     return [t for t in texts if not is_image(t)], [*images, *(t for t in texts if is_image(t))]
 
@@ -173,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     device = parse_device(args.device, what="--device") if args.device else None
     autocast = autocast_option(args.dtype)
     input_size = parse_input_size(args.input_size) if args.input_size is not None else None
-    templates = read_lines(args.templates) if args.templates else None
+    templates = read_lines(args.templates, "--templates file") if args.templates else None
     images = {path: load_rgb(path) for path in image_paths}  # missing / corrupt files fail here, one line
     names = unique_names(list(images))
     out = ensure_writable_folder(args.out)  # before the model is built: a bad --out costs no work
@@ -193,43 +195,44 @@ def run(args: argparse.Namespace) -> int:
     grid_rows: dict[tuple[str, str], list] = {}
     failed: list[str] = []
     bar = _progress(len(images) * len(args.explainer), args.no_progress or len(images) < PROGRESS_FROM)
-    for name in args.explainer:
-        try:
-            explainer = create_explainer(name, backbone, templates=templates, **options.get(name, {}))
-            drawn = {}
-            for path, image in images.items():
-                drawn[path] = _draw(explainer, name, path, image, texts, args.size, args.top_words)
-                bar.update(1)
-        except InputError:
-            bar.close()
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failing explainer must not cost the others' pictures
-            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-            print(
-                f"cliplens: error: explainer {name!r} failed ({type(exc).__name__}: {first_line}); "
-                f"its files are not written, the other explainers' are",
-                file=sys.stderr,
-            )
-            failed.append(name)
-            continue
-        for path, picture in drawn.items():
-            for text, tile in zip(texts, picture["overlays"], strict=True):
-                grid_rows.setdefault((path, text), [_label(picture["image"], f"{names[path]} | {text}")])
-                grid_rows[(path, text)].append(tile)
-            for target in _write_sheets(picture["sheets"], out / f"{names[path]}_{name}"):
-                bar.write(f"{path} -> {target}", file=sys.stdout)
-            for text, reason in picture["blank"].items():
+    try:  # the bar is closed however the loop ends (a bad input, a full disk)
+        for name in args.explainer:
+            try:
+                explainer = create_explainer(name, backbone, templates=templates, **options.get(name, {}))
+                drawn = {}
+                for path, image in images.items():
+                    drawn[path] = _draw(explainer, name, path, image, texts, args.size, args.top_words)
+                    bar.update(1)
+            except InputError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one failing explainer must not cost the others' pictures
+                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
                 print(
-                    f"cliplens: note: {name} map of {path} for {text!r} is constant (drawn blank): {reason}",
+                    f"cliplens: error: explainer {name!r} failed ({type(exc).__name__}: {first_line}); "
+                    f"its files are not written, the other explainers' are",
                     file=sys.stderr,
                 )
-            if picture.get("same_word"):
-                print(
-                    f"cliplens: note: {path}: every patch's top word is {picture['same_word']!r} — the "
-                    "backbone's patch features land on one vocabulary word",
-                    file=sys.stderr,
-                )
-    bar.close()
+                failed.append(name)
+                continue
+            for path, picture in drawn.items():
+                for text, tile in zip(texts, picture["overlays"], strict=True):
+                    grid_rows.setdefault((path, text), [_label(picture["image"], f"{names[path]} | {text}")])
+                    grid_rows[(path, text)].append(tile)
+                for target in _write_sheets(picture["sheets"], out / f"{names[path]}_{name}"):
+                    bar.write(f"{path} -> {target}", file=sys.stdout)
+                for text, reason in picture["blank"].items():
+                    print(
+                        f"cliplens: note: {name} map of {path} for {text!r} is constant (drawn blank): {reason}",
+                        file=sys.stderr,
+                    )
+                if picture.get("same_word"):
+                    print(
+                        f"cliplens: note: {path}: every patch's top word is {picture['same_word']!r} — the "
+                        "backbone's patch features land on one vocabulary word",
+                        file=sys.stderr,
+                    )
+    finally:
+        bar.close()
     if grid_rows:
         from ..visualize import pages
 
@@ -266,14 +269,19 @@ def _label(image, text: str, note: str | None = None):  # noqa: ANN001, ANN202
     return labelled(image, text, note=note)
 
 
-def _write_sheets(sheets: list[list[list[Any]]], stem: Path) -> list[Path]:
-    """Each sheet (rows of tiles) as one PNG with a colour bar; ``stem.png`` or ``stem-p1.png`` ..."""
-    from ..visualize import grid, sheet_paths, with_colorbar
+def _write_sheets(sheets: list[list[list[Any]]], stem: Path) -> Iterator[Path]:
+    """Each sheet (rows of tiles) as one PNG with a colour bar, ``stem.png`` or ``stem-p1.png`` ..., each
+    path yielded once its file is written.
 
-    targets = sheet_paths(stem, len(sheets))
-    for rows, target in zip(sheets, targets, strict=True):
-        with_colorbar(grid(rows)).save(target)
-    return targets
+    Each file is written whole or not at all (:func:`~cliplens.writable.write_bytes_atomically`): a full disk
+    is one :class:`~cliplens.errors.OutputError` line naming the file and the bytes it needed (exit status 1),
+    with no temporary file left and the files written before it intact.
+    """
+    from ..visualize import grid, png_bytes, sheet_paths, with_colorbar
+    from ..writable import write_bytes_atomically
+
+    for rows, target in zip(sheets, sheet_paths(stem, len(sheets)), strict=True):
+        yield write_bytes_atomically(target, png_bytes(with_colorbar(grid(rows))), advice=OUT_OF_SPACE)
 
 
 def constant_reason(result, t: int) -> str | None:  # noqa: ANN001

@@ -3,7 +3,8 @@
 Start-up stays light: only the command being run has its module imported (the others are listed
 from :data:`cliplens.cli._help.COMMANDS`), and a ``cmd_*`` module imports torch and the rest only
 inside its ``run``. User errors (:class:`cliplens.errors.CliplensError`) print one line
-``cliplens: error: ...`` and exit with status 2, never a traceback.
+``cliplens: error: ...`` and exit with the error's status (2 for bad input, 1 for an output that could not be
+written: a full disk), never a traceback.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except CliplensError as exc:
         print(f"cliplens: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
     except KeyboardInterrupt:  # Ctrl-C / SIGINT: finished pairs are on disk, the pair in progress is not
         hint = " — rerun with --skip-existing to resume" if args.command == "bench" else ""
         print(f"cliplens: interrupted{hint}", file=sys.stderr)

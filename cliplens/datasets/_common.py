@@ -12,6 +12,7 @@ from PIL import Image
 from ..errors import InputError, MaskValueError, SampleError
 from ..options import declared_options
 from ..specs import Spec
+from ..textfiles import read_text
 from ._image_io import IMAGE_SUFFIXES
 
 
@@ -44,9 +45,8 @@ def read_class_names(path: Path) -> list[str]:
     Surrounding whitespace and trailing empty lines are dropped; an empty line
     between names is an error because it would shift every later index.
     """
-    if not path.is_file():
-        raise InputError(f"class list {path} not found: add it with one class name per line (line i = class i)")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    text = read_text(path, "class list", if_missing="add it with one class name per line (line i = class i)")
+    lines = [line.strip() for line in text.splitlines()]
     while lines and not lines[-1]:
         lines.pop()
     if not lines:
@@ -64,7 +64,7 @@ def read_stem_list(path: Path) -> list[str]:
     of ``image mask`` pairs also work; empty lines and ``#`` comments are skipped.
     """
     stems: list[str] = []
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
+    for line in read_text(path, "split list").splitlines():
         words = line.split()
         if not words or words[0].startswith("#"):
             continue

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import InputError, SampleError
 from ..options import Opt
+from ..textfiles import TextFileError, read_text
 from ._common import check_sample, read_class_names, require_folder, spec_string
 from ._image_io import IMAGE_SUFFIXES, load_rgb
 from .base import SegmentationDataset, SegmentationSample
@@ -67,9 +68,9 @@ def parse_polygon_labels(path: Path, num_label_classes: int) -> list[tuple[int, 
     """
     objects: list[tuple[int, np.ndarray]] = []
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SampleError(f"cannot read label file {path} ({error}): replace it") from None
+        text = read_text(path, "label file")
+    except TextFileError as error:
+        raise SampleError(f"{error.problem}: replace it") from None
     for number, line in enumerate(text.splitlines(), start=1):
         words = line.split()
         if not words:

@@ -75,7 +75,7 @@ class IndexMaskDataset(SegmentationDataset):
                 split_file = self.root / f"{split}.txt"
             elif not split_file.is_absolute():
                 split_file = self.root / split_file
-            if not split_file.is_file():
+            if not split_file.exists():  # a FIFO or folder is named by read_stem_list
                 lists = sorted(p.stem for p in self.root.glob("*.txt") if p.name != classes)
                 raise InputError(
                     f"split list {split_file} not found: choose ?split= one of {', '.join(lists) or '(no lists here)'}"

@@ -109,7 +109,7 @@ class OVSSDataset(SegmentationDataset):
 
     def _find_pairs(self, images: Path, labels: Path) -> list[tuple[str, Path, Path]]:
         layout = self.layout
-        if layout.split is not None and (self.root / layout.split).is_file():
+        if layout.split is not None and (self.root / layout.split).exists():
             stems = read_stem_list(self.root / layout.split)
             found = [(s, images / f"{s}{layout.image_suffix}") for s in stems]
         else:

@@ -52,7 +52,7 @@ class VOCSegmentation(SegmentationDataset):
         self.root = _find_voc_root(require_folder(root, "voc", "voc:/path/to/VOCdevkit/VOC2012"))
         self.split = split
         split_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
-        if not split_file.is_file():
+        if not split_file.exists():  # a FIFO or folder is named by read_stem_list
             lists = sorted(p.stem for p in split_file.parent.glob("*.txt")) if split_file.parent.is_dir() else []
             raise InputError(
                 f"VOC split list {split_file} not found: choose ?split= one of {', '.join(lists) or 'train, val'}"

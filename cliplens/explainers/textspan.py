@@ -33,6 +33,7 @@ import torch
 from ..cache import text_embeddings
 from ..errors import InputError
 from ..options import Opt
+from ..textfiles import read_text
 from .base import PatchScores
 from .decomposition import DecompositionExplainer, Mode, decompose, segmentation_scores
 from .layer_selection import HeadName, Heads, LastK, Layers, parse_heads, resolve_layers
@@ -66,10 +67,7 @@ def load_pool(path: str | Path | None = None) -> list[str]:
         text = (Path(__file__).resolve().parents[1] / "resources" / DEFAULT_POOL).read_text(encoding="utf-8")
         where = "the shipped pool"
     else:
-        try:
-            text = Path(path).expanduser().read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot read text pool {str(path)!r}: {exc.strerror or exc}") from None
+        text = read_text(path, "text pool")
         where = repr(str(path))
     lines = (line.strip() for line in text.splitlines())
     pool = list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cliplens.errors import InputError
+from cliplens.textfiles import read_text
 
 __all__ = [
     "DEFAULT_VOCABULARY_PATH",
@@ -102,9 +103,7 @@ def read_word_list(*paths: str | Path) -> set[str]:
     """
     words: set[str] = set()
     for path in map(Path, paths):
-        if not path.is_file():
-            raise InputError(f"word list not found: {path}")
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = read_text(path, "word list", errors="replace").splitlines()
         words.update(line.strip() for line in lines if _WORD.fullmatch(line.strip()))
     return words
 
@@ -166,10 +165,7 @@ def load_vocabulary(path: str | Path | None = None) -> list[str]:
         InputError: the file is missing, unreadable, or has no entries.
     """
     file = DEFAULT_VOCABULARY_PATH if path is None else Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read vocabulary file {file}: {error}") from None
+    text = read_text(file, "vocabulary file")
     words = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
     if not words:
         raise InputError(f"vocabulary file {file} has no words; give one word per line")

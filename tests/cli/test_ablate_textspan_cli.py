@@ -126,7 +126,7 @@ def test_ablate_prints_before_and_after(registered, tmp_path, capsys):
         (["ablate", "--dataset", "tinysquares", "--mlps", "--template", "no slot"], "exactly one {}"),
         (["textspan", "--images", "{missing}", "--out", "{out}"], "is not a folder"),
         (["textspan", "--images", "{tmp}", "--out", "{out}", "--ablate-heads", "1.1"], "needs --dataset"),
-        (["textspan", "--dataset", "tinysquares", "--out", "{out}", "--pool", "{missing}"], "cannot read text pool"),
+        (["textspan", "--dataset", "tinysquares", "--out", "{out}", "--pool", "{missing}"], "missing not found"),
     ],
 )
 def test_user_errors_are_one_line(registered, tmp_path, capsys, args, message):

@@ -35,7 +35,7 @@ def test_pool_loading(tmp_path):
     path = tmp_path / "pool.txt"
     path.write_text("# colours\nred\n\n  blue \nred\n", encoding="utf-8")
     assert ts.load_pool(path) == ["red", "blue"]
-    with pytest.raises(CliplensError, match="cannot read text pool"):
+    with pytest.raises(CliplensError, match="text pool .*missing.txt not found"):
         ts.load_pool(tmp_path / "missing.txt")
     (tmp_path / "empty.txt").write_text("# nothing\n", encoding="utf-8")
     with pytest.raises(CliplensError, match="holds no descriptions"):
