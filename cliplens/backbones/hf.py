@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BackboneError, InputError
-from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
+from .model_backbone import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from .tokenizers import LazyTokenizer, hf_tokenizer
 from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock

@@ -6,7 +6,7 @@
 - ``ARCH:PATH``: a local ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` checkpoint,
   loaded without executing pickled code (safetensors, ``torch.load(weights_only=True)``,
   or, for TorchScript archives such as OpenAI's own ``ViT-B-16.pt``, the restricted
-  reader of :mod:`._torchscript`); keys are then converted as open_clip converts
+  reader of :mod:`.torchscript_archive`); keys are then converted as open_clip converts
   them (:mod:`._convert`).
 """
 
@@ -26,7 +26,7 @@ import torch
 
 from ..errors import BackboneError, InputError
 from ._convert import drop_non_state, to_open_clip_keys
-from ._torchscript import archive_root, read_torchscript_state_dict
+from .torchscript_archive import archive_root, read_torchscript_state_dict
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 _HF_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_pytorch_model.safetensors")

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BackboneError, InputError
-from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype, to_model
 from ._inputs import warn_truncated
 from ._tracing import BlockModules, check_capture, trace_blocks
 from .loading import build_open_clip_model
+from .model_backbone import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype, to_model
 from .tokenizers import open_clip_tokenizer
 from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock

@@ -1,7 +1,7 @@
 """Entry point of the ``cliplens`` command (and of ``python -m cliplens``): dispatches to ``cmd_*`` modules.
 
 Start-up stays light: only the command being run has its module imported (the others are listed
-from :data:`cliplens.cli._help.COMMANDS`), and a ``cmd_*`` module imports torch and the rest only
+from :data:`cliplens.cli.help_text.COMMANDS`), and a ``cmd_*`` module imports torch and the rest only
 inside its ``run``. User errors (:class:`cliplens.errors.CliplensError`) print one line
 ``cliplens: error: ...`` and exit with status 2, never a traceback.
 """
@@ -15,7 +15,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ._help import COMMANDS, MAIN_EPILOG, Parser, examples_epilog
+from .help_text import COMMANDS, MAIN_EPILOG, Parser, examples_epilog
 
 
 def _requested(argv: Sequence[str]) -> str | None:

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, MaskValueError, SampleError
-from ._image_io import IMAGE_SUFFIXES
+from .sample_images import IMAGE_SUFFIXES
 
 
 def require_folder(path: str | Path | None, spec_name: str, example: str) -> Path:

@@ -31,8 +31,8 @@ from ..errors import InputError, SampleError
 from ..options import Option, reject_unknown
 from ..specs import Spec
 from ._common import check_sample, read_class_names, require_folder
-from ._image_io import IMAGE_SUFFIXES, load_rgb
 from .base import SegmentationDataset, SegmentationSample
+from .sample_images import IMAGE_SUFFIXES, load_rgb
 
 _EXAMPLE = "coco-polygons:/path/to/folder (with images/, labels/ and classes.txt)"
 BACKGROUND_NAME = "background"

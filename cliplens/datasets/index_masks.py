@@ -27,8 +27,8 @@ from ..errors import InputError, SampleError
 from ..options import Option, reject_unknown, to_optional_int
 from ..specs import Spec
 from ._common import check_sample, read_class_names, read_stem_list, require_folder
-from ._image_io import IMAGE_SUFFIXES, load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
+from .sample_images import IMAGE_SUFFIXES, load_index_mask, load_rgb
 
 _EXAMPLE = "index-masks:/path/to/folder"
 

@@ -34,8 +34,8 @@ from ..errors import InputError
 from ..options import Option, reject_unknown
 from ..specs import Spec
 from ._common import check_sample, read_stem_list, require_folder
-from ._image_io import load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
+from .sample_images import load_index_mask, load_rgb
 
 IGNORE_INDEX = 255
 

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._texts import ZERO_SHOT_TEMPLATE
-from .scenes import CLASS_NAMES, generate_scene, parse_caption, single_object_scenes, with_article
+from .captions import ZERO_SHOT_TEMPLATE
+from .scenes import generate_scene, single_object_scenes
 from .train import images_to_tensor
+from .world import CLASS_NAMES, parse_caption, with_article
 
 #: shipped-checkpoint quality bar
 MIN_ZERO_SHOT = 0.90

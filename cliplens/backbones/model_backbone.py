@@ -11,8 +11,8 @@ from PIL import Image
 from ..devices import parse_device, resolve_autocast, resolve_dtype  # noqa: F401  (re-exported)
 from ..errors import InputError
 from ..geometry import DEFAULT_FIT
-from ._preprocess import preprocess_images as _fit_images
 from .base import Backbone
+from .preprocessing import preprocess_images as _fit_images
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)

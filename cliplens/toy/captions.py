@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .scenes import COLOURS, SHAPES, with_article
+from .world import COLOURS, SHAPES, with_article
 
 Item = tuple[str | None, str | None]
 Key = tuple[str, tuple[str, ...]]
