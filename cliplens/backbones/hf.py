@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..errors import BackboneError, InputError
 from ._tracing import BlockModules, check_capture, trace_blocks
-from .model_backbone import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
+from .model_backbone import OPENAI_MEAN, OPENAI_STD, ModelBackbone, ModuleTree, resolve_device, resolve_dtype
 from .tokenizers import LazyTokenizer, hf_tokenizer
 from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
@@ -165,7 +165,8 @@ class HFBackbone(ModelBackbone):
 
     # ---- geometry -------------------------------------------------------------------
     @property
-    def vision(self) -> torch.nn.Module:
+    def vision(self) -> ModuleTree:
+        """The vision transformer of the CLIP / SigLIP model (``vision_model``)."""
         return self.model.vision_model
 
     @property
@@ -186,7 +187,7 @@ class HFBackbone(ModelBackbone):
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return (int(self._vcfg.image_size),) * 2  # type: ignore[return-value]
+        return (int(self._vcfg.image_size),) * 2
 
     @property
     def embed_dim(self) -> int:
@@ -196,7 +197,7 @@ class HFBackbone(ModelBackbone):
 
     @property
     def patch_size(self) -> tuple[int, int]:
-        return (int(self._vcfg.patch_size),) * 2  # type: ignore[return-value]
+        return (int(self._vcfg.patch_size),) * 2
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -245,7 +246,7 @@ class HFBackbone(ModelBackbone):
         weight = torch.cat([p.weight for p in projections])
         bias = None if attn.q_proj.bias is None else torch.cat([p.bias for p in projections])
 
-        def mlp_branch(x: torch.Tensor, _layer: torch.nn.Module = layer_module) -> torch.Tensor:
+        def mlp_branch(x: torch.Tensor, _layer: ModuleTree = layer_module) -> torch.Tensor:
             return _layer.mlp(_layer.layer_norm2(x))
 
         return ViTBlock(

@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import socket
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def key_mismatch_message(
     if not (missing or unexpected or reshaped):
         return None
 
-    def first(keys: list[str], describe=lambda k: k) -> str:
+    def first(keys: list[str], describe: Callable[[str], str] = lambda k: k) -> str:
         if not keys:
             return ""
         more = ", ..." if len(keys) > shown else ""
@@ -91,6 +92,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"checkpoint file {str(path)!r} not found: pass ARCH:/path/to/weights.safetensors")
+    state: object  # whatever the file holds, until checked below
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -167,7 +169,7 @@ def _resolve_pretrained(arch: str, tag: str) -> tuple[str, dict[str, Any]]:
 
 
 @contextmanager
-def _quiet_random_init():
+def _quiet_random_init() -> Iterator[None]:
     """Hide open_clip's "No pretrained weights loaded" log line: random init is what was asked for."""
     root = logging.getLogger()
     level = root.level

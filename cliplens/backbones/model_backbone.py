@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,11 @@ from .preprocessing import preprocess_images as _fit_images
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: a torch model read attribute by attribute (``model.visual.transformer.resblocks[0].attn``). torch types
+#: ``Module.__getattr__`` as ``Tensor | Module``, so such chains cannot be checked statically and are typed
+#: ``Any``; each family checks the structure it reads at run time (``is_vit``, ``_require_vit``).
+ModuleTree = Any
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -53,6 +59,13 @@ class ModelBackbone(Backbone):
     Subclasses set ``model``, ``_device``, ``_dtype``, ``_text_cache`` (a dict), ``image_size``,
     ``image_mean`` and ``image_std``, and implement :meth:`_encode_plain` (the model's own text tower).
     """
+
+    model: ModuleTree
+    _device: torch.device
+    _dtype: torch.dtype
+    _text_cache: dict[Any, torch.Tensor]
+    image_mean: tuple[float, ...]
+    image_std: tuple[float, ...]
 
     @property
     def device(self) -> torch.device:

@@ -11,7 +11,15 @@ from ..errors import BackboneError, InputError
 from ._inputs import warn_truncated
 from ._tracing import BlockModules, check_capture, trace_blocks
 from .loading import build_open_clip_model
-from .model_backbone import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype, to_model
+from .model_backbone import (
+    OPENAI_MEAN,
+    OPENAI_STD,
+    ModelBackbone,
+    ModuleTree,
+    resolve_device,
+    resolve_dtype,
+    to_model,
+)
 from .tokenizers import open_clip_tokenizer
 from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, TowerTrace, ViTBlock
@@ -77,7 +85,8 @@ class OpenCLIPBackbone(ModelBackbone):
 
     # ---- geometry -------------------------------------------------------------------
     @property
-    def visual(self) -> torch.nn.Module:
+    def visual(self) -> ModuleTree:
+        """The image tower (open_clip's ``VisionTransformer`` when :attr:`is_vit`)."""
         return self.model.visual
 
     @property
@@ -119,12 +128,14 @@ class OpenCLIPBackbone(ModelBackbone):
     @property
     def patch_size(self) -> tuple[int, int]:
         self._require_vit()
-        return tuple(self.visual.patch_size)  # type: ignore[return-value]
+        height, width = self.visual.patch_size
+        return int(height), int(width)
 
     @property
     def grid_size(self) -> tuple[int, int]:
         self._require_vit()
-        return tuple(self.visual.grid_size)  # type: ignore[return-value]
+        height, width = self.visual.grid_size
+        return int(height), int(width)
 
     @property
     def num_layers(self) -> int:
@@ -171,7 +182,7 @@ class OpenCLIPBackbone(ModelBackbone):
         attn = block.attn
         gamma = getattr(block.ls_1, "gamma", None)
 
-        def mlp_branch(x: torch.Tensor, _block: torch.nn.Module = block) -> torch.Tensor:
+        def mlp_branch(x: torch.Tensor, _block: ModuleTree = block) -> torch.Tensor:
             return _block.ls_2(_block.mlp(_block.ln_2(x)))
 
         return ViTBlock(

@@ -17,9 +17,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..explainers.base import Explainer, Explanation
 
 #: a progress bar (stderr) from this many images on
 PROGRESS_FROM = 4
@@ -219,13 +224,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(total: int, disable: bool):  # noqa: ANN202 - a tqdm bar
+def _progress(total: int, disable: bool) -> Any:
+    """A tqdm bar on stderr (tqdm is untyped)."""
     from tqdm import tqdm
 
     return tqdm(total=total, unit="map set", desc="explain", disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
-def _label(image, text: str, note: str | None = None):  # noqa: ANN001, ANN202
+def _label(image: Image.Image, text: str, note: str | None = None) -> Image.Image:
     from ..visualize import labelled
 
     return labelled(image, text, note=note)
@@ -241,7 +247,7 @@ def _write_sheets(sheets: list[list[list[Any]]], stem: Path) -> list[Path]:
     return targets
 
 
-def constant_reason(result, t: int) -> str | None:  # noqa: ANN001
+def constant_reason(result: Explanation, t: int) -> str | None:
     """Why text ``t``'s map of image 0 is constant, or None when it is not."""
     scores = result.patch_scores[0, t]
     spread = float(scores.max() - scores.min())
@@ -251,7 +257,9 @@ def constant_reason(result, t: int) -> str | None:  # noqa: ANN001
     return reasons.get(t) or f"{result.explainer} scored every patch the same ({float(scores.max()):.3g})"
 
 
-def _draw(explainer, name: str, path: str, image, texts: list[str], size: int, top_words: bool) -> dict:
+def _draw(
+    explainer: Explainer, name: str, path: str, image: Image.Image, texts: list[str], size: int, top_words: bool
+) -> dict[str, Any]:
     """One image's pictures: its sheets (rows of tiles, at most MAPS_PER_SHEET maps each), its overlay
     tile per text (for grid.png), the constant maps with their reasons."""
     from ..visualize import fit_tile, overlay, pages
@@ -272,6 +280,7 @@ def _draw(explainer, name: str, path: str, image, texts: list[str], size: int, t
     if top_words and "top_words" in result.extras:
         from ..explainers.lexical_drawing import draw_top_words
 
+        assert result.geometry is not None, "explain() of an image records where it lay in the model input"
         geometry = result.geometry[0]
         words = draw_top_words(fit_tile(geometry.show(image), size), result.extras["top_words"][0], min_cell=0)
         extra.append(_label(words, "top words (the model's view)"))

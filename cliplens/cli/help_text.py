@@ -9,7 +9,7 @@ in :data:`EXAMPLES`; tests/cli/test_conventions.py checks that each is there and
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from typing import Any, NoReturn
 
 #: command -> one-line summary, in the order ``cliplens --help`` lists them. Only the command that
 #: runs has its module imported; the others appear under this summary.
@@ -85,7 +85,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose help uses :class:`HelpFormatter` unless told otherwise, and whose usage errors
     (``--limit abc``, a missing required option) are one line pointing at ``--help``, not the usage block."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 

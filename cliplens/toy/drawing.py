@@ -64,7 +64,7 @@ def _unit_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """``(size, size)`` low-frequency noise, roughly unit variance."""
     grid = rng.standard_normal((cells, cells)).astype(np.float32)
-    return np.asarray(Image.fromarray(grid, "F").resize((size, size), Image.BICUBIC), dtype=np.float32)
+    return np.asarray(Image.fromarray(grid, "F").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -93,12 +93,13 @@ def _draw_clutter(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     size = img.shape[0]
     ss = SUPERSAMPLE
     big = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8), "RGB").resize(
-        (size * ss, size * ss), Image.NEAREST
+        (size * ss, size * ss), Image.Resampling.NEAREST
     )
     draw = ImageDraw.Draw(big)
 
     def colour() -> tuple[int, int, int]:
-        return tuple(int(c * 255) for c in _muted_rgb(rng))  # type: ignore[return-value]
+        red, green, blue = (int(c * 255) for c in _muted_rgb(rng))
+        return red, green, blue
 
     for _ in range(int(rng.integers(0, 6))):
         p = rng.uniform(-0.1, 1.1, size=4) * size * ss
@@ -138,10 +139,8 @@ def _random_object(
     cx, cy = rng.uniform(margin, size - margin, size=2)
     rot = MAX_ROTATION[shape]
     angle = rng.uniform(-rot, rot) if rot else 0.0
-    rgb = _object_rgb(rng, colour)
-    return ShapeObject(
-        colour, shape, (float(cx), float(cy)), float(r), float(angle), tuple(int(round(c * 255)) for c in rgb)
-    )  # type: ignore[arg-type]
+    red, green, blue = (int(round(c * 255)) for c in _object_rgb(rng, colour))
+    return ShapeObject(colour, shape, (float(cx), float(cy)), float(r), float(angle), (red, green, blue))
 
 
 def _place_objects(

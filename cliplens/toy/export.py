@@ -60,7 +60,7 @@ def write_samples(
         image, mask = scene.to_pil(), mask_to_png(scene.mask)
         if scale > 1:
             size = (image.width * scale, image.height * scale)
-            image, mask = image.resize(size, Image.NEAREST), mask.resize(size, Image.NEAREST)
+            image, mask = image.resize(size, Image.Resampling.NEAREST), mask.resize(size, Image.Resampling.NEAREST)
         image.save(root / f"{stem}.png")
         mask.save(root / f"{stem}_mask.png")
         (root / f"{stem}.txt").write_text(scene.caption + "\n")

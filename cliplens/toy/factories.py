@@ -6,10 +6,14 @@ when ``toy`` is created, never when the registry loads.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..devices import BACKBONE_OPTIONS
 from ..options import Option
+
+if TYPE_CHECKING:
+    from ..backbones.open_clip_backbone import OpenCLIPBackbone
+    from .scenes import ShapesDataset
 
 __all__ = ["shapes_factory", "toy_factory", "SHAPES_OPTIONS", "TOY_OPTIONS"]
 
@@ -28,7 +32,7 @@ SHAPES_OPTIONS = (
 TOY_OPTIONS = tuple(o for o in BACKBONE_OPTIONS if o.name != "seed")
 
 
-def shapes_factory(arg: str | None, **options: Any):
+def shapes_factory(arg: str | None, **options: Any) -> ShapesDataset:
     """``shapes[:SPLIT][?size=200&seed=0&min_objects=1&max_objects=4&image_size=64]``, SPLIT train/val/test."""
     from ..options import reject_unknown, to_int, to_positive_int
     from ..specs import Spec
@@ -49,7 +53,7 @@ def shapes_factory(arg: str | None, **options: Any):
     return dataset
 
 
-def toy_factory(arg: str | None, **options: Any):
+def toy_factory(arg: str | None, **options: Any) -> OpenCLIPBackbone:
     """``toy`` (the shipped checkpoint) or ``toy:/path/to/toy_clip.safetensors`` (its JSON beside it)."""
     from ..backbones.open_clip_backbone import OpenCLIPBackbone
     from .model import load_toy_model
