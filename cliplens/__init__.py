@@ -11,6 +11,7 @@ Quick start::
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 # The public API, imported on first use (PEP 562) so that `cliplens --help` never pays for torch:
 # name -> the module (below cliplens) that defines it.
@@ -69,7 +70,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attribute
+def __getattr__(name: str) -> Any:  # PEP 562 lazy attribute
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'cliplens' has no attribute {name!r}")

@@ -60,13 +60,14 @@ def parse_device(device: torch.device | str | None, *, what: str = "device") -> 
     else:
         text = str(device).strip().lower()
         try:
-            resolved = torch.device(text)
+            parsed: torch.device | None = torch.device(text)
         except (RuntimeError, ValueError):
-            resolved = None
-        if resolved is None or resolved.type not in ("cpu", "cuda", "mps") or text.startswith("auto"):
+            parsed = None
+        if parsed is None or parsed.type not in ("cpu", "cuda", "mps") or text.startswith("auto"):
             raise InputError(
                 f"unknown {what} {device!r}: write cpu, cuda, cuda:N or mps (available here: {_available()})"
             )
+        resolved = parsed
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(
@@ -175,7 +176,10 @@ class DeviceName(_CheckedName):
     option_type = "device"
     option_words = "a device (cpu, cuda, cuda:N, mps)"
     option_plural = "devices"
-    check = staticmethod(parse_device)
+
+    @staticmethod
+    def check(value: Any) -> Any:
+        return parse_device(value)
 
 
 class DtypeName(_CheckedName):
@@ -184,7 +188,10 @@ class DtypeName(_CheckedName):
     option_type = "dtype"
     option_words = f"a dtype ({', '.join(DTYPE_NAMES)})"
     option_plural = "dtypes"
-    check = staticmethod(resolve_dtype)
+
+    @staticmethod
+    def check(value: Any) -> Any:
+        return resolve_dtype(value)
 
 
 class AutocastName(_CheckedName):
@@ -193,7 +200,10 @@ class AutocastName(_CheckedName):
     option_type = "autocast dtype"
     option_words = "a compute dtype (float16, bfloat16, or float32 for none)"
     option_plural = "compute dtypes"
-    check = staticmethod(resolve_autocast)
+
+    @staticmethod
+    def check(value: Any) -> Any:
+        return resolve_autocast(value)
 
 
 # the options the built-in backbone factories share, as the annotations of their ``device`` / ``dtype`` / ``seed``

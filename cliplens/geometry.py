@@ -88,7 +88,7 @@ class InputGeometry:
 
         top, left, h, w = self.box
         canvas = Image.new("RGB", (self.target[1], self.target[0]), fill)
-        canvas.paste(image.convert("RGB").resize((w, h), Image.BICUBIC), (left, top))
+        canvas.paste(image.convert("RGB").resize((w, h), Image.Resampling.BICUBIC), (left, top))
         return canvas
 
     def sampling_grid(self, size: tuple[int, int]) -> torch.Tensor:
@@ -124,10 +124,10 @@ def fit_geometry(size: tuple[int, int], target: tuple[int, int], fit: str = DEFA
 
 def image_hw(image: Image.Image | torch.Tensor) -> tuple[int, int]:
     """(H, W) of a PIL image or a (3, H, W) / (B, 3, H, W) tensor."""
-    if hasattr(image, "size") and not hasattr(image, "shape"):
-        width, height = image.size
-        return int(height), int(width)
-    return int(image.shape[-2]), int(image.shape[-1])
+    if hasattr(image, "shape"):
+        return int(image.shape[-2]), int(image.shape[-1])
+    width, height = image.size
+    return int(height), int(width)
 
 
 def map_back(scores: torch.Tensor, geometries: Sequence[InputGeometry], size: tuple[int, int]) -> torch.Tensor:

@@ -8,7 +8,7 @@ of the stored values, never colour-converted (a palette PNG keeps its indices).
 A missing, unreadable or unconvertible file raises :class:`ImageFileError`
 (an :class:`~cliplens.errors.InputError`) whose one-line message names the
 file and says what to do; datasets turn it into a skipped sample
-(:mod:`cliplens.datasets._image_io`).
+(:mod:`cliplens.datasets.sample_images`).
 """
 
 from __future__ import annotations

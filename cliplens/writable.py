@@ -49,7 +49,8 @@ _REASONS = {
 
 
 def _reason(exc: OSError) -> str:
-    return _REASONS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+    reason = _REASONS.get(exc.errno) if exc.errno is not None else None
+    return reason or exc.strerror or type(exc).__name__
 
 
 def ensure_writable_folder(path: str | Path, flag: str = "--out") -> Path:

@@ -43,7 +43,7 @@ def test_round_trip_of_a_non_square_image(size):
     """Preprocess a linear ramp, read the model input back as a score map at input resolution,
     map it back: the original ramp returns (bilinear sampling of a linear function is exact;
     a box off by one input pixel is off by 0.8 * 0.5 * 1/21 * (90/32) ~ 0.03)."""
-    from cliplens.backbones._preprocess import preprocess_images
+    from cliplens.backbones.preprocessing import preprocess_images
 
     H, W = size
     ramp = _ramp(H, W)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cliplens.cli.main import main
-from cliplens.datasets import _image_io
+from cliplens.datasets import sample_images
 from cliplens.errors import InputError, SampleError
 from cliplens.images import ImageFileError, load_index_mask, load_rgb
 
@@ -46,13 +46,13 @@ def test_colour_mask_is_refused_with_the_remedy(tmp_path):
 
 def test_dataset_samples_get_the_split_list_remedy_only_for_missing_files(tmp_path):
     with pytest.raises(SampleError) as info:
-        _image_io.load_rgb(tmp_path / "gone.png")
+        sample_images.load_rgb(tmp_path / "gone.png")
     assert "drop the sample from the split list" in str(info.value)
     assert isinstance(info.value.__cause__, ImageFileError)
     corrupt = tmp_path / "bad.png"
     corrupt.write_bytes(b"nope")
     with pytest.raises(SampleError, match="corrupt or not an image"):
-        _image_io.load_rgb(corrupt)
+        sample_images.load_rgb(corrupt)
 
 
 def test_explain_reports_a_missing_image_without_talking_about_split_lists(tmp_path, capsys):

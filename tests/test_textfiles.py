@@ -146,7 +146,7 @@ def _bad_utf8(path: Path) -> Path:
 
 
 def test_dataset_class_list_and_split_list(tmp_path):
-    from cliplens.datasets._common import read_class_names, read_stem_list
+    from cliplens.datasets.folder_reading import read_class_names, read_stem_list
 
     with pytest.raises(InputError, match=r"class list .*classes.txt is not UTF-8 \(byte 0xff at offset 4, line 2\)"):
         read_class_names(_bad_utf8(tmp_path / "classes.txt"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -36,6 +36,16 @@ class BlockModules:
     mlp_out: torch.nn.Module
 
 
+class CapturedTensors(TypedDict):
+    """What :func:`trace_blocks` captured: ``name -> layer -> (B, N+P, d)`` for each of
+    :data:`~cliplens.backbones.vit.CAPTURABLE` (the :class:`~cliplens.backbones.vit.TowerTrace` fields)."""
+
+    block_inputs: dict[int, torch.Tensor]
+    ln_1: dict[int, torch.Tensor]
+    attn_out: dict[int, torch.Tensor]
+    mlp_out: dict[int, torch.Tensor]
+
+
 def check_capture(capture: Iterable[str]) -> set[str]:
     """``capture`` as a set, or a one-line error naming what cannot be captured."""
     chosen = set(capture)
@@ -55,7 +65,7 @@ def trace_blocks(
     chosen: Iterable[int],
     capture: set[str],
     batch_first: bool = True,
-) -> tuple[Any, torch.Tensor, dict[str, dict[int, torch.Tensor]]]:
+) -> tuple[Any, torch.Tensor, CapturedTensors]:
     """Run ``forward()`` with hooks on the ``chosen`` blocks.
 
     Args:
@@ -69,7 +79,7 @@ def trace_blocks(
         and ``stores[name][layer]`` (B, N+P, d) for each captured name. With autograd on, a
         block input that the frozen model leaves without a graph is made a leaf that requires grad.
     """
-    stores: dict[str, dict[int, torch.Tensor]] = {name: {} for name in CAPTURABLE}
+    stores: CapturedTensors = {"block_inputs": {}, "ln_1": {}, "attn_out": {}, "mlp_out": {}}
     final: dict[int, torch.Tensor] = {}
     to_batch_first = (lambda t: t) if batch_first else (lambda t: t.transpose(0, 1))
 

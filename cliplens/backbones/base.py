@@ -146,7 +146,7 @@ class Backbone(ABC):
         self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, *, fit: str = "letterbox"
     ) -> list[InputGeometry]:
         """Where :meth:`preprocess` puts each image in the (S_h, S_w) input (one geometry per image)."""
-        from ._preprocess import geometries
+        from .preprocessing import geometries
 
         return geometries(images, self.image_size, fit)
 

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from ..devices import Device, Dtype
 from ..errors import BackboneError, InputError
 from ..options import Opt
-from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype
 from ._tracing import BlockModules, check_capture, trace_blocks
+from .model_backbone import OPENAI_MEAN, OPENAI_STD, ModelBackbone, ModuleTree, resolve_device, resolve_dtype
 from .position_embeddings import PositionTableCache, lent_attribute
 from .tokenizers import LazyTokenizer, hf_tokenizer
 from .trace_sharing import shareable_trace
@@ -168,7 +168,8 @@ class HFBackbone(ModelBackbone):
 
     # ---- geometry -------------------------------------------------------------------
     @property
-    def vision(self) -> torch.nn.Module:
+    def vision(self) -> ModuleTree:
+        """The vision transformer of the CLIP / SigLIP model (``vision_model``)."""
         return self.model.vision_model
 
     @property
@@ -189,7 +190,7 @@ class HFBackbone(ModelBackbone):
 
     @property
     def native_image_size(self) -> tuple[int, int]:
-        return (int(self._vcfg.image_size),) * 2  # type: ignore[return-value]
+        return (int(self._vcfg.image_size),) * 2
 
     @property
     def interpolates_positions(self) -> bool:
@@ -225,7 +226,7 @@ class HFBackbone(ModelBackbone):
 
     @property
     def patch_size(self) -> tuple[int, int]:
-        return (int(self._vcfg.patch_size),) * 2  # type: ignore[return-value]
+        return (int(self._vcfg.patch_size),) * 2
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -272,7 +273,7 @@ class HFBackbone(ModelBackbone):
         weight = torch.cat([p.weight for p in projections])
         bias = None if attn.q_proj.bias is None else torch.cat([p.bias for p in projections])
 
-        def mlp_branch(x: torch.Tensor, _layer: torch.nn.Module = layer_module) -> torch.Tensor:
+        def mlp_branch(x: torch.Tensor, _layer: ModuleTree = layer_module) -> torch.Tensor:
             return _layer.mlp(_layer.layer_norm2(x))
 
         return ViTBlock(

@@ -6,7 +6,7 @@
 - ``ARCH:PATH``: a local ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` checkpoint,
   loaded without executing pickled code (safetensors, ``torch.load(weights_only=True)``,
   or, for TorchScript archives such as OpenAI's own ``ViT-B-16.pt``, the restricted
-  reader of :mod:`._torchscript`); keys are then converted as open_clip converts
+  reader of :mod:`.torchscript_archive`); keys are then converted as open_clip converts
   them (:mod:`._convert`).
 """
 
@@ -19,6 +19,7 @@ import re
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import torch
 
 from ..errors import BackboneError, InputError
 from ._convert import drop_non_state, to_open_clip_keys
-from ._torchscript import archive_root, read_torchscript_state_dict
+from .torchscript_archive import archive_root, read_torchscript_state_dict
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 _HF_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_pytorch_model.safetensors")
@@ -72,7 +73,7 @@ def key_mismatch_message(
     if not (missing or unexpected or reshaped):
         return None
 
-    def first(keys: list[str], describe=lambda k: k) -> str:
+    def first(keys: list[str], describe: Callable[[str], str] = lambda k: k) -> str:
         if not keys:
             return ""
         more = ", ..." if len(keys) > shown else ""
@@ -93,6 +94,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"checkpoint file {str(path)!r} not found: pass ARCH:/path/to/weights.safetensors")
+    state: object  # whatever the file holds, until checked below
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -192,7 +194,7 @@ def _resolve_pretrained(arch: str, tag: str) -> tuple[str, dict[str, Any]]:
 
 
 @contextmanager
-def _quiet_random_init():
+def _quiet_random_init() -> Iterator[None]:
     """Hide open_clip's "No pretrained weights loaded" log line: random init is what was asked for."""
     root = logging.getLogger()
     level = root.level

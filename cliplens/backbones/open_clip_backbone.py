@@ -9,10 +9,18 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BackboneError, InputError
-from ._common import OPENAI_MEAN, OPENAI_STD, ModelBackbone, resolve_device, resolve_dtype, to_model
-from ._inputs import warn_truncated
 from ._tracing import BlockModules, check_capture, trace_blocks
+from .inputs import warn_truncated
 from .loading import build_open_clip_model
+from .model_backbone import (
+    OPENAI_MEAN,
+    OPENAI_STD,
+    ModelBackbone,
+    ModuleTree,
+    resolve_device,
+    resolve_dtype,
+    to_model,
+)
 from .position_embeddings import PositionTableCache, swapped_parameter
 from .tokenizers import open_clip_tokenizer
 from .trace_sharing import shareable_trace
@@ -79,7 +87,8 @@ class OpenCLIPBackbone(ModelBackbone):
 
     # ---- geometry -------------------------------------------------------------------
     @property
-    def visual(self) -> torch.nn.Module:
+    def visual(self) -> ModuleTree:
+        """The image tower (open_clip's ``VisionTransformer`` when :attr:`is_vit`)."""
         return self.model.visual
 
     @property
@@ -121,7 +130,8 @@ class OpenCLIPBackbone(ModelBackbone):
     @property
     def patch_size(self) -> tuple[int, int]:
         self._require_vit()
-        return tuple(self.visual.patch_size)  # type: ignore[return-value]
+        height, width = self.visual.patch_size
+        return int(height), int(width)
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -196,7 +206,7 @@ class OpenCLIPBackbone(ModelBackbone):
         attn = block.attn
         gamma = getattr(block.ls_1, "gamma", None)
 
-        def mlp_branch(x: torch.Tensor, _block: torch.nn.Module = block) -> torch.Tensor:
+        def mlp_branch(x: torch.Tensor, _block: ModuleTree = block) -> torch.Tensor:
             return _block.ls_2(_block.mlp(_block.ln_2(x)))
 
         return ViTBlock(

@@ -17,7 +17,7 @@ __all__ = ["wrap_open_clip", "open_clip_backbone"]
 
 def wrap_open_clip(model: torch.nn.Module, tokenizer: Callable[..., torch.Tensor], **kwargs: Any) -> OpenCLIPBackbone:
     """``model`` behind the backbone class its image tower needs (``kwargs`` as :class:`OpenCLIPBackbone`)."""
-    cls = OpenCLIPTimmBackbone if is_timm_vit(model.visual) else OpenCLIPBackbone
+    cls = OpenCLIPTimmBackbone if is_timm_vit(model.get_submodule("visual")) else OpenCLIPBackbone
     return cls(model, tokenizer, **kwargs)
 
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..errors import BackboneError
 from ._tracing import BlockModules, check_capture, trace_blocks
+from .model_backbone import ModuleTree
 from .open_clip_backbone import OpenCLIPBackbone
 from .position_embeddings import PositionTableCache, lent_attribute, swapped_parameter
 from .trace_sharing import shareable_trace
@@ -59,7 +60,8 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
     """An open_clip model with a timm ``VisionTransformer`` image tower (SigLIP, SigLIP 2, ...)."""
 
     @property
-    def trunk(self) -> torch.nn.Module:
+    def trunk(self) -> ModuleTree:
+        """The timm ``VisionTransformer`` inside open_clip's ``TimmModel`` tower."""
         return self.visual.trunk
 
     def _unsupported(self) -> str | None:
@@ -179,7 +181,7 @@ class OpenCLIPTimmBackbone(OpenCLIPBackbone):
         attn = block.attn
         gamma = getattr(block.ls1, "gamma", None)
 
-        def mlp_branch(x: torch.Tensor, _block: torch.nn.Module = block) -> torch.Tensor:
+        def mlp_branch(x: torch.Tensor, _block: ModuleTree = block) -> torch.Tensor:
             return _block.ls2(_block.mlp(_block.norm2(x)))
 
         width = attn.qkv.weight.shape[1]

@@ -8,6 +8,7 @@ with random weights; the Hugging Face families also write a word-level tokenizer
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ _TEXT = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "la
 _WORDS = ["a", "the", "photo", "of", "red", "blue", "green", "circle", "square", "cat", "dog", "sky", "grass"]
 
 
-def _bpe(context_length: int = 16):
+def _bpe(context_length: int = 16) -> Callable[..., torch.Tensor]:
     import open_clip
 
     return open_clip.get_tokenizer("ViT-B-16", context_length=context_length)
@@ -134,8 +135,10 @@ def tiny_hf(family: str, seed: int = 0) -> Backbone:
         )
         transformers.CLIPModel(config).save_pretrained(str(folder))
     else:
-        config = transformers.SiglipConfig(text_config=dict(text, pad_token_id=0, eos_token_id=1), vision_config=vision)
-        transformers.SiglipModel(config).save_pretrained(str(folder))
+        siglip_config = transformers.SiglipConfig(
+            text_config=dict(text, pad_token_id=0, eos_token_id=1), vision_config=vision
+        )
+        transformers.SiglipModel(siglip_config).save_pretrained(str(folder))
     backbone = HFBackbone.from_spec(str(folder))
     backbone.name = f"tiny-hf-{family}"
     return backbone

@@ -54,12 +54,14 @@ class TraceShare:
         requests: the recorded ``(layers, capture)`` no-grad requests (0-based layer sets).
         traced_s: seconds spent computing the shared traces.
         served: how many ``trace()`` calls were answered from a shared trace.
+        tracing_union: True while :meth:`serving` traces the union itself (that call goes straight through).
     """
 
     def __init__(self) -> None:
         self.requests: set[tuple[frozenset[int], frozenset[str]]] = set()
         self.traced_s = 0.0
         self.served = 0
+        self.tracing_union = False
         self._pixels: torch.Tensor | None = None
         self._trace: TowerTrace | None = None
         self._versions: list[int] = []
@@ -89,8 +91,12 @@ class TraceShare:
         layers = frozenset().union(*(layers for layers, _ in self.requests))
         capture = frozenset().union(*(capture for _, capture in self.requests))
         t0 = time.perf_counter()
-        with torch.no_grad():
-            trace = backbone.trace(pixels, layers=sorted(layers), capture=sorted(capture), _unshared=True)
+        self.tracing_union = True
+        try:
+            with torch.no_grad():
+                trace = backbone.trace(pixels, layers=sorted(layers), capture=sorted(capture))
+        finally:
+            self.tracing_union = False
         if pixels.device.type == "cuda":
             torch.cuda.synchronize(pixels.device)
         self.traced_s += time.perf_counter() - t0
@@ -134,10 +140,9 @@ def shareable_trace(trace: TraceMethod) -> TraceMethod:
         pixels: torch.Tensor,
         layers: Iterable[int] | None = None,
         capture: Iterable[str] = CAPTURABLE,
-        _unshared: bool = False,
     ) -> TowerTrace:
         share: TraceShare | None = getattr(self, "trace_share", None)
-        if share is None or _unshared:
+        if share is None or share.tracing_union:
             return trace(self, pixels, layers, capture)
         layers = list(range(self.num_layers)) if layers is None else list(layers)
         capture = check_capture(capture)

@@ -186,7 +186,7 @@ def attention_probs(block: ViTBlock, projections: dict[str, torch.Tensor], spec:
         v = projections["v"]
         return torch.eye(v.shape[-2], dtype=v.dtype, device=v.device).expand(*v.shape[:2], -1, -1)
     scale = block.scale if spec.scale is None else spec.scale
-    total = None
+    total: torch.Tensor | None = None
     for term in spec.terms:
         a, b = (projections[term[0]], projections[term[1]])
         logits = (a * scale) @ b.transpose(-1, -2)
@@ -194,6 +194,7 @@ def attention_probs(block: ViTBlock, projections: dict[str, torch.Tensor], spec:
             logits = logits + spec.bias.to(logits)
         probs = logits.softmax(dim=-1)
         total = probs if total is None else total + probs
+    assert total is not None, "AttentionSpec keeps at least one term"
     return total
 
 

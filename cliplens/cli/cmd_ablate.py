@@ -10,10 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..backbones.base import Backbone
+    from ..explainers.ablation import AblationResult, AblationSpec, LabelledImages
+
+Item = TypeVar("Item")
 
 
 def add_dataset_options(p: argparse.ArgumentParser, limit: int = 200) -> None:
@@ -68,10 +75,10 @@ def check_counts(args: argparse.Namespace) -> None:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
 
 
-def progress(what: str, total: int):  # noqa: ANN201 - a wrapper for iterables
+def progress(what: str, total: int) -> Callable[[Iterable[Item]], Iterable[Item]]:
     """A tqdm progress bar on stderr when it is a terminal, else a pass-through."""
 
-    def wrap(items):  # noqa: ANN001, ANN202
+    def wrap(items: Iterable[Item]) -> Iterable[Item]:
         if not sys.stderr.isatty():
             return items
         from tqdm import tqdm
@@ -81,7 +88,13 @@ def progress(what: str, total: int):  # noqa: ANN201 - a wrapper for iterables
     return wrap
 
 
-def run_ablation(backbone, data, specs: Sequence, templates, batch_size: int):  # noqa: ANN001, ANN201
+def run_ablation(
+    backbone: Backbone,
+    data: LabelledImages,
+    specs: Sequence[AblationSpec],
+    templates: Sequence[str] | None,
+    batch_size: int,
+) -> list[AblationResult]:
     """Shared with ``cliplens textspan --ablate-heads``: evaluate ``specs`` on labelled images."""
     from ..explainers.ablation import evaluate_ablation
 
@@ -91,7 +104,7 @@ def run_ablation(backbone, data, specs: Sequence, templates, batch_size: int):  
     )
 
 
-def print_results(results: Sequence, dataset: str, data) -> None:  # noqa: ANN001
+def print_results(results: Sequence[AblationResult], dataset: str, data: LabelledImages) -> None:
     first = results[0]
     print(
         f"zero-shot accuracy on {dataset}: {first.num_images} images, {first.num_classes} classes "

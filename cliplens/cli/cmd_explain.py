@@ -17,9 +17,14 @@ import argparse
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..explainers.base import Explainer, Explanation
 
 #: a progress bar (stderr) from this many images on
 PROGRESS_FROM = 4
@@ -148,7 +153,7 @@ def unique_names(paths: Sequence[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     if not args.text:  # checked here, not by argparse, to say which loose word was meant as the text
         raise InputError(missing_text_message(args.images))
-    from ..backbones._inputs import parse_input_size
+    from ..backbones.inputs import parse_input_size
     from ..devices import autocast_option, parse_device
     from ..images import load_rgb
     from ..registry import create_backbone, create_explainer, get_registry
@@ -257,13 +262,14 @@ def _set_input_size(backbone: Any, size: tuple[int, int]) -> None:
     setter(size)
 
 
-def _progress(total: int, disable: bool):  # noqa: ANN202 - a tqdm bar
+def _progress(total: int, disable: bool) -> Any:
+    """A tqdm bar on stderr (tqdm is untyped)."""
     from tqdm import tqdm
 
     return tqdm(total=total, unit="map set", desc="explain", disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
-def _label(image, text: str, note: str | None = None):  # noqa: ANN001, ANN202
+def _label(image: Image.Image, text: str, note: str | None = None) -> Image.Image:
     from ..visualize import labelled
 
     return labelled(image, text, note=note)
@@ -284,7 +290,7 @@ def _write_sheets(sheets: list[list[list[Any]]], stem: Path) -> Iterator[Path]:
         yield write_bytes_atomically(target, png_bytes(with_colorbar(grid(rows))), advice=OUT_OF_SPACE)
 
 
-def constant_reason(result, t: int) -> str | None:  # noqa: ANN001
+def constant_reason(result: Explanation, t: int) -> str | None:
     """Why text ``t``'s map of image 0 is constant, or None when it is not."""
     scores = result.patch_scores[0, t]
     spread = float(scores.max() - scores.min())
@@ -294,7 +300,9 @@ def constant_reason(result, t: int) -> str | None:  # noqa: ANN001
     return reasons.get(t) or f"{result.explainer} scored every patch the same ({float(scores.max()):.3g})"
 
 
-def _draw(explainer, name: str, path: str, image, texts: list[str], size: int, top_words: bool) -> dict:
+def _draw(
+    explainer: Explainer, name: str, path: str, image: Image.Image, texts: list[str], size: int, top_words: bool
+) -> dict[str, Any]:
     """One image's pictures: its sheets (rows of tiles, at most MAPS_PER_SHEET maps each), its overlay
     tile per text (for grid.png), the constant maps with their reasons."""
     from ..visualize import fit_tile, overlay, pages
@@ -315,6 +323,7 @@ def _draw(explainer, name: str, path: str, image, texts: list[str], size: int, t
     if top_words and "top_words" in result.extras:
         from ..explainers.lexical_drawing import draw_top_words
 
+        assert result.geometry is not None, "explain() of an image records where it lay in the model input"
         geometry = result.geometry[0]
         words = draw_top_words(fit_tile(geometry.show(image), size), result.extras["top_words"][0], min_cell=0)
         extra.append(_label(words, "top words (the model's view)"))

@@ -9,6 +9,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..toy.evaluate import ToyQuality
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _print_quality(quality) -> None:  # noqa: ANN001
+def _print_quality(quality: ToyQuality) -> None:
     from ..toy.evaluate import MIN_RETRIEVAL_R1, MIN_ZERO_SHOT
 
     print(

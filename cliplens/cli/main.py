@@ -1,7 +1,7 @@
 """Entry point of the ``cliplens`` command (and of ``python -m cliplens``): dispatches to ``cmd_*`` modules.
 
 Start-up stays light: only the command being run has its module imported (the others are listed
-from :data:`cliplens.cli._help.COMMANDS`), and a ``cmd_*`` module imports torch and the rest only
+from :data:`cliplens.cli.help_text.COMMANDS`), and a ``cmd_*`` module imports torch and the rest only
 inside its ``run``. User errors (:class:`cliplens.errors.CliplensError`) print one line
 ``cliplens: error: ...`` and exit with the error's status (2 for bad input, 1 for an output that could not be
 written: a full disk), never a traceback.
@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ._help import COMMANDS, MAIN_EPILOG, Parser, examples_epilog
+from .help_text import COMMANDS, MAIN_EPILOG, Parser, examples_epilog
 
 
 def _requested(argv: Sequence[str]) -> str | None:
@@ -48,7 +48,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     return f"cliplens: warning: {message}\n"
 
 

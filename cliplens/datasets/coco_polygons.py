@@ -31,9 +31,9 @@ from PIL import Image, ImageDraw
 from ..errors import InputError, SampleError
 from ..options import Opt
 from ..textfiles import TextFileError, read_text
-from ._common import check_sample, read_class_names, require_folder, spec_string
-from ._image_io import IMAGE_SUFFIXES, load_rgb
 from .base import SegmentationDataset, SegmentationSample
+from .folder_reading import check_sample, read_class_names, require_folder, spec_string
+from .sample_images import IMAGE_SUFFIXES, load_rgb
 
 _EXAMPLE = "coco-polygons:/path/to/folder (with images/, labels/ and classes.txt)"
 BACKGROUND_NAME = "background"

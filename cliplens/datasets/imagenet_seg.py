@@ -30,8 +30,8 @@ from PIL import Image
 
 from ..errors import InputError, SampleError
 from ..options import Opt
-from ._common import check_sample, spec_string
 from .base import SegmentationDataset, SegmentationSample
+from .folder_reading import check_sample, spec_string
 
 FILE_NAME = "gtsegs_ijcv.mat"
 _EXAMPLE = f"imagenet-seg:/path/to/{FILE_NAME}"

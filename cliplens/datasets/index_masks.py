@@ -26,9 +26,9 @@ from typing import Annotated
 
 from ..errors import InputError, SampleError
 from ..options import Opt
-from ._common import check_sample, read_class_names, read_stem_list, require_folder, spec_string
-from ._image_io import IMAGE_SUFFIXES, load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
+from .folder_reading import check_sample, read_class_names, read_stem_list, require_folder, spec_string
+from .sample_images import IMAGE_SUFFIXES, load_index_mask, load_rgb
 
 _EXAMPLE = "index-masks:/path/to/folder"
 

@@ -33,9 +33,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..options import Opt
-from ._common import check_sample, read_stem_list, require_folder, spec_string
-from ._image_io import load_index_mask, load_rgb
 from .base import SegmentationDataset, SegmentationSample
+from .folder_reading import check_sample, read_stem_list, require_folder, spec_string
+from .sample_images import load_index_mask, load_rgb
 
 IGNORE_INDEX = 255
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._texts import ZERO_SHOT_TEMPLATE
-from .scenes import CLASS_NAMES, generate_scene, parse_caption, single_object_scenes, with_article
+from .captions import ZERO_SHOT_TEMPLATE
+from .scenes import generate_scene, single_object_scenes
 from .train import images_to_tensor
+from .world import CLASS_NAMES, parse_caption, with_article
+
+if TYPE_CHECKING:
+    from open_clip.model import CLIP  # untyped: the toy model's attributes are not checked
 
 #: shipped-checkpoint quality bar
 MIN_ZERO_SHOT = 0.90
@@ -44,7 +48,7 @@ class ToyQuality:
 
 @torch.no_grad()
 def _encode_images(
-    model: torch.nn.Module, images: Sequence[np.ndarray], config: dict[str, Any], batch_size: int = 256
+    model: CLIP, images: Sequence[np.ndarray], config: dict[str, Any], batch_size: int = 256
 ) -> torch.Tensor:
     """``N`` x ``(H, W, 3)`` uint8 -> ``(N, D)`` normalised features."""
     out = []
@@ -56,7 +60,7 @@ def _encode_images(
 
 
 @torch.no_grad()
-def _encode_texts(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], batch_size: int = 512) -> torch.Tensor:
+def _encode_texts(model: CLIP, tokenizer: Any, texts: Sequence[str], batch_size: int = 512) -> torch.Tensor:
     """``N`` texts -> ``(N, D)`` normalised features."""
     out = [
         F.normalize(model.encode_text(tokenizer(list(texts[i : i + batch_size]))).float(), dim=-1)
@@ -66,7 +70,7 @@ def _encode_texts(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], 
 
 
 def zero_shot_accuracy(
-    model: torch.nn.Module,
+    model: CLIP,
     tokenizer: Any,
     config: dict[str, Any],
     *,
@@ -85,7 +89,7 @@ def zero_shot_accuracy(
 
 
 def retrieval_recall_at_1(
-    model: torch.nn.Module,
+    model: CLIP,
     tokenizer: Any,
     config: dict[str, Any],
     *,
@@ -109,7 +113,7 @@ def retrieval_recall_at_1(
 
 
 def evaluate_toy_model(
-    model: torch.nn.Module,
+    model: CLIP,
     tokenizer: Any,
     config: dict[str, Any],
     *,

@@ -9,7 +9,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from .scenes import _COLOUR_HSV, CLASS_NAMES, COLOURS, SHAPES, generate_scene
+from .drawing import COLOUR_HSV
+from .scenes import generate_scene
+from .world import CLASS_NAMES, COLOURS, SHAPES
 
 
 def class_palette() -> np.ndarray:
@@ -18,7 +20,7 @@ def class_palette() -> np.ndarray:
     palette = np.zeros((len(CLASS_NAMES), 3), dtype=np.uint8)
     palette[0] = (32, 32, 32)
     for ci, colour in enumerate(COLOURS):
-        hue = _COLOUR_HSV[colour][0]
+        hue = COLOUR_HSV[colour][0]
         for si, _ in enumerate(SHAPES):
             value = 0.45 + 0.55 * si / (len(SHAPES) - 1)
             rgb = colorsys.hsv_to_rgb(hue, 1.0 if si < 4 else 0.75, value)
@@ -58,7 +60,7 @@ def write_samples(
         image, mask = scene.to_pil(), mask_to_png(scene.mask)
         if scale > 1:
             size = (image.width * scale, image.height * scale)
-            image, mask = image.resize(size, Image.NEAREST), mask.resize(size, Image.NEAREST)
+            image, mask = image.resize(size, Image.Resampling.NEAREST), mask.resize(size, Image.Resampling.NEAREST)
         image.save(root / f"{stem}.png")
         mask.save(root / f"{stem}_mask.png")
         (root / f"{stem}.txt").write_text(scene.caption + "\n")

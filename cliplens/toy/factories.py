@@ -6,10 +6,14 @@ when ``toy`` is created, never when the registry loads.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from ..devices import Autocast, Device, Dtype
 from ..options import Opt
+
+if TYPE_CHECKING:
+    from ..backbones.open_clip_backbone import OpenCLIPBackbone
+    from .scenes import ShapesDataset
 
 __all__ = ["shapes_factory", "toy_factory"]
 
@@ -22,9 +26,9 @@ def shapes_factory(
     min_objects: Annotated[int, Opt("fewest objects per scene", min=1)] = 1,
     max_objects: Annotated[int, Opt("most objects per scene", min=1)] = 4,
     image_size: Annotated[int, Opt("scene side in pixels", min=16)] = 64,
-):
+) -> ShapesDataset:
     """``shapes[:SPLIT][?size=200&seed=0&min_objects=1&max_objects=4&image_size=64]``, SPLIT train/val/test."""
-    from ..datasets._common import spec_string
+    from ..datasets.folder_reading import spec_string
     from .scenes import ShapesDataset
 
     dataset = ShapesDataset(
@@ -35,7 +39,9 @@ def shapes_factory(
     return dataset
 
 
-def toy_factory(arg: str | None, *, device: Device = None, dtype: Dtype = None, autocast: Autocast = None):
+def toy_factory(
+    arg: str | None, *, device: Device = None, dtype: Dtype = None, autocast: Autocast = None
+) -> OpenCLIPBackbone:
     """``toy`` (the shipped checkpoint) or ``toy:/path/to/toy_clip.safetensors`` (its JSON beside it)."""
     from ..backbones.open_clip_backbone import OpenCLIPBackbone
     from .model import load_toy_model

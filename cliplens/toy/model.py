@@ -15,11 +15,14 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import BackboneError, InputError
+
+if TYPE_CHECKING:
+    from open_clip.model import CLIP  # untyped: the toy model's attributes are not checked
 
 FORMAT = "cliplens-toy-clip/1"
 DEFAULT_CHECKPOINT = Path(__file__).with_name("toy_clip.safetensors")
@@ -53,7 +56,7 @@ def toy_model_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def build_toy_model(model_cfg: dict[str, Any] | None = None, seed: int | None = None) -> torch.nn.Module:
+def build_toy_model(model_cfg: dict[str, Any] | None = None, seed: int | None = None) -> CLIP:
     """An open_clip ``CLIP`` from a config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``), float32.
 
     With ``seed`` the initial weights are reproducible (the global torch RNG is restored afterwards).
@@ -113,7 +116,7 @@ def save_toy_model(
     return path
 
 
-def load_toy_model(path: str | Path | None = None) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+def load_toy_model(path: str | Path | None = None) -> tuple[CLIP, Any, dict[str, Any]]:
     """Load a toy checkpoint (default: the one shipped in the package); no network.
 
     Returns:

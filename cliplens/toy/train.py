@@ -45,9 +45,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ._texts import KIND_PROBS, image_keys, match_matrix, training_texts
+from .captions import KIND_PROBS, image_keys, match_matrix, training_texts
+from .drawing import render_scene
 from .model import TOY_MEAN, TOY_STD, build_tokenizer, build_toy_model, save_toy_model, toy_model_config
-from .scenes import generate_scene, generate_single_object_scene, render_scene, sample_rng
+from .scenes import generate_scene, generate_single_object_scene, sample_rng
 
 _KIND_EMPTY = 8  # rng stream of the empty scenes of the pool
 

@@ -139,7 +139,7 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
 def test_to_model_moves_only_when_needed_and_pinned_memory_goes_non_blocking():
     from types import SimpleNamespace
 
-    from cliplens.backbones._common import to_model
+    from cliplens.backbones.model_backbone import to_model
 
     t = torch.rand(2, 3)
     assert to_model(t, torch.device("cpu"), torch.float32) is t  # already there: no copy

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cliplens import create_backbone
-from cliplens.backbones._torchscript import TorchScriptReadError, read_torchscript_state_dict
+from cliplens.backbones.torchscript_archive import TorchScriptReadError, read_torchscript_state_dict
 from cliplens.errors import BackboneError
 
 ARCH = "ViT-S-32"

@@ -58,7 +58,7 @@ def test_plugins_table_names_each_kind_in_the_plural(capsys):
 
 
 def test_no_help_shows_restructuredtext_double_backticks(capsys):
-    from cliplens.cli._help import COMMANDS
+    from cliplens.cli.help_text import COMMANDS
 
     for command in COMMANDS:
         with pytest.raises(SystemExit):

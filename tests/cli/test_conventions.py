@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cliplens.cli._help import COMMANDS, EXAMPLES
+from cliplens.cli.help_text import COMMANDS, EXAMPLES
 from cliplens.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def test_every_command_has_its_table_line_description_examples_and_defaults(caps
     parser = build_parser()  # every command's full parser
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     summaries = {a.dest: a.help for a in sub._choices_actions}
-    assert summaries == COMMANDS, "cli/_help.py COMMANDS must repeat each command's help line"
+    assert summaries == COMMANDS, "cli/help_text.py COMMANDS must repeat each command's help line"
     assert set(EXAMPLES) == set(COMMANDS)
     for name in COMMANDS:
         with pytest.raises(SystemExit):

@@ -16,10 +16,10 @@ from cliplens.datasets import (
     IndexMaskDataset,
     VOCSegmentation,
 )
-from cliplens.datasets._image_io import load_index_mask, load_rgb
 from cliplens.datasets.coco_polygons import coco_polygons_factory
 from cliplens.datasets.imagenet_seg import imagenet_seg_factory
 from cliplens.datasets.index_masks import index_masks_factory
+from cliplens.datasets.sample_images import load_index_mask, load_rgb
 from cliplens.datasets.voc import VOC_CLASS_NAMES, voc_factory
 from cliplens.errors import InputError, SampleError
 from cliplens.registry import create_dataset

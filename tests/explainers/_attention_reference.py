@@ -92,7 +92,7 @@ def toy_objects():
 def toy_maps(toy_objects, explainer: str, **options) -> np.ndarray:
     """(B, 36, H, W) maps of every colour x shape class prompt."""
     from cliplens import create_explainer
-    from cliplens.toy._texts import ZERO_SHOT_TEMPLATE
+    from cliplens.toy.captions import ZERO_SHOT_TEMPLATE
     from cliplens.toy.scenes import CLASS_NAMES, with_article
 
     backbone, pixels, _ = toy_objects

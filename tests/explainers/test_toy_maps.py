@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cliplens import create_backbone, create_dataset, create_explainer
-from cliplens.toy._texts import ZERO_SHOT_TEMPLATE
+from cliplens.toy.captions import ZERO_SHOT_TEMPLATE
 from cliplens.toy.scenes import CLASS_NAMES, with_article
 
 

@@ -11,23 +11,11 @@ from PIL import Image
 
 from cliplens.datasets.base import SegmentationDataset, SegmentationSample
 from cliplens.errors import InputError
-from cliplens.toy._geometry import polygon_coverage, shape_polygon
+from cliplens.toy.drawing import COLOUR_HSV, SUPERSAMPLE
 from cliplens.toy.model import DEFAULT_MODEL_CONFIG
-from cliplens.toy.scenes import (
-    _COLOUR_HSV,
-    CLASS_NAMES,
-    COLOURS,
-    IMAGE_SIZE,
-    SHAPES,
-    SUPERSAMPLE,
-    ShapesDataset,
-    class_index,
-    generate_scene,
-    generate_single_object_scene,
-    make_caption,
-    parse_caption,
-    single_object_scenes,
-)
+from cliplens.toy.scenes import ShapesDataset, generate_scene, generate_single_object_scene, single_object_scenes
+from cliplens.toy.shape_outlines import polygon_coverage, shape_polygon
+from cliplens.toy.world import CLASS_NAMES, COLOURS, IMAGE_SIZE, SHAPES, class_index, make_caption, parse_caption
 
 
 def _digest(array: np.ndarray) -> str:
@@ -109,7 +97,7 @@ def _erode(region: np.ndarray) -> np.ndarray:
 
 def _nearest_colour(rgb: np.ndarray) -> str:
     h, s, v = colorsys.rgb_to_hsv(*(rgb / 255.0))
-    dist = {c: min(abs(h - hsv[0]), 1 - abs(h - hsv[0])) for c, hsv in _COLOUR_HSV.items()}
+    dist = {c: min(abs(h - hsv[0]), 1 - abs(h - hsv[0])) for c, hsv in COLOUR_HSV.items()}
     return min(dist, key=dist.get)
 
 

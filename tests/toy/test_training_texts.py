@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cliplens.toy._texts import corrupt, image_keys, listing, match_matrix, text_key, training_texts
+from cliplens.toy.captions import corrupt, image_keys, listing, match_matrix, text_key, training_texts
 from cliplens.toy.model import build_toy_model, toy_model_config
 from cliplens.toy.scenes import CLASS_NAMES, sample_rng
 from cliplens.toy.train import ScenePool, ToyBatches, TrainConfig, _lr_at, contrastive_loss, train_toy_clip

@@ -13,7 +13,7 @@ from ..errors import InputError, MaskValueError, SampleError
 from ..options import declared_options
 from ..specs import Spec
 from ..textfiles import read_text
-from ._image_io import IMAGE_SUFFIXES
+from .sample_images import IMAGE_SUFFIXES
 
 
 def spec_string(name: str, arg: str | None, values: dict[str, Any], factory: Callable[..., Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import NoReturn
+from typing import Any, NoReturn
 
 #: command -> one-line summary, in the order ``cliplens --help`` lists them. Only the command that
 #: runs has its module imported; the others appear under this summary.
@@ -88,7 +88,7 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose help uses :class:`HelpFormatter` unless told otherwise, and whose usage errors
     (``--limit abc``, a missing required option) are one line pointing at ``--help``, not the usage block."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 

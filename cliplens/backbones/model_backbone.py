@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -11,11 +12,16 @@ from PIL import Image
 from ..devices import parse_device, resolve_autocast, resolve_dtype  # noqa: F401  (re-exported)
 from ..errors import InputError
 from ..geometry import DEFAULT_FIT
-from ._preprocess import preprocess_images as _fit_images
 from .base import Backbone
+from .preprocessing import preprocess_images as _fit_images
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: a torch model read attribute by attribute (``model.visual.transformer.resblocks[0].attn``). torch types
+#: ``Module.__getattr__`` as ``Tensor | Module``, so such chains cannot be checked statically and are typed
+#: ``Any``; each family checks the structure it reads at run time (``is_vit``, ``_require_vit``).
+ModuleTree = Any
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -53,6 +59,13 @@ class ModelBackbone(Backbone):
     Subclasses set ``model``, ``_device``, ``_dtype``, ``_text_cache`` (a dict), ``image_size``,
     ``image_mean`` and ``image_std``, and implement :meth:`_encode_plain` (the model's own text tower).
     """
+
+    model: ModuleTree
+    _device: torch.device
+    _dtype: torch.dtype
+    _text_cache: dict[Any, torch.Tensor]
+    image_mean: tuple[float, ...]
+    image_std: tuple[float, ...]
 
     @property
     def device(self) -> torch.device:
@@ -94,7 +107,7 @@ class ModelBackbone(Backbone):
         backbone must interpolate positions (:attr:`interpolates_positions`); one line otherwise.
         """
         from ..errors import InputError
-        from ._inputs import parse_input_size
+        from .inputs import parse_input_size
 
         if size is None:
             self._input_size = None

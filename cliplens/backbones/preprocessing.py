@@ -11,7 +11,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..geometry import DEFAULT_FIT, InputGeometry, fit_geometry, image_hw
-from ._inputs import image_tensor_to_unit
+from .inputs import image_tensor_to_unit
 
 
 def geometries(
@@ -60,7 +60,7 @@ def preprocess_images(
             raise InputError(f"expected PIL images or a tensor, got {type(img).__name__}")
         geometry = fit_geometry(image_hw(img), size, fit)
         h, w = geometry.content_size()
-        arr = np.asarray(img.convert("RGB").resize((w, h), Image.BICUBIC), dtype=np.float32) / 255.0
+        arr = np.asarray(img.convert("RGB").resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
         content = torch.from_numpy(arr).permute(2, 0, 1)[None]
         out.append(geometry.place((content - mean_t) / std_t))
     return torch.cat(out)

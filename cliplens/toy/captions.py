@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .scenes import COLOURS, SHAPES, with_article
+from .world import COLOURS, SHAPES, with_article
 
 Item = tuple[str | None, str | None]
 Key = tuple[str, tuple[str, ...]]
@@ -67,8 +67,8 @@ def text_key(items: Sequence[Item]) -> Key:
     if all(c and s for c, s in items):
         return ("full", tuple(sorted(f"{c} {s}" for c, s in items)))
     if all(c is None for c, _ in items):
-        return ("shape", tuple(sorted(s for _, s in items)))  # type: ignore[type-var]
-    return ("colour", tuple(sorted(c for c, _ in items)))  # type: ignore[type-var]
+        return ("shape", tuple(sorted(s for _, s in items if s is not None)))
+    return ("colour", tuple(sorted(c for c, _ in items if c is not None)))
 
 
 def image_keys(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -110,6 +110,7 @@ def corrupt(rng: np.random.Generator, items: Sequence[Item]) -> list[Item]:
     colour, shape = items[i]
     change_colour = colour is not None and (shape is None or rng.uniform() < 0.5)
     for _ in range(50):
+        candidate: Item
         if change_colour:
             candidate = (COLOURS[int(rng.integers(len(COLOURS)))], shape)
         else:
@@ -129,7 +130,7 @@ def training_texts(
     template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
     article = ("auto", "a", "the")[int(rng.choice(3, p=(0.65, 0.2, 0.15)))]
     if not names:  # an empty scene: "background"; its negative names one object
-        negative = [(COLOURS[int(rng.integers(len(COLOURS)))], SHAPES[int(rng.integers(len(SHAPES)))])]
+        negative: list[Item] = [(COLOURS[int(rng.integers(len(COLOURS)))], SHAPES[int(rng.integers(len(SHAPES)))])]
         words = _BACKGROUND_WORDS[int(rng.integers(len(_BACKGROUND_WORDS)))]
         return template.format(words), text_key([]), template.format(listing(negative, article)), text_key(negative)
     pairs = [tuple(names[i].split()) for i in rng.permutation(len(names))]
