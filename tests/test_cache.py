@@ -11,7 +11,7 @@ import torch
 import cliplens
 from cliplens import cache
 from cliplens.errors import CliplensError
-from cliplens.explainers.textspan import embed_pool
+from cliplens.explainers.residual.textspan_analysis import embed_pool
 from tests.conftest import make_tiny_clip
 
 

@@ -175,7 +175,7 @@ def test_a_dataset_whose_split_list_is_a_fifo_is_named_not_missing(tmp_path):
 
 def test_templates_vocabulary_word_list_and_text_pool(tmp_path):
     from cliplens.benchmarks.prompts import load_templates
-    from cliplens.explainers.textspan import load_pool
+    from cliplens.explainers.residual.textspan_analysis import load_pool
     from cliplens.explainers.vocabulary import load_vocabulary, read_word_list
 
     bad = _bad_utf8(tmp_path / "bad.txt")

@@ -2,7 +2,7 @@
 
 Mean-ablates the chosen direct contributions (each replaced by its mean over
 the evaluated images) and prints zero-shot accuracy before and after. Labels:
-the largest non-background class of each mask (see :mod:`cliplens.explainers.ablation`).
+the largest non-background class of each mask (see :mod:`cliplens.explainers.residual.ablation`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..errors import InputError
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
-    from ..explainers.ablation import AblationResult, AblationSpec, LabelledImages
+    from ..explainers.residual.ablation import AblationResult, AblationSpec, LabelledImages
 
 Item = TypeVar("Item")
 
@@ -96,7 +96,7 @@ def run_ablation(
     batch_size: int,
 ) -> list[AblationResult]:
     """Shared with ``cliplens textspan --ablate-heads``: evaluate ``specs`` on labelled images."""
-    from ..explainers.ablation import evaluate_ablation
+    from ..explainers.residual.ablation import evaluate_ablation
 
     batches = -(-len(data.images) // batch_size)
     return evaluate_ablation(
@@ -119,7 +119,7 @@ def print_results(results: Sequence[AblationResult], dataset: str, data: Labelle
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..explainers.ablation import AblationSpec, labelled_images
+    from ..explainers.residual.ablation import AblationSpec, labelled_images
     from ..registry import create_backbone, create_dataset
 
     check_counts(args)

@@ -50,8 +50,8 @@ def _folder_images(folder: str, limit: int) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..explainers.ablation import AblationSpec, labelled_images
-    from ..explainers.textspan import analyse_heads, embed_pool, load_pool
+    from ..explainers.residual.ablation import AblationSpec, labelled_images
+    from ..explainers.residual.textspan_analysis import analyse_heads, embed_pool, load_pool
     from ..registry import create_backbone, create_dataset
     from .cmd_ablate import progress
 

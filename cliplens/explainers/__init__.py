@@ -7,16 +7,16 @@ Each method lives in ``cliplens/explainers/<method>.py`` with its maths and its 
 Library entry points for research code:
 - :func:`decompose` — residual decomposition of image embeddings into layers x heads x tokens;
 - :func:`mean_ablate` / :func:`evaluate_ablation` — mean ablation with zero-shot accuracy;
-- :func:`cliplens.explainers.textspan_algorithm.textspan` — TextSpan on a matrix of head outputs
+- :func:`cliplens.explainers.residual.textspan_algorithm.textspan` — TextSpan on a matrix of head outputs
   (the ``textspan`` name here is the module with the pool, cache, per-head analysis and explainer).
 """
 
-from .ablation import AblationSpec, evaluate_ablation, mean_ablate
 from .base import Explainer, Explanation, PatchScores
-from .decomposition import Decomposition, decompose
 from .maps import normalize_maps, upsample
+from .residual.ablation import AblationSpec, evaluate_ablation, mean_ablate
+from .residual.decomposition import Decomposition, decompose
+from .residual.textspan_algorithm import TextSpanResult
 from .support import Needs, Support
-from .textspan_algorithm import TextSpanResult
 
 __all__ = [
     "Explainer",

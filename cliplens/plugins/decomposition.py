@@ -1,8 +1,8 @@
-"""Built-in plugin ``decomposition``: per-token direct contributions (residual decomposition); the code is :mod:`cliplens.explainers.decomposition`."""
+"""Built-in plugin ``decomposition``: per-token direct contributions (residual decomposition); the code is :mod:`cliplens.explainers.residual.decomposition`."""
 
 from __future__ import annotations
 
-from ..explainers.decomposition import DecompositionExplainer
+from ..explainers.residual.decomposition import DecompositionExplainer
 from ..registry.hookspecs import Register, hookimpl
 
 

@@ -1,8 +1,8 @@
-"""Built-in plugin ``textspan``: maps from chosen heads, with TextSpan descriptions of those heads; the code is :mod:`cliplens.explainers.textspan`."""
+"""Built-in plugin ``textspan``: maps from chosen heads, with TextSpan descriptions of those heads; the code is :mod:`cliplens.explainers.residual.textspan`."""
 
 from __future__ import annotations
 
-from ..explainers.textspan import TextSpanExplainer
+from ..explainers.residual.textspan import TextSpanExplainer
 from ..registry.hookspecs import Register, hookimpl
 
 

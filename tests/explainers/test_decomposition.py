@@ -8,7 +8,8 @@ import torch
 
 from cliplens import create_explainer
 from cliplens.errors import CliplensError
-from cliplens.explainers.ablation import (
+from cliplens.explainers.layer_selection import parse_heads, resolve_layers
+from cliplens.explainers.residual.ablation import (
     AblationSpec,
     LabelledImages,
     background_classes,
@@ -17,8 +18,7 @@ from cliplens.explainers.ablation import (
     evaluate_ablation,
     mean_ablate,
 )
-from cliplens.explainers.decomposition import decompose, token_scores
-from cliplens.explainers.layer_selection import parse_heads, resolve_layers
+from cliplens.explainers.residual.decomposition import decompose, token_scores
 
 TEXTS = ["a red circle", "a blue square", "something green"]
 

@@ -10,8 +10,8 @@ import torch
 from cliplens import cache as text_cache
 from cliplens import create_explainer
 from cliplens.errors import CliplensError
-from cliplens.explainers import textspan as ts
-from cliplens.explainers.decomposition import decompose
+from cliplens.explainers.residual import textspan_analysis as ts
+from cliplens.explainers.residual.decomposition import decompose
 
 
 @pytest.fixture
@@ -302,7 +302,7 @@ def test_property_aware_map_matches_step_by_step_heads(tiny_backbone, cache):
 
 def test_colour_query_uses_the_head_built_to_span_colours(tiny_backbone, cache):
     """By construction: head 1.0's basis spans the colour texts, head 2.1's the shape texts."""
-    from cliplens.explainers.textspan_algorithm import TextSpanResult
+    from cliplens.explainers.residual.textspan_algorithm import TextSpanResult
 
     colours, shapes = ["red", "blue", "green"], ["a circle", "a square", "a star"]
     explainer = create_explainer("textspan", tiny_backbone, pool=colours + shapes, map_heads=1, top_texts=0)

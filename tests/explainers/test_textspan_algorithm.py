@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cliplens.errors import InputError
-from cliplens.explainers.textspan_algorithm import textspan
-from cliplens.explainers.textspan_report import head_label, textspan_markdown, textspan_report
+from cliplens.explainers.residual.textspan_algorithm import textspan
+from cliplens.explainers.residual.textspan_report import head_label, textspan_markdown, textspan_report
 
 SIGMAS = [5.0, 4.0, 3.0, 2.0, 1.0]
 
@@ -272,9 +272,9 @@ def test_report_is_json_and_markdown() -> None:
 def test_shipped_description_pool() -> None:
     from pathlib import Path
 
-    import cliplens.explainers.textspan_algorithm as module
+    import cliplens.explainers.residual.textspan_algorithm as module
 
-    path = Path(module.__file__).resolve().parent.parent / "resources" / "textspan_pool.txt"
+    path = Path(module.__file__).resolve().parents[2] / "resources" / "textspan_pool.txt"
     assert path.stat().st_size < 1_000_000
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) >= 1000

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ...errors import InputError
 from .decomposition import decompose, parse_heads, resolve_layers
 
 if TYPE_CHECKING:
-    from ..backbones.base import Backbone
-    from ..datasets.base import SegmentationDataset
+    from ...backbones.base import Backbone
+    from ...datasets.base import SegmentationDataset
 
 __all__ = [
     "ComponentTerms",

@@ -10,7 +10,7 @@ heads by mean-ablation (its Waterbirds experiment). Here:
   share of ``t`` that lies in the head's TextSpan span (0 to 1);
 * **property-aware map**: for each query text, the ``k`` heads with the largest span
   score, and the map is the sum of *their* source-token contributions to that text
-  (the decomposition of :mod:`cliplens.explainers.decomposition`, per head);
+  (the decomposition of :mod:`cliplens.explainers.residual.decomposition`, per head);
 * **property heads** to ablate: the heads with the largest span score for a
   property text such as ``"colour"``.
 
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ._decomposition_terms import JointMap, attention_tensors, work_dtype
+from .decomposition_terms import JointMap, attention_tensors, work_dtype
 
 if TYPE_CHECKING:
-    from ..backbones.base import Backbone
+    from ...backbones.base import Backbone
     from .textspan_algorithm import TextSpanResult
 
 __all__ = ["span_scores", "top_heads", "head_token_scores", "selected_head_scores"]
@@ -71,7 +71,7 @@ def head_token_scores(
     """(B, L', H, N+P, T) direct contribution of every head and source token of ``layers`` to every text.
 
     Summed over ``layers``, heads and tokens it gives the layers' share of
-    :func:`cliplens.explainers.decomposition.token_scores` (including the spread constants).
+    :func:`cliplens.explainers.residual.decomposition.token_scores` (including the spread constants).
     """
     with torch.no_grad():
         trace = backbone.trace(pixels, layers=list(layers), capture=("ln_1",))

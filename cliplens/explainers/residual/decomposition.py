@@ -27,8 +27,8 @@ head/token breakdown was asked for. The spread constants are the same for
 every token of an image, so they never change the shape of a spatial map.
 
 The tensor work (``ln_post`` folded with the text directions, per-head token values)
-is in :mod:`cliplens.explainers._decomposition_terms`, the result type in
-:mod:`cliplens.explainers.decomposition_result`; layer and head choices are
+is in :mod:`cliplens.explainers.residual.decomposition_terms`, the result type in
+:mod:`cliplens.explainers.residual.decomposition_result`; layer and head choices are
 :mod:`cliplens.explainers.layer_selection`. :class:`DecompositionExplainer` (the
 ``decomposition`` explainer) turns the source-token contributions into maps.
 """
@@ -40,17 +40,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import torch
 
-from ..errors import InputError
-from ..options import Opt
-from ._decomposition_terms import JointMap, layer_attention, work_dtype
-from .base import Explainer, PatchScores
+from ...errors import InputError
+from ...options import Opt
+from ..base import Explainer, PatchScores
+from ..layer_selection import Heads, LastK, Layers, parse_heads, resolve_layers
+from ..support import Needs
 from .decomposition_result import Decomposition
-from .layer_selection import Heads, LastK, Layers, parse_heads, resolve_layers
-from .support import Needs
+from .decomposition_terms import JointMap, layer_attention, work_dtype
 
 if TYPE_CHECKING:
-    from ..backbones.base import Backbone
-    from ..backbones.vit import TowerTrace
+    from ...backbones.base import Backbone
+    from ...backbones.vit import TowerTrace
 
 __all__ = [
     "Decomposition",

@@ -1,4 +1,4 @@
-"""Turn per-head :class:`~cliplens.explainers.textspan_algorithm.TextSpanResult` s into a report.
+"""Turn per-head :class:`~cliplens.explainers.residual.textspan_algorithm.TextSpanResult` s into a report.
 
 :func:`textspan_report` gives a JSON-able ``dict``; :func:`textspan_markdown`
 renders that dict as a Markdown table (one row per head) for a terminal or a
@@ -11,7 +11,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from cliplens.errors import InputError
-from cliplens.explainers.textspan_algorithm import TextSpanResult
+from cliplens.explainers.residual.textspan_algorithm import TextSpanResult
 
 __all__ = ["head_label", "textspan_markdown", "textspan_report"]
 
@@ -35,7 +35,7 @@ def textspan_report(
         results: one result per head, keyed by ``(layer, head)`` or any label,
             in the order the report should list them.
         pool: the ``M`` description strings whose embeddings were passed to
-            :func:`~cliplens.explainers.textspan_algorithm.textspan`.
+            :func:`~cliplens.explainers.residual.textspan_algorithm.textspan`.
         max_texts: keep at most this many texts per head (all when None).
 
     Returns:

@@ -1,4 +1,4 @@
-"""Tensor pieces of the residual decomposition (see :mod:`cliplens.explainers.decomposition`).
+"""Tensor pieces of the residual decomposition (see :mod:`cliplens.explainers.residual.decomposition`).
 
 Everything can be contracted with text directions on the fly: with a basis
 ``(D, X)`` (``X = T`` texts, or the identity for ``X = D``) the whole map
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from ..backbones.base import Backbone
-    from ..backbones.vit import TowerTrace, ViTBlock
+    from ...backbones.base import Backbone
+    from ...backbones.vit import TowerTrace, ViTBlock
 
 __all__ = ["JointMap", "attention_tensors", "layer_attention", "work_dtype"]
 

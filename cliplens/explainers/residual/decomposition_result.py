@@ -1,4 +1,4 @@
-"""The :class:`Decomposition` result of :func:`cliplens.explainers.decomposition.decompose`: direct contributions
+"""The :class:`Decomposition` result of :func:`cliplens.explainers.residual.decomposition.decompose`: direct contributions
 to a ViT CLIP image embedding per residual component, layer, head and source token, and its views (per layer,
 per head, per token, on the patch grid, contracted with text directions)."""
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..errors import InputError
+from ...errors import InputError
 
 
 @dataclass
