@@ -162,6 +162,7 @@ class DataPass:
                 self.shared.skipped.append(read.skip)
                 self.bar.update(1)
                 continue
+            assert read.sample is not None and read.mask is not None, "a read that is not a skip has both"
             batch.append((read.index, read.sample, read.mask))
             if len(batch) == settings.batch_size:
                 self._run_batch(batch)

@@ -86,14 +86,14 @@ class Lane:
         explainer: the explainer, built on the pass's backbone.
         metrics: fresh metric objects; updated with this lane's maps only.
         example_indices: dataset indices whose maps are kept for the report grid.
-        outcome: filled by the pass (images, skips, timings, error).
+        outcome: filled by the pass (images, skips, timings, error); empty before the lane's first pass.
         random_state: this lane's RNG streams between its turns (None: not seeded separately).
     """
 
     explainer: Explainer
     metrics: Sequence[Metric]
     example_indices: set[int] = field(default_factory=set)
-    outcome: PassOutcome | None = None
+    outcome: PassOutcome = field(default_factory=PassOutcome)
     random_state: RandomState | None = None
     text_features: torch.Tensor | None = None
     score_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None
@@ -101,7 +101,7 @@ class Lane:
     @property
     def active(self) -> bool:
         """False once the lane's explainer or a metric failed: it gets no more batches."""
-        return self.outcome is not None and self.outcome.error is None
+        return self.outcome.error is None
 
     def fail(self, stage: str, exc: BaseException) -> None:
         """Record the exception that ends this lane's pass at ``stage`` (the other lanes go on)."""

@@ -185,7 +185,7 @@ def batch_input(
 
 def group_by_mask_size(masks: Sequence[torch.Tensor], num_classes: int) -> list[list[int]]:
     """Batch positions grouped by mask shape, each group small enough for :data:`MAX_MAP_ELEMENTS`."""
-    by_shape: dict[tuple[int, int], list[int]] = {}
+    by_shape: dict[tuple[int, ...], list[int]] = {}
     for pos, mask in enumerate(masks):
         by_shape.setdefault(tuple(mask.shape), []).append(pos)
     groups = []

@@ -131,7 +131,7 @@ def read_samples(
         batch_size=None,
         shuffle=False,
         num_workers=workers,
-        collate_fn=_one,
+        collate_fn=_one,  # type: ignore[arg-type]  # batch_size=None: one item, not the list torch's hint assumes
         prefetch_factor=4,
         persistent_workers=False,
     )

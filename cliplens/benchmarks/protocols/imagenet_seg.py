@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from ...errors import InputError
 
 if TYPE_CHECKING:
+    from ...datasets.base import SegmentationDataset
     from ...explainers.base import Explainer
-    from ..datasets.base import SegmentationDataset
 
 
 def imagenet_classnames() -> list[str]:
@@ -145,7 +145,8 @@ def run_imagenet_seg(
         subtract_class_mean = explainer.scores_linear_in_text
     class_features = text_embeddings(backbone, names, kind="prompts", templates=prompts)  # (K, D) unit norm, cached
     mean_feature = class_features.mean(0, keepdim=True)
-    size = tuple(backbone.image_size)
+    height, width = backbone.image_size
+    size = (height, width)
     scores = ImageNetSegScores()
     predicted: list[int] = []
     chosen = list(range(len(dataset))) if indices is None else list(indices)

@@ -82,7 +82,7 @@ def footnotes(results: Sequence[dict[str, Any]]) -> list[str]:
         if any(skipped):
             text += f", {'/'.join(map(str, skipped))} skipped as unusable (reasons in the JSON files)"
         notes.append(text + ".")
-    selections = [r.get("threshold_selection") for r in ok if r.get("threshold_selection")]
+    selections = [r["threshold_selection"] for r in ok if r.get("threshold_selection")]
     if selections:
         notes.append(
             f"{selections[0]['note']}; t = the threshold chosen per explainer from "

@@ -81,7 +81,7 @@ def make_example(
     mask_small = mask.cpu()
     if size != (height, width):
         mask_small = F.interpolate(mask_small[None, None].float(), size=size, mode="nearest")[0, 0].long()
-    rgb = np.asarray(image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR), dtype=np.uint8)
+    rgb = np.asarray(image.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.uint8)
     return Example(
         index=int(index),
         sample_id=str(sample_id),
@@ -102,7 +102,8 @@ def save_examples(path: str | Path, examples: Sequence[Example], class_names: Se
     }
     for k, e in enumerate(ordered):
         arrays.update({f"image_{k}": e.image, f"mask_{k}": e.mask, f"classes_{k}": e.classes, f"maps_{k}": e.maps})
-    return write_atomic(path, lambda handle: np.savez_compressed(handle, **arrays))
+    # numpy's stub reads the ** keywords as its allow_pickle flag; the names here are image_0, mask_0, ...
+    return write_atomic(path, lambda handle: np.savez_compressed(handle, **arrays))  # type: ignore[arg-type]
 
 
 def _unit_float(maps: np.ndarray) -> np.ndarray:

@@ -110,7 +110,7 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write(handle)`` on a temporary file beside ``path``, then ``os.replace`` it into place.
 
     A reader never sees a partial file, and an interrupted write leaves nothing behind.

@@ -87,9 +87,9 @@ def check_config(config: BenchConfig) -> list[tuple[str, dict[str, str]]]:
     for spec in config.backbones:
         parsed = parse_spec(spec)
         validate_options("backbone", parsed.name, dict(parsed.options))
-    for spec in (config.dataset, config.threshold_dataset):
-        if spec:
-            parsed = parse_spec(spec)
+    for dataset_spec in (config.dataset, config.threshold_dataset):
+        if dataset_spec:
+            parsed = parse_spec(dataset_spec)
             validate_options("dataset", parsed.name, dict(parsed.options))
     if config.device is not None:
         parse_device(config.device, what="--device")

@@ -97,9 +97,9 @@ def run_pairs(run: RunPlan, backbone: Any, planned: list[PlannedPair]) -> Iterat
     short = f"{backbone.name} · {_explainers_label([p.name for p in pairs])} · {parse_spec(c.dataset).name}"
     if run.plan is not None and c.thresholds is not None:
         _choose_thresholds(run, [p for p in pairs if p.lane is not None], short)
-    live = [p for p in pairs if p.lane is not None]
-    for pair in live:
-        pair.lane.metrics = run.make_metrics(pair.miou_thresholds)
+    live = [(p, p.lane) for p in pairs if p.lane is not None]
+    for pair, lane in live:
+        lane.metrics = run.make_metrics(pair.miou_thresholds)
         pair.metric_info = {
             name: {
                 "options": options,
@@ -107,11 +107,13 @@ def run_pairs(run: RunPlan, backbone: Any, planned: list[PlannedPair]) -> Iterat
                 "needs_model": bool(metric.needs_model),
                 "provider": _provider("metric", name),
             }
-            for (name, options), metric in zip(run.metric_specs, pair.lane.metrics)
+            for (name, options), metric in zip(run.metric_specs, lane.metrics, strict=True)
         }
     if backbone.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(backbone.device)
-    run_pass(run, [p.lane for p in live], run.dataset, run.evaluation, short, examples=c.examples, forward_batches=3)
+    run_pass(
+        run, [lane for _, lane in live], run.dataset, run.evaluation, short, examples=c.examples, forward_batches=3
+    )
     for pair in pairs:
         if pair.lane is not None:
             _finish(run, backbone, pair)
@@ -202,18 +204,21 @@ def _start(run: RunPlan, backbone: Any, planned: PlannedPair) -> _Pair:
 def _choose_thresholds(run: RunPlan, pairs: list[_Pair], short: str) -> None:
     """One pass over the selection images for every pair: each pair's best miou threshold, or its failure."""
     plan, c = run.plan, run.config
-    for pair in pairs:
-        pair.lane.metrics = [m for m in run.make_metrics(c.thresholds) if m.name == "miou"]
+    assert plan is not None and c.thresholds is not None, "called only for a run with a threshold selection"
+    lanes = [p.lane for p in pairs if p.lane is not None]
+    assert len(lanes) == len(pairs), "called only with pairs whose explainer was built"
+    for lane in lanes:
+        lane.metrics = [m for m in run.make_metrics(c.thresholds) if m.name == "miou"]
     run_pass(
         run,
-        [p.lane for p in pairs],
+        lanes,
         run.selection_dataset,
         list(range(*plan.selection_range)),
         f"{short} (threshold)",
         examples=0,
     )
-    for pair in pairs:
-        outcome, lane = pair.lane.outcome, pair.lane
+    for pair, lane in zip(pairs, lanes, strict=True):
+        outcome = lane.outcome
         pair.selection_s = outcome.total_s
         pair.active_s += outcome.total_s
         if outcome.error is not None:
@@ -242,7 +247,9 @@ def _choose_thresholds(run: RunPlan, pairs: list[_Pair], short: str) -> None:
 def _finish(run: RunPlan, backbone: Any, pair: _Pair) -> None:
     """Scores, report, examples and memory of a pair whose evaluation pass is done (or its failure)."""
     c, ctx = run.config, run.ctx
-    outcome, lane = pair.lane.outcome, pair.lane
+    lane = pair.lane
+    assert lane is not None, "called only for a pair whose explainer was built"
+    outcome = lane.outcome
     pair.outcome = outcome
     pair.active_s += outcome.total_s
     pair.memory = peak_memory(backbone.device)
@@ -250,7 +257,8 @@ def _finish(run: RunPlan, backbone: Any, pair: _Pair) -> None:
         return pair.fail(outcome.error, outcome.traceback)
     if outcome.images == 0:
         return pair.fail(
-            f"no sample could be scored ({len(outcome.skipped)} skipped: {explain_skips(run.config.dataset, outcome.skipped)})",
+            f"no sample could be scored ({len(outcome.skipped)} skipped: "
+            f"{explain_skips(run.config.dataset, outcome.skipped)})",
         )
     scores: dict[str, Any] = {}
     try:

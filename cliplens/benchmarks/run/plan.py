@@ -88,6 +88,7 @@ class RunPlan:
         from ...registry import create_metric
 
         metrics = []
+        options: dict[str, Any]  # the spec's strings, or the miou thresholds as floats
         for name, options in self.metric_specs:
             if name == "miou" and miou_thresholds is not None:
                 options = {**options, "thresholds": miou_thresholds}

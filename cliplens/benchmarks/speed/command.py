@@ -24,6 +24,7 @@ import platform
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -109,7 +110,7 @@ def run_speed(
         SpeedRow(FORWARD, statistics.median(forward_ms), 1.0, measure_peak_memory(forward, device) / mib, forward_ms)
     ]
     for name, explainer in explainers.items():
-        peak = measure_peak_memory(lambda e=explainer: e.explain(pixels=data[0], texts=text_list), device)
+        peak = measure_peak_memory(partial(explainer.explain, pixels=data[0], texts=text_list), device)
         rows.append(
             SpeedRow(name, statistics.median(times[name]), statistics.median(ratios[name]), peak / mib, times[name])
         )

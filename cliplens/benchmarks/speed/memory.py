@@ -106,7 +106,8 @@ def _profiler_peak(fn: Callable[[], Any]) -> int | None:
             prof.stop()
     try:
         with _quiet_native_stderr():
-            events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+            # list[Any]: torch's _KinetoEvent stub lacks nbytes(), which its memory events have
+            events: list[Any] = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
         cpu = torch.autograd.DeviceType.CPU
         changes = sorted(
             ((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]" and e.device_type() == cpu),
