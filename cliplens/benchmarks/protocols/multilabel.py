@@ -109,7 +109,7 @@ def run_multilabel(
     for start in range(0, len(chosen), batch_size):
         batch = chosen[start : start + batch_size]
         samples = [dataset[i] for i in batch]
-        for row, (index, sample) in enumerate(zip(batch, samples)):
+        for row, (index, sample) in enumerate(zip(batch, samples, strict=True)):
             for c in image_labels(dataset, index, sample.mask):
                 if c in column:
                     targets[start + row, column[c]] = True
@@ -125,7 +125,7 @@ def run_multilabel(
     for variant in VARIANTS:
         mean, aps = mean_average_precision(torch.cat(rows[variant]).numpy(), targets)
         scores[f"map/{variant}"] = mean
-        per_class[variant] = {name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(names, aps)}
+        per_class[variant] = {name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(names, aps, strict=True)}
     positives = targets.sum(0)
     scores["classes_scored"] = float((positives > 0).sum())
     from ..results.protocol_card import protocol_card

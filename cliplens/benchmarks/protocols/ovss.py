@@ -122,7 +122,7 @@ def sliding_scores(
         for x in window_starts(W, settings.crop, settings.stride)
     ]
     crops = [resized[:, y : y + settings.crop, x : x + settings.crop] for y, x in boxes]
-    for (y, x), crop in zip(boxes, crops):
+    for (y, x), crop in zip(boxes, crops, strict=True):
         pixels = backbone.preprocess(crop, fit="stretch")  # resized to the model input when the window is smaller
         scores = explainer.explain_features(pixels, text_features).patch_scores  # (1, Q, h, w), --dtype applies
         h, w = crop.shape[-2:]

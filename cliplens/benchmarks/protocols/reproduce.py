@@ -184,7 +184,7 @@ def _explainability(
     from ..prompts import DEFAULT_TEMPLATES
     from ..run.runner import BenchConfig, run_benchmark
 
-    for data, dataset in datasets:
+    for _data, dataset in datasets:
         config = BenchConfig(
             backbones=[run.backbone],
             explainers=[m.explainer for m in methods],

@@ -51,7 +51,7 @@ def short_label(spec: str, width: int = 48) -> str:
 
 def _label_bars(ax: Any, bars: Any, values: list, explainers: list[str], by_name: dict[str, Any]) -> None:
     """Write each bar's value above it (below a negative one); ``failed`` in red, ``n/a`` for no score."""
-    for bar, value, e in zip(bars, values, explainers):
+    for bar, value, e in zip(bars, values, explainers, strict=True):
         failed = e in by_name and by_name[e].get("status") != STATUS_OK
         text = "failed" if failed else ("n/a" if value is None else f"{value:.3g}")
         va = "bottom" if (value or 0) >= 0 else "top"

@@ -80,9 +80,9 @@ def _samples(members: Sequence[dict[str, Any]], run_dir: Path) -> list[dict[str,
         return []
     first, class_names = next(iter(loaded.values()))
     samples = []
-    for i, example in enumerate(first):
+    for example in first:
         classes = []
-        for k, cls in enumerate(example.classes.tolist()):
+        for cls in example.classes.tolist():
             maps = {}
             for name, (examples, _) in loaded.items():
                 match = next((e for e in examples if e.index == example.index), None)

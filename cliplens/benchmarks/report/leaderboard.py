@@ -203,7 +203,8 @@ def write_per_class_csv(results: Sequence[dict[str, Any]], path: str | Path) -> 
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figures: bool = True) -> dict[str, Any]:
-    """Write ``leaderboard.md``, ``results.csv``, ``per_class.csv``, ``index.html`` and the PNG figures for the JSONs in ``run_dir``.
+    """Write ``leaderboard.md``, ``results.csv``, ``per_class.csv``, ``index.html`` and the PNG figures for the
+    JSONs in ``run_dir``.
 
     Returns ``{"markdown": text, "files": [paths]}``. Raises :class:`InputError`
     when ``run_dir`` holds no result.

@@ -124,6 +124,6 @@ def load_examples(path: str | Path) -> tuple[list[Example], list[str]]:
                 classes=data[f"classes_{k}"],
                 maps=_unit_float(data[f"maps_{k}"]),
             )
-            for k, (i, s) in enumerate(zip(data["indices"], data["sample_ids"]))
+            for k, (i, s) in enumerate(zip(data["indices"], data["sample_ids"], strict=True))
         ]
     return examples, class_names

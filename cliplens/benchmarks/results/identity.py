@@ -171,7 +171,8 @@ def pair_identity(
     metric_specs: list[tuple[str, dict[str, Any]]],
     metric_resolution: int | None,
 ) -> PairIdentity:
-    """The identity of the pair whose config (:meth:`cliplens.benchmarks.run.plan.RunPlan.pair_config`) is ``pair_config``."""
+    """The identity of the pair whose config (:meth:`cliplens.benchmarks.run.plan.RunPlan.pair_config`) is
+    ``pair_config``."""
     from ... import __version__
 
     metrics = {name: resolved_options("metric", name, options) for name, options in metric_specs}

@@ -164,7 +164,7 @@ def card_markers(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[str
     marks: dict[str, str] = {}
     notes = []
     out = []
-    for result, view in zip(results, views):
+    for result, view in zip(results, views, strict=True):
         if view == common:
             out.append("")
             continue

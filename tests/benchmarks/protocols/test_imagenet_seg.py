@@ -43,7 +43,7 @@ def test_scores_match_confusion_matrix_and_sklearn():
     scores = ImageNetSegScores()
     total = np.zeros((2, 2))
     aps = []
-    for heat, mask in zip(maps, masks):
+    for heat, mask in zip(maps, masks, strict=True):
         scores.update(heat, mask)
         pred = (heat.numpy() > heat.numpy().mean()).astype(int).ravel()
         total += confusion_matrix(mask.numpy().astype(int).ravel(), pred, labels=[0, 1])

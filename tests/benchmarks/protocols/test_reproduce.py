@@ -1,4 +1,7 @@
-"""`cliplens reproduce`: every preset end to end on toy with data the test writes (the pipeline, not the papers' numbers)."""
+"""`cliplens reproduce`: every preset end to end on toy with data the test writes.
+
+The pipeline is tested, not the papers' numbers.
+"""
 
 from __future__ import annotations
 

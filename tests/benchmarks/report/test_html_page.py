@@ -99,9 +99,9 @@ def test_the_page_in_a_real_browser(report, tmp_path):
         assert page.locator("#per-class-metric-0 option").count() >= 1
         assert page.locator(".per-class tr").count() > 2
 
-        shot = lambda: page.evaluate(
-            "() => [...document.querySelectorAll('#browser-0 canvas')].map(c => c.toDataURL())"
-        )  # noqa: E731,E501
+        def shot() -> list[str]:
+            return page.evaluate("() => [...document.querySelectorAll('#browser-0 canvas')].map(c => c.toDataURL())")
+
         before = shot()
         assert page.locator("#class-0 option").count() >= 2
         rendered = page.get_attribute("#browser-0", "data-rendered")

@@ -50,7 +50,7 @@ def test_bench_json_carries_the_card_and_the_table_says_what_differs(tmp_path, c
         data = json.loads(path.read_text())
         cards[data["explainer"]["name"]] = data["protocol"]
     assert set(cards) == {"raw_similarity", "clip_surgery"}
-    for name, card in cards.items():
+    for card in cards.values():
         assert set(FIELDS) <= set(card)
         assert card["input_size"] == [64, 64] and card["prob_thd"] is None and card["crop"] is None
         assert card["templates"] and all("{}" in t for t in card["templates"])

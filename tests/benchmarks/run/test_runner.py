@@ -227,7 +227,7 @@ def test_workers_read_the_same_samples_in_the_same_order(fakes, tmp_path):
             == 0
         )
         runs[workers] = [result_for(out, name, dataset) for name in ("fake_colour", "raw_similarity")]
-    for alone, ahead in zip(runs[0], runs[2]):
+    for alone, ahead in zip(runs[0], runs[2], strict=True):
         assert alone["scores"] == ahead["scores"] and alone["skipped"] == ahead["skipped"]
         assert [s["index"] for s in ahead["skipped"]] == [4] and ahead["config"]["workers"] == 2
 
