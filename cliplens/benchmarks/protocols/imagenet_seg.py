@@ -132,8 +132,6 @@ def run_imagenet_seg(
         subtract_class_mean: subtract the mean map over classes (default: when the explainer declares
             ``scores_linear_in_text``, as ``decomposition`` and ``textspan`` do).
     """
-    from tqdm import tqdm
-
     from ...cache import text_embeddings
 
     backbone = explainer.backbone
@@ -144,12 +142,32 @@ def run_imagenet_seg(
     if subtract_class_mean is None:
         subtract_class_mean = explainer.scores_linear_in_text
     class_features = text_embeddings(backbone, names, kind="prompts", templates=prompts)  # (K, D) unit norm, cached
+    chosen = list(range(len(dataset))) if indices is None else list(indices)
+    scores, predicted = _score_images(
+        explainer, dataset, chosen, class_features, subtract_class_mean, batch_size, progress
+    )
+    card = _card(explainer, prompts, len(names), subtract_class_mean)
+    return {"scores": scores.compute(), "protocol": card, "predicted": predicted}
+
+
+def _score_images(
+    explainer: Explainer,
+    dataset: SegmentationDataset,
+    chosen: list[int],
+    class_features: torch.Tensor,
+    subtract_class_mean: bool,
+    batch_size: int,
+    progress: bool,
+) -> tuple[ImageNetSegScores, list[int]]:
+    """Each ``chosen`` image's map of its zero-shot class (``class_features`` (K, D)) scored against its mask."""
+    from tqdm import tqdm
+
+    backbone = explainer.backbone
     mean_feature = class_features.mean(0, keepdim=True)
     height, width = backbone.image_size
     size = (height, width)
     scores = ImageNetSegScores()
     predicted: list[int] = []
-    chosen = list(range(len(dataset))) if indices is None else list(indices)
     bar = tqdm(total=len(chosen), unit="img", disable=not progress, file=sys.stderr, desc="imagenet-seg")
     for start in range(0, len(chosen), batch_size):
         samples = [dataset[i] for i in chosen[start : start + batch_size]]
@@ -168,12 +186,17 @@ def run_imagenet_seg(
             scores.update(heat, mask)
         bar.update(len(samples))
     bar.close()
+    return scores, predicted
+
+
+def _card(explainer: Explainer, prompts: list[str], classes: int, subtract_class_mean: bool) -> dict[str, Any]:
+    """The protocol card of an ImageNet-seg run of ``explainer`` over ``classes`` classes."""
     from ..results.protocol_card import protocol_card
 
-    card = {
+    return {
         **protocol_card(
             "imagenet-seg",
-            backbone,
+            explainer.backbone,
             templates=prompts,
             map_order=explainer.map_order,
             thresholds={"binarise_at": "the mean of each map", "candidates": None, "chosen_on": None},
@@ -181,12 +204,11 @@ def run_imagenet_seg(
         "name": "imagenet-seg",
         "source": "Chefer et al. 2021 evaluation; TextSpan (Gandelsman et al., ICLR 2024)",
         "explained_class": "zero-shot prediction",
-        "classes": len(names),
+        "classes": classes,
         "subtract_class_mean": bool(subtract_class_mean),
-        "eval_size": list(size),
+        "eval_size": list(explainer.backbone.image_size),
         "mask_resize": "nearest",
         "binarisation": "map > mean(map)",
         "map_order": explainer.map_order,
         "ap": "mean over images of average precision of (1-map, map) vs one-hot mask",
     }
-    return {"scores": scores.compute(), "protocol": card, "predicted": predicted}

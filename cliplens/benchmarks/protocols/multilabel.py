@@ -85,8 +85,6 @@ def run_multilabel(
 
     ``templates`` default to OpenAI's 80 ImageNet templates (the class names are put in each).
     """
-    from tqdm import tqdm
-
     from ...cache import text_embeddings
     from .imagenet_seg import imagenet_templates
 
@@ -101,8 +99,31 @@ def run_multilabel(
     if not prompts or any("{}" not in t for t in prompts):
         raise InputError("multi-label templates must each hold one {} for the class name")
     text = text_embeddings(backbone, names, kind="prompts", templates=prompts)
-    column = {c: k for k, c in enumerate(classes)}
     chosen = list(range(len(dataset))) if indices is None else list(indices)
+    rows, targets = _score_images(backbone, dataset, chosen, classes, text, batch_size, progress)
+    scores: dict[str, float] = {"images": float(len(chosen))}
+    per_class: dict[str, dict[str, float | None]] = {}
+    for variant in VARIANTS:
+        mean, aps = mean_average_precision(rows[variant].numpy(), targets)
+        scores[f"map/{variant}"] = mean
+        per_class[variant] = {name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(names, aps, strict=True)}
+    scores["classes_scored"] = float((targets.sum(0) > 0).sum())
+    return {"scores": scores, "per_class": per_class, "protocol": _card(backbone, dataset, prompts, names)}
+
+
+def _score_images(
+    backbone: Backbone,
+    dataset: SegmentationDataset,
+    chosen: list[int],
+    classes: list[int],
+    text: torch.Tensor,
+    batch_size: int,
+    progress: bool,
+) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """Each variant's (N, C) class scores of the ``chosen`` images against ``text`` (C, D), and the (N, C) labels."""
+    from tqdm import tqdm
+
+    column = {c: k for k, c in enumerate(classes)}
     rows: dict[str, list[torch.Tensor]] = {v: [] for v in VARIANTS}
     targets = np.zeros((len(chosen), len(classes)), dtype=bool)
     bar = tqdm(total=len(chosen), unit="img", disable=not progress, file=sys.stderr, desc="multi-label")
@@ -120,21 +141,18 @@ def run_multilabel(
             rows[variant].append(value.cpu())
         bar.update(len(batch))
     bar.close()
-    scores: dict[str, float] = {"images": float(len(chosen))}
-    per_class: dict[str, dict[str, float | None]] = {}
-    for variant in VARIANTS:
-        mean, aps = mean_average_precision(torch.cat(rows[variant]).numpy(), targets)
-        scores[f"map/{variant}"] = mean
-        per_class[variant] = {name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(names, aps, strict=True)}
-    positives = targets.sum(0)
-    scores["classes_scored"] = float((positives > 0).sum())
+    return {variant: torch.cat(parts) for variant, parts in rows.items()}, targets
+
+
+def _card(backbone: Backbone, dataset: SegmentationDataset, prompts: list[str], names: list[str]) -> dict[str, Any]:
+    """The protocol card of a multi-label run over the class ``names`` with ``prompts``."""
     from ..results.protocol_card import protocol_card
 
-    card = {
+    return {
         **protocol_card("multilabel", backbone, templates=prompts, map_order=None),
         "name": "multilabel",
         "source": "CLIP Surgery (Li et al. 2023; Pattern Recognition 2025), multi-label recognition",
-        "classes": len(classes),
+        "classes": len(names),
         "class_names": names,
         "excluded_classes": [n for n in dataset.class_names if n.strip().lower() in EXCLUDED_NAMES],
         "labels": "label file classes" if callable(getattr(dataset, "image_labels", None)) else "mask classes",
@@ -144,4 +162,3 @@ def run_multilabel(
         },
         "map": "mean over classes with a positive image of scikit-learn average precision over images",
     }
-    return {"scores": scores, "per_class": per_class, "protocol": card}

@@ -160,26 +160,8 @@ def example_grids(results: Sequence[dict[str, Any]], run_dir: Path, out: Path, r
         fig, axes = plt.subplots(len(shown), cols, figsize=(2.2 * cols + 0.8, 2.3 * len(shown) + 0.6), squeeze=False)
         image_artist = None
         for i, example in enumerate(shown):
-            k = _pick_class(example, class_names)
-            cls = int(example.classes[k])
-            truth = example.mask == cls
-            axes[i, 0].imshow(example.image, interpolation="nearest")
-            axes[i, 0].set_ylabel(f"{example.sample_id}\n“{class_names[cls]}”", fontsize=8)
-            dimmed = np.where(truth[..., None], example.image, (0.3 * example.image).astype(np.uint8))
-            axes[i, 1].imshow(dimmed, interpolation="nearest")
-            axes[i, 1].contour(truth, levels=[0.5], colors="yellow", linewidths=1.2)
-            for j, name in enumerate(names, start=2):
-                examples, _ = loaded[name]
-                match = next((e for e in examples if e.index == example.index), None)
-                ax = axes[i, j]
-                if match is None or cls not in list(match.classes):
-                    ax.text(0.5, 0.5, "no map", ha="center", va="center", transform=ax.transAxes)
-                    continue
-                heat = match.maps[list(match.classes).index(cls)]
-                ax.imshow(match.image, interpolation="nearest")
-                ax.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
+            if _draw_example_row(axes[i], example, class_names, [loaded[name][0] for name in names]):
                 image_artist = True
-                ax.contour(truth, levels=[0.5], colors="white", linewidths=0.8)
         for j, title in enumerate(["image", "ground truth"] + names):
             axes[0, j].set_title(title, fontsize=9)
         for ax in axes.flat:
@@ -203,3 +185,29 @@ def example_grids(results: Sequence[dict[str, Any]], run_dir: Path, out: Path, r
         plt.close(fig)
         files.append(path)
     return files
+
+
+def _draw_example_row(axes: Any, example: Example, class_names: list[str], per_explainer: list[list[Example]]) -> bool:
+    """One row of :func:`example_grids`: ``example``'s image, its ground truth and each explainer's map of the
+    example's largest present class (``per_explainer``: each explainer's examples); True when a map was drawn."""
+    k = _pick_class(example, class_names)
+    assert k is not None  # example_grids shows only examples with a class to pick
+    cls = int(example.classes[k])
+    truth = example.mask == cls
+    axes[0].imshow(example.image, interpolation="nearest")
+    axes[0].set_ylabel(f"{example.sample_id}\n“{class_names[cls]}”", fontsize=8)
+    dimmed = np.where(truth[..., None], example.image, (0.3 * example.image).astype(np.uint8))
+    axes[1].imshow(dimmed, interpolation="nearest")
+    axes[1].contour(truth, levels=[0.5], colors="yellow", linewidths=1.2)
+    drawn = False
+    for ax, examples in zip(axes[2:], per_explainer, strict=True):
+        match = next((e for e in examples if e.index == example.index), None)
+        if match is None or cls not in list(match.classes):
+            ax.text(0.5, 0.5, "no map", ha="center", va="center", transform=ax.transAxes)
+            continue
+        heat = match.maps[list(match.classes).index(cls)]
+        ax.imshow(match.image, interpolation="nearest")
+        ax.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
+        drawn = True
+        ax.contour(truth, levels=[0.5], colors="white", linewidths=0.8)
+    return drawn
