@@ -22,6 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help="run another backbone instead of the published one (e.g. toy: a pipeline check)",
     )
+    p.add_argument(
+        "--protocol",
+        choices=("common", "paper"),
+        default="common",
+        help="common: every method under the preset's one protocol (default); paper: OVSS presets run each method "
+        "under its authors' published settings (windows, short side, input size, logit scale, thresholds, PAMR, "
+        "dtype), printed with what differs from the common protocol",
+    )
     p.add_argument("--only", metavar="KEY,...", help="run only these datasets of the preset")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of each dataset")
     p.add_argument("--prompt-templates", metavar="FILE", help="prompt templates (default: the protocol's own)")
@@ -88,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         out=Path(args.out or f"runs/reproduce-{preset.name}"),
         device=args.device,
         progress=not args.no_progress,
+        protocol=args.protocol,
     )
     print(comparison_markdown(result))
     print(f"{len(result.files)} result files in {args.out or f'runs/reproduce-{preset.name}'}/")

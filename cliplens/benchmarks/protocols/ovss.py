@@ -28,7 +28,8 @@ same protocol.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,13 @@ class OVSSSettings:
     pamr_steps: int = 0
     pamr_dilations: tuple[int, ...] = (8, 16)
     long_side_max: int = 2048
+    #: True: the resized image in one forward pass at its own size (sides cut to multiples of the patch size,
+    #: as the authors' strided patch convolution drops the rest), no windows (NACLIP on VOC21 / VOC20)
+    whole_image: bool = False
+    #: pixels each window runs at (position embeddings interpolated, ClearCLIP's 448); None: the model's input size
+    input_size: int | None = None
+    #: "float32", or "float16" / "bfloat16": autocast for the methods that tolerate it (the authors' fp16 models)
+    dtype: str = "float32"
 
     def check(self) -> OVSSSettings:
         if min(self.short_side, self.crop, self.stride) < 1:
@@ -66,19 +74,28 @@ class OVSSSettings:
             )
         if not 0.0 <= self.prob_thd <= 1.0:
             raise InputError(f"OVSS prob_thd={self.prob_thd} must lie in [0, 1]")
+        if self.input_size is not None and self.input_size < 1:
+            raise InputError(f"OVSS input_size={self.input_size} must be positive (or None: the model's own size)")
+        if self.dtype not in ("float32", "float16", "bfloat16"):
+            raise InputError(f"OVSS dtype={self.dtype!r}: use float32, float16 or bfloat16")
         return self
 
     def scaled_to(self, model_size: int, reference: int = 224) -> OVSSSettings:
-        """The same protocol for a model with another input size (windows and short side scale with it)."""
+        """The same protocol for a model of another input size: every pixel size (short side, windows, stride,
+        window input) scales by ``model_size / reference``; a window of the reference size becomes the model's."""
         f = model_size / reference
         return replace(
             self,
             short_side=round(self.short_side * f),
-            crop=model_size,
+            crop=round(self.crop * f),
             stride=max(1, round(self.stride * f)),
             long_side_max=round(self.long_side_max * f),
+            input_size=None if self.input_size is None else round(self.input_size * f),
         )
 
+
+#: where the common protocol's settings come from
+COMMON_SOURCE = "mmsegmentation configs of SCLIP (Wang et al., ECCV 2024)"
 
 #: per benchmark, SCLIP's configs (Resize scale, logit_scale, prob_thd, area_thd); windows 224 / 112 throughout
 BENCHMARK_SETTINGS: dict[str, OVSSSettings] = {
@@ -107,12 +124,63 @@ def window_starts(length: int, crop: int, stride: int) -> list[int]:
     return [max(min(i * stride + crop, length) - crop, 0) for i in range(count)]
 
 
+def check_model_settings(backbone: Any, settings: OVSSSettings) -> None:
+    """One line, before any work, when ``backbone`` cannot run the settings' window input size or dtype."""
+    if (settings.input_size is not None or settings.whole_image) and not getattr(
+        backbone, "interpolates_positions", False
+    ):
+        runs = "the whole image" if settings.whole_image else f"{settings.input_size}-px windows"
+        raise InputError(
+            f"backbone {backbone.name!r} runs its native input size only, but this OVSS protocol runs {runs}: "
+            "use a ViT backbone that interpolates position embeddings, or the common protocol"
+        )
+    if settings.dtype != "float32" and not hasattr(backbone, "set_autocast"):
+        raise InputError(f"backbone {backbone.name!r} cannot autocast to {settings.dtype}: use the common protocol")
+    if settings.input_size is not None:
+        backbone.grid_for((settings.input_size, settings.input_size))  # a multiple of the patch size, or one line
+
+
+@contextmanager
+def model_settings(backbone: Any, settings: OVSSSettings) -> Iterator[None]:
+    """Run the backbone at the settings' window input size and dtype inside the block, restored after.
+
+    Nothing changes for ``input_size=None`` and ``dtype="float32"`` (the common protocol).
+    """
+    check_model_settings(backbone, settings)
+    size_before = tuple(backbone.image_size)
+    autocast_before = getattr(backbone, "autocast_dtype", None)
+    if settings.input_size is not None:
+        backbone.set_input_size(settings.input_size)
+    if settings.dtype != "float32":
+        backbone.set_autocast(settings.dtype)
+    try:
+        yield
+    finally:
+        if settings.input_size is not None or settings.whole_image:
+            backbone.set_input_size(size_before)
+        if settings.dtype != "float32":
+            backbone.set_autocast(autocast_before)
+
+
 def sliding_scores(
     explainer: Explainer, image: torch.Tensor, text_features: torch.Tensor, settings: OVSSSettings
 ) -> torch.Tensor:
-    """Raw class-name scores of one image by sliding windows: (3, H, W) in [0, 1], (Q, D) -> (Q, H, W)."""
-    backbone = explainer.backbone
+    """Raw class-name scores of one image by sliding windows (or the whole image): (3, H, W) in [0, 1],
+    (Q, D) -> (Q, H, W)."""
     resized = resize_short_side(image, settings.short_side, settings.long_side_max)
+    with model_settings(explainer.backbone, settings):
+        if settings.whole_image:
+            averaged = whole_image_scores(explainer, resized, text_features)
+        else:
+            averaged = window_scores(explainer, resized, text_features, settings)
+    return F.interpolate(averaged[None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0]
+
+
+def window_scores(
+    explainer: Explainer, resized: torch.Tensor, text_features: torch.Tensor, settings: OVSSSettings
+) -> torch.Tensor:
+    """(3, H, W) resized image, (Q, D) -> (Q, H, W) window scores upsampled to each window and averaged."""
+    backbone = explainer.backbone
     H, W = resized.shape[-2:]
     total = torch.zeros(text_features.shape[0], H, W)
     count = torch.zeros(1, H, W)
@@ -130,8 +198,24 @@ def sliding_scores(
             0
         ].cpu()
         count[:, y : y + h, x : x + w] += 1
-    averaged = total / count
-    return F.interpolate(averaged[None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0]
+    return total / count
+
+
+def whole_image_scores(explainer: Explainer, resized: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) resized image, (Q, D) -> (Q, H, W): one forward pass at the image's own size.
+
+    As NACLIP's ``forward_feature`` with ``slide_crop=0``: the patch convolution sees the top-left
+    (H // p * p, W // p * p) pixels (a strided convolution drops the rest), and the (h, w) patch scores are
+    upsampled bilinearly to the whole (H, W).
+    """
+    backbone = explainer.backbone
+    H, W = resized.shape[-2:]
+    ph, pw = backbone.patch_size
+    kept = (max(ph, H // ph * ph), max(pw, W // pw * pw))
+    backbone.set_input_size(kept)
+    pixels = backbone.preprocess(resized[:, : kept[0], : kept[1]], fit="stretch")
+    scores = explainer.explain_features(pixels, text_features).patch_scores  # (1, Q, h, w)
+    return F.interpolate(scores, size=(H, W), mode="bilinear", align_corners=False)[0].cpu()
 
 
 def predict(
@@ -205,8 +289,13 @@ def run_ovss(
     class_synonyms: Sequence[Sequence[str]] | None = None,
     templates: Sequence[str] | None = None,
     progress: bool = False,
+    protocol: str = "common",
+    source: str = COMMON_SOURCE,
 ) -> dict[str, Any]:
     """Run the protocol (module docstring); returns ``{"scores": {...}, "protocol": {...}}``.
+
+    ``protocol`` names the settings in the card (``"common"``, or ``"paper"``: a method's own published
+    settings, :mod:`.ovss_methods`) and ``source`` says where they come from.
 
     ``class_synonyms`` defaults to the dataset's own (``ovss:`` datasets carry them), else one name per class.
     """
@@ -222,6 +311,7 @@ def run_ovss(
     ]
     if len(synonyms) != dataset.num_classes:
         raise InputError(f"{len(synonyms)} class-name lines for a dataset of {dataset.num_classes} classes")
+    check_model_settings(backbone, settings)
     names = [n for group in synonyms for n in group]
     query_class = torch.tensor([c for c, group in enumerate(synonyms) for _ in group])
     prompts = list(templates) if templates is not None else imagenet_templates()
@@ -258,7 +348,8 @@ def run_ovss(
             },
         ),
         "name": "ovss",
-        "source": "mmsegmentation configs of SCLIP (Wang et al., ECCV 2024)",
+        "protocol": protocol,
+        "source": source,
         **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "class_names": len(names),
         "classes": dataset.num_classes,

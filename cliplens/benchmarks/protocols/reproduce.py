@@ -31,6 +31,11 @@ class ReproduceRun:
     unavailable: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     override: bool = False
+    #: ``"common"`` or ``"paper"`` (each method's own published settings; OVSS presets)
+    protocol: str = "common"
+    #: OVSS: ``settings[method][dataset]``, the :class:`~.ovss.OVSSSettings` each ran with, and the model size
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_size: int = 224
 
 
 def _datasets(preset: Preset, data_root: Path | None, only: Sequence[str] | None) -> list[tuple[Any, Any]]:
@@ -76,10 +81,22 @@ def run_preset(
     out: str | Path = "runs/reproduce",
     device: str | None = None,
     progress: bool = False,
+    protocol: str = "common",
 ) -> ReproduceRun:
     """Run every available method of ``preset`` on its datasets; ``backbone`` overrides the preset's weights
-    (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset."""
+    (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset. ``protocol``: ``"common"`` (every
+    method under the preset's one protocol) or ``"paper"`` (OVSS: each method under its authors' settings,
+    :mod:`.ovss_methods`)."""
     from ...writable import ensure_writable_folder
+    from .ovss_methods import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise InputError(f"--protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if protocol == "paper" and preset.task != "ovss":
+        raise InputError(
+            f"preset {preset.name} has one protocol for every method (no per-method paper protocols): "
+            "drop --protocol paper"
+        )
 
     available = available_methods(preset)
     methods = [m for m in preset.methods if available[m.label]]
@@ -96,6 +113,7 @@ def run_preset(
         spec,
         unavailable=[m.label for m in preset.methods if not available[m.label]],
         override=backbone is not None,
+        protocol=protocol,
     )
     if preset.task == "explainability":
         _explainability(run, methods, datasets, limit, templates, out, device, progress)
@@ -121,13 +139,16 @@ def _protocols(
     preset, spec = run.preset, run.backbone
     reference = published(preset)
     model = create_backbone(spec, **({"device": device} if device else {}))
+    if preset.task == "ovss":
+        _plan_ovss(run, model, methods, [data.key for data, _ in datasets])
+    suffix = "" if run.protocol == "common" else f"__{run.protocol}"
     for method in methods:
         explainer = create_explainer(method.explainer, model, **dict(method.options))
         for data, dataset in datasets:
             indices = list(range(min(limit, len(dataset)) if limit else len(dataset)))
-            result = _protocol(preset, explainer, data.key, dataset, indices, templates, progress)
+            result = _protocol(run, method.label, explainer, data.key, dataset, indices, templates, progress)
             run.measured.setdefault(method.label, {}).update(result.pop("_columns"))
-            path = out / f"{method.label}__{data.key}.json"
+            path = out / f"{method.label}__{data.key}{suffix}.json"
             record = {
                 "schema": SCHEMA,
                 "preset": preset.name,
@@ -135,6 +156,7 @@ def _protocols(
                 "explainer": method.explainer,
                 "backbone": spec,
                 "backbone_override": run.override,
+                "protocol": run.protocol,
                 "dataset": getattr(dataset, "spec", ""),
                 "images": len(indices),
                 **result,
@@ -145,8 +167,23 @@ def _protocols(
             run.files.append(path)
 
 
+def _plan_ovss(run: ReproduceRun, model: Any, methods: list, keys: list[str]) -> None:
+    """Each method's settings on each benchmark under the run's protocol, scaled to the model (a model of another
+    input size, e.g. toy, scales every pixel size); one line now when the model cannot run one of them."""
+    from .ovss import check_model_settings
+    from .ovss_methods import settings_for
+
+    run.model_size = model.image_size[0]
+    for method in methods:
+        for key in keys:
+            settings = settings_for(method.label, key, run.protocol, run.model_size).check()
+            check_model_settings(model, settings)
+            run.settings.setdefault(method.label, {})[key] = settings
+
+
 def _protocol(
-    preset: Preset,
+    run: ReproduceRun,
+    label: str,
     explainer: Any,
     key: str,
     dataset: Any,
@@ -154,19 +191,25 @@ def _protocol(
     templates: Sequence[str] | None,
     progress: bool,
 ) -> dict[str, Any]:
-    if preset.task == "imagenet-seg":
+    if run.preset.task == "imagenet-seg":
         from .imagenet_seg import run_imagenet_seg
 
         result = run_imagenet_seg(explainer, dataset, indices, templates=templates, progress=progress)
         result["_columns"] = {c: result["scores"].get(c) for c in ("pixel_accuracy", "miou", "map")}
         return result
-    from .ovss import BENCHMARK_SETTINGS, OVSSSettings, run_ovss
+    from .ovss import run_ovss
+    from .ovss_methods import source_for
 
-    settings = BENCHMARK_SETTINGS.get(key, OVSSSettings())
-    size = explainer.backbone.image_size[0]
-    if size != settings.crop:  # a model of another input size (e.g. toy): windows and short side scale with it
-        settings = settings.scaled_to(size)
-    result = run_ovss(explainer, dataset, indices, settings=settings, templates=templates, progress=progress)
+    result = run_ovss(
+        explainer,
+        dataset,
+        indices,
+        settings=run.settings[label][key],
+        templates=templates,
+        progress=progress,
+        protocol=run.protocol,
+        source=source_for(label, run.protocol),
+    )
     result["_columns"] = {key: result["scores"].get("miou")}
     return result
 
@@ -209,12 +252,30 @@ def _explainability(
         run.files += sorted((out / "bench").glob("*.json"))
 
 
-def _cell(measured: float | None, published_value: float | None, mark: str) -> str:
+def _cell(measured: float | None, published_value: float | None, mark: str, compared: bool = True) -> str:
     if measured is None:
         return "–"
     if published_value is None:
         return f"{measured:.1f} / –"
+    if not compared:
+        return f"{measured:.1f} / ({published_value:.1f}){mark}"
     return f"{measured:.1f} / {published_value:.1f}{mark} ({measured - published_value:+.1f})"
+
+
+def _tie(run: ReproduceRun, method: str, row: dict[str, Any], columns: list[str]) -> tuple[bool, str]:
+    """Whether ``method``'s published figures are compared in this run, and the mark of its cells.
+
+    A figure obtained under the method's own protocol (``"protocol": "paper"`` in the published file) is
+    compared with a run under that protocol; with a common-protocol run only when the two protocols differ
+    in the dtype at most (mark ``‡``); else it is shown in brackets, not compared (mark ``†``).
+    """
+    if row.get("protocol") != "paper" or run.protocol == "paper" or not row.get("figures"):
+        return True, "*" if row.get("protocol_note") else ""
+    from .ovss_methods import differs_beyond_dtype
+
+    if differs_beyond_dtype(method, columns):
+        return False, "†"
+    return True, "‡"
 
 
 def comparison_markdown(run: ReproduceRun) -> str:
@@ -226,6 +287,8 @@ def comparison_markdown(run: ReproduceRun) -> str:
         "",
         f"backbone: {run.backbone}"
         + (" (override: not the published model; the comparison checks the pipeline only)" if run.override else ""),
+        f"protocol: {run.protocol}"
+        + (" (each method under its authors' published settings)" if run.protocol == "paper" else ""),
         "",
         "| method | " + " | ".join(columns) + " |",
         "| --- |" + " ---: |" * len(columns),
@@ -233,10 +296,19 @@ def comparison_markdown(run: ReproduceRun) -> str:
     notes = []
     for method, values in run.measured.items():
         row = reference["by_method"].get(method, {})
-        mark = "*" if row.get("protocol_note") else ""
-        if mark:
+        compared, mark = _tie(run, method, row, columns)
+        if mark == "*":
             notes.append(f"\\* {method}: published under another protocol: {row['protocol_note']}.")
-        cells = [_cell(values.get(c), reference["figures"].get(method, {}).get(c), mark) for c in columns]
+        elif mark == "†":
+            notes.append(
+                f"† {method}: published under its own protocol (see its paper-protocol settings), shown in brackets "
+                "and not compared with this common-protocol run: `--protocol paper` runs it."
+            )
+        elif mark == "‡":
+            notes.append(
+                f"‡ {method}: published under its own protocol, which is the common one but in float16: compared."
+            )
+        cells = [_cell(values.get(c), reference["figures"].get(method, {}).get(c), mark, compared) for c in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -253,4 +325,9 @@ def comparison_markdown(run: ReproduceRun) -> str:
     lines += [f"- {note}" for note in notes]
     if run.unavailable:
         lines.append(f"- not run (explainer not registered in this install): {', '.join(run.unavailable)}.")
+    if run.settings:
+        from .ovss_methods import settings_lines
+
+        lines += ["", f"### Protocol: {run.protocol}", ""]
+        lines += [f"- {line}" for line in settings_lines(run.protocol, run.settings, run.model_size)]
     return "\n".join(lines) + "\n"
