@@ -63,7 +63,7 @@ class OVSSSettings:
     #: as the authors' strided patch convolution drops the rest), no windows (NACLIP on VOC21 / VOC20)
     whole_image: bool = False
     #: pixels each window runs at (position embeddings interpolated, ClearCLIP's 448); None: the model's input size
-    input_size: int | None = None
+    window_input: int | None = None
     #: "float32", or "float16" / "bfloat16": autocast for the methods that tolerate it (the authors' fp16 models)
     dtype: str = "float32"
 
@@ -74,8 +74,8 @@ class OVSSSettings:
             )
         if not 0.0 <= self.prob_thd <= 1.0:
             raise InputError(f"OVSS prob_thd={self.prob_thd} must lie in [0, 1]")
-        if self.input_size is not None and self.input_size < 1:
-            raise InputError(f"OVSS input_size={self.input_size} must be positive (or None: the model's own size)")
+        if self.window_input is not None and self.window_input < 1:
+            raise InputError(f"OVSS window_input={self.window_input} must be positive (or None: the model's own size)")
         if self.dtype not in ("float32", "float16", "bfloat16"):
             raise InputError(f"OVSS dtype={self.dtype!r}: use float32, float16 or bfloat16")
         return self
@@ -90,7 +90,7 @@ class OVSSSettings:
             crop=round(self.crop * f),
             stride=max(1, round(self.stride * f)),
             long_side_max=round(self.long_side_max * f),
-            input_size=None if self.input_size is None else round(self.input_size * f),
+            window_input=None if self.window_input is None else round(self.window_input * f),
         )
 
 
@@ -126,37 +126,37 @@ def window_starts(length: int, crop: int, stride: int) -> list[int]:
 
 def check_model_settings(backbone: Any, settings: OVSSSettings) -> None:
     """One line, before any work, when ``backbone`` cannot run the settings' window input size or dtype."""
-    if (settings.input_size is not None or settings.whole_image) and not getattr(
+    if (settings.window_input is not None or settings.whole_image) and not getattr(
         backbone, "interpolates_positions", False
     ):
-        runs = "the whole image" if settings.whole_image else f"{settings.input_size}-px windows"
+        runs = "the whole image" if settings.whole_image else f"{settings.window_input}-px windows"
         raise InputError(
             f"backbone {backbone.name!r} runs its native input size only, but this OVSS protocol runs {runs}: "
             "use a ViT backbone that interpolates position embeddings, or the common protocol"
         )
     if settings.dtype != "float32" and not hasattr(backbone, "set_autocast"):
         raise InputError(f"backbone {backbone.name!r} cannot autocast to {settings.dtype}: use the common protocol")
-    if settings.input_size is not None:
-        backbone.grid_for((settings.input_size, settings.input_size))  # a multiple of the patch size, or one line
+    if settings.window_input is not None:
+        backbone.grid_for((settings.window_input, settings.window_input))  # a multiple of the patch size, or one line
 
 
 @contextmanager
 def model_settings(backbone: Any, settings: OVSSSettings) -> Iterator[None]:
     """Run the backbone at the settings' window input size and dtype inside the block, restored after.
 
-    Nothing changes for ``input_size=None`` and ``dtype="float32"`` (the common protocol).
+    Nothing changes for ``window_input=None`` and ``dtype="float32"`` (the common protocol).
     """
     check_model_settings(backbone, settings)
     size_before = tuple(backbone.image_size)
     autocast_before = getattr(backbone, "autocast_dtype", None)
-    if settings.input_size is not None:
-        backbone.set_input_size(settings.input_size)
+    if settings.window_input is not None:
+        backbone.set_input_size(settings.window_input)
     if settings.dtype != "float32":
         backbone.set_autocast(settings.dtype)
     try:
         yield
     finally:
-        if settings.input_size is not None or settings.whole_image:
+        if settings.window_input is not None or settings.whole_image:
             backbone.set_input_size(size_before)
         if settings.dtype != "float32":
             backbone.set_autocast(autocast_before)

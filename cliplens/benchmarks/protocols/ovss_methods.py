@@ -83,7 +83,7 @@ _NACLIP = MethodProtocol(
     },
 )
 
-_CLEARCLIP_BASE = {"short_side": 448, "crop": 448, "stride": 224, "input_size": 448, "logit_scale": 50.0}
+_CLEARCLIP_BASE = {"short_side": 448, "crop": 448, "stride": 224, "window_input": 448, "logit_scale": 50.0}
 _CLEARCLIP = MethodProtocol(
     "ClearCLIP's configs/cfg_*.py and clearclip_segmentor.py (github.com/mc-lan/ClearCLIP); precision='fp16'",
     {
@@ -95,7 +95,7 @@ _CLEARCLIP = MethodProtocol(
             "voc20": {},
             "context59": {},
             "coco_stuff": {},
-            "cityscapes": {"crop": 224, "input_size": 224},  # slide_crop=224, stride 224 as everywhere
+            "cityscapes": {"crop": 224, "window_input": 224},  # slide_crop=224, stride 224 as everywhere
             "ade20k": {},
         }.items()
     },
@@ -146,7 +146,7 @@ def _window_text(s: OVSSSettings) -> str:
     """``224/112 windows``, ``448/224 windows at 448 px`` or ``whole image``."""
     if s.whole_image:
         return "whole image"
-    return f"{s.crop}/{s.stride} windows" + ("" if s.input_size is None else f" at {s.input_size} px")
+    return f"{s.crop}/{s.stride} windows" + ("" if s.window_input is None else f" at {s.window_input} px")
 
 
 def _setting_texts(s: OVSSSettings) -> dict[str, tuple[str, str]]:
