@@ -19,6 +19,11 @@ SCLIP's public configs, Wang et al., ECCV 2024, which the later papers reuse):
    ``IoUMetric``): IoU_c = TP / (TP + FP + FN), classes with no pixel in prediction
    nor ground truth are left out of the mean; ignore pixels (255) never count.
 
+These are the *common* protocol (every method, SCLIP's settings). Each method's own published settings
+(NACLIP's whole image and PAMR, ClearCLIP's 448-px windows at 448 px in float16, ...) are in
+:mod:`.ovss_methods`; the settings below add what they need: ``whole_image`` (one pass at the image's own
+size), ``window_input`` (the pixels each window runs at, position embeddings interpolated) and ``dtype``.
+
 Text features: every class name in OpenAI's 80 ImageNet templates, averaged.
 An explainer's ``explain_features`` supplies the window scores (its own grad mode and precision,
 checked), so every localiser (raw similarity = plain CLIP, MaskCLIP, SCLIP, ...) runs under the
