@@ -60,6 +60,13 @@ def list_presets() -> str:
             "  methods: "
             + ", ".join(f"{label}{'' if ok else ' (not registered here)'}" for label, ok in available.items())
         )
+        if preset.task == "ovss":
+            from ..benchmarks.protocols.ovss_methods import METHOD_PROTOCOLS
+
+            lines.append(
+                "  protocols: common (every method, SCLIP's configs; default), paper (--protocol paper: "
+                f"{', '.join(METHOD_PROTOCOLS)} under their authors' own settings, the others as common)"
+            )
         with_figures = [m for m, row in reference["figures"].items() if any(v is not None for v in row.values())]
         lines.append(
             f"  published: {reference['paper']} — {reference['table']} (arXiv {reference['arxiv']}); "

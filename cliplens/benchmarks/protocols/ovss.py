@@ -48,7 +48,7 @@ from .pamr import network_input_guide, pamr
 
 if TYPE_CHECKING:
     from ...explainers.base import Explainer
-    from ..datasets.base import SegmentationDataset
+    from ...datasets.base import SegmentationDataset
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def whole_image_scores(explainer: Explainer, resized: torch.Tensor, text_feature
     (H // p * p, W // p * p) pixels (a strided convolution drops the rest), and the (h, w) patch scores are
     upsampled bilinearly to the whole (H, W).
     """
-    backbone = explainer.backbone
+    backbone: Any = explainer.backbone  # a backbone that interpolates positions (checked by check_model_settings)
     H, W = resized.shape[-2:]
     ph, pw = backbone.patch_size
     kept = (max(ph, H // ph * ph), max(pw, W // pw * pw))

@@ -67,37 +67,38 @@ _SCLIP = MethodProtocol(
     _sclip_paper(),
 )
 
-_NACLIP_PAMR = {"pamr_steps": 10, "pamr_dilations": (8, 16), "dtype": "float16", "logit_scale": 40.0}
+#: NACLIP everywhere (naclip.py defaults, test_all.sh ... on): logit scale 40, no area threshold, PAMR, fp16
+_NACLIP_BASE = OVSSSettings(logit_scale=40.0, pamr_steps=10, pamr_dilations=(8, 16), dtype="float16")
 _NACLIP = MethodProtocol(
     "NACLIP's configs/cfg_*.py, naclip.py and test_all.sh with PAMR on (github.com/sinahmr/NACLIP); "
     "fp16 model (clip.load on CUDA)",
     {
-        "voc21": OVSSSettings(whole_image=True, prob_thd=0.1, **_NACLIP_PAMR),
-        "context60": OVSSSettings(prob_thd=0.1, **_NACLIP_PAMR),
-        "coco_object": OVSSSettings(prob_thd=0.1, **_NACLIP_PAMR),
-        "voc20": OVSSSettings(whole_image=True, **_NACLIP_PAMR),
-        "context59": OVSSSettings(**_NACLIP_PAMR),
-        "coco_stuff": OVSSSettings(**_NACLIP_PAMR),
-        "cityscapes": OVSSSettings(short_side=560, **_NACLIP_PAMR),
-        "ade20k": OVSSSettings(**_NACLIP_PAMR),
+        "voc21": replace(_NACLIP_BASE, whole_image=True, prob_thd=0.1),  # slide_crop=0
+        "context60": replace(_NACLIP_BASE, prob_thd=0.1),
+        "coco_object": replace(_NACLIP_BASE, prob_thd=0.1),
+        "voc20": replace(_NACLIP_BASE, whole_image=True),  # slide_crop=0
+        "context59": _NACLIP_BASE,
+        "coco_stuff": _NACLIP_BASE,  # Resize scale (2048, 336), unlike SCLIP's 448
+        "cityscapes": replace(_NACLIP_BASE, short_side=560),
+        "ade20k": _NACLIP_BASE,
     },
 )
 
-_CLEARCLIP_BASE = {"short_side": 448, "crop": 448, "stride": 224, "window_input": 448, "logit_scale": 50.0}
+#: ClearCLIP everywhere (clearclip_segmentor.py defaults, Resize scale (2048, 448)): 448-px windows, stride 224
+_CLEARCLIP_BASE = OVSSSettings(
+    short_side=448, crop=448, stride=224, window_input=448, logit_scale=50.0, dtype="float16"
+)
 _CLEARCLIP = MethodProtocol(
     "ClearCLIP's configs/cfg_*.py and clearclip_segmentor.py (github.com/mc-lan/ClearCLIP); precision='fp16'",
     {
-        key: OVSSSettings(**{**_CLEARCLIP_BASE, **overrides}, dtype="float16")  # type: ignore[arg-type]
-        for key, overrides in {
-            "voc21": {"prob_thd": 0.5},
-            "context60": {"prob_thd": 0.15},
-            "coco_object": {"prob_thd": 0.4},
-            "voc20": {},
-            "context59": {},
-            "coco_stuff": {},
-            "cityscapes": {"crop": 224, "window_input": 224},  # slide_crop=224, stride 224 as everywhere
-            "ade20k": {},
-        }.items()
+        "voc21": replace(_CLEARCLIP_BASE, prob_thd=0.5),
+        "context60": replace(_CLEARCLIP_BASE, prob_thd=0.15),
+        "coco_object": replace(_CLEARCLIP_BASE, prob_thd=0.4),
+        "voc20": _CLEARCLIP_BASE,
+        "context59": _CLEARCLIP_BASE,
+        "coco_stuff": _CLEARCLIP_BASE,
+        "cityscapes": replace(_CLEARCLIP_BASE, crop=224, window_input=224),  # slide_crop=224, stride 224
+        "ade20k": _CLEARCLIP_BASE,
     },
 )
 
