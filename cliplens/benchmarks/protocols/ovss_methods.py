@@ -195,21 +195,32 @@ def differs_beyond_dtype(method: str, benchmarks: list[str]) -> bool:
     )
 
 
-def settings_lines(protocol: str, ran: dict[str, dict[str, OVSSSettings]], model_size: int) -> list[str]:
-    """Per method, the settings it ran each benchmark with and, under the paper protocol, what differs from the
-    common one: ``naclip (paper): voc21, voc20: whole image instead of 224/112 windows; ...``.
+def _grouped(by_key: dict[str, OVSSSettings]) -> tuple[str, ...]:
+    """``("voc21: short side 336, ...", "voc20, cityscapes: ...")``: benchmarks with the same settings share one."""
+    groups: dict[str, list[str]] = {}
+    for key, settings in by_key.items():
+        groups.setdefault(describe(settings), []).append(key)
+    return tuple(f"{', '.join(keys)}: {text}" for text, keys in groups.items())
 
-    ``ran[method][benchmark]``: the settings as run, scaled to a ``model_size``-px model. Benchmarks with the
-    same text share a line.
+
+def settings_lines(protocol: str, ran: dict[str, dict[str, OVSSSettings]], model_size: int) -> list[str]:
+    """Every method's settings on each benchmark (methods with the same settings share lines) and, under the paper
+    protocol, a line per method with what differs from the common one:
+    ``naclip (paper): voc21, voc20: whole image instead of 224/112 windows; ...``.
+
+    ``ran[method][benchmark]``: the settings as run, scaled to a ``model_size``-px model.
     """
-    lines = []
+    by_settings: dict[tuple[str, ...], list[str]] = {}
     for method, by_key in ran.items():
-        groups: dict[str, list[str]] = {}
-        for key, settings in by_key.items():
-            groups.setdefault(describe(settings), []).append(key)
-        lines += [f"{method} ({protocol}) settings: {', '.join(keys)}: {text}" for text, keys in groups.items()]
-        if protocol != "paper":
-            continue
+        by_settings.setdefault(_grouped(by_key), []).append(method)
+    lines = [
+        f"{', '.join(methods)} ({protocol}) settings: {text}"
+        for texts, methods in by_settings.items()
+        for text in texts
+    ]
+    if protocol != "paper":
+        return lines
+    for method, by_key in ran.items():
         if not has_own_protocol(method):
             lines.append(f"{method} (paper): no protocol of its own for these benchmarks: the common one")
             continue

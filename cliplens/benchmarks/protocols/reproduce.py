@@ -294,22 +294,26 @@ def comparison_markdown(run: ReproduceRun) -> str:
         "| --- |" + " ---: |" * len(columns),
     ]
     notes = []
+    tied: dict[str, list[str]] = {}
     for method, values in run.measured.items():
         row = reference["by_method"].get(method, {})
         compared, mark = _tie(run, method, row, columns)
         if mark == "*":
             notes.append(f"\\* {method}: published under another protocol: {row['protocol_note']}.")
-        elif mark == "†":
-            notes.append(
-                f"† {method}: published under its own protocol (see its paper-protocol settings), shown in brackets "
-                "and not compared with this common-protocol run: `--protocol paper` runs it."
-            )
-        elif mark == "‡":
-            notes.append(
-                f"‡ {method}: published under its own protocol, which is the common one but in float16: compared."
-            )
+        elif mark:
+            tied.setdefault(mark, []).append(method)
         cells = [_cell(values.get(c), reference["figures"].get(method, {}).get(c), mark, compared) for c in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if "‡" in tied:
+        notes.append(
+            f"‡ {', '.join(tied['‡'])}: published under their own protocol, which is the common one but in float16: "
+            "compared."
+        )
+    if "†" in tied:
+        notes.append(
+            f"† {', '.join(tied['†'])}: published under their own protocol (settings below with --protocol paper), "
+            "shown in brackets, not compared with this common-protocol run: `--protocol paper` runs it."
+        )
     lines += [
         "",
         f"- cells: measured / published (measured − published); {reference['metric']}, x100.",
