@@ -47,8 +47,8 @@ from .imagenet_seg import imagenet_templates
 from .pamr import network_input_guide, pamr
 
 if TYPE_CHECKING:
-    from ...explainers.base import Explainer
     from ...datasets.base import SegmentationDataset
+    from ...explainers.base import Explainer
 
 
 @dataclass(frozen=True)
