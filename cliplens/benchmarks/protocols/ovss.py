@@ -33,194 +33,34 @@ same protocol.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...errors import InputError
 from .imagenet_seg import imagenet_templates
+from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, OVSSSettings
+from .ovss_windows import check_model_settings, resize_short_side, sliding_scores, window_starts
 from .pamr import network_input_guide, pamr
 
 if TYPE_CHECKING:
     from ...datasets.base import SegmentationDataset
     from ...explainers.base import Explainer
 
-
-@dataclass(frozen=True)
-class OVSSSettings:
-    """Every setting that decides an OVSS number (the protocol card)."""
-
-    short_side: int = 336
-    crop: int = 224
-    stride: int = 112
-    logit_scale: float = 40.0
-    prob_thd: float = 0.0
-    area_thd: float | None = None
-    pamr_steps: int = 0
-    pamr_dilations: tuple[int, ...] = (8, 16)
-    long_side_max: int = 2048
-    #: True: the resized image in one forward pass at its own size (sides cut to multiples of the patch size,
-    #: as the authors' strided patch convolution drops the rest), no windows (NACLIP on VOC21 / VOC20)
-    whole_image: bool = False
-    #: pixels each window runs at (position embeddings interpolated, ClearCLIP's 448); None: the model's input size
-    window_input: int | None = None
-    #: "float32", or "float16" / "bfloat16": autocast for the methods that tolerate it (the authors' fp16 models)
-    dtype: str = "float32"
-
-    def check(self) -> OVSSSettings:
-        if min(self.short_side, self.crop, self.stride) < 1:
-            raise InputError(
-                f"OVSS short_side, crop and stride must be positive, got {self.short_side}, {self.crop}, {self.stride}"
-            )
-        if not 0.0 <= self.prob_thd <= 1.0:
-            raise InputError(f"OVSS prob_thd={self.prob_thd} must lie in [0, 1]")
-        if self.window_input is not None and self.window_input < 1:
-            raise InputError(f"OVSS window_input={self.window_input} must be positive (or None: the model's own size)")
-        if self.dtype not in ("float32", "float16", "bfloat16"):
-            raise InputError(f"OVSS dtype={self.dtype!r}: use float32, float16 or bfloat16")
-        return self
-
-    def scaled_to(self, model_size: int, reference: int = 224) -> OVSSSettings:
-        """The same protocol for a model of another input size: every pixel size (short side, windows, stride,
-        window input) scales by ``model_size / reference``; a window of the reference size becomes the model's."""
-        f = model_size / reference
-        return replace(
-            self,
-            short_side=round(self.short_side * f),
-            crop=round(self.crop * f),
-            stride=max(1, round(self.stride * f)),
-            long_side_max=round(self.long_side_max * f),
-            window_input=None if self.window_input is None else round(self.window_input * f),
-        )
-
-
-#: where the common protocol's settings come from
-COMMON_SOURCE = "mmsegmentation configs of SCLIP (Wang et al., ECCV 2024)"
-
-#: per benchmark, SCLIP's configs (Resize scale, logit_scale, prob_thd, area_thd); windows 224 / 112 throughout
-BENCHMARK_SETTINGS: dict[str, OVSSSettings] = {
-    "voc21": OVSSSettings(logit_scale=65, prob_thd=0.1, area_thd=0.1),
-    "context60": OVSSSettings(logit_scale=50, prob_thd=0.1),
-    "coco_object": OVSSSettings(logit_scale=50, prob_thd=0.1),
-    "voc20": OVSSSettings(),
-    "context59": OVSSSettings(),
-    "coco_stuff": OVSSSettings(short_side=448),
-    "cityscapes": OVSSSettings(short_side=560),
-    "ade20k": OVSSSettings(),
-}
-
-
-def resize_short_side(image: torch.Tensor, short_side: int, long_side_max: int) -> torch.Tensor:
-    """(3, H, W) -> (3, H', W') with min(H', W') = short_side unless the long side would pass ``long_side_max``."""
-    H, W = image.shape[-2:]
-    scale = min(short_side / min(H, W), long_side_max / max(H, W))
-    size = (max(1, int(H * scale + 0.5)), max(1, int(W * scale + 0.5)))
-    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-
-
-def window_starts(length: int, crop: int, stride: int) -> list[int]:
-    """Window origins along one axis: every ``stride``, the last one flush with the end (one window if short)."""
-    count = max(length - crop + stride - 1, 0) // stride + 1
-    return [max(min(i * stride + crop, length) - crop, 0) for i in range(count)]
-
-
-def check_model_settings(backbone: Any, settings: OVSSSettings) -> None:
-    """One line, before any work, when ``backbone`` cannot run the settings' window input size or dtype."""
-    if (settings.window_input is not None or settings.whole_image) and not getattr(
-        backbone, "interpolates_positions", False
-    ):
-        runs = "the whole image" if settings.whole_image else f"{settings.window_input}-px windows"
-        raise InputError(
-            f"backbone {backbone.name!r} runs its native input size only, but this OVSS protocol runs {runs}: "
-            "use a ViT backbone that interpolates position embeddings, or the common protocol"
-        )
-    if settings.dtype != "float32" and not hasattr(backbone, "set_autocast"):
-        raise InputError(f"backbone {backbone.name!r} cannot autocast to {settings.dtype}: use the common protocol")
-    if settings.window_input is not None:
-        backbone.grid_for((settings.window_input, settings.window_input))  # a multiple of the patch size, or one line
-
-
-@contextmanager
-def model_settings(backbone: Any, settings: OVSSSettings) -> Iterator[None]:
-    """Run the backbone at the settings' window input size and dtype inside the block, restored after.
-
-    Nothing changes for ``window_input=None`` and ``dtype="float32"`` (the common protocol).
-    """
-    check_model_settings(backbone, settings)
-    size_before = tuple(backbone.image_size)
-    autocast_before = getattr(backbone, "autocast_dtype", None)
-    if settings.window_input is not None:
-        backbone.set_input_size(settings.window_input)
-    if settings.dtype != "float32":
-        backbone.set_autocast(settings.dtype)
-    try:
-        yield
-    finally:
-        if settings.window_input is not None or settings.whole_image:
-            backbone.set_input_size(size_before)
-        if settings.dtype != "float32":
-            backbone.set_autocast(autocast_before)
-
-
-def sliding_scores(
-    explainer: Explainer, image: torch.Tensor, text_features: torch.Tensor, settings: OVSSSettings
-) -> torch.Tensor:
-    """Raw class-name scores of one image by sliding windows (or the whole image): (3, H, W) in [0, 1],
-    (Q, D) -> (Q, H, W)."""
-    resized = resize_short_side(image, settings.short_side, settings.long_side_max)
-    with model_settings(explainer.backbone, settings):
-        if settings.whole_image:
-            averaged = whole_image_scores(explainer, resized, text_features)
-        else:
-            averaged = window_scores(explainer, resized, text_features, settings)
-    return F.interpolate(averaged[None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0]
-
-
-def window_scores(
-    explainer: Explainer, resized: torch.Tensor, text_features: torch.Tensor, settings: OVSSSettings
-) -> torch.Tensor:
-    """(3, H, W) resized image, (Q, D) -> (Q, H, W) window scores upsampled to each window and averaged."""
-    backbone = explainer.backbone
-    H, W = resized.shape[-2:]
-    total = torch.zeros(text_features.shape[0], H, W)
-    count = torch.zeros(1, H, W)
-    boxes = [
-        (y, x)
-        for y in window_starts(H, settings.crop, settings.stride)
-        for x in window_starts(W, settings.crop, settings.stride)
-    ]
-    crops = [resized[:, y : y + settings.crop, x : x + settings.crop] for y, x in boxes]
-    for (y, x), crop in zip(boxes, crops):
-        pixels = backbone.preprocess(crop, fit="stretch")  # resized to the model input when the window is smaller
-        scores = explainer.explain_features(pixels, text_features).patch_scores  # (1, Q, h, w), --dtype applies
-        h, w = crop.shape[-2:]
-        total[:, y : y + h, x : x + w] += F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=False)[
-            0
-        ].cpu()
-        count[:, y : y + h, x : x + w] += 1
-    return total / count
-
-
-def whole_image_scores(explainer: Explainer, resized: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) resized image, (Q, D) -> (Q, H, W): one forward pass at the image's own size.
-
-    As NACLIP's ``forward_feature`` with ``slide_crop=0``: the patch convolution sees the top-left
-    (H // p * p, W // p * p) pixels (a strided convolution drops the rest), and the (h, w) patch scores are
-    upsampled bilinearly to the whole (H, W).
-    """
-    backbone: Any = explainer.backbone  # a backbone that interpolates positions (checked by check_model_settings)
-    H, W = resized.shape[-2:]
-    ph, pw = backbone.patch_size
-    kept = (max(ph, H // ph * ph), max(pw, W // pw * pw))
-    backbone.set_input_size(kept)
-    pixels = backbone.preprocess(resized[:, : kept[0], : kept[1]], fit="stretch")
-    scores = explainer.explain_features(pixels, text_features).patch_scores  # (1, Q, h, w)
-    return F.interpolate(scores, size=(H, W), mode="bilinear", align_corners=False)[0].cpu()
+__all__ = [
+    "OVSSSettings",
+    "BENCHMARK_SETTINGS",
+    "COMMON_SOURCE",
+    "resize_short_side",
+    "window_starts",
+    "sliding_scores",
+    "predict",
+    "ConfusionMatrix",
+    "run_ovss",
+]
 
 
 def predict(

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ...errors import InputError
-from .ovss import BENCHMARK_SETTINGS, COMMON_SOURCE, OVSSSettings
+from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, OVSSSettings
 
 __all__ = [
     "PROTOCOLS",
