@@ -22,6 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help="run another backbone instead of the published one (e.g. toy: a pipeline check)",
     )
+    p.add_argument(
+        "--protocol",
+        choices=("common", "paper"),
+        default="common",
+        help="common: every method under the preset's one protocol (default); paper: OVSS presets run each method "
+        "under its authors' published settings (windows, short side, input size, logit scale, thresholds, PAMR, "
+        "dtype), printed with what differs from the common protocol",
+    )
     p.add_argument("--only", metavar="KEY,...", help="run only these datasets of the preset")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of each dataset")
     p.add_argument("--prompt-templates", metavar="FILE", help="prompt templates (default: the protocol's own)")
@@ -52,6 +60,13 @@ def list_presets() -> str:
             "  methods: "
             + ", ".join(f"{label}{'' if ok else ' (not registered here)'}" for label, ok in available.items())
         )
+        if preset.task == "ovss":
+            from ..benchmarks.protocols.ovss_methods import METHOD_PROTOCOLS
+
+            lines.append(
+                "  protocols: common (every method, SCLIP's configs; default), paper (--protocol paper: "
+                f"{', '.join(METHOD_PROTOCOLS)} under their authors' own settings, the others as common)"
+            )
         with_figures = [m for m, row in reference["figures"].items() if any(v is not None for v in row.values())]
         lines.append(
             f"  published: {reference['paper']} — {reference['table']} (arXiv {reference['arxiv']}); "
@@ -88,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         out=Path(args.out or f"runs/reproduce-{preset.name}"),
         device=args.device,
         progress=not args.no_progress,
+        protocol=args.protocol,
     )
     print(comparison_markdown(result))
     print(f"{len(result.files)} result files in {args.out or f'runs/reproduce-{preset.name}'}/")

@@ -19,6 +19,11 @@ SCLIP's public configs, Wang et al., ECCV 2024, which the later papers reuse):
    ``IoUMetric``): IoU_c = TP / (TP + FP + FN), classes with no pixel in prediction
    nor ground truth are left out of the mean; ignore pixels (255) never count.
 
+These are the *common* protocol (every method, SCLIP's settings). Each method's own published settings
+(NACLIP's whole image and PAMR, ClearCLIP's 448-px windows at 448 px in float16, ...) are in
+:mod:`.ovss_methods`; the settings below add what they need: ``whole_image`` (one pass at the image's own
+size), ``window_input`` (the pixels each window runs at, position embeddings interpolated) and ``dtype``.
+
 Text features: every class name in OpenAI's 80 ImageNet templates, averaged.
 An explainer's ``explain_features`` supplies the window scores (its own grad mode and precision,
 checked), so every localiser (raw similarity = plain CLIP, MaskCLIP, SCLIP, ...) runs under the
@@ -29,109 +34,33 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...errors import InputError
 from .imagenet_seg import imagenet_templates
+from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, OVSSSettings
+from .ovss_windows import check_model_settings, resize_short_side, sliding_scores, window_starts
 from .pamr import network_input_guide, pamr
 
 if TYPE_CHECKING:
     from ...datasets.base import SegmentationDataset
     from ...explainers.base import Explainer
 
-
-@dataclass(frozen=True)
-class OVSSSettings:
-    """Every setting that decides an OVSS number (the protocol card)."""
-
-    short_side: int = 336
-    crop: int = 224
-    stride: int = 112
-    logit_scale: float = 40.0
-    prob_thd: float = 0.0
-    area_thd: float | None = None
-    pamr_steps: int = 0
-    pamr_dilations: tuple[int, ...] = (8, 16)
-    long_side_max: int = 2048
-
-    def check(self) -> OVSSSettings:
-        if min(self.short_side, self.crop, self.stride) < 1:
-            raise InputError(
-                f"OVSS short_side, crop and stride must be positive, got {self.short_side}, {self.crop}, {self.stride}"
-            )
-        if not 0.0 <= self.prob_thd <= 1.0:
-            raise InputError(f"OVSS prob_thd={self.prob_thd} must lie in [0, 1]")
-        return self
-
-    def scaled_to(self, model_size: int, reference: int = 224) -> OVSSSettings:
-        """The same protocol for a model with another input size (windows and short side scale with it)."""
-        f = model_size / reference
-        return replace(
-            self,
-            short_side=round(self.short_side * f),
-            crop=model_size,
-            stride=max(1, round(self.stride * f)),
-            long_side_max=round(self.long_side_max * f),
-        )
-
-
-#: per benchmark, SCLIP's configs (Resize scale, logit_scale, prob_thd, area_thd); windows 224 / 112 throughout
-BENCHMARK_SETTINGS: dict[str, OVSSSettings] = {
-    "voc21": OVSSSettings(logit_scale=65, prob_thd=0.1, area_thd=0.1),
-    "context60": OVSSSettings(logit_scale=50, prob_thd=0.1),
-    "coco_object": OVSSSettings(logit_scale=50, prob_thd=0.1),
-    "voc20": OVSSSettings(),
-    "context59": OVSSSettings(),
-    "coco_stuff": OVSSSettings(short_side=448),
-    "cityscapes": OVSSSettings(short_side=560),
-    "ade20k": OVSSSettings(),
-}
-
-
-def resize_short_side(image: torch.Tensor, short_side: int, long_side_max: int) -> torch.Tensor:
-    """(3, H, W) -> (3, H', W') with min(H', W') = short_side unless the long side would pass ``long_side_max``."""
-    H, W = image.shape[-2:]
-    scale = min(short_side / min(H, W), long_side_max / max(H, W))
-    size = (max(1, int(H * scale + 0.5)), max(1, int(W * scale + 0.5)))
-    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-
-
-def window_starts(length: int, crop: int, stride: int) -> list[int]:
-    """Window origins along one axis: every ``stride``, the last one flush with the end (one window if short)."""
-    count = max(length - crop + stride - 1, 0) // stride + 1
-    return [max(min(i * stride + crop, length) - crop, 0) for i in range(count)]
-
-
-def sliding_scores(
-    explainer: Explainer, image: torch.Tensor, text_features: torch.Tensor, settings: OVSSSettings
-) -> torch.Tensor:
-    """Raw class-name scores of one image by sliding windows: (3, H, W) in [0, 1], (Q, D) -> (Q, H, W)."""
-    backbone = explainer.backbone
-    resized = resize_short_side(image, settings.short_side, settings.long_side_max)
-    H, W = resized.shape[-2:]
-    total = torch.zeros(text_features.shape[0], H, W)
-    count = torch.zeros(1, H, W)
-    boxes = [
-        (y, x)
-        for y in window_starts(H, settings.crop, settings.stride)
-        for x in window_starts(W, settings.crop, settings.stride)
-    ]
-    crops = [resized[:, y : y + settings.crop, x : x + settings.crop] for y, x in boxes]
-    for (y, x), crop in zip(boxes, crops, strict=True):
-        pixels = backbone.preprocess(crop, fit="stretch")  # resized to the model input when the window is smaller
-        scores = explainer.explain_features(pixels, text_features).patch_scores  # (1, Q, h, w), --dtype applies
-        h, w = crop.shape[-2:]
-        total[:, y : y + h, x : x + w] += F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=False)[
-            0
-        ].cpu()
-        count[:, y : y + h, x : x + w] += 1
-    averaged = total / count
-    return F.interpolate(averaged[None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0]
+__all__ = [
+    "OVSSSettings",
+    "BENCHMARK_SETTINGS",
+    "COMMON_SOURCE",
+    "resize_short_side",
+    "window_starts",
+    "sliding_scores",
+    "predict",
+    "ConfusionMatrix",
+    "run_ovss",
+]
 
 
 def predict(
@@ -205,8 +134,13 @@ def run_ovss(
     class_synonyms: Sequence[Sequence[str]] | None = None,
     templates: Sequence[str] | None = None,
     progress: bool = False,
+    protocol: str = "common",
+    source: str = COMMON_SOURCE,
 ) -> dict[str, Any]:
     """Run the protocol (module docstring); returns ``{"scores": {...}, "protocol": {...}}``.
+
+    ``protocol`` names the settings in the card (``"common"``, or ``"paper"``: a method's own published
+    settings, :mod:`.ovss_methods`) and ``source`` says where they come from.
 
     ``class_synonyms`` defaults to the dataset's own (``ovss:`` datasets carry them), else one name per class.
     """
@@ -222,6 +156,7 @@ def run_ovss(
     ]
     if len(synonyms) != dataset.num_classes:
         raise InputError(f"{len(synonyms)} class-name lines for a dataset of {dataset.num_classes} classes")
+    check_model_settings(backbone, settings)
     names = [n for group in synonyms for n in group]
     query_class = torch.tensor([c for c, group in enumerate(synonyms) for _ in group])
     prompts = list(templates) if templates is not None else imagenet_templates()
@@ -258,7 +193,8 @@ def run_ovss(
             },
         ),
         "name": "ovss",
-        "source": "mmsegmentation configs of SCLIP (Wang et al., ECCV 2024)",
+        "protocol": protocol,
+        "source": source,
         **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "class_names": len(names),
         "classes": dataset.num_classes,

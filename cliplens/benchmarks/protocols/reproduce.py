@@ -3,6 +3,7 @@
 Everything that can be checked without a model is checked first — the methods available,
 each dataset's folder under ``--data-root``, the weights — so a missing piece costs one
 line at once. Each (method, dataset) result is written as ``<out>/<method>__<dataset>.json``
+(``...__paper.json`` under ``--protocol paper``, :mod:`.ovss_methods`)
 with its protocol card (the ``explainability`` task also leaves the bench JSONs in
 ``<out>/bench/``).
 """
@@ -10,27 +11,15 @@ with its protocol card (the ``explainability`` task also leaves the bench JSONs 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import CliplensError, InputError
 from .presets import Preset, available_methods, published
+from .reproduce_report import ReproduceRun, comparison_markdown
 
 __all__ = ["ReproduceRun", "run_preset", "comparison_markdown"]
 SCHEMA = "cliplens-reproduce/1"
-
-
-@dataclass
-class ReproduceRun:
-    """The measured figures ``measured[method][column]`` of one preset run and where they were written."""
-
-    preset: Preset
-    backbone: str
-    measured: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    unavailable: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-    override: bool = False
 
 
 def _datasets(preset: Preset, data_root: Path | None, only: Sequence[str] | None) -> list[tuple[Any, Any]]:
@@ -76,10 +65,22 @@ def run_preset(
     out: str | Path = "runs/reproduce",
     device: str | None = None,
     progress: bool = False,
+    protocol: str = "common",
 ) -> ReproduceRun:
     """Run every available method of ``preset`` on its datasets; ``backbone`` overrides the preset's weights
-    (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset."""
+    (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset. ``protocol``: ``"common"`` (every
+    method under the preset's one protocol) or ``"paper"`` (OVSS: each method under its authors' settings,
+    :mod:`.ovss_methods`)."""
     from ...writable import ensure_writable_folder
+    from .ovss_methods import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise InputError(f"--protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if protocol == "paper" and preset.task != "ovss":
+        raise InputError(
+            f"preset {preset.name} has one protocol for every method (no per-method paper protocols): "
+            "drop --protocol paper"
+        )
 
     available = available_methods(preset)
     methods = [m for m in preset.methods if available[m.label]]
@@ -96,6 +97,7 @@ def run_preset(
         spec,
         unavailable=[m.label for m in preset.methods if not available[m.label]],
         override=backbone is not None,
+        protocol=protocol,
     )
     if preset.task == "explainability":
         _explainability(run, methods, datasets, limit, templates, out, device, progress)
@@ -121,13 +123,16 @@ def _protocols(
     preset, spec = run.preset, run.backbone
     reference = published(preset)
     model = create_backbone(spec, **({"device": device} if device else {}))
+    if preset.task == "ovss":
+        _plan_ovss(run, model, methods, [data.key for data, _ in datasets])
+    suffix = "" if run.protocol == "common" else f"__{run.protocol}"
     for method in methods:
         explainer = create_explainer(method.explainer, model, **dict(method.options))
         for data, dataset in datasets:
             indices = list(range(min(limit, len(dataset)) if limit else len(dataset)))
-            result = _protocol(preset, explainer, data.key, dataset, indices, templates, progress)
+            result = _protocol(run, method.label, explainer, data.key, dataset, indices, templates, progress)
             run.measured.setdefault(method.label, {}).update(result.pop("_columns"))
-            path = out / f"{method.label}__{data.key}.json"
+            path = out / f"{method.label}__{data.key}{suffix}.json"
             record = {
                 "schema": SCHEMA,
                 "preset": preset.name,
@@ -135,6 +140,7 @@ def _protocols(
                 "explainer": method.explainer,
                 "backbone": spec,
                 "backbone_override": run.override,
+                "protocol": run.protocol,
                 "dataset": getattr(dataset, "spec", ""),
                 "images": len(indices),
                 **result,
@@ -145,8 +151,23 @@ def _protocols(
             run.files.append(path)
 
 
+def _plan_ovss(run: ReproduceRun, model: Any, methods: list, keys: list[str]) -> None:
+    """Each method's settings on each benchmark under the run's protocol, scaled to the model (a model of another
+    input size, e.g. toy, scales every pixel size); one line now when the model cannot run one of them."""
+    from .ovss import check_model_settings
+    from .ovss_methods import settings_for
+
+    run.model_size = model.image_size[0]
+    for method in methods:
+        for key in keys:
+            settings = settings_for(method.label, key, run.protocol, run.model_size).check()
+            check_model_settings(model, settings)
+            run.settings.setdefault(method.label, {})[key] = settings
+
+
 def _protocol(
-    preset: Preset,
+    run: ReproduceRun,
+    label: str,
     explainer: Any,
     key: str,
     dataset: Any,
@@ -154,19 +175,25 @@ def _protocol(
     templates: Sequence[str] | None,
     progress: bool,
 ) -> dict[str, Any]:
-    if preset.task == "imagenet-seg":
+    if run.preset.task == "imagenet-seg":
         from .imagenet_seg import run_imagenet_seg
 
         result = run_imagenet_seg(explainer, dataset, indices, templates=templates, progress=progress)
         result["_columns"] = {c: result["scores"].get(c) for c in ("pixel_accuracy", "miou", "map")}
         return result
-    from .ovss import BENCHMARK_SETTINGS, OVSSSettings, run_ovss
+    from .ovss import run_ovss
+    from .ovss_methods import source_for
 
-    settings = BENCHMARK_SETTINGS.get(key, OVSSSettings())
-    size = explainer.backbone.image_size[0]
-    if size != settings.crop:  # a model of another input size (e.g. toy): windows and short side scale with it
-        settings = settings.scaled_to(size)
-    result = run_ovss(explainer, dataset, indices, settings=settings, templates=templates, progress=progress)
+    result = run_ovss(
+        explainer,
+        dataset,
+        indices,
+        settings=run.settings[label][key],
+        templates=templates,
+        progress=progress,
+        protocol=run.protocol,
+        source=source_for(label, run.protocol),
+    )
     result["_columns"] = {key: result["scores"].get("miou")}
     return result
 
@@ -207,50 +234,3 @@ def _explainability(
                 {metric: result["scores"].get(metric) for metric in run.preset.metrics}
             )
         run.files += sorted((out / "bench").glob("*.json"))
-
-
-def _cell(measured: float | None, published_value: float | None, mark: str) -> str:
-    if measured is None:
-        return "–"
-    if published_value is None:
-        return f"{measured:.1f} / –"
-    return f"{measured:.1f} / {published_value:.1f}{mark} ({measured - published_value:+.1f})"
-
-
-def comparison_markdown(run: ReproduceRun) -> str:
-    """Measured / published (difference) per method and column, with the sources and notes below."""
-    reference = published(run.preset)
-    columns = [c for c in reference["columns"] if any(c in row for row in run.measured.values())]
-    lines = [
-        f"## {run.preset.title}",
-        "",
-        f"backbone: {run.backbone}"
-        + (" (override: not the published model; the comparison checks the pipeline only)" if run.override else ""),
-        "",
-        "| method | " + " | ".join(columns) + " |",
-        "| --- |" + " ---: |" * len(columns),
-    ]
-    notes = []
-    for method, values in run.measured.items():
-        row = reference["by_method"].get(method, {})
-        mark = "*" if row.get("protocol_note") else ""
-        if mark:
-            notes.append(f"\\* {method}: published under another protocol: {row['protocol_note']}.")
-        cells = [_cell(values.get(c), reference["figures"].get(method, {}).get(c), mark) for c in columns]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"- cells: measured / published (measured − published); {reference['metric']}, x100.",
-        f"- published: {reference['paper']}, {reference['table']} (arXiv {reference['arxiv']}); "
-        f"model {reference['model']}.",
-    ]
-    for method in run.measured:
-        row = reference["by_method"].get(method, {})
-        if row.get("source"):
-            notes.append(f"{method} figures from {row['source']['paper']} (arXiv {row['source']['arxiv']}).")
-        if row.get("note"):
-            notes.append(f"{method}: {row['note']}.")
-    lines += [f"- {note}" for note in notes]
-    if run.unavailable:
-        lines.append(f"- not run (explainer not registered in this install): {', '.join(run.unavailable)}.")
-    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,10 @@ def test_every_preset_runs_on_toy(name, data_root, template_file, tmp_path, caps
         assert len(files) == 3 * len(runnable)
         card = json.loads((out / "clip__voc21.json").read_text())["protocol"]
         assert (card["crop"], card["stride"], card["prob_thd"]) == (64, 32, 0.1)  # SCLIP's 224/112 scaled to 64 px
-        assert "/ 16.4 (" in printed  # CLIP's published VOC21 figure beside the measured one
+        assert (
+            "/ 16.4‡ (" in printed
+        )  # CLIP's published VOC21 figure beside the measured one (fp16 aside, same protocol)
+        assert "| naclip | " in printed and "/ (58.9)†" in printed  # obtained under NACLIP's own protocol: not compared
     if name == "textspan-imagenet-seg":
         result = json.loads((out / "decomposition__imagenet_seg.json").read_text())
         assert result["images"] == 2 and result["protocol"]["subtract_class_mean"] is True
@@ -108,9 +112,53 @@ def test_comparison_prints_the_difference_and_the_sources():
         unavailable=["sclip"],
     )
     text = comparison_markdown(run)
-    assert "| clip | 20.0 / 16.4 (+3.6) | 3.0 / 2.9 (+0.1) |" in text
-    assert "| clearclip | 50.0 / 51.8* (-1.8) | – |" in text and "448" in text and "2407.12442" in text
+    assert "| clip | 20.0 / 16.4‡ (+3.6) | 3.0 / 2.9‡ (+0.1) |" in text and "in float16: compared" in text
+    # ClearCLIP's figure was obtained under its own protocol (448 windows, ...): shown, not compared in a common run
+    assert "| clearclip | 50.0 / (51.8)† | – |" in text and "--protocol paper" in text and "2407.12442" in text
     assert "| gem | 40.0 / – | – |" in text and "not run" in text and "sclip" in text
+    paper = comparison_markdown(replace(run, protocol="paper"))
+    assert "| clearclip | 50.0 / 51.8 (-1.8) | – |" in paper and "| clip | 20.0 / 16.4 (+3.6) |" in paper
+
+
+def test_paper_protocol_runs_every_method_end_to_end_and_prints_its_settings(
+    data_root, template_file, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    argv = ["reproduce", "ovss-vit-b16", "--protocol", "paper", "--data-root", str(data_root), "--backbone", "toy"]
+    argv += ["--only", "voc21,cityscapes", "--limit", "1", "--prompt-templates", str(template_file)]
+    code = main(argv + ["--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    preset = get_preset("ovss-vit-b16")
+    runnable = [m.label for m in preset.methods if available_methods(preset)[m.label]]
+    assert "protocol: paper" in printed
+    for label in runnable:
+        assert f"| {label} |" in printed and re.search(rf"^- {label} \(paper\): ", printed, re.MULTILINE), label
+        # every method's settings, alone or on the line of the methods with the same settings
+        assert re.search(rf"^- [a-z, ]*\b{label}\b[a-z, ]* \(paper\) settings: voc21: ", printed, re.MULTILINE), label
+    assert "- clip, maskclip, sclip (paper) settings: voc21: short side 96, 64/32 windows, logit scale 65" in printed
+    # the toy model is 64 px: NACLIP's whole image at short side 336 -> 96, ClearCLIP's 448 windows -> 128
+    assert "- naclip (paper): voc21: whole image instead of 64/32 windows; logit scale 40 instead of 65; " in printed
+    assert "PAMR on (10 steps, dilations 8, 16) instead of off" in printed
+    assert "128/64 windows at 128 px instead of 64/32 windows" in printed and "prob_thd 0.5 instead of 0.1" in printed
+    assert "- gem (paper): no protocol of its own" in printed
+    assert "/ 58.9 (" in printed and "/ 51.8 (" in printed  # own-protocol figures compared under --protocol paper
+    assert len(list(out.glob("*__paper.json"))) == 2 * len(runnable)
+    naclip = json.loads((out / "naclip__voc21__paper.json").read_text())
+    card = naclip["protocol"]
+    assert naclip["protocol"]["protocol"] == "paper" and "sinahmr/NACLIP" in card["source"]
+    assert card["whole_image"] is True and card["pamr_steps"] == 10 and card["area_thd"] is None
+    assert card["dtype"] == "float16" and card["logit_scale"] == 40 and card["short_side"] == 96
+    clear = json.loads((out / "clearclip__cityscapes__paper.json").read_text())["protocol"]
+    assert (clear["crop"], clear["stride"], clear["window_input"], clear["short_side"]) == (64, 64, 64, 128)
+    assert clear["window_input"] == 64 and clear["logit_scale"] == 50
+
+
+def test_paper_protocol_is_refused_where_a_preset_has_one_protocol(data_root, tmp_path, capsys):
+    argv = ["reproduce", "textspan-imagenet-seg", "--protocol", "paper", "--data-root", str(data_root)]
+    assert main(argv + ["--backbone", "toy", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "drop --protocol paper" in err[0]
 
 
 def test_missing_pieces_fail_at_once_with_one_line(data_root, tmp_path, capsys):
