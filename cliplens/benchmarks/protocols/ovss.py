@@ -47,6 +47,7 @@ from .ovss_windows import check_model_settings, resize_short_side, sliding_score
 from .pamr import network_input_guide, pamr
 
 if TYPE_CHECKING:
+    from ...backbones.base import Backbone
     from ...datasets.base import SegmentationDataset
     from ...explainers.base import Explainer
 
@@ -169,6 +170,20 @@ def run_ovss(
         scores = sliding_scores(explainer, image, text, settings)
         label = predict(scores, query_class, dataset.num_classes, settings, image)
         confusion.update(label, torch.from_numpy(np.asarray(sample.mask, dtype=np.int64)))
+    card = _card(backbone, prompts, settings, protocol, source, len(names), dataset.num_classes)
+    return {"scores": {**confusion.compute(dataset.class_names), "images": float(len(chosen))}, "protocol": card}
+
+
+def _card(
+    backbone: Backbone,
+    prompts: list[str],
+    settings: OVSSSettings,
+    protocol: str,
+    source: str,
+    class_names: int,
+    classes: int,
+) -> dict[str, Any]:
+    """The protocol card of an OVSS run: every setting that decides its number, and where they come from."""
     from ..results.protocol_card import protocol_card
 
     refinement = (
@@ -196,10 +211,10 @@ def run_ovss(
         "protocol": protocol,
         "source": source,
         **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
-        "class_names": len(names),
-        "classes": dataset.num_classes,
+        "class_names": class_names,
+        "classes": classes,
         "scores": "raw patch-text scores (no per-map normalisation)",
         "map_order": "none",
         "miou": "one confusion matrix over all pixels, nan-mean over classes seen",
     }
-    return {"scores": {**confusion.compute(dataset.class_names), "images": float(len(chosen))}, "protocol": card}
+    return card
