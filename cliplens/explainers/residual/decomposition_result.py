@@ -1,6 +1,6 @@
-"""The :class:`Decomposition` result of :func:`cliplens.explainers.residual.decomposition.decompose`: direct contributions
-to a ViT CLIP image embedding per residual component, layer, head and source token, and its views (per layer,
-per head, per token, on the patch grid, contracted with text directions)."""
+"""The :class:`Decomposition` result of :func:`cliplens.explainers.residual.decomposition.decompose`: direct
+contributions to a ViT CLIP image embedding per residual component, layer, head and source token, and its views
+(per layer, per head, per token, on the patch grid, contracted with text directions)."""
 
 from __future__ import annotations
 
