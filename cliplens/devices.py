@@ -157,7 +157,8 @@ def autocast_option(dtype: str | None) -> str | None:
 
 
 class _CheckedName:
-    """Option item type whose value is checked by ``check`` (which raises its own one-line message) and kept as given."""
+    """Option item type whose value is checked by ``check`` (which raises its own one-line message) and kept as
+    given."""
 
     option_type = option_words = option_plural = ""
 
@@ -208,13 +209,18 @@ class AutocastName(_CheckedName):
 
 # the options the built-in backbone factories share, as the annotations of their ``device`` / ``dtype`` / ``seed``
 # / ``autocast`` parameters (``device: Device = None``); the factory's signature is the declaration
-Device = Annotated[DeviceName | None, Opt("where the model runs: cpu, cuda, cuda:N, mps (default cpu)")]
-Dtype = Annotated[DtypeName | None, Opt("weights' dtype: " + ", ".join(DTYPE_NAMES) + " (default float32)")]
+if TYPE_CHECKING:  # to a type checker, the values as given and kept: the *Name classes above only check them
+    Device = torch.device | str | None
+    Dtype = torch.dtype | str | None
+    Autocast = torch.dtype | str | None
+else:
+    Device = Annotated[DeviceName | None, Opt("where the model runs: cpu, cuda, cuda:N, mps (default cpu)")]
+    Dtype = Annotated[DtypeName | None, Opt("weights' dtype: " + ", ".join(DTYPE_NAMES) + " (default float32)")]
+    Autocast = Annotated[
+        AutocastName | None,
+        Opt(
+            "run explainers that tolerate it under torch.autocast in this dtype "
+            "(float16, bfloat16), float32 weights kept; the others run in float32"
+        ),
+    ]
 Seed = Annotated[int, Opt("seed of the random initialisation (ARCH without weights)", min=0)]
-Autocast = Annotated[
-    AutocastName | None,
-    Opt(
-        "run explainers that tolerate it under torch.autocast in this dtype "
-        "(float16, bfloat16), float32 weights kept; the others run in float32"
-    ),
-]

@@ -62,7 +62,7 @@ def _coverage(path: str) -> frozenset[int]:
 
 
 @functools.cache
-def _font(path: str | None, size: int) -> ImageFont.ImageFont:
+def _font(path: str | None, size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     if path is None:
         try:
             return ImageFont.load_default(size=size)
@@ -71,7 +71,7 @@ def _font(path: str | None, size: int) -> ImageFont.ImageFont:
     return ImageFont.truetype(path, size=size, index=0)
 
 
-def _runs(text: str, size: int) -> list[tuple[str, ImageFont.ImageFont]]:
+def _runs(text: str, size: int) -> list[tuple[str, ImageFont.ImageFont | ImageFont.FreeTypeFont]]:
     """``text`` split into runs drawn with one font each (characters no font has become ``□``)."""
     files = font_files()
     if not files:
@@ -192,7 +192,7 @@ def overlay(
     image: Image.Image, heatmap: np.ndarray | torch.Tensor, alpha: float = 0.5, cmap: str = "jet"
 ) -> Image.Image:
     """Blend an (H, W) map in [0, 1] over ``image`` (the map is resized to the image)."""
-    colored = colorize(heatmap, cmap).resize(image.size, Image.BILINEAR)
+    colored = colorize(heatmap, cmap).resize(image.size, Image.Resampling.BILINEAR)
     return Image.blend(image.convert("RGB"), colored, alpha)
 
 
@@ -200,7 +200,7 @@ def fit_tile(image: Image.Image, size: int) -> Image.Image:
     """``image`` scaled so its longer side is ``size`` pixels, its aspect ratio kept."""
     scale = size / max(image.width, image.height)
     return image.convert("RGB").resize(
-        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BICUBIC
     )
 
 

@@ -166,6 +166,6 @@ def text_gradients(
             chunk,
             [
                 torch.zeros(k, *x.shape, dtype=x.dtype, device=x.device) if g is None else g
-                for g, x in zip(grads, inputs)
+                for g, x in zip(grads, inputs, strict=True)
             ],
         )

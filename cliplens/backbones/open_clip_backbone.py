@@ -138,7 +138,8 @@ class OpenCLIPBackbone(ModelBackbone):
         """(h, w) patch grid of :attr:`image_size` (the native grid unless :meth:`set_input_size` changed it)."""
         self._require_vit()
         if self.image_size == self.native_image_size:
-            return tuple(self.visual.grid_size)  # type: ignore[return-value]
+            h, w = self.visual.grid_size  # open_clip's (h, w) tuple
+            return h, w
         return self.grid_for(self.image_size)
 
     @property

@@ -16,7 +16,8 @@ from ..textfiles import read_lines  # noqa: F401  (re-exported for the commands)
 
 
 def parse_scoped_options(items: Iterable[str] | None) -> dict[str, dict[str, str]]:
-    """``["clip_surgery.depth=4", "lexical.top_k=32"]`` -> ``{"clip_surgery": {"depth": "4"}, "lexical": {"top_k": "32"}}``."""
+    """``["clip_surgery.depth=4", "lexical.top_k=32"]``
+    -> ``{"clip_surgery": {"depth": "4"}, "lexical": {"top_k": "32"}}``."""
     options: dict[str, dict[str, str]] = {}
     for item in items or ():
         scope_key, eq, value = item.partition("=")

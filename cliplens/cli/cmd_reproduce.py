@@ -1,4 +1,5 @@
-"""``cliplens reproduce NAME --data-root DIR [--weights ...]``: re-run a published table; ``--list`` shows the presets."""
+"""``cliplens reproduce NAME --data-root DIR [--weights ...]``: re-run a published table;
+``--list`` shows the presets."""
 
 from __future__ import annotations
 

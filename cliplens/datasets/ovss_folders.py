@@ -24,7 +24,7 @@ everywhere. Class names (with synonyms) come from ``cliplens/resources/ovss/<nam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -53,14 +53,14 @@ class Layout:
     nested: bool = False  # images in one sub-folder per city (Cityscapes)
 
 
-_VOC = dict(
+_VOC = Layout(
     images="JPEGImages",
     labels="SegmentationClass",
     image_suffix=".jpg",
     label_suffix=".png",
     split="ImageSets/Segmentation/val.txt",
 )
-_CONTEXT = dict(
+_CONTEXT = Layout(
     images="JPEGImages",
     labels="SegmentationClassContext",
     image_suffix=".jpg",
@@ -68,10 +68,10 @@ _CONTEXT = dict(
     split="ImageSets/SegmentationContext/val.txt",
 )
 LAYOUTS: dict[str, Layout] = {
-    "voc21": Layout(**_VOC),
-    "voc20": Layout(**_VOC, reduce_zero_label=True),
-    "context60": Layout(**_CONTEXT),
-    "context59": Layout(**_CONTEXT, reduce_zero_label=True),
+    "voc21": _VOC,
+    "voc20": replace(_VOC, reduce_zero_label=True),
+    "context60": _CONTEXT,
+    "context59": replace(_CONTEXT, reduce_zero_label=True),
     "coco_object": Layout("images/val2017", "annotations/val2017", ".jpg", ".png"),
     "coco_stuff": Layout("images/val2017", "annotations/val2017", ".jpg", "_labelTrainIds.png"),
     "cityscapes": Layout("leftImg8bit/val", "gtFine/val", "_leftImg8bit.png", "_gtFine_labelTrainIds.png", nested=True),

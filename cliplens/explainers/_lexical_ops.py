@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -22,7 +21,7 @@ def _sparsified(rows: Tensor, words: Tensor, *, mode: str, keep: int, threshold:
     del logits
     if mode == "threshold":
         # keep probs >= threshold: F.threshold keeps x > below, the float just under the first kept value
-        return F.threshold_(probs, _just_below_kept(threshold, probs), 0.0)
+        return torch.threshold_(probs, _just_below_kept(threshold, probs), 0.0)  # F.threshold_ is torch.threshold_
     kept = torch.zeros_like(probs, dtype=torch.bool)
     kept.scatter_(1, probs.topk(keep, dim=-1).indices, True)
     return probs.mul_(kept)

@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 _LEGACY_SUPPORT = ("supports", "check_support", "poolings", "pooling_refusals")
 
 
+def _height_width(size: Sequence[int]) -> tuple[int, int]:
+    """A 2-sequence (a tuple, a list, ``torch.Size``) as the ``(H, W)`` tuple; ValueError for any other length."""
+    height, width = size
+    return height, width
+
+
 @dataclass
 class PatchScores:
     """What :meth:`Explainer.explain_patches` returns.
@@ -86,7 +92,7 @@ class Explanation:
     def upsampled_scores(self) -> torch.Tensor:
         """(B, T, H, W) the raw scores bilinearly upsampled to the maps' size, not normalised
         (for protocols that threshold or compare raw scores), through the same geometry; computed on each access."""
-        return resample(self.patch_scores, tuple(self.maps.shape[-2:]), self.geometry)
+        return resample(self.patch_scores, _height_width(self.maps.shape[-2:]), self.geometry)
 
     def map(self, image: int, text: int | str) -> torch.Tensor:
         """(H, W) map for one image and one text (index or the text itself)."""
@@ -118,7 +124,7 @@ class ScoredBatch:
             geometry = [geometry[i] for i in images] if geometry is not None else None
         if texts is not None:
             scores = scores[:, list(texts)]
-        return scores_to_maps(scores, tuple(size), self.map_order, geometry)
+        return scores_to_maps(scores, _height_width(size), self.map_order, geometry)
 
 
 class Explainer(ABC):
@@ -264,7 +270,7 @@ class Explainer(ABC):
             self._check_pixels(pixels)
         check_geometry(geometry, pixels)
         if output_size is None and geometry is not None:
-            sources = sorted({tuple(g.source) for g in geometry})
+            sources = sorted({_height_width(g.source) for g in geometry})
             if len(sources) > 1:
                 raise InputError(
                     f"images of {len(sources)} sizes ({', '.join(f'{w}x{h}' for h, w in sources[:3])}"
@@ -273,7 +279,7 @@ class Explainer(ABC):
                 )
             output_size = sources[0]
         scored = self._score(pixels, self.encode_texts(texts), texts, geometry)
-        size = tuple(output_size) if output_size is not None else tuple(pixels.shape[-2:])
+        size = _height_width(output_size if output_size is not None else pixels.shape[-2:])
         maps = scored.maps(size)
         return Explanation(
             maps=maps,

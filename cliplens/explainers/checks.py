@@ -66,7 +66,7 @@ def check_pixels(
             f"got {type(pixels).__name__}; pass images= for PIL images"
         )
     any_size = grid_for is not None and pixels.dim() == 4
-    if any_size:
+    if grid_for is not None and any_size:
         grid_for(pixels)  # sides that are multiples of the patch size, or one line
     if (
         pixels.dim() != 4

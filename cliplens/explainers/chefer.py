@@ -83,6 +83,7 @@ class CheferRelevance(Explainer):
         backbone = self.backbone
         with torch.enable_grad():
             graph = run_attention_graph(backbone, pixels, self.start_layer, grad=True)
+            assert graph.embedding is not None, "run_attention_graph sets the embedding"
             image = F.normalize(graph.embedding, dim=-1)
             own = backbone.logit_scale
             scale = (
@@ -90,10 +91,11 @@ class CheferRelevance(Explainer):
             )
             scores = scale * image @ text_features.to(device=image.device, dtype=image.dtype).T  # (B, T)
             layers = graph.layers
-            rows = []
-            for chunk, grads in text_gradients(scores, [graph.heads[l] for l in layers], self.max_texts_per_pass):
-                row = None  # (k, B, N+1): the class row of R, built from the left starting at e_0
-                for layer, grad in reversed(list(zip(layers, grads))):
+            rows: list[torch.Tensor] = []
+            heads = [graph.heads[layer] for layer in layers]
+            for _, grads in text_gradients(scores, heads, self.max_texts_per_pass):
+                row: torch.Tensor | None = None  # (k, B, N+1): the class row of R, built from the left from e_0
+                for layer, grad in reversed(list(zip(layers, grads, strict=True))):
                     probs = graph.probs[layer].detach()
                     work = torch.float64 if probs.dtype == torch.float64 else torch.float32
                     attention_grad = graph.attention_grads(layer, grad.to(work))  # (k, B, H, N+1, N+1)
@@ -102,6 +104,7 @@ class CheferRelevance(Explainer):
                         row = torch.zeros_like(cam[:, :, 0])
                         row[:, :, 0] = 1.0
                     row = row + torch.einsum("kbi,kbij->kbj", row, cam)
+                assert row is not None, "run_attention_graph returns at least one layer"
                 rows.append(row)
         prefix = backbone.num_prefix_tokens
         h, w = backbone.grid_for(pixels)

@@ -89,21 +89,26 @@ class LeGrad(Explainer):
         with torch.enable_grad():
             graph = run_attention_graph(backbone, pixels, self.start_layer, grad=True, local=True)
             layers = graph.layers
-            texts = text_features.to(device=graph.embedding.device, dtype=graph.embedding.dtype)
-            total = 0
+            embedding = graph.embedding  # (B, D)
+            assert embedding is not None, "run_attention_graph sets the embedding"
+            texts = text_features.to(device=embedding.device, dtype=embedding.dtype)
+            total: torch.Tensor | int = 0
             for layer in layers:  # Σ_l s_l: with local blocks, A_l's gradient is s_l's alone
                 tokens = graph.outputs[layer]
                 pooled = tokens.mean(dim=1) if self.pooling == "mean" else tokens[:, 0]
                 total = total + F.normalize(backbone.project_tokens(pooled), dim=-1) @ texts.T  # (B, T)
-            chunks = []
-            for _, grads in text_gradients(total, [graph.heads[l] for l in layers], self.max_texts_per_pass):
-                summed = 0
-                for layer, grad in zip(layers, grads):
+            assert isinstance(total, torch.Tensor), "run_attention_graph returns at least one layer"
+            chunks: list[torch.Tensor] = []
+            heads = [graph.heads[layer] for layer in layers]
+            for _, grads in text_gradients(total, heads, self.max_texts_per_pass):
+                summed: torch.Tensor | int = 0
+                for layer, grad in zip(layers, grads, strict=True):
                     work = torch.float64 if grad.dtype == torch.float64 else torch.float32
                     positive = graph.attention_grads(layer, grad.to(work)).clamp(min=0)  # (k, B, H, N+1, N+1)
                     heads_mean = positive.mean(dim=2)  # (k, B, N+1, N+1)
                     per_key = heads_mean.mean(dim=2) if self.rows == "all" else heads_mean[:, :, 0]
                     summed = summed + per_key[..., prefix:]  # (k, B, N)
+                assert isinstance(summed, torch.Tensor)
                 chunks.append(summed)
         h, w = backbone.grid_for(pixels)
         maps = torch.cat(chunks, dim=0).permute(1, 0, 2).reshape(pixels.shape[0], -1, h, w)

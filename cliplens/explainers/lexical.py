@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -287,7 +287,7 @@ class Lexical(Explainer):
         return lexical_scores(
             features,
             self.normalized_words(),
-            mode=self.mode,
+            mode=cast(Literal["threshold", "topk"], self.mode),  # a str option; lexical_scores checks it
             k=self.k,
             temperature=self.temperature,
             sparse=sparse,
@@ -368,8 +368,8 @@ class Lexical(Explainer):
 def _as_words(values: torch.Tensor, index: torch.Tensor, vocabulary: Sequence[str]) -> list[list[tuple[str, float]]]:
     """(R, n) values and vocabulary indices -> R lists of (word, score) for the non-zero values."""
     return [
-        [(vocabulary[i], v) for i, v in zip(row_index, row_values) if v > 0]
-        for row_index, row_values in zip(index.tolist(), values.tolist())
+        [(vocabulary[i], v) for i, v in zip(row_index, row_values, strict=True) if v > 0]
+        for row_index, row_values in zip(index.tolist(), values.tolist(), strict=True)
     ]
 
 

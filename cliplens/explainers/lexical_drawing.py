@@ -84,7 +84,7 @@ def draw_top_words(
     scale = max(1.0, min_cell * w / image.width)
     canvas = image.convert("RGB")
     if scale > 1.0:
-        canvas = canvas.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+        canvas = canvas.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
     overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     cell_w, cell_h = canvas.width / w, canvas.height / h

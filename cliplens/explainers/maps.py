@@ -94,7 +94,7 @@ def scores_to_maps(
     if order == NORMALIZE_THEN_UPSAMPLE:
         where = None
         if geometry is not None and not all(g.is_identity for g in geometry):
-            grid = tuple(scores.shape[-2:])
+            grid = (scores.shape[-2], scores.shape[-1])
             where = torch.stack([g.content_patches(grid) for g in geometry])[:, None].to(scores.device)
         # normalize_maps allocates its result, so what resample returns is never the scores: clamp in place
         return resample(normalize_maps(scores, where), size, geometry).clamp_(0.0, 1.0)

@@ -115,6 +115,7 @@ class AttentionRollout(Explainer):
             mixed = 0.5 * fused + 0.5 * eye
             mixed = mixed / mixed.sum(dim=-1, keepdim=True)
             row = mixed[:, 0] if row is None else torch.einsum("bi,bij->bj", row, mixed)
+        assert row is not None, "run_attention_graph returns at least one layer"
         return row
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:

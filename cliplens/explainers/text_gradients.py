@@ -101,7 +101,7 @@ def _batched(
     # the graph is kept (a failure must be able to fall back to the loop); it goes with the caller's scores
     return tuple(
         torch.zeros(stop - start, *x.shape, dtype=x.dtype, device=x.device) if g is None else g
-        for g, x in zip(grads, inputs)
+        for g, x in zip(grads, inputs, strict=True)
     )
 
 
@@ -114,5 +114,5 @@ def _one_by_one(
             torch.autograd.grad(scores[:, j].sum(), inputs, retain_graph=keep or j < stop - 1, allow_unused=True)
         )
     return tuple(
-        torch.stack([torch.zeros_like(x) if r[k] is None else r[k] for r in rows]) for k, x in enumerate(inputs)
+        torch.stack([torch.zeros_like(x) if (g := r[k]) is None else g for r in rows]) for k, x in enumerate(inputs)
     )

@@ -74,6 +74,12 @@ class _PerturbationCurve(Metric):
     ``end_sum``, ``pairs`` ``(C,)`` — sums.
     """
 
+    # states (add_state), float64 sums over the dataset per class: (C,)
+    auc_sum: torch.Tensor
+    start_sum: torch.Tensor
+    end_sum: torch.Tensor
+    pairs: torch.Tensor
+
     needs_model = True
     #: True: start from the baseline and restore pixels; False: start intact and delete
     inserts: ClassVar[bool] = False

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import torch
 
 from ..options import Opt
 from ._common import check_maps, class_keys, count_true, per_class, ratio, tag
-from .base import Metric, MetricInput
-
-if TYPE_CHECKING:
-    from .batch import BatchInput
-
+from .base import Metric, MetricBatch, MetricInput
+from .batch import BatchInput
 
 #: where a pixel exactly at the threshold falls: "background" (``map > t``) or "foreground" (``map >= t``)
 AT_THRESHOLD = ("background", "foreground")
@@ -60,6 +57,12 @@ class MeanIoU(Metric):
 
     name = "miou"
     higher_is_better = True
+    # states (add_state), float64 sums over the dataset; T thresholds, C classes
+    intersection: torch.Tensor  # (T, C) pixels
+    union: torch.Tensor  # (T, C) pixels
+    images_with_class: torch.Tensor  # (C,)
+    image_iou_sum: torch.Tensor  # (T,)
+    images: torch.Tensor  # () images with a present class
 
     def __init__(
         self,
@@ -116,9 +119,9 @@ class MeanIoU(Metric):
             union[row] = count_true(predicted | truth).double().cpu()
             del predicted
 
-    def update_batch(self, batch: BatchInput) -> None:
+    def update_batch(self, batch: MetricBatch) -> None:
         """All (image, present class) pairs of a batch at once; the same pixel counts as :meth:`update`."""
-        if batch.maps is None:
+        if not isinstance(batch, BatchInput) or batch.maps is None:
             return super().update_batch(batch)
         batch.check(self.name, self.num_classes)
         facts = batch.facts
@@ -152,7 +155,7 @@ class MeanIoU(Metric):
         result: dict[str, float] = {}
         results_by_threshold = [self._values(row) for row in range(len(self.thresholds))]
         for prefix, (mean, per_image, iou, scored) in [(self.name, results_by_threshold[0])] + [
-            (f"{self.name}@{tag(t)}", values) for t, values in zip(self.thresholds, results_by_threshold)
+            (f"{self.name}@{tag(t)}", values) for t, values in zip(self.thresholds, results_by_threshold, strict=True)
         ]:
             result[prefix] = mean
             result[f"{prefix}/per_image"] = per_image

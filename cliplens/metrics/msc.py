@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from ._common import check_maps, class_keys, count_true, per_class, ratio
-from .base import MAP_CHUNK_ELEMENTS, Metric, MetricInput
-
-if TYPE_CHECKING:
-    from .batch import BatchInput
-
+from .base import MAP_CHUNK_ELEMENTS, Metric, MetricBatch, MetricInput
+from .batch import BatchInput
 
 #: map pixels per float64 block when one chunk is larger than MAP_CHUNK_ELEMENTS
 _SUM_BLOCK = 1 << 20
@@ -53,6 +48,9 @@ class MeanScoreContrast(Metric):
 
     name = "msc"
     higher_is_better = True
+    # states (add_state), float64 sums over the dataset per class: (C,)
+    contrast_sum: torch.Tensor
+    pairs: torch.Tensor
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
         super().__init__(num_classes, class_names)
@@ -71,9 +69,9 @@ class MeanScoreContrast(Metric):
             )
             del inside, outside, maps  # free them before the next chunk is made
 
-    def update_batch(self, batch: BatchInput) -> None:
+    def update_batch(self, batch: MetricBatch) -> None:
         """All (image, present class) pairs of a batch at once, region counts shared with the other explainers."""
-        if batch.maps is None or batch.pair_maps.numel() > MAP_CHUNK_ELEMENTS:
+        if not isinstance(batch, BatchInput) or batch.maps is None or batch.pair_maps.numel() > MAP_CHUNK_ELEMENTS:
             return super().update_batch(batch)
         batch.check(self.name, self.num_classes)
         facts = batch.facts

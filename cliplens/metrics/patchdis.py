@@ -6,7 +6,7 @@ import torch
 
 from ..errors import InputError
 from ._common import check_patch_scores, class_keys, per_class, ratio
-from .base import Metric, MetricInput
+from .base import Metric, MetricBatch, MetricInput
 from .batch import BatchInput, patch_ground_truth
 
 
@@ -29,6 +29,7 @@ class PatchDis(Metric):
 
     name = "patchdis"
     higher_is_better = True
+    confusion: torch.Tensor  # state (add_state): (C, C) float64 patch counts
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
         super().__init__(num_classes, class_names)
@@ -37,11 +38,14 @@ class PatchDis(Metric):
     def update(self, item: MetricInput) -> None:
         check_patch_scores(self.name, item, self.num_classes)
         scores = item.patch_scores
+        assert scores is not None, "check_patch_scores refuses an item without patch scores"
         truth = patch_ground_truth(item.mask, (scores.shape[1], scores.shape[2]), self.num_classes, item.ignore_index)
         self._add_votes(truth, scores.argmax(dim=0).flatten().to(truth.device))
 
-    def update_batch(self, batch: BatchInput) -> None:
+    def update_batch(self, batch: MetricBatch) -> None:
         """Every patch of a batch at once; the patch ground truth is shared with the other explainers."""
+        if not isinstance(batch, BatchInput):
+            return super().update_batch(batch)
         scores = batch.patch_scores
         if scores.ndim != 4 or scores.shape[:2] != (len(batch.facts), self.num_classes):
             raise InputError(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import torch
 
 from ..options import Opt
 from ._common import check_maps, class_keys, per_class, ratio
-from .base import MAP_CHUNK_ELEMENTS, Metric, MetricInput
-
-if TYPE_CHECKING:
-    from .batch import BatchInput
+from .base import MAP_CHUNK_ELEMENTS, Metric, MetricBatch, MetricInput
+from .batch import BatchInput
 
 
 def pointing_hit(class_map: torch.Tensor, target: torch.Tensor, tolerance: int) -> bool:
@@ -46,6 +44,9 @@ class PointingGame(Metric):
 
     name = "pointing_game"
     higher_is_better = True
+    # states (add_state), float64 sums over the dataset per class: (C,)
+    hits: torch.Tensor
+    pairs: torch.Tensor
 
     def __init__(
         self,
@@ -70,10 +71,11 @@ class PointingGame(Metric):
                 del target
             del maps  # free it before the next chunk is made
 
-    def update_batch(self, batch: BatchInput) -> None:
+    def update_batch(self, batch: MetricBatch) -> None:
         """All (image, present class) pairs of a batch at once: each peak's squared distance to every pixel of its
-        class, a few pairs at a time (:data:`~cliplens.metrics.base.MAP_CHUNK_ELEMENTS`); hits as :func:`pointing_hit`."""
-        if batch.maps is None:
+        class, a few pairs at a time (:data:`~cliplens.metrics.base.MAP_CHUNK_ELEMENTS`); hits as
+        :func:`pointing_hit`. Another kind of batch goes image by image."""
+        if not isinstance(batch, BatchInput) or batch.maps is None:
             return super().update_batch(batch)
         batch.check(self.name, self.num_classes)
         facts = batch.facts

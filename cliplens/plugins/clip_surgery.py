@@ -1,4 +1,5 @@
-"""Built-in plugin ``clip_surgery``: CLIP Surgery's v–v path and feature surgery; the code is :mod:`cliplens.explainers.clip_surgery`."""
+"""Built-in plugin ``clip_surgery``: CLIP Surgery's v–v path and feature surgery;
+the code is :mod:`cliplens.explainers.clip_surgery`."""
 
 from __future__ import annotations
 

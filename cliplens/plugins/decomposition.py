@@ -1,4 +1,5 @@
-"""Built-in plugin ``decomposition``: per-token direct contributions (residual decomposition); the code is :mod:`cliplens.explainers.residual.decomposition`."""
+"""Built-in plugin ``decomposition``: per-token direct contributions (residual decomposition);
+the code is :mod:`cliplens.explainers.residual.decomposition`."""
 
 from __future__ import annotations
 

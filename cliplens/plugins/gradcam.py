@@ -1,4 +1,5 @@
-"""Built-in plugin ``gradcam``: Grad-CAM on the tokens of one ViT block; the code is :mod:`cliplens.explainers.gradcam`."""
+"""Built-in plugin ``gradcam``: Grad-CAM on the tokens of one ViT block;
+the code is :mod:`cliplens.explainers.gradcam`."""
 
 from __future__ import annotations
 

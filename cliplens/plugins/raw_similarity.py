@@ -1,4 +1,5 @@
-"""Built-in plugin ``raw_similarity``: cosine of every projected patch token with each text; the code is :mod:`cliplens.explainers.raw_similarity`."""
+"""Built-in plugin ``raw_similarity``: cosine of every projected patch token with each text;
+the code is :mod:`cliplens.explainers.raw_similarity`."""
 
 from __future__ import annotations
 

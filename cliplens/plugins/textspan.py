@@ -1,4 +1,5 @@
-"""Built-in plugin ``textspan``: maps from chosen heads, with TextSpan descriptions of those heads; the code is :mod:`cliplens.explainers.residual.textspan`."""
+"""Built-in plugin ``textspan``: maps from chosen heads, with TextSpan descriptions of those heads;
+the code is :mod:`cliplens.explainers.residual.textspan`."""
 
 from __future__ import annotations
 

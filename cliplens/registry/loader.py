@@ -11,6 +11,7 @@ that use other names still run.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as metadata
 import os
@@ -143,7 +144,7 @@ def load_registry(
     for module_name in builtin_modules if builtin_modules is not None else builtin_plugin_modules():
         short = module_name.rsplit(".", 1)[-1]
         candidates.append(
-            (short, lambda m=module_name: importlib.import_module(m), "cliplens", _builtin_version(), True)
+            (short, functools.partial(importlib.import_module, module_name), "cliplens", _builtin_version(), True)
         )
     if entry_points:
         for ep in metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
@@ -151,7 +152,7 @@ def load_registry(
             version = ep.dist.version if ep.dist is not None else None
             candidates.append((ep.name, ep.load, dist, version, False))
     for name, obj in (extra_plugins or {}).items():
-        candidates.append((name, lambda o=obj: o, None, None, False))
+        candidates.append((name, functools.partial(_given, obj), None, None, False))
 
     for name, load, dist, version, builtin in candidates:
         if name in blocked:
@@ -183,6 +184,11 @@ def load_registry(
     return registry
 
 
+def _given(plugin: object) -> object:
+    """``plugin`` itself: ``functools.partial(_given, obj)`` loads an ``extra_plugins`` object."""
+    return plugin
+
+
 def _run_hooks(registry: Registry, plugin: object, info: PluginInfo, provider: Provider, strict: bool) -> None:
     """Call each hook the plugin implements, recording what it registers."""
     pm = registry.plugin_manager
@@ -191,22 +197,7 @@ def _run_hooks(registry: Registry, plugin: object, info: PluginInfo, provider: P
         if not impls:
             continue
         info.hooks.append(hook_name)
-        catalog = registry.catalog(kind)
-
-        def register(name: str, obj: Any, description: str | None = None, **unexpected: Any) -> None:
-            if unexpected:  # e.g. the options= of older versions: options are declared in obj's signature only
-                raise PluginError(
-                    f"{provider} passed {', '.join(sorted(unexpected))} to register({name!r}, ...): register takes "
-                    "name, obj and description; options are the keyword parameters of obj's signature"
-                )
-            try:
-                catalog.add(name, obj, provider, description if description is not None else hookspecs.describe(obj))
-            except NameConflictError as exc:  # the name is unusable (Catalog.get refuses it), the rest works
-                info.conflicts.append(str(exc))
-                _fail(f"{exc}; commands that use this name stop with this error, the others run", strict)
-                return
-            info.registered.setdefault(kind, []).append(name)
-
+        register = _register_function(registry, kind, info, provider, strict)
         for impl in impls:
             try:
                 impl.function(register=register)
@@ -216,3 +207,26 @@ def _run_hooks(registry: Registry, plugin: object, info: PluginInfo, provider: P
             except Exception as exc:  # noqa: BLE001
                 info.error = f"{type(exc).__name__}: {exc}"
                 _fail(f"cliplens {provider} raised in {hook_name} and was partly skipped: {info.error}", strict)
+
+
+def _register_function(
+    registry: Registry, kind: str, info: PluginInfo, provider: Provider, strict: bool
+) -> Callable[..., None]:
+    """The ``register`` callback one plugin's hook of ``kind`` gets: adds to that kind's catalog."""
+    catalog = registry.catalog(kind)
+
+    def register(name: str, obj: Any, description: str | None = None, **unexpected: Any) -> None:
+        if unexpected:  # e.g. the options= of older versions: options are declared in obj's signature only
+            raise PluginError(
+                f"{provider} passed {', '.join(sorted(unexpected))} to register({name!r}, ...): register takes "
+                "name, obj and description; options are the keyword parameters of obj's signature"
+            )
+        try:
+            catalog.add(name, obj, provider, description if description is not None else hookspecs.describe(obj))
+        except NameConflictError as exc:  # the name is unusable (Catalog.get refuses it), the rest works
+            info.conflicts.append(str(exc))
+            _fail(f"{exc}; commands that use this name stop with this error, the others run", strict)
+            return
+        info.registered.setdefault(kind, []).append(name)
+
+    return register

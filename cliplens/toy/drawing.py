@@ -166,7 +166,7 @@ def _place_objects(
             inside = cov >= 0.5
             trial = np.where(inside, obj.class_index, mask)
             ok = True
-            for o, c in zip(placed + [obj], coverages + [cov]):
+            for o, c in zip(placed + [obj], coverages + [cov], strict=True):
                 visible = int((trial == o.class_index).sum())
                 if visible < max(min_px, _MIN_VISIBLE_FRACTION * float((c >= 0.5).sum())):
                     ok = False
@@ -191,7 +191,7 @@ def render_scene(
     """
     img = _draw_clutter(rng, _background(rng, size))
     objects, coverages, mask = _place_objects(rng, classes, size, radius_range)
-    for obj, cov in zip(objects, coverages):
+    for obj, cov in zip(objects, coverages, strict=True):
         tex = _object_texture(rng, np.asarray(obj.rgb, dtype=np.float32) / 255.0, size)
         if OUTLINE_RIM > 0:  # a dark inner rim: the same luminance edge for every colour
             rim = polygon_rim_coverage(

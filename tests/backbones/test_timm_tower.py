@@ -53,13 +53,13 @@ def hand_forward(sd, pixels, prefix_tokens: int, layer_scale: bool):
         x = torch.cat([torch.cat(prefix, 1).expand(x.shape[0], -1, -1), x], 1)
     x = x + sd[f"{t}.pos_embed"]
     inputs, probs = [], []
-    for l in range(2):
-        p = f"{t}.blocks.{l}"
+    for layer in range(2):
+        p = f"{t}.blocks.{layer}"
         inputs.append(x)
         h = ln(x, sd, p + ".norm1")
         q, k, v = (
             heads(F.linear(h, W, b))
-            for W, b in zip(sd[p + ".attn.qkv.weight"].chunk(3), sd[p + ".attn.qkv.bias"].chunk(3))
+            for W, b in zip(sd[p + ".attn.qkv.weight"].chunk(3), sd[p + ".attn.qkv.bias"].chunk(3), strict=True)
         )
         if p + ".attn.q_norm.weight" in sd:
             q, k = ln(q, sd, p + ".attn.q_norm"), ln(k, sd, p + ".attn.k_norm")
@@ -109,10 +109,12 @@ def test_trace_blocks_and_projection_match_the_hand_forward(variant):
     inputs, probs, final, embedding, per_token = hand_forward(sd, pixels, prefix, "init_values" in options)
     with torch.no_grad():
         trace = backbone.trace(pixels)
-        for l in range(2):
-            torch.testing.assert_close(trace.block_inputs[l], inputs[l])
-            torch.testing.assert_close(trace.attention_probs(l), probs[l])
-            torch.testing.assert_close(trace.head_outputs(l).sum(2) + trace.blocks[l].out_bias, trace.attn_out[l])
+        for layer in range(2):
+            torch.testing.assert_close(trace.block_inputs[layer], inputs[layer])
+            torch.testing.assert_close(trace.attention_probs(layer), probs[layer])
+            torch.testing.assert_close(
+                trace.head_outputs(layer).sum(2) + trace.blocks[layer].out_bias, trace.attn_out[layer]
+            )
         torch.testing.assert_close(trace.final, final)
         torch.testing.assert_close(trace.embedding, embedding)
         torch.testing.assert_close(backbone.encode_image(pixels, normalize=False), embedding)
@@ -132,7 +134,7 @@ def test_class_token_timm_tower_has_a_linear_projection_and_mean_pooling_is_name
     mean = wrap_open_clip(tiny_siglip(global_pool="avg"), None, name="avg")
     assert mean.pooling == "mean"
     with pytest.raises(BackboneError, match="linear projection"):
-        mean.projection
+        _ = mean.projection
 
 
 def test_siglip_explainers_run_or_refuse_with_the_reason():

@@ -41,7 +41,8 @@ TEXTS = ["a red circle", "the dog"]
 
 
 def _open_clip_hf_tokenizer_works() -> bool:
-    """open_clip 2.24's HFTokenizer calls ``batch_encode_plus``, which transformers 5 removed (the floor pair differs)."""
+    """open_clip 2.24's HFTokenizer calls ``batch_encode_plus``, which transformers 5 removed (the floor pair
+    differs)."""
     import inspect
 
     import open_clip.tokenizer

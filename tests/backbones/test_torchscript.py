@@ -51,7 +51,8 @@ def openai_style_archive(tmp_path_factory):
 def test_torchscript_archive_round_trips_embeddings(openai_style_archive):
     path, source, pixels, image, text = openai_style_archive
     assert zipfile.is_zipfile(path)
-    with pytest.raises(Exception):  # the reason this reader exists
+    # the reason this reader exists (RuntimeError in torch >= 2.6, an unpickling error before)
+    with pytest.raises((RuntimeError, pickle.UnpicklingError)):
         torch.load(str(path), weights_only=True)
     loaded = create_backbone(f"{ARCH}:{path}")
     for key, tensor in source.model.state_dict().items():

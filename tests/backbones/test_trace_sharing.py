@@ -38,7 +38,7 @@ def test_served_traces_equal_own_traces_restricted_to_the_request(family):
         with share.serving(backbone, pixels):
             served = [backbone.trace(pixels, layers=layers, capture=capture) for layers, capture in requests]
     assert share.served == len(requests)
-    for mine, theirs in zip(served, own):
+    for mine, theirs in zip(served, own, strict=True):
         _same(mine, theirs)
 
 

@@ -51,9 +51,9 @@ def ln(x, sd, prefix, eps=1e-5):
     return (x - mu) / torch.sqrt(var + eps) * sd[prefix + ".weight"] + sd[prefix + ".bias"]
 
 
-def reference_qkv(x, sd, l):
-    """x (B, N, d) residual entering block l -> q, k, v (B, H, N, dh) by hand."""
-    p = f"visual.transformer.resblocks.{l}"
+def reference_qkv(x, sd, layer):
+    """x (B, N, d) residual entering block layer -> q, k, v (B, H, N, dh) by hand."""
+    p = f"visual.transformer.resblocks.{layer}"
     h = ln(x, sd, p + ".ln_1")
     W, b = sd[p + ".attn.in_proj_weight"], sd[p + ".attn.in_proj_bias"]
     d = x.shape[-1]
@@ -64,31 +64,31 @@ def reference_qkv(x, sd, l):
     return out
 
 
-def reference_out_proj(heads, sd, l):
-    """(B, H, N, dh) per-head values -> (B, N, d) through block l's out projection (with its bias), by hand."""
-    p = f"visual.transformer.resblocks.{l}"
+def reference_out_proj(heads, sd, layer):
+    """(B, H, N, dh) per-head values -> (B, N, d) through block layer's out projection (with its bias), by hand."""
+    p = f"visual.transformer.resblocks.{layer}"
     B, _, N, _ = heads.shape
     return (
         heads.permute(0, 2, 1, 3).reshape(B, N, -1) @ sd[p + ".attn.out_proj.weight"].T + sd[p + ".attn.out_proj.bias"]
     )
 
 
-def reference_mlp(y, sd, l):
-    """What block l's MLP adds to ``y``: c_proj(GELU(c_fc(ln_2(y)))), exact GELU, by hand."""
-    p = f"visual.transformer.resblocks.{l}"
+def reference_mlp(y, sd, layer):
+    """What block layer's MLP adds to ``y``: c_proj(GELU(c_fc(ln_2(y)))), exact GELU, by hand."""
+    p = f"visual.transformer.resblocks.{layer}"
     hidden = ln(y, sd, p + ".ln_2") @ sd[p + ".mlp.c_fc.weight"].T + sd[p + ".mlp.c_fc.bias"]
     hidden = 0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))
     return hidden @ sd[p + ".mlp.c_proj.weight"].T + sd[p + ".mlp.c_proj.bias"]
 
 
-def reference_block(x, sd, l, probs_fn=None, residual=True, mlp=True):
+def reference_block(x, sd, layer, probs_fn=None, residual=True, mlp=True):
     """One block by hand; ``probs_fn(q, k, v)`` replaces softmax(q k^T / sqrt(dh))."""
-    q, k, v = reference_qkv(x, sd, l)
+    q, k, v = reference_qkv(x, sd, layer)
     dh = q.shape[-1]
     probs = probs_fn(q, k, v) if probs_fn else torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), -1)
-    attn = reference_out_proj(probs @ v, sd, l)
+    attn = reference_out_proj(probs @ v, sd, layer)
     y = x + attn if residual else attn
-    return y + reference_mlp(y, sd, l) if mlp else y
+    return y + reference_mlp(y, sd, layer) if mlp else y
 
 
 def reference_embed(pixels, sd):
@@ -120,18 +120,18 @@ def test_trace_matches_hand_forward(backbone, sd, pixels):
         trace = backbone.trace(pixels)
         x = reference_embed(pixels, sd)
         assert torch.allclose(trace.block_inputs[0], x, atol=1e-10)
-        for l in range(3):
-            q, k, v = reference_qkv(x, sd, l)
-            tq, tk, tv = trace.qkv(l)
+        for layer in range(3):
+            q, k, v = reference_qkv(x, sd, layer)
+            tq, tk, tv = trace.qkv(layer)
             assert torch.allclose(tq, q, atol=1e-10) and torch.allclose(tk, k, atol=1e-10)
             assert torch.allclose(tv, v, atol=1e-10)
             probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), -1)
-            assert torch.allclose(trace.attention_probs(l), probs, atol=1e-12)
-            heads = trace.head_outputs(l).sum(2) + sd[f"visual.transformer.resblocks.{l}.attn.out_proj.bias"]
-            assert torch.allclose(heads, trace.attn_out[l], atol=1e-10)
-            x = reference_block(x, sd, l)
-            if l < 2:
-                assert torch.allclose(trace.block_inputs[l + 1], x, atol=1e-10)
+            assert torch.allclose(trace.attention_probs(layer), probs, atol=1e-12)
+            heads = trace.head_outputs(layer).sum(2) + sd[f"visual.transformer.resblocks.{layer}.attn.out_proj.bias"]
+            assert torch.allclose(heads, trace.attn_out[layer], atol=1e-10)
+            x = reference_block(x, sd, layer)
+            if layer < 2:
+                assert torch.allclose(trace.block_inputs[layer + 1], x, atol=1e-10)
         assert torch.allclose(trace.final, x, atol=1e-10)
         emb = ln(x[:, 0], sd, "visual.ln_post") @ sd["visual.proj"]
         assert torch.allclose(trace.embedding, emb, atol=1e-10)
@@ -140,9 +140,9 @@ def test_trace_matches_hand_forward(backbone, sd, pixels):
 def test_run_block_default_is_the_models_block(backbone, sd, pixels):
     with torch.no_grad():
         trace = backbone.trace(pixels)
-        for l in range(2):
-            out = run_block(trace.blocks[l], trace.block_inputs[l])
-            assert torch.allclose(out, trace.block_inputs[l + 1], atol=1e-10)
+        for layer in range(2):
+            out = run_block(trace.blocks[layer], trace.block_inputs[layer])
+            assert torch.allclose(out, trace.block_inputs[layer + 1], atol=1e-10)
 
 
 def _self(a_name, b_name):
@@ -194,10 +194,10 @@ def test_dual_path_reads_the_original_tokens(backbone, sd, pixels):
         got = dual_path(trace, 1, AttentionSpec(("vv",)))
         original = trace.block_inputs[1]
         new = original.clone()
-        for l in (1, 2):
-            attn_only = reference_block(original, sd, l, _self("v", "v"), residual=False, mlp=False)
+        for layer in (1, 2):
+            attn_only = reference_block(original, sd, layer, _self("v", "v"), residual=False, mlp=False)
             new = new + attn_only
-            original = reference_block(original, sd, l)
+            original = reference_block(original, sd, layer)
     assert torch.allclose(got, new, atol=1e-10)
 
 
@@ -220,9 +220,9 @@ def test_trace_is_batch_first_for_sequence_first_towers(model, batch):
     with torch.no_grad():
         a, b = bf.trace(px), sf.trace(px)
     for part in ("block_inputs", "ln_1", "attn_out", "mlp_out"):
-        for l in range(3):
-            assert getattr(b, part)[l].shape == (batch, 17, 64)
-            assert torch.allclose(getattr(a, part)[l], getattr(b, part)[l], atol=1e-5)
+        for layer in range(3):
+            assert getattr(b, part)[layer].shape == (batch, 17, 64)
+            assert torch.allclose(getattr(a, part)[layer], getattr(b, part)[layer], atol=1e-5)
     assert torch.allclose(a.final, b.final, atol=1e-5) and torch.allclose(a.embedding, b.embedding, atol=1e-5)
 
 

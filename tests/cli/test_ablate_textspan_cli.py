@@ -167,7 +167,7 @@ def test_textspan_writes_reports_and_ablates(registered, tmp_path, capsys):
     assert code == 0, text
     report = json.loads((out / "textspan.json").read_text())
     assert report["layers"] == [1, 2] and report["num_images"] == 8 and report["pool_size"] == 8
-    assert [h["head"] for h in report["heads"]] == [f"L{l}.H{h}" for l in (1, 2) for h in range(4)]
+    assert [h["head"] for h in report["heads"]] == [f"L{layer}.H{h}" for layer in (1, 2) for h in range(4)]
     assert all(len(h["texts"]) == 3 and 0 <= h["explained_fraction"] <= 1 + 1e-9 for h in report["heads"])
     assert report["ablation"]["results"][0]["ablated"] == "heads 2.1"
     markdown = (out / "textspan.md").read_text()

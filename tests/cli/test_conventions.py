@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _imports_torch(argv: list[str]) -> bool:
     code = (
-        "import sys\nfrom cliplens.cli.main import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-        "print('torch' in sys.modules, 'open_clip' in sys.modules)" % argv
+        f"import sys\nfrom cliplens.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'open_clip' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -62,11 +62,10 @@ def test_bench_help_lists_the_registered_formats_and_metrics(capsys):
     from cliplens.benchmarks.defaults import BUILTIN_DATASETS, BUILTIN_METRICS
     from cliplens.registry import get_registry
 
-    builtin = lambda kind: sorted(
-        n
-        for n in get_registry().catalog(kind).names("*")  # noqa: E731
-        if get_registry().catalog(kind).get(n).provider.distribution == "cliplens"
-    )
+    def builtin(kind: str) -> list[str]:
+        catalog = get_registry().catalog(kind)
+        return sorted(n for n in catalog.names("*") if catalog.get(n).provider.distribution == "cliplens")
+
     assert list(BUILTIN_DATASETS) == builtin("dataset") and set(BUILTIN_DATASETS) <= set(list_datasets())
     assert list(BUILTIN_METRICS) == builtin("metric") and set(BUILTIN_METRICS) <= set(list_metrics())
     with pytest.raises(SystemExit):

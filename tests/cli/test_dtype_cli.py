@@ -1,4 +1,5 @@
-"""``--dtype`` of ``cliplens explain``, ``bench`` and ``speed``: autocast for the tolerant explainers, float32 for the rest."""
+"""``--dtype`` of ``cliplens explain``, ``bench`` and ``speed``: autocast for the tolerant explainers, float32 for
+the rest."""
 
 from __future__ import annotations
 

@@ -282,7 +282,7 @@ def _write_matlab_like(path: Path, images: list[np.ndarray], masks: list[np.ndar
     with h5py.File(path, "w") as handle:
         refs = handle.create_group("#refs#")
         img_refs, gt_refs = [], []
-        for i, (image, mask) in enumerate(zip(images, masks)):
+        for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
             img_refs.append(refs.create_dataset(f"img{i}", data=image.transpose(2, 1, 0)).ref)  # (3, W, H)
             target = refs.create_dataset(f"gt{i}", data=mask.T.astype(np.uint8))  # (W, H)
             if cell_gt:  # a 1x1 MATLAB cell around the mask

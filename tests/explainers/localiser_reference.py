@@ -58,8 +58,8 @@ def texts():
 def stream_entering(pixels, sd, layer):
     """(B, N+1, d) the residual stream entering block ``layer`` of the unmodified model, by hand."""
     x = reference_embed(pixels, sd)
-    for l in range(layer):
-        x = reference_block(x, sd, l)
+    for block in range(layer):
+        x = reference_block(x, sd, block)
     return x
 
 

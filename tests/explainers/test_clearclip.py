@@ -26,7 +26,7 @@ def reference_clearclip(pixels, sd, texts, attention="qq", residual=False, mlp_o
     """ClearCLIP by hand: y = out_proj(softmax(q qᵀ/√dh) v) (no residual, no FFN unless asked)."""
     last = LAYERS - 1
     x = stream_entering(pixels, sd, last)
-    t = dict(zip("qkv", qkv_heads(x, sd, last)))
+    t = dict(zip("qkv", qkv_heads(x, sd, last), strict=True))
     probs = softmax_logits(t[attention[0]], t[attention[1]])
     attended = out_proj(probs @ t["v"], sd, last)
     return finish_block(x, attended, sd, last, texts, residual, mlp_on)

@@ -139,9 +139,9 @@ def _explicit(model, px: torch.Tensor, text: torch.Tensor):
     x = ln(x, "ln_pre")
     d = x.shape[1]
     embed = x[0].clone()
-    attn_terms, mlp_terms, token_terms = [], [], []  # token_terms[l][h][i] (d,)
-    for l, blk in enumerate(v.transformer.resblocks):
-        pre = f"transformer.resblocks.{l}"
+    attn_terms, mlp_terms, token_terms = [], [], []  # token_terms[block][h][i] (d,)
+    for block, blk in enumerate(v.transformer.resblocks):
+        pre = f"transformer.resblocks.{block}"
         H = blk.attn.num_heads
         dh = d // H
         y = ln(x, f"{pre}.ln_1")
@@ -179,7 +179,9 @@ def _explicit(model, px: torch.Tensor, text: torch.Tensor):
         [
             [[mapped(c + bo_l / (H * N1), 1 / (K * H * N1)) for c in head] for head in layer]
             for layer, bo_l in zip(
-                token_terms, [p[f"transformer.resblocks.{l}.attn.out_proj.bias"] for l in range(len(token_terms))]
+                token_terms,
+                [p[f"transformer.resblocks.{block}.attn.out_proj.bias"] for block in range(len(token_terms))],
+                strict=True,
             )
         ]
     )

@@ -56,7 +56,8 @@ TOKENIZER = open_clip.get_tokenizer("ViT-B-16", context_length=16)
 
 @functools.cache
 def random_vit(layer_scale: bool = False) -> torch.nn.Module:
-    """(Shared: only copies are wrapped or cast.) A tiny random open_clip CLIP (3 blocks, 4 heads, 4x4 patches), random biases, LayerNorms (and layer scales)."""
+    """(Shared: only copies are wrapped or cast.) A tiny random open_clip CLIP (3 blocks, 4 heads, 4x4 patches),
+    random biases, LayerNorms (and layer scales)."""
     torch.manual_seed(7)
     vision = {"image_size": 32, "patch_size": 8, "width": 64, "layers": LAYERS, "head_width": 16, "mlp_ratio": 2.0}
     if layer_scale:
@@ -83,7 +84,8 @@ def pixels():
 
 
 def authors_gem(gem_wrapper, model, depth, iterations=1, temperature=None):
-    """gem-torch around a float64 copy of ``model``, GEM over our ``depth`` last blocks (their depth counts one more)."""
+    """gem-torch around a float64 copy of ``model``, GEM over our ``depth`` last blocks (their depth counts one
+    more)."""
     wrapper = gem_wrapper(
         copy.deepcopy(model).double(), TOKENIZER, depth=depth + 1, ss_attn_iter=iterations, ss_attn_temp=temperature
     )

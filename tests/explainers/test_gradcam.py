@@ -57,7 +57,7 @@ def reference_gradcam(backbone, pixels: torch.Tensor, text: torch.Tensor, activa
 
 def _correlations(ours: torch.Tensor, reference: np.ndarray) -> list[float]:
     values = []
-    for a, b in zip(ours.reshape(ours.shape[0], -1).numpy(), reference.reshape(reference.shape[0], -1)):
+    for a, b in zip(ours.reshape(ours.shape[0], -1).numpy(), reference.reshape(reference.shape[0], -1), strict=True):
         assert a.std() > 0 and b.std() > 0, "degenerate (constant) map: pick other inputs"
         values.append(float(np.corrcoef(a, b)[0, 1]))
     return values

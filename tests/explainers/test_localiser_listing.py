@@ -1,4 +1,5 @@
-"""The eight localisers of issue 12 are registered, run in the OVSS preset, and have a README method row with a paper."""
+"""The eight localisers of issue 12 are registered, run in the OVSS preset, and have a README method row with a
+paper."""
 
 from __future__ import annotations
 

@@ -290,7 +290,7 @@ def test_property_aware_map_matches_step_by_step_heads(tiny_backbone, cache):
     out = explainer.explain(pixels=px, texts=texts)
     features = tiny_backbone.encode_text(texts).double().numpy()
     h, w = tiny_backbone.grid_size
-    for t, text in enumerate(texts):
+    for t in range(len(texts)):
         unit = features[t] / np.linalg.norm(features[t])
         span = {key: float(np.sum((r.directions.numpy() @ unit) ** 2)) for key, r in explainer.analysis.results.items()}
         chosen = sorted(span, key=lambda key: -span[key])[:3]

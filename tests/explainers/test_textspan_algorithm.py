@@ -101,7 +101,7 @@ def test_recovers_true_texts_in_order_of_variance() -> None:
     result = textspan(outputs.float(), pool.float(), rank=80, num_texts=len(SIGMAS))
     assert result.indices == positions
     # each variance close to the sample variance of its coefficient (sigma^2)
-    for variance, sigma in zip(result.variance.tolist(), SIGMAS):
+    for variance, sigma in zip(result.variance.tolist(), SIGMAS, strict=True):
         assert variance == pytest.approx(sigma**2, rel=0.2)
     assert result.variance.tolist() == sorted(result.variance.tolist(), reverse=True)
     # the removed directions are the true ones (up to sign)

@@ -29,7 +29,7 @@ def _dataset(seed: int = 3, images: int = 7) -> tuple[list[torch.Tensor], torch.
     """Masks (blocky, some ignore pixels), maps (B, C, H, W) in [0, 1] and patch scores (B, C, h, w)."""
     gen = torch.Generator().manual_seed(seed)
     masks = []
-    for i in range(images):
+    for _ in range(images):
         coarse = torch.randint(0, CLASSES - 1, (SIZE[0] // 6 + 1, SIZE[1] // 6 + 1), generator=gen)
         mask = coarse[torch.arange(SIZE[0]) // 6][:, torch.arange(SIZE[1]) // 6]
         mask = torch.where(torch.rand(SIZE, generator=gen) < 0.05, torch.tensor(IGNORE), mask)
@@ -49,7 +49,7 @@ def _reference(masks, maps, scores, thresholds, tolerance):
     per_image = {t: [] for t in thresholds}
     contrasts, hits = [], []
     confusion = torch.zeros(CLASSES, CLASSES, dtype=torch.float64)
-    for mask, image_maps, image_scores in zip(masks, maps, scores):
+    for mask, image_maps, image_scores in zip(masks, maps, scores, strict=True):
         mask = mask.long()
         valid = mask != IGNORE
         present = [c for c in range(CLASSES) if bool((mask == c).any())]
@@ -135,11 +135,11 @@ def test_batched_and_per_image_updates_give_the_same_states():
     batched = _metrics((0.4,), 3)
     _batched(masks, maps, scores, batched, batch_size=4)
     per_image = _metrics((0.4,), 3)
-    for mask, image_maps, image_scores in zip(masks, maps, scores):
+    for mask, image_maps, image_scores in zip(masks, maps, scores, strict=True):
         item = MetricInput(maps=image_maps, patch_scores=image_scores, mask=mask, ignore_index=IGNORE)
         for metric in per_image:
             metric.update(item)
-    for a, b in zip(batched, per_image):
+    for a, b in zip(batched, per_image, strict=True):
         for name, state in a.states().items():
             assert torch.equal(state, b.states()[name]), (a.name, name)
 

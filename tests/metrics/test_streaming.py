@@ -308,5 +308,5 @@ def test_default_bench_scores_on_shapes_are_unchanged(explainer_name):
         )
         for metric in reference:
             metric.update(item)
-    for new, old in zip(streamed, reference):
+    for new, old in zip(streamed, reference, strict=True):
         assert new.compute() == old.compute(), new.name

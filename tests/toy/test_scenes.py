@@ -75,14 +75,14 @@ def test_mask_is_the_visible_part_of_the_drawn_objects(index):
         for o in scene.objects
     ]
     expected = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.int64)
-    for obj, cov in zip(scene.objects, coverages):  # painter's order: later objects on top
+    for obj, cov in zip(scene.objects, coverages, strict=True):  # painter's order: later objects on top
         expected[cov >= 0.5] = obj.class_index
     assert scene.mask.dtype == np.int64 and scene.mask.shape == (IMAGE_SIZE, IMAGE_SIZE)
     assert np.array_equal(scene.mask, expected)
     # the topmost object is whole; every object keeps at least half of itself
     top, top_cov = scene.objects[-1], coverages[-1]
     assert np.all(scene.mask[top_cov >= 0.5] == top.class_index)
-    for obj, cov in zip(scene.objects, coverages):
+    for obj, cov in zip(scene.objects, coverages, strict=True):
         assert (scene.mask == obj.class_index).sum() >= 0.5 * (cov >= 0.5).sum() > 0
 
 

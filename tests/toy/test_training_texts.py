@@ -102,7 +102,7 @@ def test_batches_are_a_pure_function_of_seed_and_step():
     cfg = _small_cfg()
     pool = ScenePool.render(cfg, 64)
     a, b = ToyBatches(cfg, pool, 24)[3], ToyBatches(cfg, pool, 24)[3]
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     images, tokens, match = a
     assert images.shape == (8, 3, 64, 64) and tokens.shape == (16, 24) and match.shape == (8, 16)
     assert bool(match[torch.arange(8), torch.arange(8)].all())

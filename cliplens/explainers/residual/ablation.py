@@ -28,6 +28,8 @@ from ...errors import InputError
 from .decomposition import decompose, parse_heads, resolve_layers
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from ...backbones.base import Backbone
     from ...datasets.base import SegmentationDataset
 
@@ -207,7 +209,7 @@ class LabelledImages:
         skipped: how many samples were looked at but not kept.
     """
 
-    images: list
+    images: list[Image.Image]
     labels: torch.Tensor
     class_names: list[str]
     sample_ids: list[str]
@@ -229,7 +231,10 @@ def labelled_images(
     if not candidates:
         raise InputError(f"dataset {dataset.spec or type(dataset).__name__!r} has no non-background class to classify")
     remap = {c: j for j, c in enumerate(candidates)}
-    images, labels, ids, skipped = [], [], [], 0
+    images: list[Image.Image] = []
+    labels: list[int] = []
+    ids: list[str] = []
+    skipped = 0
     for index in range(len(dataset)):
         if limit is not None and len(images) >= limit:
             break

@@ -131,8 +131,8 @@ def decompose(
         mu, sigma = jm.stats(trace.final[:, 0])
         share = 1.0 / jm.num_components
         embed_term = jm.apply(trace.block_inputs[0][:, 0], mu, sigma, share)
-        attn = jm.apply(torch.stack([trace.attn_out[l][:, 0] for l in range(L)], 1), mu, sigma, share)
-        mlp = jm.apply(torch.stack([trace.mlp_out[l][:, 0] for l in range(L)], 1), mu, sigma, share)
+        attn = jm.apply(torch.stack([trace.attn_out[layer][:, 0] for layer in range(L)], 1), mu, sigma, share)
+        mlp = jm.apply(torch.stack([trace.mlp_out[layer][:, 0] for layer in range(L)], 1), mu, sigma, share)
         head_terms, token_terms = _detail_terms(
             backbone, trace, detail, text_features, mu, sigma, want_heads=heads, want_tokens=bool(tokens)
         )

@@ -1,6 +1,6 @@
-"""The :class:`Decomposition` result of :func:`cliplens.explainers.residual.decomposition.decompose`: direct contributions
-to a ViT CLIP image embedding per residual component, layer, head and source token, and its views (per layer,
-per head, per token, on the patch grid, contracted with text directions)."""
+"""The :class:`Decomposition` result of :func:`cliplens.explainers.residual.decomposition.decompose`: direct
+contributions to a ViT CLIP image embedding per residual component, layer, head and source token, and its views
+(per layer, per head, per token, on the patch grid, contracted with text directions)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ class Decomposition:
     def reference(self) -> torch.Tensor:
         """(B, X) the backbone's own embedding in this basis (``embedding @ text^T`` when contracted)."""
         ref = self.embedding.to(self.attn.dtype)
-        return ref @ self.text_features.to(ref.dtype).T if self.contracted else ref
+        texts = self.text_features  # not None exactly when contracted
+        return ref if texts is None else ref @ texts.to(ref.dtype).T
 
     def sum_error(self) -> float:
         """Largest relative error ``|total - reference| / |reference|`` over the batch (norms over X)."""
@@ -123,16 +124,19 @@ class Decomposition:
         if self.contracted:
             raise InputError("this decomposition is already contracted with texts")
 
-        def c(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t @ text_features.to(device=t.device, dtype=t.dtype).T
+        def c(t: torch.Tensor) -> torch.Tensor:
+            return t @ text_features.to(device=t.device, dtype=t.dtype).T
+
+        def c_optional(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else c(t)
 
         return replace(
             self,
             embed_term=c(self.embed_term),
             attn=c(self.attn),
             mlp=c(self.mlp),
-            heads=c(self.heads),
-            tokens=c(self.tokens),
+            heads=c_optional(self.heads),
+            tokens=c_optional(self.tokens),
             text_features=text_features,
             texts=list(texts) if texts is not None else None,
         )

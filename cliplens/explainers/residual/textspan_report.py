@@ -8,12 +8,15 @@ README.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from cliplens.errors import InputError
 from cliplens.explainers.residual.textspan_algorithm import TextSpanResult
 
 __all__ = ["head_label", "textspan_markdown", "textspan_report"]
+
+
+_Key = TypeVar("_Key", bound=Hashable)  # (layer, head) or any label
 
 
 def head_label(key: Hashable) -> str:
@@ -24,7 +27,7 @@ def head_label(key: Hashable) -> str:
 
 
 def textspan_report(
-    results: Mapping[Hashable, TextSpanResult],
+    results: Mapping[_Key, TextSpanResult],
     pool: Sequence[str],
     *,
     max_texts: int | None = None,
