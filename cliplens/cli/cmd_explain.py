@@ -24,7 +24,7 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..explainers.base import Explainer, Explanation
+    from ..explainers.base import Explainer
 
 #: a progress bar (stderr) from this many images on
 PROGRESS_FROM = 4
@@ -290,21 +290,12 @@ def _write_sheets(sheets: list[list[list[Any]]], stem: Path) -> Iterator[Path]:
         yield write_bytes_atomically(target, png_bytes(with_colorbar(grid(rows))), advice=OUT_OF_SPACE)
 
 
-def constant_reason(result: Explanation, t: int) -> str | None:
-    """Why text ``t``'s map of image 0 is constant, or None when it is not."""
-    scores = result.patch_scores[0, t]
-    spread = float(scores.max() - scores.min())
-    if spread > 1e-7 * max(1.0, float(scores.abs().max())):
-        return None
-    reasons = result.extras.get("constant_reasons") or {}
-    return reasons.get(t) or f"{result.explainer} scored every patch the same ({float(scores.max()):.3g})"
-
-
 def _draw(
     explainer: Explainer, name: str, path: str, image: Image.Image, texts: list[str], size: int, top_words: bool
 ) -> dict[str, Any]:
     """One image's pictures: its sheets (rows of tiles, at most MAPS_PER_SHEET maps each), its overlay
     tile per text (for grid.png), the constant maps with their reasons."""
+    from ..explainers.maps import constant_reason
     from ..visualize import fit_tile, overlay, pages
 
     shown = fit_tile(image, size)

@@ -76,15 +76,6 @@ def check_request(image: Image.Image | None, texts: Sequence[str], explainers: S
         raise InputError(f"unknown explainer {unknown[0]!r}: choose from {', '.join(sorted(known))}")
 
 
-def constant_reason(result: Explanation, t: int) -> str | None:
-    """Why text ``t``'s map of image 0 is constant (drawn blank), or None (the rule of ``cliplens explain``)."""
-    scores = result.patch_scores[0, t]
-    if float(scores.max() - scores.min()) > 1e-7 * max(1.0, float(scores.abs().max())):
-        return None
-    reasons = result.extras.get("constant_reasons") or {}
-    return reasons.get(t) or f"{result.explainer} scored every patch the same ({float(scores.max()):.3g})"
-
-
 def top_words_note(result: Explanation, top: int = 5) -> str | None:
     """lexical: the words that top the most patches of image 0, with their patch counts."""
     cells = result.extras.get("top_words")
@@ -115,6 +106,8 @@ def explain_figure(
     are still drawn. Bad requests raise :class:`InputError`, an unloadable backbone
     :class:`~cliplens.errors.BackboneError`, both before any map is made.
     """
+    from ..explainers.maps import constant_reason
+
     start = time.perf_counter()
     check_request(image, texts, explainers)
     assert image is not None  # checked above; for the type checker

@@ -3,8 +3,8 @@ min–max normalisation, in the three orders explainers declare as :attr:`~clipl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -106,3 +106,53 @@ def scores_to_maps(
             )
         return resample(scores, size, geometry)
     raise ExplainerError(f"unknown map order {order!r}; expected one of {', '.join(MAP_ORDERS)}")
+
+
+#: a map is constant when its patch scores spread less than this times max(1, largest |score|)
+CONSTANT_SPREAD = 1e-7
+
+
+def constant_maps(patch_scores: torch.Tensor) -> torch.Tensor:
+    """(..., h, w) patch scores -> (...) bool: True for each map whose scores are all the same (or not finite).
+
+    Such a map min–max normalises to all zeros (:func:`normalize_maps`) and is drawn blank; the
+    rule is ``max - min <= CONSTANT_SPREAD * max(1, max |score|)``, the one ``cliplens explain``,
+    the demo and the bench all use.
+    """
+    flat = patch_scores.detach().flatten(-2).float()
+    if flat.shape[-1] == 0:
+        return torch.ones(flat.shape[:-1], dtype=torch.bool, device=flat.device)
+    lo, hi = torch.aminmax(flat, dim=-1)
+    scale = flat.abs().amax(dim=-1).clamp_min(1.0)
+    return ~((hi - lo) > CONSTANT_SPREAD * scale)
+
+
+def constant_reason(result: Any, t: int, image: int = 0, *, with_value: bool = True) -> str | None:
+    """Why text ``t``'s map of image ``image`` is constant, or None when it is not.
+
+    ``result``: an :class:`~cliplens.explainers.base.Explanation` or anything with its ``patch_scores``
+    (B, T, h, w), ``extras`` and ``explainer`` (name). The explainer's own reason
+    (``extras["constant_reasons"][t]``, e.g. lexical's) comes first; otherwise the generic one, with the
+    constant value when ``with_value`` (the bench leaves it out so that equal reasons count together).
+    """
+    scores = result.patch_scores[image, t]
+    if not bool(constant_maps(scores)):
+        return None
+    return constant_reason_of(result.explainer, (result.extras or {}).get("constant_reasons"), t, scores, with_value)
+
+
+def constant_reason_of(
+    explainer: str,
+    reasons: Mapping[int, str] | None,
+    t: int,
+    scores: torch.Tensor | None = None,
+    with_value: bool = True,
+) -> str:
+    """The reason given for a constant map of text ``t``: the explainer's own (``reasons``) or the generic one
+    (with the value of the (h, w) ``scores`` when given and ``with_value``)."""
+    own = (reasons or {}).get(t)
+    if own:
+        return own
+    if with_value and scores is not None and scores.numel():
+        return f"{explainer} scored every patch the same ({float(scores.max()):.3g})"
+    return f"{explainer} scored every patch the same"

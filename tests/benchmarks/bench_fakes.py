@@ -107,6 +107,15 @@ class FakeNaN(Explainer):
         return PatchScores(torch.full((pixels.shape[0], text_features.shape[0], 4, 4), float("nan")))
 
 
+class FakeFlat(Explainer):
+    """FakeColour, except that text 0 scores every patch 0.25 (a constant map) with a reason of its own."""
+
+    def explain_patches(self, pixels, text_features):
+        scores = FakeColour.explain_patches(self, pixels, text_features).scores.clone()
+        scores[:, 0] = 0.25
+        return PatchScores(scores, extras={"constant_reasons": {0: "text 0 is flat on purpose"}})
+
+
 class FakeBoom(Explainer):
     def explain_patches(self, pixels, text_features):
         raise RuntimeError("boom on purpose")
@@ -156,6 +165,7 @@ def register_explainers(register):
     register("fake_colour", FakeColour)
     register("fake_nan", FakeNaN)
     register("fake_boom", FakeBoom)
+    register("fake_flat", FakeFlat)
     register("fake_interrupt", FakeInterrupt)
     register("fake_rank_boom", FakeRankBoom)
     register("fake_ctor_typeerror", FakeCtorTypeError)

@@ -269,6 +269,7 @@ class DataPass:
         explainer = lane.explainer
         rows = [pixels[row] for row in range(len(group))] if self.needs_model else None
         inputs = batch_input(result, facts, rows, lane.score_fn)
+        lane.outcome.count_constant(result)
         for metric in lane.metrics:
             self.stage = f"metric {metric.name!r} of explainer {explainer.name!r}"
             metric.update_batch(inputs)

@@ -54,6 +54,26 @@ class PassOutcome:
     traceback: str | None = None
     strict_error: str | None = None
     examples: list[Example] = field(default_factory=list)
+    #: maps (image x class) the metrics were given, how many of them were constant, and why ({reason: count})
+    maps: int = 0
+    constant_maps: int = 0
+    constant_reasons: dict[str, int] = field(default_factory=dict)
+
+    def count_constant(self, batch: Any) -> None:
+        """Count the maps of ``batch`` (:class:`~.metric_inputs.BatchMaps`, patch scores (B, T, h, w)) and
+        which of them are constant (:func:`cliplens.explainers.maps.constant_maps`), with their reasons."""
+        from ...explainers.maps import constant_maps, constant_reason_of
+
+        flat = constant_maps(batch.patch_scores)  # (B, T)
+        self.maps += int(flat.numel())
+        if not bool(flat.any()):
+            return
+        reasons = batch.extras.get("constant_reasons") if batch.extras else None
+        for t in flat.any(dim=0).nonzero().flatten().tolist():
+            count = int(flat[:, t].sum())
+            reason = constant_reason_of(batch.explainer, reasons, t, with_value=False)
+            self.constant_maps += count
+            self.constant_reasons[reason] = self.constant_reasons.get(reason, 0) + count
 
 
 @dataclass

@@ -32,8 +32,8 @@ side at most N pixels, masks resized nearest, maps made at that size directly).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -103,13 +103,16 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @dataclass
 class BatchMaps:
-    """Maps of a batch of images at one size, made on demand (``scored``) or held in full (``maps``)."""
+    """Maps of a batch of images at one size, made on demand (``scored``) or held in full (``maps``);
+    ``patch_scores`` (B, T, h, w), the explainer's name and its ``extras`` (e.g. ``constant_reasons``)."""
 
     patch_scores: torch.Tensor
     size: tuple[int, int]
     num_texts: int
     scored: ScoredBatch | None = None
     maps: torch.Tensor | None = None
+    explainer: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def map_fn(self, row: int) -> Callable[[Sequence[int]], torch.Tensor]:
         """``map_fn(classes) -> (k, H, W)`` for image ``row`` of the batch."""
@@ -134,14 +137,26 @@ def explain_batch(explainer: Explainer, texts: list[str], pixels: torch.Tensor, 
     size = (int(size[0]), int(size[1]))
     if overrides_explain(explainer):
         result = explainer.explain(texts=texts, pixels=pixels, output_size=size)
-        return BatchMaps(patch_scores=result.patch_scores, size=size, num_texts=len(texts), maps=result.maps)
+        return BatchMaps(
+            patch_scores=result.patch_scores,
+            size=size,
+            num_texts=len(texts),
+            maps=result.maps,
+            explainer=explainer.name,
+            extras=dict(result.extras or {}),
+        )
     scored = explainer.explain_scores(texts, pixels=pixels)
     if pixels.shape[0] * len(texts) * size[0] * size[1] <= FULL_MAPS_ELEMENTS:
         # the very call explain(output_size=size) makes: torch's CPU bilinear kernel rounds a few small
         # outputs (8x8 -> 64x64 with >= 10 channels) 1 ulp differently with fewer channels, so ordinary
         # images keep it; its time also stays in the explainer's, as before
-        return BatchMaps(patch_scores=scored.patch_scores, size=size, num_texts=len(texts), maps=scored.maps(size))
-    return BatchMaps(patch_scores=scored.patch_scores, size=size, num_texts=len(texts), scored=scored)
+        maps = scored.maps(size)
+        return BatchMaps(
+            scored.patch_scores, size, len(texts), maps=maps, explainer=explainer.name, extras=scored.extras
+        )
+    return BatchMaps(
+        scored.patch_scores, size, len(texts), scored=scored, explainer=explainer.name, extras=scored.extras
+    )
 
 
 def metric_input(

@@ -22,6 +22,8 @@ from PIL import Image
 
 from ..results.examples import load_examples
 from ..results.files import STATUS_OK
+from ..results.protocol_card import card_markers
+from .table import CONSTANT_MARK, constant_note, group_table
 from .scores import grouped, higher_is_better, metric_names, metric_title, score
 
 
@@ -103,11 +105,15 @@ def page_data(results: Sequence[dict[str, Any]], run_dir: Path, figure_files: Se
     groups = []
     for (backbone, dataset), members in grouped(results).items():
         runs = []
-        for r in members:
+        marks, _ = card_markers(members)
+        for r, mark in zip(members, marks, strict=True):
             timing = r.get("timing") or {}
+            constant = constant_note(r) if r.get("status") == STATUS_OK else None
             runs.append(
                 {
                     "explainer": r.get("explainer", {}).get("name", "?"),
+                    "mark": mark + (CONSTANT_MARK if constant else ""),
+                    "constant": constant,
                     "status": r.get("status"),
                     "scores": {m: score(r, m) for m in metrics},
                     "ms": timing.get("explain_ms_per_image"),
@@ -116,7 +122,16 @@ def page_data(results: Sequence[dict[str, Any]], run_dir: Path, figure_files: Se
                     "protocol": _protocol(r),
                 }
             )
-        groups.append({"backbone": backbone, "dataset": dataset, "runs": runs, "samples": _samples(members, run_dir)})
+        notes = group_table(members)[2]  # footnotes, protocol markers, constant maps: as in leaderboard.md
+        groups.append(
+            {
+                "backbone": backbone,
+                "dataset": dataset,
+                "runs": runs,
+                "notes": notes,
+                "samples": _samples(members, run_dir),
+            }
+        )
     charts = [
         {"name": p.stem, "src": _png(np.asarray(Image.open(p).convert("RGB")))}
         for p in figure_files
@@ -164,7 +179,7 @@ scale (0 blue … 1 red) and, with the slider, the binarised mask (map ≥ thres
 const DATA = JSON.parse(document.getElementById("data").textContent);
 const el = (tag, attrs = {}, text) => { const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text !== undefined) e.textContent = text; return e; };
-const fmt = v => (v === null || v === undefined) ? "–" : (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1));
+const fmt = v => (v === null || v === undefined) ? "–" : (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1)).replace(/^-(0(\\.0*)?)$/, "$1");
 function jet(v) { const c = x => Math.max(0, Math.min(1, x)); return [c(1.5 - Math.abs(4 * v - 3)), c(1.5 - Math.abs(4 * v - 2)), c(1.5 - Math.abs(4 * v - 1))].map(x => Math.round(255 * x)); }
 function loadImage(src) { return new Promise(ok => { const i = new Image(); i.onload = () => ok(i); i.src = src; }); }
 function pixels(img) { const c = document.createElement("canvas"); c.width = img.width; c.height = img.height;
@@ -186,7 +201,9 @@ function leaderboard(group, gi) {
       if (x === y) return 0; if (x === null || x === undefined) return 1; if (y === null || y === undefined) return -1;
       return (x < y ? -1 : 1) * (order.desc ? -1 : 1); });
     body.replaceChildren(...runs.map(run => { const tr = el("tr", run.status === "ok" ? {} : {class: "failed"});
-      cols.forEach(c => { const v = value(run, c.key); const td = el("td", {}, c.key === "explainer" ? v : fmt(v));
+      cols.forEach(c => { const v = value(run, c.key); const td = c.key === "explainer" ? el("td") : el("td", {}, fmt(v));
+        if (c.key === "explainer") { td.appendChild(el("span", {class: "name"}, v));
+          if (run.mark) td.appendChild(el("sup", {class: "mark", title: run.constant || "another protocol: see the notes"}, run.mark)); }
         if (c.key in best && v === best[c.key]) td.className = "best"; tr.appendChild(td); }); return tr; }));
     head.querySelectorAll("th").forEach(th => { th.className = th.dataset.key === order.key ? (order.desc ? "sorted-desc" : "sorted-asc") : ""; });
   }
@@ -246,7 +263,9 @@ function browser(group, gi) {
 
 DATA.groups.forEach((group, gi) => {
   const section = el("section"); section.appendChild(el("h2", {}, `${group.backbone} on ${group.dataset}`));
-  section.appendChild(leaderboard(group, gi)); section.appendChild(el("h3", {}, "Protocol of each run"));
+  section.appendChild(leaderboard(group, gi));
+  const notes = el("ul", {class: "notes", id: `notes-${gi}`}); (group.notes || []).forEach(n => notes.appendChild(el("li", {}, n)));
+  section.appendChild(notes); section.appendChild(el("h3", {}, "Protocol of each run"));
   group.runs.forEach(r => { section.appendChild(el("div", {}, r.explainer));
     const ul = el("ul", {class: "protocol"}); r.protocol.forEach(line => ul.appendChild(el("li", {}, line))); section.appendChild(ul); });
   section.appendChild(perClass(group, gi)); section.appendChild(browser(group, gi));

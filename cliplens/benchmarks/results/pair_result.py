@@ -27,7 +27,10 @@ class PairResult:
 
     ``scores`` maps a metric key (``"miou"``, ``"miou/per_class/sky"``...) to its value;
     ``timing`` and ``memory`` are plain dicts of seconds / megabytes; ``examples`` is the
-    path of the saved example maps relative to the result folder (None: none saved).
+    path of the saved example maps relative to the result folder (None: none saved);
+    ``constant_maps`` counts the evaluated maps (image x class) whose patch scores were all the
+    same (drawn blank, scored as all-zero maps): ``{"count": n, "of": maps, "reasons": {reason: n}}``
+    (None: not evaluated).
     """
 
     pair: str
@@ -48,6 +51,7 @@ class PairResult:
     threshold_selection: dict[str, Any] | None = None
     images: dict[str, int] = field(default_factory=lambda: {"evaluated": 0, "skipped": 0})
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    constant_maps: dict[str, Any] | None = None
     timing: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
     examples: str | None = None
@@ -79,6 +83,7 @@ class PairResult:
             "threshold_selection": self.threshold_selection,
             "images": self.images,
             "skipped": self.skipped,
+            "constant_maps": self.constant_maps,
             "timing": self.timing,
             "memory": self.memory,
             "examples": self.examples,

@@ -169,6 +169,11 @@ def pair_result(run: RunPlan, backbone: Any, pair: _Pair) -> PairResult:
     if outcome is not None:
         result.images = {"evaluated": outcome.images, "skipped": len(outcome.skipped)}
         result.skipped = outcome.skipped
+        result.constant_maps = {
+            "count": outcome.constant_maps,
+            "of": outcome.maps,
+            "reasons": dict(outcome.constant_reasons),
+        }
     if pair.error is not None:
         result.fail(pair.error, pair.traceback)
     return result

@@ -67,4 +67,16 @@ def _merged(outcomes: list[PassOutcome], examples: int) -> PassOutcome:
         error=next((o.error for o in outcomes if o.error), None),
         traceback=next((o.traceback for o in outcomes if o.error), None),
         examples=sorted((e for o in outcomes for e in o.examples), key=lambda e: e.index)[:examples],
+        maps=sum(o.maps for o in outcomes),
+        constant_maps=sum(o.constant_maps for o in outcomes),
+        constant_reasons=_summed([o.constant_reasons for o in outcomes]),
     )
+
+
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    """Per-key sums of several ``{key: count}`` dicts (keys in first-seen order)."""
+    total: dict[str, int] = {}
+    for part in counts:
+        for key, count in part.items():
+            total[key] = total.get(key, 0) + count
+    return total

@@ -88,8 +88,18 @@ def test_the_page_in_a_real_browser(report, tmp_path):
         page.route("**/*", route)
         page.goto((report / "index.html").as_uri())
         page.wait_for_selector("#browser-0[data-rendered]")
-        rows = lambda: page.locator("#leaderboard-0 tbody tr td:first-child").all_inner_texts()  # noqa: E731
+        rows = lambda: page.locator("#leaderboard-0 tbody tr td:first-child .name").all_inner_texts()  # noqa: E731
         assert rows() == by_miou  # sorted by the first metric, best first
+        marks = dict(zip(rows(), page.locator("#leaderboard-0 tbody tr td:first-child").all_inner_texts(), strict=True))
+        assert marks["clip_surgery"].startswith("clip_surgery†")  # its own protocol, as in leaderboard.md
+        assert marks["raw_similarity"] == "raw_similarity"
+        notes = page.locator("#notes-0 li").all_inner_texts()
+        assert any(n.startswith("† scored under another protocol") for n in notes), notes
+        assert any(n.startswith("6 images scored") for n in notes) and any("Harness overhead" in n for n in notes)
+        flat = [r for r in results if (r.get("constant_maps") or {}).get("count")]
+        for r in flat:  # constant maps: marked and explained
+            name = r["explainer"]["name"]
+            assert "∅" in marks[name] and any(n.startswith(f"∅ {name}:") for n in notes), (marks, notes)
         page.click("#leaderboard-0 th[data-key=explainer]")
         assert rows() == sorted(by_miou)
         page.click("#leaderboard-0 th[data-key=explainer]")

@@ -140,3 +140,17 @@ def test_report_cli_and_empty_folder(run_dir, tmp_path, capsys):
     empty.mkdir()
     assert main(["report", str(empty)]) == 2
     assert "holds no cliplens benchmark result" in capsys.readouterr().err
+
+
+def test_minus_zero_prints_as_zero_and_constant_maps_are_marked():
+    flat = _result("lexical", miou=0.0, deletion=-0.0)
+    flat["constant_maps"] = {"count": 40, "of": 40, "reasons": {"no vocabulary word is kept": 40}}
+    other = _result("gem", miou=20.0, deletion=-0.0001)
+    other["constant_maps"] = {"count": 0, "of": 40, "reasons": {}}
+    text = leaderboard_markdown([flat, other])
+    assert "-0.0" not in text
+    assert "| lexical∅ | 0.0 | 0.000 |" in text
+    assert "| gem | **20.0** | **0.000** |" in text  # -0.0001 rounds to 0.000, shown without a sign
+    note = "- ∅ lexical: 40 of 40 maps constant (drawn blank, scored as all-zero maps): "
+    assert note + "no vocabulary word is kept (40)." in text
+    assert "∅ gem" not in text

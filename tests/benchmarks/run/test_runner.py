@@ -383,3 +383,34 @@ def test_an_unknown_option_of_a_schemaless_explainer_stops_before_the_first_pair
     err = capsys.readouterr().err
     assert code == 2 and "has no option 'scal'" in err and "did you mean scale" in err
     assert not list(tmp_path.glob("*.json"))  # checked against the constructor's signature, before any pair
+
+
+def test_constant_maps_are_counted_with_their_reasons(fakes, tmp_path):
+    """fake_flat's text 0 is constant in every image (its own reason), fake_colour's maps never are;
+    the counts match an independent check of every map's patch scores."""
+    from cliplens import create_backbone, create_dataset, create_explainer
+
+    out = tmp_path / "run"
+    assert bench("-e", "fake_flat", "fake_colour", "-d", DATASET, "-o", str(out), "--batch-size", "4") == 0
+    flat, colour = result_for(out, "fake_flat"), result_for(out, "fake_colour")
+    classes = len(flat["dataset"]["class_names"])
+    backbone = create_backbone("tiny-fake")
+    dataset = create_dataset(DATASET)
+    explainer = create_explainer("fake_flat", backbone)
+    expected = 0
+    for index in range(len(dataset)):
+        scores = explainer.explain(dataset[index].image, list(flat["dataset"]["class_names"])).patch_scores[0]
+        expected += sum(int(scores[t].max() == scores[t].min()) for t in range(classes))
+    assert expected == 10  # one constant text per image, the others not
+    assert flat["constant_maps"] == {
+        "count": expected,
+        "of": 10 * classes,
+        "reasons": {"text 0 is flat on purpose": expected},
+    }
+    assert colour["constant_maps"] == {"count": 0, "of": 10 * classes, "reasons": {}}
+    from cliplens.benchmarks.report.leaderboard import leaderboard_markdown
+
+    text = leaderboard_markdown(load_results(out))
+    assert "| fake_flat∅ |" in text and "| fake_colour |" in text
+    assert f"∅ fake_flat: 10 of {10 * classes} maps constant" in text
+    assert "text 0 is flat on purpose (10)" in text
