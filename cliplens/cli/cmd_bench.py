@@ -111,7 +111,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "resolution, as mmseg evaluates and CLIP Surgery's code upsamples; see docs/benchmark.md)",
     )
     p.add_argument("--examples", type=int, default=3, help="images whose maps are saved for the report grid")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the live progress line (named pair, samples done, rate, ETA; drawn on a terminal only)",
+    )
     p.set_defaults(run=run)
 
 

@@ -8,7 +8,6 @@ so that under torch.distributed every rank reaches the next collective.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import torch
 
 from ...metrics.batch import MaskBatch
 from ..clock import synchronize, time_ms
+from ..progress import Progress
 from ..results.examples import make_example
 from .lanes import Lane, PassOutcome, share_out
 from .metric_inputs import batch_input, explain_batch, group_by_mask_size, make_score_fn
@@ -94,30 +94,27 @@ class DataPass:
         self.stage = "preparing"  # what runs now, named in a failure's message
         self.paired_left = settings.forward_batches
         self.forwards_s = 0.0  # wall time of the reference forwards, which is not harness work
-        self.bar: Any = None
+        self.progress = Progress(settings.description, 0, enabled=False)  # replaced by :meth:`run`
+        self.read = 0  # samples read so far
+        self.lane_done: dict[int, int] = {}  # samples each lane has scored (by position in lanes)
 
     @property
     def backbone(self) -> Any:
         return self.lanes[0].explainer.backbone
 
     def run(self, indices: Sequence[int]) -> None:
-        """Every lane's outcome for the samples ``indices``: prompts encoded, samples read in batches, shares out."""
-        from tqdm import tqdm
+        """Every lane's outcome for the samples ``indices``: prompts encoded, samples read in batches, shares out.
 
+        Progress (on a terminal): ``<description> × <explainer> done/total`` per pair and sample, with rate and ETA."""
         for lane in self.lanes:
             lane.outcome = PassOutcome()
         if not self.lanes:
             return
         start = time.perf_counter()
-        self.bar = tqdm(
-            total=len(indices),
-            unit="img",
-            desc=self.settings.description,
-            disable=not self.settings.progress,
-            file=sys.stderr,
-            dynamic_ncols=True,
-            leave=True,
+        self.progress = Progress(
+            self.settings.description, len(indices), steps=len(self.lanes), enabled=self.settings.progress
         )
+        self.lane_done = {position: 0 for position in range(len(self.lanes))}
         try:
             with self.share.installed(self.backbone):
                 self._encode_prompts()
@@ -127,7 +124,7 @@ class DataPass:
                 if lane.active:
                     lane.fail(self.stage, exc)
         finally:
-            self.bar.close()
+            self.progress.close()
         share_out(self.lanes, self.shared, time.perf_counter() - start - self.forwards_s)
 
     def _encode_prompts(self) -> None:
@@ -155,12 +152,16 @@ class DataPass:
         )
         for read in reads:
             self.shared.data_s += read.seconds
+            self.read += 1
+            self._show("reading", self.read)
             if read.skip is not None:
                 if settings.strict:
                     self.shared.strict_error = _strict_message(read.skip)
                     break
                 self.shared.skipped.append(read.skip)
-                self.bar.update(1)
+                self.progress.skip(len(self.lanes))
+                for position in self.lane_done:
+                    self.lane_done[position] += 1
                 continue
             assert read.sample is not None and read.mask is not None, "a read that is not a skip has both"
             batch.append((read.index, read.sample, read.mask))
@@ -186,7 +187,10 @@ class DataPass:
             facts = MaskBatch(masks, num_classes, self.dataset.ignore_index, device)  # shared by the lanes
             self._run_group(pixels[group], group, batch, facts)  # one tensor for every lane: a shared trace
         self.shared.images += len(batch)
-        self.bar.update(len(batch))
+
+    def _show(self, detail: str, done: int, step: int | None = None) -> None:
+        """Name what runs now on the progress line (``reading`` or ``× <explainer>``) and its samples done."""
+        self.progress.begin_step(detail, done, step)
 
     def _run_group(self, pixels: torch.Tensor, group: list[int], batch: list, facts: MaskBatch) -> None:
         """Run the active lanes on one group: on their own between timed forwards (the first batches, or when
@@ -214,6 +218,8 @@ class DataPass:
         forward measured right after it (None when not paired). A failure ends only this lane."""
         after_ms = None
         out = lane.outcome
+        position = self.lanes.index(lane)
+        self._show(f"× {lane.explainer.name}", self.lane_done[position], position + 1)
         try:
             with lane.turn():
                 served = self.share.served
@@ -227,6 +233,8 @@ class DataPass:
                 t0 = time.perf_counter()
                 self._feed_metrics(lane, result, group, batch, facts, pixels)
                 out.metric_s += time.perf_counter() - t0
+            self.lane_done[position] += len(group)
+            self.progress.advance(len(group))
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken explainer or metric fails its pair, not the run

@@ -24,7 +24,6 @@ All numbers x100.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -121,6 +120,7 @@ def run_imagenet_seg(
     subtract_class_mean: bool | None = None,
     batch_size: int = 8,
     progress: bool = False,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Run the protocol (module docstring) and return ``{"scores": {...}, "protocol": {...}, "predicted": [...]}``.
 
@@ -143,8 +143,9 @@ def run_imagenet_seg(
         subtract_class_mean = explainer.scores_linear_in_text
     class_features = text_embeddings(backbone, names, kind="prompts", templates=prompts)  # (K, D) unit norm, cached
     chosen = list(range(len(dataset))) if indices is None else list(indices)
+    line = label or f"imagenet-seg × {explainer.name}"  # the progress line's name
     scores, predicted = _score_images(
-        explainer, dataset, chosen, class_features, subtract_class_mean, batch_size, progress
+        explainer, dataset, chosen, class_features, subtract_class_mean, batch_size, progress and line
     )
     card = _card(explainer, prompts, len(names), subtract_class_mean)
     return {"scores": scores.compute(), "protocol": card, "predicted": predicted}
@@ -157,10 +158,11 @@ def _score_images(
     class_features: torch.Tensor,
     subtract_class_mean: bool,
     batch_size: int,
-    progress: bool,
+    progress: str | bool,
 ) -> tuple[ImageNetSegScores, list[int]]:
-    """Each ``chosen`` image's map of its zero-shot class (``class_features`` (K, D)) scored against its mask."""
-    from tqdm import tqdm
+    """Each ``chosen`` image's map of its zero-shot class (``class_features`` (K, D)) scored against its mask;
+    ``progress``: the name of the live progress line (per sample), or False for none."""
+    from ..progress import Progress
 
     backbone = explainer.backbone
     mean_feature = class_features.mean(0, keepdim=True)
@@ -168,7 +170,7 @@ def _score_images(
     size = (height, width)
     scores = ImageNetSegScores()
     predicted: list[int] = []
-    bar = tqdm(total=len(chosen), unit="img", disable=not progress, file=sys.stderr, desc="imagenet-seg")
+    bar = Progress(progress if isinstance(progress, str) else "imagenet-seg", len(chosen), enabled=bool(progress))
     for start in range(0, len(chosen), batch_size):
         samples = [dataset[i] for i in chosen[start : start + batch_size]]
         pixels = backbone.preprocess([s.image for s in samples], fit="stretch")  # Chefer et al.: squared
@@ -184,7 +186,7 @@ def _score_images(
             mask = torch.from_numpy(np.asarray(sample.mask) != 0)[None, None].float()
             mask = F.interpolate(mask, size=size, mode="nearest")[0, 0].bool()
             scores.update(heat, mask)
-        bar.update(len(samples))
+            bar.advance()
     bar.close()
     return scores, predicted
 

@@ -20,7 +20,6 @@ one positive image (classes without one are reported as skipped).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +85,7 @@ def run_multilabel(
     ``templates`` default to OpenAI's 80 ImageNet templates (the class names are put in each).
     """
     from ...cache import text_embeddings
+    from ..progress import Progress
     from .imagenet_seg import imagenet_templates
 
     classes = [c for c, name in enumerate(dataset.class_names) if name.strip().lower() not in EXCLUDED_NAMES]
@@ -126,7 +126,7 @@ def _score_images(
     column = {c: k for k, c in enumerate(classes)}
     rows: dict[str, list[torch.Tensor]] = {v: [] for v in VARIANTS}
     targets = np.zeros((len(chosen), len(classes)), dtype=bool)
-    bar = tqdm(total=len(chosen), unit="img", disable=not progress, file=sys.stderr, desc="multi-label")
+    bar = Progress(f"multi-label {getattr(dataset, 'name', '') or 'dataset'}", len(chosen), enabled=progress)
     for start in range(0, len(chosen), batch_size):
         batch = chosen[start : start + batch_size]
         samples = [dataset[i] for i in batch]
@@ -139,7 +139,7 @@ def _score_images(
             image = backbone.encode_image(pixels)
         for variant, value in class_scores(image, text.to(image.device)).items():
             rows[variant].append(value.cpu())
-        bar.update(len(batch))
+        bar.advance(len(batch))
     bar.close()
     return {variant: torch.cat(parts) for variant, parts in rows.items()}, targets
 

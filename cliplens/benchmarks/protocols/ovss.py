@@ -32,7 +32,6 @@ same protocol.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -137,6 +136,7 @@ def run_ovss(
     progress: bool = False,
     protocol: str = "common",
     source: str = COMMON_SOURCE,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Run the protocol (module docstring); returns ``{"scores": {...}, "protocol": {...}}``.
 
@@ -144,10 +144,10 @@ def run_ovss(
     settings, :mod:`.ovss_methods`) and ``source`` says where they come from.
 
     ``class_synonyms`` defaults to the dataset's own (``ovss:`` datasets carry them), else one name per class.
+    ``progress``: a live line per sample on a terminal, named ``label`` (default ``ovss <dataset> × <explainer>``).
     """
-    from tqdm import tqdm
-
     from ...cache import text_embeddings
+    from ..progress import Progress
 
     backbone = explainer.backbone
     settings = (settings or BENCHMARK_SETTINGS.get(getattr(dataset, "name", ""), OVSSSettings())).check()
@@ -164,12 +164,16 @@ def run_ovss(
     text = text_embeddings(backbone, names, kind="prompts", templates=prompts)
     confusion = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
     chosen = list(range(len(dataset))) if indices is None else list(indices)
-    for index in tqdm(chosen, unit="img", disable=not progress, file=sys.stderr, desc="ovss"):
+    name = label or f"ovss {getattr(dataset, 'name', '') or 'dataset'} × {explainer.name}"
+    line = Progress(name, len(chosen), enabled=progress)
+    for index in chosen:
         sample = dataset[index]
         image = torch.from_numpy(np.asarray(sample.image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
         scores = sliding_scores(explainer, image, text, settings)
-        label = predict(scores, query_class, dataset.num_classes, settings, image)
-        confusion.update(label, torch.from_numpy(np.asarray(sample.mask, dtype=np.int64)))
+        predicted = predict(scores, query_class, dataset.num_classes, settings, image)
+        confusion.update(predicted, torch.from_numpy(np.asarray(sample.mask, dtype=np.int64)))
+        line.advance()
+    line.close()
     card = _card(backbone, prompts, settings, protocol, source, len(names), dataset.num_classes)
     return {"scores": {**confusion.compute(dataset.class_names), "images": float(len(chosen))}, "protocol": card}
 

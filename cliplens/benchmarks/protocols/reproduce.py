@@ -130,7 +130,8 @@ def _protocols(
         explainer = create_explainer(method.explainer, model, **dict(method.options))
         for data, dataset in datasets:
             indices = list(range(min(limit, len(dataset)) if limit else len(dataset)))
-            result = _protocol(run, method.label, explainer, data.key, dataset, indices, templates, progress)
+            name = f"{preset.task} {data.key} × {method.label}"  # the progress line: "ovss voc21 × sclip"
+            result = _protocol(run, method.label, explainer, data.key, dataset, indices, templates, progress and name)
             run.measured.setdefault(method.label, {}).update(result.pop("_columns"))
             path = out / f"{method.label}__{data.key}{suffix}.json"
             record = {
@@ -173,12 +174,15 @@ def _protocol(
     dataset: Any,
     indices: list[int],
     templates: Sequence[str] | None,
-    progress: bool,
+    progress: str | bool,
 ) -> dict[str, Any]:
+    """One method on one dataset under the run's protocol; ``progress``: the name of its progress line
+    (``"ovss voc21 × sclip"``), or False for none."""
+    line = progress if isinstance(progress, str) else None
     if run.preset.task == "imagenet-seg":
         from .imagenet_seg import run_imagenet_seg
 
-        result = run_imagenet_seg(explainer, dataset, indices, templates=templates, progress=progress)
+        result = run_imagenet_seg(explainer, dataset, indices, templates=templates, progress=bool(progress), label=line)
         result["_columns"] = {c: result["scores"].get(c) for c in ("pixel_accuracy", "miou", "map")}
         return result
     from .ovss import run_ovss
@@ -190,7 +194,8 @@ def _protocol(
         indices,
         settings=run.settings[label][key],
         templates=templates,
-        progress=progress,
+        progress=bool(progress),
+        label=line,
         protocol=run.protocol,
         source=source_for(label, run.protocol),
     )

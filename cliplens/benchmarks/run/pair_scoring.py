@@ -94,7 +94,7 @@ def run_pairs(run: RunPlan, backbone: Any, planned: list[PlannedPair]) -> Iterat
     """
     c = run.config
     pairs = [_start(run, backbone, plan) for plan in planned]
-    short = f"{backbone.name} · {_explainers_label([p.name for p in pairs])} · {parse_spec(c.dataset).name}"
+    short = f"bench {backbone.name}"  # the progress line adds "× <explainer> done/total"
     if run.plan is not None and c.thresholds is not None:
         _choose_thresholds(run, [p for p in pairs if p.lane is not None], short)
     live = [(p, p.lane) for p in pairs if p.lane is not None]
@@ -177,10 +177,6 @@ def pair_result(run: RunPlan, backbone: Any, pair: _Pair) -> PairResult:
     if pair.error is not None:
         result.fail(pair.error, pair.traceback)
     return result
-
-
-def _explainers_label(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{len(names)} explainers"
 
 
 def _start(run: RunPlan, backbone: Any, planned: PlannedPair) -> _Pair:

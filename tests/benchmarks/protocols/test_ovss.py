@@ -148,3 +148,30 @@ def test_settings_follow_the_papers_configs():
     assert BENCHMARK_SETTINGS["coco_stuff"].short_side == 448 and BENCHMARK_SETTINGS["cityscapes"].short_side == 560
     scaled = OVSSSettings().scaled_to(64)
     assert (scaled.crop, scaled.stride, scaled.short_side) == (64, 32, 96)
+
+
+def test_progress_is_named_and_moves_per_sample(monkeypatch):
+    """On a terminal: ``ovss <dataset> × <explainer> k/n`` after each sample (here the name a preset gives)."""
+    import io
+    import sys
+
+    class FakeTTY(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = FakeTTY()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr("cliplens.benchmarks.progress.MIN_REDRAW_S", 0.0)
+    backbone = cliplens.create_backbone("toy")
+    settings = OVSSSettings(short_side=64, crop=64, stride=64, logit_scale=50, prob_thd=0.1, pamr_steps=0)
+    run_ovss(
+        cliplens.create_explainer("raw_similarity", backbone),
+        cliplens.create_dataset("shapes:test?size=3"),
+        settings=settings,
+        templates=["a photo of a {}."],
+        progress=True,
+        label="ovss voc21 × sclip",
+    )
+    frames = [frame.strip() for frame in stream.getvalue().split("\r") if frame.strip()]
+    for done in range(4):
+        assert any(frame.startswith(f"ovss voc21 × sclip {done}/3 · ") for frame in frames), frames
