@@ -275,6 +275,27 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def pages_of_groups(groups: Sequence[Sequence], per_page: int = MAPS_PER_SHEET) -> list[list]:
+    """The items of ``groups`` in pages of at most ``per_page``, never splitting a group across pages unless it
+    alone is larger than a page (then it starts a page of its own): one image's rows stay on one sheet."""
+    result: list[list] = []
+    page: list = []
+    for group in groups:
+        items = list(group)
+        if page and len(page) + len(items) > per_page:
+            result.append(page)
+            page = []
+        if len(items) > per_page:
+            chunks = pages(items, per_page)
+            result.extend(chunks[:-1])
+            page = chunks[-1]
+            continue
+        page += items
+    if page or not result:
+        result.append(page)
+    return result
+
+
 def sheet_paths(stem: Path, count: int) -> list[Path]:
     """``stem.png`` for one sheet, else ``stem-p1.png`` ... ``stem-pN.png``."""
     if count == 1:

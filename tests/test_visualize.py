@@ -129,3 +129,14 @@ def test_label_fitting_measures_a_few_prefixes_not_one_per_character(monkeypatch
     assert sum(measured) <= 3 * len(text) + 2000  # linear: the whole text a few times, short prefixes otherwise
     measured.clear()
     assert vis.fit_text(text, 150).endswith("…") and len(measured) <= 20
+
+
+def test_pages_of_groups_keep_each_group_on_one_sheet():
+    groups = [[("a", i) for i in range(6)], [("b", i) for i in range(6)], [("c", i) for i in range(6)]]
+    sheets = vis.pages_of_groups(groups, per_page=16)
+    assert [len(s) for s in sheets] == [12, 6]  # pages() would give 16 + 2, splitting c's rows
+    for group in groups:
+        assert sum(any(item in s for item in group) for s in sheets) == 1
+    big = vis.pages_of_groups([[0] * 3, list(range(20)), [9] * 2], per_page=8)
+    assert [len(s) for s in big] == [3, 8, 8, 6]  # a group larger than a page starts its own pages
+    assert vis.pages_of_groups([]) == [[]]

@@ -36,7 +36,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(built-in; plugins may add more: cliplens list datasets / cliplens list metrics)",
     )
     p.add_argument("--backbone", "-b", nargs="+", metavar="SPEC", help="backbone specs (default: toy)")
-    p.add_argument("--explainer", "-e", nargs="+", metavar="NAME", help="explainer names (default: every built-in)")
+    p.add_argument(
+        "--explainer",
+        "-e",
+        nargs="+",
+        metavar="NAME",
+        help="explainer names (default: every built-in); 'all': every registered explainer (plugins included) "
+        "that supports the backbone — the others are named and not run",
+    )
     p.add_argument(
         "--dataset", "-d", metavar="SPEC", help="dataset spec, e.g. voc:/data/VOC2012 (default: shapes:test)"
     )
@@ -194,7 +201,15 @@ def run(args: argparse.Namespace) -> int:
     if limit is None and dataset == DEFAULT_DATASET:
         limit = DEFAULT_LIMIT
         notes.append(f"scoring the first {DEFAULT_LIMIT} images of {DEFAULT_DATASET} (use --limit N to change)")
-    explainers = args.explainer or builtin_explainers()
+    every = args.explainer == ["all"]
+    if every:
+        from ..registry import list_explainers
+
+        explainers = sorted(list_explainers())
+    else:
+        if args.explainer and "all" in args.explainer:
+            raise InputError("'all' stands alone: pass -e all, or name the explainers")
+        explainers = args.explainer or builtin_explainers()
     if not explainers:
         raise InputError("no explainer is registered: check `cliplens plugins`")
     explainer_options = typed_scoped_options(
@@ -224,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         examples=args.examples,
         progress=not args.no_progress,
         argv=list(sys.argv[1:]),
+        supported_only=every,
     )
     plan = RunPlan(config)  # every name and option checked, the datasets opened: before any output or model
     ctx = init_distributed(args.device)
@@ -242,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     if notes:
         print(f"Default run: {'; '.join(notes)}.")
     print(
-        f"Wall time {result.wall_s:.1f} s; {len(result.results)} pairs "
+        f"Wall time {result.wall_s:.1f} s; {len(result.results)} pair{'' if len(result.results) == 1 else 's'} "
         f"({len(result.reused)} kept from an earlier run, {len(result.failed)} failed). "
         f"Results in {config.out}/ — `cliplens report {config.out}` writes the CSV and figures."
     )

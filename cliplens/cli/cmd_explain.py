@@ -239,9 +239,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if grid_rows:
-        from ..visualize import pages
+        from ..visualize import pages_of_groups
 
-        for target in _write_sheets([list(rows) for rows in pages(list(grid_rows.values()))], out / "grid"):
+        by_image: dict[str, list[list[Any]]] = {}  # an image's rows (one per text) stay on one sheet
+        for (path, _text), row in grid_rows.items():
+            by_image.setdefault(path, []).append(row)
+        for target in _write_sheets(pages_of_groups(list(by_image.values())), out / "grid"):
             print(f"grid -> {target}")
     if failed:
         print(

@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.run_dir).is_dir():
         check_comparable(load_results(args.run_dir))
     report = write_report(args.run_dir, args.out, figures=not args.no_figures)
-    print(report["markdown"])
-    for path in report["files"]:
-        print(f"wrote {path}")
+    print(report["leaderboard"])  # the tables and their notes; the figures are files, listed below
+    files = report["files"]
+    print(f"Wrote {len(files)} file{'' if len(files) == 1 else 's'} (open index.html to read the run):")
+    for path in files:
+        print(f"  {path}")
     return 0

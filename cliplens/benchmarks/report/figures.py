@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..results.examples import Example, load_examples
-from ..results.files import STATUS_OK, slug
+from ..results.files import STATUS_OK, short_spec, slug
 from .scores import grouped, higher_is_better, metric_names, metric_title, score
 
 
@@ -180,7 +180,7 @@ def example_grids(results: Sequence[dict[str, Any]], run_dir: Path, out: Path, r
             bar_ax = fig.add_axes((0.91, 0.15, 0.015, 0.7))
             colorbar = fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), cax=bar_ax)
             colorbar.set_label("map value (normalised per map)", fontsize=8)
-        path = out / f"examples_{slug(backbone)}_{slug(dataset)}.png"
+        path = out / f"examples_{short_spec(backbone)}_{short_spec(dataset)}.png"  # no absolute path in the name
         fig.savefig(path, dpi=110)
         plt.close(fig)
         files.append(path)

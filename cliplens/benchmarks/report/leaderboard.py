@@ -109,7 +109,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
     """Write ``leaderboard.md``, ``results.csv``, ``per_class.csv``, ``index.html`` and the PNG figures for the
     JSONs in ``run_dir``.
 
-    Returns ``{"markdown": text, "files": [paths]}``. Raises :class:`InputError`
+    Returns ``{"markdown": text of leaderboard.md, "leaderboard": its tables and notes without the figure
+    links (what the terminal shows), "files": [paths]}``. Raises :class:`InputError`
     when ``run_dir`` holds no result.
     """
     from ...errors import InputError
@@ -125,7 +126,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
         )
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
-    markdown = leaderboard_markdown(results)
+    markdown = leaderboard = leaderboard_markdown(results)
     files = []
     figure_files: list[Path] = []
     if figures:
@@ -145,4 +146,4 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
         write_per_class_csv(results, out / "per_class.csv"),
         write_index(results, run_dir, out, [f for f in files if Path(f).stem.startswith("bar_")]),
     ] + files
-    return {"markdown": markdown, "files": files}
+    return {"markdown": markdown, "leaderboard": leaderboard, "files": files}

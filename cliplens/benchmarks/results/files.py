@@ -43,10 +43,13 @@ def pair_id(backbone: str, explainer: str, dataset: str) -> str:
     and an 8-character hash of the whole spec, so two different specs never share a file:
     ``index-masks:/data/camvid?split=test&ignore=11`` -> ``index-masks-camvid-test-1-<hash>``.
     """
-    return "__".join(_short_spec(text) for text in (backbone, explainer, dataset))
+    return "__".join(short_spec(text) for text in (backbone, explainer, dataset))
 
 
-def _short_spec(text: str) -> str:
+def short_spec(text: str) -> str:
+    """A spec as a short file-name part: itself when it is one already (at most 32 characters), else its name,
+    a path's last component and the option values (24 characters at most) plus an 8-character hash of the spec:
+    ``index-masks:/data/camvid?split=test`` -> ``index-masks-camvid-test-<hash>`` (never an absolute path)."""
     if slug(text) == text and len(text) <= 32:
         return text
     name, _, rest = text.partition(":")

@@ -46,6 +46,8 @@ class BenchConfig:
     examples: int = 3
     progress: bool = True
     argv: list[str] | None = None
+    #: ``-e all``: a pair whose explainer refuses the backbone (:meth:`Explainer.support`) is not run, only named
+    supported_only: bool = False
 
 
 def parse_metric_spec(spec: str) -> tuple[str, dict[str, str]]:

@@ -42,7 +42,7 @@ from ..results.pair_result import PairResult
 from .config import BenchConfig, parse_metric_spec
 from .distributed import DistContext
 from .pair_scoring import run_pairs
-from .plan import RunPlan, plan_pairs
+from .plan import PlannedPair, RunPlan, plan_pairs
 from .skip_reasons import explain_skips
 from .threshold_plan import parse_thresholds
 
@@ -154,14 +154,23 @@ class BenchSession:
         planned = plan_pairs(run, self.out)
         reuse = ctx.broadcast({(p.backbone, p.explainer) for p in planned if p.reuse})
         results: list[dict[str, Any]] = []
+        not_run = 0  # pairs of -e all whose explainer refuses their backbone
         for backbone_spec in config.backbones:
             mine = [p for p in planned if p.backbone == backbone_spec]
             todo = [p for p in mine if (p.backbone, p.explainer) not in reuse]
             backbone = _load_backbone(backbone_spec, config, ctx) if todo else None
+            if config.supported_only and backbone is not None:
+                refused = _refused(todo, backbone)
+                for pair, reason in refused:
+                    say(f"{pair.label}: not run, the explainer does not support this backbone ({reason})")
+                not_run += len(refused)
+                skip = {id(pair) for pair, _ in refused}
+                mine = [p for p in mine if id(p) not in skip]
+                todo = [p for p in todo if id(p) not in skip]
             passes = [[p] for p in todo] if config.separate_passes else [todo] if todo else []
             computed = (result for group in passes for result in run_pairs(run, backbone, group))
             for pair in mine:
-                number = f"[{len(results) + 1}/{len(planned)}]"
+                number = f"[{len(results) + 1}/{len(planned) - not_run}]"
                 if (pair.backbone, pair.explainer) in reuse:
                     say(f"{number} {pair.label}: finished earlier, kept {pair.path}")
                     results.append(read_result(pair.path) or {})
@@ -181,6 +190,18 @@ class BenchSession:
             wall_s=time.perf_counter() - self.start,
             out=self.out,
         )
+
+
+def _refused(pairs: list[PlannedPair], backbone: Any) -> list[tuple[PlannedPair, str]]:
+    """The pairs whose explainer refuses ``backbone`` (:meth:`~cliplens.Explainer.support`), with the reason."""
+    from ...registry import get_explainer_class
+
+    refused = []
+    for pair in pairs:
+        support = get_explainer_class(pair.explainer).support(backbone)
+        if not support:
+            refused.append((pair, str(support.reason)))
+    return refused
 
 
 def _load_backbone(spec: str, config: BenchConfig, ctx: DistContext) -> Any:

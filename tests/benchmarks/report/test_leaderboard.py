@@ -154,3 +154,28 @@ def test_minus_zero_prints_as_zero_and_constant_maps_are_marked():
     note = "- ∅ lexical: 40 of 40 maps constant (drawn blank, scored as all-zero maps): "
     assert note + "no vocabulary word is kept (40)." in text
     assert "∅ gem" not in text
+
+
+def test_report_prints_a_summary_and_paths_not_image_markdown(run_dir, tmp_path, capsys):
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "| explainer |" in out and "![" not in out  # the tables, not the figure links of leaderboard.md
+    assert "open index.html" in out and str(tmp_path / "r" / "index.html") in out
+    assert "![bar_miou](bar_miou.png)" in (tmp_path / "r" / "leaderboard.md").read_text()
+
+
+def test_example_figure_names_use_the_datasets_short_name(run_dir, tmp_path):
+    """A dataset given by an absolute path: the example PNG's name holds its short name, not the path."""
+    import json
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    spec = "index-masks:/srv/private/data/camvid?split=test"
+    for path in copy.glob("*.json"):
+        data = json.loads(path.read_text())
+        data["dataset"]["spec"] = spec
+        path.write_text(json.dumps(data))
+    grids = [p.name for p in write_report(copy, tmp_path / "r")["files"] if p.name.startswith("examples_")]
+    assert len(grids) == 1
+    assert grids[0].startswith("examples_tiny-fake_index-masks-camvid-test-") and "srv" not in grids[0]

@@ -414,3 +414,23 @@ def test_constant_maps_are_counted_with_their_reasons(fakes, tmp_path):
     assert "| fake_flat∅ |" in text and "| fake_colour |" in text
     assert f"∅ fake_flat: 10 of {10 * classes} maps constant" in text
     assert "text 0 is flat on purpose (10)" in text
+
+
+def test_all_runs_every_registered_explainer_that_supports_the_backbone(tmp_path, monkeypatch, capsys):
+    """``-e all``: the registry's explainers; one that refuses the backbone is named and not run (not failed)."""
+    import cliplens.registry as registry
+    from cliplens.explainers.support import Support
+
+    monkeypatch.setattr(registry, "list_explainers", lambda: ["raw_similarity", "gem"])
+    gem = registry.get_explainer_class("gem")
+    monkeypatch.setattr(gem, "support", classmethod(lambda cls, backbone: Support("it needs a test fact")))
+    out = tmp_path / "run"
+    args = ["bench", "--no-progress", "-b", "toy", "-e", "all", "--limit", "2", "-m", "miou", "-o", str(out)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert [r["explainer"]["name"] for r in load_results(out)] == ["raw_similarity"]
+    assert "toy · gem: not run, the explainer does not support this backbone (it needs a test fact)" in captured.err
+    assert "[1/1] toy · raw_similarity: ok" in captured.err
+    assert "1 pair (" in captured.out  # one pair, not "1 pairs"
+    assert main(["bench", "-e", "all", "gem", "-o", str(tmp_path / "x")]) == 2
+    assert "'all' stands alone" in capsys.readouterr().err
