@@ -116,6 +116,14 @@ class FakeFlat(Explainer):
         return PatchScores(scores, extras={"constant_reasons": {0: "text 0 is flat on purpose"}})
 
 
+class FakeForwardPlus(Explainer):
+    """A plain ``encode_image`` forward of the pixels, then FakeColour's scores: always more work than a forward."""
+
+    def explain_patches(self, pixels, text_features):
+        self.backbone.encode_image(pixels)
+        return FakeColour.explain_patches(self, pixels, text_features)
+
+
 class FakeBoom(Explainer):
     def explain_patches(self, pixels, text_features):
         raise RuntimeError("boom on purpose")
@@ -166,6 +174,7 @@ def register_explainers(register):
     register("fake_nan", FakeNaN)
     register("fake_boom", FakeBoom)
     register("fake_flat", FakeFlat)
+    register("fake_forward_plus", FakeForwardPlus)
     register("fake_interrupt", FakeInterrupt)
     register("fake_rank_boom", FakeRankBoom)
     register("fake_ctor_typeerror", FakeCtorTypeError)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...metrics.batch import MaskBatch
-from ..clock import synchronize, time_ms
+from ..clock import ratio_clock, synchronize
 from ..progress import Progress
 from ..results.examples import make_example
 from .lanes import Lane, PassOutcome, share_out
@@ -73,7 +73,9 @@ class DataPass:
     (no shared trace) between two plain ``encode_image`` forwards of the same
     pixels, ``fwd, E1, fwd, E2, fwd, ...``: each lane's explain-to-forward ratio
     uses the mean of the forwards on either side of its call, so machine load
-    hits both alike. Those first batches also record which internals each
+    hits both alike; on a CPU both are measured in process CPU time
+    (:func:`~cliplens.benchmarks.clock.ratio_clock`), which waiting for a busy
+    machine does not lengthen. Those first batches also record which internals each
     explainer traces; later batches trace once per batch for all lanes
     (:class:`~cliplens.backbones.trace_sharing.TraceShare`) and each lane is
     charged an equal share of that forward. Data loading and loop overhead are
@@ -212,10 +214,19 @@ class DataPass:
             lane.outcome.explain_s += (self.share.traced_s - traced) / len(active)
 
     def _run_lane(
-        self, lane: Lane, pixels: torch.Tensor, group: list[int], batch: list, facts: MaskBatch, before_ms: float | None
-    ) -> float | None:
+        self,
+        lane: Lane,
+        pixels: torch.Tensor,
+        group: list[int],
+        batch: list,
+        facts: MaskBatch,
+        before_ms: tuple[float, float] | None,
+    ) -> tuple[float, float] | None:
         """One lane's explain (timed, paired when ``before_ms`` is given) and metric updates; returns the
-        forward measured right after it (None when not paired). A failure ends only this lane."""
+        forward measured right after it (None when not paired). A failure ends only this lane.
+
+        A forward is ``(wall ms, ratio-clock ms)``: the wall time gives ``forward_ms_per_image``, the
+        :func:`~cliplens.benchmarks.clock.ratio_clock` time (CPU time on a CPU) the explain-to-forward ratio."""
         after_ms = None
         out = lane.outcome
         position = self.lanes.index(lane)
@@ -223,12 +234,12 @@ class DataPass:
         try:
             with lane.turn():
                 served = self.share.served
-                result, seconds = self._explain(lane, pixels, facts.size)
+                result, ratio_s = self._explain(lane, pixels, facts.size)
                 out.shared_calls += self.share.served - served
                 if before_ms is not None:
                     after_ms = self._forward_ms(pixels)
-                    out.paired_ms.append((1000.0 * seconds, (before_ms + after_ms) / 2))
-                    out.forward_s += (before_ms + after_ms) / 2000.0
+                    out.paired_ms.append((1000.0 * ratio_s, (before_ms[1] + after_ms[1]) / 2))
+                    out.forward_s += (before_ms[0] + after_ms[0]) / 2000.0
                     out.forward_images += len(group)
                 t0 = time.perf_counter()
                 self._feed_metrics(lane, result, group, batch, facts, pixels)
@@ -241,26 +252,35 @@ class DataPass:
             lane.fail(self.stage, exc)
         return after_ms
 
-    def _forward_ms(self, pixels: torch.Tensor) -> float:
-        """A plain ``encode_image`` forward of ``pixels`` (the reference of the explain-to-forward ratio), in ms."""
+    def _forward_ms(self, pixels: torch.Tensor) -> tuple[float, float]:
+        """A plain ``encode_image`` forward of ``pixels`` (the reference of the explain-to-forward ratio):
+        ``(wall ms, ratio-clock ms)``."""
         self.stage = "plain encode_image forward"
+        device = self.backbone.device
+        clock = ratio_clock(device)
         t0 = time.perf_counter()
         with torch.no_grad():
-            ms = time_ms(lambda: self.backbone.encode_image(pixels), self.backbone.device)
+            synchronize(device)
+            start_wall, start_ratio = time.perf_counter(), clock()
+            self.backbone.encode_image(pixels)
+            synchronize(device)
+            wall_ms, ratio_ms = 1000.0 * (time.perf_counter() - start_wall), 1000.0 * (clock() - start_ratio)
         self.forwards_s += time.perf_counter() - t0
-        return ms
+        return wall_ms, ratio_ms
 
     def _explain(self, lane: Lane, pixels: torch.Tensor, shape: tuple[int, int]) -> tuple[Any, float]:
-        """The lane's maps of ``pixels`` (B, 3, S, S) at ``shape`` (a large image's: per class, on demand), timed."""
+        """The lane's maps of ``pixels`` (B, 3, S, S) at ``shape`` (a large image's: per class, on demand), timed:
+        its wall seconds are added to the lane's ``explain_s``; returns the result and its ratio-clock seconds."""
         self.stage = f"explainer {lane.explainer.name!r}"
         device = self.backbone.device
+        clock = ratio_clock(device)
         synchronize(device)
-        t0 = time.perf_counter()
+        t0, r0 = time.perf_counter(), clock()
         result = explain_batch(lane.explainer, self.texts, pixels, shape)
         synchronize(device)
-        seconds = time.perf_counter() - t0
+        seconds, ratio_s = time.perf_counter() - t0, clock() - r0
         lane.outcome.explain_s += seconds
-        return result, seconds
+        return result, ratio_s
 
     def _feed_metrics(
         self,

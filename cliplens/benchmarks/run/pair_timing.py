@@ -45,6 +45,7 @@ def pair_timing(o: PassOutcome, selection_s: float, world_size: int) -> dict[str
         "explain_s includes an equal share of the forwards traced once for all explainers of a batch "
         "(shared_trace_calls: trace calls answered that way); forward = plain encode_image on the pixels "
         "of the first batches, one right before and one right after this explainer's own unshared call "
-        "(excluded from total); ratio = median over those batches of explain / mean of the two forwards; "
+        "(excluded from total); ratio = median over those batches of explain / mean of the two forwards, both "
+        "in process CPU time on a CPU device (so a loaded machine cannot push it below 1), wall time on CUDA; "
         "overhead = (data + metric) / total of the evaluation pass",
     }

@@ -434,3 +434,35 @@ def test_all_runs_every_registered_explainer_that_supports_the_backbone(tmp_path
     assert "1 pair (" in captured.out  # one pair, not "1 pairs"
     assert main(["bench", "-e", "all", "gem", "-o", str(tmp_path / "x")]) == 2
     assert "'all' stands alone" in capsys.readouterr().err
+
+
+def test_the_forward_ratio_does_not_fall_below_one_when_the_machine_is_busy(fakes, tmp_path, monkeypatch):
+    """A busy machine, simulated: each reference forward is held up 0.2 s without using the CPU. In wall time
+    fake_forward_plus (a forward plus more) would come out far below 1x; the ratio's clock does not count waits."""
+    import time as _time
+
+    from cliplens.benchmarks.evaluation.data_pass import DataPass
+
+    original = DataPass._forward_ms
+    holding = {"on": False}
+
+    def held_forward(self, pixels):
+        backbone = self.backbone
+        plain = type(backbone).encode_image
+
+        def slow(images):
+            _time.sleep(0.2)  # waiting, not computing
+            return plain(backbone, images)
+
+        monkeypatch.setattr(backbone, "encode_image", slow)
+        try:
+            return original(self, pixels)
+        finally:
+            monkeypatch.delattr(backbone, "encode_image")
+
+    monkeypatch.setattr(DataPass, "_forward_ms", held_forward)
+    out = tmp_path / "run"
+    assert bench("-e", "fake_forward_plus", "-d", DATASET, "-o", str(out), "--batch-size", "4", "-m", "miou") == 0
+    timing = result_for(out, "fake_forward_plus")["timing"]
+    assert timing["forward_ms_per_image"] > 40  # the wall time of the held forwards is still what it was
+    assert timing["explain_to_forward_ratio"] >= 0.9, timing  # more work than a forward: about 1x or more
