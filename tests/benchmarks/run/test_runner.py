@@ -444,7 +444,6 @@ def test_the_forward_ratio_does_not_fall_below_one_when_the_machine_is_busy(fake
     from cliplens.benchmarks.evaluation.data_pass import DataPass
 
     original = DataPass._forward_ms
-    holding = {"on": False}
 
     def held_forward(self, pixels):
         backbone = self.backbone
