@@ -50,54 +50,76 @@ def short_label(spec: str, width: int = 48) -> str:
 
 
 def _label_bars(ax: Any, bars: Any, values: list, explainers: list[str], by_name: dict[str, Any]) -> None:
-    """Write each bar's value above it (below a negative one); ``failed`` in red, ``n/a`` for no score."""
+    """Write each horizontal bar's value at its end (left of a negative one); ``failed`` in red, ``n/a`` for none."""
     for bar, value, e in zip(bars, values, explainers, strict=True):
         failed = e in by_name and by_name[e].get("status") != STATUS_OK
         text = "failed" if failed else ("n/a" if value is None else f"{value:.3g}")
-        va = "bottom" if (value or 0) >= 0 else "top"
+        right = (value or 0) >= 0
         ax.annotate(
             text,
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va=va,
+            (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+            ha="left" if right else "right",
+            va="center",
             fontsize=8,
-            xytext=(0, 2 if va == "bottom" else -2),
+            xytext=(3 if right else -3, 0),
             textcoords="offset points",
             color="crimson" if failed else "black",
         )
 
 
+def _by_score(results: Sequence[dict[str, Any]], name: str, higher: bool) -> list[str]:
+    """Explainer names, best mean ``name`` score (over the groups that have one) first; unscored last, by name."""
+    values: dict[str, list[float]] = {}
+    for r in results:
+        explainer = r.get("explainer", {}).get("name", "?")
+        value = score(r, name)
+        values.setdefault(explainer, [])
+        if value is not None:
+            values[explainer].append(value)
+
+    def key(explainer: str) -> tuple[int, float, str]:
+        got = values[explainer]
+        if not got:
+            return (1, 0.0, explainer)
+        mean = sum(got) / len(got)
+        return (0, -mean if higher else mean, explainer)
+
+    return sorted(values, key=key)
+
+
 def bar_charts(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """``bar_<metric>.png`` per metric: explainers on x, one bar per (backbone, dataset) group."""
+    """``bar_<metric>.png`` per metric: one horizontal bar per explainer (and per (backbone, dataset) group),
+    the best score at the top, readable with many explainers."""
     plt = _pyplot()
     groups = grouped(results)
-    explainers = sorted({r.get("explainer", {}).get("name", "?") for r in results})
     files = []
     for name in metric_names(results):
         higher = higher_is_better(results, name)
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(explainers) * max(1, len(groups)) + 2), 4.2))
+        explainers = _by_score(results, name, higher)
+        rows = len(explainers) * max(1, len(groups))
+        fig, ax = plt.subplots(figsize=(8.0, max(3.2, 0.32 * rows + 1.8)))
         width = 0.8 / max(1, len(groups))
-        x = np.arange(len(explainers))
+        y = np.arange(len(explainers))[::-1]  # the best at the top
         colours = plt.get_cmap("tab10")
         for g, ((backbone, dataset), members) in enumerate(groups.items()):
             by_name = {r.get("explainer", {}).get("name"): r for r in members}
             values = [score(by_name[e], name) if e in by_name else None for e in explainers]
-            positions = x - 0.4 + width * (g + 0.5)
-            heights = [0.0 if v is None else v for v in values]
-            bars = ax.bar(
+            positions = y + 0.4 - width * (g + 0.5)
+            lengths = [0.0 if v is None else v for v in values]
+            bars = ax.barh(
                 positions,
-                heights,
+                lengths,
                 width * 0.92,
                 color=colours(g % 10),
                 label=f"{short_label(backbone)} · {short_label(dataset)}",
             )
             _label_bars(ax, bars, values, explainers, by_name)
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_xticks(x, explainers, rotation=20, ha="right")
-        ax.set_xlabel("explainer")
-        ax.set_ylabel(f"{metric_title(name)} ({'higher' if higher else 'lower'} is better)")
-        ax.margins(y=0.15)
-        ax.grid(axis="y", alpha=0.3)
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set_yticks(y, explainers)
+        ax.set_ylabel("explainer (best first)")
+        ax.set_xlabel(f"{metric_title(name)} ({'higher' if higher else 'lower'} is better)")
+        ax.margins(x=0.18)
+        ax.grid(axis="x", alpha=0.3)
         if len(groups) == 1:
             ((backbone, dataset),) = groups
             ax.set_title(

@@ -1,10 +1,14 @@
 """``index.html`` of ``cliplens report``: one self-contained page (data, images and script inline; no
-network at view time).
+network at view time), the best place to read a run.
 
-It holds the leaderboard of each (backbone, dataset) group (click a column title to sort), the
-per-class scores of a chosen metric, the protocol of each run, the bar charts, and a per-sample
-browser: image, ground truth, each explainer's map of the chosen class, and a threshold slider
-that shows the binarised mask (map >= threshold).
+Per (backbone, dataset) group: the leaderboard (click a column title to sort) with the markers of
+``leaderboard.md`` (``†``...: another protocol; ``∅``: constant maps) and its notes (images scored,
+thresholds, timing definition, harness overhead, the markers' footnotes); the protocol common to every
+run once, each run's differences, its full card behind a ``<details>``; the per-class scores of a chosen
+metric (wide tables scroll inside their box); a per-sample browser: image, ground truth, each explainer's
+map of the chosen class beside its binarised version (threshold slider) with a legend of hit, false
+positive and missed pixels, constant maps named. Then the bar charts (:mod:`.figures`: horizontal,
+best first).
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from PIL import Image
 from ..results.examples import load_examples
 from ..results.files import STATUS_OK
 from ..results.protocol_card import card_markers
-from .table import CONSTANT_MARK, constant_note, group_table
 from .scores import grouped, higher_is_better, metric_names, metric_title, score
+from .table import CONSTANT_MARK, constant_note, group_table
 
 
 def _png(array: np.ndarray) -> str:
@@ -49,11 +53,14 @@ def _protocol(result: dict[str, Any]) -> list[str]:
         lines.append("explainer options " + ", ".join(f"{k}={v}" for k, v in options.items()))
     selection = result.get("threshold_selection")
     if selection:
-        lines.append("mIoU threshold chosen on separate data: " + json.dumps(selection, default=str)[:300])
+        lines.append("mIoU threshold chosen on separate data: " + json.dumps(selection, default=str))
     else:
         lines.append("mIoU binarises each map at 0.5 (no threshold tuning)")
-    if result.get("protocol"):
-        lines.append("protocol " + json.dumps(result["protocol"], default=str)[:400])
+    card = result.get("protocol")
+    if isinstance(card, dict):  # one line per entry of the card, whole (no cut)
+        lines += [f"{key}: {json.dumps(value, default=str, ensure_ascii=False)}" for key, value in card.items()]
+    elif card:
+        lines.append(f"protocol: {json.dumps(card, default=str, ensure_ascii=False)}")
     images = result.get("images", {})
     lines.append(
         f"{images.get('evaluated', '?')} images scored, {images.get('skipped', 0)} skipped; "
@@ -123,12 +130,16 @@ def page_data(results: Sequence[dict[str, Any]], run_dir: Path, figure_files: Se
                 }
             )
         notes = group_table(members)[2]  # footnotes, protocol markers, constant maps: as in leaderboard.md
+        common = [line for line in runs[0]["protocol"] if all(line in run["protocol"] for run in runs[1:])]
+        for run in runs:  # what differs from the protocol common to every run of the group
+            run["differences"] = [line for line in run["protocol"] if line not in common]
         groups.append(
             {
                 "backbone": backbone,
                 "dataset": dataset,
                 "runs": runs,
                 "notes": notes,
+                "common_protocol": common,
                 "samples": _samples(members, run_dir),
             }
         )
@@ -164,13 +175,19 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 th{background:#f2f2f2;cursor:pointer;user-select:none}td:first-child,th:first-child{text-align:left}
 th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
 .best{font-weight:bold}.failed{color:#b00}.protocol{font-size:.85em;color:#444;margin:.2em 0 .6em 1em}
+.protocol li,.notes li{overflow-wrap:anywhere}.mark{color:#b00;font-weight:bold}
+.scroll{overflow-x:auto;max-width:100%}
 .browser{display:flex;flex-wrap:wrap;gap:10px}.tile{text-align:center;font-size:.85em}
-canvas{border:1px solid #ccc;image-rendering:pixelated;width:192px;height:auto}
-.charts img{max-width:48%;margin:4px}
+.pair{display:flex;flex-wrap:nowrap;gap:4px;border:1px solid #ddd;padding:3px}
+canvas{border:1px solid #ccc;image-rendering:pixelated;width:160px;max-width:40vw;height:auto}
+.legend span{display:inline-block;width:12px;height:12px;border:1px solid #888;margin:0 4px 0 10px;vertical-align:middle}
+.charts img{max-width:100%;margin:4px 0}
 </style></head><body>
 <h1>cliplens benchmark</h1>
 <p>Each map is min–max normalised on its own before scoring; the sample browser shows maps in the jet colour
-scale (0 blue … 1 red) and, with the slider, the binarised mask (map ≥ threshold) in white.</p>
+scale (0 blue … 1 red) beside its binarised version (map ≥ threshold, coloured as in the legend).
+Marks: † and other symbols — scored under another protocol than the unmarked rows; ∅ — some maps were
+constant (blank); both explained in the notes under each table.</p>
 <div id="groups"></div>
 <h2>Bar charts</h2><div class="charts" id="charts"></div>
 <script id="data" type="application/json">__DATA__</script>
@@ -180,6 +197,7 @@ const DATA = JSON.parse(document.getElementById("data").textContent);
 const el = (tag, attrs = {}, text) => { const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text !== undefined) e.textContent = text; return e; };
 const fmt = v => (v === null || v === undefined) ? "–" : (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1)).replace(/^-(0(\\.0*)?)$/, "$1");
+const HIT = [255, 255, 255], FALSE_POSITIVE = [230, 60, 40], MISSED = [40, 170, 60], OUTSIDE = [0, 0, 0];
 function jet(v) { const c = x => Math.max(0, Math.min(1, x)); return [c(1.5 - Math.abs(4 * v - 3)), c(1.5 - Math.abs(4 * v - 2)), c(1.5 - Math.abs(4 * v - 1))].map(x => Math.round(255 * x)); }
 function loadImage(src) { return new Promise(ok => { const i = new Image(); i.onload = () => ok(i); i.src = src; }); }
 function pixels(img) { const c = document.createElement("canvas"); c.width = img.width; c.height = img.height;
@@ -224,7 +242,8 @@ function perClass(group, gi) {
       group.runs.forEach(r => tr.appendChild(el("td", {}, fmt((r.per_class[key] || {})[n])))); return tr; })); }
   if (!metrics.length) return box;
   pick.addEventListener("change", render); render();
-  box.append(el("h3", {}, "Per-class scores "), pick, table); return box;
+  const scroll = el("div", {class: "scroll"}); scroll.appendChild(table);
+  box.append(el("h3", {}, "Per-class scores "), pick, scroll); return box;
 }
 
 function browser(group, gi) {
@@ -247,27 +266,39 @@ function browser(group, gi) {
     tile(`ground truth: ${c.name}`, o => { for (let i = 0; i < o.length; i += 4) { const on = truth.data[i] > 127;
       for (let k = 0; k < 3; k++) o[i + k] = on ? image.data[i + k] : image.data[i + k] * 0.3; o[i + 3] = 255; } });
     for (const [name, src] of Object.entries(c.maps)) { const map = pixels(await loadImage(src));
-      tile(`${name}`, o => { for (let i = 0; i < o.length; i += 4) { const [r, g, b] = jet(map.data[i] / 255);
+      let flat = true; for (let i = 4; i < map.data.length && flat; i += 4) flat = map.data[i] === map.data[0];
+      const start = canvases.length;
+      tile(`${name}${flat ? " (constant map ∅)" : ""}`, o => { for (let i = 0; i < o.length; i += 4) { const [r, g, b] = jet(map.data[i] / 255);
         o[i] = (image.data[i] + r) / 2; o[i + 1] = (image.data[i + 1] + g) / 2; o[i + 2] = (image.data[i + 2] + b) / 2; o[i + 3] = 255; } });
       tile(`${name} ≥ ${t.toFixed(2)}`, o => { for (let i = 0; i < o.length; i += 4) { const on = map.data[i] / 255 >= t;
-        const edge = truth.data[i] > 127; o[i] = on ? 255 : 0; o[i + 1] = on ? 255 : (edge ? 90 : 0); o[i + 2] = on ? 255 : 0; o[i + 3] = 255; } }); }
+        const inside = truth.data[i] > 127; const [r, g, b] = on ? (inside ? HIT : FALSE_POSITIVE) : (inside ? MISSED : OUTSIDE);
+        o[i] = r; o[i + 1] = g; o[i + 2] = b; o[i + 3] = 255; } });
+      const pair = el("div", {class: "pair"}); pair.append(...canvases.splice(start)); canvases.push(pair); }
     tiles.replaceChildren(...canvases);
     box.dataset.rendered = `${s.id}|${c.name}|${t}`;
   }
   sample.addEventListener("change", () => { fillClasses(); render(); });
   cls.addEventListener("change", render); slider.addEventListener("input", render);
   fillClasses(); render();
-  box.append(el("h3", {}, "Samples "), "image ", sample, " class ", cls, " threshold ", slider, label, tiles);
+  const legend = el("div", {class: "legend", id: `legend-${gi}`}, "binarised map (map ≥ threshold):");
+  [["hit", HIT], ["false positive", FALSE_POSITIVE], ["missed", MISSED], ["outside, not selected", OUTSIDE]].forEach(([n, c]) => {
+    legend.append(el("span", {style: `background:rgb(${c.join(",")})`}), n); });
+  box.append(el("h3", {}, "Samples "), "image ", sample, " class ", cls, " threshold ", slider, label, legend, tiles);
   box.id = `browser-${gi}`; return box;
 }
 
 DATA.groups.forEach((group, gi) => {
   const section = el("section"); section.appendChild(el("h2", {}, `${group.backbone} on ${group.dataset}`));
-  section.appendChild(leaderboard(group, gi));
+  const board = el("div", {class: "scroll"}); board.appendChild(leaderboard(group, gi)); section.appendChild(board);
   const notes = el("ul", {class: "notes", id: `notes-${gi}`}); (group.notes || []).forEach(n => notes.appendChild(el("li", {}, n)));
-  section.appendChild(notes); section.appendChild(el("h3", {}, "Protocol of each run"));
-  group.runs.forEach(r => { section.appendChild(el("div", {}, r.explainer));
-    const ul = el("ul", {class: "protocol"}); r.protocol.forEach(line => ul.appendChild(el("li", {}, line))); section.appendChild(ul); });
+  section.appendChild(notes); section.appendChild(el("h3", {}, "Protocol"));
+  const list = lines => { const ul = el("ul", {class: "protocol"}); lines.forEach(l => ul.appendChild(el("li", {}, l))); return ul; };
+  section.appendChild(el("div", {}, "Common to every run:")); section.appendChild(list(group.common_protocol || []));
+  group.runs.forEach(r => { const run = el("div", {class: "run-protocol"});
+    run.appendChild(el("div", {}, `${r.explainer}${r.mark || ""}: ${r.differences.length ? "differs in" : "no difference"}`));
+    if (r.differences.length) run.appendChild(list(r.differences));
+    const full = el("details"); full.append(el("summary", {}, "full protocol card"), list(r.protocol)); run.appendChild(full);
+    section.appendChild(run); });
   section.appendChild(perClass(group, gi)); section.appendChild(browser(group, gi));
   document.getElementById("groups").appendChild(section);
 });

@@ -1,6 +1,7 @@
 """``cliplens report`` writes a self-contained index.html; checked in a real headless Chromium (Playwright
 driving Debian's ``chromium``): no console errors, no network, the leaderboard sorts, switching class
-changes the image, the threshold slider changes the binarised mask; a screenshot is written."""
+changes the image, the threshold slider changes the binarised mask; markers, notes, the common protocol, the
+legend and map/binarised pairs are there; nothing scrolls sideways at 1280 or 390 px (screenshots of both)."""
 
 from __future__ import annotations
 
@@ -128,11 +129,45 @@ def test_the_page_in_a_real_browser(report, tmp_path):
         )  # a function, not a string: the page's CSP forbids eval
         thresholded = shot()
         assert thresholded[0] == after[0] and thresholded[3] != after[3]  # image same, binarised mask changed
-        target = tmp_path / "index.png"
-        page.screenshot(path=str(target), full_page=True)
+        # the sample browser: a legend of the binarised colours, each map beside its binarised version
+        legend = page.inner_text("#legend-0")
+        assert all(word in legend for word in ("hit", "false positive", "missed"))
+        pairs = page.locator("#browser-0 .pair")
+        assert pairs.count() == len(results)
+        for k in range(pairs.count()):
+            tops = pairs.nth(k).locator("canvas").evaluate_all("cs => cs.map(c => c.getBoundingClientRect().top)")
+            assert len(tops) == 2 and tops[0] == tops[1]  # side by side, never wrapped apart
+        # the protocol: what all runs share once, each run's differences, the full card behind a disclosure
+        assert page.locator("details").count() == len(results)
+        assert page.locator("details").first.inner_text().strip() == "full protocol card"  # closed: the summary only
+        assert page.locator("details[open]").count() == 0
+        differs = page.locator(".run-protocol").all_inner_texts()
+        assert any(t.startswith("clip_surgery†: differs in") for t in differs), differs
+        targets = []
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, (
+                f"the page scrolls sideways by {overflow} px at {width} px"
+            )  # wide tables scroll inside
+            target = tmp_path / f"index-{width}.png"
+            page.screenshot(path=str(target), full_page=True)
+            targets.append(target)
         browser.close()
     assert not errors, errors
     assert not requests, f"the page asked the network for {requests}"
-    assert target.stat().st_size > 10_000
-    if os.environ.get("CLIPLENS_SCREENSHOT_DIR"):
-        shutil.copy(target, Path(os.environ["CLIPLENS_SCREENSHOT_DIR"]) / "index.png")
+    for target in targets:
+        assert target.stat().st_size > 10_000
+        if os.environ.get("CLIPLENS_SCREENSHOT_DIR"):
+            shutil.copy(target, Path(os.environ["CLIPLENS_SCREENSHOT_DIR"]) / target.name)
+
+
+def test_bar_charts_order_explainers_by_score():
+    from cliplens.benchmarks.report.figures import _by_score
+
+    def result(name, value):
+        return {"explainer": {"name": name}, "scores": {"miou": value}, "status": "ok"}
+
+    results = [result("a", 0.2), result("b", 0.9), result("c", None), result("d", 0.5)]
+    assert _by_score(results, "miou", True) == ["b", "d", "a", "c"]
+    assert _by_score(results, "miou", False) == ["a", "d", "b", "c"]
