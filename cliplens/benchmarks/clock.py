@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ratio_clock", "synchronize", "time_ms"]
+__all__ = ["ratio_clock", "synchronize", "time_ms", "timed_call"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -26,6 +26,16 @@ def synchronize(device: torch.device) -> None:
 def ratio_clock(device: torch.device) -> Callable[[], float]:
     """The clock (seconds) of explain-to-forward ratios on ``device``: process CPU time on the CPU, else wall."""
     return time.process_time if device.type == "cpu" else time.perf_counter
+
+
+def timed_call(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, float]:
+    """``(fn(), wall seconds, ratio-clock seconds)`` of one call (queued CUDA work included)."""
+    clock = ratio_clock(device)
+    synchronize(device)
+    wall0, ratio0 = time.perf_counter(), clock()
+    result = fn()
+    synchronize(device)
+    return result, time.perf_counter() - wall0, clock() - ratio0
 
 
 def time_ms(fn: Callable[[], Any], device: torch.device) -> float:

@@ -16,15 +16,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...metrics.batch import MaskBatch
-from ..clock import ratio_clock, synchronize
+from ..clock import timed_call
 from ..progress import Progress
 from ..results.examples import make_example
 from .lanes import Lane, PassOutcome, share_out
 from .metric_inputs import batch_input, explain_batch, group_by_mask_size, make_score_fn
-from .sample_reader import read_samples
+from .sample_reader import read_samples, strict_message
 
 if TYPE_CHECKING:
     from ...datasets.base import SegmentationDataset, SegmentationSample
+
+
+Forward = tuple[float, float] | None  # a reference forward: (wall ms, ratio-clock ms); None: not a paired batch
 
 
 def evaluate(
@@ -158,7 +161,7 @@ class DataPass:
             self._show("reading", self.read)
             if read.skip is not None:
                 if settings.strict:
-                    self.shared.strict_error = _strict_message(read.skip)
+                    self.shared.strict_error = strict_message(read.skip)
                     break
                 self.shared.skipped.append(read.skip)
                 self.progress.skip(len(self.lanes))
@@ -214,17 +217,10 @@ class DataPass:
             lane.outcome.explain_s += (self.share.traced_s - traced) / len(active)
 
     def _run_lane(
-        self,
-        lane: Lane,
-        pixels: torch.Tensor,
-        group: list[int],
-        batch: list,
-        facts: MaskBatch,
-        before_ms: tuple[float, float] | None,
-    ) -> tuple[float, float] | None:
+        self, lane: Lane, pixels: torch.Tensor, group: list[int], batch: list, facts: MaskBatch, before_ms: Forward
+    ) -> Forward:
         """One lane's explain (timed, paired when ``before_ms`` is given) and metric updates; returns the
         forward measured right after it (None when not paired). A failure ends only this lane.
-
         A forward is ``(wall ms, ratio-clock ms)``: the wall time gives ``forward_ms_per_image``, the
         :func:`~cliplens.benchmarks.clock.ratio_clock` time (CPU time on a CPU) the explain-to-forward ratio."""
         after_ms = None
@@ -253,32 +249,20 @@ class DataPass:
         return after_ms
 
     def _forward_ms(self, pixels: torch.Tensor) -> tuple[float, float]:
-        """A plain ``encode_image`` forward of ``pixels`` (the reference of the explain-to-forward ratio):
-        ``(wall ms, ratio-clock ms)``."""
+        """A plain ``encode_image`` forward of ``pixels`` (the ratio's reference): ``(wall ms, ratio-clock ms)``."""
         self.stage = "plain encode_image forward"
-        device = self.backbone.device
-        clock = ratio_clock(device)
         t0 = time.perf_counter()
         with torch.no_grad():
-            synchronize(device)
-            start_wall, start_ratio = time.perf_counter(), clock()
-            self.backbone.encode_image(pixels)
-            synchronize(device)
-            wall_ms, ratio_ms = 1000.0 * (time.perf_counter() - start_wall), 1000.0 * (clock() - start_ratio)
+            _, wall_s, ratio_s = timed_call(lambda: self.backbone.encode_image(pixels), self.backbone.device)
         self.forwards_s += time.perf_counter() - t0
-        return wall_ms, ratio_ms
+        return 1000.0 * wall_s, 1000.0 * ratio_s
 
     def _explain(self, lane: Lane, pixels: torch.Tensor, shape: tuple[int, int]) -> tuple[Any, float]:
         """The lane's maps of ``pixels`` (B, 3, S, S) at ``shape`` (a large image's: per class, on demand), timed:
         its wall seconds are added to the lane's ``explain_s``; returns the result and its ratio-clock seconds."""
         self.stage = f"explainer {lane.explainer.name!r}"
-        device = self.backbone.device
-        clock = ratio_clock(device)
-        synchronize(device)
-        t0, r0 = time.perf_counter(), clock()
-        result = explain_batch(lane.explainer, self.texts, pixels, shape)
-        synchronize(device)
-        seconds, ratio_s = time.perf_counter() - t0, clock() - r0
+        call = lambda: explain_batch(lane.explainer, self.texts, pixels, shape)  # noqa: E731
+        result, seconds, ratio_s = timed_call(call, self.backbone.device)
         lane.outcome.explain_s += seconds
         return result, ratio_s
 
@@ -315,13 +299,3 @@ class DataPass:
                     num_maps=item.num_maps,
                 )
                 lane.outcome.examples.append(example)
-
-
-def _strict_message(skip: dict[str, Any]) -> str:
-    """The error that ends a ``--strict`` pass at its first unusable sample."""
-    where = (
-        f"sample {skip['sample_id']!r} (index {skip['index']})"
-        if skip["sample_id"]
-        else f"sample at index {skip['index']}"
-    )
-    return f"bad {where}: {skip['reason']} (--strict stops at the first bad sample)"

@@ -28,7 +28,7 @@ from .metric_inputs import compact_mask
 if TYPE_CHECKING:
     from ...datasets.base import SegmentationDataset, SegmentationSample
 
-__all__ = ["SAMPLE_EXCEPTIONS", "ReadSample", "check_sample", "read_samples"]
+__all__ = ["SAMPLE_EXCEPTIONS", "ReadSample", "check_sample", "read_samples", "strict_message"]
 
 #: exceptions a dataset may raise for one unusable file besides SampleError (PIL's decoding errors)
 SAMPLE_EXCEPTIONS = (SampleError, OSError, ValueError)
@@ -144,3 +144,13 @@ def read_samples(
             return
         item.seconds = time.perf_counter() - t0
         yield item
+
+
+def strict_message(skip: dict[str, Any]) -> str:
+    """The error that ends a ``--strict`` pass at its first unusable sample."""
+    where = (
+        f"sample {skip['sample_id']!r} (index {skip['index']})"
+        if skip["sample_id"]
+        else f"sample at index {skip['index']}"
+    )
+    return f"bad {where}: {skip['reason']} (--strict stops at the first bad sample)"

@@ -27,6 +27,7 @@ from PIL import Image
 from ..results.examples import load_examples
 from ..results.files import STATUS_OK
 from ..results.protocol_card import card_markers
+from .protocol_lines import protocol_lines
 from .scores import grouped, higher_is_better, metric_names, metric_title, score
 from .table import CONSTANT_MARK, constant_note, group_table
 
@@ -36,37 +37,6 @@ def _png(array: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _protocol(result: dict[str, Any]) -> list[str]:
-    """What a run did, in short lines (the protocol card of the page)."""
-    config, dataset = result.get("config", {}), result.get("dataset", {})
-    lines = [
-        f"dataset {dataset.get('spec', '?')}: images {config.get('images')}, "
-        f"{dataset.get('num_classes', '?')} classes, prompts: {dataset.get('prompts', 'class names')} "
-        f"({len(config.get('templates') or [])} templates)",
-        f"metrics {', '.join(config.get('metrics') or [])}; seed {config.get('seed')}, "
-        f"batch {config.get('batch_size')}, device {config.get('device')}",
-    ]
-    options = result.get("explainer", {}).get("options") or {}
-    if options:
-        lines.append("explainer options " + ", ".join(f"{k}={v}" for k, v in options.items()))
-    selection = result.get("threshold_selection")
-    if selection:
-        lines.append("mIoU threshold chosen on separate data: " + json.dumps(selection, default=str))
-    else:
-        lines.append("mIoU binarises each map at 0.5 (no threshold tuning)")
-    card = result.get("protocol")
-    if isinstance(card, dict):  # one line per entry of the card, whole (no cut)
-        lines += [f"{key}: {json.dumps(value, default=str, ensure_ascii=False)}" for key, value in card.items()]
-    elif card:
-        lines.append(f"protocol: {json.dumps(card, default=str, ensure_ascii=False)}")
-    images = result.get("images", {})
-    lines.append(
-        f"{images.get('evaluated', '?')} images scored, {images.get('skipped', 0)} skipped; "
-        f"status {result.get('status')}" + (f" ({result.get('error')})" if result.get("error") else "")
-    )
-    return lines
 
 
 def _per_class(result: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -126,7 +96,7 @@ def page_data(results: Sequence[dict[str, Any]], run_dir: Path, figure_files: Se
                     "ms": timing.get("explain_ms_per_image"),
                     "ratio": timing.get("explain_to_forward_ratio"),
                     "per_class": _per_class(r),
-                    "protocol": _protocol(r),
+                    "protocol": protocol_lines(r),
                 }
             )
         notes = group_table(members)[2]  # footnotes, protocol markers, constant maps: as in leaderboard.md

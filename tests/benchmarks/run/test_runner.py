@@ -438,7 +438,8 @@ def test_all_runs_every_registered_explainer_that_supports_the_backbone(tmp_path
 
 def test_the_forward_ratio_does_not_fall_below_one_when_the_machine_is_busy(fakes, tmp_path, monkeypatch):
     """A busy machine, simulated: each reference forward is held up 0.2 s without using the CPU. In wall time
-    fake_forward_plus (a forward plus more) would come out far below 1x; the ratio's clock does not count waits."""
+    fake_forward_plus (eight forwards plus more) would come out far below 1x (about 0.05x); the ratio's clock does
+    not count waits (a cold cache after the wait still costs the held forward some CPU time: hence eight)."""
     import time as _time
 
     from cliplens.benchmarks.evaluation.data_pass import DataPass
@@ -464,4 +465,4 @@ def test_the_forward_ratio_does_not_fall_below_one_when_the_machine_is_busy(fake
     assert bench("-e", "fake_forward_plus", "-d", DATASET, "-o", str(out), "--batch-size", "4", "-m", "miou") == 0
     timing = result_for(out, "fake_forward_plus")["timing"]
     assert timing["forward_ms_per_image"] > 40  # the wall time of the held forwards is still what it was
-    assert timing["explain_to_forward_ratio"] >= 0.9, timing  # more work than a forward: about 1x or more
+    assert timing["explain_to_forward_ratio"] >= 1.0, timing  # eight forwards' work: well above 1x
