@@ -44,5 +44,5 @@ def test_a_repeated_backbone_explainer_or_metric_runs_once_with_a_notice(tmp_pat
         "cliplens: note: -e raw_similarity given 2 times: it runs once",
         "cliplens: note: -m miou given 2 times: it runs once",
     ]
-    assert "; 1 pairs (" in captured.out
+    assert "; 1 pair (" in captured.out
     assert len(list((tmp_path / "out").glob("*.json"))) == 1
