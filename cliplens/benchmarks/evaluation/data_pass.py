@@ -158,7 +158,7 @@ class DataPass:
         for read in reads:
             self.shared.data_s += read.seconds
             self.read += 1
-            self._show("reading", self.read)
+            self.progress.begin_step("reading", self.read)
             if read.skip is not None:
                 if settings.strict:
                     self.shared.strict_error = strict_message(read.skip)
@@ -193,10 +193,6 @@ class DataPass:
             self._run_group(pixels[group], group, batch, facts)  # one tensor for every lane: a shared trace
         self.shared.images += len(batch)
 
-    def _show(self, detail: str, done: int, step: int | None = None) -> None:
-        """Name what runs now on the progress line (``reading`` or ``× <explainer>``) and its samples done."""
-        self.progress.begin_step(detail, done, step)
-
     def _run_group(self, pixels: torch.Tensor, group: list[int], batch: list, facts: MaskBatch) -> None:
         """Run the active lanes on one group: on their own between timed forwards (the first batches, or when
         nothing can be shared), else under one trace shared by all of them."""
@@ -226,7 +222,7 @@ class DataPass:
         after_ms = None
         out = lane.outcome
         position = self.lanes.index(lane)
-        self._show(f"× {lane.explainer.name}", self.lane_done[position], position + 1)
+        self.progress.begin_step(f"× {lane.explainer.name}", self.lane_done[position], position + 1)
         try:
             with lane.turn():
                 served = self.share.served
