@@ -85,7 +85,6 @@ def run_multilabel(
     ``templates`` default to OpenAI's 80 ImageNet templates (the class names are put in each).
     """
     from ...cache import text_embeddings
-    from ..progress import Progress
     from .imagenet_seg import imagenet_templates
 
     classes = [c for c, name in enumerate(dataset.class_names) if name.strip().lower() not in EXCLUDED_NAMES]
@@ -121,7 +120,7 @@ def _score_images(
     progress: bool,
 ) -> tuple[dict[str, torch.Tensor], np.ndarray]:
     """Each variant's (N, C) class scores of the ``chosen`` images against ``text`` (C, D), and the (N, C) labels."""
-    from tqdm import tqdm
+    from ..progress import Progress
 
     column = {c: k for k, c in enumerate(classes)}
     rows: dict[str, list[torch.Tensor]] = {v: [] for v in VARIANTS}
