@@ -345,10 +345,10 @@ def test_plugin_registers_the_builtin_datasets(index_root: Path) -> None:
 
 def test_shared_camvid(shared_datasets: Path) -> None:
     root = shared_datasets / "camvid"
-    dataset = index_masks_factory(str(root), ignore="11", split="val")
+    dataset = index_masks_factory(str(root), ignore=11, split="val")
     assert len(dataset) == 101
-    assert len(index_masks_factory(str(root), ignore="11", split="test")) == 233
-    assert len(index_masks_factory(str(root), ignore="11")) == 334
+    assert len(index_masks_factory(str(root), ignore=11, split="test")) == 233
+    assert len(index_masks_factory(str(root), ignore=11)) == 334
     assert dataset.num_classes == 11
     assert dataset.class_names[:4] == ["sky", "building", "pole", "road"]
     assert dataset.class_names[-3:] == ["car", "pedestrian", "bicyclist"]
