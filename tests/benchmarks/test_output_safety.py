@@ -3,6 +3,7 @@ any pair runs, temporaries of a killed run removed, report refuses tables mixing
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -334,3 +335,37 @@ def test_a_result_of_an_older_cliplens_is_still_reused_or_refused(fakes, tmp_pat
     assert bench(out, "--limit", "2", "--skip-existing") == 2
     line = _last_error(capsys)
     assert "holds a finished result of a different configuration (limit, images differ)" in line, line
+
+
+def test_a_rerun_with_other_settings_refuses_to_replace_finished_results_unless_overwrite(fakes, tmp_path, capsys):
+    """Issue 27: a plain rerun (no --skip-existing) into an --out holding finished results of another configuration
+    refuses, naming what differs and the flag; --overwrite replaces them and says so."""
+    out = tmp_path / "run"
+    assert bench(out, "--limit", "3") == 0
+    (path,) = out.glob("*.json")
+    stamp = path.stat().st_mtime_ns
+    capsys.readouterr()
+    assert bench(out, "--limit", "2") == 2
+    line = _last_error(capsys)
+    assert "different configuration (limit, images differ)" in line and "--overwrite" in line, line
+    assert path.stat().st_mtime_ns == stamp  # the finished result is untouched
+    assert bench(out, "--limit", "2", "--overwrite") == 0
+    assert "--overwrite replaces a finished result of another configuration" in capsys.readouterr().err
+    assert json.loads(path.read_text())["identity"]["settings"]["limit"] == 2
+    assert bench(out, "--limit", "2") == 0  # the same configuration again: recomputed in place, no refusal
+
+
+def test_truncated_results_are_named_by_skip_existing_and_report(fakes, tmp_path, capsys):
+    """Issue 27: a half-written result JSON is named (recomputed by --skip-existing, left out by report)."""
+    from cliplens.benchmarks.results.files import load_results
+
+    out = tmp_path / "run"
+    assert bench(out, "--limit", "2") == 0
+    (path,) = out.glob("*.json")
+    path.write_text(path.read_text()[:40])
+    with pytest.warns(UserWarning, match="not readable JSON"):
+        assert load_results(out) == []
+    capsys.readouterr()
+    assert bench(out, "--limit", "2", "--skip-existing") == 0
+    assert "recomputing the earlier result, it was not readable JSON" in capsys.readouterr().err
+    assert load_results(out)[0]["status"] == "ok"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 import math
 import os
 import platform
@@ -169,7 +170,24 @@ def read_result(path: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
 
 
+def unreadable_json(path: str | Path) -> bool:
+    """True when ``path`` cannot be read as JSON at all (truncated by a crash, or not text)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+    except (OSError, ValueError):
+        return True
+    return False
+
+
 def load_results(folder: str | Path) -> list[dict[str, Any]]:
-    """Every result JSON directly in ``folder``, sorted by pair id (other JSON files are ignored)."""
-    results = [r for p in sorted(Path(folder).glob("*.json")) if (r := read_result(p)) is not None]
+    """Every result JSON directly in ``folder``, sorted by pair id (other JSON files are ignored; a JSON file that
+    cannot be read at all is named in a warning, never dropped without a word)."""
+    results = []
+    for path in sorted(Path(folder).glob("*.json")):
+        result = read_result(path)
+        if result is not None:
+            results.append(result)
+        elif unreadable_json(path):
+            warnings.warn(f"{path} is not readable JSON (truncated or corrupt): it is left out", stacklevel=2)
     return sorted(results, key=lambda r: r.get("pair", ""))
