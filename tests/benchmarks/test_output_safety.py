@@ -216,7 +216,12 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize(
+    ("sent", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_stops_the_run_and_says_how_to_resume(tmp_path, sent, status, said):
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER.format(root=str(ROOT), fakes=str(FAKES)))
     out = tmp_path / "run"
@@ -236,10 +241,10 @@ def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
             time.sleep(0.2)
         assert proc.poll() is None, f"the bench ended before it was interrupted: {proc.stderr.read()}"
         time.sleep(1.0)  # inside the first pair
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sent)
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
-        assert err.strip().splitlines()[-1] == "cliplens: interrupted — rerun with --skip-existing to resume"
+        assert proc.returncode == status, err
+        assert err.strip().splitlines()[-1] == f"cliplens: {said} — rerun with --skip-existing to resume"
         assert "Traceback" not in err and not (out / LOCK_NAME).exists()
     finally:  # never leave the child bench running when an assertion above failed
         if proc.poll() is None:
