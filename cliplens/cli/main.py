@@ -89,6 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliplensError as exc:
         print(f"cliplens: error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except OSError as exc:  # a write without its own check (a figure, the report) found no room: still one line
+        from ..writable import out_of_space
+
+        error = out_of_space(exc, exc.filename or "an output file")
+        if error is None:
+            raise
+        print(f"cliplens: error: {error}", file=sys.stderr)
+        return error.exit_status
     except KeyboardInterrupt:  # Ctrl-C / SIGINT: finished pairs are on disk, the pair in progress is not
         print(f"cliplens: interrupted{hint}", file=sys.stderr)
         return 130

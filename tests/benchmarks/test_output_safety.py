@@ -374,3 +374,30 @@ def test_truncated_results_are_named_by_skip_existing_and_report(fakes, tmp_path
     assert bench(out, "--limit", "2", "--skip-existing") == 0
     assert "recomputing the earlier result, it was not readable JSON" in capsys.readouterr().err
     assert load_results(out)[0]["status"] == "ok"
+
+
+def test_a_full_disk_while_writing_a_result_is_one_line_and_keeps_finished_work(fakes, tmp_path, capsys, monkeypatch):
+    """Issue 27: ENOSPC while bench writes a result: one line naming the path, exit 1, no temporary left, and the
+    results finished before it intact (the write is injected to fail: no tmpfs needed)."""
+    import errno
+
+    from cliplens.benchmarks.results import files
+
+    out = tmp_path / "run"
+    assert bench(out, "--limit", "2") == 0
+    (finished,) = out.glob("*.json")
+    before = finished.read_bytes()
+    real_fsync = files.os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    capsys.readouterr()
+    assert bench(out, "--limit", "2", "-e", "raw_similarity") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cliplens: error: cannot write ") and "the disk is full" in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+    monkeypatch.setattr(files.os, "fsync", real_fsync)
+    assert finished.read_bytes() == before
+    assert not list(out.glob(".*.tmp"))

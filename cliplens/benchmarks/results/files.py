@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 import math
 import os
 import platform
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
+
+from ...writable import out_of_space
 
 SCHEMA = "cliplens-bench/1"
 STATUS_OK = "ok"
@@ -117,7 +119,9 @@ def _umask() -> int:
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write(handle)`` on a temporary file beside ``path``, then ``os.replace`` it into place.
 
-    A reader never sees a partial file, and an interrupted write leaves nothing behind.
+    A reader never sees a partial file, and an interrupted write leaves nothing behind. A full disk, an exceeded
+    quota or a read-only file system raise the one-line :class:`~cliplens.errors.OutputError`
+    (:func:`cliplens.writable.out_of_space`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,9 +133,12 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        error = out_of_space(exc, path, advice="free some space or pass another --out; finished results are kept")
+        if error is not None:  # a full disk is one line (exit 1), not a traceback
+            raise error from None
         raise
     return path
 
