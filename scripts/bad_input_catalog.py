@@ -618,7 +618,7 @@ CASES: list[Case] = [
         "refusal to overwrite naming 'templates', exit 2",
         case_1e,
         2,
-        ("holds a finished result of a different configuration (templates differs)", "rerun without --skip-existing"),
+        ("holds a finished result of a different configuration (templates differs)", "pass --overwrite to replace it"),
         False,
     ),
     # 2 two runs into one --out

@@ -89,6 +89,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "half of the images, evaluating on the second half)",
     )
     p.add_argument("--skip-existing", action="store_true", help="keep pairs whose JSON says status ok (resume)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace finished results of another configuration in --out (without it such a run refuses)",
+    )
     p.add_argument("--strict", action="store_true", help="stop at the first bad sample instead of skipping it")
     p.add_argument(
         "--workers",
@@ -231,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
         thresholds=parse_thresholds(args.thresholds) if args.thresholds else None,
         threshold_dataset=args.threshold_dataset,
         skip_existing=args.skip_existing,
+        overwrite=args.overwrite,
         strict=args.strict,
         separate_passes=args.separate_passes,
         workers=args.workers,

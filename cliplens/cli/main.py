@@ -10,11 +10,14 @@ written: a full disk), never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .help_text import COMMANDS, MAIN_EPILOG, Parser, examples_epilog
 
@@ -79,15 +82,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    hint = " — rerun with --skip-existing to resume" if args.command == "bench" else ""
     try:
-        return int(args.run(args) or 0)
+        with _sigterm_raises():
+            return int(args.run(args) or 0)
     except CliplensError as exc:
         print(f"cliplens: error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except OSError as exc:  # a write without its own check (a figure, the report) found no room: still one line
+        from ..writable import out_of_space
+
+        error = out_of_space(exc, exc.filename or "an output file")
+        if error is None:
+            raise
+        print(f"cliplens: error: {error}", file=sys.stderr)
+        return error.exit_status
     except KeyboardInterrupt:  # Ctrl-C / SIGINT: finished pairs are on disk, the pair in progress is not
-        hint = " — rerun with --skip-existing to resume" if args.command == "bench" else ""
         print(f"cliplens: interrupted{hint}", file=sys.stderr)
         return 130
+    except _Terminated:  # SIGTERM (kill, a scheduler's stop): the same, said as such
+        print(f"cliplens: stopped by SIGTERM{hint}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so a run unwinds (locks released, temporaries removed) like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Meanwhile SIGTERM raises :class:`_Terminated` (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,7 @@ any pair runs, temporaries of a killed run removed, report refuses tables mixing
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -215,7 +216,12 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize(
+    ("sent", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_stops_the_run_and_says_how_to_resume(tmp_path, sent, status, said):
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER.format(root=str(ROOT), fakes=str(FAKES)))
     out = tmp_path / "run"
@@ -235,10 +241,10 @@ def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
             time.sleep(0.2)
         assert proc.poll() is None, f"the bench ended before it was interrupted: {proc.stderr.read()}"
         time.sleep(1.0)  # inside the first pair
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sent)
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
-        assert err.strip().splitlines()[-1] == "cliplens: interrupted — rerun with --skip-existing to resume"
+        assert proc.returncode == status, err
+        assert err.strip().splitlines()[-1] == f"cliplens: {said} — rerun with --skip-existing to resume"
         assert "Traceback" not in err and not (out / LOCK_NAME).exists()
     finally:  # never leave the child bench running when an assertion above failed
         if proc.poll() is None:
@@ -334,3 +340,64 @@ def test_a_result_of_an_older_cliplens_is_still_reused_or_refused(fakes, tmp_pat
     assert bench(out, "--limit", "2", "--skip-existing") == 2
     line = _last_error(capsys)
     assert "holds a finished result of a different configuration (limit, images differ)" in line, line
+
+
+def test_a_rerun_with_other_settings_refuses_to_replace_finished_results_unless_overwrite(fakes, tmp_path, capsys):
+    """Issue 27: a plain rerun (no --skip-existing) into an --out holding finished results of another configuration
+    refuses, naming what differs and the flag; --overwrite replaces them and says so."""
+    out = tmp_path / "run"
+    assert bench(out, "--limit", "3") == 0
+    (path,) = out.glob("*.json")
+    stamp = path.stat().st_mtime_ns
+    capsys.readouterr()
+    assert bench(out, "--limit", "2") == 2
+    line = _last_error(capsys)
+    assert "different configuration (limit, images differ)" in line and "--overwrite" in line, line
+    assert path.stat().st_mtime_ns == stamp  # the finished result is untouched
+    assert bench(out, "--limit", "2", "--overwrite") == 0
+    assert "--overwrite replaces a finished result of another configuration" in capsys.readouterr().err
+    assert json.loads(path.read_text())["identity"]["settings"]["limit"] == 2
+    assert bench(out, "--limit", "2") == 0  # the same configuration again: recomputed in place, no refusal
+
+
+def test_truncated_results_are_named_by_skip_existing_and_report(fakes, tmp_path, capsys):
+    """Issue 27: a half-written result JSON is named (recomputed by --skip-existing, left out by report)."""
+    from cliplens.benchmarks.results.files import load_results
+
+    out = tmp_path / "run"
+    assert bench(out, "--limit", "2") == 0
+    (path,) = out.glob("*.json")
+    path.write_text(path.read_text()[:40])
+    with pytest.warns(UserWarning, match="not readable JSON"):
+        assert load_results(out) == []
+    capsys.readouterr()
+    assert bench(out, "--limit", "2", "--skip-existing") == 0
+    assert "recomputing the earlier result, it was not readable JSON" in capsys.readouterr().err
+    assert load_results(out)[0]["status"] == "ok"
+
+
+def test_a_full_disk_while_writing_a_result_is_one_line_and_keeps_finished_work(fakes, tmp_path, capsys, monkeypatch):
+    """Issue 27: ENOSPC while bench writes a result: one line naming the path, exit 1, no temporary left, and the
+    results finished before it intact (the write is injected to fail: no tmpfs needed)."""
+    import errno
+
+    from cliplens.benchmarks.results import files
+
+    out = tmp_path / "run"
+    assert bench(out, "--limit", "2") == 0
+    (finished,) = out.glob("*.json")
+    before = finished.read_bytes()
+    real_fsync = files.os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    capsys.readouterr()
+    assert bench(out, "--limit", "2", "-e", "raw_similarity") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cliplens: error: cannot write ") and "the disk is full" in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+    monkeypatch.setattr(files.os, "fsync", real_fsync)
+    assert finished.read_bytes() == before
+    assert not list(out.glob(".*.tmp"))

@@ -16,10 +16,13 @@ import os
 import platform
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
+
+from ...writable import out_of_space
 
 SCHEMA = "cliplens-bench/1"
 STATUS_OK = "ok"
@@ -116,7 +119,9 @@ def _umask() -> int:
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write(handle)`` on a temporary file beside ``path``, then ``os.replace`` it into place.
 
-    A reader never sees a partial file, and an interrupted write leaves nothing behind.
+    A reader never sees a partial file, and an interrupted write leaves nothing behind. A full disk, an exceeded
+    quota or a read-only file system raise the one-line :class:`~cliplens.errors.OutputError`
+    (:func:`cliplens.writable.out_of_space`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +133,12 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        error = out_of_space(exc, path, advice="free some space or pass another --out; finished results are kept")
+        if error is not None:  # a full disk is one line (exit 1), not a traceback
+            raise error from None
         raise
     return path
 
@@ -169,7 +177,24 @@ def read_result(path: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
 
 
+def unreadable_json(path: str | Path) -> bool:
+    """True when ``path`` cannot be read as JSON at all (truncated by a crash, or not text)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+    except (OSError, ValueError):
+        return True
+    return False
+
+
 def load_results(folder: str | Path) -> list[dict[str, Any]]:
-    """Every result JSON directly in ``folder``, sorted by pair id (other JSON files are ignored)."""
-    results = [r for p in sorted(Path(folder).glob("*.json")) if (r := read_result(p)) is not None]
+    """Every result JSON directly in ``folder``, sorted by pair id (other JSON files are ignored; a JSON file that
+    cannot be read at all is named in a warning, never dropped without a word)."""
+    results = []
+    for path in sorted(Path(folder).glob("*.json")):
+        result = read_result(path)
+        if result is not None:
+            results.append(result)
+        elif unreadable_json(path):
+            warnings.warn(f"{path} is not readable JSON (truncated or corrupt): it is left out", stacklevel=2)
     return sorted(results, key=lambda r: r.get("pair", ""))

@@ -35,6 +35,7 @@ class BenchConfig:
     thresholds: list[float] | None = None
     threshold_dataset: str | None = None
     skip_existing: bool = False
+    overwrite: bool = False
     strict: bool = False
     #: one pass over the data per explainer instead of one per backbone shared by all its explainers
     separate_passes: bool = False

@@ -15,7 +15,7 @@ from typing import Any
 
 from ...errors import CliplensError, InputError
 from ..prompts import class_prompts
-from ..results.files import STATUS_OK, library_versions, pair_id, read_result
+from ..results.files import STATUS_OK, library_versions, pair_id, read_result, unreadable_json
 from ..results.identity import PairIdentity, identity_change, pair_identity
 from .config import BenchConfig, check_config
 from .distributed import DistContext
@@ -134,24 +134,32 @@ def plan_pairs(run: RunPlan, out: Path) -> list[PlannedPair]:
                 pair_identity(pair_cfg, run.metric_specs, config.metric_resolution),
                 out / f"{pair_id(backbone, explainer, config.dataset)}.json",
             )
-            if config.skip_existing:
-                _decide_reuse(pair)
+            _decide_reuse(pair, skip_existing=config.skip_existing, overwrite=config.overwrite)
             planned.append(pair)
     return planned
 
 
-def _decide_reuse(pair: PlannedPair) -> None:
-    """Keep an earlier finished result of the same identity; refuse one of other settings; else recompute."""
+def _decide_reuse(pair: PlannedPair, *, skip_existing: bool, overwrite: bool) -> None:
+    """What to do with an earlier result at the pair's path: with ``skip_existing`` keep a finished one of the same
+    identity; refuse to replace a finished one of other settings unless ``overwrite``; name an unreadable one."""
+    if not pair.path.exists():
+        return
     earlier = read_result(pair.path)
-    if earlier is None or earlier.get("status") != STATUS_OK:
+    if earlier is None:
+        if unreadable_json(pair.path):
+            pair.rerun_reason = "it was not readable JSON (truncated or corrupt)"
+        return
+    if earlier.get("status") != STATUS_OK:
         return
     change = identity_change(PairIdentity.of_result(earlier), pair.identity)
     if change is None:
-        pair.reuse = True
-    elif change.settings:
+        pair.reuse = skip_existing
+    elif change.settings and not overwrite:
         raise CliplensError(
             f"{pair.path} holds a finished result of a different configuration ({change.describe()}): "
-            "use another --out, rerun without --skip-existing, or delete it"
+            "use another --out, or pass --overwrite to replace it"
         )
-    else:
+    elif change.settings:
+        pair.rerun_reason = f"--overwrite replaces a finished result of another configuration ({change.describe()})"
+    elif skip_existing:
         pair.rerun_reason = change.describe()
