@@ -27,7 +27,11 @@ if TYPE_CHECKING:
     from ...datasets.base import SegmentationDataset, SegmentationSample
 
 
-Forward = tuple[float, float] | None  # a reference forward: (wall ms, ratio-clock ms); None: not a paired batch
+Forward = tuple[float, float]  # a reference forward: (wall ms, ratio-clock ms)
+
+#: plain forwards per paired batch at least (one before and one after each explainer otherwise): the ratio's
+#: reference is the fastest of them
+MIN_REFERENCE_FORWARDS = 3
 
 
 def evaluate(
@@ -74,11 +78,12 @@ class DataPass:
 
     Timing: the first ``forward_batches`` batches run each explainer on its own
     (no shared trace) between two plain ``encode_image`` forwards of the same
-    pixels, ``fwd, E1, fwd, E2, fwd, ...``: each lane's explain-to-forward ratio
-    uses the mean of the forwards on either side of its call, so machine load
-    hits both alike; on a CPU both are measured in process CPU time
-    (:func:`~cliplens.benchmarks.clock.ratio_clock`), which waiting for a busy
-    machine does not lengthen. Those first batches also record which internals each
+    pixels, ``fwd, E1, fwd, E2, fwd, ...`` (at least :data:`MIN_REFERENCE_FORWARDS`
+    forwards per batch): each lane's explain-to-forward ratio divides its call by the
+    *fastest* of that batch's forwards (best-of-n, as ``timeit`` advises), so a forward
+    slowed by machine load cannot make an explainer look cheaper than a forward; on a
+    CPU both are measured in process CPU time (:func:`~cliplens.benchmarks.clock.ratio_clock`),
+    which waiting for a busy machine does not lengthen. Those first batches also record which internals each
     explainer traces; later batches trace once per batch for all lanes
     (:class:`~cliplens.backbones.trace_sharing.TraceShare`) and each lane is
     charged an equal share of that forward. Data loading and loop overhead are
@@ -200,10 +205,10 @@ class DataPass:
         if self.paired_left > 0 or not self.share.requests or len(active) < 2:  # on their own (requests recorded)
             paired = self.paired_left > 0
             self.paired_left -= 1
-            before = self._forward_ms(pixels) if paired else None
-            for lane in active:
-                after = self._run_lane(lane, pixels, group, batch, facts, before)
-                before = after if after is not None else before
+            forwards = [self._forward_ms(pixels)] if paired else None
+            explained = [(lane, self._run_lane(lane, pixels, group, batch, facts, forwards)) for lane in active]
+            if forwards is not None:
+                self._pair_with_fastest_forward(explained, forwards, pixels, len(group))
             return
         traced = self.share.traced_s
         with self.share.serving(self.backbone, pixels):
@@ -212,14 +217,36 @@ class DataPass:
         for lane in active:  # the shared forward, charged equally to the lanes it served
             lane.outcome.explain_s += (self.share.traced_s - traced) / len(active)
 
+    def _pair_with_fastest_forward(
+        self, explained: list[tuple[Lane, float | None]], forwards: list[Forward], pixels: torch.Tensor, images: int
+    ) -> None:
+        """Record each lane's ``(explain ms, fastest forward ms)`` of a paired batch (ratio clock) and the fastest
+        forward's wall time; ``explained``: (lane, its explain ratio-clock ms, None if it failed); ``forwards``:
+        the batch's reference forwards ``(wall ms, ratio-clock ms)``, topped up to MIN_REFERENCE_FORWARDS here."""
+        while len(forwards) < MIN_REFERENCE_FORWARDS:
+            forwards.append(self._forward_ms(pixels))
+        fastest_wall = min(wall for wall, _ in forwards)
+        fastest_clock = min(clock for _, clock in forwards)
+        for lane, explain_ms in explained:
+            if explain_ms is None or not lane.active:
+                continue
+            lane.outcome.paired_ms.append((explain_ms, fastest_clock))
+            lane.outcome.forward_s += fastest_wall / 1000.0
+            lane.outcome.forward_images += images
+
     def _run_lane(
-        self, lane: Lane, pixels: torch.Tensor, group: list[int], batch: list, facts: MaskBatch, before_ms: Forward
-    ) -> Forward:
-        """One lane's explain (timed, paired when ``before_ms`` is given) and metric updates; returns the
-        forward measured right after it (None when not paired). A failure ends only this lane.
-        A forward is ``(wall ms, ratio-clock ms)``: the wall time gives ``forward_ms_per_image``, the
-        :func:`~cliplens.benchmarks.clock.ratio_clock` time (CPU time on a CPU) the explain-to-forward ratio."""
-        after_ms = None
+        self,
+        lane: Lane,
+        pixels: torch.Tensor,
+        group: list[int],
+        batch: list,
+        facts: MaskBatch,
+        forwards: list[Forward] | None,
+    ) -> float | None:
+        """One lane's explain (timed) and metric updates. On a paired batch (``forwards`` given) a plain forward
+        of the same pixels is measured right after the call and appended to ``forwards``, and the call's
+        ratio-clock ms is returned (else None). A failure ends only this lane."""
+        explain_ms = None
         out = lane.outcome
         position = self.lanes.index(lane)
         self.progress.begin_step(f"× {lane.explainer.name}", self.lane_done[position], position + 1)
@@ -228,11 +255,9 @@ class DataPass:
                 served = self.share.served
                 result, ratio_s = self._explain(lane, pixels, facts.size)
                 out.shared_calls += self.share.served - served
-                if before_ms is not None:
-                    after_ms = self._forward_ms(pixels)
-                    out.paired_ms.append((1000.0 * ratio_s, (before_ms[1] + after_ms[1]) / 2))
-                    out.forward_s += (before_ms[0] + after_ms[0]) / 2000.0
-                    out.forward_images += len(group)
+                if forwards is not None:
+                    forwards.append(self._forward_ms(pixels))
+                    explain_ms = 1000.0 * ratio_s
                 t0 = time.perf_counter()
                 self._feed_metrics(lane, result, group, batch, facts, pixels)
                 out.metric_s += time.perf_counter() - t0
@@ -242,7 +267,8 @@ class DataPass:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken explainer or metric fails its pair, not the run
             lane.fail(self.stage, exc)
-        return after_ms
+            return None
+        return explain_ms
 
     def _forward_ms(self, pixels: torch.Tensor) -> tuple[float, float]:
         """A plain ``encode_image`` forward of ``pixels`` (the ratio's reference): ``(wall ms, ratio-clock ms)``."""

@@ -44,8 +44,9 @@ def pair_timing(o: PassOutcome, selection_s: float, world_size: int) -> dict[str
         "(data_shared_by of them): data_s and the loop overhead in total_s are this pair's equal share; "
         "explain_s includes an equal share of the forwards traced once for all explainers of a batch "
         "(shared_trace_calls: trace calls answered that way); forward = plain encode_image on the pixels "
-        "of the first batches, one right before and one right after this explainer's own unshared call "
-        "(excluded from total); ratio = median over those batches of explain / mean of the two forwards, both "
+        "of the first batches, one right before and one right after each explainer's own unshared call, at least "
+        "three per batch (excluded from total); forward_ms_per_image uses the fastest of a batch's forwards; "
+        "ratio = median over those batches of explain / the fastest of the batch's forwards, both "
         "in process CPU time on a CPU device (so a loaded machine cannot push it below 1), wall time on CUDA; "
         "overhead = (data + metric) / total of the evaluation pass",
     }
