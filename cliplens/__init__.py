@@ -63,6 +63,9 @@ _EXPORTS = {
         ],
         "registry",
     ),
+    **dict.fromkeys(
+        ["AuxiliaryBackbone", "AuxiliaryFeatures", "create_auxiliary", "list_auxiliaries"], "backbones.auxiliary"
+    ),
     "hookimpl": "registry.hookspecs",
     **dict.fromkeys(["Spec", "parse_spec"], "specs"),
     **dict.fromkeys(["Opt", "Option", "OptionError"], "options"),
@@ -111,6 +114,10 @@ __all__ = [
     "decompose",
     "Decomposition",
     "create_backbone",
+    "create_auxiliary",
+    "list_auxiliaries",
+    "AuxiliaryBackbone",
+    "AuxiliaryFeatures",
     "create_explainer",
     "create_dataset",
     "create_metric",

@@ -1,14 +1,20 @@
-"""``cliplens list backbones|explainers|datasets|metrics [PATTERN]``."""
+"""``cliplens list backbones|explainers|datasets|metrics|auxiliaries [PATTERN]``."""
 
 from __future__ import annotations
 
 import argparse
 
-KINDS = {"backbones": "backbone", "explainers": "explainer", "datasets": "dataset", "metrics": "metric"}
+KINDS = {
+    "backbones": "backbone",
+    "explainers": "explainer",
+    "datasets": "dataset",
+    "metrics": "metric",
+    "auxiliaries": "auxiliary",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("list", help="list registered backbones, explainers, datasets or metrics")
+    p = subparsers.add_parser("list", help="list registered backbones, explainers, datasets, metrics or auxiliaries")
     p.add_argument("kind", choices=sorted(KINDS), help="what to list")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'ViT-B-*'")
     p.add_argument("--details", action="store_true", help="also show the providing plugin and a description")

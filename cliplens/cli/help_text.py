@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 #: runs has its module imported; the others appear under this summary.
 COMMANDS: dict[str, str] = {
     "plugins": "show loaded plugins and what they registered",
-    "list": "list registered backbones, explainers, datasets or metrics",
+    "list": "list registered backbones, explainers, datasets, metrics or auxiliaries",
     "explain": "draw explainers' heat maps for images and texts",
     "bench": "score explainers on segmentation data (no arguments: the toy default run)",
     "report": "merge benchmark results into a leaderboard, CSV, figures and index.html",
@@ -31,7 +31,12 @@ COMMANDS: dict[str, str] = {
 #: command -> example command lines shown at the end of its --help
 EXAMPLES: dict[str, list[str]] = {
     "plugins": ["cliplens plugins", "cliplens plugins --json"],
-    "list": ["cliplens list explainers", "cliplens list backbones 'ViT-B-*'", "cliplens list metrics --details"],
+    "list": [
+        "cliplens list explainers",
+        "cliplens list backbones 'ViT-B-*'",
+        "cliplens list metrics --details",
+        "cliplens list auxiliaries '*dino*'",
+    ],
     "explain": [
         'cliplens explain photo.jpg --text "a car" "a tree"',
         'cliplens explain --text "a dog" -e clip_surgery lexical -o out/ a.jpg b.jpg',

@@ -4,6 +4,7 @@ third-party plugin would; the registry loads them by module name from
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.openclip",
+    "cliplens.plugins.auxiliary",
     "cliplens.plugins.hf",
     "cliplens.plugins.raw_similarity",
     "cliplens.plugins.gradcam",

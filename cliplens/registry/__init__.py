@@ -55,7 +55,9 @@ __all__ = [
 
 #: leading parameters of each kind's constructor / factory that are not options: the spec's ``arg``
 #: (backbones, datasets), the explainer's ``backbone``, the metric's ``num_classes, class_names``
-POSITIONAL_PARAMETERS = {"backbone": 1, "dataset": 1, "explainer": 1, "metric": 2}
+POSITIONAL_PARAMETERS = {"backbone": 1, "dataset": 1, "explainer": 1, "metric": 2, "auxiliary": 1}
+#: what ``cliplens list`` calls each kind
+LISTED_AS = {"auxiliary": "auxiliaries"}
 
 _lock = threading.Lock()
 _registry: Registry | None = None
@@ -133,7 +135,7 @@ def validate_options(kind: str, name: str, options: dict[str, Any], *, text: boo
     declaration = option_declaration(kind, name)
     declared = {option.name: option for option in declaration.options}
     extra = {k: v for k, v in options.items() if k not in declared}
-    owner, listing = f"{kind} {name!r}", f"cliplens list {kind}s --options"
+    owner, listing = f"{kind} {name!r}", f"cliplens list {LISTED_AS.get(kind, kind + 's')} --options"
     if extra and not declaration.open:  # raises, naming the first unknown option and the accepted names
         check_options(owner, declaration.options, extra, listing=listing)
     checked = check_options(owner, declaration.options, {k: v for k, v in options.items() if k in declared})

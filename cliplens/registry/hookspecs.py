@@ -78,6 +78,17 @@ def register_metrics(register: Register) -> None:
 
 
 @hookspec
+def register_auxiliary_backbones(register: Register) -> None:
+    """Register auxiliary backbones: second vision models (DINO, DINOv2, SAM, MAE, ...) an explainer reads.
+
+    Call ``register(name, factory, description=None)`` once per name. ``factory(arg: str | None, **options)
+    -> cliplens.backbones.auxiliary.AuxiliaryBackbone`` receives what follows the first ``:`` of a spec
+    (``None``: random initialisation; ``"pretrained"``; a weights path) and the ``?key=value`` options, declared
+    by its signature; :func:`cliplens.create_auxiliary` builds each spec once per process.
+    """
+
+
+@hookspec
 def register_backbone_families(register: Register) -> None:
     """Register backbone families for the compatibility matrix (``cliplens list backbones --matrix``).
 

@@ -35,6 +35,7 @@ HOOK_KINDS = {
     "register_explainers": "explainer",
     "register_datasets": "dataset",
     "register_metrics": "metric",
+    "register_auxiliary_backbones": "auxiliary",
     "register_backbone_families": "family",
 }
 
