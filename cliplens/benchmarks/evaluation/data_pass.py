@@ -21,17 +21,11 @@ from ..progress import Progress
 from ..results.examples import make_example
 from .lanes import Lane, PassOutcome, share_out
 from .metric_inputs import batch_input, explain_batch, group_by_mask_size, make_score_fn
+from .reference_forwards import MIN_REFERENCE_FORWARDS, Forward, plain_forward, record_against_fastest
 from .sample_reader import read_samples, strict_message
 
 if TYPE_CHECKING:
     from ...datasets.base import SegmentationDataset, SegmentationSample
-
-
-Forward = tuple[float, float]  # a reference forward: (wall ms, ratio-clock ms)
-
-#: plain forwards per paired batch at least (one before and one after each explainer otherwise): the ratio's
-#: reference is the fastest of them
-MIN_REFERENCE_FORWARDS = 3
 
 
 def evaluate(
@@ -78,12 +72,9 @@ class DataPass:
 
     Timing: the first ``forward_batches`` batches run each explainer on its own
     (no shared trace) between two plain ``encode_image`` forwards of the same
-    pixels, ``fwd, E1, fwd, E2, fwd, ...`` (at least :data:`MIN_REFERENCE_FORWARDS`
-    forwards per batch): each lane's explain-to-forward ratio divides its call by the
-    *fastest* of that batch's forwards (best-of-n, as ``timeit`` advises), so a forward
-    slowed by machine load cannot make an explainer look cheaper than a forward; on a
-    CPU both are measured in process CPU time (:func:`~cliplens.benchmarks.clock.ratio_clock`),
-    which waiting for a busy machine does not lengthen. Those first batches also record which internals each
+    pixels, ``fwd, E1, fwd, E2, fwd, ...``, and each lane's explain-to-forward ratio divides its call by the
+    fastest of that batch's forwards (:mod:`.reference_forwards`), on a CPU in process CPU time
+    (:func:`~cliplens.benchmarks.clock.ratio_clock`). Those first batches also record which internals each
     explainer traces; later batches trace once per batch for all lanes
     (:class:`~cliplens.backbones.trace_sharing.TraceShare`) and each lane is
     charged an equal share of that forward. Data loading and loop overhead are
@@ -208,7 +199,9 @@ class DataPass:
             forwards = [self._forward_ms(pixels)] if paired else None
             explained = [(lane, self._run_lane(lane, pixels, group, batch, facts, forwards)) for lane in active]
             if forwards is not None:
-                self._pair_with_fastest_forward(explained, forwards, pixels, len(group))
+                while len(forwards) < MIN_REFERENCE_FORWARDS:
+                    forwards.append(self._forward_ms(pixels))
+                record_against_fastest(explained, forwards, len(group))
             return
         traced = self.share.traced_s
         with self.share.serving(self.backbone, pixels):
@@ -216,23 +209,6 @@ class DataPass:
                 self._run_lane(lane, pixels, group, batch, facts, None)
         for lane in active:  # the shared forward, charged equally to the lanes it served
             lane.outcome.explain_s += (self.share.traced_s - traced) / len(active)
-
-    def _pair_with_fastest_forward(
-        self, explained: list[tuple[Lane, float | None]], forwards: list[Forward], pixels: torch.Tensor, images: int
-    ) -> None:
-        """Record each lane's ``(explain ms, fastest forward ms)`` of a paired batch (ratio clock) and the fastest
-        forward's wall time; ``explained``: (lane, its explain ratio-clock ms, None if it failed); ``forwards``:
-        the batch's reference forwards ``(wall ms, ratio-clock ms)``, topped up to MIN_REFERENCE_FORWARDS here."""
-        while len(forwards) < MIN_REFERENCE_FORWARDS:
-            forwards.append(self._forward_ms(pixels))
-        fastest_wall = min(wall for wall, _ in forwards)
-        fastest_clock = min(clock for _, clock in forwards)
-        for lane, explain_ms in explained:
-            if explain_ms is None or not lane.active:
-                continue
-            lane.outcome.paired_ms.append((explain_ms, fastest_clock))
-            lane.outcome.forward_s += fastest_wall / 1000.0
-            lane.outcome.forward_images += images
 
     def _run_lane(
         self,
@@ -270,14 +246,13 @@ class DataPass:
             return None
         return explain_ms
 
-    def _forward_ms(self, pixels: torch.Tensor) -> tuple[float, float]:
+    def _forward_ms(self, pixels: torch.Tensor) -> Forward:
         """A plain ``encode_image`` forward of ``pixels`` (the ratio's reference): ``(wall ms, ratio-clock ms)``."""
         self.stage = "plain encode_image forward"
         t0 = time.perf_counter()
-        with torch.no_grad():
-            _, wall_s, ratio_s = timed_call(lambda: self.backbone.encode_image(pixels), self.backbone.device)
+        forward = plain_forward(self.backbone, pixels)
         self.forwards_s += time.perf_counter() - t0
-        return 1000.0 * wall_s, 1000.0 * ratio_s
+        return forward
 
     def _explain(self, lane: Lane, pixels: torch.Tensor, shape: tuple[int, int]) -> tuple[Any, float]:
         """The lane's maps of ``pixels`` (B, 3, S, S) at ``shape`` (a large image's: per class, on demand), timed:

@@ -473,4 +473,4 @@ def test_the_forward_ratio_does_not_fall_below_one_when_the_machine_is_busy(fake
     assert bench("-e", "fake_forward_plus", "-d", DATASET, "-o", str(out), "--batch-size", "4", "-m", "miou") == 0
     timing = result_for(out, "fake_forward_plus")["timing"]
     assert timing["explain_to_forward_ratio"] >= 1.0, timing  # eight forwards' work: well above 1x
-    assert timing["ratio_batches"] == 3 and len(calls) == 9  # three forwards per paired batch at least
+    assert (timing["ratio_batches"], len(calls)) == (3, 9), timing  # three forwards per paired batch at least
