@@ -276,6 +276,11 @@ class HFBackbone(ModelBackbone):
         def mlp_branch(x: torch.Tensor, _layer: ModuleTree = layer_module) -> torch.Tensor:
             return _layer.mlp(_layer.layer_norm2(x))
 
+        def mlp_hidden(x: torch.Tensor, _layer: ModuleTree = layer_module) -> torch.Tensor:
+            return _layer.mlp.activation_fn(_layer.mlp.fc1(_layer.layer_norm2(x)))
+
+        ones = torch.ones(self.width, device=self._device, dtype=self._dtype)
+
         return ViTBlock(
             ln_1=layer_module.layer_norm1,
             in_proj_weight=weight,
@@ -285,6 +290,12 @@ class HFBackbone(ModelBackbone):
             layer_scale=torch.ones(self.width, device=self._device, dtype=self._dtype),
             mlp_branch=mlp_branch,
             num_heads=self.num_heads,
+            mlp=MLPParts(
+                hidden=mlp_hidden,
+                out_weight=layer_module.mlp.fc2.weight,
+                out_bias=layer_module.mlp.fc2.bias,
+                layer_scale=ones,
+            ),
         )
 
     @shareable_trace

@@ -24,7 +24,7 @@ from .model_backbone import (
 from .position_embeddings import PositionTableCache, swapped_parameter
 from .tokenizers import open_clip_tokenizer
 from .trace_sharing import shareable_trace
-from .vit import CAPTURABLE, TowerTrace, ViTBlock
+from .vit import CAPTURABLE, MLPParts, TowerTrace, ViTBlock
 
 __all__ = ["OpenCLIPBackbone", "OPENAI_MEAN", "OPENAI_STD", "resolve_device", "resolve_dtype"]
 
@@ -210,6 +210,11 @@ class OpenCLIPBackbone(ModelBackbone):
         def mlp_branch(x: torch.Tensor, _block: ModuleTree = block) -> torch.Tensor:
             return _block.ls_2(_block.mlp(_block.ln_2(x)))
 
+        def mlp_hidden(x: torch.Tensor, _block: ModuleTree = block) -> torch.Tensor:
+            return _block.mlp.gelu(_block.mlp.c_fc(_block.ln_2(x)))
+
+        mlp_gamma = getattr(block.ls_2, "gamma", None)
+        ones = torch.ones(attn.embed_dim, device=self._device, dtype=self._dtype)
         return ViTBlock(
             ln_1=block.ln_1,
             in_proj_weight=attn.in_proj_weight,
@@ -222,6 +227,12 @@ class OpenCLIPBackbone(ModelBackbone):
             mlp_branch=mlp_branch,
             num_heads=attn.num_heads,
             unit_layer_scale=gamma is None,
+            mlp=MLPParts(
+                hidden=mlp_hidden,
+                out_weight=block.mlp.c_proj.weight,
+                out_bias=block.mlp.c_proj.bias,
+                layer_scale=mlp_gamma if mlp_gamma is not None else ones,
+            ),
         )
 
     @shareable_trace

@@ -44,6 +44,7 @@ __all__ = [
     "ATTENTION_TERMS",
     "AttentionSpec",
     "ViTBlock",
+    "MLPParts",
     "TowerTrace",
     "CAPTURABLE",
     "attend",
@@ -96,6 +97,28 @@ class AttentionSpec:
 
 
 @dataclass(frozen=True)
+class MLPParts:
+    """A block's MLP opened up to its neurons: the branch adds ``layer_scale · (out_weight @ hidden(x) + out_bias)``.
+
+    Attributes:
+        hidden: (B, N, d) residual stream entering the MLP (before ``ln_2``) -> (B, N, m) the m neurons'
+            activations (after the nonlinearity, e.g. open_clip's ``mlp.gelu`` output).
+        out_weight: (d, m) the output projection (``c_proj.weight``): column n is neuron n's write direction.
+        out_bias: (d,) or None, the output projection's bias.
+        layer_scale: (d,) multiplies the MLP branch (ones when the block has none).
+    """
+
+    hidden: Callable[[torch.Tensor], torch.Tensor]
+    out_weight: torch.Tensor
+    out_bias: torch.Tensor | None
+    layer_scale: torch.Tensor
+
+    @property
+    def num_neurons(self) -> int:
+        return int(self.out_weight.shape[1])
+
+
+@dataclass(frozen=True)
 class ViTBlock:
     """One pre-norm transformer block ``x + ls_1·attn(ln_1(x))``, then ``+ ls_2·mlp(ln_2(·))``.
 
@@ -113,6 +136,7 @@ class ViTBlock:
             projection (timm's ``qk_norm``, SigLIP 2 / ViT-22B style); None when the block has none.
         unit_layer_scale: True when ``layer_scale`` is all ones (the block has none), so that
             :meth:`merge_heads` can skip multiplying a (B, N, d) tensor by ones (the same numbers).
+        mlp: the MLP's neurons (:class:`MLPParts`) where the backbone family opens them up, else None.
     """
 
     ln_1: Callable[[torch.Tensor], torch.Tensor]
@@ -126,6 +150,7 @@ class ViTBlock:
     q_norm: Callable[[torch.Tensor], torch.Tensor] | None = None
     k_norm: Callable[[torch.Tensor], torch.Tensor] | None = None
     unit_layer_scale: bool = False
+    mlp: MLPParts | None = None
 
     @property
     def width(self) -> int:

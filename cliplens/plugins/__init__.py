@@ -14,6 +14,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.metrics",
     "cliplens.plugins.decomposition",
     "cliplens.plugins.textspan",
+    "cliplens.plugins.neurons",
     "cliplens.plugins.relevance",
     "cliplens.plugins.localisers",
     "cliplens.plugins.toy",
