@@ -38,7 +38,7 @@ from .model_backbone import OPENAI_MEAN, OPENAI_STD, ModelBackbone, ModuleTree, 
 from .position_embeddings import PositionTableCache, lent_attribute
 from .tokenizers import LazyTokenizer, hf_tokenizer
 from .trace_sharing import shareable_trace
-from .vit import CAPTURABLE, TowerTrace, ViTBlock
+from .vit import CAPTURABLE, MLPParts, TowerTrace, ViTBlock
 
 __all__ = ["HFBackbone", "load_hf_model", "HF_FAMILIES"]
 
