@@ -39,6 +39,9 @@ class NeuronsExplainer(Explainer):
     For a text, the ``top_neurons`` neurons with the largest |<direction, text>| are chosen and the
     map is their mean activation per patch (``source="activation"``, the authors' segmentation), or
     the sum of their per-patch second-order effects dotted with the text (``source="effect"``).
+    Texts are centred before the choice (``centre``): on the mean embedding of a description pool
+    (default, the shipped TextSpan pool; the authors centre their description pool the same way), on
+    the mean of the texts of the call, or not at all (``"none"``, the authors' segmentation code).
 
     Where the directions come from: ``fitted=PATH`` (a fit written by ``cliplens neurons fit``), else a
     fit on the first :meth:`explain` over at most ``limit`` images of ``dataset`` (default the
@@ -83,6 +86,11 @@ class NeuronsExplainer(Explainer):
         source: Annotated[
             Literal["activation", "effect"], Opt("a map from the chosen neurons' activations or per-patch effects")
         ] = "activation",
+        centre: Annotated[
+            Literal["pool", "texts", "none"],
+            Opt("text features are centred before choosing neurons: on the pool's mean, the given texts' or not"),
+        ] = "pool",
+        pool: Annotated[str | None, Opt("text file of descriptions whose mean centre='pool' subtracts")] = None,
         coefficient: Annotated[
             float, Opt("the effects' scale (coefficient / |embedding|)", min=0.0)
         ] = DEFAULT_COEFFICIENT,
@@ -95,7 +103,8 @@ class NeuronsExplainer(Explainer):
         self.dataset = dataset if dataset is not None else getattr(backbone, "reference_images", None)
         self.limit, self.batch_size, self.aggregation, self.top_k = limit, batch_size, aggregation, top_k
         self.top_neurons = top_neurons or default_top_neurons(self.lens.num_neurons)
-        self.source = source
+        self.source, self.centre, self._pool_file = source, centre, pool
+        self._pool_mean: torch.Tensor | None = None
         self.fit: NeuronFit | None = None
         if fitted is not None:
             self.fit = NeuronFit.load(fitted)
@@ -134,6 +143,23 @@ class NeuronsExplainer(Explainer):
             self.fit = fits[key]
         return self.fit
 
+    def selection_texts(self, text_features: torch.Tensor) -> torch.Tensor:
+        """(T, D) the text features neurons are chosen by: centred as the ``centre`` option says.
+
+        The toy CLIP's prompts share a large common component; uncentred, |<direction, text>| ranks the
+        neurons that write it (background neurons there) first for every text.
+        """
+        features = text_features.float().cpu()
+        if self.centre == "texts":
+            return features - features.mean(0, keepdim=True) if features.shape[0] > 1 else features
+        if self.centre == "pool":
+            if self._pool_mean is None:
+                from ..residual.textspan_analysis import embed_pool, load_pool
+
+                self._pool_mean = embed_pool(self.backbone, load_pool(self._pool_file)).float().cpu().mean(0)
+            return features - self._pool_mean
+        return features
+
     def report(self) -> dict[str, Any]:
         fit = self.fitted_neurons()
         return {
@@ -146,7 +172,7 @@ class NeuronsExplainer(Explainer):
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         fit = self.fitted_neurons()
-        chosen = select_neurons(fit.directions, text_features.float().cpu(), self.top_neurons)  # (k, T)
+        chosen = select_neurons(fit.directions, self.selection_texts(text_features), self.top_neurons)  # (k, T)
         trace = self.lens.trace(pixels)
         if self.source == "activation":
             scores = activation_map(neuron_activations(trace, self.layer).to(self.lens.dtype), chosen)

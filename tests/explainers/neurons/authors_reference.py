@@ -78,7 +78,10 @@ def authors_effects(
             # project_attentions_to_output_per_neuron
             norm_out = (1 + layer * 2) * (1 + layers * 2) * heads * neurons
             centred = ret[:, 0] - logs["post_ln_mean"][:, None] / norm_out
-            post = sd["visual.ln_post.weight"] * centred / logs["post_ln_std"][:, None] + sd["visual.ln_post.bias"] / norm_out
+            post = (
+                sd["visual.ln_post.weight"] * centred / logs["post_ln_std"][:, None]
+                + sd["visual.ln_post.bias"] / norm_out
+            )
             projected = post @ sd["visual.proj"]
             # apply_attention_head_and_project_layer_neurons: coefficient / |representation|
             total = total + projected * coefficient / logs["representation"].norm(dim=-1)[:, None, None]

@@ -72,7 +72,9 @@ def test_token_effects_sum_to_neuron_differences(backbone):  # noqa: F811
 
 def test_first_pcs_equal_authors_compute_pcas():
     gen = torch.Generator().manual_seed(0)
-    effects = torch.randn(30, 6, 8, generator=gen, dtype=torch.float64) + torch.randn(6, 8, generator=gen, dtype=torch.float64)
+    effects = torch.randn(30, 6, 8, generator=gen, dtype=torch.float64) + torch.randn(
+        6, 8, generator=gen, dtype=torch.float64
+    )
     got = aggregate(effects, "first_pc", top_k=10, chunk=4)
     pcs, norms = authors_first_pcs(effects.numpy(), 10)
     np.testing.assert_allclose(got.directions.numpy(), pcs, rtol=1e-9, atol=1e-12)
