@@ -43,7 +43,9 @@ def add_dataset_options(p: argparse.ArgumentParser, limit: int = 200) -> None:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("ablate", help="mean-ablate MLPs, attention layers or heads; report zero-shot accuracy")
+    p = subparsers.add_parser(
+        "ablate", help="mean-ablate MLPs, attention layers, heads or neurons; report zero-shot accuracy"
+    )
     p.add_argument("--backbone", "-b", default="toy", help="backbone spec: toy, ViT-B-16, ViT-B-16:openai, ARCH:PATH")
     p.add_argument("--dataset", "-d", required=True, help="dataset spec, e.g. shapes:test or voc:/data/VOC2012")
     p.add_argument("--mlps", action="store_true", help="mean-ablate every MLP's direct contribution")

@@ -23,7 +23,8 @@ COMMANDS: dict[str, str] = {
     "reproduce": "re-run a published table (named preset) and print measured beside published figures",
     "toy": "toy world: train / sample / evaluate the tiny shapes CLIP",
     "textspan": "describe attention heads with texts (TextSpan) and ablate heads",
-    "ablate": "mean-ablate MLPs, attention layers or heads; report zero-shot accuracy",
+    "ablate": "mean-ablate MLPs, attention layers, heads or neurons; report zero-shot accuracy",
+    "neurons": "second-order effects of MLP neurons: fit, describe with texts, show",
     "speed": "time explainers against a plain image forward",
     "demo": "an interactive page: pick an image, type texts, see the explainers' maps",
 }
@@ -60,6 +61,11 @@ EXAMPLES: dict[str, list[str]] = {
         "cliplens textspan -b ViT-B-16:openai --images /data/photos -o runs/ts --layers 8 9 10 11",
     ],
     "ablate": ["cliplens ablate -d shapes:test --mlps", "cliplens ablate -d shapes:test --heads 4.0 5.1 --each"],
+    "neurons": [
+        "cliplens neurons fit -d shapes:train -o runs/neurons/toy-l1 --describe",
+        "cliplens neurons show runs/neurons/toy-l1 --text 'a photo of a red shape.'",
+        "cliplens neurons fit -b ViT-B-16:openai --images /data/photos -o runs/neurons/b16-l9 --layer 9",
+    ],
     "speed": ["cliplens speed -e raw_similarity clip_surgery --backbone toy"],
 }
 

@@ -99,6 +99,7 @@ class NeuronFit:
 
         stem = Path(path)
         stem = stem.with_suffix("") if stem.suffix in (".safetensors", ".json") else stem
+        stem.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
             "directions": self.directions.float().contiguous().cpu(),
             "means": self.means.float().contiguous().cpu(),
