@@ -1,7 +1,8 @@
-"""``cliplens ablate --backbone B --dataset D [--mlps] [--layers L...] [--heads L.H...] [--limit N]``.
+"""``cliplens ablate --backbone B --dataset D [--mlps] [--layers L...] [--heads L.H...] [--neurons L:N,...]``.
 
 Mean-ablates the chosen direct contributions (each replaced by its mean over
-the evaluated images) and prints zero-shot accuracy before and after. Labels:
+the evaluated images) and prints zero-shot accuracy before and after; ``--neurons``
+mean-ablates MLP neurons' second-order effects (:mod:`cliplens.explainers.neurons.ablation`). Labels:
 the largest non-background class of each mask (see :mod:`cliplens.explainers.residual.ablation`).
 """
 
@@ -18,6 +19,7 @@ from ..errors import InputError
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone
+    from ..explainers.neurons.ablation import NeuronAblationResult
     from ..explainers.residual.ablation import AblationResult, AblationSpec, LabelledImages
 
 Item = TypeVar("Item")
@@ -51,6 +53,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mlps", action="store_true", help="mean-ablate every MLP's direct contribution")
     p.add_argument("--layers", type=int, nargs="+", metavar="L", help="mean-ablate these attention layers (all heads)")
     p.add_argument("--heads", nargs="+", metavar="L.H", help="mean-ablate these heads, e.g. 11.3 10.0")
+    p.add_argument(
+        "--neurons",
+        nargs="+",
+        metavar="L:N,N",
+        help="mean-ablate these MLP neurons' second-order effects, e.g. 9:17,301 or 9:all (one result each)",
+    )
     p.add_argument("--each", action="store_true", help="also report each chosen layer / head on its own")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     add_dataset_options(p)
@@ -120,27 +128,64 @@ def print_results(results: Sequence[AblationResult], dataset: str, data: Labelle
         )
 
 
+def print_neuron_results(
+    results: Sequence[NeuronAblationResult], dataset: str, data: LabelledImages, header: bool
+) -> None:
+    """One line per neuron ablation (and the accuracy before, unless :func:`print_results` said it)."""
+    first = results[0]
+    if header:
+        print(
+            f"zero-shot accuracy on {dataset}: {first.num_images} images, {first.num_classes} classes "
+            f"({data.skipped} skipped without a label)"
+        )
+        print(f"  before: {100 * first.accuracy_before:.1f}%")
+    for result in results:
+        print(
+            f"  after mean-ablating the second-order effects of {result.choice.describe()}: "
+            f"{100 * result.accuracy_after:.1f}% ({100 * result.change:+.1f} points)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..explainers.neurons.ablation import NeuronChoice, evaluate_neuron_ablation
     from ..explainers.residual.ablation import AblationSpec, labelled_images
     from ..registry import create_backbone, create_dataset
 
     check_counts(args)
-    if not (args.mlps or args.layers or args.heads):
-        raise InputError("nothing to ablate: pass --mlps, --layers L ... and/or --heads L.H ...")
+    if not (args.mlps or args.layers or args.heads or args.neurons):
+        raise InputError("nothing to ablate: pass --mlps, --layers L ..., --heads L.H ... and/or --neurons L:N,...")
     templates = templates_from(args)
     dataset = create_dataset(args.dataset)
     backbone = create_backbone(args.backbone, **({"device": args.device} if args.device else {}))
     if not backbone.is_vit:
         raise InputError(f"backbone {args.backbone!r} cannot be decomposed: it needs a ViT image tower")
-    specs = [AblationSpec.parse(backbone, mlps=args.mlps, layers=args.layers, heads=args.heads)]
+    choices = [NeuronChoice.parse(backbone, text) for text in args.neurons or ()]
+    specs = (
+        [AblationSpec.parse(backbone, mlps=args.mlps, layers=args.layers, heads=args.heads)]
+        if args.mlps or args.layers or args.heads
+        else []
+    )
     if args.each:
         if args.mlps:
             specs.append(AblationSpec(mlps=True))
         specs += [AblationSpec.parse(backbone, layers=[layer]) for layer in args.layers or ()]
         specs += [AblationSpec.parse(backbone, heads=[head]) for head in args.heads or ()]
     data = labelled_images(dataset, args.limit, single_only=args.single_only)
-    results = run_ablation(backbone, data, specs, templates, args.batch_size)
-    print_results(results, args.dataset, data)
+    results = run_ablation(backbone, data, specs, templates, args.batch_size) if specs else []
+    if results:
+        print_results(results, args.dataset, data)
+    neuron_results = []
+    if choices:
+        batches = -(-len(data.images) // args.batch_size)
+        neuron_results = evaluate_neuron_ablation(
+            backbone,
+            data,
+            choices,
+            templates=templates,
+            batch_size=args.batch_size,
+            progress=progress("second-order effects", batches),
+        )
+        print_neuron_results(neuron_results, args.dataset, data, header=not results)
     if args.json:
         payload = {
             "backbone": args.backbone,
@@ -148,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
             "templates": templates,
             "single_only": args.single_only,
             "skipped": data.skipped,
-            "results": [r.to_dict() for r in results],
+            "results": [r.to_dict() for r in results] + [r.to_dict() for r in neuron_results],
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
