@@ -45,7 +45,9 @@ class NeuronsExplainer(Explainer):
 
     Where the directions come from: ``fitted=PATH`` (a fit written by ``cliplens neurons fit``), else a
     fit on the first :meth:`explain` over at most ``limit`` images of ``dataset`` (default the
-    backbone's ``reference_images``, ``shapes:train`` for ``toy``; kept in memory per backbone).
+    backbone's ``reference_images``, ``shapes:train`` for ``toy``; kept in memory per backbone), else
+    a fit over the images of the first call itself (``bench`` on a backbone without reference images:
+    its first batch; a principal component needs several images, one image gives no direction).
 
     Extras: ``neurons`` (T lists of the chosen neuron indices, best first) and, when the fit was
     described, ``neuron_texts`` (the best neuron's top texts per query text).
@@ -113,8 +115,18 @@ class NeuronsExplainer(Explainer):
                 raise InputError(
                     f"{fitted} holds neurons of layer {self.fit.layer}, not {self.layer}: pass layer={self.fit.layer}"
                 )
-        elif self.dataset is None:
-            raise InputError("the neurons explainer needs directions: pass fitted=PATH or dataset=SPEC to fit on")
+
+    def _fit_on(self, pixels: torch.Tensor) -> NeuronFit:
+        """A fit over the (B, 3, S, S) images of the first call, when neither a file nor a dataset is at hand."""
+        return fit_neurons(
+            self.backbone,
+            [pixels[i : i + self.batch_size] for i in range(0, min(len(pixels), self.limit), self.batch_size)],
+            self.layer,
+            aggregation=self.aggregation,
+            top_k=self.top_k,
+            coefficient=self.lens.coefficient,
+            source="the first explained images",
+        )
 
     def _batches(self) -> Iterator[torch.Tensor]:
         from ...registry import create_dataset
@@ -125,8 +137,13 @@ class NeuronsExplainer(Explainer):
         for start in range(0, count, self.batch_size):
             yield self.backbone.preprocess([data[i].image for i in range(start, min(count, start + self.batch_size))])
 
-    def fitted_neurons(self) -> NeuronFit:
-        """The fit in use: the ``fitted`` file, or one made over ``dataset`` on first use (kept per backbone)."""
+    def fitted_neurons(self, pixels: torch.Tensor | None = None) -> NeuronFit:
+        """The fit in use: the ``fitted`` file, or one made over ``dataset`` on first use (kept per backbone),
+        or, with neither, over ``pixels`` (the first call's images)."""
+        if self.fit is None and self.dataset is None:
+            if pixels is None:
+                raise InputError("no neuron fit yet: pass fitted=PATH or dataset=SPEC, or explain images first")
+            self.fit = self._fit_on(pixels)
         if self.fit is None:
             key = (self.dataset, self.layer, self.aggregation, self.top_k, self.limit, self.lens.coefficient)
             fits = _FITTED.setdefault(self.backbone, {})
@@ -161,6 +178,8 @@ class NeuronsExplainer(Explainer):
         return features
 
     def report(self) -> dict[str, Any]:
+        if self.fit is None and self.dataset is None:
+            return {"layer": self.layer, "fit": None}
         fit = self.fitted_neurons()
         return {
             "layer": fit.layer,
@@ -171,7 +190,7 @@ class NeuronsExplainer(Explainer):
         }
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
-        fit = self.fitted_neurons()
+        fit = self.fitted_neurons(pixels)
         chosen = select_neurons(fit.directions, self.selection_texts(text_features), self.top_neurons)  # (k, T)
         trace = self.lens.trace(pixels)
         if self.source == "activation":

@@ -82,8 +82,10 @@ def test_explainer_with_a_fit_file_and_its_refusals(fit, backbone, tmp_path):  #
         assert result.patch_scores.shape == (2, 2, 4, 4) and len(result.extras["neurons"]) == 2
     with pytest.raises(InputError, match="layer 0, not 1: pass layer=0"):
         create_explainer("neurons", backbone, layer=1, fitted=str(tmp_path / "fit"))
-    with pytest.raises(InputError, match="needs directions"):
-        create_explainer("neurons", backbone, layer=0)
+    on_the_fly = create_explainer("neurons", backbone, layer=0, centre="none", aggregation="mean")
+    assert on_the_fly.report() == {"layer": 0, "fit": None}
+    on_the_fly.explain(pixels=random_pixels(3), texts=texts)
+    assert on_the_fly.report()["fit"] == "the first explained images" and on_the_fly.report()["num_images"] == 3
     with pytest.raises(InputError, match="does not exist"):
         create_explainer("neurons", backbone, fitted=str(tmp_path / "missing"))
 
