@@ -36,7 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--dataset", "-d", help="dataset spec whose images to use, e.g. shapes:train")
     source.add_argument("--images", metavar="DIR", help="a folder of images to use instead of a dataset")
     fit.add_argument("--out", "-o", required=True, help="output stem: STEM.safetensors and STEM.json are written")
-    fit.add_argument("--layer", type=int, default=-3, help="MLP layer (negatives count from the end; default -3)")
+    fit.add_argument(
+        "--layer", type=int, help="MLP layer (negatives count from the end; default the third from the end)"
+    )
     fit.add_argument("--aggregation", choices=("first_pc", "mean"), default="first_pc", help="effects -> direction")
     fit.add_argument("--top-k", type=int, default=100, help="images per neuron in its principal component")
     fit.add_argument("--limit", type=int, default=200, help="use at most N images")

@@ -37,7 +37,14 @@ if TYPE_CHECKING:
     from ...backbones.base import Backbone
     from ...backbones.vit import MLPParts, TowerTrace, ViTBlock
 
-__all__ = ["SecondOrderLens", "LayerNormParts", "neuron_activations", "mlp_parts", "DEFAULT_COEFFICIENT"]
+__all__ = [
+    "SecondOrderLens",
+    "LayerNormParts",
+    "neuron_activations",
+    "mlp_parts",
+    "default_layer",
+    "DEFAULT_COEFFICIENT",
+]
 
 #: the authors' scale of effects: ``coefficient · effect / |embedding|`` (``--coefficient 100``)
 DEFAULT_COEFFICIENT = 100.0
@@ -65,6 +72,11 @@ class LayerNormParts:
         return x.mean(-1), torch.sqrt(x.var(-1, unbiased=False) + self.eps)
 
 
+def default_layer(num_layers: int) -> int:
+    """The third block from the end (the paper's layer 9 of 12), or block 0 on towers of fewer blocks."""
+    return max(0, num_layers - 3)
+
+
 def mlp_parts(block: ViTBlock, layer: int) -> MLPParts:
     """Block ``layer``'s :class:`~cliplens.backbones.vit.MLPParts`, or one line saying the backbone has none."""
     if block.mlp is None:
@@ -89,13 +101,14 @@ class SecondOrderLens:
 
     Args:
         backbone: a ViT backbone with class-token pooling.
-        layer: the MLP layer (0-based; negatives count from the end); at least one block must follow it.
+        layer: the MLP layer (0-based; negatives count from the end; None: :func:`default_layer`); at least one
+            block must follow it.
         coefficient: the authors' scale (100): effects are ``coefficient · effect / |embedding|``.
     """
 
-    def __init__(self, backbone: Backbone, layer: int, coefficient: float = DEFAULT_COEFFICIENT) -> None:
+    def __init__(self, backbone: Backbone, layer: int | None, coefficient: float = DEFAULT_COEFFICIENT) -> None:
         self.backbone = backbone
-        self.layer = backbone.layer_index(layer)
+        self.layer = backbone.layer_index(default_layer(backbone.num_layers) if layer is None else layer)
         self.later = tuple(range(self.layer + 1, backbone.num_layers))
         if not self.later:
             raise InputError(

@@ -73,7 +73,9 @@ class NeuronsExplainer(Explainer):
         self,
         backbone: Backbone,
         *,
-        layer: Annotated[int, Opt("MLP layer whose neurons are read (negatives count from the end)")] = -3,
+        layer: Annotated[
+            int | None, Opt("MLP layer whose neurons are read (negatives from the end; default the third from the end)")
+        ] = None,
         fitted: Annotated[str | None, Opt("a neuron fit written by `cliplens neurons fit` (STEM or STEM.json)")] = None,
         dataset: Annotated[
             str | None, Opt("dataset spec to fit on when no fitted file is given (default the backbone's own)")

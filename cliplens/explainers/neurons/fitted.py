@@ -160,14 +160,14 @@ def collect_effects(lens: SecondOrderLens, batches: Iterable[torch.Tensor]) -> t
 def fit_neurons(
     backbone: Backbone,
     batches: Iterable[torch.Tensor],
-    layer: int,
+    layer: int | None,
     *,
     aggregation: str = "first_pc",
     top_k: int = 100,
     coefficient: float = DEFAULT_COEFFICIENT,
     source: str | None = None,
 ) -> NeuronFit:
-    """Second-order effects of MLP layer ``layer``'s neurons over the images of ``batches``, aggregated."""
+    """Effects of MLP layer ``layer``'s neurons (None: the default) over ``batches``' images, aggregated."""
     lens = SecondOrderLens(backbone, layer, coefficient)
     summary: NeuronDirections = aggregate(collect_effects(lens, batches), aggregation, top_k)
     return NeuronFit(
