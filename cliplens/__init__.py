@@ -66,6 +66,9 @@ _EXPORTS = {
     **dict.fromkeys(
         ["AuxiliaryBackbone", "AuxiliaryFeatures", "create_auxiliary", "list_auxiliaries"], "backbones.auxiliary"
     ),
+    **dict.fromkeys(
+        ["NeuronFit", "NeuronsExplainer", "SecondOrderLens", "describe_neurons", "fit_neurons"], "explainers.neurons"
+    ),
     "hookimpl": "registry.hookspecs",
     **dict.fromkeys(["Spec", "parse_spec"], "specs"),
     **dict.fromkeys(["Opt", "Option", "OptionError"], "options"),
@@ -113,6 +116,11 @@ __all__ = [
     "normalize_maps",
     "decompose",
     "Decomposition",
+    "SecondOrderLens",
+    "NeuronFit",
+    "NeuronsExplainer",
+    "fit_neurons",
+    "describe_neurons",
     "create_backbone",
     "create_auxiliary",
     "list_auxiliaries",

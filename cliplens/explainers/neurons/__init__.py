@@ -5,3 +5,10 @@ One module per job: :mod:`.effects` (each neuron's effect through the later head
 descriptions), :mod:`.fitted` (a fit saved and loaded), :mod:`.maps` (neuron-based maps of a text),
 :mod:`.ablation` (mean-ablating neurons) and :mod:`.explainer` (the ``neurons`` explainer).
 """
+
+from .describe import describe_neurons
+from .effects import SecondOrderLens
+from .explainer import NeuronsExplainer
+from .fitted import NeuronFit, fit_neurons
+
+__all__ = ["NeuronFit", "NeuronsExplainer", "SecondOrderLens", "describe_neurons", "fit_neurons"]
