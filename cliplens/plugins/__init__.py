@@ -16,5 +16,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.textspan",
     "cliplens.plugins.relevance",
     "cliplens.plugins.localisers",
+    "cliplens.plugins.text_side",
     "cliplens.plugins.toy",
 )
