@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -66,9 +67,7 @@ class TextTower:
         return self.project(pooled)
 
 
-def open_clip_text_tower(
-    model: torch.nn.Module, block_of: Callable[[torch.nn.Module], ViTBlock], tokenizer: object
-) -> TextTower:
+def open_clip_text_tower(model: Any, block_of: Callable[[Any], ViTBlock], tokenizer: object) -> TextTower:
     """The :class:`TextTower` of an open_clip ``CLIP`` (causal mask, ``argmax`` or ``eos`` pooling).
 
     ``block_of`` builds a :class:`ViTBlock` from one ``ResidualAttentionBlock``; ``tokenizer`` gives the
@@ -76,7 +75,8 @@ def open_clip_text_tower(
     """
     inner = tokenizer.get() if hasattr(tokenizer, "loaded") and hasattr(tokenizer, "get") else tokenizer
     start_id = int(getattr(inner, "sot_token_id", None) or 49406)
-    end_id = int(getattr(model, "text_eos_id", None) or getattr(inner, "eot_token_id", None) or 49407)
+    eos = getattr(model, "text_eos_id", None) if model.text_pool_type == "eos" else None
+    end_id = int(eos if eos is not None else getattr(inner, "eot_token_id", None) or 49407)
     cast = model.transformer.get_cast_dtype()
 
     def embed(ids: torch.Tensor) -> torch.Tensor:

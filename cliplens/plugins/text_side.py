@@ -3,6 +3,7 @@ the code is in :mod:`cliplens.explainers.grad_eclip` and :mod:`cliplens.explaine
 
 from __future__ import annotations
 
+from ..explainers.exclip import ExCLIP
 from ..explainers.grad_eclip import GradECLIP
 from ..registry.hookspecs import Register, hookimpl
 
@@ -10,3 +11,4 @@ from ..registry.hookspecs import Register, hookimpl
 @hookimpl
 def register_explainers(register: Register) -> None:
     register("grad_eclip", GradECLIP)
+    register("exclip", ExCLIP)
