@@ -25,7 +25,7 @@ patches (so they add up to the map's sum).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 
@@ -78,6 +78,8 @@ class ExCLIP(Explainer):
 
     needs_grad = True
     reads_tokens = True
+    #: seconds per image on a CPU (a Jacobian per embedding dimension): ``cliplens bench`` runs it when named
+    in_default_bench: ClassVar[bool] = False
     needs = Needs(
         class_token=True, reasons={"vit": "exCLIP integrates gradients through the blocks of a ViT image tower"}
     )
