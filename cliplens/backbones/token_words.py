@@ -113,7 +113,10 @@ def align_tokens(tokenizer: Any, text: str, ids: Sequence[int] | torch.Tensor) -
     pad = getattr(tok, "pad_token_id", None)
     if not isinstance(pad, int):
         pad = 0  # open_clip pads with id 0
-    ids = ids[: _length(ids, pad)]
+    length = _length(ids, pad)
+    if length < len(ids) and pad == getattr(tok, "eos_token_id", None):
+        length += 1  # the end-of-text token pads too (Hugging Face CLIP): keep the real one
+    ids = ids[:length]
     spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
     words = tuple(text[a:b] for a, b in spans)
     lowered = text.lower()
