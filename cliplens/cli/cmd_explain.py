@@ -315,8 +315,10 @@ def _draw(
     if result.text_tokens is not None:  # text-side explainers: each text with its words shaded, under its map
         from ..visualize import shaded_words, stacked
 
-        words = result.text_tokens
-        overlays = [stacked(tile, shaded_words(words.word_scores(0, t), tile.width)) for t, tile in enumerate(overlays)]
+        scored = result.text_tokens
+        overlays = [
+            stacked(tile, shaded_words(scored.word_scores(0, t), tile.width)) for t, tile in enumerate(overlays)
+        ]
     extra = []
     same_word = None
     if top_words and "top_words" in result.extras:

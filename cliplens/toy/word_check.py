@@ -55,7 +55,7 @@ def two_object_scenes(count: int, seed: int = 0, split: str = "test", min_pixels
 
 
 def spatial_caption(scene: Scene) -> tuple[str, list[ShapeObject]]:
-    """"a red circle left of a blue square" (the left object first) and the two objects in caption order."""
+    """ "a red circle left of a blue square" (the left object first) and the two objects in caption order."""
     left, right = sorted(scene.objects, key=lambda o: o.center[0])
     return f"a {left.colour} {left.shape} left of a {right.colour} {right.shape}", [left, right]
 
@@ -80,7 +80,7 @@ def word_checks(explainer: Any, scene: Scene) -> list[WordCheck]:
     caption, objects = spatial_caption(scene)
     result = explainer.explain(scene.to_pil(), [caption])
     mask = torch.as_tensor(scene.mask)
-    maps = word_maps(result, tuple(mask.shape))
+    maps = word_maps(result, (int(mask.shape[0]), int(mask.shape[1])))
     # words of "a C1 S1 left of a C2 S2": 1, 2 name the first object; 6, 7 the second
     checks = []
     for word, kind, own, other in ((1, "colour", 0, 1), (2, "shape", 0, 1), (6, "colour", 1, 0), (7, "shape", 1, 0)):
