@@ -46,6 +46,7 @@ _EXPORTS = {
         ["Decomposition", "Explainer", "Explanation", "Needs", "PatchScores", "Support", "decompose", "normalize_maps"],
         "explainers",
     ),
+    **dict.fromkeys(["TextTokenScores", "TextTokens"], "explainers.text_scores"),
     **dict.fromkeys(
         [
             "create_backbone",
@@ -111,6 +112,8 @@ __all__ = [
     "Explainer",
     "Explanation",
     "PatchScores",
+    "TextTokenScores",
+    "TextTokens",
     "Needs",
     "Support",
     "normalize_maps",

@@ -301,3 +301,41 @@ def sheet_paths(stem: Path, count: int) -> list[Path]:
     if count == 1:
         return [stem.with_name(stem.name + ".png")]
     return [stem.with_name(f"{stem.name}-p{i}.png") for i in range(1, count + 1)]
+
+
+def shaded_words(words: Sequence[tuple[str, float]], width: int, size: int = FONT_SIZE, lines: int = 4) -> Image.Image:
+    """A strip ``width`` pixels wide with each ``(word, score)`` drawn on a shade of its score: orange for positive,
+    blue for negative, the strongest at full strength (scores divided by the largest ``|score|``); words wrap to
+    at most ``lines`` lines (then ``…``), drawn with the shipped fonts as every label is."""
+    scale = max((abs(s) for _, s in words), default=0.0) or 1.0
+    line_h, gap = size + 6, max(3, size // 3)
+    rows: list[list[tuple[str, float, float]]] = [[]]
+    x = 2.0
+    for word, score in words:
+        w = text_width(word, size) + 4
+        if rows[-1] and x + w > width - 2:
+            if len(rows) == lines:
+                rows[-1].append(("…", 0.0, x))
+                break
+            rows.append([])
+            x = 2.0
+        rows[-1].append((fit_text(word, width - 8, size), score / scale, x))
+        x += w + gap
+    canvas = Image.new("RGB", (width, 4 + len(rows) * line_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, row in enumerate(rows):
+        y = 2 + r * line_h
+        for word, strength, left in row:
+            base = (255, 140, 0) if strength >= 0 else (30, 110, 255)
+            shade = tuple(round(255 + (c - 255) * min(1.0, abs(strength))) for c in base)
+            draw.rectangle([left, y, left + text_width(word, size) + 3, y + size + 3], fill=shade)
+            draw_text(draw, (left + 2, y + 1), word, size)
+    return canvas
+
+
+def stacked(top: Image.Image, bottom: Image.Image) -> Image.Image:
+    """``top`` above ``bottom`` on white, left-aligned."""
+    canvas = Image.new("RGB", (max(top.width, bottom.width), top.height + bottom.height), "white")
+    canvas.paste(top.convert("RGB"), (0, 0))
+    canvas.paste(bottom.convert("RGB"), (0, top.height))
+    return canvas

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ..geometry import InputGeometry
+    from .text_tower import TextTower
+    from .token_words import TextTokens
 
 
 class Backbone(ABC):
@@ -35,6 +37,8 @@ class Backbone(ABC):
     spec: str = ""
     #: a dataset spec of images from the model's own domain, for methods fitted on images (TextSpan); None: unknown
     reference_images: str | None = None
+    #: the tokenizer (``texts -> (T, C) ids``); text-side explanations read its pieces
+    tokenizer: Any = None
     #: the :class:`~cliplens.backbones.trace_sharing.TraceShare` that :meth:`trace` consults, or None (set by
     #: ``TraceShare.installed`` while a benchmark shares one traced forward between explainers)
     trace_share: Any = None
@@ -154,6 +158,14 @@ class Backbone(ABC):
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """(T,) strings -> (T, context_length) token ids."""
 
+    def text_tokens(self, texts: Sequence[str]) -> list[TextTokens]:
+        """(T,) texts -> the tokens the text tower receives for each, aligned to its words
+        (:func:`~cliplens.backbones.token_words.align_tokens`; padding left out, special tokens marked)."""
+        from .token_words import align_tokens
+
+        ids = self.tokenize(list(texts)).cpu()
+        return [align_tokens(self.tokenizer, text, row) for text, row in zip(texts, ids, strict=True)]
+
     # ---- towers ---------------------------------------------------------------------
     @abstractmethod
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -179,6 +191,10 @@ class Backbone(ABC):
         ``torch.autograd.grad(f(trace.embedding), trace.block_inputs[l])`` works.
         """
         raise NotImplementedError(f"backbone {self.name!r} cannot be traced (its image tower is not a ViT)")
+
+    def text_tower(self) -> TextTower:
+        """The text tower opened up (:class:`~cliplens.backbones.text_tower.TextTower`), for text-side explainers."""
+        raise NotImplementedError(f"backbone {self.name!r} cannot open its text tower")
 
     def block(self, layer: int) -> ViTBlock:
         """Block ``layer`` (negative counts from the end) of the image tower, from the model's own weights."""

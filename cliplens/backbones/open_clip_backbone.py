@@ -22,6 +22,7 @@ from .model_backbone import (
     to_model,
 )
 from .position_embeddings import PositionTableCache, swapped_parameter
+from .text_tower import TextTower, open_clip_text_tower
 from .tokenizers import open_clip_tokenizer
 from .trace_sharing import shareable_trace
 from .vit import CAPTURABLE, MLPParts, TowerTrace, ViTBlock
@@ -203,7 +204,10 @@ class OpenCLIPBackbone(ModelBackbone):
 
     def block(self, layer: int) -> ViTBlock:
         self._require_vit()
-        block = self.visual.transformer.resblocks[self.layer_index(layer)]
+        return self._vit_block(self.visual.transformer.resblocks[self.layer_index(layer)])
+
+    def _vit_block(self, block: ModuleTree) -> ViTBlock:
+        """A :class:`ViTBlock` over one open_clip ``ResidualAttentionBlock`` (image or text tower), its own weights."""
         attn = block.attn
         gamma = getattr(block.ls_1, "gamma", None)
 
@@ -234,6 +238,15 @@ class OpenCLIPBackbone(ModelBackbone):
                 layer_scale=mlp_gamma if mlp_gamma is not None else ones,
             ),
         )
+
+    def text_tower(self) -> TextTower:
+        """open_clip's causal CLIP text tower (end-of-text pooling) as a :class:`TextTower`."""
+        if not self._trimmed_text_path_applies():
+            raise BackboneError(
+                f"backbone {self.name!r}: its text tower is not open_clip's causal, end-of-text-pooled CLIP "
+                "text transformer, which text-side explainers re-run"
+            )
+        return open_clip_text_tower(self.model, self._vit_block, self.tokenizer)
 
     @shareable_trace
     def trace(

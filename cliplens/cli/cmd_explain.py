@@ -312,6 +312,13 @@ def _draw(
         )
         for t in range(len(texts))
     ]
+    if result.text_tokens is not None:  # text-side explainers: each text with its words shaded, under its map
+        from ..visualize import shaded_words, stacked
+
+        scored = result.text_tokens
+        overlays = [
+            stacked(tile, shaded_words(scored.word_scores(0, t), tile.width)) for t, tile in enumerate(overlays)
+        ]
     extra = []
     same_word = None
     if top_words and "top_words" in result.extras:

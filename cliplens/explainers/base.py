@@ -25,8 +25,10 @@ import torch
 from ..errors import ExplainerError, InputError
 from ..options import TEMPLATES_OPTION  # noqa: F401  (re-exported)
 from .checks import check_features, check_geometry, check_pixels, checked_size, checked_texts
-from .maps import UPSAMPLE_THEN_NORMALIZE, resample, scores_to_maps
+from .maps import UPSAMPLE_THEN_NORMALIZE, resample
+from .scored_batch import ScoredBatch, height_width
 from .support import Needs, Support
+from .text_scores import TextTokens, TextTokenScores, checked_token_scores
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,12 +41,6 @@ if TYPE_CHECKING:
 _LEGACY_SUPPORT = ("supports", "check_support", "poolings", "pooling_refusals")
 
 
-def _height_width(size: Sequence[int]) -> tuple[int, int]:
-    """A 2-sequence (a tuple, a list, ``torch.Size``) as the ``(H, W)`` tuple; ValueError for any other length."""
-    height, width = size
-    return height, width
-
-
 @dataclass
 class PatchScores:
     """What :meth:`Explainer.explain_patches` returns.
@@ -52,10 +48,12 @@ class PatchScores:
     Attributes:
         scores: (B, T, h, w) raw scores on the explainer's grid (usually the patch grid).
         extras: method-specific outputs (e.g. per-head contributions, top words).
+        token_scores: (B, T, C) scores of each text's token positions (text-side explainers), or None.
     """
 
     scores: torch.Tensor
     extras: dict[str, Any] = field(default_factory=dict)
+    token_scores: torch.Tensor | None = None
 
 
 @dataclass
@@ -75,6 +73,8 @@ class Explanation:
         extras: method-specific outputs.
         geometry: where each image lay in the model input (:mod:`cliplens.geometry`), or None
             when the maps cover the model input itself (``pixels`` passed without a geometry).
+        text_tokens: per-token scores of each text (:class:`~cliplens.explainers.text_scores.TextTokenScores`,
+            ``.word_scores(image, text)``) from text-side explainers; None for image maps only.
     """
 
     maps: torch.Tensor
@@ -83,6 +83,7 @@ class Explanation:
     explainer: str
     extras: dict[str, Any] = field(default_factory=dict)
     geometry: list[InputGeometry] | None = None
+    text_tokens: TextTokenScores | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -92,39 +93,12 @@ class Explanation:
     def upsampled_scores(self) -> torch.Tensor:
         """(B, T, H, W) the raw scores bilinearly upsampled to the maps' size, not normalised
         (for protocols that threshold or compare raw scores), through the same geometry; computed on each access."""
-        return resample(self.patch_scores, _height_width(self.maps.shape[-2:]), self.geometry)
+        return resample(self.patch_scores, height_width(self.maps.shape[-2:]), self.geometry)
 
     def map(self, image: int, text: int | str) -> torch.Tensor:
         """(H, W) map for one image and one text (index or the text itself)."""
         t = self.texts.index(text) if isinstance(text, str) else text
         return self.maps[image, t]
-
-
-@dataclass
-class ScoredBatch:
-    """Checked (B, T, h, w) float32 patch scores before they become maps (:meth:`Explainer.explain_scores`);
-    :meth:`maps` makes any part of the maps :meth:`Explainer.explain` returns (large maps a few at a time).
-    ``map_order``: the explainer's :attr:`~Explainer.map_order`; ``geometry``: one per image, or None."""
-
-    patch_scores: torch.Tensor
-    texts: list[str]
-    explainer: str
-    map_order: str
-    extras: dict[str, Any] = field(default_factory=dict)
-    geometry: list[InputGeometry] | None = None
-
-    def maps(
-        self, size: tuple[int, int], *, images: Sequence[int] | None = None, texts: Sequence[int] | None = None
-    ) -> torch.Tensor:
-        """(b, t, H, W) maps of the listed images and texts (indices; default all) at ``size``:
-        :func:`scores_to_maps` on that slice of the scores, equal to the same slice of ``explain``'s maps."""
-        scores, geometry = self.patch_scores, self.geometry
-        if images is not None:
-            scores = scores[list(images)]
-            geometry = [geometry[i] for i in images] if geometry is not None else None
-        if texts is not None:
-            scores = scores[:, list(texts)]
-        return scores_to_maps(scores, _height_width(size), self.map_order, geometry)
 
 
 class Explainer(ABC):
@@ -159,6 +133,9 @@ class Explainer(ABC):
     #: whether the patch scores are linear in the text feature (scores of ``t1 - t2`` = scores of ``t1`` minus
     #: those of ``t2``); protocols may then explain a difference of features once (ImageNet-seg's class mean)
     scores_linear_in_text: ClassVar[bool] = False
+    #: whether the method reads the texts' tokens (text-side explainers): :meth:`explain` and :meth:`explain_scores`
+    #: then call :meth:`explain_tokens` with each text's tokens (the first template applied, when there are some)
+    reads_tokens: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -197,6 +174,13 @@ class Explainer(ABC):
         Returns:
             :class:`PatchScores` with ``scores`` (B, T, h, w); higher means more relevant.
         """
+
+    def explain_tokens(
+        self, pixels: torch.Tensor, text_features: torch.Tensor, tokens: list[TextTokens]
+    ) -> PatchScores:
+        """:meth:`explain_patches` for methods that read the texts' tokens (``reads_tokens``): ``tokens`` are the T
+        texts' :class:`~cliplens.backbones.token_words.TextTokens`; the result may carry ``token_scores`` (B, T, C)."""
+        return self.explain_patches(pixels, text_features)
 
     def report(self) -> dict[str, Any]:
         """What the explainer fitted or measured beyond its maps (JSON-able); ``bench`` keeps it in each result.
@@ -270,7 +254,7 @@ class Explainer(ABC):
             self._check_pixels(pixels)
         check_geometry(geometry, pixels)
         if output_size is None and geometry is not None:
-            sources = sorted({_height_width(g.source) for g in geometry})
+            sources = sorted({height_width(g.source) for g in geometry})
             if len(sources) > 1:
                 raise InputError(
                     f"images of {len(sources)} sizes ({', '.join(f'{w}x{h}' for h, w in sources[:3])}"
@@ -278,8 +262,8 @@ class Explainer(ABC):
                     "explain call per size, or pass output_size=(H, W)"
                 )
             output_size = sources[0]
-        scored = self._score(pixels, self.encode_texts(texts), texts, geometry)
-        size = _height_width(output_size if output_size is not None else pixels.shape[-2:])
+        scored = self._score(pixels, self.encode_texts(texts), texts, geometry, self._tokens_of(texts))
+        size = height_width(output_size if output_size is not None else pixels.shape[-2:])
         maps = scored.maps(size)
         return Explanation(
             maps=maps,
@@ -288,7 +272,15 @@ class Explainer(ABC):
             explainer=self.name,
             extras=scored.extras,
             geometry=scored.geometry,
+            text_tokens=scored.text_tokens,
         )
+
+    def _tokens_of(self, texts: list[str]) -> list[TextTokens] | None:
+        """The tokens of each text's prompt (the first template applied) for ``reads_tokens`` methods, else None."""
+        if not self.reads_tokens:
+            return None
+        prompts = [self.templates[0].format(t) for t in texts] if self.templates else texts
+        return self.backbone.text_tokens(prompts)
 
     def explain_scores(
         self, texts: str | Sequence[str], *, pixels: torch.Tensor, geometry: Sequence[InputGeometry] | None = None
@@ -301,7 +293,7 @@ class Explainer(ABC):
         texts = checked_texts(texts)
         self._check_pixels(pixels)
         check_geometry(geometry, pixels)
-        return self._score(pixels, self.encode_texts(texts), texts, geometry)
+        return self._score(pixels, self.encode_texts(texts), texts, geometry, self._tokens_of(texts))
 
     def explain_features(
         self,
@@ -341,11 +333,20 @@ class Explainer(ABC):
         text_features: torch.Tensor,
         texts: list[str],
         geometry: Sequence[InputGeometry] | None,
+        tokens: list[TextTokens] | None = None,
     ) -> ScoredBatch:
-        """(B, 3, S_h, S_w) pixels, (T, D) features -> checked scores, under the method's grad mode and precision."""
+        """(B, 3, S_h, S_w) pixels, (T, D) features -> checked scores, under the method's grad mode and precision.
+        With ``tokens`` (``reads_tokens`` methods) :meth:`explain_tokens` runs and its token scores are kept."""
         with torch.set_grad_enabled(self.needs_grad), self._precision_context():
-            result = self.explain_patches(pixels, text_features)
+            if tokens is None:
+                result = self.explain_patches(pixels, text_features)
+            else:
+                result = self.explain_tokens(pixels, text_features, tokens)
         scores = self._validated(result, batch=pixels.shape[0], num_texts=len(texts))
+        text_tokens = None
+        if tokens is not None and isinstance(result, PatchScores) and result.token_scores is not None:
+            who = f"explainer {self.name!r}"
+            text_tokens = TextTokenScores(tokens, checked_token_scores(who, result.token_scores, len(scores), tokens))
         return ScoredBatch(
             patch_scores=scores,
             texts=texts,
@@ -353,6 +354,7 @@ class Explainer(ABC):
             map_order=self.map_order,
             extras=result.extras,
             geometry=list(geometry) if geometry is not None else None,
+            text_tokens=text_tokens,
         )
 
     def _check_pixels(self, pixels: object) -> None:

@@ -17,5 +17,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.neurons",
     "cliplens.plugins.relevance",
     "cliplens.plugins.localisers",
+    "cliplens.plugins.text_side",
     "cliplens.plugins.toy",
 )

@@ -294,5 +294,6 @@ class DataPass:
                     item.class_maps,
                     facts.ignore_index,
                     num_maps=item.num_maps,
+                    words=getattr(result, "words_fn", lambda _row: None)(row),
                 )
                 lane.outcome.examples.append(example)

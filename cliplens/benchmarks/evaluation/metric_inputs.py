@@ -113,6 +113,13 @@ class BatchMaps:
     maps: torch.Tensor | None = None
     explainer: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    #: per-token scores of text-side explainers (:class:`~cliplens.explainers.text_scores.TextTokenScores`) or None
+    text_tokens: Any = None
+
+    def words_fn(self, row: int) -> Callable[[int], list[tuple[str, float]]] | None:
+        """``words_fn(class) -> [(word, score), ...]`` of image ``row`` for text-side explainers, else None."""
+        tokens = self.text_tokens
+        return None if tokens is None else (lambda cls: tokens.word_scores(row, cls))
 
     def map_fn(self, row: int) -> Callable[[Sequence[int]], torch.Tensor]:
         """``map_fn(classes) -> (k, H, W)`` for image ``row`` of the batch."""
@@ -144,6 +151,7 @@ def explain_batch(explainer: Explainer, texts: list[str], pixels: torch.Tensor, 
             maps=result.maps,
             explainer=explainer.name,
             extras=dict(result.extras or {}),
+            text_tokens=result.text_tokens,
         )
     scored = explainer.explain_scores(texts, pixels=pixels)
     if pixels.shape[0] * len(texts) * size[0] * size[1] <= FULL_MAPS_ELEMENTS:
@@ -152,10 +160,22 @@ def explain_batch(explainer: Explainer, texts: list[str], pixels: torch.Tensor, 
         # images keep it; its time also stays in the explainer's, as before
         maps = scored.maps(size)
         return BatchMaps(
-            scored.patch_scores, size, len(texts), maps=maps, explainer=explainer.name, extras=scored.extras
+            scored.patch_scores,
+            size,
+            len(texts),
+            maps=maps,
+            explainer=explainer.name,
+            extras=scored.extras,
+            text_tokens=scored.text_tokens,
         )
     return BatchMaps(
-        scored.patch_scores, size, len(texts), scored=scored, explainer=explainer.name, extras=scored.extras
+        scored.patch_scores,
+        size,
+        len(texts),
+        scored=scored,
+        explainer=explainer.name,
+        extras=scored.extras,
+        text_tokens=scored.text_tokens,
     )
 
 

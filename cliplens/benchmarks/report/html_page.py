@@ -62,14 +62,16 @@ def _samples(members: Sequence[dict[str, Any]], run_dir: Path) -> list[dict[str,
     for example in first:
         classes = []
         for cls in example.classes.tolist():
-            maps = {}
+            maps, words = {}, {}
             for name, (examples, _) in loaded.items():
                 match = next((e for e in examples if e.index == example.index), None)
                 if match is not None and cls in match.classes.tolist():
                     row = match.classes.tolist().index(cls)
                     maps[name] = _png((np.clip(match.maps[row], 0, 1) * 255).round().astype(np.uint8))
+                    if match.words is not None:  # text-side explainers: the prompt's words and their scores
+                        words[name] = match.words[row]
             truth = (example.mask == cls).astype(np.uint8) * 255
-            classes.append({"name": class_names[cls], "truth": _png(truth), "maps": maps})
+            classes.append({"name": class_names[cls], "truth": _png(truth), "maps": maps, "words": words})
         samples.append(
             {"id": str(example.sample_id), "image": _png(example.image.astype(np.uint8)), "classes": classes}
         )
@@ -152,6 +154,7 @@ th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
 canvas{border:1px solid #ccc;image-rendering:pixelated;width:160px;max-width:40vw;height:auto}
 .legend span{display:inline-block;width:12px;height:12px;border:1px solid #888;margin:0 4px 0 10px;vertical-align:middle}
 .charts img{max-width:100%;margin:4px 0}
+.words{max-width:160px;font-size:.85em;text-align:left;align-self:center}.words span{padding:0 2px}
 </style></head><body>
 <h1>cliplens benchmark</h1>
 <p>Each map is min–max normalised on its own before scoring; the sample browser shows maps in the jet colour
@@ -172,6 +175,14 @@ function jet(v) { const c = x => Math.max(0, Math.min(1, x)); return [c(1.5 - Ma
 function loadImage(src) { return new Promise(ok => { const i = new Image(); i.onload = () => ok(i); i.src = src; }); }
 function pixels(img) { const c = document.createElement("canvas"); c.width = img.width; c.height = img.height;
   const g = c.getContext("2d"); g.drawImage(img, 0, 0); return g.getImageData(0, 0, img.width, img.height); }
+
+function shadedWords(words) {  // a text-side explainer's prompt: orange for positive word scores, blue for negative
+  const top = Math.max(1e-12, ...words.map(w => Math.abs(w[1]))); const box = el("div", {class: "words"});
+  words.forEach(([word, score]) => { const a = Math.min(1, Math.abs(score) / top).toFixed(2);
+    box.appendChild(el("span", {style: `background:rgba(${score >= 0 ? "255,140,0" : "30,110,255"},${a})`,
+      title: score.toPrecision(3)}, word)); box.append(" "); });
+  return box;
+}
 
 function leaderboard(group, gi) {
   const table = el("table", {id: `leaderboard-${gi}`, class: "leaderboard"});
@@ -243,7 +254,8 @@ function browser(group, gi) {
       tile(`${name} ≥ ${t.toFixed(2)}`, o => { for (let i = 0; i < o.length; i += 4) { const on = map.data[i] / 255 >= t;
         const inside = truth.data[i] > 127; const [r, g, b] = on ? (inside ? HIT : FALSE_POSITIVE) : (inside ? MISSED : OUTSIDE);
         o[i] = r; o[i + 1] = g; o[i + 2] = b; o[i + 3] = 255; } });
-      const pair = el("div", {class: "pair"}); pair.append(...canvases.splice(start)); canvases.push(pair); }
+      const pair = el("div", {class: "pair"}); pair.append(...canvases.splice(start));
+      if ((c.words || {})[name]) pair.appendChild(shadedWords(c.words[name])); canvases.push(pair); }
     tiles.replaceChildren(...canvases);
     box.dataset.rendered = `${s.id}|${c.name}|${t}`;
   }

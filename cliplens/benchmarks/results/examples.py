@@ -7,7 +7,8 @@ mask and the maps of the classes present in it, in ``examples/<pair>.npz``:
   ``class_names`` ``(C,)`` str;
 * per example ``k``: ``image_k`` ``(H, W, 3)`` uint8, ``mask_k`` ``(H, W)`` int32,
   ``classes_k`` ``(P,)`` int64 present classes, ``maps_k`` ``(P, H, W)`` uint8, the [0, 1]
-  maps times 255 (plenty for a picture).
+  maps times 255 (plenty for a picture); for text-side explainers ``words_k``, a JSON string: per present
+  class its prompt's ``[word, score]`` pairs.
 
 Images larger than :data:`MAX_SIDE` are stored downscaled (area for the
 image and maps, nearest for the mask) to keep the files small.
@@ -15,6 +16,7 @@ image and maps, nearest for the mask) to keep the files small.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,8 @@ class Example:
     mask: np.ndarray
     classes: np.ndarray
     maps: np.ndarray
+    #: per present class, its prompt's (word, score) pairs (text-side explainers), else None
+    words: list[list[tuple[str, float]]] | None = None
 
 
 def make_example(
@@ -51,6 +55,7 @@ def make_example(
     ignore_index: int | None,
     *,
     num_maps: int | None = None,
+    words: Callable[[int], list[tuple[str, float]]] | None = None,
 ) -> Example:
     """Build an :class:`Example` from ``mask`` (H, W) and ``maps`` (C, H, W) of one image.
 
@@ -89,6 +94,7 @@ def make_example(
         mask=mask_small.numpy().astype(np.int32),
         classes=classes.numpy().astype(np.int64),
         maps=(present.float().cpu().clamp(0, 1) * 255).round().numpy().astype(np.uint8),
+        words=None if words is None else [[(w, float(v)) for w, v in words(c)] for c in values],
     )
 
 
@@ -102,6 +108,8 @@ def save_examples(path: str | Path, examples: Sequence[Example], class_names: Se
     }
     for k, e in enumerate(ordered):
         arrays.update({f"image_{k}": e.image, f"mask_{k}": e.mask, f"classes_{k}": e.classes, f"maps_{k}": e.maps})
+        if e.words is not None:
+            arrays[f"words_{k}"] = np.array(json.dumps(e.words))
     # numpy's stub reads the ** keywords as its allow_pickle flag; the names here are image_0, mask_0, ...
     return write_atomic(path, lambda handle: np.savez_compressed(handle, **arrays))  # type: ignore[arg-type]
 
@@ -123,6 +131,7 @@ def load_examples(path: str | Path) -> tuple[list[Example], list[str]]:
                 mask=data[f"mask_{k}"],
                 classes=data[f"classes_{k}"],
                 maps=_unit_float(data[f"maps_{k}"]),
+                words=json.loads(str(data[f"words_{k}"])) if f"words_{k}" in data.files else None,
             )
             for k, (i, s) in enumerate(zip(data["indices"], data["sample_ids"], strict=True))
         ]

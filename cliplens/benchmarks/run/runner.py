@@ -80,14 +80,17 @@ class BenchRun:
 
 
 def builtin_explainers() -> list[str]:
-    """Names of the explainers registered by cliplens' own plugins, sorted."""
+    """Names of the explainers registered by cliplens' own plugins that the default run scores (those whose class
+    sets ``in_default_bench = False``, exCLIP's seconds per image, run only when named), sorted."""
     from ...registry import get_registry
 
     registry = get_registry()
     return [
         e.name
         for e in registry.catalog("explainer").entries()
-        if registry.plugins.get(e.provider.plugin) is not None and registry.plugins[e.provider.plugin].builtin
+        if registry.plugins.get(e.provider.plugin) is not None
+        and registry.plugins[e.provider.plugin].builtin
+        and getattr(e.obj, "in_default_bench", True)
     ]
 
 
