@@ -161,6 +161,7 @@ def test_scclip_equals_the_released_forward(backbone, sd, pixels, texts):
         assert relative < 1e-5, relative
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "options,released",
     [
