@@ -159,6 +159,10 @@ class Explainer(ABC):
     #: whether the patch scores are linear in the text feature (scores of ``t1 - t2`` = scores of ``t1`` minus
     #: those of ``t2``); protocols may then explain a difference of features once (ImageNet-seg's class mean)
     scores_linear_in_text: ClassVar[bool] = False
+    #: why the default ``cliplens bench`` (and ``-e`` left out) skips this method — e.g. it needs an auxiliary
+    #: backbone's pretrained weights the toy world cannot provide; it runs when named or with ``-e all``.
+    #: None: part of the default run
+    opt_in: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

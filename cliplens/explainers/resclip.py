@@ -81,6 +81,10 @@ class ResCLIP(Explainer):
 
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
     needs = last_block_needs("ResCLIP")
+    opt_in = (
+        "its feedback pass runs PAMR over the full-resolution input on every call (96x a forward on the toy CLIP), "
+        "which doubles the default bench's CPU time"
+    )
 
     def __init__(
         self,
