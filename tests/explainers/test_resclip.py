@@ -110,3 +110,12 @@ def test_rcs_layers_scale_on_the_toy_and_are_checked(backbone):
     assert cliplens.create_explainer("resclip", cliplens.create_backbone("toy")).rcs_layers == (2,)
     with pytest.raises(InputError, match=r"rcs_layers=\[12\]"):
         cliplens.create_explainer("resclip", backbone, rcs_layers=[12])
+
+
+def test_resclip_is_opt_in_and_scclip_in_the_default_bench():
+    """ResCLIP's feedback pass doubles the default bench's CPU time: it runs when named (opt_in says why)."""
+    from cliplens.benchmarks.run.runner import builtin_explainers
+
+    names = builtin_explainers()
+    assert "scclip" in names and "resclip" not in names and "naclip" in names
+    assert "PAMR" in cliplens.get_explainer_class("resclip").opt_in

@@ -18,13 +18,23 @@ their configs (ViT-B/16, pixel sizes for its 224-px input; other model sizes sca
   ``clearclip_segmentor.py``): short side 448 everywhere, 448-px windows stride 224 run at 448 px
   (position embeddings interpolated; 224 windows on Cityscapes), logit scale 50, prob_thd 0.5 VOC21,
   0.15 Context60, 0.4 COCO-Object, no area threshold, no PAMR, float16 (``precision='fp16'``).
+- **SC-CLIP** (Bai et al., arXiv 2411.15869; github.com/SuleBai/SC-CLIP ``configs/cfg_*.py``,
+  ``scclip_segmentor.py``): short side 336 everywhere (560 Cityscapes), 224 windows stride 112, logit scale 40
+  (50 VOC21, 55 COCO-Object), prob_thd 0.15 VOC21 / Context60, 0.35 COCO-Object, area_thd 0.1 on VOC21, no PAMR,
+  float16 (``clip.load`` on CUDA).
+- **ResCLIP** (Yang et al., CVPR 2025; github.com/yvhangyang/ResCLIP ``configs/cfg_*.py``, ``resclip_segmentor.py``),
+  each base method alike: logit scale 40, the whole image on VOC21 / VOC20, short side 336 (560 Cityscapes), prob_thd
+  0.1 on VOC21 / Context60 / COCO-Object, no area threshold, no PAMR after inference, float16; and per benchmark the
+  explainer options ``temp_thd``, ``attn_rcs_weights``, ``attn_sfr_weights`` (:data:`METHOD_OPTIONS`, passed to the
+  explainer under ``--protocol paper`` only).
 - GEM, LeGrad, Chefer, rollout: no protocol of their own for these eight benchmarks is shipped (no figure of
   theirs under it could be cited), so they run the common protocol under ``--protocol paper`` too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ...errors import InputError
 from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, OVSSSettings
@@ -40,6 +50,7 @@ __all__ = [
     "describe",
     "differs_beyond_dtype",
     "settings_lines",
+    "options_for",
 ]
 
 #: the protocols ``cliplens reproduce --protocol`` accepts
@@ -51,10 +62,12 @@ REFERENCE_SIZE = 224
 
 @dataclass(frozen=True)
 class MethodProtocol:
-    """A method's own published OVSS settings: one :class:`OVSSSettings` per benchmark, and their source."""
+    """A method's own published OVSS settings: one :class:`OVSSSettings` per benchmark, and their source;
+    ``options``: per benchmark, explainer options its configs tune per dataset (ResCLIP's thresholds)."""
 
     source: str
     settings: dict[str, OVSSSettings]
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _sclip_paper() -> dict[str, OVSSSettings]:
@@ -102,6 +115,56 @@ _CLEARCLIP = MethodProtocol(
     },
 )
 
+#: SC-CLIP everywhere (scclip_segmentor.py defaults, Resize scale (2048, 336)): 224 windows stride 112, fp16
+_SCCLIP_BASE = OVSSSettings(logit_scale=40.0, dtype="float16")
+_SCCLIP = MethodProtocol(
+    "SC-CLIP's configs/cfg_*.py and scclip_segmentor.py (github.com/SuleBai/SC-CLIP); fp16 model (clip.load on CUDA)",
+    {
+        "voc21": replace(_SCCLIP_BASE, logit_scale=50.0, prob_thd=0.15, area_thd=0.1),
+        "context60": replace(_SCCLIP_BASE, prob_thd=0.15),
+        "coco_object": replace(_SCCLIP_BASE, logit_scale=55.0, prob_thd=0.35),
+        "voc20": _SCCLIP_BASE,
+        "context59": _SCCLIP_BASE,
+        "coco_stuff": _SCCLIP_BASE,  # Resize scale (2048, 336), unlike SCLIP's 448
+        "cityscapes": replace(_SCCLIP_BASE, short_side=560),
+        "ade20k": _SCCLIP_BASE,
+    },
+)
+
+#: ResCLIP everywhere (resclip_segmentor.py defaults: logit scale 40, no PAMR after inference), fp16
+_RESCLIP_BASE = OVSSSettings(logit_scale=40.0, dtype="float16")
+
+
+def _resclip_options(threshold: float, rcs: tuple[float, float], sfr: tuple[float, float]) -> dict[str, Any]:
+    """One config's ``temp_thd``, ``attn_rcs_weights``, ``attn_sfr_weights`` as ``resclip`` options."""
+    return {"threshold": threshold, "rcs_tau": rcs[0], "rcs_lambda": rcs[1], "sfr_tau": sfr[0], "sfr_lambda": sfr[1]}
+
+
+_RESCLIP = MethodProtocol(
+    "ResCLIP's configs/cfg_*.py and resclip_segmentor.py (github.com/yvhangyang/ResCLIP, test_all.sh wo_resi "
+    "resclip 5); fp16 model (clip.load on CUDA)",
+    {
+        "voc21": replace(_RESCLIP_BASE, whole_image=True, prob_thd=0.1),  # slide_crop=0
+        "context60": replace(_RESCLIP_BASE, prob_thd=0.1),
+        "coco_object": replace(_RESCLIP_BASE, prob_thd=0.1),
+        "voc20": replace(_RESCLIP_BASE, whole_image=True),  # slide_crop=0
+        "context59": _RESCLIP_BASE,
+        "coco_stuff": _RESCLIP_BASE,  # Resize scale (2048, 336)
+        "cityscapes": replace(_RESCLIP_BASE, short_side=560),
+        "ade20k": _RESCLIP_BASE,
+    },
+    options={
+        "voc21": _resclip_options(0.50, (2.0, 0.3), (2.2, 0.7)),
+        "context60": _resclip_options(0.30, (2.0, 0.3), (1.8, 0.7)),
+        "coco_object": _resclip_options(0.11, (2.0, 0.4), (1.8, 0.7)),
+        "voc20": _resclip_options(0.10, (2.0, 0.6), (2.1, 0.6)),
+        "context59": _resclip_options(0.25, (2.0, 0.4), (1.8, 0.7)),
+        "coco_stuff": _resclip_options(0.11, (2.0, 0.4), (1.8, 0.7)),
+        "cityscapes": _resclip_options(0.10, (2.0, 0.2), (2.1, 0.6)),
+        "ade20k": _resclip_options(0.25, (2.0, 0.3), (2.1, 0.7)),
+    },
+)
+
 #: per method label of the ``ovss-vit-b16`` preset, its own protocol (methods not listed: the common one)
 METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "clip": replace(
@@ -113,6 +176,10 @@ METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "sclip": _SCLIP,
     "naclip": _NACLIP,
     "clearclip": _CLEARCLIP,
+    "scclip": _SCCLIP,
+    "resclip": _RESCLIP,
+    "resclip_sclip": _RESCLIP,
+    "resclip_clearclip": _RESCLIP,
 }
 
 
@@ -126,6 +193,14 @@ def settings_for(method: str, benchmark: str, protocol: str, model_size: int = R
     if protocol == "paper" and own is not None:
         settings = own.settings.get(benchmark, settings)
     return settings if model_size == REFERENCE_SIZE else settings.scaled_to(model_size, REFERENCE_SIZE)
+
+
+def options_for(method: str, benchmark: str, protocol: str) -> dict[str, Any]:
+    """The explainer options ``method``'s own configs set for ``benchmark`` (under ``"paper"`` only; else none)."""
+    own = METHOD_PROTOCOLS.get(method)
+    if protocol != "paper" or own is None:
+        return {}
+    return dict(own.options.get(benchmark, {}))
 
 
 def source_for(method: str, protocol: str) -> str:
