@@ -136,6 +136,10 @@ class Explainer(ABC):
     #: whether the method reads the texts' tokens (text-side explainers): :meth:`explain` and :meth:`explain_scores`
     #: then call :meth:`explain_tokens` with each text's tokens (the first template applied, when there are some)
     reads_tokens: ClassVar[bool] = False
+    #: why the default ``cliplens bench`` (and ``-e`` left out) skips this method — e.g. it needs an auxiliary
+    #: backbone's pretrained weights the toy world cannot provide; it runs when named or with ``-e all``.
+    #: None: part of the default run
+    opt_in: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

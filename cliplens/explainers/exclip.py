@@ -79,7 +79,7 @@ class ExCLIP(Explainer):
     needs_grad = True
     reads_tokens = True
     #: seconds per image on a CPU (a Jacobian per embedding dimension): ``cliplens bench`` runs it when named
-    in_default_bench: ClassVar[bool] = False
+    opt_in: ClassVar[str | None] = "seconds per image on a CPU (a backward pass per caption token)"
     needs = Needs(
         class_token=True, reasons={"vit": "exCLIP integrates gradients through the blocks of a ViT image tower"}
     )

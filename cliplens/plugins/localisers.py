@@ -1,7 +1,7 @@
 """Built-in plugin ``localisers``: the training-free attention-variant localisers of the OVSS papers.
 
-The code is in :mod:`cliplens.explainers` (``maskclip``, ``sclip``, ``clearclip``, ``naclip``, ``gem``,
-sharing :mod:`cliplens.explainers.last_block`).
+The code is in :mod:`cliplens.explainers` (``maskclip``, ``sclip``, ``clearclip``, ``naclip``, ``gem``, sharing
+:mod:`cliplens.explainers.last_block`; ``scclip``; ``resclip`` over NACLIP, SCLIP or ClearCLIP).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from ..explainers.clearclip import ClearCLIP
 from ..explainers.gem import GEM
 from ..explainers.maskclip import MaskCLIP
 from ..explainers.naclip import NACLIP
+from ..explainers.resclip import ResCLIP
+from ..explainers.scclip import SCCLIP
 from ..explainers.sclip import SCLIP
 from ..registry.hookspecs import Register, hookimpl
 
@@ -21,3 +23,5 @@ def register_explainers(register: Register) -> None:
     register("clearclip", ClearCLIP)
     register("naclip", NACLIP)
     register("gem", GEM)
+    register("scclip", SCCLIP)
+    register("resclip", ResCLIP)

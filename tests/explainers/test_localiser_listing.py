@@ -1,4 +1,4 @@
-"""The eight localisers of issue 12 are registered, run in the OVSS preset, and have a README method row with a
+"""The localisers of issues 12 and 23 are registered, run in the OVSS preset, and have a README method row with a
 paper."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from cliplens.benchmarks.protocols.presets import available_methods, get_preset
 
-LOCALISERS = ("legrad", "chefer", "rollout", "maskclip", "sclip", "clearclip", "naclip", "gem")
+LOCALISERS = ("legrad", "chefer", "rollout", "maskclip", "sclip", "clearclip", "naclip", "gem", "scclip", "resclip")
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 

@@ -18,16 +18,27 @@ their configs (ViT-B/16, pixel sizes for its 224-px input; other model sizes sca
   ``clearclip_segmentor.py``): short side 448 everywhere, 448-px windows stride 224 run at 448 px
   (position embeddings interpolated; 224 windows on Cityscapes), logit scale 50, prob_thd 0.5 VOC21,
   0.15 Context60, 0.4 COCO-Object, no area threshold, no PAMR, float16 (``precision='fp16'``).
+- **SC-CLIP** (Bai et al., arXiv 2411.15869; github.com/SuleBai/SC-CLIP ``configs/cfg_*.py``,
+  ``scclip_segmentor.py``): short side 336 everywhere (560 Cityscapes), 224 windows stride 112, logit scale 40
+  (50 VOC21, 55 COCO-Object), prob_thd 0.15 VOC21 / Context60, 0.35 COCO-Object, area_thd 0.1 on VOC21, no PAMR,
+  float16 (``clip.load`` on CUDA).
+- **ResCLIP** (Yang et al., CVPR 2025; github.com/yvhangyang/ResCLIP ``configs/cfg_*.py``, ``resclip_segmentor.py``),
+  each base method alike: logit scale 40, the whole image on VOC21 / VOC20, short side 336 (560 Cityscapes), prob_thd
+  0.1 on VOC21 / Context60 / COCO-Object, no area threshold, no PAMR after inference, float16; and per benchmark the
+  explainer options ``temp_thd``, ``attn_rcs_weights``, ``attn_sfr_weights`` (:data:`METHOD_OPTIONS`, passed to the
+  explainer under ``--protocol paper`` only).
 - GEM, LeGrad, Chefer, rollout: no protocol of their own for these eight benchmarks is shipped (no figure of
   theirs under it could be cited), so they run the common protocol under ``--protocol paper`` too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Any
 
 from ...errors import InputError
-from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, OVSSSettings
+from .ovss_recent_methods import RESCLIP_PROTOCOL, SCCLIP_PROTOCOL
+from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, MethodProtocol, OVSSSettings
 
 __all__ = [
     "PROTOCOLS",
@@ -40,6 +51,7 @@ __all__ = [
     "describe",
     "differs_beyond_dtype",
     "settings_lines",
+    "options_for",
 ]
 
 #: the protocols ``cliplens reproduce --protocol`` accepts
@@ -47,14 +59,6 @@ PROTOCOLS = ("common", "paper")
 
 #: the model input size the published pixel sizes are for (OpenAI CLIP ViT-B/16)
 REFERENCE_SIZE = 224
-
-
-@dataclass(frozen=True)
-class MethodProtocol:
-    """A method's own published OVSS settings: one :class:`OVSSSettings` per benchmark, and their source."""
-
-    source: str
-    settings: dict[str, OVSSSettings]
 
 
 def _sclip_paper() -> dict[str, OVSSSettings]:
@@ -113,6 +117,10 @@ METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "sclip": _SCLIP,
     "naclip": _NACLIP,
     "clearclip": _CLEARCLIP,
+    "scclip": SCCLIP_PROTOCOL,
+    "resclip": RESCLIP_PROTOCOL,
+    "resclip_sclip": RESCLIP_PROTOCOL,
+    "resclip_clearclip": RESCLIP_PROTOCOL,
 }
 
 
@@ -126,6 +134,14 @@ def settings_for(method: str, benchmark: str, protocol: str, model_size: int = R
     if protocol == "paper" and own is not None:
         settings = own.settings.get(benchmark, settings)
     return settings if model_size == REFERENCE_SIZE else settings.scaled_to(model_size, REFERENCE_SIZE)
+
+
+def options_for(method: str, benchmark: str, protocol: str) -> dict[str, Any]:
+    """The explainer options ``method``'s own configs set for ``benchmark`` (under ``"paper"`` only; else none)."""
+    own = METHOD_PROTOCOLS.get(method)
+    if protocol != "paper" or own is None:
+        return {}
+    return dict(own.options.get(benchmark, {}))
 
 
 def source_for(method: str, protocol: str) -> str:

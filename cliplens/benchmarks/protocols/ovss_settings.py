@@ -3,11 +3,12 @@ values per benchmark (:data:`BENCHMARK_SETTINGS`, SCLIP's configs); the protocol
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ...errors import InputError
 
-__all__ = ["OVSSSettings", "COMMON_SOURCE", "BENCHMARK_SETTINGS"]
+__all__ = ["OVSSSettings", "COMMON_SOURCE", "BENCHMARK_SETTINGS", "MethodProtocol"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,13 @@ BENCHMARK_SETTINGS: dict[str, OVSSSettings] = {
     "cityscapes": OVSSSettings(short_side=560),
     "ade20k": OVSSSettings(),
 }
+
+
+@dataclass(frozen=True)
+class MethodProtocol:
+    """A method's own published OVSS settings: one :class:`OVSSSettings` per benchmark, and their source;
+    ``options``: per benchmark, explainer options its configs tune per dataset (ResCLIP's thresholds)."""
+
+    source: str
+    settings: dict[str, OVSSSettings]
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)

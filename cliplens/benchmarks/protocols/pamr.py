@@ -1,12 +1,5 @@
-"""PAMR, pixel-adaptive mask refinement (Araslanov & Roth, CVPR 2020), as used after OVSS inference.
-
-Each step replaces every pixel's class scores by an affinity-weighted average of its
-neighbours' scores. Affinities come from the image: for neighbours ``j`` of pixel
-``i`` on 3x3 rings at each dilation, ``k_ij = -|I_i - I_j| / (0.1 sigma_i + eps)``
-averaged over colour channels, where ``sigma_i`` is the (unbiased) standard deviation of the
-image over ``i``'s 3x3 neighbourhood at every dilation, centre included once per dilation (9 taps
-per dilation: 18 values for two dilations, as the authors' ``LocalStDev``); ``a_ij = softmax_j(k_ij)``
-over all neighbours of all dilations. Then ``y_i <- sum_j a_ij y_j``, repeated ``steps`` times.
+"""PAMR after OVSS inference: the refinement itself (:func:`pamr`, in :mod:`cliplens.explainers.pamr`, which
+ResCLIP's forward also runs) and the guide image it takes its affinities from.
 
 The guide image is the network input brought back to the image size (:func:`network_input_guide`),
 as SCLIP's and NACLIP's ``predict`` run it, not the original image.
@@ -19,39 +12,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ...explainers.pamr import pamr
 
-def _neighbours(x: torch.Tensor, dilations: Sequence[int]) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, K, H, W): the 8 ring neighbours at every dilation (replicate padding)."""
-    out = []
-    for d in dilations:
-        padded = F.pad(x, (d, d, d, d), mode="replicate")
-        H, W = x.shape[-2:]
-        for dy in (-d, 0, d):
-            for dx in (-d, 0, d):
-                if dy == 0 and dx == 0:
-                    continue
-                out.append(padded[..., d + dy : d + dy + H, d + dx : d + dx + W])
-    return torch.stack(out, dim=2)
+__all__ = ["pamr", "network_input_guide"]
 
 
 def network_input_guide(network_input: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """(3, h, w) resized network input -> (3, H, W) bilinear (``align_corners=False``) at the image ``size``:
     the image PAMR takes its affinities from in the authors' code."""
     return F.interpolate(network_input[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
-
-
-def pamr(
-    image: torch.Tensor, scores: torch.Tensor, steps: int = 10, dilations: Sequence[int] = (8, 16), eps: float = 1e-8
-) -> torch.Tensor:
-    """Refine ``scores`` (B, Q, H, W) with the affinities of ``image`` (B, 3, H, W); returns (B, Q, H, W)."""
-    if steps <= 0:
-        return scores
-    image = image.to(scores.dtype)
-    near = _neighbours(image, dilations)  # (B, 3, K, H, W)
-    centre = image.unsqueeze(2).expand(-1, -1, len(dilations), -1, -1)  # the centre tap of every dilation
-    sigma = torch.cat([near, centre], dim=2).std(dim=2, keepdim=True)
-    kernel = -((near - image.unsqueeze(2)).abs() / (0.1 * sigma + eps)).mean(dim=1)  # (B, K, H, W)
-    affinity = kernel.softmax(dim=1).unsqueeze(1)  # (B, 1, K, H, W)
-    for _ in range(steps):
-        scores = (_neighbours(scores, dilations) * affinity).sum(dim=2)
-    return scores

@@ -127,8 +127,13 @@ def _protocols(
         _plan_ovss(run, model, methods, [data.key for data, _ in datasets])
     suffix = "" if run.protocol == "common" else f"__{run.protocol}"
     for method in methods:
-        explainer = create_explainer(method.explainer, model, **dict(method.options))
+        built: dict[str, Any] = {}  # one explainer per distinct set of per-benchmark options
         for data, dataset in datasets:
+            tuned = _tuned_options(run, method.label, data.key)
+            key = repr(sorted(tuned.items()))
+            if key not in built:
+                built[key] = create_explainer(method.explainer, model, **(dict(method.options) | tuned))
+            explainer = built[key]
             indices = list(range(min(limit, len(dataset)) if limit else len(dataset)))
             name = f"{preset.task} {data.key} × {method.label}"  # the progress line: "ovss voc21 × sclip"
             result = _protocol(run, method.label, explainer, data.key, dataset, indices, templates, progress and name)
@@ -144,12 +149,22 @@ def _protocols(
                 "protocol": run.protocol,
                 "dataset": getattr(dataset, "spec", ""),
                 "images": len(indices),
+                "explainer_options": dict(method.options) | tuned,
                 **result,
                 "versions": library_versions(),
                 "published": reference["by_method"].get(method.label),
             }
             write_json_atomic(path, json_safe(record))
             run.files.append(path)
+
+
+def _tuned_options(run: ReproduceRun, label: str, key: str) -> dict[str, Any]:
+    """Explainer options the method's own configs set for benchmark ``key`` (OVSS, ``--protocol paper``)."""
+    if run.preset.task != "ovss":
+        return {}
+    from .ovss_methods import options_for
+
+    return options_for(label, key, run.protocol)
 
 
 def _plan_ovss(run: ReproduceRun, model: Any, methods: list, keys: list[str]) -> None:

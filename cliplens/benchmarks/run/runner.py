@@ -80,8 +80,8 @@ class BenchRun:
 
 
 def builtin_explainers() -> list[str]:
-    """Names of the explainers registered by cliplens' own plugins that the default run scores (those whose class
-    sets ``in_default_bench = False``, exCLIP's seconds per image, run only when named), sorted."""
+    """Names of the explainers registered by cliplens' own plugins, sorted, without the opt-in ones
+    (``Explainer.opt_in``: e.g. methods that need an auxiliary backbone's pretrained weights)."""
     from ...registry import get_registry
 
     registry = get_registry()
@@ -90,7 +90,7 @@ def builtin_explainers() -> list[str]:
         for e in registry.catalog("explainer").entries()
         if registry.plugins.get(e.provider.plugin) is not None
         and registry.plugins[e.provider.plugin].builtin
-        and getattr(e.obj, "in_default_bench", True)
+        and getattr(e.obj, "opt_in", None) is None
     ]
 
 

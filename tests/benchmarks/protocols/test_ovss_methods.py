@@ -16,6 +16,7 @@ from cliplens.benchmarks.protocols.ovss_methods import (
     describe,
     deviations,
     differs_beyond_dtype,
+    options_for,
     settings_for,
 )
 from cliplens.errors import InputError
@@ -59,6 +60,39 @@ def test_clearclip_paper_settings_follow_its_configs():
         crop = 224 if key == "cityscapes" else 448
         assert (s.crop, s.stride, s.window_input) == (crop, 224, crop)
         assert s.prob_thd == thresholds.get(key, 0.0)
+
+
+def test_scclip_paper_settings_follow_its_configs():
+    """SC-CLIP's cfg_*.py: logit scale 50 / 55 on VOC21 / COCO-Object (40 else), prob_thd 0.15 / 0.15 / 0.35 on VOC21 /
+    Context60 / COCO-Object, area_thd 0.1 on VOC21, Resize (2048, 336) everywhere but Cityscapes (560), no PAMR."""
+    scales, thresholds = {"voc21": 50, "coco_object": 55}, {"voc21": 0.15, "context60": 0.15, "coco_object": 0.35}
+    for key in BENCHMARKS:
+        s = settings_for("scclip", key, "paper")
+        assert (s.crop, s.stride, s.pamr_steps, s.whole_image, s.dtype) == (224, 112, 0, False, "float16")
+        assert s.logit_scale == scales.get(key, 40) and s.prob_thd == thresholds.get(key, 0.0)
+        assert s.area_thd == (0.1 if key == "voc21" else None)
+        assert s.short_side == (560 if key == "cityscapes" else 336)
+        assert options_for("scclip", key, "paper") == {}
+
+
+def test_resclip_paper_settings_and_per_benchmark_options_follow_its_configs():
+    """ResCLIP's cfg_*.py, the same for every base method: NACLIP-like settings without PAMR, and per benchmark
+    temp_thd / attn_rcs_weights / attn_sfr_weights as explainer options (paper protocol only)."""
+    for label in ("resclip", "resclip_sclip", "resclip_clearclip"):
+        for key in BENCHMARKS:
+            s = settings_for(label, key, "paper")
+            assert (s.logit_scale, s.pamr_steps, s.area_thd, s.dtype) == (40, 0, None, "float16")
+            assert s.whole_image is (key in ("voc21", "voc20"))
+            assert s.prob_thd == (0.1 if key in ("voc21", "context60", "coco_object") else 0.0)
+            assert s.short_side == (560 if key == "cityscapes" else 336)
+            assert options_for(label, key, "common") == {}
+    assert options_for("resclip", "voc21", "paper") == {
+        "threshold": 0.5, "rcs_tau": 2.0, "rcs_lambda": 0.3, "sfr_tau": 2.2, "sfr_lambda": 0.7
+    }  # fmt: skip
+    assert options_for("resclip_sclip", "cityscapes", "paper")["rcs_lambda"] == 0.2
+    assert {options_for("resclip", k, "paper")["threshold"] for k in BENCHMARKS} == {0.5, 0.3, 0.11, 0.1, 0.25}
+    for options in (options_for("resclip", k, "paper") for k in BENCHMARKS):  # every one is a resclip option
+        cliplens.create_explainer("resclip", cliplens.create_backbone("toy"), **options)
 
 
 def test_methods_without_a_protocol_of_their_own_run_the_common_one():

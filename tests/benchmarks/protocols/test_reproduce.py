@@ -152,6 +152,13 @@ def test_paper_protocol_runs_every_method_end_to_end_and_prints_its_settings(
     clear = json.loads((out / "clearclip__cityscapes__paper.json").read_text())["protocol"]
     assert (clear["crop"], clear["stride"], clear["window_input"], clear["short_side"]) == (64, 64, 64, 128)
     assert clear["window_input"] == 64 and clear["logit_scale"] == 50
+    # ResCLIP's configs tune its explainer per benchmark: those options are passed and recorded
+    resclip = json.loads((out / "resclip_sclip__voc21__paper.json").read_text())
+    assert resclip["explainer_options"] == {
+        "base": "sclip", "threshold": 0.5, "rcs_tau": 2.0, "rcs_lambda": 0.3, "sfr_tau": 2.2, "sfr_lambda": 0.7
+    }  # fmt: skip
+    assert "yvhangyang/ResCLIP" in resclip["protocol"]["source"] and resclip["protocol"]["whole_image"] is True
+    assert json.loads((out / "naclip__voc21__paper.json").read_text())["explainer_options"] == {}
 
 
 def test_paper_protocol_is_refused_where_a_preset_has_one_protocol(data_root, tmp_path, capsys):

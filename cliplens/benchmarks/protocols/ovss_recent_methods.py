@@ -1,0 +1,61 @@
+"""The OVSS paper protocols of SC-CLIP and ResCLIP (issue 23), read from their released configs; listed with the
+others in :data:`.ovss_methods.METHOD_PROTOCOLS` (whose docstring describes each)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .ovss_settings import MethodProtocol, OVSSSettings
+
+__all__ = ["SCCLIP_PROTOCOL", "RESCLIP_PROTOCOL"]
+
+#: SC-CLIP everywhere (scclip_segmentor.py defaults, Resize scale (2048, 336)): 224 windows stride 112, fp16
+_SCCLIP_BASE = OVSSSettings(logit_scale=40.0, dtype="float16")
+SCCLIP_PROTOCOL = MethodProtocol(
+    "SC-CLIP's configs/cfg_*.py and scclip_segmentor.py (github.com/SuleBai/SC-CLIP); fp16 model (clip.load on CUDA)",
+    {
+        "voc21": replace(_SCCLIP_BASE, logit_scale=50.0, prob_thd=0.15, area_thd=0.1),
+        "context60": replace(_SCCLIP_BASE, prob_thd=0.15),
+        "coco_object": replace(_SCCLIP_BASE, logit_scale=55.0, prob_thd=0.35),
+        "voc20": _SCCLIP_BASE,
+        "context59": _SCCLIP_BASE,
+        "coco_stuff": _SCCLIP_BASE,  # Resize scale (2048, 336), unlike SCLIP's 448
+        "cityscapes": replace(_SCCLIP_BASE, short_side=560),
+        "ade20k": _SCCLIP_BASE,
+    },
+)
+
+#: ResCLIP everywhere (resclip_segmentor.py defaults: logit scale 40, no PAMR after inference), fp16
+_RESCLIP_BASE = OVSSSettings(logit_scale=40.0, dtype="float16")
+
+
+def _resclip_options(threshold: float, rcs: tuple[float, float], sfr: tuple[float, float]) -> dict[str, Any]:
+    """One config's ``temp_thd``, ``attn_rcs_weights``, ``attn_sfr_weights`` as ``resclip`` options."""
+    return {"threshold": threshold, "rcs_tau": rcs[0], "rcs_lambda": rcs[1], "sfr_tau": sfr[0], "sfr_lambda": sfr[1]}
+
+
+RESCLIP_PROTOCOL = MethodProtocol(
+    "ResCLIP's configs/cfg_*.py and resclip_segmentor.py (github.com/yvhangyang/ResCLIP, test_all.sh wo_resi "
+    "resclip 5); fp16 model (clip.load on CUDA)",
+    {
+        "voc21": replace(_RESCLIP_BASE, whole_image=True, prob_thd=0.1),  # slide_crop=0
+        "context60": replace(_RESCLIP_BASE, prob_thd=0.1),
+        "coco_object": replace(_RESCLIP_BASE, prob_thd=0.1),
+        "voc20": replace(_RESCLIP_BASE, whole_image=True),  # slide_crop=0
+        "context59": _RESCLIP_BASE,
+        "coco_stuff": _RESCLIP_BASE,  # Resize scale (2048, 336)
+        "cityscapes": replace(_RESCLIP_BASE, short_side=560),
+        "ade20k": _RESCLIP_BASE,
+    },
+    options={
+        "voc21": _resclip_options(0.50, (2.0, 0.3), (2.2, 0.7)),
+        "context60": _resclip_options(0.30, (2.0, 0.3), (1.8, 0.7)),
+        "coco_object": _resclip_options(0.11, (2.0, 0.4), (1.8, 0.7)),
+        "voc20": _resclip_options(0.10, (2.0, 0.6), (2.1, 0.6)),
+        "context59": _resclip_options(0.25, (2.0, 0.4), (1.8, 0.7)),
+        "coco_stuff": _resclip_options(0.11, (2.0, 0.4), (1.8, 0.7)),
+        "cityscapes": _resclip_options(0.10, (2.0, 0.2), (2.1, 0.6)),
+        "ade20k": _resclip_options(0.25, (2.0, 0.3), (2.1, 0.7)),
+    },
+)
