@@ -21,11 +21,12 @@ from .model_backbone import (
     resolve_dtype,
     to_model,
 )
+from .open_clip_blocks import open_clip_vit_block
 from .position_embeddings import PositionTableCache, swapped_parameter
 from .text_tower import TextTower, open_clip_text_tower
 from .tokenizers import open_clip_tokenizer
 from .trace_sharing import shareable_trace
-from .vit import CAPTURABLE, MLPParts, TowerTrace, ViTBlock
+from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
 __all__ = ["OpenCLIPBackbone", "OPENAI_MEAN", "OPENAI_STD", "resolve_device", "resolve_dtype"]
 
@@ -208,36 +209,7 @@ class OpenCLIPBackbone(ModelBackbone):
 
     def _vit_block(self, block: ModuleTree) -> ViTBlock:
         """A :class:`ViTBlock` over one open_clip ``ResidualAttentionBlock`` (image or text tower), its own weights."""
-        attn = block.attn
-        gamma = getattr(block.ls_1, "gamma", None)
-
-        def mlp_branch(x: torch.Tensor, _block: ModuleTree = block) -> torch.Tensor:
-            return _block.ls_2(_block.mlp(_block.ln_2(x)))
-
-        def mlp_hidden(x: torch.Tensor, _block: ModuleTree = block) -> torch.Tensor:
-            return _block.mlp.gelu(_block.mlp.c_fc(_block.ln_2(x)))
-
-        mlp_gamma = getattr(block.ls_2, "gamma", None)
-        ones = torch.ones(attn.embed_dim, device=self._device, dtype=self._dtype)
-        return ViTBlock(
-            ln_1=block.ln_1,
-            in_proj_weight=attn.in_proj_weight,
-            in_proj_bias=attn.in_proj_bias,
-            out_proj_weight=attn.out_proj.weight,
-            out_proj_bias=attn.out_proj.bias,
-            layer_scale=gamma
-            if gamma is not None
-            else torch.ones(attn.embed_dim, device=self._device, dtype=self._dtype),
-            mlp_branch=mlp_branch,
-            num_heads=attn.num_heads,
-            unit_layer_scale=gamma is None,
-            mlp=MLPParts(
-                hidden=mlp_hidden,
-                out_weight=block.mlp.c_proj.weight,
-                out_bias=block.mlp.c_proj.bias,
-                layer_scale=mlp_gamma if mlp_gamma is not None else ones,
-            ),
-        )
+        return open_clip_vit_block(block, self._device, self._dtype)
 
     def text_tower(self) -> TextTower:
         """open_clip's causal CLIP text tower (end-of-text pooling) as a :class:`TextTower`."""
