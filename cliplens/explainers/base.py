@@ -159,6 +159,10 @@ class Explainer(ABC):
     #: whether the patch scores are linear in the text feature (scores of ``t1 - t2`` = scores of ``t1`` minus
     #: those of ``t2``); protocols may then explain a difference of features once (ImageNet-seg's class mean)
     scores_linear_in_text: ClassVar[bool] = False
+    #: why the default ``cliplens bench`` (and ``-e`` left out) skips this method — e.g. it needs an auxiliary
+    #: backbone's pretrained weights the toy world cannot provide; it runs when named or with ``-e all``.
+    #: None: part of the default run
+    opt_in: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -197,6 +201,15 @@ class Explainer(ABC):
         Returns:
             :class:`PatchScores` with ``scores`` (B, T, h, w); higher means more relevant.
         """
+
+    def auxiliaries(self) -> dict[str, dict[str, str]]:
+        """The auxiliary backbones this explainer reads (:class:`~cliplens.backbones.auxiliary.AuxiliaryBackbone`
+        attributes), by attribute name -> their identity (spec, kind, architecture, weights, sha256): what the
+        protocol card records. Default: every such attribute; none for most methods."""
+        from ..backbones.auxiliary.base import AuxiliaryBackbone
+
+        found = {name: value for name, value in vars(self).items() if isinstance(value, AuxiliaryBackbone)}
+        return {name: found[name].identity() for name in sorted(found)}
 
     def report(self) -> dict[str, Any]:
         """What the explainer fitted or measured beyond its maps (JSON-able); ``bench`` keeps it in each result.

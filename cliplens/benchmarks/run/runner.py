@@ -80,14 +80,17 @@ class BenchRun:
 
 
 def builtin_explainers() -> list[str]:
-    """Names of the explainers registered by cliplens' own plugins, sorted."""
+    """Names of the explainers registered by cliplens' own plugins, sorted, without the opt-in ones
+    (``Explainer.opt_in``: e.g. methods that need an auxiliary backbone's pretrained weights)."""
     from ...registry import get_registry
 
     registry = get_registry()
     return [
         e.name
         for e in registry.catalog("explainer").entries()
-        if registry.plugins.get(e.provider.plugin) is not None and registry.plugins[e.provider.plugin].builtin
+        if registry.plugins.get(e.provider.plugin) is not None
+        and registry.plugins[e.provider.plugin].builtin
+        and getattr(e.obj, "opt_in", None) is None
     ]
 
 
