@@ -163,6 +163,9 @@ class Explainer(ABC):
     #: backbone's pretrained weights the toy world cannot provide; it runs when named or with ``-e all``.
     #: None: part of the default run
     opt_in: ClassVar[str | None] = None
+    #: the options that name an auxiliary backbone (a spec of ``cliplens list auxiliaries``, e.g. ProxyCLIP's
+    #: ``proxy``); the compatibility matrix names them and their defaults
+    auxiliary_options: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

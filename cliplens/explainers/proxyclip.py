@@ -82,6 +82,7 @@ class ProxyCLIP(Explainer):
 
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
     needs = last_block_needs("ProxyCLIP")
+    auxiliary_options: ClassVar[tuple[str, ...]] = ("proxy",)
     opt_in: ClassVar[str | None] = (
         "it needs a vision foundation model (DINO ViT-B/8 by default) whose pretrained weights the toy world "
         "cannot provide; name it with -e proxyclip (and --explainer-option proxyclip.proxy=NAME:/path/weights)"

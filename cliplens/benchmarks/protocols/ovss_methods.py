@@ -18,6 +18,11 @@ their configs (ViT-B/16, pixel sizes for its 224-px input; other model sizes sca
   ``clearclip_segmentor.py``): short side 448 everywhere, 448-px windows stride 224 run at 448 px
   (position embeddings interpolated; 224 windows on Cityscapes), logit scale 50, prob_thd 0.5 VOC21,
   0.15 Context60, 0.4 COCO-Object, no area threshold, no PAMR, float16 (``precision='fp16'``).
+- **ProxyCLIP** (Lan et al., ECCV 2024; github.com/mc-lan/ProxyCLIP at e7b767f, ``configs/cfg_*.py``,
+  ``proxyclip_segmentor.py``): logit scale 40 everywhere; short side 336 (448 Cityscapes, ADE20K);
+  336-px windows, stride 112, run at 336 px (224-px windows on Cityscapes); prob_thd 0.2 VOC21, 0.15
+  Context60, 0.25 COCO-Object, else 0; no area threshold, no PAMR; float16 (``precision='fp16'``, the VFM
+  ``.half()``); its VFM (DINO ViT-B/8 by default) sees each window at the window's size.
 - GEM, LeGrad, Chefer, rollout: no protocol of their own for these eight benchmarks is shipped (no figure of
   theirs under it could be cited), so they run the common protocol under ``--protocol paper`` too.
 """
@@ -102,6 +107,23 @@ _CLEARCLIP = MethodProtocol(
     },
 )
 
+#: ProxyCLIP everywhere (ProxyCLIPSegmentation defaults: logit_scale 40, slide_crop 336, slide_stride 112, fp16)
+_PROXYCLIP_BASE = OVSSSettings(crop=336, stride=112, window_input=336, logit_scale=40.0, dtype="float16")
+_PROXYCLIP = MethodProtocol(
+    "ProxyCLIP's configs/cfg_*.py and proxyclip_segmentor.py (github.com/mc-lan/ProxyCLIP at e7b767f); "
+    "precision='fp16'",
+    {
+        "voc21": replace(_PROXYCLIP_BASE, prob_thd=0.2),
+        "context60": replace(_PROXYCLIP_BASE, prob_thd=0.15),
+        "coco_object": replace(_PROXYCLIP_BASE, prob_thd=0.25),
+        "voc20": _PROXYCLIP_BASE,
+        "context59": _PROXYCLIP_BASE,
+        "coco_stuff": _PROXYCLIP_BASE,  # Resize scale (2048, 336), unlike SCLIP's 448
+        "cityscapes": replace(_PROXYCLIP_BASE, short_side=448, crop=224, window_input=None),  # slide_crop=224
+        "ade20k": replace(_PROXYCLIP_BASE, short_side=448),
+    },
+)
+
 #: per method label of the ``ovss-vit-b16`` preset, its own protocol (methods not listed: the common one)
 METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "clip": replace(
@@ -113,6 +135,7 @@ METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "sclip": _SCLIP,
     "naclip": _NACLIP,
     "clearclip": _CLEARCLIP,
+    "proxyclip": _PROXYCLIP,
 }
 
 
