@@ -205,6 +205,11 @@ class Explainer(ABC):
             :class:`PatchScores` with ``scores`` (B, T, h, w); higher means more relevant.
         """
 
+    def score_grid(self, size: Sequence[int]) -> tuple[int, int]:
+        """(h, w) the grid of :meth:`explain_patches`' scores for an input of ``size`` (S_h, S_w) pixels: the
+        backbone's patch grid; a method that scores on another grid (ProxyCLIP: its VFM's) says so here."""
+        return self.backbone.grid_for(tuple(size))
+
     def auxiliaries(self) -> dict[str, dict[str, str]]:
         """The auxiliary backbones this explainer reads (:class:`~cliplens.backbones.auxiliary.AuxiliaryBackbone`
         attributes), by attribute name -> their identity (spec, kind, architecture, weights, sha256): what the

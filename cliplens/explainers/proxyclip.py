@@ -107,6 +107,10 @@ class ProxyCLIP(Explainer):
             )
         self.beta, self.gamma = beta, gamma
 
+    def score_grid(self, size: Sequence[int]) -> tuple[int, int]:
+        """(I, J) the proxy's patch grid for an input of ``size`` pixels: the scores' grid."""
+        return self.proxy.grid_for(self.proxy.input_size(size))
+
     def proxy_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S_h, S_w) CLIP input -> (B, C, I, J) the VFM's features, fed as the authors' code feeds it."""
         backbone = self.backbone

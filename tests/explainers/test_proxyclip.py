@@ -115,7 +115,7 @@ def test_proxyclip_equals_the_released_forward(backbone, sd, pixels, texts, name
         want = torch.cat(
             [reference_proxyclip(img, sd, reference_features(img, aux.model, kind, size), texts) for img in pixels]
         )
-    assert got.shape == want.shape
+    assert got.shape == want.shape and tuple(got.shape[-2:]) == explainer.score_grid(pixels.shape[-2:])
     relative = ((got - want).abs().max() / want.abs().max()).item()
     print(f"proxyclip[{name}] grid {tuple(got.shape[-2:])}: max relative difference {relative:.2e}")
     assert relative <= 1e-5
