@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..registry import get_registry
+from ..registry import get_registry, option_declaration
 
 if TYPE_CHECKING:
     from ..explainers.support import Support
@@ -31,6 +31,8 @@ class Matrix:
         explainers / families: names in table order; descriptions: family -> its description.
         unavailable: family -> why its tiny backbone could not be built (its cells are absent).
         backbones: family -> the tiny backbone built (kept for running the ✓ cells).
+        auxiliaries: explainer -> what it needs besides the CLIP backbone (its auxiliary-backbone options and
+            their defaults), for the lines under the table.
     """
 
     explainers: list[str]
@@ -39,6 +41,7 @@ class Matrix:
     cells: dict[str, dict[str, Support]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     backbones: dict[str, Any] = field(default_factory=dict)
+    auxiliaries: dict[str, str] = field(default_factory=dict)
 
     def markdown(self) -> str:
         """The matrix as a Markdown table (✓, or ✗ and the reason), a legend of the families below it."""
@@ -56,6 +59,13 @@ class Matrix:
         for family in self.families:
             extra = f" — not built here: {self.unavailable[family]}" if family in self.unavailable else ""
             lines.append(f"- `{family}`: {self.descriptions.get(family, '')}{extra}")
+        if self.auxiliaries:
+            lines.append("")
+            lines.append("Explainers that also read an auxiliary backbone (`cliplens list auxiliaries`):")
+            lines.append("")
+            for name in self.explainers:
+                if name in self.auxiliaries:
+                    lines.append(f"- `{name}`: {self.auxiliaries[name]}")
         return "\n".join(lines)
 
 
@@ -78,4 +88,25 @@ def compatibility_matrix(explainers: list[str] | None = None, families: list[str
     for name in names:
         cls = explainer_catalog.get(name).obj
         matrix.cells[name] = {f: cls.support(b) for f, b in matrix.backbones.items()}
+        needed = auxiliary_needs(name, cls)
+        if needed:
+            matrix.auxiliaries[name] = needed
     return matrix
+
+
+def auxiliary_needs(name: str, cls: Any) -> str:
+    """What explainer ``name`` (class ``cls``) needs besides its CLIP backbone: each option of
+    ``cls.auxiliary_options`` with its default and that auxiliary's description; "" when none."""
+    options = getattr(cls, "auxiliary_options", ())
+    if not options:
+        return ""
+    registry = get_registry()
+    defaults = {o.name: o.default for o in option_declaration("explainer", name).options}
+    catalog = registry.catalog("auxiliary")
+    parts = []
+    for option in options:
+        default = str(defaults.get(option))
+        base = default.split("?")[0].split(":")[0]
+        what = f", {catalog.get(base).description}" if base in catalog else ""
+        parts.append(f"option `{option}`, default `{default}`{what}")
+    return "; ".join(parts)

@@ -31,6 +31,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "under its authors' published settings (windows, short side, input size, logit scale, thresholds, PAMR, "
         "dtype), printed with what differs from the common protocol",
     )
+    p.add_argument(
+        "--auxiliary",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="weights of an auxiliary backbone a method needs (--list names them), e.g. "
+        "vit_base_patch8_224.dino=/ckpt/dino_vitbase8_pretrain.pth, or NAME=pretrained (timm's download); repeatable",
+    )
     p.add_argument("--only", metavar="KEY,...", help="run only these datasets of the preset")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of each dataset")
     p.add_argument("--prompt-templates", metavar="FILE", help="prompt templates (default: the protocol's own)")
@@ -61,6 +69,12 @@ def list_presets() -> str:
             "  methods: "
             + ", ".join(f"{label}{'' if ok else ' (not registered here)'}" for label, ok in available.items())
         )
+        for method in preset.methods:
+            for need in method.auxiliaries:
+                lines.append(
+                    f"  auxiliary weights: {method.label} needs {need.hint} -> --auxiliary {need.name}=PATH "
+                    "(random init with --backbone, a pipeline check)"
+                )
         if preset.task == "ovss":
             from ..benchmarks.protocols.ovss_methods import METHOD_PROTOCOLS
 
@@ -93,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.name)
     templates = load_templates(args.prompt_templates) if args.prompt_templates else None
     only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else None
+    auxiliary = {}
+    for item in args.auxiliary:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip() or not value.strip():
+            raise InputError(f"--auxiliary {item!r}: write NAME=PATH (e.g. vit_base_patch8_224.dino=/ckpt/dino.pth)")
+        auxiliary[name.strip()] = value.strip()
     result = run_preset(
         preset,
         args.data_root,
@@ -105,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         protocol=args.protocol,
+        auxiliary=auxiliary,
     )
     print(comparison_markdown(result))
     print(f"{len(result.files)} result files in {args.out or f'runs/reproduce-{preset.name}'}/")

@@ -53,6 +53,8 @@ EXAMPLES: dict[str, list[str]] = {
     "reproduce": [
         "cliplens reproduce --list",
         "cliplens reproduce ovss-vit-b16 --data-root /data --weights /ckpt/ViT-B-16.pt",
+        "cliplens reproduce ovss-vit-b16 --data-root /data --weights /ckpt/ViT-B-16.pt "
+        "--auxiliary vit_base_patch8_224.dino=/ckpt/dino_vitbase8_pretrain.pth --protocol paper",
     ],
     "demo": ["cliplens demo", "cliplens demo --backbone ViT-B-16:openai --port 8000"],
     "toy": ["cliplens toy sample --out scenes -n 8", "cliplens toy eval", "cliplens toy train --out toy.safetensors"],

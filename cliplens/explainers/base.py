@@ -140,6 +140,9 @@ class Explainer(ABC):
     #: backbone's pretrained weights the toy world cannot provide; it runs when named or with ``-e all``.
     #: None: part of the default run
     opt_in: ClassVar[str | None] = None
+    #: the options that name an auxiliary backbone (a spec of ``cliplens list auxiliaries``, e.g. ProxyCLIP's
+    #: ``proxy``); the compatibility matrix names them and their defaults
+    auxiliary_options: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -185,6 +188,19 @@ class Explainer(ABC):
         """:meth:`explain_patches` for methods that read the texts' tokens (``reads_tokens``): ``tokens`` are the T
         texts' :class:`~cliplens.backbones.token_words.TextTokens`; the result may carry ``token_scores`` (B, T, C)."""
         return self.explain_patches(pixels, text_features)
+    def score_grid(self, size: Sequence[int]) -> tuple[int, int]:
+        """(h, w) the grid of :meth:`explain_patches`' scores for an input of ``size`` (S_h, S_w) pixels: the
+        backbone's patch grid; a method that scores on another grid (ProxyCLIP: its VFM's) says so here."""
+        return self.backbone.grid_for(tuple(size))
+
+    def auxiliaries(self) -> dict[str, dict[str, str]]:
+        """The auxiliary backbones this explainer reads (:class:`~cliplens.backbones.auxiliary.AuxiliaryBackbone`
+        attributes), by attribute name -> their identity (spec, kind, architecture, weights, sha256): what the
+        protocol card records. Default: every such attribute; none for most methods."""
+        from ..backbones.auxiliary.base import AuxiliaryBackbone
+
+        found = {name: value for name, value in vars(self).items() if isinstance(value, AuxiliaryBackbone)}
+        return {name: found[name].identity() for name in sorted(found)}
 
     def report(self) -> dict[str, Any]:
         """What the explainer fitted or measured beyond its maps (JSON-able); ``bench`` keeps it in each result.

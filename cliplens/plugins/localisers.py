@@ -1,7 +1,8 @@
 """Built-in plugin ``localisers``: the training-free attention-variant localisers of the OVSS papers.
 
 The code is in :mod:`cliplens.explainers` (``maskclip``, ``sclip``, ``clearclip``, ``naclip``, ``gem``, sharing
-:mod:`cliplens.explainers.last_block`; ``scclip``; ``resclip`` over NACLIP, SCLIP or ClearCLIP).
+:mod:`cliplens.explainers.last_block`; ``scclip``; ``resclip`` over NACLIP, SCLIP or ClearCLIP; ``proxyclip``,
+which reads an auxiliary backbone).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..explainers.maskclip import MaskCLIP
 from ..explainers.naclip import NACLIP
 from ..explainers.resclip import ResCLIP
 from ..explainers.scclip import SCCLIP
+from ..explainers.proxyclip import ProxyCLIP
 from ..explainers.sclip import SCLIP
 from ..registry.hookspecs import Register, hookimpl
 
@@ -25,3 +27,4 @@ def register_explainers(register: Register) -> None:
     register("gem", GEM)
     register("scclip", SCCLIP)
     register("resclip", ResCLIP)
+    register("proxyclip", ProxyCLIP)

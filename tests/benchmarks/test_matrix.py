@@ -10,6 +10,7 @@ from cliplens import Explainer, PatchScores, create_explainer, hookimpl, reset_r
 from cliplens.benchmarks.matrix import compatibility_matrix
 from cliplens.errors import ExplainerError
 from cliplens.registry.loader import load_registry
+from tests.auxiliary_specs import small_auxiliary_options
 from tests.backbones.timm_models import tiny_siglip
 
 WORDS = ["red", "blue", "green", "circle", "square", "dog", "sky", "grass"]
@@ -25,7 +26,7 @@ def options_for(name: str, tmp_path) -> dict[str, object]:
         path = tmp_path / "words.txt"
         path.write_text("\n".join(WORDS) + "\n")
         return {"vocabulary": str(path)}
-    return {}
+    return small_auxiliary_options(name)
 
 
 def test_the_built_in_families_are_all_there(matrix):

@@ -26,6 +26,7 @@ import torch
 import cliplens
 from cliplens import OpenCLIPBackbone, create_explainer, get_registry
 from cliplens.errors import ExplainerError
+from tests.auxiliary_specs import small_auxiliary_options
 from tests.backbones.test_vit import randomize_
 from tests.conftest import make_tiny_clip
 
@@ -101,7 +102,7 @@ def vocabulary(tmp_path_factory) -> str:
 
 
 def options_for(explainer: str, vocabulary: str) -> dict[str, object]:
-    return {"vocabulary": vocabulary} if explainer == "lexical" else {}
+    return {"vocabulary": vocabulary} if explainer == "lexical" else small_auxiliary_options(explainer)
 
 
 def images(backbone, n: int = 2) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from cliplens import create_explainer, list_explainers
 from cliplens.backbones.open_clip_backbone import OpenCLIPBackbone
 from cliplens.errors import InputError
+from tests.auxiliary_specs import small_auxiliary_options
 from tests.backbones.test_input_size import open_clip_vit, randomised
 
 #: VOC's typical 500x375 image (W x H) at the nearest multiples of the patch size 16: 368 x 496 (H x W)
@@ -36,13 +37,15 @@ def _params(names):
 
 @pytest.mark.parametrize("name", _params(list_explainers()))
 def test_every_explainer_runs_any_multiple_of_the_patch_size(backbone, name):
-    explainer = create_explainer(name, backbone)
+    explainer = create_explainer(name, backbone, **small_auxiliary_options(name))
     texts = torch.nn.functional.normalize(torch.randn(2, 24, generator=torch.Generator().manual_seed(1)), dim=-1)
     assert VOC == (368, 496)
     for size in SIZES:
         pixels = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(sum(size)))
         scores = explainer.explain_patches(pixels, texts).scores
-        assert scores.shape == (1, 2, size[0] // 16, size[1] // 16), (name, size)
+        grid = explainer.score_grid(size)  # the patch grid; an auxiliary's for methods that score on it (ProxyCLIP)
+        assert explainer.auxiliaries() or grid == (size[0] // 16, size[1] // 16), (name, size)
+        assert scores.shape == (1, 2, *grid), (name, size)
         assert torch.isfinite(scores).all()
 
 

@@ -136,6 +136,6 @@ class AuxiliaryBackbone:
         """(B, 3, H, W) pixels from :meth:`prepare` -> the model's :class:`AuxiliaryFeatures`."""
         raise NotImplementedError
 
-    def to(self, device: torch.device | str) -> AuxiliaryBackbone:
-        """Move the model to ``device`` (in place) and return self."""
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> AuxiliaryBackbone:
+        """Move the model to ``device`` (and ``dtype`` when given), in place, and return self."""
         raise NotImplementedError

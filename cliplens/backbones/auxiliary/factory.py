@@ -24,7 +24,7 @@ __all__ = ["create_auxiliary", "clear_auxiliary_cache", "list_auxiliaries", "AUX
 AUXILIARY_KIND = "auxiliary"
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str], AuxiliaryBackbone] = {}
+_cache: dict[tuple[str, str, str], AuxiliaryBackbone] = {}
 
 
 def list_auxiliaries(pattern: str | None = None) -> list[str]:
@@ -32,9 +32,12 @@ def list_auxiliaries(pattern: str | None = None) -> list[str]:
     return get_registry().catalog(AUXILIARY_KIND).names(pattern)
 
 
-def create_auxiliary(spec: str, *, device: torch.device | str | None = None, **options: Any) -> AuxiliaryBackbone:
+def create_auxiliary(
+    spec: str, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None, **options: Any
+) -> AuxiliaryBackbone:
     """The auxiliary backbone of ``spec`` (``NAME``, ``NAME:pretrained``, ``NAME:/path/w.safetensors``, with
-    ``?key=value`` options), on ``device`` (default CPU); built on first request, then the same object.
+    ``?key=value`` options), on ``device`` (default CPU) in ``dtype`` (default float32); built on first request
+    for each (spec, device, dtype), then the same object.
 
     Options are checked against the factory's signature before anything is built (one-line errors).
     """
@@ -42,11 +45,11 @@ def create_auxiliary(spec: str, *, device: torch.device | str | None = None, **o
     entry = get_registry().catalog(AUXILIARY_KIND).get(parsed.name)
     checked = validate_options(AUXILIARY_KIND, parsed.name, {**parsed.options, **options})
     where = parse_device(device) if device is not None else torch.device("cpu")
-    key = (str(parsed) + "".join(f"&{k}={v}" for k, v in sorted(options.items())), str(where))
+    key = (str(parsed) + "".join(f"&{k}={v}" for k, v in sorted(options.items())), str(where), str(dtype))
     with _lock:
         found = _cache.get(key)
         if found is None:
-            found = entry.obj(parsed.arg, **checked).to(where)
+            found = entry.obj(parsed.arg, **checked).to(where, dtype)
             found.spec = spec
             _cache[key] = found
         return found

@@ -55,8 +55,8 @@ class TimmAuxiliary(AuxiliaryBackbone):
             "sha256": self.sha256,
         }
 
-    def to(self, device: torch.device | str) -> TimmAuxiliary:
-        self.model.to(device)
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TimmAuxiliary:
+        self.model.to(device=device, dtype=dtype)
         self.device = torch.device(device)
         return self
 

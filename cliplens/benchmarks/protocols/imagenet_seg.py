@@ -202,6 +202,7 @@ def _card(explainer: Explainer, prompts: list[str], classes: int, subtract_class
             templates=prompts,
             map_order=explainer.map_order,
             thresholds={"binarise_at": "the mean of each map", "candidates": None, "chosen_on": None},
+            explainer=explainer,
         ),
         "name": "imagenet-seg",
         "source": "Chefer et al. 2021 evaluation; TextSpan (Gandelsman et al., ICLR 2024)",

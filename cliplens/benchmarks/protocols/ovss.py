@@ -46,7 +46,6 @@ from .ovss_windows import check_model_settings, resize_short_side, sliding_score
 from .pamr import network_input_guide, pamr
 
 if TYPE_CHECKING:
-    from ...backbones.base import Backbone
     from ...datasets.base import SegmentationDataset
     from ...explainers.base import Explainer
 
@@ -174,12 +173,12 @@ def run_ovss(
         confusion.update(predicted, torch.from_numpy(np.asarray(sample.mask, dtype=np.int64)))
         line.advance()
     line.close()
-    card = _card(backbone, prompts, settings, protocol, source, len(names), dataset.num_classes)
+    card = _card(explainer, prompts, settings, protocol, source, len(names), dataset.num_classes)
     return {"scores": {**confusion.compute(dataset.class_names), "images": float(len(chosen))}, "protocol": card}
 
 
 def _card(
-    backbone: Backbone,
+    explainer: Explainer,
     prompts: list[str],
     settings: OVSSSettings,
     protocol: str,
@@ -198,8 +197,9 @@ def _card(
     card = {
         **protocol_card(
             "ovss",
-            backbone,
+            explainer.backbone,
             templates=prompts,
+            explainer=explainer,
             map_order="none",
             prob_thd=settings.prob_thd,
             crop=settings.crop,

@@ -27,6 +27,11 @@ their configs (ViT-B/16, pixel sizes for its 224-px input; other model sizes sca
   0.1 on VOC21 / Context60 / COCO-Object, no area threshold, no PAMR after inference, float16; and per benchmark the
   explainer options ``temp_thd``, ``attn_rcs_weights``, ``attn_sfr_weights`` (:data:`METHOD_OPTIONS`, passed to the
   explainer under ``--protocol paper`` only).
+- **ProxyCLIP** (Lan et al., ECCV 2024; github.com/mc-lan/ProxyCLIP at e7b767f, ``configs/cfg_*.py``,
+  ``proxyclip_segmentor.py``): logit scale 40 everywhere; short side 336 (448 Cityscapes, ADE20K);
+  336-px windows, stride 112, run at 336 px (224-px windows on Cityscapes); prob_thd 0.2 VOC21, 0.15
+  Context60, 0.25 COCO-Object, else 0; no area threshold, no PAMR; float16 (``precision='fp16'``, the VFM
+  ``.half()``); its VFM (DINO ViT-B/8 by default) sees each window at the window's size.
 - GEM, LeGrad, Chefer, rollout: no protocol of their own for these eight benchmarks is shipped (no figure of
   theirs under it could be cited), so they run the common protocol under ``--protocol paper`` too.
 """
@@ -106,6 +111,23 @@ _CLEARCLIP = MethodProtocol(
     },
 )
 
+#: ProxyCLIP everywhere (ProxyCLIPSegmentation defaults: logit_scale 40, slide_crop 336, slide_stride 112, fp16)
+_PROXYCLIP_BASE = OVSSSettings(crop=336, stride=112, window_input=336, logit_scale=40.0, dtype="float16")
+_PROXYCLIP = MethodProtocol(
+    "ProxyCLIP's configs/cfg_*.py and proxyclip_segmentor.py (github.com/mc-lan/ProxyCLIP at e7b767f); "
+    "precision='fp16'",
+    {
+        "voc21": replace(_PROXYCLIP_BASE, prob_thd=0.2),
+        "context60": replace(_PROXYCLIP_BASE, prob_thd=0.15),
+        "coco_object": replace(_PROXYCLIP_BASE, prob_thd=0.25),
+        "voc20": _PROXYCLIP_BASE,
+        "context59": _PROXYCLIP_BASE,
+        "coco_stuff": _PROXYCLIP_BASE,  # Resize scale (2048, 336), unlike SCLIP's 448
+        "cityscapes": replace(_PROXYCLIP_BASE, short_side=448, crop=224, window_input=None),  # slide_crop=224
+        "ade20k": replace(_PROXYCLIP_BASE, short_side=448),
+    },
+)
+
 #: per method label of the ``ovss-vit-b16`` preset, its own protocol (methods not listed: the common one)
 METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "clip": replace(
@@ -121,6 +143,7 @@ METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "resclip": RESCLIP_PROTOCOL,
     "resclip_sclip": RESCLIP_PROTOCOL,
     "resclip_clearclip": RESCLIP_PROTOCOL,
+    "proxyclip": _PROXYCLIP,
 }
 
 

@@ -17,16 +17,42 @@ from typing import Any
 
 from ...errors import InputError
 
-__all__ = ["Method", "DataSpec", "Preset", "PRESETS", "get_preset", "published", "available_methods"]
+__all__ = [
+    "AuxiliaryNeed",
+    "Method",
+    "DataSpec",
+    "Preset",
+    "PRESETS",
+    "get_preset",
+    "published",
+    "available_methods",
+]
+
+
+@dataclass(frozen=True)
+class AuxiliaryNeed:
+    """An auxiliary backbone a method's published figures were obtained with (ProxyCLIP's DINO).
+
+    Attributes:
+        option: the explainer option that names it (``proxy``).
+        name: its registered auxiliary name (``vit_base_patch8_224.dino``; ``cliplens list auxiliaries``).
+        hint: which weights, and where they come from.
+    """
+
+    option: str
+    name: str
+    hint: str
 
 
 @dataclass(frozen=True)
 class Method:
-    """One row of a published table: its label and the cliplens explainer that computes it."""
+    """One row of a published table: its label, the cliplens explainer that computes it, its options and the
+    auxiliary backbones whose weights it needs (``reproduce --auxiliary NAME=PATH``)."""
 
     label: str
     explainer: str
     options: tuple[tuple[str, Any], ...] = ()
+    auxiliaries: tuple[AuxiliaryNeed, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,6 +176,18 @@ PRESETS: dict[str, Preset] = {
                 Method("legrad", "legrad"),
                 Method("chefer", "chefer"),
                 Method("rollout", "rollout"),
+                Method(
+                    "proxyclip",
+                    "proxyclip",
+                    auxiliaries=(
+                        AuxiliaryNeed(
+                            "proxy",
+                            "vit_base_patch8_224.dino",
+                            "DINO ViT-B/8 (ProxyCLIP's default VFM, dino_vitb8: dino_vitbase8_pretrain.pth from "
+                            "github.com/facebookresearch/dino, or timm's vit_base_patch8_224.dino weights)",
+                        ),
+                    ),
+                ),
             ),
             tuple(
                 DataSpec(k, f"ovss:{{root}}?name={k}", folder, layout) for k, (folder, layout) in _OVSS_FOLDERS.items()
@@ -185,3 +223,38 @@ def available_methods(preset: Preset) -> dict[str, bool]:
 
     names = {e.name for e in get_registry().catalog("explainer").entries()}
     return {m.label: m.explainer in names for m in preset.methods}
+
+
+def auxiliary_options(
+    method: Method, given: dict[str, str], *, override: bool
+) -> tuple[dict[str, str], str | None, list[str]]:
+    """The explainer options that name ``method``'s auxiliary backbones, from ``given`` (``{name: PATH or
+    "pretrained"}``, ``reproduce --auxiliary NAME=PATH``).
+
+    Returns ``(options, why_not, notes)``: ``why_not`` is a reason not to run the method (a needed weights file
+    not given, and the published model runs); with ``override`` (``--backbone``, a pipeline check) a missing one
+    is a random initialisation, said in ``notes``.
+    """
+    options: dict[str, str] = {}
+    notes: list[str] = []
+    for need in method.auxiliaries:
+        if need.name in given:
+            options[need.option] = f"{need.name}:{given[need.name]}"
+        elif override:
+            options[need.option] = need.name
+            notes.append(f"{method.label}: auxiliary {need.name} random-init (pipeline check, not the published VFM)")
+        else:
+            return {}, f"needs {need.hint}: pass --auxiliary {need.name}=PATH (or ={'pretrained'}: timm's download)", []
+    return options, None, notes
+
+
+def check_auxiliary_weights(preset: Preset, given: dict[str, str]) -> None:
+    """Refuse, in one line and before any work, an ``--auxiliary`` name no method of ``preset`` needs and a path
+    that is not a file."""
+    needed = {need.name for method in preset.methods for need in method.auxiliaries}
+    for name, value in given.items():
+        if name not in needed:
+            known = ", ".join(sorted(needed)) or "none"
+            raise InputError(f"--auxiliary {name}: preset {preset.name} needs no such auxiliary (it needs: {known})")
+        if value != "pretrained" and not Path(value).expanduser().is_file():
+            raise InputError(f"--auxiliary {name}={value}: no such file; pass the weights file or =pretrained")

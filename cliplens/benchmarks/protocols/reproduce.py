@@ -11,11 +11,12 @@ with its protocol card (the ``explainability`` task also leaves the bench JSONs 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ...errors import CliplensError, InputError
-from .presets import Preset, available_methods, published
+from .presets import Preset, auxiliary_options, available_methods, check_auxiliary_weights, published
 from .reproduce_report import ReproduceRun, comparison_markdown
 
 __all__ = ["ReproduceRun", "run_preset", "comparison_markdown"]
@@ -66,11 +67,14 @@ def run_preset(
     device: str | None = None,
     progress: bool = False,
     protocol: str = "common",
+    auxiliary: dict[str, str] | None = None,
 ) -> ReproduceRun:
     """Run every available method of ``preset`` on its datasets; ``backbone`` overrides the preset's weights
     (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset. ``protocol``: ``"common"`` (every
     method under the preset's one protocol) or ``"paper"`` (OVSS: each method under its authors' settings,
-    :mod:`.ovss_methods`)."""
+    :mod:`.ovss_methods`). ``auxiliary``: ``{name: PATH or "pretrained"}`` for the auxiliary backbones methods
+    need (ProxyCLIP's DINO); a method whose auxiliary is not given is not run, except with ``backbone`` (then
+    it is a random initialisation, noted in the report)."""
     from ...writable import ensure_writable_folder
     from .ovss_methods import PROTOCOLS
 
@@ -88,6 +92,8 @@ def run_preset(
         raise InputError(f"preset {preset.name}: none of its methods ({', '.join(available)}) is registered here")
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit} must be at least 1")
+    given = dict(auxiliary or {})
+    check_auxiliary_weights(preset, given)
     datasets = _datasets(preset, Path(data_root).expanduser() if data_root is not None else None, only)
     spec = backbone or preset.weights_spec(weights)
     out = Path(out)
@@ -99,6 +105,15 @@ def run_preset(
         override=backbone is not None,
         protocol=protocol,
     )
+    runnable = []
+    for method in methods:
+        options, why_not, notes = auxiliary_options(method, given, override=run.override)
+        if why_not is not None:
+            run.skipped[method.label] = why_not
+            continue
+        run.notes += notes
+        runnable.append(replace(method, options=(*method.options, *options.items())))
+    methods = runnable
     if preset.task == "explainability":
         _explainability(run, methods, datasets, limit, templates, out, device, progress)
     else:

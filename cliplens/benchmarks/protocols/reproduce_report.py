@@ -20,6 +20,10 @@ class ReproduceRun:
     backbone: str
     measured: dict[str, dict[str, float | None]] = field(default_factory=dict)
     unavailable: list[str] = field(default_factory=list)
+    #: method -> why it was not run (an auxiliary backbone's weights not given)
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: lines for the report (e.g. an auxiliary backbone random-initialised in a pipeline check)
+    notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     override: bool = False
     #: ``"common"`` or ``"paper"`` (each method's own published settings; OVSS presets)
@@ -106,6 +110,8 @@ def comparison_markdown(run: ReproduceRun) -> str:
     lines += [f"- {note}" for note in notes]
     if run.unavailable:
         lines.append(f"- not run (explainer not registered in this install): {', '.join(run.unavailable)}.")
+    lines += [f"- {method} not run: {why}." for method, why in run.skipped.items()]
+    lines += [f"- {note}." for note in run.notes]
     if run.settings:
         from .ovss_methods import settings_lines
 

@@ -5,7 +5,9 @@ on, how scores became maps (normalisation and map order), the resolution metrics
 (bench's ``metric_resolution``, None = the masks' own), ``prob_thd``, the input size,
 crop / stride of sliding windows, refinement, and the weights: their spec and the SHA-256 of
 each checkpoint file (:func:`cliplens.benchmarks.results.identity.weights_identity`, the same hash
-``--skip-existing`` uses). Protocol runs (ImageNet-seg, OVSS, multi-label) merge their own
+``--skip-existing`` uses). An explainer that reads auxiliary backbones (ProxyCLIP's DINO) adds ``auxiliary``:
+each one's spec, architecture and weights' SHA-256 (or "random initialisation"), from
+:meth:`cliplens.Explainer.auxiliaries`. Protocol runs (ImageNet-seg, OVSS, multi-label) merge their own
 card into the same fields.
 
 :func:`card_markers` tells the leaderboard which rows of a table were scored under a protocol
@@ -38,6 +40,9 @@ FIELDS = (
     "weights",
 )
 MARKERS = ("†", "‡", "§", "¶", "‖", "#")
+#: card fields a leaderboard does not compare between rows: the weights are the table's own; an explainer's
+#: auxiliary backbone is part of the method (its row names it), not of the scoring protocol
+_NOT_COMPARED = ("weights", "auxiliary")
 _NORMALISATION = {
     "upsample_then_normalize": "min-max per map after bilinear upsampling",
     "normalize_then_upsample": "min-max per map on the patch grid, then bilinear upsampling",
@@ -66,9 +71,11 @@ def protocol_card(
     crop: int | None = None,
     stride: int | None = None,
     refinement: str | None = None,
+    explainer: Any | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A card with every field of :data:`FIELDS` (and ``extra`` protocol-specific ones)."""
+    """A card with every field of :data:`FIELDS` (and ``extra`` protocol-specific ones); ``auxiliary`` too when
+    ``explainer`` reads auxiliary backbones."""
     card = {
         "task": task,
         "templates": list(templates),
@@ -82,6 +89,9 @@ def protocol_card(
         "refinement": refinement,
         "weights": weights_card(backbone.spec),
     }
+    auxiliaries = explainer.auxiliaries() if explainer is not None and hasattr(explainer, "auxiliaries") else {}
+    if auxiliaries:
+        card["auxiliary"] = auxiliaries
     card.update(extra)
     return card
 
@@ -119,6 +129,7 @@ def bench_card(
         templates=templates,
         map_order=getattr(explainer, "map_order", None),
         thresholds=thresholds,
+        explainer=explainer,
         metric_resolution=metric_resolution,
     )
 
@@ -127,7 +138,7 @@ def _comparable(card: dict[str, Any] | None) -> str:
     """The card without what a table shows per row anyway (the chosen threshold) or shares by construction."""
     if not card:
         return "null"
-    view = {k: v for k, v in card.items() if k not in ("weights",)}
+    view = {k: v for k, v in card.items() if k not in _NOT_COMPARED}
     if isinstance(view.get("thresholds"), dict) and view["thresholds"].get("candidates") is not None:
         view["thresholds"] = {k: v for k, v in view["thresholds"].items() if k != "binarise_at"}
     return json.dumps(view, sort_keys=True, default=str)
@@ -137,7 +148,7 @@ def _differences(card: dict[str, Any] | None, reference: dict[str, Any] | None) 
     card, reference = card or {}, reference or {}
     out = []
     for key in sorted(set(card) | set(reference)):
-        if key == "weights":
+        if key in _NOT_COMPARED:
             continue
         mine, theirs = card.get(key), reference.get(key)
         if _comparable({key: mine}) != _comparable({key: theirs}):

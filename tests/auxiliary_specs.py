@@ -1,0 +1,25 @@
+"""Small random auxiliary backbones for the tests that run every explainer with its defaults.
+
+An explainer that reads an auxiliary backbone (``Explainer.auxiliary_options``, e.g. ProxyCLIP's ``proxy``)
+defaults to the authors' model (DINO ViT-B/8): random-init it is correct but slow on a CPU at 448 px. The generic
+tests (contract, input sizes, matrix) pass the same architecture shrunk to one narrow block instead.
+"""
+
+from __future__ import annotations
+
+from cliplens import get_explainer_class
+from cliplens.registry import option_schema
+
+
+def small_auxiliary(spec: str) -> str:
+    """``spec``'s registered name (its weights dropped) as a one-block, 32-wide random model (SAM at 64 px)."""
+    name = spec.split("?")[0].split(":")[0]
+    small = f"{name}?depth=1&embed_dim=32&num_heads=2"
+    return small + "&img_size=64" if name.startswith("samvit") else small
+
+
+def small_auxiliary_options(explainer: str) -> dict[str, str]:
+    """``{option: small spec}`` for each auxiliary option of ``explainer`` (empty for most explainers)."""
+    names = getattr(get_explainer_class(explainer), "auxiliary_options", ())
+    defaults = {o.name: o.default for o in option_schema("explainer", explainer)}
+    return {option: small_auxiliary(str(defaults[option])) for option in names}
