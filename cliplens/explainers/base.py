@@ -188,6 +188,7 @@ class Explainer(ABC):
         """:meth:`explain_patches` for methods that read the texts' tokens (``reads_tokens``): ``tokens`` are the T
         texts' :class:`~cliplens.backbones.token_words.TextTokens`; the result may carry ``token_scores`` (B, T, C)."""
         return self.explain_patches(pixels, text_features)
+
     def score_grid(self, size: Sequence[int]) -> tuple[int, int]:
         """(h, w) the grid of :meth:`explain_patches`' scores for an input of ``size`` (S_h, S_w) pixels: the
         backbone's patch grid; a method that scores on another grid (ProxyCLIP: its VFM's) says so here."""

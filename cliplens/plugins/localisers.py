@@ -11,9 +11,9 @@ from ..explainers.clearclip import ClearCLIP
 from ..explainers.gem import GEM
 from ..explainers.maskclip import MaskCLIP
 from ..explainers.naclip import NACLIP
+from ..explainers.proxyclip import ProxyCLIP
 from ..explainers.resclip import ResCLIP
 from ..explainers.scclip import SCCLIP
-from ..explainers.proxyclip import ProxyCLIP
 from ..explainers.sclip import SCLIP
 from ..registry.hookspecs import Register, hookimpl
 
