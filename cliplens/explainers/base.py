@@ -136,12 +136,10 @@ class Explainer(ABC):
     #: whether the method reads the texts' tokens (text-side explainers): :meth:`explain` and :meth:`explain_scores`
     #: then call :meth:`explain_tokens` with each text's tokens (the first template applied, when there are some)
     reads_tokens: ClassVar[bool] = False
-    #: why the default ``cliplens bench`` (and ``-e`` left out) skips this method — e.g. it needs an auxiliary
-    #: backbone's pretrained weights the toy world cannot provide; it runs when named or with ``-e all``.
-    #: None: part of the default run
+    #: why the default ``cliplens bench`` skips this method (e.g. it needs pretrained auxiliary weights); it runs
+    #: when named or with ``-e all``. None: part of the default run
     opt_in: ClassVar[str | None] = None
-    #: the options that name an auxiliary backbone (a spec of ``cliplens list auxiliaries``, e.g. ProxyCLIP's
-    #: ``proxy``); the compatibility matrix names them and their defaults
+    #: the options naming an auxiliary backbone (``cliplens list auxiliaries``), for the compatibility matrix
     auxiliary_options: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
