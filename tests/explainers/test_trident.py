@@ -1,0 +1,159 @@
+"""``trident``: CLIP + DINO + SAM's encoder with sub-image windows, against a float64 transcription of the
+authors' released forward (github.com/YuHengsss/Trident @ a93b346d1b1dc55bc6f547da5b7d361ad449ae44, files
+in ``tests/explainers/_trident_reference.py``), on a random tiny CLIP ViT (random biases and LayerNorms),
+a random-init timm DINO ViT and a random-init timm SAM ViT (relative positions, a global last block)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cliplens.backbones.sam_attention import sam_last_attention
+from cliplens.errors import InputError
+from cliplens.explainers import _trident_ops as ops
+from cliplens.explainers.trident import TridentSettings, trident_scores
+from tests.explainers import _trident_reference as ref
+from tests.explainers._attention_reference import state_dict64, tiny_backbone, tiny_model
+
+CROP, STRIDE = 56, 32  # px: 7x7-patch windows on the 4x4-native tiny CLIP (positions interpolated), overlapping
+SAM_SIDE, SAM_PATCH = 64, 8
+
+
+def _randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every parameter of a timm model given random values (random init leaves LayerNorms 1 / 0, rel-pos 0)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            scale = 0.3 if p.dim() == 1 or "rel_pos" in name or "pos_embed" in name or "cls_token" in name else 0.0
+            if scale:
+                base = 1.0 if p.dim() == 1 and ("norm" in name and name.endswith("weight")) else 0.0
+                p.copy_(torch.randn(p.shape, generator=gen) * scale + base)
+    return module.double().eval()
+
+
+def dino_model(patch: int) -> torch.nn.Module:
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(11)
+    return _randomized(
+        VisionTransformer(img_size=CROP, patch_size=patch, embed_dim=48, depth=2, num_heads=3, num_classes=0), 12
+    )
+
+
+@pytest.fixture(scope="module")
+def sam():
+    from timm.models.vision_transformer_sam import VisionTransformerSAM
+
+    torch.manual_seed(13)
+    encoder = VisionTransformerSAM(
+        img_size=SAM_SIDE,
+        patch_size=SAM_PATCH,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        use_rel_pos=True,
+        window_size=4,
+        global_attn_indexes=(1,),
+        neck_chans=16,
+        num_classes=0,
+    )
+    return _randomized(encoder, 14)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=21)
+
+
+@pytest.fixture(scope="module")
+def backbone(model):
+    return tiny_backbone(model)
+
+
+def _col(values):
+    return torch.tensor(values, dtype=torch.float64).view(1, 3, 1, 1)
+
+
+def proxy_reader(dino):
+    """The plumbing an auxiliary backbone does: CLIP-normalised windows -> DINO's final-norm patch tokens."""
+
+    def read(windows):
+        raw = windows * _col(ref.CLIP_STD) + _col(ref.CLIP_MEAN)
+        tokens = dino.forward_features((raw - _col(ref.IMAGENET_MEAN)) / _col(ref.IMAGENET_STD))
+        p = dino.patch_embed.patch_size[0]
+        return tokens[:, 1:], (windows.shape[-2] // p, windows.shape[-1] // p)
+
+    return read
+
+
+def sam_reader(encoder):
+    def read(pixels):
+        x, valid = ops.sam_input(
+            pixels, ref.CLIP_MEAN, ref.CLIP_STD, ref.IMAGENET_MEAN, ref.IMAGENET_STD, SAM_SIDE, SAM_PATCH
+        )
+        out = sam_last_attention(encoder, x)
+        probs, values = ops.valid_part(out.probs[0], out.values[0], out.grid, valid)
+        return probs, values, valid
+
+    return read
+
+
+def _pixels(h, w, seed):
+    return torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _texts():
+    t = torch.randn(5, 32, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    return t / t.norm(dim=-1, keepdim=True)
+
+
+CASES = {
+    "defaults": dict(dino_patch=8, size=(64, 96), options={}),
+    "dino at twice CLIP's resolution": dict(dino_patch=4, size=(64, 96), options={}),
+    "cityscapes settings, SAM on two halves": dict(
+        dino_patch=8, size=(64, 112), options=dict(cos_fac=3.0, refine_negative=False, sam_halves=True)
+    ),
+    "one window, no gate": dict(dino_patch=8, size=(56, 56), options=dict(cos_fac=0.0, beta=0.9, gamma=2.0)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_trident_equals_the_released_forward(backbone, model, sam, case):
+    spec = CASES[case]
+    dino = dino_model(spec["dino_patch"])
+    pixels, texts = _pixels(*spec["size"], seed=len(case)), _texts()
+    o = spec["options"]
+    settings = TridentSettings(crop=CROP, stride=STRIDE, **o)
+    with torch.no_grad():
+        got = trident_scores(backbone, pixels, texts, proxy=proxy_reader(dino), sam=sam_reader(sam), settings=settings)
+        want = ref.reference_trident(
+            state_dict64(model), 4, 3, dino, sam, pixels, texts, crop=CROP, stride=STRIDE,
+            beta=o.get("beta", 1.2), gamma=o.get("gamma", 3.0), cos_fac=o.get("cos_fac", 1.2),
+            refine_neg_cos=o.get("refine_negative", True), halves=o.get("sam_halves", False),
+            sam_side=SAM_SIDE, sam_patch=SAM_PATCH,
+        )  # fmt: skip
+    assert got.shape == (1, *want.shape)
+    assert torch.isfinite(want).all()
+    relative = (got[0] - want).abs().max() / want.abs().max()
+    assert relative < 1e-10, f"{case}: relative difference {relative:.2e}"
+
+
+def test_window_boxes_follow_the_release():
+    """Windows every stride, the last flush with the border; in patches."""
+    assert ops.window_boxes(64, 96, 56, 32, 8) == [
+        (0, 0, 7, 7), (0, 4, 7, 11), (0, 5, 7, 12), (1, 0, 8, 7), (1, 4, 8, 11), (1, 5, 8, 12)
+    ]  # fmt: skip
+    with pytest.raises(InputError, match="multiple of the 8-px patch"):
+        ops.window_boxes(64, 96, 50, 32, 8)
+
+
+def test_the_test_data_exercises_the_mask_and_the_gate(sam):
+    """The equality above means something: DINO's mask and SAM's gate each drop part of the entries, not none
+    and not all."""
+    dino, pixels = dino_model(8), _pixels(64, 96, seed=8)
+    windows = torch.cat([pixels[..., y : y + CROP, x : x + CROP] for y in (0, 8) for x in (0, 32, 40)])
+    tokens, _ = proxy_reader(dino)(windows)
+    masked = (ops.proxy_attention(tokens, 1.2, 3.0) == 0).double().mean()
+    probs, values, _ = sam_reader(sam)(pixels)
+    kept = (ops.sam_affinity(probs, values, 1.2, True) > 0).double().mean()
+    assert 0.2 < masked < 0.95 and 0.05 < kept < 0.8, (masked, kept)
