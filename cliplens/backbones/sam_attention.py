@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["SamAttention", "sam_last_attention"]
+__all__ = ["SamAttention", "sam_last_attention", "sam_attention_of"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,17 @@ def sam_last_attention(encoder: Any, pixels: torch.Tensor) -> SamAttention:
         )
         logits = logits + bias.view(B, heads, h * w, h * w)
     return SamAttention(probs=logits.softmax(dim=-1), values=v, grid=(h, w))
+
+
+def sam_attention_of(auxiliary: Any, pixels: torch.Tensor) -> SamAttention:
+    """:func:`sam_last_attention` of a SAM auxiliary backbone built with timm (``create_auxiliary``), on
+    ``pixels`` (B, 3, S, S) prepared for it; one line for any other kind of auxiliary backbone."""
+    encoder = getattr(auxiliary, "model", None)
+    if getattr(auxiliary, "kind", None) != "sam" or encoder is None:
+        raise InputError(
+            f"auxiliary backbone {getattr(auxiliary, 'spec', auxiliary)!r} is not a timm SAM image encoder: "
+            "Trident reads SAM's last attention (e.g. samvit_base_patch16.sa1b)"
+        )
+    parameter = next(encoder.parameters())
+    with torch.no_grad():
+        return sam_last_attention(encoder, pixels.to(device=parameter.device, dtype=parameter.dtype))

@@ -31,6 +31,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "under its authors' published settings (windows, short side, input size, logit scale, thresholds, PAMR, "
         "dtype), printed with what differs from the common protocol",
     )
+    p.add_argument(
+        "--auxiliary",
+        action="append",
+        default=[],
+        metavar="KEY=PATH",
+        help="weights of an auxiliary backbone a method reads (e.g. trident's dino=PATH, sam=PATH; a file or "
+        "'pretrained'); repeat for each; without them such methods are not run (--list names them)",
+    )
     p.add_argument("--only", metavar="KEY,...", help="run only these datasets of the preset")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of each dataset")
     p.add_argument("--prompt-templates", metavar="FILE", help="prompt templates (default: the protocol's own)")
@@ -61,6 +69,11 @@ def list_presets() -> str:
             "  methods: "
             + ", ".join(f"{label}{'' if ok else ' (not registered here)'}" for label, ok in available.items())
         )
+        for method in preset.methods:
+            for aux in method.auxiliaries:
+                lines.append(
+                    f"  {method.label} also reads {aux.hint}: --auxiliary {aux.key}=PATH (spec {aux.name}:PATH)"
+                )
         if preset.task == "ovss":
             from ..benchmarks.protocols.ovss_methods import METHOD_PROTOCOLS
 
@@ -74,6 +87,19 @@ def list_presets() -> str:
             f"figures for {', '.join(with_figures) or 'none (no verified figure shipped)'}"
         )
     return "\n".join(lines)
+
+
+def _auxiliary_weights(values: list[str]) -> dict[str, str]:
+    """``["dino=/w/dino.pth", ...]`` -> ``{"dino": "/w/dino.pth"}``; one line for a value without ``=``."""
+    from ..errors import InputError
+
+    found = {}
+    for value in values:
+        key, sep, weights = value.partition("=")
+        if not sep or not key.strip() or not weights.strip():
+            raise InputError(f"--auxiliary {value!r}: write KEY=PATH, e.g. --auxiliary dino=/ckpt/dino_vitbase16.pth")
+        found[key.strip()] = weights.strip()
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         protocol=args.protocol,
+        auxiliary=_auxiliary_weights(args.auxiliary),
     )
     print(comparison_markdown(result))
     print(f"{len(result.files)} result files in {args.out or f'runs/reproduce-{preset.name}'}/")

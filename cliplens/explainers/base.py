@@ -156,6 +156,9 @@ class Explainer(ABC):
     #: what the method needs from a backbone (:class:`Needs`); :meth:`support` derives its answer from it.
     #: Nothing declared: it runs on every backbone
     needs: ClassVar[Needs] = Needs()
+    #: whether the no-argument ``cliplens bench`` runs it; False for methods that need weights the toy world
+    #: cannot provide (auxiliary backbones such as DINO or SAM): they run when named (``-e NAME``)
+    in_default_bench: ClassVar[bool] = True
     #: whether the patch scores are linear in the text feature (scores of ``t1 - t2`` = scores of ``t1`` minus
     #: those of ``t2``); protocols may then explain a difference of features once (ImageNet-seg's class mean)
     scores_linear_in_text: ClassVar[bool] = False

@@ -29,17 +29,24 @@ explainer: it needs SAM's prompt encoder and mask decoder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 
 from ..backbones.base import Backbone
+from ..backbones.model_backbone import OPENAI_MEAN, OPENAI_STD
+from ..backbones.sam_attention import sam_attention_of
 from ..errors import InputError
+from ..options import Opt
 from . import _trident_ops as ops
+from .base import Explainer, PatchScores
+from .maps import UPSAMPLE_THEN_NORMALIZE
+from .support import Needs, Support
 
-__all__ = ["TridentSettings", "ProxyReader", "SamReader", "trident_scores"]
+__all__ = ["Trident", "TridentSettings", "ProxyReader", "SamReader", "trident_scores", "proxy_reader", "sam_reader"]
 
 #: (W, 3, c, c) CLIP-normalised windows -> ((W, N_d, C) proxy patch tokens, (h_d, w_d) their grid)
 ProxyReader = Callable[[torch.Tensor], tuple[torch.Tensor, tuple[int, int]]]
@@ -156,3 +163,145 @@ def trident_scores(
     if len({tuple(o.shape) for o in out}) > 1:
         raise InputError("Trident's score grid follows each image's shape: explain images of one size per call")
     return torch.stack(out)
+
+
+#: the release's models: DINO ViT-B/16 (``torch.hub`` ``dino_vitb16``) and SAM ViT-B (``sam_vit_b_01ec64.pth``)
+DEFAULT_DINO = "vit_base_patch16_224.dino:pretrained"
+DEFAULT_SAM = "samvit_base_patch16.sa1b:pretrained"
+
+_NEEDS = Needs(
+    patch_projection=True,
+    reasons={
+        "vit": "Trident re-runs the last block of a ViT image tower on sub-images; it needs an open_clip "
+        "VisionTransformer with class-token pooling",
+        "attention_pool": "Trident scores each aggregated patch token through ln_post and proj as in CLIP ViTs; this "
+        "tower has an attention-pooling head, which the release does not apply to single patches",
+        "mean": "Trident is written for class-token CLIP ViTs (ln_post and proj per patch); this tower mean-pools",
+    },
+)
+
+
+def proxy_reader(auxiliary: Any, clip_mean: Sequence[float], clip_std: Sequence[float]) -> ProxyReader:
+    """A :data:`ProxyReader` over an auxiliary ViT (DINO): each window re-normalised for it at the window's size."""
+
+    def read(windows: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        prepared = auxiliary.prepare(windows, clip_mean=clip_mean, clip_std=clip_std, size=windows.shape[-2:])
+        features = auxiliary.last_block(prepared)
+        return features.patch_tokens.to(device=windows.device), tuple(features.grid)
+
+    return read
+
+
+def sam_reader(auxiliary: Any, clip_mean: Sequence[float], clip_std: Sequence[float]) -> SamReader:
+    """A :data:`SamReader` over an auxiliary SAM image encoder (:func:`.sam_attention.sam_attention_of`)."""
+    side = int(auxiliary.fixed_size[0])
+
+    def read(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        prepared, valid = ops.sam_input(
+            pixels, tuple(clip_mean), tuple(clip_std), auxiliary.mean, auxiliary.std, side, auxiliary.patch_size
+        )
+        attention = sam_attention_of(auxiliary, prepared)
+        probs, values = ops.valid_part(attention.probs[0], attention.values[0], attention.grid, valid)
+        return probs.to(pixels.device), values.to(pixels.device), valid
+
+    return read
+
+
+class Trident(Explainer):
+    """Trident: CLIP's last-block values under DINO's affinity per sub-image, stitched, aggregated by SAM's gated
+    attention (module docstring). Scores are raw cosines on SAM's patch grid.
+
+    Options:
+        dino, sam: auxiliary backbone specs (``cliplens list auxiliaries``); defaults: the release's DINO ViT-B/16
+            and SAM ViT-B, timm's pretrained weights (offline: ``NAME:/path/weights``).
+        crop, stride: window side and step in px (default the release's 336 / 224, scaled to the model's input).
+        beta, gamma: DINO affinity's mean factor and temperature; cos_fac, refine_negative: SAM's gate;
+        sam_halves: SAM on the image's left and right halves (the release's Cityscapes case).
+    """
+
+    map_order = UPSAMPLE_THEN_NORMALIZE
+    needs = _NEEDS
+    #: DINO and SAM weights are not part of the toy world: ``cliplens bench -e trident --explainer-option ...``
+    in_default_bench = False
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        dino: Annotated[str, Opt("DINO auxiliary backbone spec (the proxy for the sub-images)")] = DEFAULT_DINO,
+        sam: Annotated[str, Opt("SAM image-encoder auxiliary backbone spec (global aggregation)")] = DEFAULT_SAM,
+        crop: Annotated[int | None, Opt("window side in px (default 336 px scaled to the model input)", min=1)] = None,
+        stride: Annotated[
+            int | None, Opt("window step in px (default 224 px scaled to the model input)", min=1)
+        ] = None,
+        beta: Annotated[float, Opt("DINO affinity: subtract beta x its mean")] = 1.2,
+        gamma: Annotated[float, Opt("DINO affinity temperature", min=0.0)] = 3.0,
+        cos_fac: Annotated[float, Opt("SAM gate: keep attention where value cosine > cos_fac x its mean")] = 1.2,
+        refine_negative: Annotated[bool, Opt("SAM gate: keep negative thresholds (else 0.6)")] = True,
+        sam_halves: Annotated[bool, Opt("run SAM on the left and right halves (Cityscapes)")] = False,
+        templates: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(backbone, templates=templates)
+        size = backbone.native_image_size[0]
+        self.settings = TridentSettings(
+            crop=crop if crop is not None else _scaled(REFERENCE_CROP, size, backbone.patch_size[0]),
+            stride=stride if stride is not None else _scaled(REFERENCE_STRIDE, size, backbone.patch_size[0]),
+            beta=beta,
+            gamma=gamma,
+            cos_fac=cos_fac,
+            refine_negative=refine_negative,
+            sam_halves=sam_halves,
+        )
+        patch = backbone.patch_size[0]
+        for name in ("crop", "stride"):
+            value = getattr(self.settings, name)
+            if value % patch:
+                raise InputError(
+                    f"explainer trident option {name}={value} must be a multiple of the {patch}-px patch, "
+                    f"e.g. {name}={max(patch, round(value / patch) * patch)}"
+                )
+        self.dino, self.sam = _auxiliary(dino, "dino", backbone), _auxiliary(sam, "sam", backbone)
+        mean = tuple(getattr(backbone, "image_mean", OPENAI_MEAN))
+        std = tuple(getattr(backbone, "image_std", OPENAI_STD))
+        self._proxy, self._sam = proxy_reader(self.dino, mean, std), sam_reader(self.sam, mean, std)
+
+    @classmethod
+    def support(cls, backbone: Backbone) -> Support:
+        found = super().support(backbone)
+        if found and not backbone.interpolates_positions:
+            return Support.refused(
+                "Trident runs CLIP on sub-images 1.5 times the model's input (336 px for 224), which needs position "
+                "embeddings interpolated; this backbone runs its native input size only"
+            )
+        return found
+
+    def auxiliaries(self) -> dict[str, dict[str, str]]:
+        """The auxiliary backbones' identities (spec, weights, SHA-256) for protocol cards."""
+        return {"dino": self.dino.identity(), "sam": self.sam.identity()}
+
+    def report(self) -> dict[str, Any]:
+        return {"auxiliaries": self.auxiliaries(), "settings": asdict(self.settings)}
+
+    def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
+        """(B, 3, H, W), (T, D) -> raw cosines (B, T, h_s, w_s) on SAM's valid grid."""
+        scores = trident_scores(
+            self.backbone, pixels, text_features, proxy=self._proxy, sam=self._sam, settings=self.settings
+        )
+        return PatchScores(scores, extras={"crop": self.settings.crop, "stride": self.settings.stride})
+
+
+def _scaled(pixels: int, model_size: int, patch: int) -> int:
+    """``pixels`` of a 224-px model for a ``model_size``-px one, to whole patches."""
+    return max(patch, round(pixels * model_size / REFERENCE_SIZE / patch) * patch)
+
+
+def _auxiliary(spec: str, role: str, backbone: Backbone) -> Any:
+    """The auxiliary backbone of ``spec`` on the CLIP backbone's device; one line when it is not a ``role`` model."""
+    from ..backbones.auxiliary import create_auxiliary
+
+    auxiliary = create_auxiliary(spec, device=backbone.device)
+    is_sam = auxiliary.kind == "sam"
+    if (role == "sam") != is_sam:
+        want = "a SAM image encoder (e.g. samvit_base_patch16.sa1b)" if role == "sam" else "a ViT such as DINO"
+        raise InputError(f"explainer trident option {role}={spec!r} is a {auxiliary.kind} model; it takes {want}")
+    return auxiliary

@@ -1,7 +1,7 @@
 """Built-in plugin ``localisers``: the training-free attention-variant localisers of the OVSS papers.
 
 The code is in :mod:`cliplens.explainers` (``maskclip``, ``sclip``, ``clearclip``, ``naclip``, ``gem``,
-sharing :mod:`cliplens.explainers.last_block`).
+sharing :mod:`cliplens.explainers.last_block`; ``trident``, which also reads DINO and SAM's encoder).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from ..explainers.gem import GEM
 from ..explainers.maskclip import MaskCLIP
 from ..explainers.naclip import NACLIP
 from ..explainers.sclip import SCLIP
+from ..explainers.trident import Trident
 from ..registry.hookspecs import Register, hookimpl
 
 
@@ -21,3 +22,4 @@ def register_explainers(register: Register) -> None:
     register("clearclip", ClearCLIP)
     register("naclip", NACLIP)
     register("gem", GEM)
+    register("trident", Trident)

@@ -25,6 +25,11 @@ def options_for(name: str, tmp_path) -> dict[str, object]:
         path = tmp_path / "words.txt"
         path.write_text("\n".join(WORDS) + "\n")
         return {"vocabulary": str(path)}
+    if name == "trident":  # random tiny DINO (8-px patches) and SAM encoder (a global last block)
+        return {
+            "dino": "vit_small_patch8_224.dino?depth=1&embed_dim=32&num_heads=2",
+            "sam": "samvit_base_patch16.sa1b?img_size=64&depth=3&embed_dim=32&num_heads=2",
+        }
     return {}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import cliplens
 from cliplens.backbones.sam_attention import sam_last_attention
 from cliplens.errors import InputError
 from cliplens.explainers import _trident_ops as ops
@@ -157,3 +158,70 @@ def test_the_test_data_exercises_the_mask_and_the_gate(sam):
     probs, values, _ = sam_reader(sam)(pixels)
     kept = (ops.sam_affinity(probs, values, 1.2, True) > 0).double().mean()
     assert 0.2 < masked < 0.95 and 0.05 < kept < 0.8, (masked, kept)
+
+
+# ---- the explainer: options, auxiliary backbones through the registry, refusals ----------------------------------
+
+DINO_SPEC = "vit_small_patch8_224.dino?depth=2&embed_dim=48&num_heads=3&img_size=56&seed=31"
+SAM_SPEC = "samvit_base_patch16.sa1b?img_size=64&depth=3&embed_dim=32&num_heads=2&seed=32"
+
+
+def test_the_explainer_equals_the_released_forward_with_registry_auxiliaries(backbone, model):
+    """create_explainer('trident', dino=SPEC, sam=SPEC) on the random tiny CLIP, both auxiliaries built by
+    create_auxiliary (their timm modules then run in float64), against the transcription."""
+    explainer = cliplens.create_explainer("trident", backbone, dino=DINO_SPEC, sam=SAM_SPEC, crop=CROP, stride=STRIDE)
+    dino, sam = explainer.dino.model.double(), explainer.sam.model.double()
+    pixels, texts = _pixels(64, 96, seed=3), _texts()
+    with torch.no_grad():
+        got = explainer.explain_patches(pixels, texts).scores
+        want = ref.reference_trident(
+            state_dict64(model), 4, 3, dino, sam, pixels, texts, crop=CROP, stride=STRIDE, sam_side=64, sam_patch=16
+        )
+    assert got.shape == (1, *want.shape)
+    assert (got[0] - want).abs().max() / want.abs().max() < 1e-10
+    report = explainer.report()
+    assert report["auxiliaries"]["sam"]["weights"].startswith("none: random initialisation")
+    assert report["settings"]["crop"] == CROP
+
+
+def test_windows_default_to_the_release_s_scaled_to_the_model(backbone):
+    """336 / 224 px for a 224-px model; the 32-px tiny model: 48 / 32."""
+    explainer = cliplens.create_explainer("trident", backbone, dino=DINO_SPEC, sam=SAM_SPEC)
+    assert (explainer.settings.crop, explainer.settings.stride) == (48, 32)
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"crop": 50}, "crop=50 must be a multiple of the 8-px patch"),
+        ({"dino": SAM_SPEC}, "option dino=.* is a sam model"),
+        ({"sam": DINO_SPEC}, "option sam=.* is a dino model"),
+    ],
+)
+def test_bad_options_are_one_line(backbone, options, match):
+    with pytest.raises(InputError, match=match):
+        cliplens.create_explainer("trident", backbone, **{"dino": DINO_SPEC, "sam": SAM_SPEC, **options})
+
+
+def test_unsupported_towers_are_refused_with_the_reason():
+    from cliplens.backbones import tiny
+    from cliplens.backbones.open_clip_factory import wrap_open_clip
+    from cliplens.explainers.trident import Trident
+    from tests.backbones.timm_models import tiny_siglip
+
+    assert "ViT image tower" in Trident.support(tiny.tiny_open_clip_resnet()).reason
+    siglip = wrap_open_clip(tiny_siglip(), None, name="siglip")
+    assert "attention-pooling head" in Trident.support(siglip).reason
+
+    class Native:  # a ViT backbone's facts, at its native size only
+        is_vit, pooling, interpolates_positions = True, "class_token", False
+
+    assert "position embeddings interpolated" in Trident.support(Native()).reason
+
+
+def test_trident_is_not_in_the_no_argument_bench():
+    """It needs DINO and SAM weights the toy world has not: it runs when named (-e trident)."""
+    from cliplens.benchmarks.run.runner import builtin_explainers
+
+    assert "trident" in cliplens.list_explainers() and "trident" not in builtin_explainers()
+    assert "sclip" in builtin_explainers()

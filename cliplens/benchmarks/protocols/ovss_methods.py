@@ -18,13 +18,20 @@ their configs (ViT-B/16, pixel sizes for its 224-px input; other model sizes sca
   ``clearclip_segmentor.py``): short side 448 everywhere, 448-px windows stride 224 run at 448 px
   (position embeddings interpolated; 224 windows on Cityscapes), logit scale 50, prob_thd 0.5 VOC21,
   0.15 Context60, 0.4 COCO-Object, no area threshold, no PAMR, float16 (``precision='fp16'``).
+- **Trident** (Shi et al., ICCV 2025; github.com/YuHengsss/Trident ``configs/base_config.py``, ``cfg_*.py``,
+  ``trident.py``): the whole image to the method, which cuts its own 336-px windows every 224 px (112 on VOC20);
+  short side 448 (VOC21, COCO-Object, COCO-Stuff), 576 (Context60 / 59, ADE20K), 336 (VOC20), 688 (Cityscapes);
+  logit scale 40, prob_thd 0.2 VOC21, 0.15 Context60, 0.25 COCO-Object, else 0; float16 models; per benchmark
+  ``cos_fac`` 0 (VOC20) / 3 (Cityscapes), ``refine_neg_cos`` off on Cityscapes and ADE20K, SAM on the two halves
+  of Cityscapes images. Under the common protocol Trident also windows the whole image itself (336 / 224).
 - GEM, LeGrad, Chefer, rollout: no protocol of their own for these eight benchmarks is shipped (no figure of
   theirs under it could be cited), so they run the common protocol under ``--protocol paper`` too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ...errors import InputError
 from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, OVSSSettings
@@ -40,6 +47,7 @@ __all__ = [
     "describe",
     "differs_beyond_dtype",
     "settings_lines",
+    "explainer_options",
 ]
 
 #: the protocols ``cliplens reproduce --protocol`` accepts
@@ -51,10 +59,12 @@ REFERENCE_SIZE = 224
 
 @dataclass(frozen=True)
 class MethodProtocol:
-    """A method's own published OVSS settings: one :class:`OVSSSettings` per benchmark, and their source."""
+    """A method's own published OVSS settings: one :class:`OVSSSettings` per benchmark, their source, and the
+    explainer options its code changes per benchmark (``options[benchmark]``)."""
 
     source: str
     settings: dict[str, OVSSSettings]
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _sclip_paper() -> dict[str, OVSSSettings]:
@@ -102,6 +112,32 @@ _CLEARCLIP = MethodProtocol(
     },
 )
 
+#: methods that cut their own windows from the whole image (``method_windows``): (crop, stride) px for a 224-px model
+METHOD_WINDOWS = {"trident": (336, 224)}
+
+_TRIDENT_BASE = OVSSSettings(
+    short_side=448, crop=336, stride=224, logit_scale=40.0, method_windows=True, dtype="float16"
+)
+_TRIDENT = MethodProtocol(
+    "Trident's configs/base_config.py, cfg_*.py and trident.py (github.com/YuHengsss/Trident); fp16 CLIP, DINO and "
+    "SAM; without its --sam_refine post-processing (SAM's prompt decoder), which its eval script adds",
+    {
+        "voc21": replace(_TRIDENT_BASE, prob_thd=0.2),
+        "context60": replace(_TRIDENT_BASE, short_side=576, prob_thd=0.15),
+        "coco_object": replace(_TRIDENT_BASE, prob_thd=0.25),
+        "voc20": replace(_TRIDENT_BASE, short_side=336, stride=112),
+        "context59": replace(_TRIDENT_BASE, short_side=576),
+        "coco_stuff": _TRIDENT_BASE,
+        "cityscapes": replace(_TRIDENT_BASE, short_side=688),
+        "ade20k": replace(_TRIDENT_BASE, short_side=576),
+    },
+    options={
+        "voc20": {"cos_fac": 0.0},
+        "cityscapes": {"cos_fac": 3.0, "refine_negative": False, "sam_halves": True},
+        "ade20k": {"refine_negative": False},
+    },
+)
+
 #: per method label of the ``ovss-vit-b16`` preset, its own protocol (methods not listed: the common one)
 METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "clip": replace(
@@ -113,6 +149,7 @@ METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "sclip": _SCLIP,
     "naclip": _NACLIP,
     "clearclip": _CLEARCLIP,
+    "trident": _TRIDENT,
 }
 
 
@@ -125,7 +162,20 @@ def settings_for(method: str, benchmark: str, protocol: str, model_size: int = R
     own = METHOD_PROTOCOLS.get(method)
     if protocol == "paper" and own is not None:
         settings = own.settings.get(benchmark, settings)
+    elif method in METHOD_WINDOWS:
+        crop, stride = METHOD_WINDOWS[method]
+        settings = replace(settings, crop=crop, stride=stride, method_windows=True)
     return settings if model_size == REFERENCE_SIZE else settings.scaled_to(model_size, REFERENCE_SIZE)
+
+
+def explainer_options(method: str, benchmark: str, protocol: str, settings: OVSSSettings) -> dict[str, Any]:
+    """The options ``method``'s explainer runs ``benchmark`` with: its windows (``crop`` / ``stride``, scaled as the
+    ``settings`` are) when it cuts its own, and, under the paper protocol, what its code changes per benchmark."""
+    options: dict[str, Any] = {"crop": settings.crop, "stride": settings.stride} if settings.method_windows else {}
+    own = METHOD_PROTOCOLS.get(method)
+    if protocol == "paper" and own is not None:
+        options.update(own.options.get(benchmark, {}))
+    return options
 
 
 def source_for(method: str, protocol: str) -> str:
@@ -145,6 +195,8 @@ def has_own_protocol(method: str) -> bool:
 
 def _window_text(s: OVSSSettings) -> str:
     """``224/112 windows``, ``448/224 windows at 448 px`` or ``whole image``."""
+    if s.method_windows:
+        return f"the method's own {s.crop}/{s.stride} windows on the whole image"
     if s.whole_image:
         return "whole image"
     return f"{s.crop}/{s.stride} windows" + ("" if s.window_input is None else f" at {s.window_input} px")

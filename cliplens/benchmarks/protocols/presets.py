@@ -17,16 +17,45 @@ from typing import Any
 
 from ...errors import InputError
 
-__all__ = ["Method", "DataSpec", "Preset", "PRESETS", "get_preset", "published", "available_methods"]
+__all__ = [
+    "Method",
+    "AuxiliaryWeights",
+    "DataSpec",
+    "Preset",
+    "PRESETS",
+    "get_preset",
+    "published",
+    "available_methods",
+    "auxiliary_options",
+]
+
+
+@dataclass(frozen=True)
+class AuxiliaryWeights:
+    """An auxiliary backbone a method reads (``cliplens list auxiliaries``), passed as ``--auxiliary KEY=PATH``.
+
+    Attributes:
+        key: the explainer option that takes its spec (``dino``), also the ``--auxiliary`` key.
+        name: the registered auxiliary name (``vit_base_patch16_224.dino``); ``name:PATH`` is the spec built.
+        hint: which weights, in words (the authors' checkpoint).
+        pipeline: the random-init spec used when the backbone is overridden (``--backbone toy``: a pipeline check).
+    """
+
+    key: str
+    name: str
+    hint: str
+    pipeline: str
 
 
 @dataclass(frozen=True)
 class Method:
-    """One row of a published table: its label and the cliplens explainer that computes it."""
+    """One row of a published table: its label, the cliplens explainer that computes it, and the auxiliary
+    backbones it reads besides CLIP."""
 
     label: str
     explainer: str
     options: tuple[tuple[str, Any], ...] = ()
+    auxiliaries: tuple[AuxiliaryWeights, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,23 @@ _OVSS_FOLDERS = {
     "ade20k": ("ade/ADEChallengeData2016", "images/validation/*.jpg, annotations/validation/*.png"),
 }
 
+#: Trident's DINO and SAM (the release's torch.hub ``dino_vitb16`` and ``sam_vit_b_01ec64.pth``); random tiny ones
+#: with 8-px DINO patches for a pipeline check (finer than any CLIP's, as Trident stitches at DINO's resolution)
+_TRIDENT_AUXILIARIES = (
+    AuxiliaryWeights(
+        "dino",
+        "vit_base_patch16_224.dino",
+        "DINO ViT-B/16 (dino_vitbase16_pretrain.pth, facebookresearch/dino)",
+        "vit_small_patch8_224.dino?depth=2&embed_dim=64&num_heads=2",
+    ),
+    AuxiliaryWeights(
+        "sam",
+        "samvit_base_patch16.sa1b",
+        "SAM ViT-B image encoder (sam_vit_b_01ec64.pth, facebookresearch/segment-anything)",
+        "samvit_base_patch16.sa1b?img_size=128&depth=3&embed_dim=64&num_heads=2",
+    ),
+)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -146,6 +192,7 @@ PRESETS: dict[str, Preset] = {
                 Method("legrad", "legrad"),
                 Method("chefer", "chefer"),
                 Method("rollout", "rollout"),
+                Method("trident", "trident", auxiliaries=_TRIDENT_AUXILIARIES),
             ),
             tuple(
                 DataSpec(k, f"ovss:{{root}}?name={k}", folder, layout) for k, (folder, layout) in _OVSS_FOLDERS.items()
@@ -181,3 +228,18 @@ def available_methods(preset: Preset) -> dict[str, bool]:
 
     names = {e.name for e in get_registry().catalog("explainer").entries()}
     return {m.label: m.explainer in names for m in preset.methods}
+
+
+def auxiliary_options(method: Method, given: dict[str, str], pipeline: bool) -> dict[str, str] | str:
+    """The explainer options naming ``method``'s auxiliary backbones: ``{key: "name:PATH"}`` from ``given``
+    (``--auxiliary key=PATH|pretrained``), the random-init pipeline specs when ``pipeline`` (the backbone is
+    overridden), else the reason the method cannot run (a string naming what to pass)."""
+    options, missing = {}, []
+    for aux in method.auxiliaries:
+        if aux.key in given:
+            options[aux.key] = f"{aux.name}:{given[aux.key]}"
+        elif pipeline:
+            options[aux.key] = aux.pipeline
+        else:
+            missing.append(f"--auxiliary {aux.key}=PATH ({aux.hint})")
+    return options if not missing else f"{method.label} needs " + " and ".join(missing)

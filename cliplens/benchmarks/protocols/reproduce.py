@@ -11,6 +11,7 @@ with its protocol card (the ``explainability`` task also leaves the bench JSONs 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,14 @@ def run_preset(
     device: str | None = None,
     progress: bool = False,
     protocol: str = "common",
+    auxiliary: dict[str, str] | None = None,
 ) -> ReproduceRun:
     """Run every available method of ``preset`` on its datasets; ``backbone`` overrides the preset's weights
     (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset. ``protocol``: ``"common"`` (every
     method under the preset's one protocol) or ``"paper"`` (OVSS: each method under its authors' settings,
-    :mod:`.ovss_methods`)."""
+    :mod:`.ovss_methods`). ``auxiliary``: ``{key: PATH | "pretrained"}`` weights of the auxiliary backbones methods
+    read (``--auxiliary dino=PATH``); a method whose auxiliary weights are missing is listed as not run, unless
+    ``backbone`` overrides the preset's model (then they are random-init: a pipeline check)."""
     from ...writable import ensure_writable_folder
     from .ovss_methods import PROTOCOLS
 
@@ -83,7 +87,11 @@ def run_preset(
         )
 
     available = available_methods(preset)
-    methods = [m for m in preset.methods if available[m.label]]
+    methods, missing = _with_auxiliaries(
+        preset, [m for m in preset.methods if available[m.label]], auxiliary or {}, backbone
+    )
+    if not methods and missing:
+        raise InputError(f"preset {preset.name}: " + "; ".join(missing.values()))
     if not methods:
         raise InputError(f"preset {preset.name}: none of its methods ({', '.join(available)}) is registered here")
     if limit is not None and limit < 1:
@@ -98,12 +106,37 @@ def run_preset(
         unavailable=[m.label for m in preset.methods if not available[m.label]],
         override=backbone is not None,
         protocol=protocol,
+        missing_auxiliary=missing,
     )
     if preset.task == "explainability":
         _explainability(run, methods, datasets, limit, templates, out, device, progress)
     else:
         _protocols(run, methods, datasets, limit, templates, out, device, progress)
     return run
+
+
+def _with_auxiliaries(
+    preset: Any, methods: list[Any], given: dict[str, str], backbone: str | None
+) -> tuple[list[Any], dict[str, str]]:
+    """``methods`` with their auxiliary backbones' specs among their options, and ``{label: why not run}`` for
+    those whose auxiliary weights were not given; an ``--auxiliary`` key no method reads is one line."""
+    from .presets import auxiliary_options
+
+    keys = {aux.key for m in preset.methods for aux in m.auxiliaries}
+    unknown = sorted(set(given) - keys)
+    if unknown:
+        raise InputError(
+            f"--auxiliary {unknown[0]}=...: no method of preset {preset.name} reads it; "
+            + (f"use {', '.join(sorted(keys))}" if keys else "this preset needs no auxiliary weights")
+        )
+    ready, missing = [], {}
+    for method in methods:
+        found = auxiliary_options(method, given, pipeline=backbone is not None)
+        if isinstance(found, str):
+            missing[method.label] = found
+        else:
+            ready.append(replace(method, options=method.options + tuple(found.items())))
+    return ready, missing
 
 
 def _protocols(
@@ -127,11 +160,16 @@ def _protocols(
         _plan_ovss(run, model, methods, [data.key for data, _ in datasets])
     suffix = "" if run.protocol == "common" else f"__{run.protocol}"
     for method in methods:
-        explainer = create_explainer(method.explainer, model, **dict(method.options))
+        explainer, made_with = None, None
         for data, dataset in datasets:
+            options = {**dict(method.options), **_ovss_options(run, method.label, data.key)}
+            if explainer is None or options != made_with:  # one explainer unless its options change per dataset
+                explainer, made_with = create_explainer(method.explainer, model, **options), options
             indices = list(range(min(limit, len(dataset)) if limit else len(dataset)))
             name = f"{preset.task} {data.key} × {method.label}"  # the progress line: "ovss voc21 × sclip"
             result = _protocol(run, method.label, explainer, data.key, dataset, indices, templates, progress and name)
+            if hasattr(explainer, "auxiliaries"):  # the auxiliary backbones' identities (weights, SHA-256)
+                result["protocol"]["auxiliaries"] = explainer.auxiliaries()
             run.measured.setdefault(method.label, {}).update(result.pop("_columns"))
             path = out / f"{method.label}__{data.key}{suffix}.json"
             record = {
@@ -139,6 +177,7 @@ def _protocols(
                 "preset": preset.name,
                 "method": method.label,
                 "explainer": method.explainer,
+                "explainer_options": options,
                 "backbone": spec,
                 "backbone_override": run.override,
                 "protocol": run.protocol,
@@ -150,6 +189,16 @@ def _protocols(
             }
             write_json_atomic(path, json_safe(record))
             run.files.append(path)
+
+
+def _ovss_options(run: ReproduceRun, label: str, key: str) -> dict[str, Any]:
+    """The explainer options a method runs an OVSS benchmark with under the run's protocol (its own windows,
+    per-benchmark settings of its code); none for other tasks."""
+    if run.preset.task != "ovss":
+        return {}
+    from .ovss_methods import explainer_options
+
+    return explainer_options(label, key, run.protocol, run.settings[label][key])
 
 
 def _plan_ovss(run: ReproduceRun, model: Any, methods: list, keys: list[str]) -> None:

@@ -24,6 +24,8 @@ class ReproduceRun:
     override: bool = False
     #: ``"common"`` or ``"paper"`` (each method's own published settings; OVSS presets)
     protocol: str = "common"
+    #: methods not run for want of their auxiliary weights: ``{label: what to pass}``
+    missing_auxiliary: dict[str, str] = field(default_factory=dict)
     #: OVSS: ``settings[method][dataset]``, the :class:`~.ovss.OVSSSettings` each ran with, and the model size
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_size: int = 224
@@ -106,6 +108,8 @@ def comparison_markdown(run: ReproduceRun) -> str:
     lines += [f"- {note}" for note in notes]
     if run.unavailable:
         lines.append(f"- not run (explainer not registered in this install): {', '.join(run.unavailable)}.")
+    for reason in run.missing_auxiliary.values():
+        lines.append(f"- not run (auxiliary weights not given): {reason}.")
     if run.settings:
         from .ovss_methods import settings_lines
 

@@ -80,14 +80,17 @@ class BenchRun:
 
 
 def builtin_explainers() -> list[str]:
-    """Names of the explainers registered by cliplens' own plugins, sorted."""
+    """Names of the explainers registered by cliplens' own plugins that the default run includes, sorted (not those
+    that need auxiliary weights: ``Explainer.in_default_bench``)."""
     from ...registry import get_registry
 
     registry = get_registry()
     return [
         e.name
         for e in registry.catalog("explainer").entries()
-        if registry.plugins.get(e.provider.plugin) is not None and registry.plugins[e.provider.plugin].builtin
+        if registry.plugins.get(e.provider.plugin) is not None
+        and registry.plugins[e.provider.plugin].builtin
+        and getattr(e.obj, "in_default_bench", True)
     ]
 
 
