@@ -58,12 +58,16 @@ def proxy_attention(tokens: torch.Tensor, beta: float, gamma: float) -> torch.Te
     """(W, N_d, C) proxy (DINO) patch tokens of every window -> (W, N_d, N_d) attention (``custom_attn``).
 
     ``S = cos(t_i, t_j)``; ``S' = (S - beta · mean(S)) · gamma`` with the mean over *all* windows' entries;
-    entries of ``S'`` below 0 are masked (-inf) before a row softmax.
+    entries of ``S'`` below 0 are masked (-inf) before a row softmax. A row whose every entry is below 0 (near
+    uniform tokens: a flat image region, a random-init DINO) is all -inf in the release, whose softmax is NaN;
+    here a row's largest entry is never masked, which changes no row the release defines and lets such a
+    patch attend to its most similar patch (itself).
     """
     unit = F.normalize(tokens, dim=-1)
     similarity = unit @ unit.transpose(1, 2)
     similarity = (similarity - similarity.mean() * beta) * gamma
-    similarity = similarity.masked_fill(similarity < 0.0, float("-inf"))
+    row_max = similarity == similarity.amax(dim=-1, keepdim=True)
+    similarity = similarity.masked_fill((similarity < 0.0) & ~row_max, float("-inf"))
     return similarity.softmax(dim=-1)
 
 

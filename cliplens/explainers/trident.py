@@ -19,6 +19,9 @@ Where the release differs from the paper, this follows the release: the DINO aff
 every window of the image together; the aggregation uses SAM's attention probabilities gated by its values'
 cosine (``get_sam_sim``), the same weights for every CLIP head; the score grid is SAM's.
 
+Where the release gives NaN (a DINO affinity row masked whole, as on a flat region or with a random-init
+DINO), the row keeps its largest entry (:func:`._trident_ops.proxy_attention`); nothing else changes.
+
 Differences from the release (inputs only): SAM gets the pixels the explainer is given, resized in float
 (the release re-reads the image file with OpenCV, rounds its sides up to multiples of 16 and resizes the
 uint8 image with PIL); an image smaller than a window is first resized up to the window (the release does so

@@ -225,3 +225,16 @@ def test_trident_is_not_in_the_no_argument_bench():
 
     assert "trident" in cliplens.list_explainers() and "trident" not in builtin_explainers()
     assert "sclip" in builtin_explainers()
+
+
+def test_a_row_masked_whole_keeps_its_largest_entry():
+    """Where the release's softmax is NaN (every entry below beta x the mean: near-equal tokens), the patch attends
+    to its most similar one; rows with an entry above the mean are the release's."""
+    tokens = torch.ones(1, 4, 3, dtype=torch.float64)
+    tokens[0, 3] = torch.tensor([1.0, -1.0, 0.5])  # one distinct token: rows 0-2 keep entries, row 3 only itself
+    tokens[0, :3] += 1e-3 * torch.arange(3, dtype=torch.float64).view(3, 1)
+    probs = ops.proxy_attention(tokens, 1.2, 3.0)
+    assert torch.isfinite(probs).all() and torch.allclose(probs.sum(-1), torch.ones(1, 4, dtype=torch.float64))
+    assert probs[0, 3].tolist() == [0.0, 0.0, 0.0, 1.0]
+    flat = ops.proxy_attention(torch.ones(1, 5, 3, dtype=torch.float64), 1.2, 3.0)  # every row masked whole
+    assert torch.allclose(flat, torch.full_like(flat, 0.2))  # all entries tie for the maximum: uniform

@@ -277,8 +277,10 @@ def settings_lines(protocol: str, ran: dict[str, dict[str, OVSSSettings]], model
             lines.append(f"{method} (paper): no protocol of its own for these benchmarks: the common one")
             continue
         changes: dict[str, list[str]] = {}
+        own_options = METHOD_PROTOCOLS[method].options
         for key, settings in by_key.items():
             common = settings_for(method, key, "common", model_size)
-            changes.setdefault("; ".join(deviations(common, settings)) or "same as the common protocol", []).append(key)
+            changed = deviations(common, settings) + [f"{k}={v}" for k, v in own_options.get(key, {}).items()]
+            changes.setdefault("; ".join(changed) or "same as the common protocol", []).append(key)
         lines.append(f"{method} (paper): " + " | ".join(f"{', '.join(keys)}: {text}" for text, keys in changes.items()))
     return lines
