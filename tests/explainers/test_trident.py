@@ -238,3 +238,13 @@ def test_a_row_masked_whole_keeps_its_largest_entry():
     assert probs[0, 3].tolist() == [0.0, 0.0, 0.0, 1.0]
     flat = ops.proxy_attention(torch.ones(1, 5, 3, dtype=torch.float64), 1.2, 3.0)  # every row masked whole
     assert torch.allclose(flat, torch.full_like(flat, 0.2))  # all entries tie for the maximum: uniform
+
+
+def test_readme_names_trident_its_paper_and_its_published_row():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `trident` |")]
+    assert len(rows) == 1 and "(Shi et al., ICCV 2025)" in rows[0]
+    assert "| Trident | 67.1 / 38.6 / 41.1 / 84.5 / 42.2 / 28.3 / 42.9 / 21.9 |" in readme
+    assert "| trident | ✓ | ✓ | ✗ Trident scores each aggregated patch token" in readme  # the regenerated matrix
