@@ -248,3 +248,16 @@ def test_readme_names_trident_its_paper_and_its_published_row():
     assert len(rows) == 1 and "(Shi et al., ICCV 2025)" in rows[0]
     assert "| Trident | 67.1 / 38.6 / 41.1 / 84.5 / 42.2 / 28.3 / 42.9 / 21.9 |" in readme
     assert "| trident | ✓ | ✓ | ✗ Trident scores each aggregated patch token" in readme  # the regenerated matrix
+
+
+@pytest.mark.parametrize("size", [(64, 96), (40, 40)])
+def test_any_multiple_of_the_patch_size_scores_on_sam_s_grid(backbone, size):
+    """An input at another size than the model's: windows over it (an image smaller than a window is resized up to
+    it, as the release's preprocess_image); scores on SAM's valid grid of the (resized) image."""
+    explainer = cliplens.create_explainer("trident", backbone, dino=DINO_SPEC, sam=SAM_SPEC)
+    pixels = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    scores = explainer.explain_patches(pixels, _texts()).scores
+    h, w = max(size[0], 48), max(size[1], 48)
+    scale = 64 / max(h, w)
+    assert scores.shape == (1, 5, int(h * scale + 0.5) // 16, int(w * scale + 0.5) // 16)
+    assert torch.isfinite(scores).all()
