@@ -15,9 +15,10 @@ commit a93b346d1b1dc55bc6f547da5b7d361ad449ae44, ``trident.py`` and ``open_clip/
               G = mean_h, rows renormalised
     output    z = G · resize(y → SAM's valid grid);  S_t = cos(ln_post(z) @ proj, t) on SAM's grid
 
-Where the release differs from the paper, this follows the release: the DINO affinity's mean is taken over
-every window of the image together; the aggregation uses SAM's attention probabilities gated by its values'
-cosine (``get_sam_sim``), the same weights for every CLIP head; the score grid is SAM's.
+Details the code fixes, followed here as released (the paper's equations were not checked line by line
+against them): the DINO affinity's mean is taken over every window of the image together; the aggregation uses
+SAM's attention probabilities gated by its values' cosine (``get_sam_sim``), one set of weights for every CLIP
+head; the last block keeps neither residual nor MLP; the score grid is SAM's.
 
 Where the release gives NaN (a DINO affinity row masked whole, as on a flat region or with a random-init
 DINO), the row keeps its largest entry (:func:`._trident_ops.proxy_attention`); nothing else changes.
@@ -25,7 +26,9 @@ DINO), the row keeps its largest entry (:func:`._trident_ops.proxy_attention`); 
 Differences from the release (inputs only): SAM gets the pixels the explainer is given, resized in float
 (the release re-reads the image file with OpenCV, rounds its sides up to multiples of 16 and resizes the
 uint8 image with PIL); an image smaller than a window is first resized up to the window (the release does so
-only for sides that are not multiples of 16). The release's ``--sam_refine`` post-processing (SAM's prompt
+only for sides that are not multiples of 16); DINO runs through timm (``create_auxiliary``), whose position
+embedding is resampled to a window's grid by timm rather than by DINO's own ``interpolate_pos_encoding``, and in
+its own float32 where the release runs it in float16. The release's ``--sam_refine`` post-processing (SAM's prompt
 decoder on boxes and points from the coarse masks, used for its published table) is not part of this
 explainer: it needs SAM's prompt encoder and mask decoder.
 """
@@ -76,7 +79,9 @@ class TridentSettings:
     sam_halves: bool = False
 
 
-def _windows_of(backbone: Backbone, image: torch.Tensor, settings: TridentSettings):
+def _windows_of(
+    backbone: Backbone, image: torch.Tensor, settings: TridentSettings
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]]]:
     """(1, 3, H, W) -> the image (resized up to a window where smaller), its windows (W, 3, c, c), their boxes."""
     H, W = image.shape[-2:]
     crop = settings.crop
