@@ -18,8 +18,20 @@ def small_auxiliary(spec: str) -> str:
     return small + "&img_size=64" if name.startswith("samvit") else small
 
 
+#: explainers whose auxiliaries need another small shape: Trident stitches at DINO's resolution (8-px patches,
+#: finer than any CLIP's) and reads SAM's last block, which must be a global one (depth 3)
+SMALL_SPECS: dict[str, dict[str, str]] = {
+    "trident": {
+        "dino": "vit_small_patch8_224.dino?depth=1&embed_dim=32&num_heads=2",
+        "sam": "samvit_base_patch16.sa1b?img_size=64&depth=3&embed_dim=32&num_heads=2",
+    }
+}
+
+
 def small_auxiliary_options(explainer: str) -> dict[str, str]:
     """``{option: small spec}`` for each auxiliary option of ``explainer`` (empty for most explainers)."""
+    if explainer in SMALL_SPECS:
+        return dict(SMALL_SPECS[explainer])
     names = getattr(get_explainer_class(explainer), "auxiliary_options", ())
     defaults = {o.name: o.default for o in option_schema("explainer", explainer)}
     return {option: small_auxiliary(str(defaults[option])) for option in names}

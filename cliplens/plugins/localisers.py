@@ -2,7 +2,7 @@
 
 The code is in :mod:`cliplens.explainers` (``maskclip``, ``sclip``, ``clearclip``, ``naclip``, ``gem``, sharing
 :mod:`cliplens.explainers.last_block`; ``scclip``; ``resclip`` over NACLIP, SCLIP or ClearCLIP; ``proxyclip``,
-which reads an auxiliary backbone).
+which reads an auxiliary backbone; ``trident``, which reads DINO and SAM's encoder).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from ..explainers.proxyclip import ProxyCLIP
 from ..explainers.resclip import ResCLIP
 from ..explainers.scclip import SCCLIP
 from ..explainers.sclip import SCLIP
+from ..explainers.trident import Trident
 from ..registry.hookspecs import Register, hookimpl
 
 
@@ -28,3 +29,4 @@ def register_explainers(register: Register) -> None:
     register("scclip", SCCLIP)
     register("resclip", ResCLIP)
     register("proxyclip", ProxyCLIP)
+    register("trident", Trident)

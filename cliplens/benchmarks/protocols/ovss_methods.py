@@ -32,6 +32,13 @@ their configs (ViT-B/16, pixel sizes for its 224-px input; other model sizes sca
   336-px windows, stride 112, run at 336 px (224-px windows on Cityscapes); prob_thd 0.2 VOC21, 0.15
   Context60, 0.25 COCO-Object, else 0; no area threshold, no PAMR; float16 (``precision='fp16'``, the VFM
   ``.half()``); its VFM (DINO ViT-B/8 by default) sees each window at the window's size.
+- **Trident** (Shi et al., ICCV 2025; github.com/YuHengsss/Trident ``configs/base_config.py``, ``cfg_*.py``,
+  ``trident.py``): the whole image to the method, which cuts its own 336-px windows every 224 px (112 on VOC20);
+  short side 448 (VOC21, COCO-Object, COCO-Stuff), 576 (Context60 / 59, ADE20K), 336 (VOC20), 688 (Cityscapes);
+  logit scale 40, prob_thd 0.2 VOC21, 0.15 Context60, 0.25 COCO-Object, else 0; float16 models; per benchmark
+  ``cos_fac`` 0 (VOC20) / 3 (Cityscapes), ``refine_negative`` off on Cityscapes and ADE20K, SAM on the two halves
+  of Cityscapes images (``MethodProtocol.options``). Under the common protocol Trident also windows the whole image
+  itself (336 / 224; :func:`window_options`).
 - GEM, LeGrad, Chefer, rollout: no protocol of their own for these eight benchmarks is shipped (no figure of
   theirs under it could be cited), so they run the common protocol under ``--protocol paper`` too.
 """
@@ -42,7 +49,7 @@ from dataclasses import replace
 from typing import Any
 
 from ...errors import InputError
-from .ovss_recent_methods import RESCLIP_PROTOCOL, SCCLIP_PROTOCOL
+from .ovss_recent_methods import METHOD_WINDOWS, RESCLIP_PROTOCOL, SCCLIP_PROTOCOL, TRIDENT_PROTOCOL
 from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, MethodProtocol, OVSSSettings
 
 __all__ = [
@@ -57,6 +64,7 @@ __all__ = [
     "differs_beyond_dtype",
     "settings_lines",
     "options_for",
+    "window_options",
 ]
 
 #: the protocols ``cliplens reproduce --protocol`` accepts
@@ -144,6 +152,7 @@ METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "resclip_sclip": RESCLIP_PROTOCOL,
     "resclip_clearclip": RESCLIP_PROTOCOL,
     "proxyclip": _PROXYCLIP,
+    "trident": TRIDENT_PROTOCOL,
 }
 
 
@@ -156,6 +165,9 @@ def settings_for(method: str, benchmark: str, protocol: str, model_size: int = R
     own = METHOD_PROTOCOLS.get(method)
     if protocol == "paper" and own is not None:
         settings = own.settings.get(benchmark, settings)
+    elif method in METHOD_WINDOWS:
+        crop, stride = METHOD_WINDOWS[method]
+        settings = replace(settings, crop=crop, stride=stride, method_windows=True)
     return settings if model_size == REFERENCE_SIZE else settings.scaled_to(model_size, REFERENCE_SIZE)
 
 
@@ -165,6 +177,12 @@ def options_for(method: str, benchmark: str, protocol: str) -> dict[str, Any]:
     if protocol != "paper" or own is None:
         return {}
     return dict(own.options.get(benchmark, {}))
+
+
+def window_options(settings: OVSSSettings) -> dict[str, Any]:
+    """``{"crop", "stride"}`` (px, scaled as ``settings`` are) for a method that cuts its own windows
+    (``settings.method_windows``: Trident); else none."""
+    return {"crop": settings.crop, "stride": settings.stride} if settings.method_windows else {}
 
 
 def source_for(method: str, protocol: str) -> str:
@@ -184,6 +202,8 @@ def has_own_protocol(method: str) -> bool:
 
 def _window_text(s: OVSSSettings) -> str:
     """``224/112 windows``, ``448/224 windows at 448 px`` or ``whole image``."""
+    if s.method_windows:
+        return f"the method's own {s.crop}/{s.stride} windows on the whole image"
     if s.whole_image:
         return "whole image"
     return f"{s.crop}/{s.stride} windows" + ("" if s.window_input is None else f" at {s.window_input} px")
@@ -266,6 +286,7 @@ def settings_lines(protocol: str, ran: dict[str, dict[str, OVSSSettings]], model
         changes: dict[str, list[str]] = {}
         for key, settings in by_key.items():
             common = settings_for(method, key, "common", model_size)
-            changes.setdefault("; ".join(deviations(common, settings)) or "same as the common protocol", []).append(key)
+            changed = deviations(common, settings) + [f"{k}={v}" for k, v in options_for(method, key, protocol).items()]
+            changes.setdefault("; ".join(changed) or "same as the common protocol", []).append(key)
         lines.append(f"{method} (paper): " + " | ".join(f"{', '.join(keys)}: {text}" for text, keys in changes.items()))
     return lines

@@ -1,5 +1,5 @@
-"""The OVSS paper protocols of SC-CLIP and ResCLIP (issue 23), read from their released configs; listed with the
-others in :data:`.ovss_methods.METHOD_PROTOCOLS` (whose docstring describes each)."""
+"""The OVSS paper protocols of SC-CLIP, ResCLIP and Trident (issue 23), read from their released configs; listed
+with the others in :data:`.ovss_methods.METHOD_PROTOCOLS` (whose docstring describes each)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from .ovss_settings import MethodProtocol, OVSSSettings
 
-__all__ = ["SCCLIP_PROTOCOL", "RESCLIP_PROTOCOL"]
+__all__ = ["SCCLIP_PROTOCOL", "RESCLIP_PROTOCOL", "TRIDENT_PROTOCOL", "METHOD_WINDOWS"]
 
 #: SC-CLIP everywhere (scclip_segmentor.py defaults, Resize scale (2048, 336)): 224 windows stride 112, fp16
 _SCCLIP_BASE = OVSSSettings(logit_scale=40.0, dtype="float16")
@@ -57,5 +57,32 @@ RESCLIP_PROTOCOL = MethodProtocol(
         "coco_stuff": _resclip_options(0.11, (2.0, 0.4), (1.8, 0.7)),
         "cityscapes": _resclip_options(0.10, (2.0, 0.2), (2.1, 0.6)),
         "ade20k": _resclip_options(0.25, (2.0, 0.3), (2.1, 0.7)),
+    },
+)
+
+#: methods that cut their own windows from the whole image (``method_windows``): (crop, stride) px for a 224-px model
+METHOD_WINDOWS = {"trident": (336, 224)}
+
+#: Trident everywhere (configs/base_config.py): 336-px windows every 224 px cut by the method, logit scale 40, fp16
+_TRIDENT_BASE = OVSSSettings(
+    short_side=448, crop=336, stride=224, logit_scale=40.0, method_windows=True, dtype="float16"
+)
+TRIDENT_PROTOCOL = MethodProtocol(
+    "Trident's configs/base_config.py, cfg_*.py and trident.py (github.com/YuHengsss/Trident); fp16 CLIP, DINO and "
+    "SAM; without its --sam_refine post-processing (SAM's prompt decoder), which its eval script adds",
+    {
+        "voc21": replace(_TRIDENT_BASE, prob_thd=0.2),
+        "context60": replace(_TRIDENT_BASE, short_side=576, prob_thd=0.15),
+        "coco_object": replace(_TRIDENT_BASE, prob_thd=0.25),
+        "voc20": replace(_TRIDENT_BASE, short_side=336, stride=112),
+        "context59": replace(_TRIDENT_BASE, short_side=576),
+        "coco_stuff": _TRIDENT_BASE,
+        "cityscapes": replace(_TRIDENT_BASE, short_side=688),
+        "ade20k": replace(_TRIDENT_BASE, short_side=576),
+    },
+    options={
+        "voc20": {"cos_fac": 0.0},
+        "cityscapes": {"cos_fac": 3.0, "refine_negative": False, "sam_halves": True},
+        "ade20k": {"refine_negative": False},
     },
 )

@@ -31,6 +31,9 @@ class OVSSSettings:
     window_input: int | None = None
     #: "float32", or "float16" / "bfloat16": autocast for the methods that tolerate it (the authors' fp16 models)
     dtype: str = "float32"
+    #: True: the method gets the whole resized image (as ``whole_image``) and cuts its own ``crop`` / ``stride``
+    #: windows from it, passed to it as options (Trident stitches its windows' features before it scores)
+    method_windows: bool = False
 
     def check(self) -> OVSSSettings:
         if min(self.short_side, self.crop, self.stride) < 1:

@@ -47,10 +47,9 @@ def window_starts(length: int, crop: int, stride: int) -> list[int]:
 
 def check_model_settings(backbone: Any, settings: OVSSSettings) -> None:
     """One line, before any work, when ``backbone`` cannot run the settings' window input size or dtype."""
-    if (settings.window_input is not None or settings.whole_image) and not getattr(
-        backbone, "interpolates_positions", False
-    ):
-        runs = "the whole image" if settings.whole_image else f"{settings.window_input}-px windows"
+    whole = settings.whole_image or settings.method_windows
+    if (settings.window_input is not None or whole) and not getattr(backbone, "interpolates_positions", False):
+        runs = "the whole image" if whole else f"{settings.window_input}-px windows"
         raise InputError(
             f"backbone {backbone.name!r} runs its native input size only, but this OVSS protocol runs {runs}: "
             "use a ViT backbone that interpolates position embeddings, or the common protocol"
@@ -77,7 +76,7 @@ def model_settings(backbone: Any, settings: OVSSSettings) -> Iterator[None]:
     try:
         yield
     finally:
-        if settings.window_input is not None or settings.whole_image:
+        if settings.window_input is not None or settings.whole_image or settings.method_windows:
             backbone.set_input_size(size_before)
         if settings.dtype != "float32":
             backbone.set_autocast(autocast_before)
@@ -90,7 +89,7 @@ def sliding_scores(
     (Q, D) -> (Q, H, W)."""
     resized = resize_short_side(image, settings.short_side, settings.long_side_max)
     with model_settings(explainer.backbone, settings):
-        if settings.whole_image:
+        if settings.whole_image or settings.method_windows:
             averaged = whole_image_scores(explainer, resized, text_features)
         else:
             averaged = window_scores(explainer, resized, text_features, settings)

@@ -37,11 +37,13 @@ class AuxiliaryNeed:
         option: the explainer option that names it (``proxy``).
         name: its registered auxiliary name (``vit_base_patch8_224.dino``; ``cliplens list auxiliaries``).
         hint: which weights, and where they come from.
+        pipeline: the random-init spec run under ``--backbone`` (a pipeline check); "" for ``name`` itself.
     """
 
     option: str
     name: str
     hint: str
+    pipeline: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,23 @@ _OVSS_FOLDERS = {
     "ade20k": ("ade/ADEChallengeData2016", "images/validation/*.jpg, annotations/validation/*.png"),
 }
 
+#: Trident's DINO and SAM (the release's torch.hub ``dino_vitb16`` and ``sam_vit_b_01ec64.pth``); random tiny ones
+#: with 8-px DINO patches for a pipeline check (finer than any CLIP's, as Trident stitches at DINO's resolution)
+_TRIDENT_AUXILIARIES = (
+    AuxiliaryNeed(
+        "dino",
+        "vit_base_patch16_224.dino",
+        "DINO ViT-B/16 (Trident's dino_vitb16: dino_vitbase16_pretrain.pth from github.com/facebookresearch/dino)",
+        "vit_small_patch8_224.dino?depth=2&embed_dim=64&num_heads=2",
+    ),
+    AuxiliaryNeed(
+        "sam",
+        "samvit_base_patch16.sa1b",
+        "SAM ViT-B image encoder (sam_vit_b_01ec64.pth from github.com/facebookresearch/segment-anything)",
+        "samvit_base_patch16.sa1b?img_size=128&depth=3&embed_dim=64&num_heads=2",
+    ),
+)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -188,6 +207,7 @@ PRESETS: dict[str, Preset] = {
                         ),
                     ),
                 ),
+                Method("trident", "trident", auxiliaries=_TRIDENT_AUXILIARIES),
             ),
             tuple(
                 DataSpec(k, f"ovss:{{root}}?name={k}", folder, layout) for k, (folder, layout) in _OVSS_FOLDERS.items()
@@ -241,7 +261,7 @@ def auxiliary_options(
         if need.name in given:
             options[need.option] = f"{need.name}:{given[need.name]}"
         elif override:
-            options[need.option] = need.name
+            options[need.option] = need.pipeline or need.name
             notes.append(f"{method.label}: auxiliary {need.name} random-init (pipeline check, not the published VFM)")
         else:
             return {}, f"needs {need.hint}: pass --auxiliary {need.name}=PATH (or ={'pretrained'}: timm's download)", []

@@ -174,12 +174,13 @@ def _protocols(
 
 
 def _tuned_options(run: ReproduceRun, label: str, key: str) -> dict[str, Any]:
-    """Explainer options the method's own configs set for benchmark ``key`` (OVSS, ``--protocol paper``)."""
+    """Explainer options for OVSS benchmark ``key``: the windows of a method that cuts its own (Trident, either
+    protocol) and what the method's own configs set per benchmark (``--protocol paper``)."""
     if run.preset.task != "ovss":
         return {}
-    from .ovss_methods import options_for
+    from .ovss_methods import options_for, window_options
 
-    return options_for(label, key, run.protocol)
+    return window_options(run.settings[label][key]) | options_for(label, key, run.protocol)
 
 
 def _plan_ovss(run: ReproduceRun, model: Any, methods: list, keys: list[str]) -> None:
