@@ -155,12 +155,12 @@ def dino_pixels(pixels: torch.Tensor, side: int, patch_size: int) -> torch.Tenso
     return ((image - mean) / std).to(pixels.dtype)
 
 
-def dino_side(kind: str, size: tuple[int, int]) -> int:
+def dino_side(kind: str, size: Sequence[int]) -> int:
     """The square side DINO is fed for a CLIP input of ``size`` (H, W): the short side (DINO ViT-B/8 in the
     release), or DINOv2's 518 px scaled with the input (518 for 224)."""
     if kind == "dinov2":
         return round(_DINOV2_SIDE * min(size) / _REFERENCE_SIDE)
-    return min(size)
+    return int(min(size))
 
 
 def cass_patch_scores(
