@@ -18,13 +18,20 @@ their configs (ViT-B/16, pixel sizes for its 224-px input; other model sizes sca
   ``clearclip_segmentor.py``): short side 448 everywhere, 448-px windows stride 224 run at 448 px
   (position embeddings interpolated; 224 windows on Cityscapes), logit scale 50, prob_thd 0.5 VOC21,
   0.15 Context60, 0.4 COCO-Object, no area threshold, no PAMR, float16 (``precision='fp16'``).
+- **CASS** (Kim et al., CVPR 2025; github.com/MICV-yonsei/CASS ``configs/cfg_*.py``, ``cass_segmentor.py``,
+  ``eval_all.sh``): short side 336 everywhere but Cityscapes (560; COCO-Stuff 336, not SCLIP's 448), 224 windows
+  stride 112 but the whole image on VOC21 (``slide_crop=0``), logit scale 40, prob_thd 0.1 on VOC21 / Context60 /
+  COCO-Object, no area threshold, PAMR off (``--pamr off``), float16 (``clip.load`` on CUDA); the explainer's
+  options per benchmark (``global_semantics_weight``, ``mean_vector_weight``, ``h_threshold``, eigenscaling off on
+  VOC20 and Cityscapes) are :data:`EXPLAINER_OPTIONS`.
 - GEM, LeGrad, Chefer, rollout: no protocol of their own for these eight benchmarks is shipped (no figure of
   theirs under it could be cited), so they run the common protocol under ``--protocol paper`` too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ...errors import InputError
 from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, OVSSSettings
@@ -40,6 +47,7 @@ __all__ = [
     "describe",
     "differs_beyond_dtype",
     "settings_lines",
+    "explainer_options",
 ]
 
 #: the protocols ``cliplens reproduce --protocol`` accepts
@@ -55,6 +63,8 @@ class MethodProtocol:
 
     source: str
     settings: dict[str, OVSSSettings]
+    #: per benchmark, the explainer options the authors' configs set (empty: the explainer's defaults)
+    explainer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _sclip_paper() -> dict[str, OVSSSettings]:
@@ -102,6 +112,45 @@ _CLEARCLIP = MethodProtocol(
     },
 )
 
+#: CASS everywhere (cass_segmentor.py defaults, eval_all.sh --pamr off): logit scale 40, no area threshold, fp16
+_CASS_BASE = OVSSSettings(logit_scale=40.0, dtype="float16")
+
+
+def _cass_options(gamma: float, alpha: float, threshold: float, eigenscaling: bool = True) -> dict[str, Any]:
+    """One CASS config's model options as the explainer's keyword arguments."""
+    return {
+        "global_semantics_weight": gamma,
+        "mean_vector_weight": alpha,
+        "h_threshold": threshold,
+        "eigenscaling": eigenscaling,
+    }
+
+
+_CASS = MethodProtocol(
+    "CASS's configs/cfg_*.py, cass_segmentor.py and eval_all.sh --pamr off (github.com/MICV-yonsei/CASS, commit "
+    "228ecdd); fp16 model (clip.load on CUDA); DINO ViT-B/8",
+    {
+        "voc21": replace(_CASS_BASE, whole_image=True, prob_thd=0.1),  # slide_crop=0
+        "context60": replace(_CASS_BASE, prob_thd=0.1),
+        "coco_object": replace(_CASS_BASE, prob_thd=0.1),
+        "voc20": _CASS_BASE,
+        "context59": _CASS_BASE,
+        "coco_stuff": _CASS_BASE,  # Resize scale (2048, 336)
+        "cityscapes": replace(_CASS_BASE, short_side=560),
+        "ade20k": _CASS_BASE,
+    },
+    explainer_options={
+        "voc21": _cass_options(0.1, 0.03, 0.10),
+        "context60": _cass_options(0.25, 0.04, 0.09),
+        "coco_object": _cass_options(0.25, 0.01, 0.10),
+        "voc20": _cass_options(0.4, 0.02, 0.10, eigenscaling=False),
+        "context59": _cass_options(0.25, 0.04, 0.09),
+        "coco_stuff": _cass_options(0.2, 0.02, 0.02),
+        "cityscapes": _cass_options(0.1, 0.03, 0.14, eigenscaling=False),
+        "ade20k": _cass_options(0.3, 0.05, 0.06),
+    },
+)
+
 #: per method label of the ``ovss-vit-b16`` preset, its own protocol (methods not listed: the common one)
 METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "clip": replace(
@@ -113,7 +162,17 @@ METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "sclip": _SCLIP,
     "naclip": _NACLIP,
     "clearclip": _CLEARCLIP,
+    "cass": _CASS,
 }
+
+
+def explainer_options(method: str, benchmark: str, protocol: str) -> dict[str, Any]:
+    """The explainer options ``method`` runs ``benchmark`` with under ``protocol``: its authors' per-benchmark config
+    values under ``"paper"``, none (the explainer's defaults) under ``"common"``."""
+    own = METHOD_PROTOCOLS.get(method)
+    if protocol != "paper" or own is None:
+        return {}
+    return dict(own.explainer_options.get(benchmark, {}))
 
 
 def settings_for(method: str, benchmark: str, protocol: str, model_size: int = REFERENCE_SIZE) -> OVSSSettings:

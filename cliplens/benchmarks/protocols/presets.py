@@ -142,6 +142,7 @@ PRESETS: dict[str, Preset] = {
                 Method("sclip", "sclip"),
                 Method("clearclip", "clearclip"),
                 Method("naclip", "naclip"),
+                Method("cass", "cass"),
                 Method("gem", "gem"),
                 Method("legrad", "legrad"),
                 Method("chefer", "chefer"),

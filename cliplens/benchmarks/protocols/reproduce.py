@@ -126,9 +126,14 @@ def _protocols(
     if preset.task == "ovss":
         _plan_ovss(run, model, methods, [data.key for data, _ in datasets])
     suffix = "" if run.protocol == "common" else f"__{run.protocol}"
+    from .ovss_methods import explainer_options
+
     for method in methods:
         explainer = create_explainer(method.explainer, model, **dict(method.options))
         for data, dataset in datasets:
+            own = explainer_options(method.label, data.key, run.protocol) if preset.task == "ovss" else {}
+            if own:  # the authors' per-benchmark options (CASS's configs)
+                explainer = create_explainer(method.explainer, model, **{**dict(method.options), **own})
             indices = list(range(min(limit, len(dataset)) if limit else len(dataset)))
             name = f"{preset.task} {data.key} × {method.label}"  # the progress line: "ovss voc21 × sclip"
             result = _protocol(run, method.label, explainer, data.key, dataset, indices, templates, progress and name)
