@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CASS",
+    "default_auxiliary",
     "DEFAULT_AUXILIARY",
     "cass_patch_scores",
     "cass_scores",
@@ -237,6 +238,8 @@ class CASS(Explainer):
 
     map_order: ClassVar[str] = UPSAMPLE_THEN_NORMALIZE
     needs = last_block_needs("CASS")
+    #: not in the default ``cliplens bench``: it needs DINO weights the toy world does not provide
+    default_bench: ClassVar[bool] = False
     #: the spectral steps run in float64 whatever the dtype (as released); the rest may autocast
     reduced_precision: ClassVar[bool] = True
 
@@ -244,9 +247,13 @@ class CASS(Explainer):
         self,
         backbone: Backbone,
         *,
-        auxiliary: Annotated[str, Opt("the vision foundation model whose key graph is distilled (auxiliary spec)")] = (
-            DEFAULT_AUXILIARY
-        ),
+        auxiliary: Annotated[
+            str | None,
+            Opt(
+                "the DINO whose key graph is distilled (auxiliary spec; default: DINO ViT-B/8, random-initialised, "
+                "with the CLIP tower's heads and width)"
+            ),
+        ] = None,
         global_semantics_weight: Annotated[float, Opt("γ: weight of the image-level prior", min=0.0, max=1.0)] = 0.25,
         mean_vector_weight: Annotated[float, Opt("α: text step towards its patches", min=0.0, max=1.0)] = 0.04,
         h_threshold: Annotated[float, Opt("Ward distance cutting the texts into clusters", min=0.0)] = 0.09,
@@ -261,8 +268,9 @@ class CASS(Explainer):
             raise InputError(f"explainer cass option std={std!r} must be a positive number of patches, e.g. std=5")
         self.global_semantics_weight, self.mean_vector_weight = global_semantics_weight, mean_vector_weight
         self.h_threshold, self.eigenscaling, self.std = h_threshold, eigenscaling, std
-        self.solver, self.seed, self.auxiliary_spec = solver, seed, auxiliary
-        self.auxiliary = _load_auxiliary(auxiliary, backbone)
+        self.solver, self.seed = solver, seed
+        self.auxiliary_spec = auxiliary or default_auxiliary(backbone)
+        self.auxiliary = _load_auxiliary(self.auxiliary_spec, backbone)
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S_h, S_w), (Q, D) -> (B, Q, h, w) CASS scores (raw, as the release's logits before the scale)."""
@@ -292,16 +300,31 @@ class CASS(Explainer):
         return aux.last_block(prepared.to(device=aux.device))
 
 
+def default_auxiliary(backbone: Backbone) -> str:
+    """DINO ViT-B/8's spec, random-initialised; with the CLIP tower's width and heads where they are not ViT-B's
+    (768 = 12 × 64), so that every CLIP ViT has a DINO to pair head by head (the toy world, tests)."""
+    width, heads = backbone.width, backbone.num_heads
+    if (width, heads) == (768, 12):
+        return DEFAULT_AUXILIARY
+    return f"{DEFAULT_AUXILIARY}?embed_dim={width}&num_heads={heads}"
+
+
 def _load_auxiliary(spec: str, backbone: Backbone) -> AuxiliaryBackbone:
-    """The auxiliary backbone of ``spec`` on ``backbone``'s device; one line when it has no keys to read."""
+    """The auxiliary backbone of ``spec`` on ``backbone``'s device; one line, before any work, when it is no DINO
+    or its heads cannot be paired with CLIP's last block (one patch through it tells its head layout)."""
     from ..backbones.auxiliary import create_auxiliary
 
     aux = create_auxiliary(spec, device=backbone.device)
     if aux.kind not in ("dino", "dinov2"):
         raise InputError(
             f"explainer cass distils a DINO / DINOv2 key graph; auxiliary {spec!r} is a {aux.kind} model: "
-            f"pass auxiliary={DEFAULT_AUXILIARY} (or a DINOv2)"
+            f"pass auxiliary={DEFAULT_AUXILIARY}:/path/to/dino_vitbase8_pretrain.pth (or a DINOv2)"
         )
+    probe = aux.last_block(torch.zeros(1, 3, aux.patch_size, aux.patch_size, device=aux.device)).k
+    if probe is None:
+        raise InputError(f"explainer cass needs the attention keys of auxiliary {spec!r}; it gives none")
+    width, heads = backbone.width, backbone.num_heads
+    _check_heads(probe, torch.empty(1, heads, 1, width // heads))
     return aux
 
 

@@ -1,11 +1,12 @@
 """Built-in plugin ``localisers``: the training-free attention-variant localisers of the OVSS papers.
 
-The code is in :mod:`cliplens.explainers` (``maskclip``, ``sclip``, ``clearclip``, ``naclip``, ``gem``,
+The code is in :mod:`cliplens.explainers` (``maskclip``, ``sclip``, ``clearclip``, ``naclip``, ``gem``, ``cass``,
 sharing :mod:`cliplens.explainers.last_block`).
 """
 
 from __future__ import annotations
 
+from ..explainers.cass import CASS
 from ..explainers.clearclip import ClearCLIP
 from ..explainers.gem import GEM
 from ..explainers.maskclip import MaskCLIP
@@ -21,3 +22,4 @@ def register_explainers(register: Register) -> None:
     register("clearclip", ClearCLIP)
     register("naclip", NACLIP)
     register("gem", GEM)
+    register("cass", CASS)

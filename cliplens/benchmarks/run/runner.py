@@ -80,14 +80,17 @@ class BenchRun:
 
 
 def builtin_explainers() -> list[str]:
-    """Names of the explainers registered by cliplens' own plugins, sorted."""
+    """Names of the explainers registered by cliplens' own plugins, sorted; an explainer class that sets
+    ``default_bench = False`` (it needs weights the toy world lacks, e.g. CASS's DINO) is left out: name it to run it."""
     from ...registry import get_registry
 
     registry = get_registry()
     return [
         e.name
         for e in registry.catalog("explainer").entries()
-        if registry.plugins.get(e.provider.plugin) is not None and registry.plugins[e.provider.plugin].builtin
+        if registry.plugins.get(e.provider.plugin) is not None
+        and registry.plugins[e.provider.plugin].builtin
+        and getattr(e.obj, "default_bench", True)
     ]
 
 
