@@ -39,6 +39,7 @@ def dino_qkv(dino: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     """(1, 3, H, W) DINO input -> (3, 1, heads, N, dh): the last block's q, k, v as the authors' ``Attention``
     returns them (``qkv.reshape(B, N, 3, heads, dh).permute(2, 0, 3, 1, 4)``)."""
     x = dino.patch_embed(image)
+    x = x.flatten(1, 2) if x.ndim == 4 else x  # timm's dynamic-size patch embedding keeps (B, h, w, d)
     x = torch.cat([dino.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + dino.pos_embed
     for block in dino.blocks[:-1]:
         x = block(x)

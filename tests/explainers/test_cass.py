@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import cliplens
 from cliplens.errors import InputError
 from cliplens.explainers.cass import cass_patch_scores, dino_pixels, text_clusters
 from cliplens.explainers.cass_spectral import dynamic_eigenscaling, low_rank_parts
@@ -80,7 +81,9 @@ CASES = [
         dict(gamma=0.4, alpha=0.3, h_threshold=0.5, eigenscaling=False, solver="randomized", seed=3),
         marks=pytest.mark.slow,
     ),
-    dict(gamma=0.1, alpha=0.03, h_threshold=0.0, eigenscaling=True, solver="exact", seed=0),
+    pytest.param(
+        dict(gamma=0.1, alpha=0.03, h_threshold=0.0, eigenscaling=True, solver="exact", seed=0), marks=pytest.mark.slow
+    ),
 ]
 
 
@@ -105,6 +108,40 @@ def test_cass_equals_the_released_forward(backbone, sd, dino, pixels, texts, cas
         )
     relative = ((got - want).abs().max() / want.abs().max()).item()
     print(f"cass vs the released forward ({case['solver']}): max relative difference {relative:.2e}")
+    assert relative <= 1e-5, relative
+
+
+def test_the_registered_explainer_on_an_auxiliary_dino_equals_the_release(backbone, sd, pixels, texts):
+    """``create_explainer("cass", ..., auxiliary=...)`` end to end: the DINO is the auxiliary backbone's own timm model
+    (random init, its biases and norms randomised here), read by the transcription as the release reads it."""
+    spec = "vit_base_patch8_224.dino?embed_dim=64&num_heads=4&depth=2&img_size=32&seed=5"
+    options = dict(global_semantics_weight=0.3, mean_vector_weight=0.05, h_threshold=0.06)
+    explainer = cliplens.create_explainer("cass", backbone, auxiliary=spec, **options)
+    dino = explainer.auxiliary.model.double()  # float64 on both sides (float32 keys would move tied head costs)
+    gen = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for name, p in dino.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3 + (1.0 if "norm" in name and "weight" in name else 0))
+        got = explainer.explain_patches(pixels, texts).scores
+        want = ref.reference_cass(
+            pixels,
+            sd,
+            dino,
+            lambda image: ref.release_dino_input(image, 8),
+            texts,
+            layers=LAYERS,
+            heads=HEADS,
+            gamma=0.3,
+            alpha=0.05,
+            h_threshold=0.06,
+            eigenscaling=True,
+            seed=0,
+            exact=False,
+        )
+    dino.float()
+    relative = ((got - want).abs().max() / want.abs().max()).item()
+    print(f"cass (registered, auxiliary DINO) vs the released forward: max relative difference {relative:.2e}")
     assert relative <= 1e-5, relative
 
 
@@ -157,3 +194,21 @@ def test_text_clusters_cut_at_the_threshold(texts):
 def test_a_dino_of_another_head_layout_is_refused(backbone, pixels, texts):
     with pytest.raises(InputError, match="heads"):
         cliplens_scores(backbone, random_dino(heads=2), pixels, texts, gamma=0.2, alpha=0.0, h_threshold=0.1)
+    with pytest.raises(InputError, match="2 heads of width 32"):  # at construction, before any work
+        cliplens.create_explainer("cass", backbone, auxiliary="vit_base_patch8_224.dino?embed_dim=64&num_heads=2")
+
+
+def test_an_auxiliary_that_is_no_dino_is_refused(backbone):
+    with pytest.raises(InputError, match="is a mae model"):
+        cliplens.create_explainer("cass", backbone, auxiliary="vit_base_patch16_224.mae?embed_dim=64&depth=1")
+
+
+def test_towers_without_per_patch_projection_are_refused():
+    """The released forward scores each patch through ln_post and proj: attention-pooled towers are refused."""
+    from cliplens.explainers.cass import CASS
+
+    class Pooled:  # the backbone facts Needs reads
+        is_vit, pooling = True, "attention_pool"
+
+    support = CASS.support(Pooled())  # type: ignore[arg-type]
+    assert not support and "attention-pooling head" in support.reason

@@ -81,7 +81,8 @@ class BenchRun:
 
 def builtin_explainers() -> list[str]:
     """Names of the explainers registered by cliplens' own plugins, sorted; an explainer class that sets
-    ``default_bench = False`` (it needs weights the toy world lacks, e.g. CASS's DINO) is left out: name it to run it."""
+    ``default_bench = False`` (it needs weights the toy world lacks, e.g. CASS's DINO) is left out: name it to run
+    it."""
     from ...registry import get_registry
 
     registry = get_registry()
