@@ -212,3 +212,11 @@ def test_towers_without_per_patch_projection_are_refused():
 
     support = CASS.support(Pooled())  # type: ignore[arg-type]
     assert not support and "attention-pooling head" in support.reason
+
+
+def test_readme_names_cass_and_its_paper():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `cass` |")]
+    assert len(rows) == 1 and "(Kim et al., CVPR 2025)" in rows[0]
