@@ -31,6 +31,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "under its authors' published settings (windows, short side, input size, logit scale, thresholds, PAMR, "
         "dtype), printed with what differs from the common protocol",
     )
+    p.add_argument(
+        "--auxiliary",
+        metavar="SPEC",
+        help="the auxiliary backbone (DINO) of the methods that need one (--list names them), e.g. "
+        "vit_base_patch8_224.dino:/ckpt/dino_vitbase8_pretrain.pth; default: random-initialised",
+    )
     p.add_argument("--only", metavar="KEY,...", help="run only these datasets of the preset")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of each dataset")
     p.add_argument("--prompt-templates", metavar="FILE", help="prompt templates (default: the protocol's own)")
@@ -68,6 +74,9 @@ def list_presets() -> str:
                 "  protocols: common (every method, SCLIP's configs; default), paper (--protocol paper: "
                 f"{', '.join(METHOD_PROTOCOLS)} under their authors' own settings, the others as common)"
             )
+        needing = [f"{m.label}: {m.auxiliary}" for m in preset.methods if m.auxiliary]
+        if needing:
+            lines.append("  auxiliary weights (--auxiliary SPEC; random-initialised without): " + "; ".join(needing))
         with_figures = [m for m, row in reference["figures"].items() if any(v is not None for v in row.values())]
         lines.append(
             f"  published: {reference['paper']} — {reference['table']} (arXiv {reference['arxiv']}); "
@@ -105,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         protocol=args.protocol,
+        auxiliary=args.auxiliary,
     )
     print(comparison_markdown(result))
     print(f"{len(result.files)} result files in {args.out or f'runs/reproduce-{preset.name}'}/")

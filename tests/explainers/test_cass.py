@@ -220,3 +220,9 @@ def test_readme_names_cass_and_its_paper():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     rows = [line for line in readme.splitlines() if line.startswith("| `cass` |")]
     assert len(rows) == 1 and "(Kim et al., CVPR 2025)" in rows[0]
+
+
+def test_reproduce_list_names_cass_auxiliary_weights():
+    from cliplens.cli.cmd_reproduce import list_presets
+
+    assert "auxiliary weights (--auxiliary SPEC; random-initialised without): cass: DINO ViT-B/8" in list_presets()

@@ -27,6 +27,8 @@ class Method:
     label: str
     explainer: str
     options: tuple[tuple[str, Any], ...] = ()
+    #: the auxiliary backbone weights the method needs (``reproduce --auxiliary SPEC``), in words; "" for none
+    auxiliary: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,12 @@ PRESETS: dict[str, Preset] = {
                 Method("sclip", "sclip"),
                 Method("clearclip", "clearclip"),
                 Method("naclip", "naclip"),
-                Method("cass", "cass"),
+                Method(
+                    "cass",
+                    "cass",
+                    auxiliary="DINO ViT-B/8 (dino_vitbase8_pretrain.pth, Caron et al. 2021), "
+                    "spec vit_base_patch8_224.dino:PATH",
+                ),
                 Method("gem", "gem"),
                 Method("legrad", "legrad"),
                 Method("chefer", "chefer"),

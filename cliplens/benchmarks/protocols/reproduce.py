@@ -11,6 +11,7 @@ with its protocol card (the ``explainability`` task also leaves the bench JSONs 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,13 @@ def run_preset(
     device: str | None = None,
     progress: bool = False,
     protocol: str = "common",
+    auxiliary: str | None = None,
 ) -> ReproduceRun:
     """Run every available method of ``preset`` on its datasets; ``backbone`` overrides the preset's weights
     (e.g. ``toy`` for a pipeline check). ``limit``: images per dataset. ``protocol``: ``"common"`` (every
     method under the preset's one protocol) or ``"paper"`` (OVSS: each method under its authors' settings,
-    :mod:`.ovss_methods`)."""
+    :mod:`.ovss_methods`). ``auxiliary``: the auxiliary backbone spec passed to the methods that need one
+    (``Method.auxiliary``; they random-initialise it without)."""
     from ...writable import ensure_writable_folder
     from .ovss_methods import PROTOCOLS
 
@@ -99,6 +102,8 @@ def run_preset(
         override=backbone is not None,
         protocol=protocol,
     )
+    if auxiliary:
+        methods = [replace(m, options=(*m.options, ("auxiliary", auxiliary))) if m.auxiliary else m for m in methods]
     if preset.task == "explainability":
         _explainability(run, methods, datasets, limit, templates, out, device, progress)
     else:
