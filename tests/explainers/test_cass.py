@@ -200,7 +200,9 @@ def test_a_dino_of_another_head_layout_is_refused(backbone, pixels, texts):
 
 def test_an_auxiliary_that_is_no_dino_is_refused(backbone):
     with pytest.raises(InputError, match="is a mae model"):
-        cliplens.create_explainer("cass", backbone, auxiliary="vit_base_patch16_224.mae?embed_dim=64&depth=1")
+        cliplens.create_explainer(
+            "cass", backbone, auxiliary="vit_base_patch16_224.mae?embed_dim=64&num_heads=4&depth=1"
+        )
 
 
 def test_towers_without_per_patch_projection_are_refused():
