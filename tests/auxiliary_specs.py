@@ -19,12 +19,14 @@ def small_auxiliary(spec: str) -> str:
 
 
 #: explainers whose auxiliaries need another small shape: Trident stitches at DINO's resolution (8-px patches,
-#: finer than any CLIP's) and reads SAM's last block, which must be a global one (depth 3)
+#: finer than any CLIP's) and reads SAM's last block, which must be a global one (depth 3); CASS pairs DINO's heads
+#: with CLIP's, which its own default (random-init, shaped to the tower) does
 SMALL_SPECS: dict[str, dict[str, str]] = {
     "trident": {
         "dino": "vit_small_patch8_224.dino?depth=1&embed_dim=32&num_heads=2",
         "sam": "samvit_base_patch16.sa1b?img_size=64&depth=3&embed_dim=32&num_heads=2",
-    }
+    },
+    "cass": {},  # its default DINO is random-init and shaped to the CLIP tower (heads paired with CLIP's)
 }
 
 

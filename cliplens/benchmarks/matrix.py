@@ -105,7 +105,10 @@ def auxiliary_needs(name: str, cls: Any) -> str:
     catalog = registry.catalog("auxiliary")
     parts = []
     for option in options:
-        default = str(defaults.get(option))
+        if defaults.get(option) is None:  # the explainer picks its auxiliary per backbone (CASS)
+            parts.append(f"option `{option}`, default chosen per CLIP tower (`cliplens list explainers --options`)")
+            continue
+        default = str(defaults[option])
         base = default.split("?")[0].split(":")[0]
         what = f", {catalog.get(base).description}" if base in catalog else ""
         parts.append(f"option `{option}`, default `{default}`{what}")

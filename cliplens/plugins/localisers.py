@@ -1,12 +1,13 @@
 """Built-in plugin ``localisers``: the training-free attention-variant localisers of the OVSS papers.
 
 The code is in :mod:`cliplens.explainers` (``maskclip``, ``sclip``, ``clearclip``, ``naclip``, ``gem``, sharing
-:mod:`cliplens.explainers.last_block`; ``scclip``; ``resclip`` over NACLIP, SCLIP or ClearCLIP; ``proxyclip``,
+:mod:`cliplens.explainers.last_block`; ``scclip``; ``cass``; ``resclip`` over NACLIP, SCLIP or ClearCLIP; ``proxyclip``,
 which reads an auxiliary backbone; ``trident``, which reads DINO and SAM's encoder).
 """
 
 from __future__ import annotations
 
+from ..explainers.cass import CASS
 from ..explainers.clearclip import ClearCLIP
 from ..explainers.gem import GEM
 from ..explainers.maskclip import MaskCLIP
@@ -30,3 +31,4 @@ def register_explainers(register: Register) -> None:
     register("resclip", ResCLIP)
     register("proxyclip", ProxyCLIP)
     register("trident", Trident)
+    register("cass", CASS)

@@ -39,6 +39,9 @@ their configs (ViT-B/16, pixel sizes for its 224-px input; other model sizes sca
   ``cos_fac`` 0 (VOC20) / 3 (Cityscapes), ``refine_negative`` off on Cityscapes and ADE20K, SAM on the two halves
   of Cityscapes images (``MethodProtocol.options``). Under the common protocol Trident also windows the whole image
   itself (336 / 224; :func:`window_options`).
+- **CASS** (Kim et al., CVPR 2025; github.com/MICV-yonsei/CASS@228ecdd ``configs/cfg_*.py``, ``eval_all.sh``):
+  NACLIP-like settings without PAMR (whole image on VOC21 only) and per benchmark the explainer options
+  ``global_semantics_weight``, ``mean_vector_weight``, ``h_threshold``, ``eigenscaling`` (:mod:`.ovss_recent_methods`).
 - GEM, LeGrad, Chefer, rollout: no protocol of their own for these eight benchmarks is shipped (no figure of
   theirs under it could be cited), so they run the common protocol under ``--protocol paper`` too.
 """
@@ -49,7 +52,7 @@ from dataclasses import replace
 from typing import Any
 
 from ...errors import InputError
-from .ovss_recent_methods import METHOD_WINDOWS, RESCLIP_PROTOCOL, SCCLIP_PROTOCOL, TRIDENT_PROTOCOL
+from .ovss_recent_methods import CASS_PROTOCOL, METHOD_WINDOWS, RESCLIP_PROTOCOL, SCCLIP_PROTOCOL, TRIDENT_PROTOCOL
 from .ovss_settings import BENCHMARK_SETTINGS, COMMON_SOURCE, MethodProtocol, OVSSSettings
 
 __all__ = [
@@ -153,6 +156,7 @@ METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
     "resclip_clearclip": RESCLIP_PROTOCOL,
     "proxyclip": _PROXYCLIP,
     "trident": TRIDENT_PROTOCOL,
+    "cass": CASS_PROTOCOL,
 }
 
 

@@ -1,4 +1,4 @@
-"""The OVSS paper protocols of SC-CLIP, ResCLIP and Trident (issue 23), read from their released configs; listed
+"""The OVSS paper protocols of SC-CLIP, ResCLIP, Trident and CASS (issue 23), read from their released configs; listed
 with the others in :data:`.ovss_methods.METHOD_PROTOCOLS` (whose docstring describes each)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 from .ovss_settings import MethodProtocol, OVSSSettings
 
-__all__ = ["SCCLIP_PROTOCOL", "RESCLIP_PROTOCOL", "TRIDENT_PROTOCOL", "METHOD_WINDOWS"]
+__all__ = ["SCCLIP_PROTOCOL", "RESCLIP_PROTOCOL", "TRIDENT_PROTOCOL", "CASS_PROTOCOL", "METHOD_WINDOWS"]
 
 #: SC-CLIP everywhere (scclip_segmentor.py defaults, Resize scale (2048, 336)): 224 windows stride 112, fp16
 _SCCLIP_BASE = OVSSSettings(logit_scale=40.0, dtype="float16")
@@ -84,5 +84,44 @@ TRIDENT_PROTOCOL = MethodProtocol(
         "voc20": {"cos_fac": 0.0},
         "cityscapes": {"cos_fac": 3.0, "refine_negative": False, "sam_halves": True},
         "ade20k": {"refine_negative": False},
+    },
+)
+
+#: CASS everywhere (cass_segmentor.py defaults, eval_all.sh --pamr off): logit scale 40, no area threshold, fp16
+_CASS_BASE = OVSSSettings(logit_scale=40.0, dtype="float16")
+
+
+def _cass_options(gamma: float, alpha: float, threshold: float, eigenscaling: bool = True) -> dict[str, Any]:
+    """One CASS config's model options as the explainer's keyword arguments."""
+    return {
+        "global_semantics_weight": gamma,
+        "mean_vector_weight": alpha,
+        "h_threshold": threshold,
+        "eigenscaling": eigenscaling,
+    }
+
+
+CASS_PROTOCOL = MethodProtocol(
+    "CASS's configs/cfg_*.py, cass_segmentor.py and eval_all.sh --pamr off (github.com/MICV-yonsei/CASS, commit "
+    "228ecdd); fp16 model (clip.load on CUDA); DINO ViT-B/8",
+    {
+        "voc21": replace(_CASS_BASE, whole_image=True, prob_thd=0.1),  # slide_crop=0
+        "context60": replace(_CASS_BASE, prob_thd=0.1),
+        "coco_object": replace(_CASS_BASE, prob_thd=0.1),
+        "voc20": _CASS_BASE,
+        "context59": _CASS_BASE,
+        "coco_stuff": _CASS_BASE,  # Resize scale (2048, 336)
+        "cityscapes": replace(_CASS_BASE, short_side=560),
+        "ade20k": _CASS_BASE,
+    },
+    options={
+        "voc21": _cass_options(0.1, 0.03, 0.10),
+        "context60": _cass_options(0.25, 0.04, 0.09),
+        "coco_object": _cass_options(0.25, 0.01, 0.10),
+        "voc20": _cass_options(0.4, 0.02, 0.10, eigenscaling=False),
+        "context59": _cass_options(0.25, 0.04, 0.09),
+        "coco_stuff": _cass_options(0.2, 0.02, 0.02),
+        "cityscapes": _cass_options(0.1, 0.03, 0.14, eigenscaling=False),
+        "ade20k": _cass_options(0.3, 0.05, 0.06),
     },
 )

@@ -37,13 +37,14 @@ class AuxiliaryNeed:
         option: the explainer option that names it (``proxy``).
         name: its registered auxiliary name (``vit_base_patch8_224.dino``; ``cliplens list auxiliaries``).
         hint: which weights, and where they come from.
-        pipeline: the random-init spec run under ``--backbone`` (a pipeline check); "" for ``name`` itself.
+        pipeline: the random-init spec run under ``--backbone`` (a pipeline check); "" for ``name`` itself, None to
+            leave the option at the explainer's default (CASS shapes its random DINO to the CLIP tower).
     """
 
     option: str
     name: str
     hint: str
-    pipeline: str = ""
+    pipeline: str | None = ""
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,19 @@ PRESETS: dict[str, Preset] = {
                     ),
                 ),
                 Method("trident", "trident", auxiliaries=_TRIDENT_AUXILIARIES),
+                Method(
+                    "cass",
+                    "cass",
+                    auxiliaries=(
+                        AuxiliaryNeed(
+                            "auxiliary",
+                            "vit_base_patch8_224.dino",
+                            "DINO ViT-B/8 (CASS's dino_vitb8: dino_vitbase8_pretrain.pth from "
+                            "github.com/facebookresearch/dino, Caron et al. 2021)",
+                            None,
+                        ),
+                    ),
+                ),
             ),
             tuple(
                 DataSpec(k, f"ovss:{{root}}?name={k}", folder, layout) for k, (folder, layout) in _OVSS_FOLDERS.items()
@@ -261,7 +275,8 @@ def auxiliary_options(
         if need.name in given:
             options[need.option] = f"{need.name}:{given[need.name]}"
         elif override:
-            options[need.option] = need.pipeline or need.name
+            if need.pipeline is not None:
+                options[need.option] = need.pipeline or need.name
             notes.append(f"{method.label}: auxiliary {need.name} random-init (pipeline check, not the published VFM)")
         else:
             return {}, f"needs {need.hint}: pass --auxiliary {need.name}=PATH (or ={'pretrained'}: timm's download)", []

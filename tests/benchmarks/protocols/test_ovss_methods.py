@@ -95,6 +95,30 @@ def test_resclip_paper_settings_and_per_benchmark_options_follow_its_configs():
         cliplens.create_explainer("resclip", cliplens.create_backbone("toy"), **options)
 
 
+def test_cass_paper_settings_and_options_follow_its_configs():
+    """MICV-yonsei/CASS@228ecdd configs/cfg_*.py, cass_segmentor.py defaults, eval_all.sh --pamr off."""
+    options = {  # (global_semantics_weight, mean_vector_weight, h_threshold) per config
+        "voc21": (0.1, 0.03, 0.10),
+        "context60": (0.25, 0.04, 0.09),
+        "coco_object": (0.25, 0.01, 0.10),
+        "voc20": (0.4, 0.02, 0.10),
+        "context59": (0.25, 0.04, 0.09),
+        "coco_stuff": (0.2, 0.02, 0.02),
+        "cityscapes": (0.1, 0.03, 0.14),
+        "ade20k": (0.3, 0.05, 0.06),
+    }
+    for key in BENCHMARKS:
+        s = settings_for("cass", key, "paper")
+        assert s.logit_scale == 40 and s.area_thd is None and s.pamr_steps == 0 and s.dtype == "float16"
+        assert s.whole_image is (key == "voc21")
+        assert s.prob_thd == (0.1 if key in ("voc21", "context60", "coco_object") else 0.0)
+        assert s.short_side == (560 if key == "cityscapes" else 336)
+        got = options_for("cass", key, "paper")
+        assert (got["global_semantics_weight"], got["mean_vector_weight"], got["h_threshold"]) == options[key]
+        assert got["eigenscaling"] is (key not in ("voc20", "cityscapes"))
+        assert options_for("cass", key, "common") == {}
+
+
 def test_methods_without_a_protocol_of_their_own_run_the_common_one():
     for method in ("gem", "legrad", "chefer", "rollout"):
         assert method not in METHOD_PROTOCOLS
