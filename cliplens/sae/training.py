@@ -8,7 +8,8 @@ One step on a (n, d) batch ``x``, following openai/sparse_autoencoder (``train.p
   it last fired are counted, and it is *dead* after ``dead_tokens / batch_size`` steps without firing;
 - TopK: AuxK loss ``auxk_coef * nmse(e^, e)`` with ``e = x - x^`` (detached) and ``e^`` the decoder applied to
   the ``auxk`` largest pre-activations among dead latents (ReLU; alive latents masked to 0), ``nmse`` the
-  squared error over the batch variance of ``e`` (0 when nothing is dead);
+  squared error over the batch variance of ``e`` (0 when nothing is dead); as in the reference, ``b_dec`` is
+  added to both (so it gets this loss's gradient too);
 - ReLU: ``l1_coefficient * mean(sum_i z_i / |x|)`` (the reference's ``normalized_L1_loss`` in ``loss.py``;
   decoder rows are unit-norm, so this is also the decoder-norm-weighted L1);
 - Adam (eps 6.25e-10); before each step the gradient of every decoder row along that row is removed, after it
@@ -142,6 +143,11 @@ class SAETrainer:
         return [getattr(self.sae, name) for name in WEIGHT_NAMES]
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The SAE's weight dtype (float32; float64 in the reference tests), which batches are cast to."""
+        return self.sae.W_dec.dtype
+
+    @property
     def dead_steps(self) -> int:
         """Steps without firing after which a latent counts as dead."""
         return max(1, self.config.dead_tokens // self.config.batch_size)
@@ -151,7 +157,7 @@ class SAETrainer:
     def initialise(self, sample: torch.Tensor | None = None) -> None:
         """``b_dec`` from the geometric median, encoder scale and ``mse_scale`` from ``sample`` (n, d)
         (default: up to 32768 activations of the stream's first chunk)."""
-        x = (self.stream.sample(32768) if sample is None else sample).to(self.device, torch.float32)
+        x = (self.stream.sample(32768) if sample is None else sample).to(self.device, self.dtype)
         self.mse_scale = float(1.0 / ((x - x.mean(dim=0)) ** 2).mean())
         self.sae.b_dec.copy_(geometric_median(x))
         probe = torch.randn(256, x.shape[1], generator=torch.Generator().manual_seed(self.config.seed)).to(x)
@@ -171,19 +177,20 @@ class SAETrainer:
         assert self.mse_scale is not None, "initialise() first"
         sae = self.sae
         recon, z, pre = sae(x)
-        mse = self.mse_scale * ((recon.float() - x) ** 2).mean()
+        mse = self.mse_scale * ((recon.to(x.dtype) - x) ** 2).mean()
         with torch.no_grad():
             fired = (z > FIRED_THRESHOLD).any(dim=0).long()
             self.steps_since_fired.mul_(1 - fired).add_(1)
         if sae.config.kind == "relu":
-            aux = self.config.l1_coefficient * (z.float().sum(dim=-1) / x.norm(dim=-1).clamp_min(1e-12)).mean()
+            aux = self.config.l1_coefficient * (z.to(x.dtype).sum(dim=-1) / x.norm(dim=-1).clamp_min(1e-12)).mean()
         elif self.config.auxk:
             dead = self.steps_since_fired > self.dead_steps
             masked = pre * dead
             values, indices = masked.topk(min(self.config.auxk, sae.config.d_sae), dim=-1)
             aux_z = torch.zeros_like(masked).scatter(-1, indices, torch.relu(values))
-            error = (x - recon.detach().float()).float()
-            aux_recon = (aux_z @ sae.W_dec).float()
+            # as the reference: both sides carry b_dec, the reconstruction's copy with its gradient
+            error = x - recon.detach().to(x.dtype) + sae.b_dec.detach()
+            aux_recon = (aux_z @ sae.W_dec + sae.b_dec).to(x.dtype)
             nmse = ((aux_recon - error) ** 2).mean() / ((error.mean(dim=0) - error) ** 2).mean()
             aux = self.config.auxk_coef * nmse.nan_to_num(0.0)
         else:
@@ -192,7 +199,7 @@ class SAETrainer:
 
     def train_step(self, x: torch.Tensor) -> StepMetrics:
         """One optimiser step on the (n, d) batch ``x``."""
-        x = x.to(self.device, torch.float32)
+        x = x.to(self.device, self.dtype)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             loss, mse, aux, recon, z = self.losses(x)
@@ -201,7 +208,7 @@ class SAETrainer:
         self.optimizer.step()
         self.sae.normalize_decoder()
         with torch.no_grad():
-            residual = ((x - recon.float()) ** 2).sum()
+            residual = ((x - recon.to(x.dtype)) ** 2).sum()
             total = ((x - x.mean(dim=0)) ** 2).sum()
             self.last = StepMetrics(
                 loss=float(loss),
