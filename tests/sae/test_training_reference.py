@@ -43,8 +43,8 @@ def _reference_steps(enc, dec, pre_bias, latent_bias, batches, mse_scale, dead_t
         auxk = torch.topk(latents_pre_act * dead_mask, k=AUXK, dim=-1)
         vals, auxk_vals = torch.relu(vals), torch.relu(auxk.values)
 
-        def decode_sparse(i, v, dec_w=dec_w, b_pre=b_pre):
-            dense = torch.zeros(x.shape[0], F, dtype=x.dtype).scatter(-1, i, v)
+        def decode_sparse(i, v, dec_w=dec_w, b_pre=b_pre, rows=x.shape[0]):
+            dense = torch.zeros(rows, F, dtype=torch.float64).scatter(-1, i, v)
             return dense @ dec_w.T + b_pre
 
         recons = decode_sparse(inds, vals)
@@ -91,7 +91,9 @@ def test_two_topk_steps_with_auxk_equal_the_reference_transcription():
     )
     assert trainer.dead_steps == 1 and int((ref_stats > 1).sum()) > AUXK  # AuxK had dead latents to use
     assert torch.allclose(torch.tensor(losses), torch.tensor(ref_losses), rtol=1e-12, atol=0)
-    for ours, theirs in zip(("W_enc", "W_dec", "b_dec", "b_enc"), (params[0].T, params[1].T, params[2], params[3])):
+    for ours, theirs in zip(
+        ("W_enc", "W_dec", "b_dec", "b_enc"), (params[0].T, params[1].T, params[2], params[3]), strict=True
+    ):
         assert torch.allclose(getattr(sae, ours).detach(), theirs, rtol=0, atol=1e-14), ours
     assert torch.equal(trainer.steps_since_fired, ref_stats)
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(F, dtype=torch.float64))
