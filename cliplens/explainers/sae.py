@@ -130,7 +130,7 @@ class SAEExplainer(Explainer):
         assert self.loaded is not None
         sae, site = self.loaded.sae, ActivationSite(self.loaded.site.layer, "patches")
         acts = site_activations(self.backbone, pixels, site)
-        z = sae.encode(acts.to(sae.W_dec.device, torch.float32))  # (B, N, F)
+        z = sae.encode(acts.to(sae.W_dec.device, sae.W_dec.dtype))  # (B, N, F)
         h, w = self.backbone.grid_for(pixels)
         return z.transpose(1, 2).reshape(z.shape[0], -1, h, w)
 

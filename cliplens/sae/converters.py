@@ -135,9 +135,7 @@ def from_prisma(path: str | Path) -> SAEFile:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if cfg.get("cls_token_only"):
-        raise InputError(
-            f"{where}: the SAE reads the class token only (cls_token_only), so it has no patch maps"
-        )
+        raise InputError(f"{where}: the SAE reads the class token only (cls_token_only), so it has no patch maps")
     if cfg.get("architecture", "standard") != "standard" or cfg.get("is_transcoder"):
         raise InputError(f"{where}: architecture {cfg.get('architecture')!r} is not supported (standard is)")
     activation = cfg.get("activation_fn_str", "relu")

@@ -57,7 +57,7 @@ def reconstruction_stats(sae: SparseAutoencoder, batches: Iterable[torch.Tensor]
     total = squares = error = None
     fired = torch.zeros(sae.config.d_sae, dtype=torch.bool, device=device)
     for batch in batches:
-        x = batch.to(device, torch.float32)
+        x = batch.to(device, sae.W_dec.dtype)
         recon, z, _ = sae(x)
         x64 = x.double()
         total = x64.sum(0) if total is None else total + x64.sum(0)
@@ -94,7 +94,7 @@ def spliced_embeddings(
     if sae is not None:
         start = backbone.num_prefix_tokens if site.tokens == "patches" else 0
         part = stream[:, start:]
-        recon = sae.reconstruct(part.to(sae.W_dec.device, torch.float32)).to(stream)
+        recon = sae.reconstruct(part.to(sae.W_dec.device, sae.W_dec.dtype)).to(stream)
         stream[:, start:] = recon
     for layer in range(site.layer + 1, backbone.num_layers):
         stream = run_block(backbone.block(layer), stream)
