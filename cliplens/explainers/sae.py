@@ -149,6 +149,13 @@ class SAEExplainer(Explainer):
             self._latent_texts[latent] = [pool[i] for i in best]
         return self._latent_texts[latent]
 
+    def report(self) -> dict[str, Any]:
+        """What ``bench`` keeps beside the scores: which SAE, where it reads, its size."""
+        if self.loaded is None:
+            return {"sae": None}
+        config = self.loaded.sae.config
+        return {"sae": self.source, "site": self.loaded.site.describe(), "latents": config.d_sae, "k": config.k}
+
     # ---- maps -----------------------------------------------------------------------------------------------
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         if self.loaded is None:  # nothing to fit on but the images themselves
