@@ -103,8 +103,8 @@ class SAEExplainer(Explainer):
     # ---- the SAE --------------------------------------------------------------------------------------------
     def _fit(self, images: str | torch.Tensor) -> SAEFile:
         site = ActivationSite(self.layer, "patches")
-        if isinstance(images, torch.Tensor):
-            return SAEFile(fit_sae(self.backbone, images, site), site)
+        if isinstance(images, torch.Tensor):  # the explained batch: a quick fit (a few images' activations)
+            return SAEFile(fit_sae(self.backbone, images, site, steps=100), site)
         key = (images, self.layer, self.limit)
         fits = FITTED_SAES.setdefault(self.backbone, {})
         if key not in fits:

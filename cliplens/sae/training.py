@@ -201,9 +201,9 @@ class SAETrainer:
         """One optimiser step on the (n, d) batch ``x``."""
         x = x.to(self.device, self.dtype)
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
+        with torch.enable_grad(), self._autocast():  # also when called under no_grad (an explainer's fit)
             loss, mse, aux, recon, z = self.losses(x)
-        loss.backward()
+            loss.backward()
         self.sae.remove_parallel_gradient()
         self.optimizer.step()
         self.sae.normalize_decoder()
