@@ -29,9 +29,9 @@ def test_a_trained_sae_reconstructs_better_than_an_untrained_one(toy):
     site = ActivationSite(2, "patches")
     train = ImageSource("shapes:train", limit=32)
     train_pixels = toy.preprocess([train.load(i) for i in range(32)], fit="stretch")
-    stream = TensorStream(site_activations(toy, train_pixels, site).flatten(0, 1), batch_size=512)
-    sae = SparseAutoencoder(SAEConfig(d_in=128, d_sae=512, k=8), generator=torch.Generator().manual_seed(0))
-    trainer = SAETrainer(sae, stream, TrainConfig(steps=40, batch_size=512, lr=2e-3), torch.device("cpu"))
+    stream = TensorStream(site_activations(toy, train_pixels, site).flatten(0, 1), batch_size=256)
+    sae = SparseAutoencoder(SAEConfig(d_in=128, d_sae=256, k=8), generator=torch.Generator().manual_seed(0))
+    trainer = SAETrainer(sae, stream, TrainConfig(steps=25, batch_size=256, lr=3e-3), torch.device("cpu"))
     trainer.initialise()
     held_out = ImageSource("shapes:test", limit=8)
     pixels = toy.preprocess([held_out.load(i) for i in range(8)], fit="stretch")
@@ -39,7 +39,7 @@ def test_a_trained_sae_reconstructs_better_than_an_untrained_one(toy):
     before = reconstruction_stats(sae, [test_acts])
     trainer.run()
     after = reconstruction_stats(sae, [test_acts])
-    # measured: explained variance 0.04 untrained (initialised) -> 0.80 after 40 steps on 32 images
+    # measured: explained variance -0.12 untrained (initialised) -> 0.68 after 25 steps on 32 images
     assert after.explained_variance > before.explained_variance + 0.3 and after.explained_variance > 0.6
     assert after.l0 <= 8 and trainer.last is not None and 0 <= trainer.last.dead_fraction <= 1
 
