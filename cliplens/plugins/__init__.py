@@ -18,5 +18,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.relevance",
     "cliplens.plugins.localisers",
     "cliplens.plugins.text_side",
+    "cliplens.plugins.sae",
     "cliplens.plugins.toy",
 )
