@@ -36,7 +36,7 @@ DEFAULT_L1_PENALTY = 0.15
 
 
 def ranked_concepts(weights: Tensor, concepts: Sequence[str], n: int | None = None) -> list[tuple[str, float]]:
-    """(K,) weights -> the non-zero ``(concept, weight)`` pairs, largest first, ties in vocabulary order, ``n`` at most."""
+    """(K,) weights -> the non-zero ``(concept, weight)`` pairs, largest first (ties by index), at most n."""
     row = weights.detach().float().cpu()
     index = torch.nonzero(row > 0).flatten().tolist()
     index.sort(key=lambda i: (-float(row[i]), i))
