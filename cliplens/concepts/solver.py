@@ -22,7 +22,8 @@ solved through the Woodbury identity with a D x D Cholesky factor instead of a K
     (ρ I + 2 C Cᵀ)⁻¹ b = (b - C (ρ/2 I + Cᵀ C)⁻¹ Cᵀ b) / ρ
 
 which keeps memory at K x D (a 10,000-word vocabulary's K x K factor is 400 MB in float32) and each
-iteration at two K x D x M products. Weights returned are exactly 0 off their support.
+iteration at two K x D x M products; a vocabulary of at most D concepts uses the released K x K factor.
+Weights returned are exactly 0 off their support.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ def nonnegative_lasso(
     C = dictionary
     v = targets.to(device=C.device, dtype=C.dtype)
     K, D = C.shape
-    eye = torch.eye(D, dtype=C.dtype, device=C.device)
-    factor = torch.linalg.cholesky(C.T @ C + (rho / 2) * eye)  # (D, D): Woodbury's inner system
+    small = K <= D  # the released K x K system is then the smaller one
+    eye = torch.eye(K if small else D, dtype=C.dtype, device=C.device)
+    factor = torch.linalg.cholesky(2 * (C @ C.T) + rho * eye if small else C.T @ C + (rho / 2) * eye)
     rhs = 2 * (C @ v.T)  # (K, M): the constant part of the least-squares step
     z = torch.zeros_like(rhs)
     u = torch.zeros_like(rhs)
@@ -115,7 +117,10 @@ def nonnegative_lasso(
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007  (the count is returned)
         b = rhs + rho * (z - u)
-        x = (b - C @ torch.cholesky_solve(C.T @ b, factor)) / rho  # (ρ I + 2 C Cᵀ)⁻¹ b
+        if small:
+            x = torch.cholesky_solve(b, factor)
+        else:  # (ρ I + 2 C Cᵀ)⁻¹ b by Woodbury
+            x = (b - C @ torch.cholesky_solve(C.T @ b, factor)) / rho
         z_old = z
         z = (x + u - shift).clamp_min(0)
         u = u + x - z

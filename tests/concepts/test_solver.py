@@ -13,20 +13,21 @@ from tests.concepts.splice_reference import released_admm, released_dictionary, 
 K, D = 80, 16
 
 
-def problem(seed: int = 0, targets: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def problem(seed: int = 0, targets: int = 3, concepts: int = K) -> tuple[torch.Tensor, torch.Tensor]:
     """A centred (K, D) dictionary and (M, D) centred targets near sparse sums of its rows, float64."""
     gen = torch.Generator().manual_seed(seed)
-    dictionary = released_dictionary(torch.randn(K, D, generator=gen, dtype=torch.float64) + 0.5)
-    picks = torch.randint(0, K, (targets, 3), generator=gen)
+    dictionary = released_dictionary(torch.randn(concepts, D, generator=gen, dtype=torch.float64) + 0.5)
+    picks = torch.randint(0, concepts, (targets, 3), generator=gen)
     mixed = dictionary[picks].sum(dim=1) + 0.3 * torch.randn(targets, D, generator=gen, dtype=torch.float64)
     return dictionary, F.normalize(mixed, dim=1)
 
 
-@pytest.mark.parametrize("l1_penalty", [0.15, 0.5])
-def test_equals_the_released_admm_step_by_step(l1_penalty: float) -> None:
-    """The Woodbury form of the x-step and zero start give the released ADMM's iterates (same count, 1e-10)."""
-    dictionary, targets = problem(1)
-    zeros = torch.zeros(K, targets.shape[0], dtype=torch.float64)
+@pytest.mark.parametrize(("l1_penalty", "concepts"), [(0.15, K), (0.5, K), (0.15, 12)])
+def test_equals_the_released_admm_step_by_step(l1_penalty: float, concepts: int) -> None:
+    """From a zero start, the x-step by Woodbury (K > D) or as released (K <= D) gives the released ADMM's
+    iterates (same count, 1e-10)."""
+    dictionary, targets = problem(1, concepts=concepts)
+    zeros = torch.zeros(concepts, targets.shape[0], dtype=torch.float64)
     expected, iterations = released_admm(dictionary, targets, l1_penalty, x0=zeros, z0=zeros, u0=zeros)
     result = nonnegative_lasso(dictionary, targets, l1_penalty)
     assert result.iterations == iterations
@@ -38,9 +39,10 @@ def test_equals_the_released_admm_step_by_step(l1_penalty: float) -> None:
 @pytest.mark.parametrize("l1_penalty", [0.15, 0.25])
 def test_equals_scikit_learn_lasso_positive(l1_penalty: float) -> None:
     """The same problem as the authors' default solver, sklearn's Lasso(positive=True): <= 1e-4, same support."""
-    dictionary, targets = problem(2, targets=4)
+    dictionary, targets = problem(0, targets=4)
     expected = released_lasso(dictionary, targets, l1_penalty)
-    result = nonnegative_lasso(dictionary, targets, l1_penalty)  # at 0.15 the 2,000 iterations end it, as released
+    result = nonnegative_lasso(dictionary, targets, l1_penalty)
+    assert result.converged
     assert (result.weights - expected).abs().max() <= 1e-4
     assert torch.equal(result.weights > 0, expected > 0)
     assert 0 < int((expected > 0).sum(dim=1).min()) and int((expected > 0).sum(dim=1).max()) < K // 3  # sparse
