@@ -23,10 +23,13 @@ DESCRIPTION = (
 )
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..concepts.decomposition import DEFAULT_L1_PENALTY
-    from ..concepts.reference_means import DEFAULT_MEAN_IMAGES
+#: the library's defaults (cliplens.concepts: DEFAULT_L1_PENALTY, DEFAULT_MEAN_IMAGES), repeated here so that
+#: ``cliplens concepts --help`` imports no torch; tests/cli/test_concepts_cli.py keeps them equal
+DEFAULT_L1_PENALTY = 0.15
+DEFAULT_MEAN_IMAGES = "shapes:train?size=128&seed=0"
 
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "concepts",
         help="SpLiCE: the concepts (and weights) that make up image and text embeddings",
@@ -57,10 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _check_mean_source(source: str) -> None:
     """One line now, not after the model is built, for a mean source that cannot be read."""
-    from ..concepts.reference_means import MEAN_FILE_SUFFIXES
-
     path = Path(source).expanduser()
-    if path.suffix in MEAN_FILE_SUFFIXES:
+    if path.suffix in (".pt", ".pth"):
         if not path.is_file():
             raise InputError(f"--image-mean {source!r} does not exist: pass a .pt file with a (D,) tensor")
         return
