@@ -66,6 +66,7 @@ _EXPORTS = {
     **dict.fromkeys(
         ["AuxiliaryBackbone", "AuxiliaryFeatures", "create_auxiliary", "list_auxiliaries"], "backbones.auxiliary"
     ),
+    **dict.fromkeys(["ConceptDecomposer", "ConceptDecomposition"], "concepts"),
     "hookimpl": "registry.hookspecs",
     **dict.fromkeys(["Spec", "parse_spec"], "specs"),
     **dict.fromkeys(["Opt", "Option", "OptionError"], "options"),
@@ -113,6 +114,8 @@ __all__ = [
     "normalize_maps",
     "decompose",
     "Decomposition",
+    "ConceptDecomposer",
+    "ConceptDecomposition",
     "create_backbone",
     "create_auxiliary",
     "list_auxiliaries",

@@ -58,7 +58,7 @@ EXAMPLES: dict[str, list[str]] = {
     "toy": ["cliplens toy sample --out scenes -n 8", "cliplens toy eval", "cliplens toy train --out toy.safetensors"],
     "concepts": [
         "cliplens concepts scene.png --vocabulary words.txt",
-        'cliplens concepts photo.jpg -b ViT-B-16:openai --image-mean /data/coco/train2017 --top 15',
+        "cliplens concepts photo.jpg -b ViT-B-16:openai --image-mean /data/coco/train2017 --top 15",
         'cliplens concepts --text "a red circle" --json',
     ],
     "textspan": [

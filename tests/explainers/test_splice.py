@@ -131,3 +131,11 @@ def test_toy_word_maps_point_at_their_objects() -> None:
                 hits += bool(heat[inside].mean() > heat[~inside].mean())
                 total += 1
     assert hits >= 0.6 * total, (hits, total)  # 13 of 16 measured
+
+
+def test_left_out_of_the_default_benchmark_only() -> None:
+    from cliplens.benchmarks.run.runner import builtin_explainers
+
+    names = builtin_explainers()
+    assert "splice" not in names and {"lexical", "raw_similarity", "gem"} <= set(names)
+    assert "splice" in cliplens.list_explainers()

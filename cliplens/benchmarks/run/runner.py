@@ -80,14 +80,17 @@ class BenchRun:
 
 
 def builtin_explainers() -> list[str]:
-    """Names of the explainers registered by cliplens' own plugins, sorted."""
+    """Names of the explainers registered by cliplens' own plugins, sorted, less those whose class sets
+    ``in_default_benchmark = False`` (``splice``: minutes per image with the full vocabulary on a CPU)."""
     from ...registry import get_registry
 
     registry = get_registry()
     return [
         e.name
         for e in registry.catalog("explainer").entries()
-        if registry.plugins.get(e.provider.plugin) is not None and registry.plugins[e.provider.plugin].builtin
+        if registry.plugins.get(e.provider.plugin) is not None
+        and registry.plugins[e.provider.plugin].builtin
+        and getattr(e.obj, "in_default_benchmark", True)
     ]
 
 
