@@ -71,6 +71,7 @@ _EXPORTS = {
         ["NeuronFit", "NeuronsExplainer", "SecondOrderLens", "describe_neurons", "fit_neurons"], "explainers.neurons"
     ),
     **dict.fromkeys(["SparseAutoencoder", "SAEConfig", "load_sae", "save_sae"], "sae"),
+    **dict.fromkeys(["ConceptDecomposer", "ConceptDecomposition"], "concepts"),
     "hookimpl": "registry.hookspecs",
     **dict.fromkeys(["Spec", "parse_spec"], "specs"),
     **dict.fromkeys(["Opt", "Option", "OptionError"], "options"),
@@ -129,6 +130,8 @@ __all__ = [
     "SAEConfig",
     "load_sae",
     "save_sae",
+    "ConceptDecomposer",
+    "ConceptDecomposition",
     "create_backbone",
     "create_auxiliary",
     "list_auxiliaries",

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "report": "merge benchmark results into a leaderboard, CSV, figures and index.html",
     "reproduce": "re-run a published table (named preset) and print measured beside published figures",
     "toy": "toy world: train / sample / evaluate the tiny shapes CLIP",
+    "concepts": "SpLiCE: the concepts (and weights) that make up image and text embeddings",
     "textspan": "describe attention heads with texts (TextSpan) and ablate heads",
     "ablate": "mean-ablate MLPs, attention layers, heads or neurons; report zero-shot accuracy",
     "neurons": "second-order effects of MLP neurons: fit, describe with texts, show",
@@ -59,6 +60,11 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "demo": ["cliplens demo", "cliplens demo --backbone ViT-B-16:openai --port 8000"],
     "toy": ["cliplens toy sample --out scenes -n 8", "cliplens toy eval", "cliplens toy train --out toy.safetensors"],
+    "concepts": [
+        "cliplens concepts scene.png --vocabulary words.txt",
+        "cliplens concepts photo.jpg -b ViT-B-16:openai --image-mean /data/coco/train2017 --top 15",
+        'cliplens concepts --text "a red circle" --json',
+    ],
     "textspan": [
         "cliplens textspan -d shapes:test -o runs/textspan",
         "cliplens textspan -b ViT-B-16:openai --images /data/photos -o runs/ts --layers 8 9 10 11",
