@@ -70,6 +70,8 @@ _EXPORTS = {
     **dict.fromkeys(
         ["NeuronFit", "NeuronsExplainer", "SecondOrderLens", "describe_neurons", "fit_neurons"], "explainers.neurons"
     ),
+    **dict.fromkeys(["SparseAutoencoder", "SAEConfig", "load_sae", "save_sae"], "sae"),
+    **dict.fromkeys(["ConceptDecomposer", "ConceptDecomposition"], "concepts"),
     "hookimpl": "registry.hookspecs",
     **dict.fromkeys(["Spec", "parse_spec"], "specs"),
     **dict.fromkeys(["Opt", "Option", "OptionError"], "options"),
@@ -124,6 +126,12 @@ __all__ = [
     "NeuronsExplainer",
     "fit_neurons",
     "describe_neurons",
+    "SparseAutoencoder",
+    "SAEConfig",
+    "load_sae",
+    "save_sae",
+    "ConceptDecomposer",
+    "ConceptDecomposition",
     "create_backbone",
     "create_auxiliary",
     "list_auxiliaries",

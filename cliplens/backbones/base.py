@@ -39,6 +39,8 @@ class Backbone(ABC):
     reference_images: str | None = None
     #: the tokenizer (``texts -> (T, C) ids``); text-side explanations read its pieces
     tokenizer: Any = None
+    #: an SAE folder trained on this backbone (``cliplens sae train``) that the ``sae`` explainer uses by default
+    reference_sae: str | None = None
     #: the :class:`~cliplens.backbones.trace_sharing.TraceShare` that :meth:`trace` consults, or None (set by
     #: ``TraceShare.installed`` while a benchmark shares one traced forward between explainers)
     trace_share: Any = None

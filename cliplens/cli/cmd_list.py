@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}\t(unusable: {catalog.conflicts[name]})" if args.details else f"{name} (conflict)")
         elif args.details:
             entry = catalog.get(name)
-            print(f"{name}\t{entry.provider.plugin}\t{entry.description}")
+            opt_in = getattr(entry.obj, "opt_in", None)  # explainers left out of the default bench, and why
+            mark = f"\t(opt-in: {opt_in})" if opt_in else ""
+            print(f"{name}\t{entry.provider.plugin}\t{entry.description}{mark}")
         else:
             print(name)
         if args.options and name not in catalog.conflicts:

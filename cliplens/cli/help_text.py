@@ -22,9 +22,11 @@ COMMANDS: dict[str, str] = {
     "report": "merge benchmark results into a leaderboard, CSV, figures and index.html",
     "reproduce": "re-run a published table (named preset) and print measured beside published figures",
     "toy": "toy world: train / sample / evaluate the tiny shapes CLIP",
+    "concepts": "SpLiCE: the concepts (and weights) that make up image and text embeddings",
     "textspan": "describe attention heads with texts (TextSpan) and ablate heads",
     "ablate": "mean-ablate MLPs, attention layers, heads or neurons; report zero-shot accuracy",
     "neurons": "second-order effects of MLP neurons: fit, describe with texts, show",
+    "sae": "sparse autoencoders on a layer's residual stream: train, evaluate, convert",
     "speed": "time explainers against a plain image forward",
     "demo": "an interactive page: pick an image, type texts, see the explainers' maps",
 }
@@ -58,6 +60,11 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "demo": ["cliplens demo", "cliplens demo --backbone ViT-B-16:openai --port 8000"],
     "toy": ["cliplens toy sample --out scenes -n 8", "cliplens toy eval", "cliplens toy train --out toy.safetensors"],
+    "concepts": [
+        "cliplens concepts scene.png --vocabulary words.txt",
+        "cliplens concepts photo.jpg -b ViT-B-16:openai --image-mean /data/coco/train2017 --top 15",
+        'cliplens concepts --text "a red circle" --json',
+    ],
     "textspan": [
         "cliplens textspan -d shapes:test -o runs/textspan",
         "cliplens textspan -b ViT-B-16:openai --images /data/photos -o runs/ts --layers 8 9 10 11",
@@ -67,6 +74,12 @@ EXAMPLES: dict[str, list[str]] = {
         "cliplens neurons fit -d shapes:train -o runs/neurons/toy-l1 --describe",
         "cliplens neurons show runs/neurons/toy-l1 --text 'a photo of a red shape.'",
         "cliplens neurons fit -b ViT-B-16:openai --images /data/photos -o runs/neurons/b16-l9 --layer 9",
+    ],
+    "sae": [
+        "cliplens sae train -d shapes:train --layer 2 --expansion 8 --k 8 --steps 300 --batch-size 1024 -o runs/sae",
+        "cliplens sae train -o runs/sae --resume --steps 600",
+        "cliplens sae eval runs/sae -d shapes:test",
+        "cliplens sae convert /ckpt/saelens-sae --from saelens -o runs/converted",
     ],
     "speed": ["cliplens speed -e raw_similarity clip_surgery --backbone toy"],
 }

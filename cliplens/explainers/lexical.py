@@ -4,7 +4,8 @@
    ~17k single-token English words) or a user file (``vocabulary=PATH``, one
    word per line), each embedded by the backbone's text tower as
    ``word_template.format(word)`` (default the bare word) and cached on disk per
-   backbone and vocabulary (see :mod:`cliplens.cache`).
+   backbone and vocabulary (see :mod:`cliplens.cache`); the word list and its embeddings are
+   :class:`cliplens.concepts.embedding.EmbeddedVocabulary`, shared with the ``splice`` explainer.
 2. Patch features: CLIP Surgery's v–v path (``arch_surgery=True``, last ``depth``
    blocks; the original final tokens otherwise), through ``ln_post`` and ``proj``.
 3. Lexical vectors (:func:`lexical_scores`, below): the
@@ -59,14 +60,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..backbones.base import Backbone
-from ..cache import text_embeddings
+from ..concepts.embedding import EmbeddedVocabulary
 from ..errors import ExplainerError, InputError
 from ..options import Opt
 from ._lexical_ops import _sparsified, _top_entries  # noqa: F401  (_top_entries: tests)
 from .base import Explainer, PatchScores
 from .clip_surgery import DEFAULT_DEPTH, surgery_depth, surgery_patch_features
 from .support import Needs
-from .vocabulary import load_vocabulary
 
 __all__ = ["Lexical", "lexical_overlap", "lexical_scores", "lexical_threshold", "top_words"]
 
@@ -257,7 +257,10 @@ class Lexical(Explainer):
     ) -> None:
         super().__init__(backbone, templates=templates)
         owner = "explainer lexical"
-        self.vocabulary = load_vocabulary(vocabulary)
+        if word_template.count("{}") != 1:
+            raise ExplainerError(f"{owner} option word_template={word_template!r} must contain exactly one {{}}")
+        self.words = EmbeddedVocabulary(backbone, vocabulary, template=word_template, use_disk=cache, owner=owner)
+        self.vocabulary = self.words.words
         self.mode = mode
         self.k = k
         self.temperature = temperature
@@ -266,21 +269,12 @@ class Lexical(Explainer):
         self.top_words = top_words
         self.arch_surgery = arch_surgery
         self.depth = surgery_depth(backbone, depth)
-        if word_template.count("{}") != 1:
-            raise ExplainerError(f"{owner} option word_template={word_template!r} must contain exactly one {{}}")
         self.word_template = word_template
         self.cache = cache
-        self._embeddings: tuple[tuple[str, torch.dtype], torch.Tensor] | None = None
-        self._normalized: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def word_embeddings(self) -> torch.Tensor:
         """(V, D) float32 normalised vocabulary embeddings (computed once per backbone, then cached)."""
-        where = (str(self.backbone.device), self.backbone.dtype)  # a moved backbone gets a fresh lookup
-        if self._embeddings is None or self._embeddings[0] != where:
-            prompts = [self.word_template.format(word) for word in self.vocabulary]
-            embeddings = text_embeddings(self.backbone, prompts, kind="vocabulary", use_disk=self.cache)
-            self._embeddings = (where, embeddings)
-        return self._embeddings[1]
+        return self.words.embeddings()
 
     def lexical(self, features: torch.Tensor, sparse: bool = False) -> torch.Tensor:
         """(..., D) features -> (..., V) sparse non-negative word scores (a dense tensor, or sparse COO)."""
@@ -296,10 +290,7 @@ class Lexical(Explainer):
 
     def normalized_words(self) -> torch.Tensor:
         """(V, D) float32 word embeddings normalised for the cosine (kept with :meth:`word_embeddings`)."""
-        embeddings = self.word_embeddings()
-        if self._normalized is None or self._normalized[0] is not embeddings:
-            self._normalized = (embeddings, F.normalize(embeddings.float(), dim=-1))
-        return self._normalized[1]
+        return self.words.normalized()
 
     def explain_patches(self, pixels: torch.Tensor, text_features: torch.Tensor) -> PatchScores:
         """(B, 3, S, S), (T, D) -> scores (B, T, h, w) lexical overlaps; extras hold the top words.

@@ -10,6 +10,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.gradcam",
     "cliplens.plugins.clip_surgery",
     "cliplens.plugins.lexical",
+    "cliplens.plugins.splice",
     "cliplens.plugins.datasets",
     "cliplens.plugins.metrics",
     "cliplens.plugins.decomposition",
@@ -18,5 +19,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cliplens.plugins.relevance",
     "cliplens.plugins.localisers",
     "cliplens.plugins.text_side",
+    "cliplens.plugins.sae",
     "cliplens.plugins.toy",
 )

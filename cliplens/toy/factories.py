@@ -6,6 +6,7 @@ when ``toy`` is created, never when the registry loads.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from ..devices import Autocast, Device, Dtype
@@ -58,4 +59,6 @@ def toy_factory(
         autocast=autocast,
     )
     backbone.reference_images = "shapes:train"  # the scenes it was trained on (TextSpan fits on them)
+    if arg is None:  # the SAE shipped beside the shipped weights (`cliplens sae train`, see its sae.json)
+        backbone.reference_sae = str(Path(__file__).resolve().parent / "sae")
     return backbone

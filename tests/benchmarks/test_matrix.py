@@ -22,10 +22,11 @@ def matrix():
 
 
 def options_for(name: str, tmp_path) -> dict[str, object]:
-    if name == "lexical":
+    if name in ("lexical", "splice"):
         path = tmp_path / "words.txt"
         path.write_text("\n".join(WORDS) + "\n")
-        return {"vocabulary": str(path)}
+        small = {"mean_images": "shapes:train?size=4&seed=0"} if name == "splice" else {}
+        return {"vocabulary": str(path), **small}
     return small_auxiliary_options(name)
 
 
