@@ -119,8 +119,9 @@ def model_hooks(backbone) -> int:
 
 
 #: pairs over ~5 s of CPU, run with -m slow: trident on towers beyond toy (its windows are 1.5 times the input and
-#: its DINO stitches at up to 4 times CLIP's grid; toy keeps it in the default run)
-SLOW_PAIRS = {("trident", b) for b in BACKBONES if b != "toy"}
+#: its DINO stitches at up to 4 times CLIP's grid; toy keeps it in the default run); exclip everywhere (a backward
+#: pass per caption token and integration step: minutes per backbone here; tests/explainers/test_exclip.py covers it)
+SLOW_PAIRS = {("trident", b) for b in BACKBONES if b != "toy"} | {("exclip", b) for b in BACKBONES}
 PAIRS = [
     pytest.param(e, b, id=f"{e}-{b}", marks=[pytest.mark.slow] if (e, b) in SLOW_PAIRS else [])
     for e in contract_explainers()
