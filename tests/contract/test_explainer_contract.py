@@ -122,6 +122,8 @@ def model_hooks(backbone) -> int:
 #: its DINO stitches at up to 4 times CLIP's grid; toy keeps it in the default run); exclip everywhere (a backward
 #: pass per caption token and integration step: minutes per backbone here; tests/explainers/test_exclip.py covers it)
 SLOW_PAIRS = {("trident", b) for b in BACKBONES if b != "toy"} | {("exclip", b) for b in BACKBONES}
+#: splice's full-vocabulary sparse solve per patch: minutes per backbone (tests/explainers/test_splice.py covers it)
+SLOW_PAIRS |= {("splice", b) for b in BACKBONES if b != "toy"}
 PAIRS = [
     pytest.param(e, b, id=f"{e}-{b}", marks=[pytest.mark.slow] if (e, b) in SLOW_PAIRS else [])
     for e in contract_explainers()

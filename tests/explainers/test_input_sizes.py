@@ -12,6 +12,7 @@ import open_clip
 import pytest
 import torch
 
+import cliplens
 from cliplens import create_explainer, list_explainers
 from cliplens.backbones.open_clip_backbone import OpenCLIPBackbone
 from cliplens.errors import InputError
@@ -21,8 +22,10 @@ from tests.backbones.test_input_size import open_clip_vit, randomised
 #: VOC's typical 500x375 image (W x H) at the nearest multiples of the patch size 16: 368 x 496 (H x W)
 VOC = (round(375 / 16) * 16, round(500 / 16) * 16)
 SIZES = [(448, 448), (336, 448), VOC]
-#: explainers over 20 s here (none: lexical, which embeds its vocabulary first, takes ~13 s)
-SLOW: set[str] = set()
+#: explainers over 20 s here: the opt-in ones (``Explainer.opt_in``: seconds to minutes per image on a CPU, e.g.
+#: splice's full-vocabulary solve per patch, exclip's backward per token); lexical, which embeds its vocabulary
+#: first, takes ~13 s and stays
+SLOW: set[str] = {n for n in list_explainers() if getattr(cliplens.get_explainer_class(n), "opt_in", None)}
 
 
 @pytest.fixture(scope="module")
