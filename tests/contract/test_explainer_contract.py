@@ -102,6 +102,8 @@ def vocabulary(tmp_path_factory) -> str:
 
 
 def options_for(explainer: str, vocabulary: str) -> dict[str, object]:
+    if explainer == "exclip":  # one integration step and wide backward passes: the contract, not the integral
+        return {"steps": 1, "dims_per_pass": 64}
     if explainer == "splice":  # a small vocabulary and a small set of scenes for the centring means
         return {"vocabulary": vocabulary, "mean_images": "shapes:train?size=4&seed=0"}
     return {"vocabulary": vocabulary} if explainer == "lexical" else small_auxiliary_options(explainer)
