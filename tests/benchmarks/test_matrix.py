@@ -10,24 +10,13 @@ from cliplens import Explainer, PatchScores, create_explainer, hookimpl, reset_r
 from cliplens.benchmarks.matrix import compatibility_matrix
 from cliplens.errors import ExplainerError
 from cliplens.registry.loader import load_registry
-from tests.auxiliary_specs import small_auxiliary_options
 from tests.backbones.timm_models import tiny_siglip
-
-WORDS = ["red", "blue", "green", "circle", "square", "dog", "sky", "grass"]
+from tests.small_options import small_options
 
 
 @pytest.fixture(scope="module")
 def matrix():
     return compatibility_matrix()
-
-
-def options_for(name: str, tmp_path) -> dict[str, object]:
-    if name in ("lexical", "splice"):
-        path = tmp_path / "words.txt"
-        path.write_text("\n".join(WORDS) + "\n")
-        small = {"mean_images": "shapes:train?size=4&seed=0"} if name == "splice" else {}
-        return {"vocabulary": str(path), **small}
-    return small_auxiliary_options(name)
 
 
 def test_the_built_in_families_are_all_there(matrix):
@@ -50,7 +39,7 @@ def test_every_tick_runs_and_every_cross_refuses_with_its_reason(matrix, tmp_pat
         for family, backbone in matrix.backbones.items():
             support = matrix.cells[name][family]
             if support:
-                explainer = create_explainer(name, backbone, **options_for(name, tmp_path))
+                explainer = create_explainer(name, backbone, **small_options(name, tmp_path))
                 pixels = backbone.preprocess(
                     torch.rand(1, 3, *backbone.image_size, generator=torch.Generator().manual_seed(0))
                 )
@@ -58,7 +47,7 @@ def test_every_tick_runs_and_every_cross_refuses_with_its_reason(matrix, tmp_pat
                 assert result.maps.shape[:2] == (1, 2) and torch.isfinite(result.maps).all(), (name, family)
             else:
                 with pytest.raises(ExplainerError) as exc:
-                    create_explainer(name, backbone, **options_for(name, tmp_path))
+                    create_explainer(name, backbone, **small_options(name, tmp_path))
                 assert support.reason in str(exc.value), (name, family)
 
 

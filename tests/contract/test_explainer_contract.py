@@ -26,13 +26,11 @@ import torch
 import cliplens
 from cliplens import OpenCLIPBackbone, create_explainer, get_registry
 from cliplens.errors import ExplainerError
-from tests.auxiliary_specs import small_auxiliary_options
 from tests.backbones.test_vit import randomize_
 from tests.conftest import make_tiny_clip
+from tests.small_options import small_options
 
 TEXTS = ["a red circle", "a blue square", "a green star"]
-#: small vocabularies keep lexical's word embedding to seconds on random towers
-WORDS = ["red", "blue", "green", "circle", "square", "star", "cat", "dog", "tree", "car", "sky", "road"]
 
 
 def contract_explainers() -> list[str]:
@@ -94,21 +92,6 @@ def backbone_for(name: str) -> OpenCLIPBackbone:
     return _built[name]
 
 
-@pytest.fixture(scope="module")
-def vocabulary(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("vocab") / "words.txt"
-    path.write_text("\n".join(WORDS) + "\n")
-    return str(path)
-
-
-def options_for(explainer: str, vocabulary: str) -> dict[str, object]:
-    if explainer == "exclip":  # one integration step and wide backward passes: the contract, not the integral
-        return {"steps": 1, "dims_per_pass": 64}
-    if explainer == "splice":  # a small vocabulary and a small set of scenes for the centring means
-        return {"vocabulary": vocabulary, "mean_images": "shapes:train?size=4&seed=0"}
-    return {"vocabulary": vocabulary} if explainer == "lexical" else small_auxiliary_options(explainer)
-
-
 def images(backbone, n: int = 2) -> torch.Tensor:
     gen = torch.Generator().manual_seed(7)
     return torch.rand(n, 3, *backbone.image_size, generator=gen)
@@ -121,11 +104,9 @@ def model_hooks(backbone) -> int:
 
 
 #: pairs over ~5 s of CPU, run with -m slow: trident on towers beyond toy (its windows are 1.5 times the input and
-#: its DINO stitches at up to 4 times CLIP's grid; toy keeps it in the default run); exclip everywhere (a backward
-#: pass per caption token and integration step: minutes per backbone here; tests/explainers/test_exclip.py covers it)
-SLOW_PAIRS = {("trident", b) for b in BACKBONES if b != "toy"} | {("exclip", b) for b in BACKBONES}
-#: splice's full-vocabulary sparse solve per patch: minutes per backbone (tests/explainers/test_splice.py covers it)
-SLOW_PAIRS |= {("splice", b) for b in BACKBONES if b != "toy"}
+#: its DINO stitches at up to 4 times CLIP's grid; toy keeps it in the default run); exclip on ViT-B-32 (a backward
+#: pass per 64 embedding dimensions through a full-size tower: ~130 s here; tests/explainers/test_exclip.py covers it)
+SLOW_PAIRS = {("trident", b) for b in BACKBONES if b != "toy"} | {("exclip", "ViT-B-32")}
 PAIRS = [
     pytest.param(e, b, id=f"{e}-{b}", marks=[pytest.mark.slow] if (e, b) in SLOW_PAIRS else [])
     for e in contract_explainers()
@@ -134,7 +115,7 @@ PAIRS = [
 
 
 @pytest.mark.parametrize("explainer_name,backbone_name", PAIRS)
-def test_contract(explainer_name, backbone_name, vocabulary, monkeypatch, tmp_path):
+def test_contract(explainer_name, backbone_name, monkeypatch, tmp_path):
     monkeypatch.setenv("CLIPLENS_CACHE", str(tmp_path / "cache"))
     backbone = backbone_for(backbone_name)
     cls = cliplens.get_explainer_class(explainer_name)
@@ -144,10 +125,10 @@ def test_contract(explainer_name, backbone_name, vocabulary, monkeypatch, tmp_pa
     )
     if not support:
         with pytest.raises(ExplainerError, match="cannot run"):
-            create_explainer(explainer_name, backbone, **options_for(explainer_name, vocabulary))
+            create_explainer(explainer_name, backbone, **small_options(explainer_name, tmp_path))
         return
 
-    explainer = create_explainer(explainer_name, backbone, **options_for(explainer_name, vocabulary))
+    explainer = create_explainer(explainer_name, backbone, **small_options(explainer_name, tmp_path))
     dtype, device, hooks = backbone.dtype, backbone.device, model_hooks(backbone)
     pixels = backbone.preprocess(images(backbone))
     result = explainer.explain(pixels=pixels, texts=TEXTS)

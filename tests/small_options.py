@@ -1,11 +1,15 @@
-"""Small random auxiliary backbones for the tests that run every explainer with its defaults.
+"""Small options for the generic tests that run every explainer (contract, input sizes, matrix).
 
-An explainer that reads an auxiliary backbone (``Explainer.auxiliary_options``, e.g. ProxyCLIP's ``proxy``)
-defaults to the authors' model (DINO ViT-B/8): random-init it is correct but slow on a CPU at 448 px. The generic
-tests (contract, input sizes, matrix) pass the same architecture shrunk to one narrow block instead.
+:func:`small_options` keeps each explainer's method and shrinks what only costs time: a one-block auxiliary
+backbone, a twelve-word vocabulary, one integration step. An explainer that reads an auxiliary backbone
+(``Explainer.auxiliary_options``, e.g. ProxyCLIP's ``proxy``) defaults to the authors' model (DINO ViT-B/8):
+random-init it is correct but slow on a CPU at 448 px; the generic tests pass the same architecture shrunk to one
+narrow block instead.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from cliplens import get_explainer_class
 from cliplens.registry import option_schema
@@ -37,3 +41,20 @@ def small_auxiliary_options(explainer: str) -> dict[str, str]:
     names = getattr(get_explainer_class(explainer), "auxiliary_options", ())
     defaults = {o.name: o.default for o in option_schema("explainer", explainer)}
     return {option: small_auxiliary(str(defaults[option])) for option in names}
+
+
+#: the vocabulary of lexical and splice in the generic tests
+WORDS = ["red", "blue", "green", "circle", "square", "star", "cat", "dog", "tree", "car", "sky", "road"]
+
+
+def small_options(explainer: str, folder: Path) -> dict[str, object]:
+    """Options that keep ``explainer``'s method but not its CPU cost; a vocabulary file is written in ``folder``."""
+    if explainer == "exclip":  # one integration step and wide backward passes: the contract, not the integral
+        return {"steps": 1, "dims_per_pass": 64}
+    if explainer in ("lexical", "splice"):
+        path = Path(folder) / "words.txt"
+        path.write_text("\n".join(WORDS) + "\n")
+        # splice: a small set of scenes for its centring means
+        small = {"mean_images": "shapes:train?size=4&seed=0"} if explainer == "splice" else {}
+        return {"vocabulary": str(path), **small}
+    return small_auxiliary_options(explainer)
