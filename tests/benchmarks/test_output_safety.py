@@ -401,3 +401,30 @@ def test_a_full_disk_while_writing_a_result_is_one_line_and_keeps_finished_work(
     monkeypatch.setattr(files.os, "fsync", real_fsync)
     assert finished.read_bytes() == before
     assert not list(out.glob(".*.tmp"))
+
+
+def test_a_replaced_auxiliary_weights_file_changes_the_identity(tmp_path):
+    """ProxyCLIP's DINO read from a file: replacing the file behind an unchanged spec reruns the pair."""
+    import hashlib
+
+    from cliplens.benchmarks.results.identity import identity_change, pair_identity
+
+    weights = tmp_path / "dino.pth"
+    weights.write_bytes(b"first dino")
+    config = {
+        "backbone": "toy",
+        "explainer": "proxyclip",
+        "explainer_options": {"proxy": f"vit_base_patch8_224.dino:{weights}"},
+        "dataset": DATASET,
+        "threshold_dataset": None,
+        "templates": ["{}"],
+    }
+    first = pair_identity(config, [("miou", {})], None)
+    assert first.resolved["auxiliary_weights"] == {"proxy": {str(weights): hashlib.sha256(b"first dino").hexdigest()}}
+    time.sleep(0.01)
+    weights.write_bytes(b"other dino")
+    change = identity_change(first, pair_identity(config, [("miou", {})], None))
+    assert change is not None and change.describe() == "an auxiliary backbone's weights file changed"
+    # explainers without auxiliary backbones keep the identity they had (no new key, the same hash)
+    plain = pair_identity({**config, "explainer": "gem", "explainer_options": {}}, [("miou", {})], None)
+    assert "auxiliary_weights" not in plain.resolved

@@ -8,6 +8,8 @@ stand for on this machine:
 * ``weights``: SHA-256 of the checkpoint file behind ``ARCH:PATH`` (and of the
   toy's shipped ``toy_clip.safetensors`` + JSON for ``toy``), so replacing
   the file behind an unchanged spec reruns the pair;
+* ``auxiliary_weights`` (explainers with auxiliary backbones only): the same for the file behind each
+  auxiliary option's ``NAME:PATH`` spec (ProxyCLIP's DINO, Trident's SAM), ``{option: {path: sha256}}``;
 * ``dataset``: the dataset spec and, when its argument is a file or folder,
   a hash of every file's relative path, size and mtime (the threshold dataset too);
 * ``explainer_options``: the options after the explainer's own defaults
@@ -53,6 +55,7 @@ SCORE_KEYS = (
 #: the resolved parts of an identity, each with what its change means
 _RESOLVED_LABELS = {
     "weights": "the weights file changed",
+    "auxiliary_weights": "an auxiliary backbone's weights file changed",
     "dataset": "the dataset's files changed",
     "threshold_dataset": "the threshold dataset's files changed",
     "explainer_options": "the explainer's resolved options changed",
@@ -98,6 +101,22 @@ def weights_files(backbone_spec: str) -> list[Path]:
 def weights_identity(backbone_spec: str) -> dict[str, str]:
     """``{file path: sha256}`` of the files behind ``backbone_spec``."""
     return {str(path): file_sha256(path) for path in weights_files(backbone_spec)}
+
+
+def auxiliary_weights_identity(explainer: str, options: dict[str, Any]) -> dict[str, dict[str, str]] | None:
+    """``{option: {file path: sha256}}`` for each auxiliary option of ``explainer`` (its resolved ``options``)
+    whose spec names a local file; None for an explainer without auxiliary backbones."""
+    from ...registry import get_explainer_class
+
+    names = getattr(get_explainer_class(explainer), "auxiliary_options", ())
+    if not names:
+        return None
+    identity: dict[str, dict[str, str]] = {}
+    for option in names:
+        arg = parse_spec(str(options.get(option, ""))).arg
+        path = Path(arg).expanduser() if arg else None
+        identity[option] = {str(path): file_sha256(path)} if path is not None and path.is_file() else {}
+    return identity
 
 
 def dataset_identity(spec: str | None) -> dict[str, Any] | None:
@@ -176,13 +195,16 @@ def pair_identity(
     from ... import __version__
 
     metrics = {name: resolved_options("metric", name, options) for name, options in metric_specs}
+    explainer_options = resolved_options(
+        "explainer", pair_config["explainer"], pair_config["explainer_options"], skip=("templates",)
+    )
+    auxiliary = auxiliary_weights_identity(pair_config["explainer"], explainer_options)
     resolved = {
         "weights": weights_identity(pair_config["backbone"]),
+        **({"auxiliary_weights": auxiliary} if auxiliary is not None else {}),
         "dataset": dataset_identity(pair_config["dataset"]),
         "threshold_dataset": dataset_identity(pair_config["threshold_dataset"]),
-        "explainer_options": resolved_options(
-            "explainer", pair_config["explainer"], pair_config["explainer_options"], skip=("templates",)
-        ),
+        "explainer_options": explainer_options,
         "metrics": metrics,
         "metric_resolution": metric_resolution,
         "templates": list(pair_config["templates"]),
