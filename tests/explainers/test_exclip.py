@@ -145,3 +145,19 @@ def test_embeddings_without_texts_are_refused_in_one_line(backbone, pixels):
     explainer = cliplens.create_explainer("exclip", backbone)
     with pytest.raises(InputError, match="pass the texts"):
         explainer.explain_features(pixels[:1], torch.nn.functional.normalize(torch.randn(1, 32).double(), dim=-1))
+
+
+def test_the_text_side_is_computed_once_for_the_same_captions(backbone, pixels, monkeypatch):
+    """bench explains every batch with the same prompts: the image-free text side is kept, the numbers unchanged."""
+    explainer = cliplens.create_explainer("exclip", backbone, steps=2, dims_per_pass=32)
+    calls = []
+    text_side = explainer.text_side
+    monkeypatch.setattr(explainer, "text_side", lambda *a: calls.append(1) or text_side(*a))
+    first = explainer.explain(pixels=pixels[:1], texts=["two stars"]).patch_scores
+    second = explainer.explain(pixels=pixels[1:2], texts=["two stars"]).patch_scores
+    assert len(calls) == 1
+    fresh = cliplens.create_explainer("exclip", backbone, steps=2, dims_per_pass=32)
+    assert torch.equal(second, fresh.explain(pixels=pixels[1:2], texts=["two stars"]).patch_scores)
+    assert not torch.equal(first, second)
+    explainer.explain(pixels=pixels[:1], texts=["one star"])
+    assert len(calls) == 2
