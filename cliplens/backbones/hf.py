@@ -16,7 +16,8 @@ Internals for the ViT-internals layer, per family:
   token as the head would with its query on that token alone (value rows, ``out_proj``, MLP).
 
 Texts: CLIP pools at the end-of-text token with the attention mask; SigLIP pads to the
-context length and pools the last position without a mask, as it was trained.
+context length and pools the last position without a mask, as it was trained. CLIP's text tower opens
+up for text-side explainers (:meth:`HFBackbone.text_tower`, :mod:`.hf_blocks`); SigLIP's does not.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ from ..devices import Device, Dtype
 from ..errors import BackboneError, InputError
 from ..options import Opt
 from ._tracing import BlockModules, check_capture, trace_blocks
+from .hf_blocks import hf_clip_text_tower, hf_vit_block
 from .model_backbone import OPENAI_MEAN, OPENAI_STD, ModelBackbone, ModuleTree, resolve_device, resolve_dtype
 from .position_embeddings import PositionTableCache, lent_attribute
+from .text_tower import TextTower
 from .tokenizers import LazyTokenizer, hf_tokenizer
 from .trace_sharing import shareable_trace
-from .vit import CAPTURABLE, MLPParts, TowerTrace, ViTBlock
+from .vit import CAPTURABLE, TowerTrace, ViTBlock
 
 __all__ = ["HFBackbone", "load_hf_model", "HF_FAMILIES"]
 
@@ -267,36 +270,17 @@ class HFBackbone(ModelBackbone):
 
     # ---- internals ------------------------------------------------------------------
     def block(self, layer: int) -> ViTBlock:
-        layer_module = self.vision.encoder.layers[self.layer_index(layer)]
-        attn = layer_module.self_attn
-        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
-        weight = torch.cat([p.weight for p in projections])
-        bias = None if attn.q_proj.bias is None else torch.cat([p.bias for p in projections])
+        return hf_vit_block(self.vision.encoder.layers[self.layer_index(layer)], self._device, self._dtype)
 
-        def mlp_branch(x: torch.Tensor, _layer: ModuleTree = layer_module) -> torch.Tensor:
-            return _layer.mlp(_layer.layer_norm2(x))
-
-        def mlp_hidden(x: torch.Tensor, _layer: ModuleTree = layer_module) -> torch.Tensor:
-            return _layer.mlp.activation_fn(_layer.mlp.fc1(_layer.layer_norm2(x)))
-
-        ones = torch.ones(self.width, device=self._device, dtype=self._dtype)
-
-        return ViTBlock(
-            ln_1=layer_module.layer_norm1,
-            in_proj_weight=weight,
-            in_proj_bias=bias,
-            out_proj_weight=attn.out_proj.weight,
-            out_proj_bias=attn.out_proj.bias,
-            layer_scale=torch.ones(self.width, device=self._device, dtype=self._dtype),
-            mlp_branch=mlp_branch,
-            num_heads=self.num_heads,
-            mlp=MLPParts(
-                hidden=mlp_hidden,
-                out_weight=layer_module.mlp.fc2.weight,
-                out_bias=layer_module.mlp.fc2.bias,
-                layer_scale=ones,
-            ),
-        )
+    def text_tower(self) -> TextTower:
+        """CLIP's causal, end-of-text-pooled text tower; SigLIP's (last position through a head) is refused."""
+        if self.family != "clip":
+            raise BackboneError(
+                f"backbone {self.name!r}: SigLIP's text tower pools its last position through a head, not "
+                "CLIP's end-of-text token, which text-side explainers re-run"
+            )
+        tok = self.tokenizer.get() if isinstance(self.tokenizer, LazyTokenizer) else self.tokenizer
+        return hf_clip_text_tower(self.model, tok, self._device, self._dtype)
 
     @shareable_trace
     def trace(

@@ -59,6 +59,36 @@ def test_embeddings_equal_the_models_own(saved):
     assert image_diff < 1e-12 and text_diff < 1e-6  # text embeddings are normalised in float32 by design
 
 
+def test_clip_text_tower_rerun_block_by_block_equals_get_text_features(saved):
+    """The opened text tower (embeddings, blocks re-run as ViTBlocks with the causal mask, final norm, end-of-text
+    pooling, projection) against the model's own text features: text-side explainers (exclip, grad_eclip)."""
+    family, folder = saved
+    backbone = create_backbone(f"hf:{folder}?dtype=float64")
+    if family == "siglip":
+        with pytest.raises(BackboneError, match="pools its last position through a head"):
+            backbone.text_tower()
+        return
+    model = reference(family, folder)
+    tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    enc = tok(TEXTS, padding="max_length", max_length=16, return_tensors="pt")
+    tower = backbone.text_tower()
+    with torch.no_grad():
+        want = model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        want = want if isinstance(want, torch.Tensor) else want.pooler_output
+        hidden = model.text_model(**enc, output_hidden_states=True).hidden_states
+        ids = backbone.tokenize(TEXTS)
+        stream = tower.embed(ids)
+        got = tower.embedding(tower.run(stream), ids)
+        middle = tower.run(stream, 0, 1)
+    assert torch.equal(ids, enc["input_ids"]) and tower.num_layers == len(hidden) - 1
+    assert (tower.start_id, tower.end_id) == (tok.bos_token_id, tok.eos_token_id)
+    pooled = tower.pool_positions(ids)
+    assert torch.equal(pooled, (enc["attention_mask"].sum(dim=-1) - 1))  # the end of text, before the padding
+    rows = torch.arange(len(TEXTS))
+    assert (middle[rows, pooled] - hidden[1][rows, pooled]).abs().max() < 1e-12
+    assert (got - want).abs().max() < 1e-12
+
+
 def test_trace_matches_hidden_states_and_attentions(saved):
     family, folder = saved
     backbone = create_backbone(f"hf:{folder}?dtype=float64")
@@ -121,9 +151,9 @@ def test_prompt_template_ensemble_is_the_renormalised_mean_of_the_prompts(saved)
 def test_explainers_run_or_refuse(saved):
     family, folder = saved
     backbone = create_backbone(f"hf:{folder}")
-    for name in ("raw_similarity", "gradcam", "clip_surgery", "decomposition"):
-        if family == "siglip" and name == "decomposition":
-            with pytest.raises(ExplainerError, match="attention-pooling head"):
+    for name in ("raw_similarity", "gradcam", "clip_surgery", "decomposition", "grad_eclip"):
+        if family == "siglip" and name in ("decomposition", "grad_eclip"):
+            with pytest.raises(ExplainerError, match="attention-pooling head|attention pool"):
                 create_explainer(name, backbone)
             continue
         result = create_explainer(name, backbone).explain(
