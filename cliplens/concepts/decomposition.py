@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from .active_set import exact_nonnegative_lasso
 from .centring import as_float, centred, concept_dictionary, recomposed
 from .embedding import EmbeddedVocabulary
 from .reference_means import DEFAULT_MEAN_IMAGES, reference_mean
@@ -28,11 +29,13 @@ if TYPE_CHECKING:
 
     from ..backbones.base import Backbone
 
-__all__ = ["DEFAULT_L1_PENALTY", "ConceptDecomposer", "ConceptDecomposition", "ranked_concepts"]
+__all__ = ["DEFAULT_L1_PENALTY", "SOLVERS", "ConceptDecomposer", "ConceptDecomposition", "ranked_concepts"]
 
 #: λ of the authors' ``splice.decompose_image`` / ``decompose_dataset`` / ``decompose_classes`` when they
 #: build the model themselves (their ``SPLICE`` class alone defaults to 0.01, far denser; their README uses 0.25)
 DEFAULT_L1_PENALTY = 0.15
+#: ``solver`` values: the authors' ADMM, or the exact working-set solver
+SOLVERS = ("admm", "exact")
 
 
 def ranked_concepts(weights: Tensor, concepts: Sequence[str], n: int | None = None) -> list[tuple[str, float]]:
@@ -106,6 +109,10 @@ class ConceptDecomposer:
         word_template: how each concept is embedded (exactly one ``{}``).
         cache: keep the concept embeddings in the on-disk text-embedding cache.
         max_iter: ADMM iteration cap (the authors' 2,000).
+        solver: ``"admm"`` (default): the authors' ADMM (:mod:`.solver`), whose 2,000-iteration cap often stops it
+            short of its tolerance with a large vocabulary; ``"exact"``: the problem's minimiser by working sets
+            (:mod:`.active_set`), ~40x faster on a CPU with the shipped vocabulary (2.5 s against 99 s for the 64
+            patches of a toy image) and a lower objective.
     """
 
     def __init__(
@@ -118,11 +125,14 @@ class ConceptDecomposer:
         word_template: str = "{}",
         cache: bool = True,
         max_iter: int = ADMM_MAX_ITER,
+        solver: str = "admm",
     ) -> None:
         if not (isinstance(l1_penalty, (int, float)) and math.isfinite(l1_penalty) and l1_penalty >= 0):
             raise InputError(f"l1_penalty must be a number >= 0 (SpLiCE uses 0.15-0.35), got {l1_penalty!r}")
         if max_iter < 1:
             raise InputError(f"max_iter must be at least 1, got {max_iter}")
+        if solver not in SOLVERS:
+            raise InputError(f"unknown SpLiCE solver {solver!r}: use one of {', '.join(SOLVERS)}")
         self.backbone = backbone
         self.vocabulary = EmbeddedVocabulary(backbone, vocabulary, template=word_template, use_disk=cache)
         if len(self.vocabulary) < 2:
@@ -130,6 +140,7 @@ class ConceptDecomposer:
         self.l1_penalty = float(l1_penalty)
         self.image_mean_source = image_mean
         self.max_iter = max_iter
+        self.solver = solver
         self._dictionary: tuple[Tensor, Tensor, Tensor] | None = None
 
     @property
@@ -151,7 +162,13 @@ class ConceptDecomposer:
     def weights(self, embeddings: Tensor, mean: Tensor) -> Tensor:
         """(M, D) embeddings, (D,) their modality's mean -> (M, K) float32 concept weights."""
         dictionary, _ = self.dictionary()
-        targets = centred(as_float(embeddings).to(dictionary.device), mean.to(dictionary))
+        return self.solve(centred(as_float(embeddings).to(dictionary.device), mean.to(dictionary)))
+
+    def solve(self, targets: Tensor) -> Tensor:
+        """(M, D) centred, normalised targets -> (M, K) float32 weights over the centred dictionary (``solver``)."""
+        dictionary, _ = self.dictionary()
+        if self.solver == "exact":
+            return exact_nonnegative_lasso(dictionary, targets, self.l1_penalty).weights
         return nonnegative_lasso(dictionary, targets, self.l1_penalty, max_iter=self.max_iter).weights
 
     def decompose(self, embeddings: Tensor, *, kind: str, labels: Sequence[str] | None = None) -> ConceptDecomposition:

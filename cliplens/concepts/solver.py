@@ -39,7 +39,7 @@ from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["ADMM_MAX_ITER", "ADMM_RHO", "ADMM_TOL", "AdmmResult", "nonnegative_lasso"]
+__all__ = ["ADMM_MAX_ITER", "ADMM_RHO", "ADMM_TOL", "AdmmResult", "check_problem", "nonnegative_lasso"]
 
 #: the authors' ADMM settings (``splice/model.py``: ``rho = 5``, ``tol = 1e-6``, ``max_iter=2000``)
 ADMM_RHO = 5.0
@@ -62,7 +62,8 @@ class AdmmResult:
     converged: bool
 
 
-def _check(dictionary: Tensor, targets: Tensor, l1_penalty: float, rho: float, tol: float, max_iter: int) -> None:
+def check_problem(dictionary: Tensor, targets: Tensor, l1_penalty: float) -> None:
+    """One-line errors for a dictionary, targets and λ that do not make a SpLiCE problem."""
     if not isinstance(dictionary, Tensor) or dictionary.ndim != 2 or dictionary.shape[0] < 1:
         raise InputError("the concept dictionary must be a non-empty (K, D) tensor")
     if not isinstance(targets, Tensor) or targets.ndim != 2:
@@ -76,6 +77,10 @@ def _check(dictionary: Tensor, targets: Tensor, l1_penalty: float, rho: float, t
         raise InputError("the concept dictionary and the targets must be finite (no NaN or inf)")
     if not (math.isfinite(l1_penalty) and l1_penalty >= 0):
         raise InputError(f"l1_penalty must be a number >= 0, got {l1_penalty}")
+
+
+def _check(dictionary: Tensor, targets: Tensor, l1_penalty: float, rho: float, tol: float, max_iter: int) -> None:
+    check_problem(dictionary, targets, l1_penalty)
     if not (math.isfinite(rho) and rho > 0):
         raise InputError(f"rho must be a positive number, got {rho}")
     if not (math.isfinite(tol) and tol > 0):

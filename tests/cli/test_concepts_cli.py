@@ -38,14 +38,16 @@ def test_cli_defaults_are_the_librarys() -> None:
 
 
 def test_prints_the_concepts_of_images_and_texts(scene, tmp_path) -> None:
-    """One process: the table, then --json; the image is named after --text (it is moved to the images)."""
+    """One process: the table, then --json (with the exact solver); the image is named after --text (it is moved to
+    the images)."""
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env["CLIPLENS_CACHE"] = str(tmp_path / "cache")
     code = (
         "import sys\nfrom cliplens.cli.main import main\n"
         f"a = main(['concepts', '--vocabulary', {str(VOCABULARY)!r}, '--text', 'a red circle', {str(scene)!r}])\n"
         "print('=====')\n"
-        f"b = main(['concepts', {str(scene)!r}, '--vocabulary', {str(VOCABULARY)!r}, '--json', '--top', '2'])\n"
+        f"b = main(['concepts', {str(scene)!r}, '--vocabulary', {str(VOCABULARY)!r}, '--json', '--top', '2', "
+        "'--solver', 'exact'])\n"
         "sys.exit(a or b)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)

@@ -46,12 +46,18 @@ def files(tmp_path_factory):
     return root
 
 
-def test_patch_maps_equal_per_patch_released_splice(backbone, model, files) -> None:
+@pytest.mark.parametrize("solver", ["admm", "exact"])
+def test_patch_maps_equal_per_patch_released_splice(backbone, model, files, solver) -> None:
     """Final patch tokens (open_clip's own ``output_tokens`` @ proj), centred by their mean over the mean
     images, each decomposed by the authors' sklearn path; maps = patch weights · text weights (one-hot for a
-    vocabulary entry, SpLiCE's own decomposition centred by the concept mean for a sentence)."""
+    vocabulary entry, SpLiCE's own decomposition centred by the concept mean for a sentence). Both solvers."""
     explainer = cliplens.create_explainer(
-        "splice", backbone, vocabulary=str(files / "words.txt"), mean_images=str(files / "mean"), arch_surgery=False
+        "splice",
+        backbone,
+        vocabulary=str(files / "words.txt"),
+        mean_images=str(files / "mean"),
+        arch_surgery=False,
+        solver=solver,
     )
     gen = torch.Generator().manual_seed(2)
     image = Image.fromarray((torch.rand(32, 32, 3, generator=gen) * 255).to(torch.uint8).numpy())
@@ -99,6 +105,7 @@ def test_bad_options_are_one_line(backbone, files) -> None:
         ({"vocabulary": str(files / "missing.txt")}, "missing.txt"),
         ({"word_template": "x"}, "word_template"),
         ({"max_iter": 0}, "max_iter"),
+        ({"solver": "lars"}, "solver"),
     ]:
         with pytest.raises(CliplensError, match=message) as info:
             cliplens.create_explainer("splice", backbone, **options)
