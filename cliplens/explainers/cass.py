@@ -25,12 +25,15 @@ Options default to the released configs for Pascal Context (γ = 0.25, α = 0.04
 on); the OVSS paper protocol passes each benchmark's own (:mod:`cliplens.benchmarks.protocols.ovss_methods`). In the
 release the image embedding of the prior comes from the *whole* image when it slides windows (all benchmarks but
 Cityscapes); an explainer sees one input, so here it is the input's own (as the release on Cityscapes and on
-VOC21, which it runs whole). PAMR is off in the released evaluation (``eval_all.sh --pamr off``).
+VOC21, which it runs whole) unless a caller that slides windows gives the whole image's embedding
+(:meth:`CASS.whole_image_context`: the OVSS paper protocol does, as the release, on all benchmarks but Cityscapes;
+option ``whole_image_prior=False`` declines it). PAMR is off in the released evaluation (``eval_all.sh --pamr off``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import numpy as np
@@ -178,6 +181,7 @@ def cass_patch_scores(
     std: float = 5.0,
     solver: str = "randomized",
     seed: int = 0,
+    image_embeddings: torch.Tensor | None = None,
 ) -> PatchScores:
     """CASS's patch scores from CLIP's traced last block and DINO's last-block patch keys (module docstring).
 
@@ -186,6 +190,7 @@ def cass_patch_scores(
         text_features: (Q, D) text embeddings.
         dino_keys: (B, H, h_d·w_d, dh) DINO's last-block keys of the patches (prefix tokens removed).
         dino_grid: (h_d, w_d) DINO's patch grid.
+        image_embeddings: (B, D) image embeddings of the presence prior (default: the input's own).
     Returns:
         scores (B, Q, h, w); extras ``partner`` / ``weight`` (B, H): the DINO graph each CLIP head took, its weight.
     """
@@ -209,9 +214,10 @@ def cass_patch_scores(
         weights.append(weight)
     features = backbone.project_tokens(block.merge_heads(torch.stack(heads)))  # (B, N, D)
     clusters = text_clusters(text_features, h_threshold)
+    embeddings = trace.embedding if image_embeddings is None else image_embeddings
     scores = torch.stack(
         [
-            cass_scores(features[b], trace.embedding[b], text_features, clusters, alpha=alpha, gamma=gamma)
+            cass_scores(features[b], embeddings[b], text_features, clusters, alpha=alpha, gamma=gamma)
             for b in range(pixels.shape[0])
         ]
     )
@@ -232,6 +238,8 @@ class CASS(Explainer):
         std: the Gaussian neighbourhood's standard deviation, in patches.
         solver: ``randomized`` (the release's ``svd_lowrank``, seeded) or ``exact`` (truncated SVD).
         seed: seeds the randomized SVD per image.
+        whole_image_prior: take the presence prior's image embedding from the whole image when a caller slides
+            windows and gives it (:meth:`whole_image_context`); False: each window's own (the release on Cityscapes).
 
     ``extras``: ``{"partner": (B, H) DINO graph per CLIP head, "weight": (B, H) its blend weight}``.
     """
@@ -264,6 +272,9 @@ class CASS(Explainer):
         std: Annotated[float, Opt("Gaussian neighbourhood std, in patches (> 0)")] = 5.0,
         solver: Annotated[str, Opt("low-rank SVD of DINO's graph", choices=SOLVERS)] = "randomized",
         seed: Annotated[int, Opt("seed of the randomized SVD", min=0)] = 0,
+        whole_image_prior: Annotated[
+            bool, Opt("under sliding windows, the prior from the whole image's embedding (as released)")
+        ] = True,
         templates: Sequence[str] | None = None,
     ) -> None:
         super().__init__(backbone, templates=templates)
@@ -272,6 +283,8 @@ class CASS(Explainer):
         self.global_semantics_weight, self.mean_vector_weight = global_semantics_weight, mean_vector_weight
         self.h_threshold, self.eigenscaling, self.std = h_threshold, eigenscaling, std
         self.solver, self.seed = solver, seed
+        self.whole_image_prior = whole_image_prior
+        self._whole_image_embedding: torch.Tensor | None = None
         self.auxiliary_spec = auxiliary or default_auxiliary(backbone)
         self.auxiliary = _load_auxiliary(self.auxiliary_spec, backbone)
 
@@ -293,7 +306,23 @@ class CASS(Explainer):
             std=self.std,
             solver=self.solver,
             seed=self.seed,
+            image_embeddings=self._prior_embeddings(len(pixels)),
         )
+
+    @contextlib.contextmanager
+    def whole_image_context(self, embedding: torch.Tensor) -> Iterator[None]:
+        """Within it, every call's presence prior reads ``embedding`` (1, D), the whole image's CLIP embedding,
+        as the release's ``forward_slide`` does for each window (``whole_image_prior=False``: ignored)."""
+        self._whole_image_embedding = embedding.detach() if self.whole_image_prior else None
+        try:
+            yield
+        finally:
+            self._whole_image_embedding = None
+
+    def _prior_embeddings(self, batch: int) -> torch.Tensor | None:
+        """(B, D) the whole image's embedding for each input, or None (each input's own)."""
+        whole = self._whole_image_embedding
+        return None if whole is None else whole.reshape(1, -1).expand(batch, -1)
 
     def dino_keys(self, pixels: torch.Tensor) -> Any:
         """DINO's last-block features (:class:`AuxiliaryFeatures`) of the CLIP input ``pixels`` (B, 3, H, W)."""

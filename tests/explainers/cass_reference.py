@@ -182,10 +182,26 @@ def hierarchical_prompt(image_features, sims, texts, cluster_info, mean_vector_w
 
 
 def reference_cass(
-    pixels, sd, dino, dino_input, texts, *, layers, heads, gamma, alpha, h_threshold, eigenscaling, seed, exact
+    pixels,
+    sd,
+    dino,
+    dino_input,
+    texts,
+    *,
+    layers,
+    heads,
+    gamma,
+    alpha,
+    h_threshold,
+    eigenscaling,
+    seed,
+    exact,
+    whole_image=None,
 ):
     """(B, 3, S, S) -> (B, Q, h, w) the release's ``forward_feature`` logits (before upsampling), image by image;
-    ``dino_input``: (1, 3, S, S) CLIP input -> DINO's input tensor (:func:`release_dino_input`)."""
+    ``dino_input``: (1, 3, S, S) CLIP input -> DINO's input tensor (:func:`release_dino_input`). ``whole_image``
+    (1, 3, S, S): ``forward_feature(img, whole_img)`` as ``forward_slide`` calls it, the prior's
+    ``global_vector`` being ``encode_image(whole_img, return_cls=True)``: the plain forward's class token."""
     out = []
     cluster_info = clusters(texts, h_threshold)
     for b in range(pixels.shape[0]):
@@ -195,6 +211,9 @@ def reference_cass(
         torch.manual_seed(seed)
         features, x_last = clip_forward(image, sd, layers, heads, qkv, (int(grid), int(grid)), eigenscaling, exact)
         features = features / features.norm(dim=-1, keepdim=True)
+        if whole_image is not None:
+            x_last = ln(reference_block(stream_entering(whole_image, sd, layers - 1), sd, layers - 1)[:, 0, :], sd,
+                        "visual.ln_post") @ sd["visual.proj"]  # fmt: skip
         x_last = x_last / x_last.norm(dim=-1, keepdim=True)
         sims = x_last @ texts.T
         adjusted = hierarchical_prompt(features, sims, texts, cluster_info, alpha)

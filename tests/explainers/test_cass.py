@@ -145,6 +145,31 @@ def test_the_registered_explainer_on_an_auxiliary_dino_equals_the_release(backbo
     assert relative <= 1e-5, relative
 
 
+def test_the_whole_images_prior_under_windows_equals_the_releases_forward_slide(backbone, sd, pixels, texts):
+    """Inside ``whole_image_context`` (the OVSS windows give it), the prior reads the whole image's embedding, as
+    the release's ``forward_slide`` calls ``forward_feature(crop, img)``; ``whole_image_prior=False`` ignores it."""
+    spec = "vit_base_patch8_224.dino?embed_dim=64&num_heads=4&depth=2&img_size=32&seed=5"
+    explainer = cliplens.create_explainer("cass", backbone, auxiliary=spec)
+    dino = explainer.auxiliary.model.double()
+    whole = torch.randn(1, 3, *pixels.shape[-2:], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    options = dict(layers=LAYERS, heads=HEADS, gamma=0.25, alpha=0.04, h_threshold=0.09, eigenscaling=True, seed=0)
+    with torch.no_grad():
+        with explainer.whole_image_context(backbone.encode_image(whole, normalize=True)):
+            got = explainer.explain_patches(pixels, texts).scores
+        alone = explainer.explain_patches(pixels, texts).scores
+        want = ref.reference_cass(
+            pixels, sd, dino, lambda image: ref.release_dino_input(image, 8), texts, exact=False, whole_image=whole,
+            **options,
+        )  # fmt: skip
+        declined = cliplens.create_explainer("cass", backbone, auxiliary=spec, whole_image_prior=False)
+        with declined.whole_image_context(backbone.encode_image(whole, normalize=True)):
+            assert torch.equal(declined.explain_patches(pixels, texts).scores, alone)
+    dino.float()
+    relative = ((got - want).abs().max() / want.abs().max()).item()
+    assert relative <= 1e-5, relative
+    assert ((got - alone).abs().max() / alone.abs().max()).item() > 1e-3  # the prior did change
+
+
 @pytest.mark.slow
 def test_the_dino_graph_and_the_text_step_matter(backbone, dino, pixels, texts):
     """Each part changes the scores: eigenscaling, the text step α, the prior γ, another DINO."""

@@ -91,13 +91,17 @@ TRIDENT_PROTOCOL = MethodProtocol(
 _CASS_BASE = OVSSSettings(logit_scale=40.0, dtype="float16")
 
 
-def _cass_options(gamma: float, alpha: float, threshold: float, eigenscaling: bool = True) -> dict[str, Any]:
-    """One CASS config's model options as the explainer's keyword arguments."""
+def _cass_options(
+    gamma: float, alpha: float, threshold: float, eigenscaling: bool = True, whole_image_prior: bool = True
+) -> dict[str, Any]:
+    """One CASS config's model options as the explainer's keyword arguments (``whole_image_prior``: the release's
+    ``forward_slide`` gives each window the whole image, but on Cityscapes)."""
     return {
         "global_semantics_weight": gamma,
         "mean_vector_weight": alpha,
         "h_threshold": threshold,
         "eigenscaling": eigenscaling,
+        "whole_image_prior": whole_image_prior,
     }
 
 
@@ -121,7 +125,7 @@ CASS_PROTOCOL = MethodProtocol(
         "voc20": _cass_options(0.4, 0.02, 0.10, eigenscaling=False),
         "context59": _cass_options(0.25, 0.04, 0.09),
         "coco_stuff": _cass_options(0.2, 0.02, 0.02),
-        "cityscapes": _cass_options(0.1, 0.03, 0.14, eigenscaling=False),
+        "cityscapes": _cass_options(0.1, 0.03, 0.14, eigenscaling=False, whole_image_prior=False),
         "ade20k": _cass_options(0.3, 0.05, 0.06),
     },
 )

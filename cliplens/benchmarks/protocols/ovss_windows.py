@@ -96,10 +96,39 @@ def sliding_scores(
     return F.interpolate(averaged[None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0]
 
 
+def whole_image_embedding(backbone: Any, resized: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) resized image -> (1, D) its CLIP embedding at its own size (the patch grid's pixels, as
+    :func:`whole_image_scores` reads them); the backbone's input size is restored afterwards."""
+    H, W = resized.shape[-2:]
+    ph, pw = backbone.patch_size
+    kept = (max(ph, H // ph * ph), max(pw, W // pw * pw))
+    before = tuple(backbone.image_size)
+    backbone.set_input_size(kept)
+    try:
+        pixels = backbone.preprocess(resized[:, : kept[0], : kept[1]], fit="stretch")
+        with torch.no_grad():
+            return backbone.encode_image(pixels, normalize=True)
+    finally:
+        backbone.set_input_size(before)
+
+
 def window_scores(
     explainer: Explainer, resized: torch.Tensor, text_features: torch.Tensor, settings: OVSSSettings
 ) -> torch.Tensor:
-    """(3, H, W) resized image, (Q, D) -> (Q, H, W) window scores upsampled to each window and averaged."""
+    """(3, H, W) resized image, (Q, D) -> (Q, H, W) window scores upsampled to each window and averaged.
+
+    An explainer with a ``whole_image_context(embedding)`` method (CASS's presence prior) runs its windows inside
+    it, given the whole image's embedding (:func:`whole_image_embedding`), as its release's ``forward_slide``."""
+    context = getattr(explainer, "whole_image_context", None)
+    if context is None:
+        return _averaged_windows(explainer, resized, text_features, settings)
+    with context(whole_image_embedding(explainer.backbone, resized)):
+        return _averaged_windows(explainer, resized, text_features, settings)
+
+
+def _averaged_windows(
+    explainer: Explainer, resized: torch.Tensor, text_features: torch.Tensor, settings: OVSSSettings
+) -> torch.Tensor:
     backbone = explainer.backbone
     H, W = resized.shape[-2:]
     total = torch.zeros(text_features.shape[0], H, W)

@@ -175,3 +175,40 @@ def test_progress_is_named_and_moves_per_sample(monkeypatch):
     frames = [frame.strip() for frame in stream.getvalue().split("\r") if frame.strip()]
     for done in range(4):
         assert any(frame.startswith(f"ovss voc21 × sclip {done}/3 · ") for frame in frames), frames
+
+
+def test_windows_of_an_explainer_with_a_whole_image_context_see_the_whole_images_embedding():
+    """CASS's hook (``whole_image_context``): its windows run inside it, given the whole resized image's embedding
+    at its own size (the release's ``forward_slide`` passes the whole image); the backbone's input size is back."""
+    from cliplens.benchmarks.protocols.ovss_windows import model_settings, window_scores
+
+    backbone = cliplens.create_backbone("toy")
+    explainer = cliplens.create_explainer("raw_similarity", backbone)
+    seen = []
+
+    class Context:
+        def __init__(self, embedding):
+            seen.append(embedding)
+
+        def __enter__(self):
+            seen.append("in")
+
+        def __exit__(self, *exc):
+            seen.append("out")
+
+    explainer.whole_image_context = Context
+    calls = []
+    explain = explainer.explain_features
+    explainer.explain_features = lambda *a, **k: calls.append(seen[-1]) or explain(*a, **k)
+    image = torch.rand(3, 100, 136, generator=torch.Generator().manual_seed(0))
+    settings = OVSSSettings(short_side=100, crop=64, stride=48)
+    texts = backbone.encode_text(["red", "blue"])
+    size = tuple(backbone.image_size)
+    with model_settings(backbone, settings):
+        window_scores(explainer, image, texts, settings)
+    assert seen[1:] == ["in", "out"] and calls and set(calls) == {"in"}  # every window inside the context
+    kept = (100 // 8 * 8, 136 // 8 * 8)  # the toy's 8-px patches: the whole grid's pixels
+    backbone.set_input_size(kept)
+    want = backbone.encode_image(backbone.preprocess(image[:, : kept[0], : kept[1]], fit="stretch"))
+    backbone.set_input_size(size)
+    assert torch.equal(seen[0], want) and tuple(backbone.image_size) == size
