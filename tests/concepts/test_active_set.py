@@ -98,3 +98,11 @@ def test_the_decomposer_takes_the_solver(tmp_path, monkeypatch) -> None:
     assert (exact.weights - admm.weights).abs().max() <= 1e-4  # the ADMM converges on 7 concepts
     with pytest.raises(InputError, match="unknown SpLiCE solver 'lars'"):
         ConceptDecomposer(toy_backbone, solver="lars", **options)
+
+
+def test_targets_in_chunks_give_each_target_what_it_gets_alone() -> None:
+    dictionary, targets = problem(6, 300, targets=7)
+    whole = exact_nonnegative_lasso(dictionary, targets, 0.15)
+    chunked = exact_nonnegative_lasso(dictionary, targets, 0.15, chunk=3)
+    assert chunked.converged and (chunked.weights - whole.weights).abs().max() <= 1e-12
+    assert exact_nonnegative_lasso(dictionary, targets[:0], 0.15).weights.shape == (0, 300)
