@@ -5,7 +5,8 @@ Reference: PyPI ``exclip`` 1.1, whose ``exclip/explanation.py`` is github.com/lu
 ``Explainer._compute_integrated_jacobian``, ``interpolate_reference_embedding``, ``interpolation_hook``,
 ``OpenClipExplainer.encode_text`` / ``init_*_attribution``). The package is not in the ``test`` extra: it
 requires ``opencv-python``, which pip would install beside the ``opencv-python-headless`` that ``grad-cam``
-requires (two distributions writing the same ``cv2`` package). The transcription below follows its steps
+requires (two distributions writing the same ``cv2`` package); ``.ci/run`` installs it with ``--no-deps`` and
+requires its test (:func:`exclip_package`). The transcription below follows its steps
 with forward pre-hooks on the open_clip model, one backward per embedding dimension, in float64 (the
 package casts the Jacobians to float32 before their product; here they stay float64). Random weights,
 random biases and LayerNorms (tests/explainers/_text_side_models.py).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
 import pytest
 import torch
@@ -129,9 +131,22 @@ def test_maps_and_token_scores_are_the_interactions_summed(result):
     assert [w for w, _ in words] == TEXTS[0].split()
 
 
+def exclip_package():
+    """The authors' ``exclip.explanation``; CI installs it (``.ci/run``: ``pip install --no-deps exclip==1.1``, its
+    declared ``opencv-python`` would replace ``opencv-python-headless``'s ``cv2``; the module imports torch and tqdm
+    only) and sets ``CLIPLENS_EXCLIP_TESTS=required``, so there a missing package fails instead of skipping."""
+    try:
+        import exclip.explanation as explanation
+    except ImportError:
+        if os.environ.get("CLIPLENS_EXCLIP_TESTS") == "required":
+            pytest.fail("exclip is not installed (CLIPLENS_EXCLIP_TESTS=required): pip install --no-deps exclip==1.1")
+        pytest.skip("exclip not installed (pip install --no-deps exclip==1.1)")
+    return explanation
+
+
 @pytest.mark.slow
 def test_interactions_equal_the_exclip_package(model, backbone, pixels, result):
-    explanation = pytest.importorskip("exclip.explanation", reason="exclip not installed (pip install exclip)")
+    explanation = exclip_package()
     explainer = explanation.OpenClipExplainer(
         copy.deepcopy(model).requires_grad_(True), image_dim=32, text_seq_len=CONTEXT, device=torch.device("cpu")
     )
