@@ -183,9 +183,8 @@ def patch_cosines(sd, x, texts, n_patches):
     return (features @ texts.T).permute(0, 2, 1).reshape(-1, texts.shape[0], *n_patches)
 
 
-def first_pass_features(img, sd, strategy="resclip", layers=12, std=5.0, patch_size=8):
-    """(N, D) the feedback pass's projected patch features of one image (to build test texts that split them)."""
-    arch = "w_resi" if strategy == "sclip" else "wo_resi"
+def _penultimate(img, sd, layers, std, patch_size):
+    """The released forward up to the last block: (x entering it (N+1, 1, d), RCS attention of blocks 5-8, grid)."""
     n_patches = (img.shape[-2] // patch_size, img.shape[-1] // patch_size)
     x = reference_embed(img, sd).permute(1, 0, 2)
     attn_map = []
@@ -194,7 +193,13 @@ def first_pass_features(img, sd, strategy="resclip", layers=12, std=5.0, patch_s
         x = x + x_i
         x = x + reference_mlp(x.permute(1, 0, 2), sd, layer).permute(1, 0, 2)
         attn_map.append(attn_i)
-    attention_rcs = torch.stack([attn_map[i] for i in range(5, 9)]).mean(dim=0)
+    return x, torch.stack([attn_map[i] for i in range(5, 9)]).mean(dim=0), n_patches
+
+
+def first_pass_features(img, sd, strategy="resclip", layers=12, std=5.0, patch_size=8):
+    """(N, D) the feedback pass's projected patch features of one image (to build test texts that split them)."""
+    arch = "w_resi" if strategy == "sclip" else "wo_resi"
+    x, attention_rcs, n_patches = _penultimate(img, sd, layers, std, patch_size)
     y = last_block(sd, x, arch, layers - 1, strategy=strategy, n_patches=n_patches, gaussian_std=std,
                    attn_rcs=attention_rcs, rcs_w=(2.0, 0.4))  # fmt: skip
     return (ln(y.permute(1, 0, 2), sd, "visual.ln_post") @ sd["visual.proj"])[0, 1:]
@@ -206,15 +211,7 @@ def resclip_released(
 ):  # fmt: skip
     """One image (1, 3, S_h, S_w) -> ((T, h, w) cosines, (h, w) feedback labels)."""
     arch = "w_resi" if strategy == "sclip" else "wo_resi"
-    n_patches = (img.shape[-2] // patch_size, img.shape[-1] // patch_size)
-    x = reference_embed(img, sd).permute(1, 0, 2)
-    attn_map = []
-    for layer in range(layers - 1):
-        x_i, attn_i = custom_attn(sd, layer, ln(x, sd, f"visual.transformer.resblocks.{layer}.ln_1"), None, None, std)
-        x = x + x_i
-        x = x + reference_mlp(x.permute(1, 0, 2), sd, layer).permute(1, 0, 2)
-        attn_map.append(attn_i)
-    attention_rcs = torch.stack([attn_map[i] for i in range(5, 9)]).mean(dim=0)
+    x, attention_rcs, n_patches = _penultimate(img, sd, layers, std, patch_size)
     common = dict(strategy=strategy, n_patches=n_patches, gaussian_std=std, attn_rcs=attention_rcs, rcs_w=rcs_w)
     logits = patch_cosines(sd, last_block(sd, x, arch, layers - 1, **common), texts, n_patches)
     logits = F.interpolate(logits, size=img.shape[-2:], mode="bilinear", align_corners=False)

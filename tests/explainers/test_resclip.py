@@ -13,7 +13,7 @@ import cliplens
 from cliplens.errors import InputError
 from tests.backbones.test_vit import randomize_
 from tests.conftest import make_tiny_clip
-from tests.explainers._attention_reference import state_dict64, tiny_backbone
+from tests.explainers.localiser_reference import backbone, sd  # noqa: F401  (fixtures, on this module's model)
 from tests.explainers.resclip_reference import first_pass_features, resclip_released
 
 GRID = 7
@@ -22,16 +22,6 @@ GRID = 7
 @pytest.fixture(scope="module")
 def model():
     return randomize_(make_tiny_clip(seed=12, image_size=8 * GRID, layers=12), seed=4).eval()
-
-
-@pytest.fixture(scope="module")
-def backbone(model):
-    return tiny_backbone(model)
-
-
-@pytest.fixture(scope="module")
-def sd(model):
-    return state_dict64(model)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import cliplens
 from cliplens.errors import InputError
 from tests.backbones.test_vit import ln, randomize_, reference_block, reference_embed
 from tests.conftest import make_tiny_clip
-from tests.explainers._attention_reference import state_dict64, tiny_backbone
+from tests.explainers.localiser_reference import backbone, sd  # noqa: F401  (fixtures, on this module's model)
 
 GRID = 7
 
@@ -29,16 +29,6 @@ GRID = 7
 @pytest.fixture(scope="module")
 def model():
     return randomize_(make_tiny_clip(seed=11, image_size=8 * GRID, layers=12), seed=2).eval()
-
-
-@pytest.fixture(scope="module")
-def backbone(model):
-    return tiny_backbone(model)
-
-
-@pytest.fixture(scope="module")
-def sd(model):
-    return state_dict64(model)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +185,7 @@ def test_bad_layers_are_refused_in_one_line(backbone):
 
 def test_few_patches_use_fewer_neighbours():
     """A 4x4 grid (16 patches) has no 30 neighbours: the outlier factor uses 15, and the forward runs."""
-    from tests.explainers._attention_reference import random_pixels, random_texts, tiny_model
+    from tests.explainers._attention_reference import random_pixels, random_texts, tiny_backbone, tiny_model
 
     backbone = tiny_backbone(tiny_model())
     with torch.no_grad():

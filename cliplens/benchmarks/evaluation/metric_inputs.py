@@ -154,25 +154,16 @@ def explain_batch(explainer: Explainer, texts: list[str], pixels: torch.Tensor, 
             text_tokens=result.text_tokens,
         )
     scored = explainer.explain_scores(texts, pixels=pixels)
-    if pixels.shape[0] * len(texts) * size[0] * size[1] <= FULL_MAPS_ELEMENTS:
-        # the very call explain(output_size=size) makes: torch's CPU bilinear kernel rounds a few small
-        # outputs (8x8 -> 64x64 with >= 10 channels) 1 ulp differently with fewer channels, so ordinary
-        # images keep it; its time also stays in the explainer's, as before
-        maps = scored.maps(size)
-        return BatchMaps(
-            scored.patch_scores,
-            size,
-            len(texts),
-            maps=maps,
-            explainer=explainer.name,
-            extras=scored.extras,
-            text_tokens=scored.text_tokens,
-        )
+    # ordinary images get the very call explain(output_size=size) makes: torch's CPU bilinear kernel rounds a few
+    # small outputs (8x8 -> 64x64 with >= 10 channels) 1 ulp differently with fewer channels; its time also stays
+    # in the explainer's, as before. Larger batches make their maps on demand.
+    full = pixels.shape[0] * len(texts) * size[0] * size[1] <= FULL_MAPS_ELEMENTS
     return BatchMaps(
         scored.patch_scores,
         size,
         len(texts),
-        scored=scored,
+        scored=None if full else scored,
+        maps=scored.maps(size) if full else None,
         explainer=explainer.name,
         extras=scored.extras,
         text_tokens=scored.text_tokens,
