@@ -65,6 +65,7 @@ def test_resclip_equals_the_released_forward(backbone, sd, pixels, base, strateg
     want, labels = resclip_released(image, sd, texts, strategy=strategy, **released)
     assert labels.unique().numel() >= 3 and (labels == 0).any()  # a prior with several labels, some thresholded
     relative = ((got - want).abs().max() / want.abs().max()).item()
+    print(f"resclip (base={base}) vs the released forward: max relative difference {relative:.2e}")
     assert relative < 1e-5, relative
 
 

@@ -136,6 +136,7 @@ def test_trident_equals_the_released_forward(backbone, model, sam, case):
     assert got.shape == (1, *want.shape)
     assert torch.isfinite(want).all()
     relative = (got[0] - want).abs().max() / want.abs().max()
+    print(f"trident vs the released forward ({case}): max relative difference {relative:.2e}")
     assert relative < 1e-10, f"{case}: relative difference {relative:.2e}"
 
 

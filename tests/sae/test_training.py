@@ -39,6 +39,7 @@ def test_a_trained_sae_reconstructs_better_than_an_untrained_one(toy):
     before = reconstruction_stats(sae, [test_acts])
     trainer.run()
     after = reconstruction_stats(sae, [test_acts])
+    print(f"held-out explained variance: {before.explained_variance:.3f} untrained -> {after.explained_variance:.3f}")
     # measured: explained variance -0.12 untrained (initialised) -> 0.68 after 25 steps on 32 images
     assert after.explained_variance > before.explained_variance + 0.3 and after.explained_variance > 0.6
     assert after.l0 <= 8 and trainer.last is not None and 0 <= trainer.last.dead_fraction <= 1

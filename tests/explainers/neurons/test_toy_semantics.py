@@ -5,7 +5,7 @@ that colour, the min-max normalised map of "a photo of a <colour> shape." inside
 colour minus on the rest of the image, averaged. Maps of the 8 neurons the explainer chooses against
 maps of 8 random neurons (10 draws), at the default layer (1 of 4). Measured here: fitted on 40
 ``shapes:train`` scenes, texts centred on their mean: chosen 0.257, random -0.054 ± 0.140; fitted on 100
-scenes: 0.367 (texts centred), 0.394 (centred on the shipped pool's mean, the default), and -0.467 with
+scenes: 0.356 (texts centred), 0.384 (centred on the shipped pool's mean, the default), and -0.482 with
 uncentred texts (``centre="none"``, the authors' code): those choose background neurons.
 """
 
